@@ -1,0 +1,28 @@
+"""Test settings: only overrides of base.py.
+
+Tests run against PostgreSQL on loopback (partial indexes, SKIP LOCKED and UPDATE races behave
+differently on SQLite), unless DATABASE_URL says otherwise.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/controlplane")
+os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+
+from controlplane.settings.base import *  # noqa: E402,F403
+from controlplane.settings.base import DATABASES  # noqa: E402
+
+# Several checkouts may run their suites at once on one server: TEST_DATABASE_NAME keeps them apart.
+if os.environ.get("TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+SECURE_SSL_REDIRECT = False

@@ -1,0 +1,60 @@
+"""Settings come from the environment and fail loudly, naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(args, **env):
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL"}
+    }
+    base.update(env)
+    base["DJANGO_SETTINGS_MODULE"] = "controlplane.settings.base"
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=base, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DEBUG": "0", "ALLOWED_HOSTS": "example.com"}, "SECRET_KEY"),
+        ({"DEBUG": "0", "SECRET_KEY": "x" * 60}, "ALLOWED_HOSTS"),
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"DEBUG": "1", "DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL"),
+        ({"DEBUG": "1", "CONTROLPLANE_PROVIDER": "aws"}, "CONTROLPLANE_PROVIDER"),
+        ({"DEBUG": "1", "CONTROLPLANE_PROVIDER": "gcp"}, "GOOGLE_CLOUD_PROJECT"),
+        ({"DEBUG": "1", "DB_CONN_MAX_AGE": "soon"}, "DB_CONN_MAX_AGE"),
+    ],
+)
+def test_a_wrong_or_missing_value_fails_at_start_naming_the_variable(tmp_path, env, variable):
+    result = _run(["check"], VAR_DIR=str(tmp_path), **env)
+    assert result.returncode != 0
+    assert variable in result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = _run(
+        ["check", "--deploy", "--fail-level", "WARNING"],
+        DEBUG="0",
+        SECRET_KEY="prod-" + "k3y-" * 15,
+        ALLOWED_HOSTS="controlplane.example.com",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/controlplane",
+        VAR_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_the_embedded_defaults_need_no_server(tmp_path):
+    result = _run(["check"], DEBUG="1", VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "celery" / "queue").is_dir()

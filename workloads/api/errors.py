@@ -1,0 +1,96 @@
+"""One JSON error shape for the whole API:
+
+    {"type": "validation_error", "detail": "Invalid input.", "errors": {"slos.0.target_percent": ["..."]}}
+
+`errors` (validation only) maps dotted field paths to messages, whether the problem was found by
+the serializer (types, unknown fields) or by the model's validation in a service.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from workloads.errors import ApplicationError
+from workloads.models import AuditResult
+
+logger = logging.getLogger(__name__)
+
+
+def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
+    flat: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            for sub_path, messages in flatten_errors(value, path).items():
+                flat.setdefault(sub_path, []).extend(messages)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            flat[prefix or "non_field_errors"] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                if item:
+                    flat.update(flatten_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+    else:
+        flat[prefix or "non_field_errors"] = [str(detail)]
+    return flat
+
+
+def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    if hasattr(exc, "error_dict"):
+        return {
+            ("non_field_errors" if field == "__all__" else field): messages
+            for field, messages in exc.message_dict.items()
+        }
+    return {"non_field_errors": exc.messages}
+
+
+def validation_response(errors: dict[str, list[str]]) -> Response:
+    return Response(
+        {"type": "validation_error", "detail": "Invalid input: see errors.", "errors": errors},
+        status=status.HTTP_400_BAD_REQUEST,
+    )
+
+
+def _record_denied(request, exc) -> None:
+    user = getattr(request, "user", None)
+    if request.method in ("GET", "HEAD", "OPTIONS") or not user or not user.is_authenticated:
+        return
+    from workloads.services.audit import audit_event_record
+
+    try:
+        audit_event_record(
+            actor=user,
+            action="request.denied",
+            target_repr=f"{request.method} {request.path}"[:255],
+            result=AuditResult.DENIED,
+            extra={"reason": str(getattr(exc, "detail", exc))},
+        )
+    except Exception:  # never turn a 403 into a 500 because the audit write failed
+        logger.exception("could not record a denied request")
+
+
+def exception_handler(exc, context):
+    request = context.get("request")
+    if isinstance(exc, DjangoValidationError):
+        return validation_response(_django_validation_errors(exc))
+    if isinstance(exc, exceptions.ValidationError):
+        return validation_response(flatten_errors(exc.detail))
+    if isinstance(exc, ApplicationError):
+        body = {"type": exc.code, "detail": exc.message, **exc.extra}
+        return Response(body, status=exc.status)
+    if isinstance(exc, (exceptions.PermissionDenied, DjangoPermissionDenied)) and request is not None:
+        _record_denied(request, exc)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
+    code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+    response.data = {"type": str(code), "detail": str(detail)}
+    return response

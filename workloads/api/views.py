@@ -1,0 +1,173 @@
+"""REST API v1: the registry. Every write goes through a service, which validates and audits."""
+
+import django_filters
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.roles import Role, user_role
+from workloads.api import serializers as s
+from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
+from workloads.services import classes as class_services
+from workloads.services import tokens as token_services
+
+
+class WorkloadClassFilter(django_filters.FilterSet):
+    class Meta:
+        model = WorkloadClass
+        fields = {"tier": ["exact"], "owner_team": ["exact"], "timeout_tier": ["exact"]}
+
+
+class WorkloadClassViewSet(viewsets.ModelViewSet):
+    """Workload classes with their SLOs and schedules (nested; a list given on write replaces the
+    class's list, matched by SLO kind and schedule name). Slugs are stable identifiers."""
+
+    serializer_class = s.WorkloadClassSerializer
+    lookup_field = "slug"
+    lookup_value_regex = "[a-z0-9-]+"
+    read_role = Role.VIEWER
+    write_role = Role.ADMIN
+    filterset_class = WorkloadClassFilter
+    search_fields = ["slug", "name", "owner_team", "description"]
+    ordering_fields = ["slug", "name", "owner_team", "tier", "created_at", "updated_at"]
+    ordering = ["slug"]
+
+    def get_queryset(self):
+        return WorkloadClass.objects.select_related("cost_rates").prefetch_related(
+            Prefetch("slos", queryset=Slo.objects.order_by("kind")),
+            Prefetch("schedules", queryset=SchedulePolicy.objects.order_by("-priority", "name")),
+        )
+
+    @staticmethod
+    def _split(validated: dict) -> tuple[dict, list | None, list | None]:
+        fields = dict(validated)
+        slos = fields.pop("slos", None)
+        schedules = fields.pop("schedules", None)
+        return fields, slos, schedules
+
+    def _fresh(self, workload_class: WorkloadClass) -> WorkloadClass:
+        return self.get_queryset().get(pk=workload_class.pk)
+
+    def perform_create(self, serializer):
+        fields, slos, schedules = self._split(serializer.validated_data)
+        created = class_services.workload_class_create(
+            actor=self.request.user, fields=fields, slos=slos, schedules=schedules
+        )
+        serializer.instance = self._fresh(created)
+
+    def perform_update(self, serializer):
+        fields, slos, schedules = self._split(serializer.validated_data)
+        updated = class_services.workload_class_update(
+            actor=self.request.user, workload_class=serializer.instance, fields=fields, slos=slos, schedules=schedules
+        )
+        serializer.instance = self._fresh(updated)
+
+    def perform_destroy(self, instance):
+        class_services.workload_class_delete(actor=self.request.user, workload_class=instance)
+
+
+class CostRatesViewSet(viewsets.ModelViewSet):
+    """Price sheets that classes point at (by name)."""
+
+    serializer_class = s.CostRatesSerializer
+    queryset = CostRates.objects.all()
+    lookup_field = "name"
+    read_role = Role.VIEWER
+    write_role = Role.ADMIN
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "created_at"]
+    ordering = ["name"]
+
+    def perform_create(self, serializer):
+        serializer.instance = class_services.cost_rates_create(
+            actor=self.request.user, fields=serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = class_services.cost_rates_update(
+            actor=self.request.user, cost_rates=serializer.instance, fields=serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        class_services.cost_rates_delete(actor=self.request.user, cost_rates=instance)
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains")
+    action = django_filters.CharFilter(field_name="action", lookup_expr="startswith")
+    workload_class = django_filters.CharFilter(field_name="workload_class_slug")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["result", "target_type", "target_id", "via", "request_id"]
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit trail: every change, who made it, from where, and with what result."""
+
+    serializer_class = s.AuditEventSerializer
+    queryset = AuditEvent.objects.select_related("token")
+    read_role = Role.VIEWER
+    filterset_class = AuditEventFilter
+    search_fields = ["target_repr", "action", "actor_label"]
+    ordering_fields = ["occurred_at", "action"]
+    ordering = ["-occurred_at", "-id"]
+
+
+class ApiTokenViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """API tokens for automation, managed by admins. The token text is returned once, on create;
+    DELETE revokes (the row stays for the audit trail)."""
+
+    serializer_class = s.ApiTokenSerializer
+    queryset = ApiToken.objects.select_related("user", "created_by")
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+    filterset_fields = ["user__username"]
+    ordering_fields = ["created_at", "name"]
+    ordering = ["-created_at"]
+
+    @extend_schema(request=s.ApiTokenSerializer, responses={201: s.IssuedTokenSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        token, raw = token_services.api_token_issue(
+            actor=request.user,
+            user=data.get("user", request.user),
+            name=data["name"],
+            scopes=data.get("scopes"),
+            expires_at=data.get("expires_at"),
+        )
+        output = s.IssuedTokenSerializer(token).data
+        output["token"] = raw
+        return Response(output, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        token_services.api_token_revoke(actor=self.request.user, token=instance)
+
+
+class MeView(APIView):
+    """Who the API thinks you are: user, role and, for a token, its scopes."""
+
+    read_role = Role.VIEWER
+
+    @extend_schema(responses=s.MeSerializer)
+    def get(self, request):
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        data = {
+            "username": request.user.get_username(),
+            "role": user_role(request.user).name.lower(),
+            "token": token.name if token else None,
+            "scopes": token.scopes if token else ["*"],
+        }
+        return Response(s.MeSerializer(data).data)
