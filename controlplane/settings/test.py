@@ -12,7 +12,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/contro
 os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 
 from controlplane.settings.base import *  # noqa: E402,F403
-from controlplane.settings.base import DATABASES  # noqa: E402
+from controlplane.settings.base import DATABASES, _database_from_url  # noqa: E402
 
 # Several checkouts may run their suites at once on one server: TEST_DATABASE_NAME keeps them apart.
 if os.environ.get("TEST_DATABASE_NAME"):
@@ -26,3 +26,11 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 SECURE_SSL_REDIRECT = False
+
+# The contract suite also runs the embedded local provider on SQLite (what `make run` uses), in
+# the same session, through this second alias; the local provider takes the alias to use.
+_contract_sqlite_file = f"/tmp/controlplane-{os.environ.get('TEST_DATABASE_NAME', 'test')}-contract.sqlite3"
+DATABASES["contract_sqlite"] = {
+    **_database_from_url(f"sqlite:///{_contract_sqlite_file}"),
+    "TEST": {"NAME": _contract_sqlite_file},
+}

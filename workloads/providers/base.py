@@ -1,0 +1,350 @@
+"""The three ports the control plane acts through: Queue, WorkerPools and Metrics.
+
+Plain dataclasses in and out; nothing here knows Django, HTTP or Google's types. Adapters live in
+`gcp/` (Pub/Sub, Cloud Run Admin, Cloud Monitoring) and `local/` (the embedded default), and one
+contract suite (`tests/contract/`) proves they behave the same.
+
+Semantics follow Pub/Sub where the two could differ:
+- a topic fans out to its subscriptions; a message is redelivered until acked;
+- `delivery_attempt` starts at 1 and grows by one per nack or expired lease;
+- after `max_delivery_attempts` failed deliveries a message moves to the dead-letter topic with
+  the `CloudPubSubDeadLetterSource*` attributes added (originals kept);
+- with ordering on, messages of one ordering key are delivered in publish order, one at a time;
+- acked messages are retained for `message_retention_seconds`, so `seek` to an earlier time
+  redelivers them.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Attributes Pub/Sub adds to a dead-lettered copy; the local provider adds the same ones.
+DEAD_LETTER_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
+DEAD_LETTER_SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
+DEAD_LETTER_SOURCE_PROJECT = "CloudPubSubDeadLetterSourceSubscriptionProject"
+DEAD_LETTER_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
+
+# Attributes the control plane itself sets on messages.
+ATTR_CLASS = "cp-class"
+ATTR_IDEMPOTENCY_KEY = "cp-idempotency-key"
+ATTR_SCHEMA_VERSION = "cp-schema-version"
+ATTR_INGESTED_AT = "cp-ingested-at"  # RFC 3339 UTC
+ATTR_TRACE_ID = "cp-trace-id"
+ATTR_REPLAY_COUNT = "cp-replay-count"
+ATTR_ERROR_TYPE = "cp-error-type"
+ATTR_ERROR_MESSAGE = "cp-error-message"
+ATTR_ERROR_SIGNATURE = "cp-error-signature"
+ATTR_ATTEMPTS = "cp-attempts"
+
+
+# --- Errors -------------------------------------------------------------------------------------
+class ProviderError(Exception):
+    """A provider call failed. `permanent` errors (permission denied, not found, invalid argument)
+    will fail again until someone fixes something, and `message` says what; transient ones
+    (unavailable, deadline exceeded, resource exhausted, aborted) were already retried by the
+    adapter with backoff up to its deadline and may succeed later."""
+
+    def __init__(self, message: str, *, permanent: bool, code: str = "", resource: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code  # e.g. "PERMISSION_DENIED", "UNAVAILABLE"
+        self.resource = resource
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- Specs: what a workload class asks of each port ------------------------------------------------
+@dataclass(frozen=True)
+class QueueSpec:
+    """Everything the Queue port needs to know about one class (built from a WorkloadClass by
+    `workloads.providers.specs.queue_spec`). Names are full resource names."""
+
+    slug: str
+    topic: str
+    subscription: str
+    dead_letter_topic: str
+    dead_letter_subscription: str
+    completion_topic: str = ""
+    ack_deadline_seconds: int = 60
+    max_delivery_attempts: int = 5
+    min_backoff_seconds: int = 10
+    max_backoff_seconds: int = 600
+    ordering: bool = False
+    message_retention_seconds: int = 7 * 86400
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    slug: str
+    worker_pool: str  # projects/P/locations/L/workerPools/W
+
+
+@dataclass(frozen=True)
+class MetricTarget:
+    """One class as the Metrics port sees it: the resources its series are grouped by."""
+
+    slug: str
+    subscription: str
+    dead_letter_subscription: str
+    worker_pool: str
+
+
+# --- Queue ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutboundMessage:
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    ordering_key: str = ""
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    message_id: str
+    ack_id: str
+    data: bytes
+    attributes: dict[str, str]
+    ordering_key: str
+    delivery_attempt: int  # 1 on first delivery
+    publish_time: datetime
+
+
+class Outcome(enum.Enum):
+    ACK = "ack"  # done (or deliberately dropped): never redeliver
+    NACK = "nack"  # redeliver after `delay_seconds` (counts as a delivery attempt)
+
+
+@dataclass(frozen=True)
+class Disposition:
+    """What a consumer handler decided for one message."""
+
+    outcome: Outcome
+    delay_seconds: float = 0.0
+
+    @classmethod
+    def ack(cls) -> Disposition:
+        return cls(Outcome.ACK)
+
+    @classmethod
+    def nack(cls, delay_seconds: float = 0.0) -> Disposition:
+        # Pub/Sub can delay a redelivery by at most 600 s (the longest ack deadline).
+        return cls(Outcome.NACK, max(0.0, min(600.0, float(delay_seconds))))
+
+
+MessageHandler = Callable[[ReceivedMessage], Disposition]
+
+
+@dataclass(frozen=True)
+class ResourceDrift:
+    resource: str  # full resource name
+    setting: str  # e.g. "ack_deadline_seconds", "dead_letter_policy.max_delivery_attempts"
+    expected: object
+    actual: object
+
+
+@dataclass
+class EnsureResult:
+    created: list[str] = field(default_factory=list)  # resource names created
+    updated: list[str] = field(default_factory=list)  # resource names changed (only with apply=True)
+    drift: list[ResourceDrift] = field(default_factory=list)  # differences found (left alone unless apply)
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str  # projects/P/snapshots/S
+    expire_time: datetime | None
+
+
+class Queue(ABC):
+    @abstractmethod
+    def ensure_resources(self, spec: QueueSpec, *, apply: bool = False) -> EnsureResult:
+        """Create missing topic, subscription (ack deadline, retry policy, dead-letter policy,
+        ordering, retention with acked messages retained for seek), dead-letter topic and its
+        subscription, and the completion topic when set. Existing resources that differ from the
+        spec are reported as drift and changed only when `apply` is true."""
+
+    @abstractmethod
+    def publish(self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "") -> list[str]:
+        """Publish in batches to `topic` (default: the class topic); message ids in input order.
+        Ordering keys are honoured when the spec has ordering on."""
+
+    @abstractmethod
+    def consume(
+        self,
+        spec: QueueSpec,
+        handler: MessageHandler,
+        *,
+        max_concurrency: int,
+        stop: threading.Event,
+    ) -> None:
+        """Deliver messages from the class subscription to `handler` on worker threads, never more
+        than `max_concurrency` at once, until `stop` is set; then stop pulling, let in-flight
+        handlers finish, and return. Leases of in-flight messages are extended while the handler
+        runs. Messages pulled but not handed out are released (redelivered later)."""
+
+    @abstractmethod
+    def pull(self, spec: QueueSpec, *, max_messages: int, timeout: float = 2.0) -> list[ReceivedMessage]:
+        """Lease up to `max_messages` from the class subscription (unary pull), returning what is
+        available within `timeout` seconds (possibly nothing). Settle each with ack/nack."""
+
+    @abstractmethod
+    def ack(self, spec: QueueSpec, ack_ids: Sequence[str]) -> None:
+        """Acknowledge messages leased from the class subscription."""
+
+    @abstractmethod
+    def nack(self, spec: QueueSpec, ack_ids: Sequence[str], *, delay_seconds: float = 0.0) -> None:
+        """Make leased messages redeliverable after `delay_seconds` (at most 600)."""
+
+    @abstractmethod
+    def peek_dead_letters(self, spec: QueueSpec, *, max_messages: int) -> list[ReceivedMessage]:
+        """Lease up to `max_messages` from the dead-letter subscription without acking them; they
+        come back after the lease unless acked with `ack_dead_letters`."""
+
+    @abstractmethod
+    def ack_dead_letters(self, spec: QueueSpec, ack_ids: Sequence[str]) -> None:
+        """Remove dead letters (leased by `peek_dead_letters`) from the dead-letter subscription."""
+
+    @abstractmethod
+    def republish(
+        self,
+        spec: QueueSpec,
+        messages: Sequence[OutboundMessage],
+        *,
+        velocity: float | None = None,
+        on_published: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
+        """Publish to the class topic at most `velocity` messages per second (None = no cap),
+        calling `on_published(index, message_id)` after each so the caller can record progress
+        as it goes. Returns the message ids in input order."""
+
+    @abstractmethod
+    def seek(self, spec: QueueSpec, *, to_time: datetime | None = None, to_snapshot: str | None = None) -> None:
+        """Seek the class subscription: to a time (messages published after it become unacked,
+        earlier ones acked) or to a snapshot. Exactly one of the two must be given."""
+
+    @abstractmethod
+    def create_snapshot(self, spec: QueueSpec, name: str) -> SnapshotInfo:
+        """Snapshot the class subscription's acknowledgment state under `name` (a short id)."""
+
+
+# --- Worker pools ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PoolState:
+    name: str
+    instance_count: int
+    generation: int
+    observed_generation: int
+    ready: bool  # reconciled: not reconciling and observed == generation and the latest revision is ready
+    reconciling: bool
+    last_modifier: str  # who changed the pool last (email on GCP, "controlplane" or a user locally)
+    update_time: datetime | None
+    message: str = ""  # the terminal condition's message when not ready
+
+
+class WorkerPools(ABC):
+    @abstractmethod
+    def get(self, spec: PoolSpec) -> PoolState:
+        """The pool's current state."""
+
+    @abstractmethod
+    def set_instances(self, spec: PoolSpec, count: int, *, reason: str) -> PoolState:
+        """Set the manual instance count and wait for the change to be accepted (the long-running
+        operation); a no-op that returns the current state when already at `count`."""
+
+
+# --- Metrics ------------------------------------------------------------------------------------------
+class MetricKind(enum.StrEnum):
+    OLDEST_UNACKED_AGE = "oldest_unacked_age"  # gauge, seconds (max per step)
+    UNDELIVERED_MESSAGES = "undelivered_messages"  # gauge, messages (backlog)
+    DEAD_LETTER_BACKLOG = "dead_letter_backlog"  # gauge, messages waiting in the dead-letter subscription
+    INSTANCE_COUNT = "instance_count"  # gauge, instances (mean per step)
+    COMPLETION_LATENCY = "completion_latency"  # distribution, seconds, per step
+    COMPLETED = "completed"  # count per step (ok outcomes)
+    FAILED = "failed"  # count per step (failed outcomes: retried, dead-lettered or timed out)
+    RECORDS = "records"  # count per step
+    TOKENS = "tokens"  # count per step
+
+
+GAUGE_METRICS = frozenset(
+    {
+        MetricKind.OLDEST_UNACKED_AGE,
+        MetricKind.UNDELIVERED_MESSAGES,
+        MetricKind.DEAD_LETTER_BACKLOG,
+        MetricKind.INSTANCE_COUNT,
+    }
+)
+
+# Fixed, log-spaced latency bucket bounds (seconds) shared by every class, writer and reader, so
+# histograms merge across minutes and classes by adding counts. N bounds => N + 1 buckets:
+# bucket 0 is (-inf, b0), bucket i is [b(i-1), b(i)), the last is [b(N-1), +inf).
+LATENCY_BUCKET_BOUNDS: tuple[float, ...] = tuple(round(0.01 * (2 ** (i / 2)), 6) for i in range(0, 40))
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A histogram over LATENCY_BUCKET_BOUNDS (len(bucket_counts) == len(bounds) + 1)."""
+
+    count: int
+    sum: float
+    bucket_counts: tuple[int, ...]
+    bounds: tuple[float, ...] = LATENCY_BUCKET_BOUNDS
+
+
+@dataclass(frozen=True)
+class Point:
+    """One step of a series: `end` is the end of the step it aggregates (aligned to the step).
+    `value` is a float for gauges and counts, a Distribution for latency."""
+
+    end: datetime
+    value: float | Distribution
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """What one worker instance observed during one interval (written in batches, never one
+    point per job). `latency` is completion latency from ingestion to completion."""
+
+    slug: str
+    worker_pool: str
+    interval_start: datetime
+    interval_end: datetime
+    completed: int
+    failed: int
+    records: int
+    tokens: int
+    latency: Distribution
+    instance_id: str = ""
+
+
+class Metrics(ABC):
+    @abstractmethod
+    def series(
+        self,
+        metric: MetricKind,
+        targets: Sequence[MetricTarget],
+        *,
+        start: datetime,
+        end: datetime,
+        step_seconds: int = 60,
+    ) -> dict[str, list[Point]]:
+        """Points of one metric for ALL the given classes, keyed by slug, oldest first: exactly one
+        provider call (one list_time_series on GCP) whatever the number of classes. Steps
+        without data are absent (a gap, never a zero)."""
+
+    @abstractmethod
+    def write_worker_report(self, report: WorkerReport) -> None:
+        """Record a worker's counters and latency histogram (custom metrics on GCP)."""
+
+
+@dataclass
+class Providers:
+    queue: Queue
+    pools: WorkerPools
+    metrics: Metrics
+    name: str = ""
