@@ -228,7 +228,10 @@ CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
 CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_DATA_DIR / "beat-schedule")
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Pending actions the broker never delivered, and running ones whose worker died.
+    "actions-resume": {"task": "workloads.tasks.actions_resume", "schedule": 30.0},
+}
 
 # --- Providers ----------------------------------------------------------------------------------
 CONTROLPLANE_PROVIDER = env_choice("CONTROLPLANE_PROVIDER", ("local", "gcp"), "local")

@@ -1,3 +1,4 @@
+from workloads.models.actions import Action, ActionKind, ActionState, ActionStep, StepState
 from workloads.models.audit import AuditEvent, AuditResult
 from workloads.models.classes import (
     TIMEOUT_TIER_SECONDS,
@@ -13,6 +14,11 @@ from workloads.models.classes import (
 from workloads.models.tokens import ApiToken
 
 __all__ = [
+    "Action",
+    "ActionKind",
+    "ActionState",
+    "ActionStep",
+    "StepState",
     "TIMEOUT_TIER_SECONDS",
     "ApiToken",
     "AuditEvent",

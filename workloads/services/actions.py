@@ -1,0 +1,365 @@
+"""The action engine: request, claim, plan, run step by step, finish, cancel, resume.
+
+Each kind of action registers an `ActionHandler` that plans its steps and runs one step; the
+engine owns everything else, identically for every kind:
+
+- `action_request` writes the row and its audit event and enqueues the run after commit; if the
+  broker is down the action simply stays pending and `actions_resume` picks it up later.
+- `action_run` claims with a conditional UPDATE (two workers never run one action), plans once,
+  then runs pending steps in order, recording each step's result before starting the next, so a
+  crashed worker's action is resumed by the next without repeating finished steps.
+- Transient provider errors release the claim and propagate, so the Celery task retries with
+  backoff; permanent ones fail only that step with a readable message, and the action ends
+  succeeded, partially failed or failed with a per-target summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from workloads.errors import ApplicationError
+from workloads.models import Action, ActionState, ActionStep, AuditResult, StepState, WorkloadClass
+from workloads.models.actions import FINAL_ACTION_STATES
+from workloads.providers.base import ProviderError
+from workloads.services.audit import audit_event_record
+
+logger = logging.getLogger(__name__)
+
+# A running action whose worker has not reported for this long is presumed dead and re-claimable;
+# a live worker beats every HEARTBEAT_EVERY seconds, even inside a long step (an LRO wait).
+STALE_AFTER = timedelta(minutes=2)
+HEARTBEAT_EVERY = 20.0
+# A pending action not started after this long (broker down, task lost) is enqueued again.
+PENDING_RETRY_AFTER = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    key: str
+    payload: dict = field(default_factory=dict)
+
+
+class ActionHandler:
+    """Subclass per action kind and register with `register_handler`."""
+
+    kind: str = ""
+    # Run each step and the recording of its result in one database transaction. True when the
+    # step's own effect is a database write (it then commits together with its result, which is
+    # what makes a step exactly-once); False for slow cloud calls such as waiting on an LRO.
+    atomic_steps: bool = False
+
+    # Minimum seconds between two steps (a velocity cap), read from the action's parameters.
+    def step_interval(self, action: Action) -> float:
+        return 0.0
+
+    def plan(self, action: Action) -> list[PlannedStep]:
+        raise NotImplementedError
+
+    def run_step(self, action: Action, step: ActionStep) -> dict:
+        """Do one step; return its result (JSON). Raise ProviderError or ApplicationError to fail."""
+        raise NotImplementedError
+
+    def finish(self, action: Action) -> None:
+        """Called once when every step has an outcome (before the final state is saved)."""
+
+    def describe_failure(self, step: ActionStep) -> str:
+        return f"{step.key}: {step.error}"
+
+
+_HANDLERS: dict[str, ActionHandler] = {}
+
+
+def register_handler(handler: ActionHandler) -> ActionHandler:
+    _HANDLERS[handler.kind] = handler
+    return handler
+
+
+def handler_for(kind: str) -> ActionHandler:
+    try:
+        return _HANDLERS[kind]
+    except KeyError:
+        raise ApplicationError(f"No handler is registered for actions of kind {kind!r}.", code="unknown_kind") from None
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _enqueue(action_id: int) -> None:
+    """Send the run to Celery; a broker outage leaves the action pending for `actions_resume`."""
+    from workloads import tasks
+
+    try:
+        tasks.action_run.delay(action_id)
+    except Exception:  # kombu raises many kinds of errors when the broker is unreachable
+        logger.warning("could not enqueue action %s; it stays pending and will be retried", action_id, exc_info=True)
+
+
+@transaction.atomic
+def action_request(
+    *,
+    kind: str,
+    actor,
+    reason: str = "",
+    workload_class: WorkloadClass | None = None,
+    target: str = "",
+    parameters: dict | None = None,
+    name: str = "",
+    not_before: datetime | None = None,
+    enqueue: bool = True,
+) -> Action:
+    handler_for(kind)  # refuse unknown kinds before writing anything
+    action = Action.objects.create(
+        kind=kind,
+        name=name[:120],
+        workload_class=workload_class,
+        target=target[:255],
+        parameters=parameters or {},
+        reason=reason,
+        requested_by=actor if actor is not None and actor.pk else None,
+        requested_by_label=actor.get_username() if actor is not None else "system",
+        not_before=not_before,
+    )
+    audit_event_record(
+        actor=actor,
+        action=f"action.{kind}.request",
+        target=action,
+        target_repr=f"{action.get_kind_display()} {target}".strip(),
+        workload_class_slug=workload_class.slug if workload_class else "",
+        extra={"parameters": parameters or {}, "reason": reason},
+    )
+    if enqueue and (not_before is None or not_before <= timezone.now()):
+        action_id = action.pk
+        transaction.on_commit(lambda: _enqueue(action_id))
+    return action
+
+
+def _claim(action_id: int, *, worker: str, now: datetime) -> bool:
+    claimed = Action.objects.filter(_claimable_q(now), pk=action_id).update(
+        state=ActionState.RUNNING,
+        claimed_by=worker,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+    )
+    return claimed == 1
+
+
+def _claimable_q(now: datetime):
+    from django.db.models import Q
+
+    due = Q(not_before__isnull=True) | Q(not_before__lte=now)
+    return (Q(state=ActionState.PENDING) & due) | Q(state=ActionState.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+
+
+def _plan(action: Action, handler: ActionHandler) -> None:
+    with transaction.atomic():
+        locked = Action.objects.select_for_update().get(pk=action.pk)
+        if locked.planned:
+            return
+        steps = handler.plan(locked)
+        ActionStep.objects.bulk_create(
+            [ActionStep(action=locked, position=i, key=s.key[:255], payload=s.payload) for i, s in enumerate(steps)]
+        )
+        Action.objects.filter(pk=locked.pk).update(planned=True, progress_total=len(steps), started_at=timezone.now())
+
+
+def _record_step(action: Action, step: ActionStep, *, state: str, result: dict | None, error: str) -> None:
+    now = timezone.now()
+    updated = ActionStep.objects.filter(pk=step.pk, state=StepState.PENDING).update(
+        state=state, result=result or {}, error=error[:2000], finished_at=now
+    )
+    if updated != 1:
+        # Someone else recorded it (a duplicate run): roll back our effect in atomic steps.
+        raise _StepAlreadyRecorded()
+    counter = "progress_done" if state == StepState.DONE else "progress_failed"
+    Action.objects.filter(pk=action.pk).update(**{counter: F(counter) + 1, "heartbeat_at": now})
+
+
+class _StepAlreadyRecorded(Exception):
+    pass
+
+
+def _run_one(action: Action, handler: ActionHandler, step: ActionStep) -> None:
+    try:
+        if handler.atomic_steps:
+            with transaction.atomic():
+                result = handler.run_step(action, step)
+                _record_step(action, step, state=StepState.DONE, result=result, error="")
+        else:
+            result = handler.run_step(action, step)
+            with transaction.atomic():
+                _record_step(action, step, state=StepState.DONE, result=result, error="")
+    except _StepAlreadyRecorded:
+        return
+    except ProviderError as exc:
+        if not exc.permanent:
+            raise
+        with transaction.atomic():
+            _record_step(action, step, state=StepState.FAILED, result=None, error=exc.message)
+    except ApplicationError as exc:
+        with transaction.atomic():
+            _record_step(action, step, state=StepState.FAILED, result=None, error=exc.message)
+
+
+def _summary(action: Action, handler: ActionHandler) -> tuple[str, str]:
+    steps = list(action.steps.all())
+    failed = [s for s in steps if s.state == StepState.FAILED]
+    done = [s for s in steps if s.state == StepState.DONE]
+    if not failed:
+        return ActionState.SUCCEEDED, ""
+    noun = action.get_kind_display().lower()
+    details = "; ".join(handler.describe_failure(s) for s in failed[:5])
+    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+    if not done:
+        return ActionState.FAILED, f"{len(failed)} of {len(steps)} failed ({noun}): {details}{more}"
+    return ActionState.PARTIALLY_FAILED, f"{len(done)} of {len(steps)} done ({noun}); {details}{more}"
+
+
+def _finish(action: Action, handler: ActionHandler, *, state: str | None = None, error: str = "") -> Action:
+    action.refresh_from_db()
+    if state is None:
+        handler.finish(action)
+        state, error = _summary(action, handler)
+    with transaction.atomic():
+        Action.objects.filter(pk=action.pk).update(state=state, error=error, finished_at=timezone.now())
+        action.refresh_from_db()
+        audit_event_record(
+            actor=action.requested_by,
+            action=f"action.{action.kind}.finish",
+            target=action,
+            target_repr=f"{action.get_kind_display()} {action.target}".strip(),
+            workload_class_slug=action.workload_class.slug if action.workload_class_id else "",
+            result=AuditResult.SUCCESS if state == ActionState.SUCCEEDED else AuditResult.FAILURE,
+            extra={"state": state, "error": error, "done": action.progress_done, "failed": action.progress_failed},
+        )
+    return action
+
+
+class _Heartbeat:
+    """Keeps `heartbeat_at` fresh from a side thread while this worker holds the action."""
+
+    def __init__(self, action_id: int, worker: str):
+        self.action_id = action_id
+        self.worker = worker
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"action-{action_id}-heartbeat")
+
+    def _beat(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stop.wait(HEARTBEAT_EVERY):
+                Action.objects.filter(pk=self.action_id, claimed_by=self.worker, state=ActionState.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def action_run(*, action_id: int, sleep: Callable[[float], None] | None = None) -> Action | None:
+    """Run (or resume) one action. Returns the action, or None when another worker has it."""
+    sleep = sleep or time.sleep
+    worker = _worker_id()
+    if not _claim(action_id, worker=worker, now=timezone.now()):
+        return None
+    with _Heartbeat(action_id, worker):
+        return _run_claimed(action_id, worker, sleep)
+
+
+def _run_claimed(action_id: int, worker: str, sleep: Callable[[float], None]) -> Action:
+    action = Action.objects.select_related("workload_class", "requested_by").get(pk=action_id)
+    handler = handler_for(action.kind)
+    try:
+        _plan(action, handler)
+        interval = handler.step_interval(action)
+        first = True
+        while True:
+            step = ActionStep.objects.filter(action=action, state=StepState.PENDING).order_by("position").first()
+            if step is None:
+                break
+            if interval and not first:
+                sleep(interval)
+            first = False
+            action.refresh_from_db(fields=["cancel_requested"])
+            if action.cancel_requested:
+                ActionStep.objects.filter(action=action, state=StepState.PENDING).update(state=StepState.SKIPPED)
+                return _finish(action, handler, state=ActionState.CANCELLED, error="Cancelled on request.")
+            _run_one(action, handler, step)
+        return _finish(action, handler)
+    except ProviderError as exc:
+        # Transient: give the action back so the task's retry (or the resume loop) claims it again.
+        Action.objects.filter(pk=action_id, claimed_by=worker).update(
+            state=ActionState.PENDING, error=f"Retrying after a transient error: {exc.message}"
+        )
+        raise
+    except Exception as exc:
+        logger.exception("action %s crashed", action_id)
+        return _finish(action, handler, state=ActionState.FAILED, error=f"Internal error: {exc}")
+
+
+@transaction.atomic
+def action_cancel(*, action: Action, actor) -> Action:
+    action = Action.objects.select_for_update().get(pk=action.pk)
+    if action.is_final:
+        raise ApplicationError(f"Action #{action.pk} has already ended ({action.state}).", code="already_final")
+    if action.state == ActionState.PENDING and not action.planned:
+        Action.objects.filter(pk=action.pk).update(
+            state=ActionState.CANCELLED,
+            cancel_requested=True,
+            finished_at=timezone.now(),
+            error="Cancelled on request.",
+        )
+    else:
+        Action.objects.filter(pk=action.pk).update(cancel_requested=True)
+    audit_event_record(
+        actor=actor,
+        action=f"action.{action.kind}.cancel",
+        target=action,
+        workload_class_slug=action.workload_class.slug if action.workload_class_id else "",
+    )
+    action.refresh_from_db()
+    return action
+
+
+def actions_resume(*, now: datetime) -> list[int]:
+    """Beat tick: enqueue pending actions that are due and were never started (broker outage,
+    delayed triage) and running actions whose worker died. Safe to run twice: the claim decides."""
+    due = Action.objects.filter(
+        _claimable_q(now),
+    ).exclude(state=ActionState.PENDING, created_at__gt=now - PENDING_RETRY_AFTER, not_before__isnull=True)
+    ids = list(due.order_by("created_at").values_list("pk", flat=True)[:500])
+    for action_id in ids:
+        _enqueue(action_id)
+    return ids
+
+
+__all__ = [
+    "FINAL_ACTION_STATES",
+    "ActionHandler",
+    "PlannedStep",
+    "action_cancel",
+    "action_request",
+    "action_run",
+    "actions_resume",
+    "handler_for",
+    "register_handler",
+]
