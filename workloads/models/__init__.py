@@ -10,17 +10,33 @@ from workloads.models.classes import (
     TimeoutTier,
     WorkloadClass,
 )
+from workloads.models.telemetry import (
+    AlertSeverity,
+    MetricFreshness,
+    MetricRollup,
+    PollRun,
+    Resolution,
+    SloAlert,
+    SloStatus,
+)
 from workloads.models.tokens import ApiToken
 
 __all__ = [
     "TIMEOUT_TIER_SECONDS",
+    "AlertSeverity",
     "ApiToken",
     "AuditEvent",
     "AuditResult",
     "CostRates",
+    "MetricFreshness",
+    "MetricRollup",
+    "PollRun",
+    "Resolution",
     "SchedulePolicy",
     "ScheduleKind",
     "Slo",
+    "SloAlert",
+    "SloStatus",
     "SloKind",
     "Tier",
     "TimeoutTier",
