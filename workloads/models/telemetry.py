@@ -50,9 +50,10 @@ class MetricRollup(models.Model):
     latency_buckets = models.JSONField(default=list, blank=True)
     latency_count = models.BigIntegerField(default=0)
     latency_sum = models.FloatField(default=0)
-    # Hourly rows only: the histogram of their minutes' oldest-unacked ages, so queue-age SLOs
-    # can count good minutes against any threshold after the minutes are gone.
-    queue_age_buckets = models.JSONField(default=list, blank=True)
+    # Hourly rows only: their minutes' oldest-unacked ages, sorted, so queue-age SLOs count good
+    # minutes exactly against any threshold after the minutes are gone (a histogram would blur
+    # the minutes that sit near the threshold).
+    queue_ages = models.JSONField(default=list, blank=True)
 
     fetched_at = models.DateTimeField(help_text="When the provider was last asked for this bucket.")
     newest_sample_age_seconds = models.FloatField(

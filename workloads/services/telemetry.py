@@ -263,14 +263,14 @@ _FOLD_FIELDS = (
     "newest_sample_age_seconds",
 )
 _HOURLY_UPDATE_FIELDS = [name for name in _FOLD_FIELDS if name not in ("workload_class_id", "bucket_start")] + [
-    "queue_age_buckets"
+    "queue_ages"
 ]
 
 
 def fold_minutes(minutes: Iterable[dict]) -> dict:
     """One hour's values from its minute rows: maxima for ages and backlogs, the mean of instance
     samples, sums for counters, instance-seconds and histograms, and the histogram of the
-    minutes' queue ages (for queue-age SLOs)."""
+    minutes' queue ages, sorted (for queue-age SLOs)."""
     ages, backlogs, dead_letters, instances = [], [], [], []
     sums = {"instance_seconds": 0.0, "completed": 0, "failed": 0, "records": 0, "tokens": 0}
     latency = histogram.empty()
@@ -303,7 +303,7 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
         "latency_buckets": latency if latency_count or any(latency) else [],
         "latency_count": latency_count,
         "latency_sum": latency_sum,
-        "queue_age_buckets": histogram.from_values(ages) if ages else [],
+        "queue_ages": sorted(ages),
         "fetched_at": fetched_at,
         "newest_sample_age_seconds": newest_age,
     }
@@ -381,7 +381,7 @@ _SLO_ROW_FIELDS = (
     "failed",
     "oldest_unacked_age_seconds",
     "latency_buckets",
-    "queue_age_buckets",
+    "queue_ages",
 )
 
 
@@ -392,7 +392,7 @@ def slo_row_events(slo: Slo, row: dict) -> slo_math.Events:
     if slo.kind == SloKind.COMPLETION_LATENCY:
         return slo_math.latency_events(row["latency_buckets"], slo.threshold_seconds)
     if row["resolution"] == Resolution.HOUR:
-        return slo_math.queue_age_hour_events(row["queue_age_buckets"], slo.threshold_seconds)
+        return slo_math.queue_age_hour_events(row["queue_ages"], slo.threshold_seconds)
     return slo_math.queue_age_minute_events(row["oldest_unacked_age_seconds"], slo.threshold_seconds)
 
 

@@ -7,6 +7,7 @@ lengths are seconds; a burn rate of 1 spends exactly the whole budget over the S
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -63,12 +64,12 @@ def queue_age_minute_events(oldest_unacked_age: float | None, threshold_seconds:
     return Events(good=1.0 if oldest_unacked_age <= threshold_seconds else 0.0, total=1.0)
 
 
-def queue_age_hour_events(queue_age_counts: Sequence[int] | None, threshold_seconds: float) -> Events:
-    """An hourly rollup keeps its minutes' ages as a histogram: good minutes are those under the
-    threshold (interpolated in the bucket holding it)."""
-    if not queue_age_counts:
+def queue_age_hour_events(sorted_ages: Sequence[float] | None, threshold_seconds: float) -> Events:
+    """An hourly rollup keeps its minutes' ages, sorted: good minutes are those at or under the
+    threshold, counted exactly."""
+    if not sorted_ages:
         return NO_EVENTS
-    return Events(good=histogram.count_below(queue_age_counts, threshold_seconds), total=float(sum(queue_age_counts)))
+    return Events(good=float(bisect_right(sorted_ages, threshold_seconds)), total=float(len(sorted_ages)))
 
 
 # --- Budgets and burn rates ---------------------------------------------------------------------------
