@@ -174,3 +174,39 @@ def test_the_budget_window_reads_hourly_rollups_once_minutes_are_folded(db, metr
     after = {s.slo_id: (s.good, s.total) for s in SloStatus.objects.all()}
     assert after == before
     assert before[age_slo.pk] == (90, 120) and before[ok_slo.pk] == (1200, 1212)
+
+
+def test_a_changed_threshold_rejudges_old_rollups_minutes_and_hours(db, metrics, settings):
+    settings.TELEMETRY_MINUTE_RETENTION_DAYS = 1
+    wc = WorkloadClassFactory()
+    age_slo = SloFactory(
+        workload_class=wc,
+        kind="queue_age",
+        percentile=Decimal("95"),
+        threshold_seconds=60,
+        target_percent=Decimal("90"),
+    )
+    # Two days ago (folded into hours) and the last hour: every third minute at 90 s, the rest at 30 s.
+    metrics.set(MetricKind.OLDEST_UNACKED_AGE, lambda slug, end: 90.0 if end.minute % 3 == 0 else 30.0)
+    metrics.set(MetricKind.COMPLETION_LATENCY, lambda slug, end: distribution([0.5, 0.5, 2.0]))
+    poll_everything(start=SPIKE - timedelta(days=2), end=SPIKE - timedelta(days=2) + timedelta(hours=1))
+    poll_everything(start=SPIKE - timedelta(hours=1), end=SPIKE)
+    rollups_downsample(now=SPIKE)
+    assert slo_alerts_evaluate(now=SPIKE).rejudged_classes == []
+    assert SloStatus.objects.get(slo=age_slo).good == 80  # 2 x 40 minutes at or under 60 s
+
+    age_slo.threshold_seconds = 120
+    age_slo.save()
+    latency_slo = SloFactory(
+        workload_class=wc,
+        kind="completion_latency",
+        percentile=Decimal("95"),
+        threshold_seconds=1.0,
+        target_percent=Decimal("50"),
+    )
+    summary = slo_alerts_evaluate(now=SPIKE)
+
+    assert summary.rejudged_classes == [wc.pk]
+    assert SloStatus.objects.get(slo=age_slo).good == 120
+    assert (SloStatus.objects.get(slo=latency_slo).good, SloStatus.objects.get(slo=latency_slo).total) == (240, 360)
+    assert slo_alerts_evaluate(now=SPIKE).rejudged_classes == []  # recorded: not rejudged again

@@ -6,7 +6,7 @@ import pytest
 
 from tests.factories import WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics
-from workloads.models import MetricFreshness, MetricRollup, PollRun, Resolution
+from workloads.models import ClassTelemetry, MetricRollup, PollRun, Resolution
 from workloads.providers.base import MetricKind, ProviderError
 from workloads.services.telemetry import POLLED_METRICS, metrics_poll
 from workloads.telemetry import histogram
@@ -148,7 +148,7 @@ def test_polling_200_classes_makes_exactly_one_provider_call_per_metric(db, metr
     assert {n_targets for _m, n_targets, *_ in metrics.call_log} == {200}
     assert summary.rollups_written == 200 * 10
     assert MetricRollup.objects.filter(resolution=Resolution.MINUTE).count() == 2000
-    assert MetricFreshness.objects.count() == 200
+    assert ClassTelemetry.objects.count() == 200
     assert (
         MetricRollup.objects.filter(workload_class=classes[-1], resolution=Resolution.HOUR).count() == 1
     )  # 09:50-09:59
@@ -159,7 +159,7 @@ def test_freshness_tracks_the_newest_sample_and_does_not_move_when_metrics_stop(
     cutoff = datetime(2026, 3, 2, 9, 58, tzinfo=UTC)
     metrics.set(MetricKind.UNDELIVERED_MESSAGES, lambda slug, end: 5.0 if end <= cutoff else None)
     metrics_poll(now=NOW, window_minutes=10)
-    freshness = MetricFreshness.objects.get(workload_class=wc)
+    freshness = ClassTelemetry.objects.get(workload_class=wc)
     assert freshness.newest_sample_at == cutoff
     metrics_poll(now=NOW + 20 * MINUTE, window_minutes=10)  # nothing new arrives
     freshness.refresh_from_db()
@@ -169,3 +169,45 @@ def test_freshness_tracks_the_newest_sample_and_does_not_move_when_metrics_stop(
 def test_no_classes_means_no_provider_calls(db, metrics):
     summary = metrics_poll(now=NOW)
     assert summary.runs == [] and not metrics.calls
+
+
+def test_rows_carry_slo_good_events_and_the_class_its_live_values(db, metrics):
+    from decimal import Decimal
+
+    from tests.factories import SloFactory
+
+    wc = WorkloadClassFactory()
+    SloFactory(
+        workload_class=wc,
+        kind="queue_age",
+        percentile=Decimal("95"),
+        threshold_seconds=500,
+        target_percent=Decimal("99"),
+    )
+    SloFactory(
+        workload_class=wc,
+        kind="completion_latency",
+        percentile=Decimal("95"),
+        threshold_seconds=1.0,
+        target_percent=Decimal("99"),
+    )
+    known_series(metrics)  # ages are minute x 10 s; latencies 0.5, 0.5 and 2.0 s every minute
+    metrics_poll(now=NOW + 5 * MINUTE, window_minutes=70)
+
+    rows = minute_rows(wc)
+    assert (
+        rows[datetime(2026, 3, 2, 9, 48, tzinfo=UTC)].queue_age_good,
+        rows[datetime(2026, 3, 2, 9, 48, tzinfo=UTC)].queue_age_minutes,
+    ) == (1, 1)  # 490 s
+    assert rows[datetime(2026, 3, 2, 9, 50, tzinfo=UTC)].queue_age_good == 0  # 510 s
+    assert {row.latency_good for row in rows.values()} == {2.0}
+
+    live = ClassTelemetry.objects.get(workload_class=wc)
+    assert live.newest_sample_at == datetime(2026, 3, 2, 10, 5, tzinfo=UTC)
+    assert live.oldest_unacked_age_seconds == 50 and live.backlog == 105  # the step ending 10:05
+    assert live.completed_last_hour == sum(
+        row.completed for b, row in rows.items() if b >= NOW.replace(second=0) - 55 * MINUTE
+    )
+    assert live.failed_last_hour == 60
+    assert histogram.bucket_index(live.latency_p95_seconds) == histogram.bucket_index(2.0)
+    assert (live.queue_age_threshold_seconds, live.latency_threshold_seconds) == (500, 1.0)

@@ -113,12 +113,12 @@ def test_an_overview_row_holds_the_live_values(fleet):
 
 def test_the_overview_costs_the_same_queries_for_many_classes(fleet, django_assert_num_queries, metrics):
     few = WorkloadClass.objects.filter(slug__in=["healthy", "stale"]).order_by("slug")
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(4):
         fleet_overview(now=NOW, classes=few)
     for n in range(10):
         SloFactory(workload_class=WorkloadClassFactory(slug=f"extra-{n:02d}"), kind="success_ratio")
     metrics_poll(now=NOW + MINUTE, window_minutes=5)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(4):
         assert len(fleet_overview(now=NOW + MINUTE)) == 16
 
 

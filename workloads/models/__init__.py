@@ -12,7 +12,7 @@ from workloads.models.classes import (
 )
 from workloads.models.telemetry import (
     AlertSeverity,
-    MetricFreshness,
+    ClassTelemetry,
     MetricRollup,
     PollRun,
     Resolution,
@@ -27,8 +27,8 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "AuditResult",
+    "ClassTelemetry",
     "CostRates",
-    "MetricFreshness",
     "MetricRollup",
     "PollRun",
     "Resolution",

@@ -26,6 +26,11 @@ class MetricRollup(models.Model):
     Gauges are set, never added: a re-poll of an overlapping window replaces the minute's values
     with the provider's current ones, and counters hold the step's totals, so polling a minute
     twice never counts it twice. An hourly row is always recomputed from its minutes.
+
+    The `*_good` columns are the class's SLO good events, judged when the row is written against
+    the thresholds recorded in ClassTelemetry (a class has at most one SLO per kind), so SLO
+    windows are plain SQL sums; when a threshold changes they are recomputed from the histogram
+    and the ages kept here.
     """
 
     workload_class = models.ForeignKey(WorkloadClass, on_delete=models.CASCADE, related_name="metric_rollups")
@@ -50,10 +55,17 @@ class MetricRollup(models.Model):
     latency_buckets = models.JSONField(default=list, blank=True)
     latency_count = models.BigIntegerField(default=0)
     latency_sum = models.FloatField(default=0)
-    # Hourly rows only: their minutes' oldest-unacked ages, sorted, so queue-age SLOs count good
-    # minutes exactly against any threshold after the minutes are gone (a histogram would blur
-    # the minutes that sit near the threshold).
+    # Hourly rows only: their minutes' oldest-unacked ages, sorted, so queue-age good minutes can
+    # be recounted exactly against a new threshold after the minutes are gone (a histogram would
+    # blur the minutes that sit near the threshold).
     queue_ages = models.JSONField(default=list, blank=True)
+
+    # SLO events. Queue age: minutes with a sample, and those at or under the threshold.
+    # Latency: completions at or under the threshold (interpolated in the histogram bucket that
+    # holds it; out of latency_count).
+    queue_age_minutes = models.PositiveIntegerField(default=0)
+    queue_age_good = models.PositiveIntegerField(default=0)
+    latency_good = models.FloatField(default=0)
 
     fetched_at = models.DateTimeField(help_text="When the provider was last asked for this bucket.")
     newest_sample_age_seconds = models.FloatField(
@@ -61,7 +73,7 @@ class MetricRollup(models.Model):
     )
 
     class Meta:
-        ordering = ["workload_class", "resolution", "bucket_start"]
+        # No default ordering: it would join the class table into every aggregate over rollups.
         constraints = [
             models.UniqueConstraint(
                 fields=["workload_class", "resolution", "bucket_start"], name="one_rollup_per_class_bucket"
@@ -79,17 +91,29 @@ class MetricRollup(models.Model):
         return self.fetched_at - timedelta(seconds=self.newest_sample_age_seconds)
 
 
-class MetricFreshness(models.Model):
-    """When each class's metrics last arrived, so "stale" and "metric age" cost one row per class."""
+class ClassTelemetry(models.Model):
+    """One class's latest telemetry, rewritten by every poll that brings it data: freshness, the
+    live values the fleet overview shows, and the SLO thresholds its rollups' good-event columns
+    were computed with. The overview reads one of these per class, never the rollups."""
 
     workload_class = models.OneToOneField(
-        WorkloadClass, on_delete=models.CASCADE, primary_key=True, related_name="metric_freshness"
+        WorkloadClass, on_delete=models.CASCADE, primary_key=True, related_name="telemetry"
     )
-    fetched_at = models.DateTimeField()
+    fetched_at = models.DateTimeField(help_text="The last poll that brought this class data.")
     newest_sample_at = models.DateTimeField(null=True, blank=True)
+    # The latest sample of each gauge within the last hour (None when there was none).
+    oldest_unacked_age_seconds = models.FloatField(null=True, blank=True)
+    backlog = models.FloatField(null=True, blank=True)
+    dead_letter_backlog = models.FloatField(null=True, blank=True)
+    instances = models.FloatField(null=True, blank=True)
+    latency_p95_seconds = models.FloatField(null=True, blank=True, help_text="Over the last hour.")
+    completed_last_hour = models.BigIntegerField(default=0)
+    failed_last_hour = models.BigIntegerField(default=0)
+    queue_age_threshold_seconds = models.FloatField(null=True, blank=True)
+    latency_threshold_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
-        verbose_name_plural = "metric freshness"
+        verbose_name_plural = "class telemetry"
 
     def __str__(self) -> str:
         return f"{self.workload_class_id}: {self.newest_sample_at}"

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from workloads.models import (
+    ClassTelemetry,
     MetricRollup,
     PollRun,
     Resolution,
@@ -299,7 +300,6 @@ class ClassTelemetryRow:
 
 
 STATUSES = ("ok", "at_risk", "breached", "stale", "no_data")
-_LATEST_GAUGES = ("oldest_unacked_age_seconds", "backlog", "dead_letter_backlog", "instances")
 
 
 def _class_status(
@@ -328,11 +328,19 @@ def _class_status(
     return "ok", "Within every SLO."
 
 
+def _telemetry_of(workload_class: WorkloadClass) -> ClassTelemetry | None:
+    try:
+        return workload_class.telemetry
+    except ClassTelemetry.DoesNotExist:
+        return None
+
+
 def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = None) -> list[ClassTelemetryRow]:
-    """One row per class (in the queryset's order) with its live telemetry, in five queries
-    whatever the number of classes or the length of history."""
+    """One row per class (in the queryset's order) with its live telemetry, in four queries that
+    read one row per class, SLO and open alert, plus today's hourly rollups for the cost column:
+    the cost does not grow with history or traffic."""
     classes = (classes if classes is not None else WorkloadClass.objects.order_by("slug")).select_related(
-        "cost_rates", "metric_freshness"
+        "cost_rates", "telemetry"
     )
     classes = list(
         classes.prefetch_related(Prefetch("slos", queryset=Slo.objects.select_related("status").order_by("kind")))
@@ -340,23 +348,6 @@ def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = N
     if not classes:
         return []
     class_ids = [wc.pk for wc in classes]
-    recent = (
-        MetricRollup.objects.filter(
-            workload_class_id__in=class_ids,
-            resolution=Resolution.MINUTE,
-            bucket_start__gte=floor_minute(now) - timedelta(hours=1),
-        )
-        .order_by("bucket_start")
-        .values("workload_class_id", "latency_buckets", *_LATEST_GAUGES)
-    )
-    latest: dict[int, dict] = defaultdict(dict)
-    latency: dict[int, list[int]] = defaultdict(histogram.empty)
-    for row in recent:
-        class_id = row["workload_class_id"]
-        for gauge in _LATEST_GAUGES:
-            if row[gauge] is not None:
-                latest[class_id][gauge] = row[gauge]
-        histogram.add_into(latency[class_id], row["latency_buckets"])
     alerts: dict[int, list[SloAlert]] = defaultdict(list)
     for alert in SloAlert.objects.filter(resolved_at__isnull=True, slo__workload_class_id__in=class_ids).select_related(
         "slo"
@@ -368,11 +359,10 @@ def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = N
     rows = []
     for wc in classes:
         cards = [SloCard(slo=slo, status=status_of(slo)) for slo in wc.slos.all()]
-        freshness = getattr(wc, "metric_freshness", None)  # a missing reverse one-to-one raises AttributeError
-        newest = freshness.newest_sample_at if freshness else None
+        live = _telemetry_of(wc)
+        newest = live.newest_sample_at if live else None
         class_alerts = sorted(alerts.get(wc.pk, []), key=lambda a: (a.severity != "page", a.opened_at))
         status, reason = _class_status(newest_sample_at=newest, cards=cards, alerts=class_alerts, now=now)
-        gauges = latest.get(wc.pk, {})
         thresholds = {card.slo.kind: card.slo.threshold_seconds for card in cards}
         budgets = [c for c in cards if c.budget_remaining_percent is not None]
         worst = min(budgets, key=lambda c: c.budget_remaining_percent, default=None)
@@ -382,12 +372,12 @@ def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = N
                 workload_class=wc,
                 status=status,
                 status_reason=reason,
-                queue_age_seconds=gauges.get("oldest_unacked_age_seconds"),
+                queue_age_seconds=live.oldest_unacked_age_seconds if live else None,
                 queue_age_threshold_seconds=thresholds.get(SloKind.QUEUE_AGE),
-                backlog=gauges.get("backlog"),
-                dead_letter_backlog=gauges.get("dead_letter_backlog"),
-                instances=gauges.get("instances"),
-                latency_p95_seconds=histogram.percentile(latency[wc.pk], 95.0) if wc.pk in latency else None,
+                backlog=live.backlog if live else None,
+                dead_letter_backlog=live.dead_letter_backlog if live else None,
+                instances=live.instances if live else None,
+                latency_p95_seconds=live.latency_p95_seconds if live else None,
                 latency_threshold_seconds=thresholds.get(SloKind.COMPLETION_LATENCY),
                 error_budget_remaining_percent=worst.budget_remaining_percent if worst else None,
                 worst_slo_kind=worst.slo.kind if worst else None,
@@ -395,7 +385,7 @@ def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = N
                 active_alerts=class_alerts,
                 cost_today=cost.total_cost if cost.has_rates else None,
                 currency=cost.currency,
-                fetched_at=freshness.fetched_at if freshness else None,
+                fetched_at=live.fetched_at if live else None,
                 newest_sample_at=newest,
                 metric_age_seconds=(now - newest).total_seconds() if newest else None,
             )
@@ -405,7 +395,7 @@ def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = N
 
 # --- Class detail -----------------------------------------------------------------------------------
 @dataclass
-class ClassTelemetry:
+class ClassDetailTelemetry:
     range_key: str
     series: SeriesSet
     thresholds: dict[str, float | None]  # series name -> SLO threshold line
@@ -426,7 +416,7 @@ class ClassTelemetry:
         }
 
 
-def class_telemetry(*, workload_class: WorkloadClass, range_key: str, now: datetime) -> ClassTelemetry:
+def class_telemetry(*, workload_class: WorkloadClass, range_key: str, now: datetime) -> ClassDetailTelemetry:
     """Charts, SLO cards and alerts for one class over one of CHART_RANGES (bounded points)."""
     if range_key not in CHART_RANGES:
         raise ValueError(f"range must be one of {', '.join(CHART_RANGES)}.")
@@ -439,9 +429,9 @@ def class_telemetry(*, workload_class: WorkloadClass, range_key: str, now: datet
         "latency_p95": next((s.threshold_seconds for s in slos if s.kind == SloKind.COMPLETION_LATENCY), None),
     }
     alerts = list(alert_queryset().filter(slo__workload_class=workload_class)[:20])
-    freshness = getattr(workload_class, "metric_freshness", None)
-    newest = freshness.newest_sample_at if freshness else None
-    return ClassTelemetry(
+    live = _telemetry_of(workload_class)
+    newest = live.newest_sample_at if live else None
+    return ClassDetailTelemetry(
         range_key=range_key,
         series=series,
         thresholds=thresholds,

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from itertools import accumulate
 
 from django.conf import settings
 from django.db import transaction
@@ -24,7 +22,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from workloads.models import (
-    MetricFreshness,
+    ClassTelemetry,
     MetricRollup,
     PollRun,
     Resolution,
@@ -57,11 +55,11 @@ _HOUR = timedelta(hours=1)
 # Which rollup columns each metric sets. A poll updates only the columns of metrics that answered,
 # so one failing metric never blanks another's values.
 METRIC_FIELDS: dict[MetricKind, tuple[str, ...]] = {
-    MetricKind.OLDEST_UNACKED_AGE: ("oldest_unacked_age_seconds",),
+    MetricKind.OLDEST_UNACKED_AGE: ("oldest_unacked_age_seconds", "queue_age_minutes", "queue_age_good"),
     MetricKind.UNDELIVERED_MESSAGES: ("backlog",),
     MetricKind.DEAD_LETTER_BACKLOG: ("dead_letter_backlog",),
     MetricKind.INSTANCE_COUNT: ("instances", "instance_seconds"),
-    MetricKind.COMPLETION_LATENCY: ("latency_buckets", "latency_count", "latency_sum"),
+    MetricKind.COMPLETION_LATENCY: ("latency_buckets", "latency_count", "latency_sum", "latency_good"),
     MetricKind.COMPLETED: ("completed",),
     MetricKind.FAILED: ("failed",),
     MetricKind.RECORDS: ("records",),
@@ -77,6 +75,32 @@ def minutes_kept_since(now: datetime) -> datetime:
     return floor_hour(now - timedelta(days=settings.TELEMETRY_MINUTE_RETENTION_DAYS))
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """The class's queue-age and latency SLO thresholds (None: no such SLO)."""
+
+    queue_age: float | None = None
+    latency: float | None = None
+
+
+def slo_thresholds(class_ids: Iterable[int] | None = None) -> dict[int, Thresholds]:
+    slos = Slo.objects.filter(kind__in=[SloKind.QUEUE_AGE, SloKind.COMPLETION_LATENCY])
+    if class_ids is not None:
+        slos = slos.filter(workload_class_id__in=list(class_ids))
+    found: dict[int, dict] = defaultdict(dict)
+    for class_id, kind, threshold in slos.values_list("workload_class_id", "kind", "threshold_seconds"):
+        found[class_id]["queue_age" if kind == SloKind.QUEUE_AGE else "latency"] = threshold
+    return {class_id: Thresholds(**values) for class_id, values in found.items()}
+
+
+def _queue_age_good(age: float | None, threshold: float | None) -> int:
+    return int(age is not None and threshold is not None and age <= threshold)
+
+
+def _latency_good(counts, threshold: float | None) -> float:
+    return histogram.count_below(counts, threshold) if counts and threshold is not None else 0.0
+
+
 # --- Polling -------------------------------------------------------------------------------------------
 @dataclass
 class PollSummary:
@@ -90,18 +114,26 @@ class PollSummary:
         return [run for run in self.runs if not run.ok]
 
 
-def _point_fields(metric: MetricKind, value) -> dict:
+def _point_fields(metric: MetricKind, value, thresholds: Thresholds) -> dict:
     if metric is MetricKind.COMPLETION_LATENCY:
         if not isinstance(value, Distribution):
             raise ValueError(f"{metric} points must be Distributions, got {type(value).__name__}.")
         if tuple(value.bounds) != LATENCY_BUCKET_BOUNDS or len(value.bucket_counts) != histogram.BUCKETS:
             raise ValueError(f"{metric} points must use LATENCY_BUCKET_BOUNDS ({histogram.BUCKETS} buckets).")
+        counts = [int(c) for c in value.bucket_counts]
         return {
-            "latency_buckets": [int(c) for c in value.bucket_counts],
+            "latency_buckets": counts,
             "latency_count": int(value.count),
             "latency_sum": float(value.sum),
+            "latency_good": _latency_good(counts, thresholds.latency),
         }
     number = float(value)
+    if metric is MetricKind.OLDEST_UNACKED_AGE:
+        return {
+            "oldest_unacked_age_seconds": number,
+            "queue_age_minutes": 1,
+            "queue_age_good": _queue_age_good(number, thresholds.queue_age),
+        }
     if metric is MetricKind.INSTANCE_COUNT:
         return {"instances": number, "instance_seconds": number * STEP_SECONDS}
     (column,) = METRIC_FIELDS[metric]
@@ -119,7 +151,8 @@ def _describe_error(exc: Exception) -> str:
 def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSummary:
     """Ask the Metrics port for the last `window_minutes` of every metric, for all classes at once
     (one call per metric), and upsert per-class, per-minute rollups; then refresh the hourly rows
-    of the hours touched. A failing metric is recorded and skipped; the others still land."""
+    of the hours touched and each class's live values. A failing metric is recorded and skipped;
+    the others still land."""
     window_minutes = window_minutes or settings.TELEMETRY_POLL_WINDOW_MINUTES
     # Steps are aligned to whole minutes so every poll cuts the same buckets: a misaligned end
     # would spread one minute's counts over two buckets and a re-poll could count them twice.
@@ -135,6 +168,16 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
         return summary
     targets = [metric_target(wc) for wc in classes]
     class_ids = {wc.slug: wc.pk for wc in classes}
+    states = {state.workload_class_id: state for state in ClassTelemetry.objects.all()}
+    current = slo_thresholds()
+    # Rows are judged against the thresholds the class's existing rows were judged with; the SLO
+    # evaluation notices a changed threshold and recomputes every row of the class at once.
+    thresholds = {
+        wc.pk: Thresholds(states[wc.pk].queue_age_threshold_seconds, states[wc.pk].latency_threshold_seconds)
+        if wc.pk in states
+        else current.get(wc.pk, Thresholds())
+        for wc in classes
+    }
     metrics_port = get_providers().metrics
 
     cells: dict[tuple[int, datetime], dict] = defaultdict(dict)
@@ -150,7 +193,7 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
         )
         try:
             series = metrics_port.series(metric, targets, start=start, end=end, step_seconds=STEP_SECONDS)
-            received, latest = _cells_from_series(metric, series, class_ids, start=start, end=end)
+            received, latest = _cells_from_series(metric, series, class_ids, thresholds, start=start, end=end)
         except Exception as exc:  # any failure of one metric must leave the other metrics' polls running
             logger.warning("metric poll failed for %s: %s", metric.value, exc, exc_info=True)
             run.ok, run.error = False, _describe_error(exc)
@@ -159,23 +202,33 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
                 cells[key].update(values)
             for class_id, moment in latest.items():
                 newest[class_id] = max(moment, newest.get(class_id, moment))
-            run.ok, run.points = True, sum(1 for _ in received)
+            run.ok, run.points = True, len(received)
         run.finished_at = now + timedelta(seconds=time.monotonic() - clock)
         summary.runs.append(run)
 
     with transaction.atomic():
         PollRun.objects.bulk_create(summary.runs)
         summary.rollups_written = _minute_rollups_upsert(cells, newest, fetched_at=now)
-        _freshness_record(newest, fetched_at=now)
-        touched = {class_id for class_id, _bucket in cells}
-        if touched:
-            hours = [bucket for _class_id, bucket in cells]
-            _hourly_rollups_refresh(class_ids=touched, start=floor_hour(min(hours)), end=floor_hour(max(hours)) + _HOUR)
+        if cells:
+            buckets = [bucket for _class_id, bucket in cells]
+            hours_start, hours_end = floor_hour(min(buckets)), floor_hour(max(buckets)) + _HOUR
+            live_start = end - _HOUR
+            rows = _minute_rows(class_ids=newest, start=min(hours_start, live_start), end=max(hours_end, end))
+            _hourly_rollups_upsert(rows, start=hours_start, end=hours_end)
+            _class_telemetry_record(
+                rows, newest, states, thresholds, live_start=live_start, live_end=end, fetched_at=now
+            )
     return summary
 
 
 def _cells_from_series(
-    metric: MetricKind, series: dict[str, list[Point]], class_ids: dict[str, int], *, start: datetime, end: datetime
+    metric: MetricKind,
+    series: dict[str, list[Point]],
+    class_ids: dict[str, int],
+    thresholds: dict[int, Thresholds],
+    *,
+    start: datetime,
+    end: datetime,
 ) -> tuple[dict[tuple[int, datetime], dict], dict[int, datetime]]:
     received: dict[tuple[int, datetime], dict] = {}
     latest: dict[int, datetime] = {}
@@ -189,7 +242,7 @@ def _cells_from_series(
             # edge step is included); anything else is not what was asked for.
             if not (start - _STEP <= bucket < end):
                 continue
-            received[(class_id, bucket)] = _point_fields(metric, point.value)
+            received[(class_id, bucket)] = _point_fields(metric, point.value, thresholds[class_id])
             latest[class_id] = max(point.end, latest.get(class_id, point.end))
     return received, latest
 
@@ -222,24 +275,49 @@ def _minute_rollups_upsert(
     return len(cells)
 
 
-def _freshness_record(newest: dict[int, datetime], *, fetched_at: datetime) -> None:
-    if not newest:
-        return
-    previous = dict(
-        MetricFreshness.objects.filter(workload_class_id__in=newest).values_list(
-            "workload_class_id", "newest_sample_at"
-        )
-    )
-    rows = [
-        MetricFreshness(
+_LIVE_GAUGES = ("oldest_unacked_age_seconds", "backlog", "dead_letter_backlog", "instances")
+
+
+def _class_telemetry_record(
+    rows: dict[int, list[dict]],
+    newest: dict[int, datetime],
+    states: dict[int, ClassTelemetry],
+    thresholds: dict[int, Thresholds],
+    *,
+    live_start: datetime,
+    live_end: datetime,
+    fetched_at: datetime,
+) -> None:
+    """Freshness and live values (latest gauges, last hour's p95 and outcomes) of the classes
+    this poll brought data for; the others keep theirs, so a class whose metrics stopped keeps
+    its last values and shows as stale."""
+    records = []
+    for class_id, moment in newest.items():
+        previous = states.get(class_id)
+        record = ClassTelemetry(
             workload_class_id=class_id,
             fetched_at=fetched_at,
-            newest_sample_at=max(moment, previous.get(class_id) or moment),
+            newest_sample_at=max(moment, previous.newest_sample_at or moment) if previous else moment,
+            queue_age_threshold_seconds=thresholds[class_id].queue_age,
+            latency_threshold_seconds=thresholds[class_id].latency,
         )
-        for class_id, moment in newest.items()
-    ]
-    MetricFreshness.objects.bulk_create(
-        rows, update_conflicts=True, unique_fields=["workload_class"], update_fields=["fetched_at", "newest_sample_at"]
+        latency = histogram.empty()
+        for row in rows.get(class_id, []):
+            if not live_start <= row["bucket_start"] < live_end:
+                continue
+            for gauge in _LIVE_GAUGES:
+                if row[gauge] is not None:
+                    setattr(record, gauge, row[gauge])  # rows are oldest first: the last one wins
+            histogram.add_into(latency, row["latency_buckets"])
+            record.completed_last_hour += row["completed"]
+            record.failed_last_hour += row["failed"]
+        record.latency_p95_seconds = histogram.percentile(latency, 95.0)
+        records.append(record)
+    ClassTelemetry.objects.bulk_create(
+        records,
+        update_conflicts=True,
+        unique_fields=["workload_class"],
+        update_fields=[f.name for f in ClassTelemetry._meta.concrete_fields if f.name != "workload_class"],
     )
 
 
@@ -259,9 +337,13 @@ _FOLD_FIELDS = (
     "latency_buckets",
     "latency_count",
     "latency_sum",
+    "latency_good",
+    "queue_age_minutes",
+    "queue_age_good",
     "fetched_at",
     "newest_sample_age_seconds",
 )
+_SUMMED = ("instance_seconds", "completed", "failed", "records", "tokens", "queue_age_minutes", "queue_age_good")
 _HOURLY_UPDATE_FIELDS = [name for name in _FOLD_FIELDS if name not in ("workload_class_id", "bucket_start")] + [
     "queue_ages"
 ]
@@ -269,12 +351,12 @@ _HOURLY_UPDATE_FIELDS = [name for name in _FOLD_FIELDS if name not in ("workload
 
 def fold_minutes(minutes: Iterable[dict]) -> dict:
     """One hour's values from its minute rows: maxima for ages and backlogs, the mean of instance
-    samples, sums for counters, instance-seconds and histograms, and the histogram of the
-    minutes' queue ages, sorted (for queue-age SLOs)."""
+    samples, sums for counters, SLO events, instance-seconds and histograms, and the minutes'
+    queue ages, sorted (so queue-age events can be recounted for a new threshold)."""
     ages, backlogs, dead_letters, instances = [], [], [], []
-    sums = {"instance_seconds": 0.0, "completed": 0, "failed": 0, "records": 0, "tokens": 0}
+    sums = dict.fromkeys(_SUMMED, 0)
     latency = histogram.empty()
-    latency_count, latency_sum = 0, 0.0
+    latency_count, latency_sum, latency_good = 0, 0.0, 0.0
     fetched_at, newest_age = None, None
     for row in minutes:
         for values, key in (
@@ -285,11 +367,12 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
         ):
             if row[key] is not None:
                 values.append(row[key])
-        for key in sums:
+        for key in _SUMMED:
             sums[key] += row[key]
         histogram.add_into(latency, row["latency_buckets"])
         latency_count += row["latency_count"]
         latency_sum += row["latency_sum"]
+        latency_good += row["latency_good"]
         if fetched_at is None or row["fetched_at"] > fetched_at:
             fetched_at = row["fetched_at"]
         if row["newest_sample_age_seconds"] is not None:
@@ -300,26 +383,37 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
         "dead_letter_backlog": max(dead_letters) if dead_letters else None,
         "instances": sum(instances) / len(instances) if instances else None,
         **sums,
-        "latency_buckets": latency if latency_count or any(latency) else [],
+        "latency_buckets": latency if any(latency) else [],
         "latency_count": latency_count,
         "latency_sum": latency_sum,
+        "latency_good": latency_good,
         "queue_ages": sorted(ages),
         "fetched_at": fetched_at,
         "newest_sample_age_seconds": newest_age,
     }
 
 
-def _hourly_rollups_refresh(*, start: datetime, end: datetime, class_ids: Iterable[int] | None = None) -> int:
-    """Recompute the hourly rows of [start, end) (whole hours) from their minutes and upsert them."""
+def _minute_rows(*, start: datetime, end: datetime, class_ids: Iterable[int] | None = None) -> dict[int, list[dict]]:
+    """Minute rollups in [start, end) as dicts, per class, oldest first."""
     minutes = MetricRollup.objects.filter(resolution=Resolution.MINUTE, bucket_start__gte=start, bucket_start__lt=end)
     if class_ids is not None:
         minutes = minutes.filter(workload_class_id__in=list(class_ids))
+    rows: dict[int, list[dict]] = defaultdict(list)
+    for row in minutes.order_by("workload_class_id", "bucket_start").values(*_FOLD_FIELDS).iterator(chunk_size=2000):
+        rows[row["workload_class_id"]].append(row)
+    return rows
+
+
+def _hourly_rollups_upsert(rows: dict[int, list[dict]], *, start: datetime, end: datetime) -> int:
+    """Recompute the hourly rows of [start, end) (whole hours) from their minutes and upsert them."""
     by_hour: dict[tuple[int, datetime], list[dict]] = defaultdict(list)
-    for row in minutes.values(*_FOLD_FIELDS).iterator(chunk_size=2000):
-        by_hour[(row["workload_class_id"], floor_hour(row["bucket_start"]))].append(row)
+    for class_id, class_rows in rows.items():
+        for row in class_rows:
+            if start <= row["bucket_start"] < end:
+                by_hour[(class_id, floor_hour(row["bucket_start"]))].append(row)
     hourly = [
-        MetricRollup(workload_class_id=class_id, resolution=Resolution.HOUR, bucket_start=hour, **fold_minutes(rows))
-        for (class_id, hour), rows in by_hour.items()
+        MetricRollup(workload_class_id=class_id, resolution=Resolution.HOUR, bucket_start=hour, **fold_minutes(group))
+        for (class_id, hour), group in by_hour.items()
     ]
     MetricRollup.objects.bulk_create(
         hourly, batch_size=500, update_conflicts=True, unique_fields=_ROLLUP_UNIQUE, update_fields=_HOURLY_UPDATE_FIELDS
@@ -356,7 +450,8 @@ def rollups_downsample(*, now: datetime) -> DownsampleSummary:
             break
         hour = floor_hour(oldest)
         with transaction.atomic():
-            summary.hours_folded += _hourly_rollups_refresh(start=hour, end=hour + _HOUR)
+            rows = _minute_rows(start=hour, end=hour + _HOUR)
+            summary.hours_folded += _hourly_rollups_upsert(rows, start=hour, end=hour + _HOUR)
             deleted, _ = MetricRollup.objects.filter(
                 resolution=Resolution.MINUTE, bucket_start__gte=hour, bucket_start__lt=hour + _HOUR
             ).delete()
@@ -373,40 +468,50 @@ def rollups_downsample(*, now: datetime) -> DownsampleSummary:
 
 
 # --- SLOs, error budgets and burn-rate alerts --------------------------------------------------------------
-_SLO_ROW_FIELDS = (
-    "workload_class_id",
-    "resolution",
-    "bucket_start",
-    "completed",
-    "failed",
-    "oldest_unacked_age_seconds",
-    "latency_buckets",
-    "queue_ages",
-)
+def slo_good_events_recompute(*, workload_class_id: int, thresholds: Thresholds) -> int:
+    """Re-judge every rollup of a class against new SLO thresholds (an SLO was added, changed or
+    removed), from the histograms and queue ages the rows keep, and record the thresholds."""
+    changed = []
+    rows = MetricRollup.objects.filter(workload_class_id=workload_class_id).values_list(
+        "pk", "resolution", "oldest_unacked_age_seconds", "queue_ages", "latency_buckets"
+    )
+    for pk, resolution, age, ages, latency in rows.iterator(chunk_size=2000):
+        if resolution == Resolution.HOUR:
+            good_minutes = (
+                slo_math.queue_age_hour_events(ages, thresholds.queue_age).good if thresholds.queue_age else 0
+            )
+        else:
+            good_minutes = _queue_age_good(age, thresholds.queue_age)
+        changed.append(
+            MetricRollup(
+                pk=pk, queue_age_good=int(good_minutes), latency_good=_latency_good(latency, thresholds.latency)
+            )
+        )
+    MetricRollup.objects.bulk_update(changed, ["queue_age_good", "latency_good"], batch_size=500)
+    ClassTelemetry.objects.filter(workload_class_id=workload_class_id).update(
+        queue_age_threshold_seconds=thresholds.queue_age, latency_threshold_seconds=thresholds.latency
+    )
+    return len(changed)
 
 
-def slo_row_events(slo: Slo, row: dict) -> slo_math.Events:
-    """Good and total events one rollup row contributes to an SLO."""
-    if slo.kind == SloKind.SUCCESS_RATIO:
-        return slo_math.success_events(row["completed"], row["failed"])
-    if slo.kind == SloKind.COMPLETION_LATENCY:
-        return slo_math.latency_events(row["latency_buckets"], slo.threshold_seconds)
-    if row["resolution"] == Resolution.HOUR:
-        return slo_math.queue_age_hour_events(row["queue_ages"], slo.threshold_seconds)
-    return slo_math.queue_age_minute_events(row["oldest_unacked_age_seconds"], slo.threshold_seconds)
+def _slo_thresholds_sync() -> list[int]:
+    current = slo_thresholds()
+    stale = [
+        (state.workload_class_id, current.get(state.workload_class_id, Thresholds()))
+        for state in ClassTelemetry.objects.only(
+            "workload_class_id", "queue_age_threshold_seconds", "latency_threshold_seconds"
+        )
+        if Thresholds(state.queue_age_threshold_seconds, state.latency_threshold_seconds)
+        != current.get(state.workload_class_id, Thresholds())
+    ]
+    for class_id, thresholds in stale:
+        with transaction.atomic():
+            count = slo_good_events_recompute(workload_class_id=class_id, thresholds=thresholds)
+        logger.info("SLO thresholds of class %s changed: re-judged %d rollups", class_id, count)
+    return [class_id for class_id, _ in stale]
 
 
-class _EventSeries:
-    """Prefix sums of one SLO's events over one resolution's rows: any window sums in O(log n)."""
-
-    def __init__(self, starts: list[datetime], events: list[slo_math.Events]):
-        self.starts = starts
-        self.good = [0.0, *accumulate(e.good for e in events)]
-        self.total = [0.0, *accumulate(e.total for e in events)]
-
-    def between(self, start: datetime, end: datetime) -> slo_math.Events:
-        i, j = bisect_left(self.starts, start), bisect_left(self.starts, end)
-        return slo_math.Events(self.good[j] - self.good[i], self.total[j] - self.total[i])
+_EVENT_COLUMNS = ("completed", "failed", "latency_good", "latency_count", "queue_age_good", "queue_age_minutes")
 
 
 def _spans_query(spans: Iterable[Span]) -> Q:
@@ -416,64 +521,71 @@ def _spans_query(spans: Iterable[Span]) -> Q:
     return query
 
 
+def slo_events(slo: Slo, sums: dict, window: str) -> slo_math.Events:
+    """Good and total events of an SLO in one window, from the per-class sums of the rollups."""
+
+    def total(column: str) -> float:
+        return sums.get(f"{window}_{column}") or 0
+
+    if slo.kind == SloKind.SUCCESS_RATIO:
+        return slo_math.success_events(total("completed"), total("failed"))
+    if slo.kind == SloKind.COMPLETION_LATENCY:
+        return slo_math.Events(good=float(total("latency_good")), total=float(total("latency_count")))
+    return slo_math.Events(good=float(total("queue_age_good")), total=float(total("queue_age_minutes")))
+
+
 @dataclass
 class EvaluationSummary:
     slos: int = 0
     opened: list[SloAlert] = field(default_factory=list)
     resolved: list[SloAlert] = field(default_factory=list)
+    rejudged_classes: list[int] = field(default_factory=list)
 
 
 def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
     """Recompute every SLO's status (attainment and budget over its window, burn rate per alert
-    window) and open or resolve burn-rate alerts. Reads a bounded number of rollup rows per class:
-    minutes for the last hour and the windows' ragged edges, hourly rows for the rest."""
-    summary = EvaluationSummary()
+    window) and open or resolve burn-rate alerts.
+
+    One SQL query sums every window for every class: whole hours come from hourly rollups, the
+    ragged edges from minute rollups, so the work grows with classes and hours, not with traffic."""
+    summary = EvaluationSummary(rejudged_classes=_slo_thresholds_sync())
     slos = list(Slo.objects.select_related("workload_class").order_by("pk"))
     if not slos:
         return summary
     end = floor_minute(now)
     kept_since = minutes_kept_since(now)
-    windows = {seconds: window_spans(end - timedelta(seconds=seconds), end) for seconds in slo_math.ALERT_WINDOWS}
-    budget_windows = {
-        days: window_spans(end - timedelta(days=days), end, minutes_kept_since=kept_since)
+    windows = {f"w{s}": window_spans(end - timedelta(seconds=s), end) for s in slo_math.ALERT_WINDOWS}
+    windows |= {
+        f"d{days}": window_spans(end - timedelta(days=days), end, minutes_kept_since=kept_since)
         for days in {slo.window_days for slo in slos}
     }
-    all_spans = {span for spans in (*windows.values(), *budget_windows.values()) for span in spans}
-
+    aggregates = {
+        f"{window}_{column}": Sum(column, filter=_spans_query(spans), default=0)
+        for window, spans in windows.items()
+        for column in _EVENT_COLUMNS
+    }
     class_ids = sorted({slo.workload_class_id for slo in slos})
-    rows_by_class: dict[int, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    rows = (
-        MetricRollup.objects.filter(_spans_query(all_spans), workload_class_id__in=class_ids)
-        .order_by("workload_class_id", "resolution", "bucket_start")
-        .values(*_SLO_ROW_FIELDS)
-    )
-    for row in rows.iterator(chunk_size=5000):
-        rows_by_class[row["workload_class_id"]][row["resolution"]].append(row)
+    sums = {
+        row["workload_class_id"]: row
+        for row in MetricRollup.objects.filter(
+            _spans_query({span for spans in windows.values() for span in spans}), workload_class_id__in=class_ids
+        )
+        .order_by()
+        .values("workload_class_id")
+        .annotate(**aggregates)
+    }
 
     open_alerts = {(a.slo_id, a.rule): a for a in SloAlert.objects.filter(resolved_at__isnull=True)}
     statuses, new_alerts, changed_alerts = [], [], []
     for slo in slos:
-        by_resolution = rows_by_class.get(slo.workload_class_id, {})
-        series = {
-            resolution: _EventSeries([r["bucket_start"] for r in rs], [slo_row_events(slo, r) for r in rs])
-            for resolution, rs in by_resolution.items()
-        }
-
-        def events_in(spans: list[Span], series=series) -> slo_math.Events:
-            total = slo_math.NO_EVENTS
-            for span in spans:
-                if span.resolution in series:
-                    total = total + series[span.resolution].between(span.start, span.end)
-            return total
-
+        class_sums = sums.get(slo.workload_class_id, {})
         budget = slo_math.budget_fraction(slo.target_percent)
-        window_events = {seconds: events_in(spans) for seconds, spans in windows.items()}
-        burn_now = slo_math.burn_rate(window_events[3600], budget)
+        window_events = {s: slo_events(slo, class_sums, f"w{s}") for s in slo_math.ALERT_WINDOWS}
         status = slo_math.error_budget(
-            events_in(budget_windows[slo.window_days]),
+            slo_events(slo, class_sums, f"d{slo.window_days}"),
             budget=budget,
             window_seconds=slo.window_days * 86400,
-            current_burn_rate=burn_now,
+            current_burn_rate=slo_math.burn_rate(window_events[3600], budget),
         )
         statuses.append(
             SloStatus(
@@ -647,12 +759,16 @@ def class_usage(*, start: datetime, end: datetime, class_ids: Iterable[int] | No
     rows = MetricRollup.objects.filter(_spans_query(spans))
     if class_ids is not None:
         rows = rows.filter(workload_class_id__in=list(class_ids))
-    totals = rows.values("workload_class_id").annotate(
-        instance_seconds=Sum("instance_seconds"),
-        records=Sum("records"),
-        tokens=Sum("tokens"),
-        completed=Sum("completed"),
-        failed=Sum("failed"),
+    totals = (
+        rows.order_by()
+        .values("workload_class_id")
+        .annotate(
+            instance_seconds=Sum("instance_seconds"),
+            records=Sum("records"),
+            tokens=Sum("tokens"),
+            completed=Sum("completed"),
+            failed=Sum("failed"),
+        )
     )
     return {row.pop("workload_class_id"): row for row in totals}
 
