@@ -1,7 +1,8 @@
 """Read-side telemetry queries for dashboards, the API and /metrics.
 
-Everything here reads rollups and the SLO snapshots the evaluation tick writes, with a bounded
-number of rows: cost grows with the classes and points shown, never with history or traffic.
+Everything here reads what the ticks wrote (rollups, each class's live ClassTelemetry row, SLO
+status snapshots, alerts) with a bounded number of rows: the cost grows with the classes and
+points shown, never with history or traffic.
 """
 
 from __future__ import annotations

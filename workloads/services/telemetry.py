@@ -554,7 +554,10 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
         return summary
     end = floor_minute(now)
     kept_since = minutes_kept_since(now)
-    windows = {f"w{s}": window_spans(end - timedelta(seconds=s), end) for s in slo_math.ALERT_WINDOWS}
+    windows = {
+        f"w{s}": window_spans(end - timedelta(seconds=s), end, minutes_kept_since=kept_since)
+        for s in slo_math.ALERT_WINDOWS
+    }
     windows |= {
         f"d{days}": window_spans(end - timedelta(days=days), end, minutes_kept_since=kept_since)
         for days in {slo.window_days for slo in slos}
