@@ -75,7 +75,7 @@ def fleet(db, metrics):
         MetricKind.COMPLETION_LATENCY,
         lambda slug, end: distribution([0.1] * 90 + [5.0] * 10) if alive(slug, end) else None,
     )
-    metrics_poll(now=NOW, window_minutes=12 * 60)
+    metrics_poll(now=NOW, window_minutes=3 * 60)
     slo_alerts_evaluate(now=NOW)
     open_alert(classes["paging"].slos.get(kind="success_ratio"), "page")
     open_alert(classes["ticketed"].slos.get(kind="queue_age"), "ticket")
@@ -104,8 +104,8 @@ def test_an_overview_row_holds_the_live_values(fleet):
     # p95 of 90 x 0.1 s and 10 x 5 s per minute: inside the bucket that holds 5 s.
     assert histogram.bucket_index(row.latency_p95_seconds) == histogram.bucket_index(5.0)
     assert row.error_budget_remaining_percent == 100 and row.worst_slo_kind in ("queue_age", "success_ratio")
-    # Today so far: 10 hours at 2 instances x 1 vCPU x 0.0001 + 0.5 GiB x 0.000002.
-    assert row.cost_today == Decimal("7.272000")
+    # Today so far (data since 07:00): 3 hours at 2 instances x (1 vCPU x 0.0001 + 0.5 GiB x 0.000002).
+    assert row.cost_today == Decimal("2.181600")
     assert row.metric_age_seconds == 20
     stale = next(r for r in fleet_overview(now=NOW) if r.workload_class.slug == "stale")
     assert stale.queue_age_seconds == 19  # its last minute with data, still shown (as stale)
@@ -150,7 +150,7 @@ def test_class_detail_values_follow_the_rollups(fleet):
     assert values["completed"][-1] == 100 and values["instances"][-1] == 2
     assert values["cost"][-1] == pytest.approx(120 * (0.0001 + 0.5 * 0.000002))
     hourly = class_telemetry(workload_class=fleet["healthy"], range_key="7d", now=NOW)
-    assert [v for v in hourly.series.values["completed"] if v is not None] == [6000] * 12  # 22:00-09:59
+    assert [v for v in hourly.series.values["completed"] if v is not None] == [6000] * 3  # 07:00-09:59
     assert hourly.series.newest_sample_at == NOW.replace(second=0)
     chart = detail.chart_data(("completed", "failed"))
     assert chart["x"] == detail.series.timestamps and set(chart["series"]) == {"completed", "failed"}

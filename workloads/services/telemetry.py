@@ -94,11 +94,11 @@ def slo_thresholds(class_ids: Iterable[int] | None = None) -> dict[int, Threshol
 
 
 def _queue_age_good(age: float | None, threshold: float | None) -> int:
-    return int(age is not None and threshold is not None and age <= threshold)
+    return 0 if threshold is None else int(slo_math.queue_age_minute_events(age, threshold).good)
 
 
 def _latency_good(counts, threshold: float | None) -> float:
-    return histogram.count_below(counts, threshold) if counts and threshold is not None else 0.0
+    return 0.0 if threshold is None else slo_math.latency_events(counts, threshold).good
 
 
 # --- Polling -------------------------------------------------------------------------------------------
