@@ -238,8 +238,8 @@ def _cells_from_series(
             continue  # a class deleted while the call was in flight
         for point in points:
             bucket = floor_minute(point.end - _STEP)
-            # One step either side of the window is accepted (providers differ on whether the
-            # edge step is included); anything else is not what was asked for.
+            # The step ending at `start` is accepted too (providers differ on whether the edge
+            # step is included); anything else is not what was asked for.
             if not (start - _STEP <= bucket < end):
                 continue
             received[(class_id, bucket)] = _point_fields(metric, point.value, thresholds[class_id])
