@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that call services and own retry policy."""
+"""Celery tasks: thin wrappers that call services (with the current time) and own retry policy."""
 
 import random
 
@@ -6,6 +6,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from workloads.providers.base import ProviderError
+from workloads.services import telemetry
 
 
 @shared_task(bind=True, acks_late=True, max_retries=20)
@@ -27,3 +28,20 @@ def actions_resume() -> int:
     from workloads.services.actions import actions_resume as resume
 
     return len(resume(now=timezone.now()))
+
+
+# Beat ticks. A tick that runs late or twice does no harm (each service is idempotent), and one
+# that outlives its interval is not worth finishing: the next tick re-reads the same window.
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
+def telemetry_poll() -> None:
+    telemetry.metrics_poll(now=timezone.now())
+
+
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
+def telemetry_alerts_evaluate() -> None:
+    telemetry.slo_alerts_evaluate(now=timezone.now())
+
+
+@shared_task(ignore_result=True)
+def telemetry_downsample() -> None:
+    telemetry.rollups_downsample(now=timezone.now())

@@ -202,7 +202,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"SloKindEnum": "workloads.models.classes.SloKind"},
 }
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -231,6 +231,31 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     # Pending actions the broker never delivered, and running ones whose worker died.
     "actions-resume": {"task": "workloads.tasks.actions_resume", "schedule": 30.0},
+}
+
+# --- Telemetry ----------------------------------------------------------------------------------
+# Metric polling into rollups, SLO evaluation and downsampling run as beat ticks (each idempotent).
+TELEMETRY_POLL_INTERVAL_SECONDS = env_int("TELEMETRY_POLL_INTERVAL_SECONDS", 60, minimum=10)
+TELEMETRY_ALERTS_INTERVAL_SECONDS = env_int("TELEMETRY_ALERTS_INTERVAL_SECONDS", 60, minimum=10)
+TELEMETRY_DOWNSAMPLE_INTERVAL_SECONDS = env_int("TELEMETRY_DOWNSAMPLE_INTERVAL_SECONDS", 3600, minimum=60)
+# Each poll re-reads the last N minutes: Cloud Monitoring points arrive minutes late.
+TELEMETRY_POLL_WINDOW_MINUTES = env_int("TELEMETRY_POLL_WINDOW_MINUTES", 10, minimum=1, maximum=1440)
+TELEMETRY_MINUTE_RETENTION_DAYS = env_int("TELEMETRY_MINUTE_RETENTION_DAYS", 14, minimum=1, maximum=90)
+TELEMETRY_HOUR_RETENTION_DAYS = env_int("TELEMETRY_HOUR_RETENTION_DAYS", 400, minimum=7)
+TELEMETRY_POLL_RUN_RETENTION_DAYS = env_int("TELEMETRY_POLL_RUN_RETENTION_DAYS", 7, minimum=1)
+# A class whose newest sample is older than this is shown as stale, never as healthy.
+TELEMETRY_STALE_AFTER_SECONDS = env_int("TELEMETRY_STALE_AFTER_SECONDS", 900, minimum=60)
+CELERY_BEAT_SCHEDULE["telemetry-poll"] = {
+    "task": "workloads.tasks.telemetry_poll",
+    "schedule": float(TELEMETRY_POLL_INTERVAL_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["telemetry-alerts"] = {
+    "task": "workloads.tasks.telemetry_alerts_evaluate",
+    "schedule": float(TELEMETRY_ALERTS_INTERVAL_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["telemetry-downsample"] = {
+    "task": "workloads.tasks.telemetry_downsample",
+    "schedule": float(TELEMETRY_DOWNSAMPLE_INTERVAL_SECONDS),
 }
 
 # --- Providers ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from workloads.api import views
+from workloads.api import telemetry, views
 from workloads.api.actions import ActionViewSet
 
 router = DefaultRouter(trailing_slash=True)
@@ -15,5 +15,11 @@ router.register("actions", ActionViewSet, basename="action")
 app_name = "api"
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="me"),
+    path("classes/<slug:slug>/metrics/", telemetry.ClassMetricsView.as_view(), name="class-metrics"),
+    path("classes/<slug:slug>/error-budget/", telemetry.ClassErrorBudgetView.as_view(), name="class-error-budget"),
+    path("slos/", telemetry.SloListView.as_view(), name="slo-list"),
+    path("alerts/", telemetry.AlertListView.as_view(), name="alert-list"),
+    path("poll-runs/", telemetry.PollRunListView.as_view(), name="poll-run-list"),
+    path("cost/", telemetry.CostView.as_view(), name="cost"),
     *router.urls,
 ]

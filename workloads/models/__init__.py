@@ -11,6 +11,15 @@ from workloads.models.classes import (
     TimeoutTier,
     WorkloadClass,
 )
+from workloads.models.telemetry import (
+    AlertSeverity,
+    ClassTelemetry,
+    MetricRollup,
+    PollRun,
+    Resolution,
+    SloAlert,
+    SloStatus,
+)
 from workloads.models.tokens import ApiToken
 
 __all__ = [
@@ -20,13 +29,20 @@ __all__ = [
     "ActionStep",
     "StepState",
     "TIMEOUT_TIER_SECONDS",
+    "AlertSeverity",
     "ApiToken",
     "AuditEvent",
     "AuditResult",
+    "ClassTelemetry",
     "CostRates",
+    "MetricRollup",
+    "PollRun",
+    "Resolution",
     "SchedulePolicy",
     "ScheduleKind",
     "Slo",
+    "SloAlert",
+    "SloStatus",
     "SloKind",
     "Tier",
     "TimeoutTier",

@@ -1,0 +1,131 @@
+"""`/metrics`: the control plane's own gauges in Prometheus text format, for a bearer token of a
+viewer or above (a token limited to ingestion is refused).
+
+The values are read from rollups and SLO snapshots at scrape time through the same selector the
+fleet overview uses, into a registry built per request: nothing is kept in process memory, so
+every web worker answers the same.
+"""
+
+from django.http import HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from controlplane.roles import Role, has_role
+from workloads.selectors import telemetry as selectors
+from workloads.services.tokens import api_token_authenticate, token_allows
+
+
+class FleetCollector:
+    def __init__(self, *, now):
+        self.now = now
+
+    def collect(self):
+        rows = selectors.fleet_overview(now=self.now)
+        gauges = {
+            "queue_age": GaugeMetricFamily(
+                "controlplane_queue_oldest_unacked_age_seconds",
+                "Age of the oldest unacknowledged message in the class's subscription (latest minute).",
+                labels=["workload_class"],
+            ),
+            "backlog": GaugeMetricFamily(
+                "controlplane_queue_backlog_messages",
+                "Undelivered messages (latest minute).",
+                labels=["workload_class"],
+            ),
+            "dead_letters": GaugeMetricFamily(
+                "controlplane_dead_letter_backlog_messages",
+                "Messages waiting in the dead-letter subscription (latest minute).",
+                labels=["workload_class"],
+            ),
+            "instances": GaugeMetricFamily(
+                "controlplane_worker_instances", "Worker pool instances (latest minute).", labels=["workload_class"]
+            ),
+            "budget": GaugeMetricFamily(
+                "controlplane_slo_error_budget_remaining_ratio",
+                "Share of the SLO's error budget left over its window (negative when overspent).",
+                labels=["workload_class", "slo"],
+            ),
+            "burn": GaugeMetricFamily(
+                "controlplane_slo_burn_rate",
+                "Error-budget burn rate per alert window (1 = spending the budget exactly over the SLO window).",
+                labels=["workload_class", "slo", "window"],
+            ),
+            "alerts": GaugeMetricFamily(
+                "controlplane_slo_alerts_active", "Open burn-rate alerts.", labels=["workload_class", "severity"]
+            ),
+            "age": GaugeMetricFamily(
+                "controlplane_metrics_age_seconds",
+                "Poll lag: how old the class's newest metric sample is (absent when none ever arrived).",
+                labels=["workload_class"],
+            ),
+            "status": GaugeMetricFamily(
+                "controlplane_class_status",
+                "1 for the class's current status (ok, at_risk, breached, stale, no_data), 0 for the others.",
+                labels=["workload_class", "status"],
+            ),
+        }
+        for row in rows:
+            slug = row.workload_class.slug
+            for key, value in (
+                ("queue_age", row.queue_age_seconds),
+                ("backlog", row.backlog),
+                ("dead_letters", row.dead_letter_backlog),
+                ("instances", row.instances),
+                ("age", row.metric_age_seconds),
+            ):
+                if value is not None:
+                    gauges[key].add_metric([slug], value)
+            for card in row.slo_cards:
+                if card.budget_remaining_percent is not None:
+                    gauges["budget"].add_metric([slug, card.slo.kind], card.budget_remaining_percent / 100)
+                for window, rate in card.burn_rates.items():
+                    gauges["burn"].add_metric([slug, card.slo.kind, window], rate)
+            for severity in ("page", "ticket"):
+                gauges["alerts"].add_metric(
+                    [slug, severity], sum(1 for a in row.active_alerts if a.severity == severity)
+                )
+            for status in selectors.STATUSES:
+                gauges["status"].add_metric([slug, status], 1.0 if row.status == status else 0.0)
+        yield from gauges.values()
+
+        last_run = GaugeMetricFamily(
+            "controlplane_metric_poll_last_run_timestamp_seconds",
+            "When each metric was last polled.",
+            labels=["metric"],
+        )
+        last_ok = GaugeMetricFamily(
+            "controlplane_metric_poll_ok", "1 when the metric's last poll succeeded.", labels=["metric"]
+        )
+        for metric, run in selectors.latest_poll_runs().items():
+            if run is not None:
+                last_run.add_metric([metric], run.started_at.timestamp())
+                last_ok.add_metric([metric], 1.0 if run.ok else 0.0)
+        yield last_run
+        yield last_ok
+
+
+def _unauthorized(message: str) -> HttpResponse:
+    response = HttpResponse(message + "\n", status=401, content_type="text/plain; charset=utf-8")
+    response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
+
+
+@require_GET
+def prometheus_metrics(request):
+    parts = request.headers.get("Authorization", "").split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return _unauthorized("Send an API token: Authorization: Bearer <token>.")
+    token = api_token_authenticate(parts[1])
+    if token is None:
+        return _unauthorized("Invalid, expired or revoked token.")
+    if not has_role(token.user, Role.VIEWER) or not token_allows(token, method="GET", scope_kind="api"):
+        return HttpResponse(
+            "This token may not read metrics: it needs a viewer (or higher) user and the 'read' or '*' scope.\n",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(now=timezone.now()))
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

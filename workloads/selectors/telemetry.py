@@ -1,0 +1,500 @@
+"""Read-side telemetry queries for dashboards, the API and /metrics.
+
+Everything here reads what the ticks wrote (rollups, each class's live ClassTelemetry row, SLO
+status snapshots, alerts) with a bounded number of rows: the cost grows with the classes and
+points shown, never with history or traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+
+from workloads.models import (
+    ClassTelemetry,
+    MetricRollup,
+    PollRun,
+    Resolution,
+    Slo,
+    SloAlert,
+    SloKind,
+    SloStatus,
+    WorkloadClass,
+)
+from workloads.models.telemetry import RESOLUTION_SECONDS
+from workloads.services.telemetry import POLLED_METRICS, class_cost, class_usage, minutes_kept_since
+from workloads.telemetry import histogram
+from workloads.telemetry.windows import floor_minute
+
+# --- Series -----------------------------------------------------------------------------------------
+# name -> (unit, how steps combine)
+SERIES: dict[str, tuple[str, str]] = {
+    "oldest_unacked_age": ("seconds", "max"),
+    "backlog": ("messages", "max"),
+    "dead_letter_backlog": ("messages", "max"),
+    "instances": ("instances", "mean"),
+    "completed": ("jobs", "sum"),
+    "failed": ("jobs", "sum"),
+    "records": ("records", "sum"),
+    "tokens": ("tokens", "sum"),
+    "latency_p50": ("seconds", "histogram"),
+    "latency_p95": ("seconds", "histogram"),
+    "latency_p99": ("seconds", "histogram"),
+    "cost": ("currency", "sum"),
+}
+_ROW_COLUMN = {
+    "oldest_unacked_age": "oldest_unacked_age_seconds",
+    "backlog": "backlog",
+    "dead_letter_backlog": "dead_letter_backlog",
+    "instances": "instances",
+    "completed": "completed",
+    "failed": "failed",
+    "records": "records",
+    "tokens": "tokens",
+}
+_PERCENTILES = {"latency_p50": 50.0, "latency_p95": 95.0, "latency_p99": 99.0}
+_SERIES_FIELDS = (
+    "bucket_start",
+    "oldest_unacked_age_seconds",
+    "backlog",
+    "dead_letter_backlog",
+    "instances",
+    "instance_seconds",
+    "completed",
+    "failed",
+    "records",
+    "tokens",
+    "latency_buckets",
+    "fetched_at",
+    "newest_sample_age_seconds",
+)
+# Steps a chart or API caller may get: the smallest one that keeps the points under the limit.
+NICE_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
+MAX_POINTS = 1440
+# Beyond this range minute rows would be too many to read for one chart: use hourly rows.
+MAX_MINUTE_RANGE = timedelta(hours=48)
+
+CHART_RANGES: dict[str, tuple[timedelta, int]] = {
+    "1h": (timedelta(hours=1), 60),
+    "6h": (timedelta(hours=6), 120),
+    "24h": (timedelta(hours=24), 300),
+    "7d": (timedelta(days=7), 3600),
+    "30d": (timedelta(days=30), 10800),
+}
+
+
+def choose_step(start: datetime, end: datetime, requested: int | None = None, *, max_points: int = MAX_POINTS) -> int:
+    needed = max(requested or 60, math.ceil((end - start).total_seconds() / max_points))
+    return next((step for step in NICE_STEPS if step >= needed), NICE_STEPS[-1])
+
+
+def choose_resolution(start: datetime, end: datetime, step: int, *, now: datetime) -> str:
+    if step >= 3600 or end - start > MAX_MINUTE_RANGE or start < minutes_kept_since(now):
+        return Resolution.HOUR
+    return Resolution.MINUTE
+
+
+@dataclass
+class SeriesSet:
+    """Aligned series for one class: `timestamps[i]` is the start of step i (epoch seconds) and
+    every list in `values` has one entry per step (None where there was no data)."""
+
+    start: datetime
+    end: datetime
+    step_seconds: int
+    resolution: str
+    timestamps: list[int]
+    values: dict[str, list[float | None]]
+    units: dict[str, str]
+    fetched_at: datetime | None = None
+    newest_sample_at: datetime | None = None
+
+    def points(self, name: str) -> list[tuple[datetime, float]]:
+        """(step start, value) for the steps that have data: gaps are absent, never zero."""
+        return [
+            (datetime.fromtimestamp(t, tz=UTC), v)
+            for t, v in zip(self.timestamps, self.values[name], strict=True)
+            if v is not None
+        ]
+
+
+def _cost_weights(wc: WorkloadClass) -> tuple[float, float, float]:
+    rates = wc.cost_rates
+    if rates is None:
+        return 0.0, 0.0, 0.0
+    per_instance_second = float(
+        wc.vcpu_per_instance * rates.vcpu_second + wc.memory_gib_per_instance * rates.gib_second
+    )
+    return per_instance_second, float(rates.per_record), float(rates.per_1k_tokens) / 1000
+
+
+def class_series(
+    *,
+    workload_class: WorkloadClass,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    names: tuple[str, ...] = tuple(SERIES),
+    step_seconds: int | None = None,
+    max_points: int = MAX_POINTS,
+) -> SeriesSet:
+    """Series for one class over [start, end), combining rollup rows into steps chosen so no more
+    than `max_points` come back; hourly rows are read for long or old ranges."""
+    step = choose_step(start, end, step_seconds, max_points=max_points)
+    resolution = choose_resolution(start, end, step, now=now)
+    step = max(step, RESOLUTION_SECONDS[resolution])
+    first = int(start.timestamp()) // step * step
+    timestamps = list(range(first, int(end.timestamp()), step))
+    index = {t: i for i, t in enumerate(timestamps)}
+    rows = (
+        MetricRollup.objects.filter(
+            workload_class=workload_class,
+            resolution=resolution,
+            bucket_start__gte=datetime.fromtimestamp(first, tz=start.tzinfo),
+            bucket_start__lt=end,
+        )
+        .order_by("bucket_start")
+        .values(*_SERIES_FIELDS)
+    )
+    per_instance_second, per_record, per_token = _cost_weights(workload_class)
+    buckets: list[list[dict]] = [[] for _ in timestamps]
+    fetched_at = newest_sample_at = None
+    for row in rows:
+        i = index.get(int(row["bucket_start"].timestamp()) // step * step)
+        if i is None:
+            continue
+        buckets[i].append(row)
+        if fetched_at is None or row["fetched_at"] > fetched_at:
+            fetched_at = row["fetched_at"]
+        if row["newest_sample_age_seconds"] is not None:
+            sample_at = row["fetched_at"] - timedelta(seconds=row["newest_sample_age_seconds"])
+            newest_sample_at = max(sample_at, newest_sample_at or sample_at)
+
+    values: dict[str, list[float | None]] = {name: [None] * len(timestamps) for name in names}
+    for i, step_rows in enumerate(buckets):
+        if not step_rows:
+            continue
+        merged = None
+        for name in names:
+            how = SERIES[name][1]
+            if how == "histogram":
+                if merged is None:
+                    merged = histogram.merge(r["latency_buckets"] for r in step_rows)
+                values[name][i] = histogram.percentile(merged, _PERCENTILES[name])
+            elif name == "cost":
+                values[name][i] = sum(
+                    r["instance_seconds"] * per_instance_second + r["records"] * per_record + r["tokens"] * per_token
+                    for r in step_rows
+                )
+            else:
+                samples = [r[_ROW_COLUMN[name]] for r in step_rows if r[_ROW_COLUMN[name]] is not None]
+                if not samples:
+                    continue
+                if how == "max":
+                    values[name][i] = max(samples)
+                elif how == "mean":
+                    values[name][i] = sum(samples) / len(samples)
+                else:
+                    values[name][i] = sum(samples)
+    return SeriesSet(
+        start=start,
+        end=end,
+        step_seconds=step,
+        resolution=resolution,
+        timestamps=timestamps,
+        values=values,
+        units={name: SERIES[name][0] for name in names},
+        fetched_at=fetched_at,
+        newest_sample_at=newest_sample_at,
+    )
+
+
+# --- SLO cards and alerts -------------------------------------------------------------------------
+AT_RISK_BUDGET_PERCENT = 25.0
+
+
+def status_of(slo: Slo) -> SloStatus | None:
+    try:
+        return slo.status
+    except SloStatus.DoesNotExist:
+        return None
+
+
+@dataclass
+class SloCard:
+    slo: Slo
+    status: SloStatus | None  # None until the evaluation tick has run once
+
+    @property
+    def attainment_percent(self) -> float | None:
+        if self.status is None or self.status.attainment is None:
+            return None
+        return self.status.attainment * 100
+
+    @property
+    def budget_remaining_percent(self) -> float | None:
+        return None if self.status is None else self.status.budget_remaining_percent
+
+    @property
+    def burn_rates(self) -> dict[str, float]:
+        if self.status is None:
+            return {}
+        return {label: w["burn_rate"] for label, w in self.status.windows.items()}
+
+    @property
+    def unit(self) -> str:
+        return "minutes" if self.slo.kind == SloKind.QUEUE_AGE else "events"
+
+
+def slo_queryset() -> QuerySet[Slo]:
+    return Slo.objects.select_related("workload_class", "status").order_by("workload_class__slug", "kind")
+
+
+def active_alert_counts(*, slo_ids: list[int]) -> dict[int, int]:
+    counts: dict[int, int] = defaultdict(int)
+    for slo_id in SloAlert.objects.filter(slo_id__in=slo_ids, resolved_at__isnull=True).values_list(
+        "slo_id", flat=True
+    ):
+        counts[slo_id] += 1
+    return counts
+
+
+def alert_queryset(*, state: str = "all") -> QuerySet[SloAlert]:
+    alerts = SloAlert.objects.select_related("slo__workload_class")
+    if state == "active":
+        alerts = alerts.filter(resolved_at__isnull=True)
+    elif state == "resolved":
+        alerts = alerts.filter(resolved_at__isnull=False)
+    return alerts.order_by("-opened_at", "-id")
+
+
+# --- Fleet overview ---------------------------------------------------------------------------------
+@dataclass
+class ClassTelemetryRow:
+    """What the fleet overview shows for one class. Values are None when there is no data."""
+
+    workload_class: WorkloadClass
+    status: str  # ok | at_risk | breached | stale | no_data
+    status_reason: str
+    queue_age_seconds: float | None = None
+    queue_age_threshold_seconds: float | None = None
+    backlog: float | None = None
+    dead_letter_backlog: float | None = None
+    instances: float | None = None
+    latency_p95_seconds: float | None = None
+    latency_threshold_seconds: float | None = None
+    error_budget_remaining_percent: float | None = None
+    worst_slo_kind: str | None = None
+    slo_cards: list[SloCard] = field(default_factory=list)
+    active_alerts: list[SloAlert] = field(default_factory=list)
+    cost_today: Decimal | None = None
+    currency: str = ""
+    fetched_at: datetime | None = None
+    newest_sample_at: datetime | None = None
+    metric_age_seconds: float | None = None
+
+
+STATUSES = ("ok", "at_risk", "breached", "stale", "no_data")
+
+
+def _class_status(
+    *, newest_sample_at: datetime | None, cards: list[SloCard], alerts: list[SloAlert], now: datetime
+) -> tuple[str, str]:
+    if newest_sample_at is None:
+        return "no_data", "No metrics received yet."
+    age = (now - newest_sample_at).total_seconds()
+    if age > settings.TELEMETRY_STALE_AFTER_SECONDS:
+        return "stale", f"No new metrics for {int(age // 60)} min: the values shown are old."
+    pages = [a for a in alerts if a.severity == "page"]
+    breached = [c for c in cards if c.status is not None and not c.status.met]
+    if pages:
+        return "breached", f"Paging: {pages[0].slo.get_kind_display()} is burning its budget fast."
+    if breached:
+        return "breached", f"{breached[0].slo.get_kind_display()} is below its target over the SLO window."
+    if alerts:
+        return "at_risk", f"Ticket: {alerts[0].slo.get_kind_display()} is burning its budget."
+    low = [
+        c
+        for c in cards
+        if c.budget_remaining_percent is not None and c.budget_remaining_percent < AT_RISK_BUDGET_PERCENT
+    ]
+    if low:
+        return "at_risk", f"{low[0].slo.get_kind_display()} has {low[0].budget_remaining_percent:.0f}% budget left."
+    return "ok", "Within every SLO."
+
+
+def _telemetry_of(workload_class: WorkloadClass) -> ClassTelemetry | None:
+    try:
+        return workload_class.telemetry
+    except ClassTelemetry.DoesNotExist:
+        return None
+
+
+def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = None) -> list[ClassTelemetryRow]:
+    """One row per class (in the queryset's order) with its live telemetry, in four queries that
+    read one row per class, SLO and open alert, plus today's hourly rollups for the cost column:
+    the cost does not grow with history or traffic."""
+    classes = (classes if classes is not None else WorkloadClass.objects.order_by("slug")).select_related(
+        "cost_rates", "telemetry"
+    )
+    classes = list(
+        classes.prefetch_related(Prefetch("slos", queryset=Slo.objects.select_related("status").order_by("kind")))
+    )
+    if not classes:
+        return []
+    class_ids = [wc.pk for wc in classes]
+    alerts: dict[int, list[SloAlert]] = defaultdict(list)
+    for alert in SloAlert.objects.filter(resolved_at__isnull=True, slo__workload_class_id__in=class_ids).select_related(
+        "slo"
+    ):
+        alerts[alert.slo.workload_class_id].append(alert)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    usage = class_usage(start=day_start, end=now, class_ids=class_ids, now=now)
+
+    rows = []
+    for wc in classes:
+        cards = [SloCard(slo=slo, status=status_of(slo)) for slo in wc.slos.all()]
+        live = _telemetry_of(wc)
+        newest = live.newest_sample_at if live else None
+        class_alerts = sorted(alerts.get(wc.pk, []), key=lambda a: (a.severity != "page", a.opened_at))
+        status, reason = _class_status(newest_sample_at=newest, cards=cards, alerts=class_alerts, now=now)
+        thresholds = {card.slo.kind: card.slo.threshold_seconds for card in cards}
+        budgets = [c for c in cards if c.budget_remaining_percent is not None]
+        worst = min(budgets, key=lambda c: c.budget_remaining_percent, default=None)
+        cost = class_cost(wc, usage.get(wc.pk, {}))
+        rows.append(
+            ClassTelemetryRow(
+                workload_class=wc,
+                status=status,
+                status_reason=reason,
+                queue_age_seconds=live.oldest_unacked_age_seconds if live else None,
+                queue_age_threshold_seconds=thresholds.get(SloKind.QUEUE_AGE),
+                backlog=live.backlog if live else None,
+                dead_letter_backlog=live.dead_letter_backlog if live else None,
+                instances=live.instances if live else None,
+                latency_p95_seconds=live.latency_p95_seconds if live else None,
+                latency_threshold_seconds=thresholds.get(SloKind.COMPLETION_LATENCY),
+                error_budget_remaining_percent=worst.budget_remaining_percent if worst else None,
+                worst_slo_kind=worst.slo.kind if worst else None,
+                slo_cards=cards,
+                active_alerts=class_alerts,
+                cost_today=cost.total_cost if cost.has_rates else None,
+                currency=cost.currency,
+                fetched_at=live.fetched_at if live else None,
+                newest_sample_at=newest,
+                metric_age_seconds=(now - newest).total_seconds() if newest else None,
+            )
+        )
+    return rows
+
+
+# --- Class detail -----------------------------------------------------------------------------------
+@dataclass
+class ClassDetailTelemetry:
+    range_key: str
+    series: SeriesSet
+    thresholds: dict[str, float | None]  # series name -> SLO threshold line
+    slo_cards: list[SloCard]
+    active_alerts: list[SloAlert]
+    recent_alerts: list[SloAlert]
+    metric_age_seconds: float | None
+
+    def chart_data(self, names: tuple[str, ...]) -> dict:
+        """JSON-ready columnar data for one chart (uPlot's shape: x values, then one list per series)."""
+        return {
+            "x": self.series.timestamps,
+            "series": {name: self.series.values[name] for name in names},
+            "units": {name: self.series.units[name] for name in names},
+            "step_seconds": self.series.step_seconds,
+            "fetched_at": self.series.fetched_at.isoformat() if self.series.fetched_at else None,
+            "newest_sample_at": self.series.newest_sample_at.isoformat() if self.series.newest_sample_at else None,
+        }
+
+
+def class_telemetry(*, workload_class: WorkloadClass, range_key: str, now: datetime) -> ClassDetailTelemetry:
+    """Charts, SLO cards and alerts for one class over one of CHART_RANGES (bounded points)."""
+    if range_key not in CHART_RANGES:
+        raise ValueError(f"range must be one of {', '.join(CHART_RANGES)}.")
+    length, step = CHART_RANGES[range_key]
+    end = floor_minute(now)
+    series = class_series(workload_class=workload_class, start=end - length, end=end, now=now, step_seconds=step)
+    slos = list(Slo.objects.filter(workload_class=workload_class).select_related("status").order_by("kind"))
+    thresholds = {
+        "oldest_unacked_age": next((s.threshold_seconds for s in slos if s.kind == SloKind.QUEUE_AGE), None),
+        "latency_p95": next((s.threshold_seconds for s in slos if s.kind == SloKind.COMPLETION_LATENCY), None),
+    }
+    alerts = list(alert_queryset().filter(slo__workload_class=workload_class)[:20])
+    live = _telemetry_of(workload_class)
+    newest = live.newest_sample_at if live else None
+    return ClassDetailTelemetry(
+        range_key=range_key,
+        series=series,
+        thresholds=thresholds,
+        slo_cards=[SloCard(slo=slo, status=status_of(slo)) for slo in slos],
+        active_alerts=[a for a in alerts if a.resolved_at is None],
+        recent_alerts=alerts,
+        metric_age_seconds=(now - newest).total_seconds() if newest else None,
+    )
+
+
+# --- Worker error budget ------------------------------------------------------------------------------
+@dataclass
+class BudgetConsumer:
+    source: str  # "failed_completions", "timeouts", "dead_letter_signature"
+    label: str
+    events: float
+
+
+@dataclass
+class WorkerErrorBudget:
+    slo: Slo | None
+    status: SloStatus | None
+    consumers: list[BudgetConsumer]
+
+
+def dead_letter_error_breakdown(
+    *, workload_class: WorkloadClass, start: datetime, end: datetime
+) -> list[BudgetConsumer]:
+    """Error signatures of the class's dead letters in [start, end), largest first.
+
+    The hook for the dead-letter mirror: until that model exists there are no signatures to read,
+    so this returns nothing and the budget is attributed to failed completions only."""
+    return []
+
+
+def worker_error_budget(*, workload_class: WorkloadClass, now: datetime) -> WorkerErrorBudget:
+    """The failure budget the class's success-ratio SLO allows, and what consumed it."""
+    slo = Slo.objects.filter(workload_class=workload_class, kind=SloKind.SUCCESS_RATIO).select_related("status").first()
+    if slo is None:
+        return WorkerErrorBudget(slo=None, status=None, consumers=[])
+    status = status_of(slo)
+    start = floor_minute(now) - timedelta(days=slo.window_days)
+    consumers = dead_letter_error_breakdown(workload_class=workload_class, start=start, end=now)
+    if status is not None and status.budget_consumed > 0:
+        attributed = sum(c.events for c in consumers)
+        rest = status.budget_consumed - attributed
+        if rest > 0:
+            # The Metrics port reports failures as one count (retried, dead-lettered or timed out).
+            consumers.append(
+                BudgetConsumer(
+                    source="failed_completions",
+                    label="Failed completions (retried, dead-lettered or timed out)",
+                    events=rest,
+                )
+            )
+    return WorkerErrorBudget(slo=slo, status=status, consumers=consumers)
+
+
+# --- Poll health ----------------------------------------------------------------------------------------
+def latest_poll_runs() -> dict[str, PollRun | None]:
+    """The most recent run of each polled metric (one query per metric, on an index)."""
+    return {
+        metric.value: PollRun.objects.filter(metric=metric.value).order_by("-started_at").first()
+        for metric in POLLED_METRICS
+    }

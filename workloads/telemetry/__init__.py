@@ -1,0 +1,1 @@
+"""Telemetry math with no Django: latency histograms and SLO arithmetic."""
