@@ -9,9 +9,16 @@
 
 import pytest
 
+# Handler threads only see committed rows, so the local params run as transactional tests on their
+# own database alias (marks are read at collection, when pytest-django decides which test
+# databases to create).
 PROVIDERS = [
-    pytest.param("local-postgres", id="local-postgres"),
-    pytest.param("local-sqlite", id="local-sqlite"),
+    pytest.param(
+        "local-postgres", id="local-postgres", marks=pytest.mark.django_db(transaction=True, databases=["default"])
+    ),
+    pytest.param(
+        "local-sqlite", id="local-sqlite", marks=pytest.mark.django_db(transaction=True, databases=["contract_sqlite"])
+    ),
     pytest.param("gcp", id="gcp", marks=pytest.mark.emulator),
 ]
 

@@ -10,6 +10,18 @@ from workloads.models.classes import (
     TimeoutTier,
     WorkloadClass,
 )
+from workloads.models.local import (
+    LocalDelivery,
+    LocalMessage,
+    LocalPoolChange,
+    LocalSnapshot,
+    LocalSnapshotMessage,
+    LocalSubscription,
+    LocalTopic,
+    LocalWorkerPool,
+    LocalWorkerReport,
+    LocalWorkerReportBucket,
+)
 from workloads.models.tokens import ApiToken
 
 __all__ = [
@@ -18,6 +30,16 @@ __all__ = [
     "AuditEvent",
     "AuditResult",
     "CostRates",
+    "LocalDelivery",
+    "LocalMessage",
+    "LocalPoolChange",
+    "LocalSnapshot",
+    "LocalSnapshotMessage",
+    "LocalSubscription",
+    "LocalTopic",
+    "LocalWorkerPool",
+    "LocalWorkerReport",
+    "LocalWorkerReportBucket",
     "SchedulePolicy",
     "ScheduleKind",
     "Slo",
