@@ -11,13 +11,19 @@ import pytest
 
 # Handler threads only see committed rows, so the local params run as transactional tests on their
 # own database alias (marks are read at collection, when pytest-django decides which test
-# databases to create).
+# databases to create). The flush after each test is limited to the workloads app's tables, so
+# the data migrations' rows (the role groups) survive for the tests that run later.
+LOCAL_APPS = ["workloads"]
 PROVIDERS = [
     pytest.param(
-        "local-postgres", id="local-postgres", marks=pytest.mark.django_db(transaction=True, databases=["default"])
+        "local-postgres",
+        id="local-postgres",
+        marks=pytest.mark.django_db(transaction=True, databases=["default"], available_apps=LOCAL_APPS),
     ),
     pytest.param(
-        "local-sqlite", id="local-sqlite", marks=pytest.mark.django_db(transaction=True, databases=["contract_sqlite"])
+        "local-sqlite",
+        id="local-sqlite",
+        marks=pytest.mark.django_db(transaction=True, databases=["contract_sqlite"], available_apps=LOCAL_APPS),
     ),
     pytest.param("gcp", id="gcp", marks=pytest.mark.emulator),
 ]

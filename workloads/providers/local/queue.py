@@ -671,7 +671,7 @@ class _Consumer:
 
     def _schedule_heartbeat(self) -> None:
         # Extend at a third of the deadline, so two missed beats still leave the lease alive.
-        self.next_heartbeat = time.monotonic() + max(1.0, self.subscription.ack_deadline_seconds / 3)
+        self.next_heartbeat = time.monotonic() + max(0.5, self.subscription.ack_deadline_seconds / 3)
 
     def _heartbeat_if_due(self) -> None:
         if time.monotonic() < self.next_heartbeat:
