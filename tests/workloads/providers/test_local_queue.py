@@ -347,3 +347,31 @@ def test_a_seek_into_a_dead_lettered_message_delivers_it_again_from_the_first_at
     queue.seek(spec, to_time=before)
     [again] = queue.pull(spec, max_messages=1, timeout=0)
     assert again.delivery_attempt == 1
+
+
+@pytest.mark.parametrize("alias", ALIASES[:1])
+def test_a_handler_that_raises_or_returns_nonsense_gets_the_message_again(alias):
+    queue = LocalQueue(using=alias)
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    queue.publish(spec, _messages(1))
+    attempts = []
+
+    def flaky(message):
+        attempts.append(message.delivery_attempt)
+        if message.delivery_attempt == 1:
+            raise RuntimeError("boom")
+        return None if message.delivery_attempt == 2 else Disposition.ack()
+
+    stop = threading.Event()
+    thread = threading.Thread(target=queue.consume, args=(spec, flaky), kwargs={"max_concurrency": 2, "stop": stop})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(attempts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert attempts == [1, 2, 3]
+    assert LocalDelivery.objects.get().acked_at is not None

@@ -294,16 +294,20 @@ class LocalQueue(Queue):
     def _lease(self, subscription: LocalSubscription, max_messages: int) -> list[ReceivedMessage]:
         now = self._now()
         deliveries = LocalDelivery.objects.using(self.using)
+        ready = deliveries.filter(subscription=subscription, acked_at__isnull=True, visible_at__lte=now)
+        if subscription.ordering:
+            earlier = LocalDelivery.objects.filter(
+                subscription=subscription,
+                ordering_key=OuterRef("ordering_key"),
+                acked_at__isnull=True,
+                message_id__lt=OuterRef("message_id"),
+            )
+            ready = ready.filter(Q(ordering_key="") | ~Exists(earlier))
+        # A plain read first: idle polls then never take a lock (on SQLite, the database's
+        # only write lock, which every worker process shares).
+        if not ready.exists():
+            return []
         with transaction.atomic(using=self.using):
-            ready = deliveries.filter(subscription=subscription, acked_at__isnull=True, visible_at__lte=now)
-            if subscription.ordering:
-                earlier = LocalDelivery.objects.filter(
-                    subscription=subscription,
-                    ordering_key=OuterRef("ordering_key"),
-                    acked_at__isnull=True,
-                    message_id__lt=OuterRef("message_id"),
-                )
-                ready = ready.filter(Q(ordering_key="") | ~Exists(earlier))
             rows = list(
                 ready.select_for_update(skip_locked=True)
                 .order_by("message_id")
@@ -448,9 +452,9 @@ class LocalQueue(Queue):
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        self._subscription(spec.subscription)  # fail now, not in a loop, when it does not exist
+        consumer = _Consumer(self, spec.subscription, handler, max_concurrency, stop)  # NOT_FOUND raises here
         try:
-            _Consumer(self, spec.subscription, handler, max_concurrency, stop).run()
+            consumer.run()
         finally:
             # The caller's thread may end right after (runworker, tests): do not leave its
             # connection open, unless it is inside a transaction it still needs.
@@ -594,6 +598,7 @@ class _Consumer:
                     received = self.queue._lease(self.subscription, free)
                 except DatabaseError:
                     logger.exception("Leasing from %s failed; retrying", self.subscription_name)
+                    _reconnect_later(self.queue.using)
                     received = []
                 if received:
                     with self.lock:
@@ -637,26 +642,33 @@ class _Consumer:
                 if message is None:
                     return
                 try:
-                    disposition = self.handler(message)
-                    if not isinstance(disposition, Disposition):
-                        raise TypeError(f"the handler returned {disposition!r}, not a Disposition")
-                except Exception:
-                    logger.exception("Handler failed on message %s; nacking it", message.message_id)
-                    disposition = Disposition.nack()
-                try:
-                    if disposition.outcome is Outcome.ACK:
-                        self.queue._ack(self.subscription, [message.ack_id])
-                    else:
-                        self.queue._nack(self.subscription, [message.ack_id], delay_seconds=disposition.delay_seconds)
-                except (DatabaseError, ProviderError):
-                    # The lease expires and the message comes back: at-least-once, as promised.
-                    logger.exception("Settling message %s failed", message.message_id)
+                    self._handle(message)
                 finally:
+                    # Even if the handler killed this thread: stop extending its lease, so the
+                    # message comes back once the lease runs out.
                     with self.lock:
                         self.in_flight.pop(_delivery_pk(message), None)
                     self.wake.set()
         finally:
             connections.close_all()  # this thread's connections only: it ends here
+
+    def _handle(self, message: ReceivedMessage) -> None:
+        try:
+            disposition = self.handler(message)
+            if not isinstance(disposition, Disposition):
+                raise TypeError(f"the handler returned {disposition!r}, not a Disposition")
+        except Exception:
+            logger.exception("Handler failed on message %s; nacking it", message.message_id)
+            disposition = Disposition.nack()
+        try:
+            if disposition.outcome is Outcome.ACK:
+                self.queue._ack(self.subscription, [message.ack_id])
+            else:
+                self.queue._nack(self.subscription, [message.ack_id], delay_seconds=disposition.delay_seconds)
+        except (DatabaseError, ProviderError):
+            # The lease expires and the message comes back: at-least-once, as promised.
+            logger.exception("Settling message %s failed", message.message_id)
+            _reconnect_later(self.queue.using)
 
     def _pause(self, seconds: float) -> None:
         """Wait up to `seconds`, returning early when a handler finishes; `stop` is seen in 0.1 s."""
@@ -689,6 +701,15 @@ class _Consumer:
             function(*args)
         except DatabaseError:
             logger.exception("%s on %s failed", function.__name__, self.subscription_name)
+            _reconnect_later(self.queue.using)
+
+
+def _reconnect_later(using: str) -> None:
+    """After a database error, drop this thread's connection (it may be broken: a restarted
+    server, a network cut) so the next call opens a fresh one."""
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def _delivery_pk(message: ReceivedMessage) -> int:
