@@ -5,6 +5,8 @@ Celery on kombu's filesystem transport. Production sets DEBUG=0, SECRET_KEY, ALL
 DATABASE_URL and CELERY_BROKER_URL; see the configuration table in README.md.
 """
 
+import shlex
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -269,6 +271,16 @@ GOOGLE_CLOUD_REGION = env_str("GOOGLE_CLOUD_REGION", "us-central1")
 # Endpoint overrides for the Cloud Run Admin and Cloud Monitoring clients (tests, private endpoints).
 CLOUD_RUN_ENDPOINT = env_str("CLOUD_RUN_ENDPOINT")
 CLOUD_MONITORING_ENDPOINT = env_str("CLOUD_MONITORING_ENDPOINT")
+
+# --- Local fleet (`manage.py runfleet`, the local provider's worker pools) --------------------------
+# The command each local worker instance runs, split like a shell line; {slug} is the class,
+# {pool} the pool's resource name, {instance} the instance id. Run from the project directory.
+LOCAL_FLEET_WORKER_COMMAND = shlex.split(env_str("LOCAL_FLEET_WORKER_COMMAND") or "") or [
+    sys.executable,
+    "manage.py",
+    "runworker",
+    "{slug}",
+]
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper()

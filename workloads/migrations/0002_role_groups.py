@@ -4,13 +4,15 @@ ROLE_GROUPS = ("viewer", "operator", "admin")
 
 
 def create_role_groups(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
+    # On the database being migrated (the tests migrate a second, SQLite alias too).
+    groups = apps.get_model("auth", "Group").objects.using(schema_editor.connection.alias)
     for name in ROLE_GROUPS:
-        Group.objects.get_or_create(name=name)
+        groups.get_or_create(name=name)
 
 
 def remove_role_groups(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=ROLE_GROUPS).delete()
+    groups = apps.get_model("auth", "Group").objects.using(schema_editor.connection.alias)
+    groups.filter(name__in=ROLE_GROUPS).delete()
 
 
 class Migration(migrations.Migration):

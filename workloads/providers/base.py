@@ -257,6 +257,13 @@ class WorkerPools(ABC):
         """Set the manual instance count and wait for the change to be accepted (the long-running
         operation); a no-op that returns the current state when already at `count`."""
 
+    def ensure(self, spec: PoolSpec, *, initial_instances: int = 0) -> PoolState:
+        """Make sure the class's pool exists and return its state. Where pools are deployed by
+        someone else (Cloud Run: gcloud or Terraform, with their image) this only checks, raising
+        the same NOT_FOUND error as `get`; the local provider creates a missing pool with
+        `initial_instances` and leaves an existing one as it is."""
+        return self.get(spec)
+
 
 # --- Metrics ------------------------------------------------------------------------------------------
 class MetricKind(enum.StrEnum):

@@ -1,0 +1,377 @@
+"""The local queue beyond the contract suite: exclusive leases under concurrency, retry backoff,
+lease expiry, ordering after a nack, retention and prune."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from tests.workloads.providers.conftest import ALIASES, queue_spec
+from workloads.models import LocalDelivery, LocalMessage, LocalSnapshot, LocalSubscription
+from workloads.providers.base import (
+    DEAD_LETTER_DELIVERY_COUNT,
+    DEAD_LETTER_PUBLISH_TIME,
+    DEAD_LETTER_SOURCE_PROJECT,
+    Disposition,
+    OutboundMessage,
+    ProviderError,
+)
+from workloads.providers.local import LocalQueue, local_queue_prune
+from workloads.providers.local.queue import retry_backoff_seconds
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _messages(count, prefix="m"):
+    return [OutboundMessage(f"{prefix}{i}".encode()) for i in range(count)]
+
+
+def _drain(queue, spec, batch):
+    """Lease until the subscription has nothing left; returns the message ids this caller got."""
+    got, empty_polls = [], 0
+    while empty_polls < 3:
+        received = queue.pull(spec, max_messages=batch, timeout=0)
+        if not received:
+            empty_polls += 1
+            time.sleep(0.01)
+            continue
+        empty_polls = 0
+        got += [m.message_id for m in received]
+        queue.ack(spec, [m.ack_id for m in received])
+        time.sleep(0.002)  # "work": SQLite's busy wait would otherwise let one caller drain it all
+    return got
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_two_threads_leasing_at_once_never_get_the_same_message(alias):
+    queue = LocalQueue(using=alias)
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    ids = queue.publish(spec, _messages(300))
+    results = {}
+    go = threading.Barrier(2)
+
+    def consumer(name):
+        try:
+            go.wait()
+            results[name] = _drain(queue, spec, batch=7)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=consumer, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert set(results) == {"a", "b"}
+    assert not set(results["a"]) & set(results["b"])
+    assert sorted(results["a"] + results["b"], key=int) == ids  # each exactly once, none lost
+    assert results["a"] and results["b"]  # both really competed
+
+
+_CHILD = """
+import json, os, sys, time
+import django
+django.setup()
+from workloads.providers.base import QueueSpec
+from workloads.providers.local import LocalQueue
+alias, spec, ready, go = sys.argv[1], QueueSpec(**json.loads(sys.argv[2])), sys.argv[3], sys.argv[4]
+queue = LocalQueue(using=alias)
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.01)
+got, empty_polls = [], 0
+while empty_polls < 3:
+    received = queue.pull(spec, max_messages=5, timeout=0)
+    if not received:
+        empty_polls += 1
+        time.sleep(0.01)
+        continue
+    empty_polls = 0
+    got += [m.message_id for m in received]
+    queue.ack(spec, [m.ack_id for m in received])
+    time.sleep(0.002)
+print(json.dumps(got))
+"""
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_two_processes_leasing_at_once_never_get_the_same_message(alias, tmp_path):
+    queue = LocalQueue(using=alias)
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    ids = queue.publish(spec, _messages(400))
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.settings.test"}
+    if alias == "default":  # the children's default database is this test's database
+        env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{connections['default'].settings_dict['NAME']}"
+    go = tmp_path / "go"
+    children = []
+    for name in ("a", "b"):
+        ready = tmp_path / f"ready-{name}"
+        args = [sys.executable, "-c", _CHILD, alias, json.dumps(asdict(spec)), str(ready), str(go)]
+        children.append((ready, subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)))
+    try:
+        deadline = time.monotonic() + 60
+        while not all(ready.exists() for ready, _ in children) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        go.touch()
+        outputs = [process.communicate(timeout=120)[0] for _, process in children]
+    finally:
+        for _, process in children:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert [process.returncode for _, process in children] == [0, 0]
+    first, second = (json.loads(output.strip().splitlines()[-1]) for output in outputs)
+    assert not set(first) & set(second)
+    assert sorted(first + second, key=int) == ids
+    assert first and second
+
+
+def test_retry_backoff_grows_from_the_minimum_to_the_maximum():
+    assert [retry_backoff_seconds(attempts=n, minimum=10, maximum=60) for n in range(1, 7)] == [
+        10,
+        20,
+        40,
+        60,
+        60,
+        60,
+    ]
+    assert retry_backoff_seconds(attempts=3, minimum=0, maximum=0) == 0
+    assert retry_backoff_seconds(attempts=1, minimum=5, maximum=5) == 5
+
+
+def test_a_nack_without_delay_follows_the_retry_policy_and_an_explicit_delay_wins(db, clock):
+    queue = LocalQueue(now=clock)
+    spec = queue_spec(min_backoff_seconds=10, max_backoff_seconds=60, max_delivery_attempts=100)
+    queue.ensure_resources(spec)
+    queue.publish(spec, _messages(1))
+    waits = []
+    for _ in range(5):
+        [message] = queue.pull(spec, max_messages=1, timeout=0)
+        queue.nack(spec, [message.ack_id])
+        visible_at = LocalDelivery.objects.get().visible_at
+        waits.append((visible_at - clock.now).total_seconds())
+        assert queue.pull(spec, max_messages=1, timeout=0) == []  # held back meanwhile
+        clock.now = visible_at
+    assert waits == [10, 20, 40, 60, 60]
+
+    [message] = queue.pull(spec, max_messages=1, timeout=0)
+    queue.nack(spec, [message.ack_id], delay_seconds=3)
+    assert (LocalDelivery.objects.get().visible_at - clock.now).total_seconds() == 3
+
+
+def test_an_expired_lease_counts_as_an_attempt_and_the_last_one_moves_the_message(db, clock):
+    queue = LocalQueue(now=clock)
+    spec = queue_spec(ack_deadline_seconds=10, max_delivery_attempts=5)
+    queue.ensure_resources(spec)
+    published_at = clock.now
+    queue.publish(spec, [OutboundMessage(b"slow", {"k": "v"})])
+    attempts = []
+    for _ in range(5):
+        [message] = queue.pull(spec, max_messages=1, timeout=0)
+        attempts.append(message.delivery_attempt)
+        assert queue.pull(spec, max_messages=1, timeout=0) == []  # leased: hidden
+        clock.advance(seconds=11)  # the worker died: its lease runs out
+    assert attempts == [1, 2, 3, 4, 5]
+    assert queue.pull(spec, max_messages=1, timeout=0) == []  # moved instead of a sixth delivery
+    [letter] = queue.peek_dead_letters(spec, max_messages=5)
+    assert letter.attributes[DEAD_LETTER_DELIVERY_COUNT] == "5"
+    assert letter.attributes[DEAD_LETTER_SOURCE_PROJECT] == "local-proj"
+    assert letter.attributes[DEAD_LETTER_PUBLISH_TIME] == published_at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert letter.attributes["k"] == "v"
+    assert LocalDelivery.objects.filter(subscription__name=spec.subscription, dead_lettered=True).count() == 1
+
+
+def test_a_stale_ack_after_the_lease_moved_on_is_ignored(db, clock):
+    queue = LocalQueue(now=clock)
+    spec = queue_spec(ack_deadline_seconds=10)
+    queue.ensure_resources(spec)
+    queue.publish(spec, _messages(1))
+    [first] = queue.pull(spec, max_messages=1, timeout=0)
+    clock.advance(seconds=11)
+    [second] = queue.pull(spec, max_messages=1, timeout=0)
+    queue.ack(spec, [first.ack_id])  # too late: someone else holds it now
+    assert LocalDelivery.objects.get().acked_at is None
+    queue.ack(spec, [second.ack_id])
+    assert LocalDelivery.objects.get().acked_at == clock.now
+
+
+def test_a_nacked_message_blocks_the_rest_of_its_ordering_key_only(db, clock):
+    queue = LocalQueue(now=clock)
+    spec = queue_spec(ordering=True, max_delivery_attempts=100)
+    queue.ensure_resources(spec)
+    queue.publish(
+        spec,
+        [
+            OutboundMessage(b"a0", ordering_key="a"),
+            OutboundMessage(b"a1", ordering_key="a"),
+            OutboundMessage(b"b0", ordering_key="b"),
+            OutboundMessage(b"free"),
+        ],
+    )
+    first = queue.pull(spec, max_messages=10, timeout=0)
+    assert sorted(m.data for m in first) == [b"a0", b"b0", b"free"]  # one per key, unkeyed freely
+    a0 = next(m for m in first if m.data == b"a0")
+    queue.nack(spec, [a0.ack_id], delay_seconds=30)
+    queue.ack(spec, [m.ack_id for m in first if m is not a0])
+    assert queue.pull(spec, max_messages=10, timeout=0) == []  # a1 waits behind the nacked a0
+    clock.advance(seconds=31)
+    [again] = queue.pull(spec, max_messages=10, timeout=0)
+    assert again.data == b"a0" and again.delivery_attempt == 2
+    queue.ack(spec, [again.ack_id])
+    assert [m.data for m in queue.pull(spec, max_messages=10, timeout=0)] == [b"a1"]
+
+
+def test_ordering_drift_is_reported_but_never_applied(db):
+    queue = LocalQueue()
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    applied = queue.ensure_resources(replace(spec, ordering=True, min_backoff_seconds=5), apply=True)
+    assert {d.setting for d in applied.drift} == {"enable_message_ordering", "retry_policy.minimum_backoff"}
+    subscription = LocalSubscription.objects.get(name=spec.subscription)
+    assert subscription.min_backoff_seconds == 5 and subscription.ordering is False  # as Pub/Sub: recreate it
+    [drift] = queue.ensure_resources(replace(spec, ordering=True, min_backoff_seconds=5)).drift
+    assert (drift.setting, drift.expected, drift.actual) == ("enable_message_ordering", True, False)
+
+
+def test_unknown_resources_are_permanent_not_found_errors_naming_them(db):
+    queue = LocalQueue()
+    spec = queue_spec("ghost")
+    with pytest.raises(ProviderError) as publishing:
+        queue.publish(spec, _messages(1))
+    with pytest.raises(ProviderError) as pulling:
+        queue.pull(spec, max_messages=1, timeout=0)
+    for caught, name in ((publishing, spec.topic), (pulling, spec.subscription)):
+        assert caught.value.permanent and caught.value.code == "NOT_FOUND"
+        assert name in caught.value.message and "ensure_resources" in caught.value.message
+
+
+def test_messages_released_unhandled_get_their_attempt_back(db, clock):
+    queue = LocalQueue(now=clock)
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    queue.publish(spec, _messages(1))
+    [message] = queue.pull(spec, max_messages=1, timeout=0)
+    pk, token = message.ack_id.split(":")
+    queue._release({token: [int(pk)]})  # what consume() does with leases no handler started
+    [again] = queue.pull(spec, max_messages=1, timeout=0)
+    assert again.delivery_attempt == 1
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_a_running_handler_keeps_its_lease_past_the_ack_deadline(alias):
+    queue = LocalQueue(using=alias)
+    spec = queue_spec(ack_deadline_seconds=2)
+    queue.ensure_resources(spec)
+    queue.publish(spec, _messages(1))
+    started, seen = threading.Event(), []
+
+    def slow(message):
+        seen.append(message.delivery_attempt)
+        started.set()
+        time.sleep(3.5)
+        return Disposition.ack()
+
+    stop = threading.Event()
+    thread = threading.Thread(target=queue.consume, args=(spec, slow), kwargs={"max_concurrency": 1, "stop": stop})
+    thread.start()
+    try:
+        assert started.wait(10)
+        time.sleep(2.5)  # past the 2 s deadline: only the heartbeat keeps it leased
+        assert queue.pull(spec, max_messages=1, timeout=0) == []
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert seen == [1]
+    assert queue.pull(spec, max_messages=1, timeout=0) == []  # acked once, never redelivered
+
+
+def test_prune_drops_what_fell_out_of_retention_and_keeps_the_rest(db, clock):
+    queue = LocalQueue(now=clock)
+    spec = queue_spec(message_retention_seconds=600)
+    queue.ensure_resources(spec)
+    old_ids = queue.publish(spec, _messages(3, "old"))
+    received = {m.message_id: m for m in queue.pull(spec, max_messages=3, timeout=0)}
+    queue.ack(spec, [received[old_ids[0]].ack_id, received[old_ids[1]].ack_id])
+    snapshot = queue.create_snapshot(spec, "keep")  # holds the one old message still unacked
+    clock.advance(minutes=5)
+    [recent_id] = queue.publish(spec, _messages(1, "recent"))
+    [recent] = queue.pull(spec, max_messages=1, timeout=0)
+    queue.ack(spec, [recent.ack_id])
+
+    clock.advance(minutes=6)  # old ones are 11 minutes old, the recent one 6
+    counts = local_queue_prune(now=clock.now)
+    left = set(LocalDelivery.objects.filter(subscription__name=spec.subscription).values_list("message_id", flat=True))
+    assert left == {int(old_ids[2]), int(recent_id)}  # the held one stays for its snapshot
+    assert counts["deliveries"] == 2 and counts["messages"] == 2 and counts["snapshots"] == 0
+    assert not LocalMessage.objects.filter(pk__in=[int(old_ids[0]), int(old_ids[1])]).exists()
+
+    clock.advance(days=7)  # the snapshot expires; then nothing holds the old message
+    counts = local_queue_prune(now=clock.now)
+    assert counts["snapshots"] == 1 and counts["deliveries"] == 2
+    assert not LocalSnapshot.objects.filter(name=snapshot.name).exists()
+    assert not LocalDelivery.objects.exists() and not LocalMessage.objects.exists()
+    assert local_queue_prune(now=clock.now) == {"deliveries": 0, "snapshots": 0, "messages": 0}
+
+
+def test_republish_without_a_cap_reports_every_message(db):
+    queue = LocalQueue()
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    progress = []
+    ids = queue.republish(spec, _messages(3), on_published=lambda i, mid: progress.append((i, mid)))
+    assert progress == list(enumerate(ids))
+    with pytest.raises(ValueError):
+        queue.republish(spec, _messages(1), velocity=0)
+
+
+def test_a_seek_into_a_dead_lettered_message_delivers_it_again_from_the_first_attempt(db, clock):
+    queue = LocalQueue(now=clock)
+    spec = queue_spec(max_delivery_attempts=5)
+    queue.ensure_resources(spec)
+    before = clock.now - timedelta(seconds=1)
+    queue.publish(spec, _messages(1))
+    for _ in range(5):
+        [message] = queue.pull(spec, max_messages=1, timeout=0)
+        queue.nack(spec, [message.ack_id])
+    assert queue.pull(spec, max_messages=1, timeout=0) == []
+    queue.seek(spec, to_time=before)
+    [again] = queue.pull(spec, max_messages=1, timeout=0)
+    assert again.delivery_attempt == 1
+
+
+@pytest.mark.parametrize("alias", ALIASES[:1])
+def test_a_handler_that_raises_or_returns_nonsense_gets_the_message_again(alias):
+    queue = LocalQueue(using=alias)
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    queue.publish(spec, _messages(1))
+    attempts = []
+
+    def flaky(message):
+        attempts.append(message.delivery_attempt)
+        if message.delivery_attempt == 1:
+            raise RuntimeError("boom")
+        return None if message.delivery_attempt == 2 else Disposition.ack()
+
+    stop = threading.Event()
+    thread = threading.Thread(target=queue.consume, args=(spec, flaky), kwargs={"max_concurrency": 2, "stop": stop})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(attempts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert attempts == [1, 2, 3]
+    assert LocalDelivery.objects.get().acked_at is not None

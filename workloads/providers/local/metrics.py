@@ -1,0 +1,323 @@
+"""The Metrics port computed from the local provider's own tables, in the GCP adapter's shape.
+
+- Queue gauges (backlog, oldest unacked age, dead-letter backlog) are rebuilt for each step from
+  the publish and ack times of retained deliveries: a message is in the backlog at t when it was
+  published at or before t and not acked by t. One SQL statement per GAUGE_STEPS_PER_QUERY steps,
+  grouped by subscription, however many classes. History older than the subscription's retention
+  is gone with the pruned deliveries, as on Pub/Sub.
+- The instance count is the time-weighted mean per step of the pool's count history (one query).
+- Counters and the latency distribution add up worker reports whose interval ends in the step
+  (one query; two for the distribution, whose buckets are rows).
+
+Every step is (end - step, end], ends aligned to multiples of the step since the epoch; a step that
+has not started yet is left out, and the one running now is evaluated at now. Steps without data
+are absent: a subscription or pool that did not exist yet, a class whose workers sent no report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from django.db import connections, transaction
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    ExpressionWrapper,
+    F,
+    FilteredRelation,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.utils import timezone
+
+from workloads.models import (
+    LocalPoolChange,
+    LocalSubscription,
+    LocalWorkerReport,
+    LocalWorkerReportBucket,
+)
+from workloads.providers.base import (
+    LATENCY_BUCKET_BOUNDS,
+    Distribution,
+    MetricKind,
+    Metrics,
+    MetricTarget,
+    Point,
+    WorkerReport,
+)
+from workloads.providers.local.names import invalid
+
+# Each step is one aggregate column; this keeps a day of minute steps to a few statements and every
+# statement far below PostgreSQL's 1664 result columns.
+GAUGE_STEPS_PER_QUERY = 360
+MAX_STEPS = 50_000
+
+_QUEUE_GAUGES = {
+    MetricKind.UNDELIVERED_MESSAGES,
+    MetricKind.OLDEST_UNACKED_AGE,
+    MetricKind.DEAD_LETTER_BACKLOG,
+}
+_COUNTER_FIELDS = {
+    MetricKind.COMPLETED: "completed",
+    MetricKind.FAILED: "failed",
+    MetricKind.RECORDS: "records",
+    MetricKind.TOKENS: "tokens",
+}
+
+
+def step_ends(start: datetime, end: datetime, step_seconds: int, now: datetime) -> list[datetime]:
+    """Ends of the steps covering (start, end], aligned to the step; steps not yet begun are cut."""
+    base = math.floor(start.timestamp() / step_seconds) * step_seconds
+    last = math.ceil(end.timestamp() / step_seconds) * step_seconds
+    horizon = now.timestamp()
+    if (last - base) / step_seconds > MAX_STEPS:
+        raise invalid(f"{(last - base) // step_seconds} steps asked for; at most {MAX_STEPS} per series.")
+    ends = []
+    moment = base + step_seconds
+    while moment <= last and moment - step_seconds < horizon:
+        ends.append(datetime.fromtimestamp(moment, UTC))
+        moment += step_seconds
+    return ends
+
+
+class LocalMetrics(Metrics):
+    def __init__(self, *, using: str = "default", now: Callable[[], datetime] = timezone.now):
+        self.using = using
+        self._now = now
+        self.statements = 0  # SQL statements run by series() so far (the contract suite's budget)
+
+    def _count_statement(self, execute, sql, params, many, context):
+        self.statements += 1
+        return execute(sql, params, many, context)
+
+    def series(
+        self,
+        metric: MetricKind,
+        targets: Sequence[MetricTarget],
+        *,
+        start: datetime,
+        end: datetime,
+        step_seconds: int = 60,
+    ) -> dict[str, list[Point]]:
+        metric = MetricKind(metric)
+        if step_seconds < 1:
+            raise invalid(f"step_seconds must be at least 1, got {step_seconds}.")
+        if timezone.is_naive(start) or timezone.is_naive(end):
+            raise invalid("start and end must be timezone-aware.")
+        now = self._now()
+        steps = step_ends(start, end, step_seconds, now)
+        if not targets or not steps:
+            return {}
+        with connections[self.using].execute_wrapper(self._count_statement):
+            if metric in _QUEUE_GAUGES:
+                return self._queue_gauge(metric, targets, steps, now)
+            if metric is MetricKind.INSTANCE_COUNT:
+                return self._instance_count(targets, steps, step_seconds, now)
+            if metric is MetricKind.COMPLETION_LATENCY:
+                return self._latency(targets, steps, step_seconds)
+            return self._counter(_COUNTER_FIELDS[metric], targets, steps, step_seconds)
+
+    # --- queue gauges -----------------------------------------------------------------------------------
+    def _queue_gauge(
+        self, metric: MetricKind, targets: Sequence[MetricTarget], steps: list[datetime], now: datetime
+    ) -> dict[str, list[Point]]:
+        slugs_by_subscription: dict[str, list[str]] = defaultdict(list)
+        for target in targets:
+            name = target.dead_letter_subscription if metric is MetricKind.DEAD_LETTER_BACKLOG else target.subscription
+            slugs_by_subscription[name].append(target.slug)
+        at = [min(step, now) for step in steps]  # the running step is measured now
+        result: dict[str, list[Point]] = defaultdict(list)
+        for first in range(0, len(steps), GAUGE_STEPS_PER_QUERY):
+            chunk = range(first, min(first + GAUGE_STEPS_PER_QUERY, len(steps)))
+            lo, hi = at[chunk[0]], at[chunk[-1]]
+            # Only deliveries in the backlog at some step of the chunk take part in the join.
+            window = FilteredRelation(
+                "deliveries",
+                condition=Q(deliveries__published_at__lte=hi)
+                & (Q(deliveries__acked_at__isnull=True) | Q(deliveries__acked_at__gt=lo)),
+            )
+            columns = {}
+            for i in chunk:
+                pending = Q(d__published_at__lte=at[i]) & (Q(d__acked_at__isnull=True) | Q(d__acked_at__gt=at[i]))
+                if metric is MetricKind.OLDEST_UNACKED_AGE:
+                    columns[f"s{i}"] = Min("d__published_at", filter=pending)
+                else:
+                    columns[f"s{i}"] = Count("d", filter=pending)
+            rows = (
+                LocalSubscription.objects.using(self.using)
+                .filter(name__in=list(slugs_by_subscription))
+                .annotate(d=window)
+                .values("name", "created_at")
+                .annotate(**columns)
+                .order_by()
+            )
+            for row in rows:
+                points = []
+                for i in chunk:
+                    if row["created_at"] > at[i]:
+                        continue
+                    value = row[f"s{i}"]
+                    if metric is MetricKind.OLDEST_UNACKED_AGE:
+                        value = max(0.0, (at[i] - value).total_seconds()) if value is not None else 0.0
+                    points.append(Point(end=steps[i], value=float(value)))
+                for slug in slugs_by_subscription[row["name"]]:
+                    result[slug].extend(points)
+        return dict(result)
+
+    # --- instance count -------------------------------------------------------------------------------
+    def _instance_count(
+        self, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int, now: datetime
+    ) -> dict[str, list[Point]]:
+        step = timedelta(seconds=step_seconds)
+        slugs_by_pool: dict[str, list[str]] = defaultdict(list)
+        for target in targets:
+            slugs_by_pool[target.worker_pool].append(target.slug)
+        lo, hi = steps[0] - step, min(steps[-1], now)
+        # The count in force when the window opens, plus every change inside it.
+        in_force = (
+            LocalPoolChange.objects.filter(pool=OuterRef("pool"), changed_at__lte=lo)
+            .order_by("-changed_at", "-pk")
+            .values("pk")[:1]
+        )
+        rows = (
+            LocalPoolChange.objects.using(self.using)
+            .filter(pool__name__in=list(slugs_by_pool))
+            .filter(Q(changed_at__gt=lo, changed_at__lte=hi) | Q(pk=Subquery(in_force)))
+            .order_by("pool_id", "changed_at", "pk")
+            .values_list("pool__name", "changed_at", "instance_count")
+        )
+        history: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+        for name, changed_at, count in rows:
+            history[name].append((changed_at, count))
+        result: dict[str, list[Point]] = {}
+        for name, changes in history.items():
+            points = []
+            for end in steps:
+                mean = _time_weighted_mean(changes, end - step, min(end, now))
+                if mean is not None:
+                    points.append(Point(end=end, value=mean))
+            for slug in slugs_by_pool[name]:
+                result[slug] = points
+        return result
+
+    # --- worker reports -----------------------------------------------------------------------------------
+    def _step_index(self, field: str, steps: list[datetime], step_seconds: int) -> ExpressionWrapper:
+        base_ms = round((steps[0] - timedelta(seconds=step_seconds)).timestamp() * 1000)
+        # Integer division on both databases: (end_ms - base_ms - 1) // step_ms is the step whose
+        # (end - step, end] holds the report's interval end.
+        return ExpressionWrapper(
+            (F(field) - Value(base_ms + 1)) / Value(step_seconds * 1000), output_field=BigIntegerField()
+        )
+
+    def _reports(self, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int, prefix: str = ""):
+        base_ms = round((steps[0] - timedelta(seconds=step_seconds)).timestamp() * 1000)
+        last_ms = round(steps[-1].timestamp() * 1000)
+        return {
+            f"{prefix}slug__in": sorted({t.slug for t in targets}),
+            f"{prefix}interval_end_ms__gt": base_ms,
+            f"{prefix}interval_end_ms__lte": last_ms,
+        }
+
+    def _counter(
+        self, field: str, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int
+    ) -> dict[str, list[Point]]:
+        rows = (
+            LocalWorkerReport.objects.using(self.using)
+            .filter(**self._reports(targets, steps, step_seconds))
+            .annotate(step=self._step_index("interval_end_ms", steps, step_seconds))
+            .values("slug", "step")
+            .annotate(total=Sum(field))
+            .order_by("slug", "step")
+        )
+        result: dict[str, list[Point]] = defaultdict(list)
+        for row in rows:
+            result[row["slug"]].append(Point(end=steps[row["step"]], value=float(row["total"] or 0)))
+        return dict(result)
+
+    def _latency(
+        self, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int
+    ) -> dict[str, list[Point]]:
+        totals = (
+            LocalWorkerReport.objects.using(self.using)
+            .filter(**self._reports(targets, steps, step_seconds))
+            .annotate(step=self._step_index("interval_end_ms", steps, step_seconds))
+            .values("slug", "step")
+            .annotate(count=Sum("latency_count"), total=Sum("latency_sum"))
+            .order_by("slug", "step")
+        )
+        buckets = (
+            LocalWorkerReportBucket.objects.using(self.using)
+            .filter(**self._reports(targets, steps, step_seconds, prefix="report__"))
+            .annotate(step=self._step_index("report__interval_end_ms", steps, step_seconds))
+            .values("report__slug", "step", "index")
+            .annotate(n=Sum("count"))
+            .order_by()
+        )
+        counts: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKET_BOUNDS) + 1))
+        for row in buckets:
+            counts[(row["report__slug"], row["step"])][row["index"]] += row["n"]
+        result: dict[str, list[Point]] = defaultdict(list)
+        for row in totals:
+            distribution = Distribution(
+                count=int(row["count"] or 0),
+                sum=float(row["total"] or 0.0),
+                bucket_counts=tuple(counts[(row["slug"], row["step"])]),
+            )
+            result[row["slug"]].append(Point(end=steps[row["step"]], value=distribution))
+        return dict(result)
+
+    def write_worker_report(self, report: WorkerReport) -> None:
+        latency = report.latency
+        if tuple(latency.bounds) != LATENCY_BUCKET_BOUNDS:
+            raise invalid("Worker reports must use LATENCY_BUCKET_BOUNDS, so histograms merge by adding counts.")
+        if len(latency.bucket_counts) != len(LATENCY_BUCKET_BOUNDS) + 1:
+            raise invalid(f"A latency histogram has {len(LATENCY_BUCKET_BOUNDS) + 1} buckets.")
+        if timezone.is_naive(report.interval_start) or timezone.is_naive(report.interval_end):
+            raise invalid("A worker report's interval must be timezone-aware.")
+        with transaction.atomic(using=self.using):
+            row = LocalWorkerReport.objects.using(self.using).create(
+                slug=report.slug,
+                worker_pool=report.worker_pool,
+                instance_id=report.instance_id,
+                interval_start=report.interval_start,
+                interval_end=report.interval_end,
+                interval_end_ms=round(report.interval_end.timestamp() * 1000),
+                completed=report.completed,
+                failed=report.failed,
+                records=report.records,
+                tokens=report.tokens,
+                latency_count=latency.count,
+                latency_sum=latency.sum,
+            )
+            LocalWorkerReportBucket.objects.using(self.using).bulk_create(
+                [
+                    LocalWorkerReportBucket(report=row, index=index, count=count)
+                    for index, count in enumerate(latency.bucket_counts)
+                    if count
+                ]
+            )
+
+
+def _time_weighted_mean(changes: list[tuple[datetime, int]], lo: datetime, hi: datetime) -> float | None:
+    """Mean of a step function (count from each change on) over (lo, hi], counting only the part
+    after the first change; None when the pool did not exist yet by `hi`."""
+    if not changes or changes[0][0] > hi:
+        return None
+    weighted = covered = 0.0
+    for index, (since, count) in enumerate(changes):
+        until = changes[index + 1][0] if index + 1 < len(changes) else hi
+        start, stop = max(since, lo), min(until, hi)
+        if stop > start:
+            seconds = (stop - start).total_seconds()
+            weighted += count * seconds
+            covered += seconds
+    if covered == 0:  # created exactly at hi
+        return float([count for since, count in changes if since <= hi][-1])
+    return weighted / covered
