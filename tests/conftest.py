@@ -69,3 +69,27 @@ def token_client():
         return client, token
 
     return make
+
+
+# --- Google Cloud test doubles and the emulator count --------------------------------------------
+from tests.contract.fakes.fixtures import (  # noqa: E402,F401  (fixtures for every test package)
+    fake_cloud_run,
+    fake_monitoring,
+    gcp_fakes,
+    pubsub_clients,
+    pubsub_emulator,
+)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line saying how many tests needing the Pub/Sub emulator ran (CI shows it, see .ci/run)."""
+    outcome = {}
+    for category in ("error", "failed", "skipped", "passed"):  # the worst outcome of a test wins
+        for report in terminalreporter.stats.get(category, []):
+            if "emulator" in getattr(report, "keywords", {}):
+                outcome.setdefault(report.nodeid, category)
+    counts = {category: list(outcome.values()).count(category) for category in ("passed", "skipped", "failed", "error")}
+    line = f"emulator tests: {counts['passed']} passed, {counts['skipped']} skipped"
+    if counts["failed"] or counts["error"]:
+        line += f", {counts['failed'] + counts['error']} failed"
+    terminalreporter.write_line(line)

@@ -77,5 +77,5 @@ class Harness(ABC):
         """Make the next `times` WorkerPools calls fail with a gRPC status `code` ("UNAVAILABLE",
         "PERMISSION_DENIED"). Returns False where faults cannot be injected (local)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: most harnesses have nothing to release
         pass
