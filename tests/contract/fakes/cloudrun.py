@@ -43,7 +43,9 @@ class FakeCloudRun:
         self.operations: dict[str, dict] = {}
         self.requests: list[tuple[str, object]] = []
         self.pending_polls = 0  # GetOperation calls before an update's operation is done
+        self.operation_error: tuple[grpc.StatusCode, str] | None = None  # how the next operation fails
         self.caller = CALLER
+        self._stale_after_get: set[str] = set()
 
     def reset(self) -> None:
         with self._lock:
@@ -51,10 +53,17 @@ class FakeCloudRun:
             self.operations.clear()
             self.requests.clear()
             self.pending_polls = 0
+            self.operation_error = None
+            self._stale_after_get.clear()
         self.faults.reset()
 
-    def fail_next(self, code: str, times: int = 1) -> None:
-        self.faults.fail_next(code, times)
+    def fail_next(self, code: str, times: int = 1, *, method: str | None = None) -> None:
+        self.faults.fail_next(code, times, method=method)
+
+    def change_behind_our_back(self, name: str) -> None:
+        """Let someone else change the pool right after its next read (a second writer), so an
+        update carrying the etag from that read is stale."""
+        self._stale_after_get.add(name)
 
     def calls(self, method: str) -> list:
         return [request for name, request in self.requests if name == method]
@@ -131,7 +140,17 @@ class FakeCloudRun:
         self.requests.append(("GetWorkerPool", request))
         self.faults.check(context, "GetWorkerPool")
         with self._lock:
-            return _copy(self._pool_or_abort(request.name, context))
+            pool = _copy(self._pool_or_abort(request.name, context))
+            if request.name in self._stale_after_get:
+                self._stale_after_get.discard(request.name)
+                changed = run_v2.WorkerPool.pb(_copy(pool))
+                changed.labels["touched-by"] = "someone-else"
+                changed.generation += 1
+                changed.observed_generation = changed.generation
+                changed.etag = uuid.uuid4().hex
+                changed.last_modifier = "someone@example.com"
+                self.pools[request.name] = run_v2.WorkerPool.wrap(changed)
+            return pool
 
     def _list(self, request: run_v2.ListWorkerPoolsRequest, context) -> run_v2.ListWorkerPoolsResponse:
         self.requests.append(("ListWorkerPools", request))
@@ -169,6 +188,19 @@ class FakeCloudRun:
             pb.etag = uuid.uuid4().hex
             pb.update_time.CopyFrom(_now())
             pb.last_modifier = self.caller
+            if self.operation_error is not None:
+                # The change was accepted but failed to roll out: the operation ends with an error
+                # and the pool keeps its previous settings.
+                status, message = self.operation_error
+                self.operation_error = None
+                parts = current.name.split("/")
+                operation = operations_pb2.Operation(
+                    name=f"projects/{parts[1]}/locations/{parts[3]}/operations/{uuid.uuid4()}", done=True
+                )
+                operation.error.code = status.value[0]
+                operation.error.message = message
+                operation.metadata.Pack(run_v2.WorkerPool.pb(current))
+                return operation
             done = self.pending_polls == 0
             if done:
                 pb.observed_generation = pb.generation

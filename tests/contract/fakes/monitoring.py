@@ -80,8 +80,8 @@ class FakeMonitoring:
             self.page_size = None
         self.faults.reset()
 
-    def fail_next(self, code: str, times: int = 1) -> None:
-        self.faults.fail_next(code, times)
+    def fail_next(self, code: str, times: int = 1, *, method: str | None = None) -> None:
+        self.faults.fail_next(code, times, method=method)
 
     @property
     def list_calls(self) -> int:

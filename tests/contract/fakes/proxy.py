@@ -18,8 +18,8 @@ class FaultProxy(grpc.GenericRpcHandler):
         self._server = GrpcServer(self)
         self.address = self._server.address
 
-    def fail_next(self, code: str, times: int = 1) -> None:
-        self.faults.fail_next(code, times)
+    def fail_next(self, code: str, times: int = 1, *, method: str | None = None) -> None:
+        self.faults.fail_next(code, times, method=method)
 
     def service(self, handler_call_details):
         method = handler_call_details.method

@@ -9,30 +9,35 @@ import grpc
 
 
 class Faults:
-    """`fail_next(code, times)`: the next `times` calls fail with that gRPC status."""
+    """`fail_next(code, times, method=None)`: the next `times` calls (of `method` only, when given)
+    fail with that gRPC status."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._pending: list[grpc.StatusCode] = []
+        self._pending: list[tuple[grpc.StatusCode, str | None]] = []
 
-    def fail_next(self, code: str | grpc.StatusCode, times: int = 1) -> None:
+    def fail_next(self, code: str | grpc.StatusCode, times: int = 1, *, method: str | None = None) -> None:
         status = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode[code]
         with self._lock:
-            self._pending.extend([status] * times)
+            self._pending.extend([(status, method)] * times)
 
     def reset(self) -> None:
         with self._lock:
             self._pending.clear()
 
-    def take(self) -> grpc.StatusCode | None:
+    def take(self, method: str) -> grpc.StatusCode | None:
         with self._lock:
-            return self._pending.pop(0) if self._pending else None
+            for index, (status, only) in enumerate(self._pending):
+                if only is None or method.endswith(only):
+                    del self._pending[index]
+                    return status
+        return None
 
-    def check(self, context: grpc.ServicerContext, what: str) -> None:
-        """Abort the call in progress if a fault is pending (context.abort raises)."""
-        status = self.take()
+    def check(self, context: grpc.ServicerContext, method: str) -> None:
+        """Abort the call in progress if a fault is pending for it (context.abort raises)."""
+        status = self.take(method)
         if status is not None:
-            context.abort(status, f"injected {status.name} for {what}")
+            context.abort(status, f"injected {status.name} for {method}")
 
 
 class GrpcServer:
