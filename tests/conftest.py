@@ -81,6 +81,18 @@ from tests.contract.fakes.fixtures import (  # noqa: E402,F401  (fixtures for ev
 )
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Report every "emulator not installed" skip at one location, so `-ra` folds them into ONE
+    line instead of one per test (pytest reports fixture skips at each test's own line)."""
+    from tests.contract.fakes.emulator import MISSING
+
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and MISSING in report.longrepr[2]:
+        report.longrepr = ("tests/contract/fakes/emulator.py", 1, report.longrepr[2])
+    return report
+
+
 def pytest_terminal_summary(terminalreporter):
     """One line saying how many tests needing the Pub/Sub emulator ran (CI shows it, see .ci/run)."""
     outcome = {}

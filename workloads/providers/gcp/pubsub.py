@@ -91,6 +91,7 @@ class PubSubQueue(Queue):
         subscriber: pubsub_v1.SubscriberClient,
         backoff: Backoff = DEFAULT_BACKOFF,
         admin_timeout: float = 30.0,
+        settle_timeout: float = 10.0,
         publish_timeout: float = 60.0,
     ):
         """`publisher` must have message ordering enabled (PublisherOptions(enable_message_ordering=
@@ -99,6 +100,7 @@ class PubSubQueue(Queue):
         self._subscriber = subscriber
         self._backoff = backoff
         self._timeout = admin_timeout
+        self._settle_timeout = settle_timeout  # ack / nack: small requests that should answer fast
         self._publish_timeout = publish_timeout
         self._publish_retry = gretry.Retry(
             predicate=lambda exc: status_code(exc) in TRANSIENT_CODES,
@@ -429,7 +431,7 @@ class PubSubQueue(Queue):
             self._admin(
                 lambda chunk=chunk: self._subscriber.modify_ack_deadline(
                     request={"subscription": spec.subscription, "ack_ids": chunk, "ack_deadline_seconds": seconds},
-                    timeout=self._timeout,
+                    timeout=self._settle_timeout,
                     retry=None,
                 ),
                 what="nack messages of",
@@ -441,7 +443,7 @@ class PubSubQueue(Queue):
         for chunk in _chunks(ack_ids):
             self._admin(
                 lambda chunk=chunk: self._subscriber.acknowledge(
-                    request={"subscription": subscription, "ack_ids": chunk}, timeout=self._timeout, retry=None
+                    request={"subscription": subscription, "ack_ids": chunk}, timeout=self._settle_timeout, retry=None
                 ),
                 what="acknowledge messages of",
                 resource=subscription,
