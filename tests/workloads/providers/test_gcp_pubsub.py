@@ -189,6 +189,15 @@ def test_publishing_to_a_missing_topic_is_a_permanent_error_naming_it(queue):
     assert spec.topic in caught.value.message
 
 
+def test_attribute_names_the_library_would_swallow_are_refused_before_anything_is_sent(queue):
+    spec = make_spec()
+    queue.ensure_resources(spec)
+    with pytest.raises(ProviderError) as caught:
+        queue.publish(spec, [OutboundMessage(b"ok"), OutboundMessage(b"bad", {"timeout": "30", "k": "v"})])
+    assert caught.value.permanent and "timeout" in caught.value.message
+    assert queue.pull(spec, max_messages=5, timeout=1) == []  # not even the valid first message
+
+
 def test_an_ordering_key_is_usable_again_after_a_failed_publish(proxied):
     queue, proxy = proxied
     spec = make_spec(ordering=True)

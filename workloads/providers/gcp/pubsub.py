@@ -58,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 ACK_IDS_PER_REQUEST = 1000  # the client library's own batch size for acks
 DEAD_LETTER_ACK_DEADLINE = 60  # a peeked dead letter stays invisible this long unless acked
+PEEK_TIMEOUT = 2.0  # seconds a dead-letter peek waits for messages
+# The library takes attributes as keyword arguments next to these parameters, so an attribute with
+# one of these names would be swallowed by the parameter instead of being sent.
+RESERVED_ATTRIBUTES = frozenset({"topic", "data", "ordering_key", "retry", "timeout"})
 # Fields of the work subscription compared against the spec, as ensure_resources reports them.
 SETTINGS_MASK = {
     "ack_deadline_seconds": "ack_deadline_seconds",
@@ -271,6 +275,16 @@ class PubSubQueue(Queue):
         return self._publish(topic or spec.topic, messages)
 
     def _publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        for message in messages:
+            clash = RESERVED_ATTRIBUTES.intersection(message.attributes)
+            if clash:
+                raise ProviderError(
+                    f"Cannot publish to {topic}: the attribute names {', '.join(sorted(clash))} are reserved by the "
+                    "Pub/Sub client library; rename them.",
+                    permanent=True,
+                    code="INVALID_ARGUMENT",
+                    resource=topic,
+                )
         futures = [
             self._publisher.publish(
                 topic,
@@ -451,7 +465,7 @@ class PubSubQueue(Queue):
             )
 
     def peek_dead_letters(self, spec: QueueSpec, *, max_messages: int) -> list[ReceivedMessage]:
-        return self._pull(spec.dead_letter_subscription, max_messages=max_messages, timeout=1.0)
+        return self._pull(spec.dead_letter_subscription, max_messages=max_messages, timeout=PEEK_TIMEOUT)
 
     def ack_dead_letters(self, spec: QueueSpec, ack_ids: Sequence[str]) -> None:
         self._acknowledge(spec.dead_letter_subscription, ack_ids)
