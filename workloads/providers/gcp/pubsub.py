@@ -134,7 +134,7 @@ class PubSubQueue(Queue):
         wanted = self._subscription_settings(spec)
         existing = self._get_subscription(spec.subscription)
         if existing is None:
-            if self._ensure_subscription(spec.subscription, wanted, hint=DEAD_LETTER_IAM_HINT):
+            if self._create_subscription(spec.subscription, wanted, hint=DEAD_LETTER_IAM_HINT):
                 result.created.append(spec.subscription)
             return result
 
@@ -245,9 +245,12 @@ class PubSubQueue(Queue):
                 return None
             raise
 
-    def _ensure_subscription(self, subscription: str, settings: dict, *, hint: str = "") -> bool:
+    def _ensure_subscription(self, subscription: str, settings: dict) -> bool:
         if self._get_subscription(subscription) is not None:
             return False
+        return self._create_subscription(subscription, settings)
+
+    def _create_subscription(self, subscription: str, settings: dict, *, hint: str = "") -> bool:
         body = {"name": subscription, **{key: value for key, value in settings.items() if value is not None}}
         return self._create(
             lambda: self._subscriber.create_subscription(request=body, timeout=self._timeout, retry=None),
