@@ -69,3 +69,39 @@ def token_client():
         return client, token
 
     return make
+
+
+# --- Google Cloud test doubles and the emulator count --------------------------------------------
+from tests.contract.fakes.fixtures import (  # noqa: E402,F401  (fixtures for every test package)
+    fake_cloud_run,
+    fake_monitoring,
+    gcp_fakes,
+    pubsub_clients,
+    pubsub_emulator,
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Report every "emulator not installed" skip at one location, so `-ra` folds them into ONE
+    line instead of one per test (pytest reports fixture skips at each test's own line)."""
+    from tests.contract.fakes.emulator import MISSING
+
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and MISSING in report.longrepr[2]:
+        report.longrepr = ("tests/contract/fakes/emulator.py", 1, report.longrepr[2])
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line saying how many tests needing the Pub/Sub emulator ran (CI shows it, see .ci/run)."""
+    outcome = {}
+    for category in ("error", "failed", "skipped", "passed"):  # the worst outcome of a test wins
+        for report in terminalreporter.stats.get(category, []):
+            if "emulator" in getattr(report, "keywords", {}):
+                outcome.setdefault(report.nodeid, category)
+    counts = {category: list(outcome.values()).count(category) for category in ("passed", "skipped", "failed", "error")}
+    line = f"emulator tests: {counts['passed']} passed, {counts['skipped']} skipped"
+    if counts["failed"] or counts["error"]:
+        line += f", {counts['failed'] + counts['error']} failed"
+    terminalreporter.write_line(line)

@@ -1,0 +1,54 @@
+"""The Google Cloud adapters: Pub/Sub (Queue), Cloud Run Admin (WorkerPools), Cloud Monitoring (Metrics).
+
+`build_gcp_providers()` creates the clients once (`get_providers()` caches the result per process).
+Pub/Sub honours PUBSUB_EMULATOR_HOST by itself; CLOUD_RUN_ENDPOINT and CLOUD_MONITORING_ENDPOINT
+point the other two at another address over a plain (insecure) channel, for tests and local fakes.
+"""
+
+from __future__ import annotations
+
+import grpc
+from django.conf import settings
+from google.cloud import monitoring_v3, pubsub_v1, run_v2
+from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+from google.cloud.run_v2.services.worker_pools.transports import WorkerPoolsGrpcTransport
+
+from workloads.providers.base import Providers
+from workloads.providers.gcp.cloudrun import CloudRunWorkerPools
+from workloads.providers.gcp.monitoring import CloudMonitoringMetrics
+from workloads.providers.gcp.pubsub import PubSubQueue
+
+
+def run_client(endpoint: str | None = None) -> run_v2.WorkerPoolsClient:
+    if endpoint:
+        return run_v2.WorkerPoolsClient(transport=WorkerPoolsGrpcTransport(channel=grpc.insecure_channel(endpoint)))
+    return run_v2.WorkerPoolsClient()
+
+
+def monitoring_client(endpoint: str | None = None) -> monitoring_v3.MetricServiceClient:
+    if endpoint:
+        return monitoring_v3.MetricServiceClient(
+            transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(endpoint))
+        )
+    return monitoring_v3.MetricServiceClient()
+
+
+def pubsub_clients() -> tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
+    # Ordering must be enabled on the publisher to publish with ordering keys at all; messages
+    # without a key are batched as usual.
+    publisher = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    )
+    return publisher, pubsub_v1.SubscriberClient()
+
+
+def build_gcp_providers() -> Providers:
+    publisher, subscriber = pubsub_clients()
+    return Providers(
+        queue=PubSubQueue(publisher=publisher, subscriber=subscriber),
+        pools=CloudRunWorkerPools(run_client(settings.CLOUD_RUN_ENDPOINT)),
+        metrics=CloudMonitoringMetrics(
+            monitoring_client(settings.CLOUD_MONITORING_ENDPOINT), project=settings.GOOGLE_CLOUD_PROJECT
+        ),
+        name="gcp",
+    )

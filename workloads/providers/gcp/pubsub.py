@@ -1,0 +1,513 @@
+"""The Queue port on Google Cloud Pub/Sub (google-cloud-pubsub; honours PUBSUB_EMULATOR_HOST).
+
+Decisions worth knowing:
+- A spec with min and max backoff both 0 gets no retry policy at all: Pub/Sub then redelivers a
+  nacked message at once, which is what "no backoff" means. A RetryPolicy of 0 s/0 s is not the
+  same thing (the emulator still spaces redeliveries ~2 s apart), and drift checks read a missing
+  policy as 0 s/0 s, so the two stay consistent.
+- Message ordering cannot change after a subscription is created: a difference is reported as
+  drift on every run, also with apply=True, until someone recreates the subscription.
+- Consuming uses streaming pull with FlowControl(max_messages=max_concurrency) on a bounded thread
+  pool; a delayed nack sets the ack deadline to the delay and drops the lease, so Pub/Sub
+  redelivers after the delay (the library would otherwise keep extending the lease).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+
+from workloads.providers.base import (
+    Disposition,
+    EnsureResult,
+    MessageHandler,
+    OutboundMessage,
+    Outcome,
+    ProviderError,
+    Queue,
+    QueueSpec,
+    ReceivedMessage,
+    ResourceDrift,
+    SnapshotInfo,
+)
+from workloads.providers.gcp.errors import (
+    DEAD_LETTER_IAM_HINT,
+    DEFAULT_BACKOFF,
+    PUBSUB_ADMIN_ROLE,
+    PUBSUB_PUBLISHER_ROLE,
+    PUBSUB_SUBSCRIBER_ROLE,
+    TRANSIENT_CODES,
+    Backoff,
+    call_with_retry,
+    status_code,
+    to_provider_error,
+)
+
+logger = logging.getLogger(__name__)
+
+ACK_IDS_PER_REQUEST = 1000  # the client library's own batch size for acks
+DEAD_LETTER_ACK_DEADLINE = 60  # a peeked dead letter stays invisible this long unless acked
+PEEK_TIMEOUT = 2.0  # seconds a dead-letter peek waits for messages
+# The library takes attributes as keyword arguments next to these parameters, so an attribute with
+# one of these names would be swallowed by the parameter instead of being sent.
+RESERVED_ATTRIBUTES = frozenset({"topic", "data", "ordering_key", "retry", "timeout"})
+# Fields of the work subscription compared against the spec, as ensure_resources reports them.
+SETTINGS_MASK = {
+    "ack_deadline_seconds": "ack_deadline_seconds",
+    "dead_letter_policy.max_delivery_attempts": "dead_letter_policy",
+    "dead_letter_policy.dead_letter_topic": "dead_letter_policy",
+    "retry_policy.minimum_backoff": "retry_policy",
+    "retry_policy.maximum_backoff": "retry_policy",
+    "message_retention_duration": "message_retention_duration",
+    "retain_acked_messages": "retain_acked_messages",
+}
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=int(seconds))
+
+
+def _seconds(value) -> int:
+    # proto-plus turns Duration fields into timedelta
+    return int(value.total_seconds()) if value is not None else 0
+
+
+def _project(resource: str) -> str:
+    return resource.split("/")[1]
+
+
+class PubSubQueue(Queue):
+    def __init__(
+        self,
+        *,
+        publisher: pubsub_v1.PublisherClient,
+        subscriber: pubsub_v1.SubscriberClient,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        admin_timeout: float = 30.0,
+        settle_timeout: float = 10.0,
+        publish_timeout: float = 60.0,
+    ):
+        """`publisher` must have message ordering enabled (PublisherOptions(enable_message_ordering=
+        True)); messages without an ordering key are batched as usual by such a publisher."""
+        self._publisher = publisher
+        self._subscriber = subscriber
+        self._backoff = backoff
+        self._timeout = admin_timeout
+        self._settle_timeout = settle_timeout  # ack / nack: small requests that should answer fast
+        self._publish_timeout = publish_timeout
+        self._publish_retry = gretry.Retry(
+            predicate=lambda exc: status_code(exc) in TRANSIENT_CODES,
+            initial=backoff.initial,
+            maximum=backoff.maximum,
+            multiplier=2.0,
+            timeout=backoff.deadline,
+        )
+
+    # --- resources ---------------------------------------------------------------------------------
+    def ensure_resources(self, spec: QueueSpec, *, apply: bool = False) -> EnsureResult:
+        result = EnsureResult()
+        for topic in (spec.topic, spec.dead_letter_topic, spec.completion_topic):
+            if topic and self._ensure_topic(topic):
+                result.created.append(topic)
+        if self._ensure_subscription(
+            spec.dead_letter_subscription,
+            {
+                "topic": spec.dead_letter_topic,
+                "ack_deadline_seconds": DEAD_LETTER_ACK_DEADLINE,
+                "message_retention_duration": _duration(spec.message_retention_seconds),
+                "expiration_policy": {},
+            },
+        ):
+            result.created.append(spec.dead_letter_subscription)
+
+        wanted = self._subscription_settings(spec)
+        existing = self._get_subscription(spec.subscription)
+        if existing is None:
+            if self._create_subscription(spec.subscription, wanted, hint=DEAD_LETTER_IAM_HINT):
+                result.created.append(spec.subscription)
+            return result
+
+        result.drift = self._drift(spec, existing)
+        fixable = sorted({SETTINGS_MASK[d.setting] for d in result.drift if d.setting in SETTINGS_MASK})
+        if apply and fixable:
+            # A masked field left out of the body is cleared (that is how "no retry policy" is applied).
+            body = {"name": spec.subscription, **{path: wanted[path] for path in fixable if wanted[path] is not None}}
+            self._admin(
+                lambda: self._subscriber.update_subscription(
+                    request={"subscription": body, "update_mask": field_mask_pb2.FieldMask(paths=fixable)},
+                    timeout=self._timeout,
+                    retry=None,
+                ),
+                what="update the subscription",
+                resource=spec.subscription,
+            )
+            result.updated.append(spec.subscription)
+        for drift in result.drift:
+            if drift.setting == "enable_message_ordering":
+                logger.warning(
+                    "%s: message ordering is %s but the class wants %s; Pub/Sub cannot change it, recreate the "
+                    "subscription",
+                    spec.subscription,
+                    drift.actual,
+                    drift.expected,
+                )
+        return result
+
+    def _subscription_settings(self, spec: QueueSpec) -> dict:
+        settings = {
+            "topic": spec.topic,
+            "ack_deadline_seconds": spec.ack_deadline_seconds,
+            "dead_letter_policy": {
+                "dead_letter_topic": spec.dead_letter_topic,
+                "max_delivery_attempts": spec.max_delivery_attempts,
+            },
+            "enable_message_ordering": spec.ordering,
+            "message_retention_duration": _duration(spec.message_retention_seconds),
+            "retain_acked_messages": True,  # seek to a time can only replay acked messages that were kept
+            "expiration_policy": {},  # no ttl: never expires while idle
+        }
+        if spec.min_backoff_seconds or spec.max_backoff_seconds:
+            settings["retry_policy"] = {
+                "minimum_backoff": _duration(spec.min_backoff_seconds),
+                "maximum_backoff": _duration(spec.max_backoff_seconds),
+            }
+        else:
+            settings["retry_policy"] = None  # immediate redelivery; as a field-mask update it clears the policy
+        return settings
+
+    def _drift(self, spec: QueueSpec, sub) -> list[ResourceDrift]:
+        actual = {
+            "ack_deadline_seconds": sub.ack_deadline_seconds,
+            "dead_letter_policy.max_delivery_attempts": sub.dead_letter_policy.max_delivery_attempts,
+            "dead_letter_policy.dead_letter_topic": sub.dead_letter_policy.dead_letter_topic,
+            "retry_policy.minimum_backoff": _seconds(sub.retry_policy.minimum_backoff),
+            "retry_policy.maximum_backoff": _seconds(sub.retry_policy.maximum_backoff),
+            "enable_message_ordering": sub.enable_message_ordering,
+            "message_retention_duration": _seconds(sub.message_retention_duration),
+            "retain_acked_messages": sub.retain_acked_messages,
+        }
+        expected = {
+            "ack_deadline_seconds": spec.ack_deadline_seconds,
+            "dead_letter_policy.max_delivery_attempts": spec.max_delivery_attempts,
+            "dead_letter_policy.dead_letter_topic": spec.dead_letter_topic,
+            "retry_policy.minimum_backoff": spec.min_backoff_seconds,
+            "retry_policy.maximum_backoff": spec.max_backoff_seconds,
+            "enable_message_ordering": spec.ordering,
+            "message_retention_duration": spec.message_retention_seconds,
+            "retain_acked_messages": True,
+        }
+        return [
+            ResourceDrift(resource=spec.subscription, setting=name, expected=value, actual=actual[name])
+            for name, value in expected.items()
+            if actual[name] != value
+        ]
+
+    def _ensure_topic(self, topic: str) -> bool:
+        """Create the topic if missing; True when this call created it."""
+        try:
+            self._admin(
+                lambda: self._publisher.get_topic(request={"topic": topic}, timeout=self._timeout, retry=None),
+                what="read the topic",
+                resource=topic,
+            )
+            return False
+        except ProviderError as exc:
+            if exc.code != "NOT_FOUND":
+                raise
+        return self._create(
+            lambda: self._publisher.create_topic(request={"name": topic}, timeout=self._timeout, retry=None),
+            what="create the topic",
+            resource=topic,
+        )
+
+    def _get_subscription(self, subscription: str):
+        try:
+            return self._admin(
+                lambda: self._subscriber.get_subscription(
+                    request={"subscription": subscription}, timeout=self._timeout, retry=None
+                ),
+                what="read the subscription",
+                resource=subscription,
+            )
+        except ProviderError as exc:
+            if exc.code == "NOT_FOUND":
+                return None
+            raise
+
+    def _ensure_subscription(self, subscription: str, settings: dict) -> bool:
+        if self._get_subscription(subscription) is not None:
+            return False
+        return self._create_subscription(subscription, settings)
+
+    def _create_subscription(self, subscription: str, settings: dict, *, hint: str = "") -> bool:
+        body = {"name": subscription, **{key: value for key, value in settings.items() if value is not None}}
+        return self._create(
+            lambda: self._subscriber.create_subscription(request=body, timeout=self._timeout, retry=None),
+            what="create the subscription",
+            resource=subscription,
+            hint=hint,
+        )
+
+    def _create(self, fn, *, what: str, resource: str, hint: str = "") -> bool:
+        try:
+            self._admin(fn, what=what, resource=resource, hint=hint)
+            return True
+        except ProviderError as exc:
+            if exc.code == "ALREADY_EXISTS":  # another process won the race: fine
+                return False
+            raise
+
+    def _admin(self, fn, *, what: str, resource: str, role: str = PUBSUB_ADMIN_ROLE, hint: str = "", deadline=None):
+        return call_with_retry(
+            fn, what=what, resource=resource, role=role, backoff=self._backoff, hint=hint, deadline=deadline
+        )
+
+    # --- publishing ----------------------------------------------------------------------------------
+    def publish(self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "") -> list[str]:
+        return self._publish(topic or spec.topic, messages)
+
+    def _publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+        for message in messages:
+            clash = RESERVED_ATTRIBUTES.intersection(message.attributes)
+            if clash:
+                raise ProviderError(
+                    f"Cannot publish to {topic}: the attribute names {', '.join(sorted(clash))} are reserved by the "
+                    "Pub/Sub client library; rename them.",
+                    permanent=True,
+                    code="INVALID_ARGUMENT",
+                    resource=topic,
+                )
+        futures = [
+            self._publisher.publish(
+                topic,
+                message.data,
+                ordering_key=message.ordering_key,
+                retry=self._publish_retry,
+                timeout=self._timeout,
+                **message.attributes,
+            )
+            for message in messages
+        ]
+        ids: list[str] = []
+        failure: BaseException | None = None
+        paused_keys: set[str] = set()
+        for message, future in zip(messages, futures, strict=True):
+            try:
+                ids.append(future.result(timeout=self._publish_timeout))
+            except Exception as exc:
+                failure = failure or exc
+                if message.ordering_key:
+                    paused_keys.add(message.ordering_key)
+        for key in paused_keys:
+            # After a failure the library refuses further messages for the key until resumed.
+            self._publisher.resume_publish(topic, key)
+        if failure is not None:
+            if isinstance(failure, gexc.GoogleAPIError):
+                raise to_provider_error(
+                    failure, what="publish to", resource=topic, role=PUBSUB_PUBLISHER_ROLE
+                ) from failure
+            raise ProviderError(
+                f"Publishing to {topic} did not complete: {failure}", permanent=False, code="", resource=topic
+            ) from failure
+        return ids
+
+    def republish(
+        self,
+        spec: QueueSpec,
+        messages: Sequence[OutboundMessage],
+        *,
+        velocity: float | None = None,
+        on_published: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
+        if not velocity:
+            ids = self._publish(spec.topic, messages)
+            if on_published:
+                for index, message_id in enumerate(ids):
+                    on_published(index, message_id)
+            return ids
+        # One at a time on a fixed schedule, so the cap holds and progress is exact after a crash.
+        interval = 1.0 / velocity
+        started = time.monotonic()
+        ids = []
+        for index, message in enumerate(messages):
+            wait = started + index * interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            [message_id] = self._publish(spec.topic, [message])
+            ids.append(message_id)
+            if on_published:
+                on_published(index, message_id)
+        return ids
+
+    # --- consuming -------------------------------------------------------------------------------------
+    def consume(
+        self,
+        spec: QueueSpec,
+        handler: MessageHandler,
+        *,
+        max_concurrency: int,
+        stop: threading.Event,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"consume-{spec.slug}")
+        future = self._subscriber.subscribe(
+            spec.subscription,
+            callback=lambda message: self._deliver(spec, handler, message),
+            flow_control=pubsub_v1.types.FlowControl(max_messages=max_concurrency),
+            scheduler=ThreadScheduler(executor),
+            # In-flight handlers finish (and ack) before shutdown; messages not yet handed out are nacked.
+            await_callbacks_on_shutdown=True,
+        )
+        try:
+            while not stop.wait(0.1) and not future.done():
+                pass
+        finally:
+            future.cancel()
+            try:
+                future.result()
+            except gexc.GoogleAPIError as exc:
+                raise to_provider_error(
+                    exc, what="pull from", resource=spec.subscription, role=PUBSUB_SUBSCRIBER_ROLE
+                ) from exc
+
+    def _deliver(self, spec: QueueSpec, handler: MessageHandler, message) -> None:
+        received = ReceivedMessage(
+            message_id=message.message_id,
+            ack_id=message.ack_id,
+            data=message.data,
+            attributes=dict(message.attributes),
+            ordering_key=message.ordering_key,
+            delivery_attempt=message.delivery_attempt or 1,
+            publish_time=message.publish_time,
+        )
+        try:
+            disposition = handler(received)
+        except Exception:
+            logger.exception("%s: handler raised on message %s; nacking it", spec.slug, message.message_id)
+            disposition = Disposition.nack()
+        if disposition.outcome is Outcome.ACK:
+            message.ack()
+        elif disposition.delay_seconds > 0:
+            message.modify_ack_deadline(math.ceil(disposition.delay_seconds))
+            message.drop()  # stop the lease manager from extending it, so the deadline is the delay
+        else:
+            message.nack()
+
+    # --- unary pull and settling ----------------------------------------------------------------------
+    def pull(self, spec: QueueSpec, *, max_messages: int, timeout: float = 2.0) -> list[ReceivedMessage]:
+        return self._pull(spec.subscription, max_messages=max_messages, timeout=timeout)
+
+    def _pull(self, subscription: str, *, max_messages: int, timeout: float) -> list[ReceivedMessage]:
+        def once():
+            try:
+                # retry=None: the library's default would retry an empty wait for up to 60 s
+                return self._subscriber.pull(
+                    request={"subscription": subscription, "max_messages": max_messages}, timeout=timeout, retry=None
+                ).received_messages
+            except gexc.DeadlineExceeded:
+                return []  # nothing arrived in time
+
+        received = self._admin(
+            once,
+            what="pull from",
+            resource=subscription,
+            role=PUBSUB_SUBSCRIBER_ROLE,
+            deadline=max(timeout, self._backoff.initial),
+        )
+        return [
+            ReceivedMessage(
+                message_id=item.message.message_id,
+                ack_id=item.ack_id,
+                data=item.message.data,
+                attributes=dict(item.message.attributes),
+                ordering_key=item.message.ordering_key,
+                delivery_attempt=item.delivery_attempt or 1,
+                publish_time=item.message.publish_time,
+            )
+            for item in received
+        ]
+
+    def ack(self, spec: QueueSpec, ack_ids: Sequence[str]) -> None:
+        self._acknowledge(spec.subscription, ack_ids)
+
+    def nack(self, spec: QueueSpec, ack_ids: Sequence[str], *, delay_seconds: float = 0.0) -> None:
+        seconds = math.ceil(max(0.0, min(600.0, delay_seconds)))
+        for chunk in _chunks(ack_ids):
+            self._admin(
+                lambda chunk=chunk: self._subscriber.modify_ack_deadline(
+                    request={"subscription": spec.subscription, "ack_ids": chunk, "ack_deadline_seconds": seconds},
+                    timeout=self._settle_timeout,
+                    retry=None,
+                ),
+                what="nack messages of",
+                resource=spec.subscription,
+                role=PUBSUB_SUBSCRIBER_ROLE,
+            )
+
+    def _acknowledge(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        for chunk in _chunks(ack_ids):
+            self._admin(
+                lambda chunk=chunk: self._subscriber.acknowledge(
+                    request={"subscription": subscription, "ack_ids": chunk}, timeout=self._settle_timeout, retry=None
+                ),
+                what="acknowledge messages of",
+                resource=subscription,
+                role=PUBSUB_SUBSCRIBER_ROLE,
+            )
+
+    def peek_dead_letters(self, spec: QueueSpec, *, max_messages: int) -> list[ReceivedMessage]:
+        return self._pull(spec.dead_letter_subscription, max_messages=max_messages, timeout=PEEK_TIMEOUT)
+
+    def ack_dead_letters(self, spec: QueueSpec, ack_ids: Sequence[str]) -> None:
+        self._acknowledge(spec.dead_letter_subscription, ack_ids)
+
+    # --- replay ------------------------------------------------------------------------------------------
+    def seek(self, spec: QueueSpec, *, to_time: datetime | None = None, to_snapshot: str | None = None) -> None:
+        if (to_time is None) == (to_snapshot is None):
+            raise ValueError("seek needs exactly one of to_time and to_snapshot")
+        request: dict = {"subscription": spec.subscription}
+        if to_time is not None:
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromDatetime(to_time if to_time.tzinfo else to_time.replace(tzinfo=UTC))
+            request["time"] = stamp
+        else:
+            request["snapshot"] = self._snapshot_path(spec, to_snapshot)
+        self._admin(
+            lambda: self._subscriber.seek(request=request, timeout=self._timeout, retry=None),
+            what="seek",
+            resource=spec.subscription,
+        )
+
+    def create_snapshot(self, spec: QueueSpec, name: str) -> SnapshotInfo:
+        path = self._snapshot_path(spec, name)
+        snapshot = self._admin(
+            lambda: self._subscriber.create_snapshot(
+                request={"name": path, "subscription": spec.subscription}, timeout=self._timeout, retry=None
+            ),
+            what="create a snapshot of",
+            resource=spec.subscription,
+        )
+        expire = snapshot.expire_time
+        return SnapshotInfo(name=snapshot.name, expire_time=expire if expire and expire.timestamp() > 0 else None)
+
+    @staticmethod
+    def _snapshot_path(spec: QueueSpec, name: str) -> str:
+        return name if name.startswith("projects/") else f"projects/{_project(spec.subscription)}/snapshots/{name}"
+
+
+def _chunks(ack_ids: Sequence[str]):
+    ids = list(ack_ids)
+    for start in range(0, len(ids), ACK_IDS_PER_REQUEST):
+        yield ids[start : start + ACK_IDS_PER_REQUEST]
