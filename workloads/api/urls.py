@@ -3,6 +3,7 @@ from rest_framework.routers import DefaultRouter
 
 from workloads.api import telemetry, views
 from workloads.api.actions import ActionViewSet
+from workloads.api.ingestion import EventIngestView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -21,5 +22,6 @@ urlpatterns = [
     path("alerts/", telemetry.AlertListView.as_view(), name="alert-list"),
     path("poll-runs/", telemetry.PollRunListView.as_view(), name="poll-run-list"),
     path("cost/", telemetry.CostView.as_view(), name="cost"),
+    path("classes/<slug:slug>/events", EventIngestView.as_view(), name="class-events"),
     *router.urls,
 ]

@@ -11,6 +11,7 @@ from workloads.models.classes import (
     TimeoutTier,
     WorkloadClass,
 )
+from workloads.models.ingestion import IdempotencyRecord
 from workloads.models.local import (
     LocalDelivery,
     LocalMessage,
@@ -60,6 +61,7 @@ __all__ = [
     "MetricRollup",
     "PollRun",
     "Resolution",
+    "IdempotencyRecord",
     "SchedulePolicy",
     "ScheduleKind",
     "Slo",

@@ -1,0 +1,205 @@
+"""POST /api/v1/classes/<slug>/events: the validating ingestion endpoint."""
+
+import re
+import uuid
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.roles import Role
+from workloads.models import ApiToken, WorkloadClass
+from workloads.selectors.pauses import class_is_paused
+from workloads.services.ingestion import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_KEY_LENGTH, Status, events_ingest
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(/.*)?$")
+PAUSED_RETRY_AFTER_SECONDS = 300
+
+
+def _trace_id(request) -> str:
+    match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip())
+    if match:
+        return match.group(1)
+    match = _CLOUD_TRACE.match(request.headers.get("X-Cloud-Trace-Context", "").strip())
+    if match:
+        return match.group(1).lower()
+    return uuid.uuid4().hex
+
+
+class _FieldErrorSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    message = serializers.CharField()
+    code = serializers.CharField()
+
+
+class EventResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected", "conflict"])
+    idempotency_key = serializers.CharField(required=False)
+    duplicate = serializers.BooleanField(required=False)
+    message_id = serializers.CharField(required=False)
+    ordering_key = serializers.CharField(required=False)
+    detail = serializers.CharField(required=False)
+    errors = _FieldErrorSerializer(many=True, required=False)
+
+
+class BatchReceiptSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    conflicts = serializers.IntegerField()
+    results = EventResultSerializer(many=True)
+
+
+_DESCRIPTION = f"""
+Send one event (a JSON object) or a batch (a JSON array of up to {MAX_BATCH_EVENTS} objects; at most
+{MAX_BODY_BYTES // (1024 * 1024)} MB). Each event is normalized (schema defaults, trimmed strings, enum
+spelling, RFC 3339 UTC date-times) and validated against the class's payload schema; valid events are
+published to the class topic with an idempotency key built from the class's key template (or, for a
+single event, the `Idempotency-Key` header, at most {MAX_KEY_LENGTH} characters).
+
+Within the class's dedup TTL (`dedup_ttl_seconds` on the class), the same key with the same payload
+returns the original receipt (`200`, `duplicate: true`, same `message_id`); the same key with a
+different payload is `422`. Single event: `202` accepted, `200` duplicate, `400` invalid (per-field
+errors), `422` conflict. Batch: one result per event; `202` when any event was accepted, `200`
+when all were duplicates, `422` when none was accepted and one conflicted, `400` when all were invalid.
+
+Tokens need the scope `ingest:<slug>`, `ingest:*` or `*`; browser sessions need the operator role.
+A class paused by incident mode and configured to shed load answers `503` with `Retry-After`.
+"""
+
+
+class EventIngestView(APIView):
+    token_scope_kind = "ingest"
+
+    def required_role(self, request) -> Role:
+        # Producers authenticate with ingest-scoped tokens of any role; people need operator.
+        return Role.VIEWER if isinstance(request.auth, ApiToken) else Role.OPERATOR
+
+    @extend_schema(
+        operation_id="classes_events_create",
+        summary="Ingest events for a workload class",
+        description=_DESCRIPTION,
+        request={"application/json": OpenApiTypes.ANY},
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("traceparent", str, OpenApiParameter.HEADER, required=False),
+        ],
+        responses={
+            202: OpenApiResponse(EventResultSerializer, description="Accepted (single) or batch receipt"),
+            200: OpenApiResponse(EventResultSerializer, description="Duplicate: the original receipt"),
+            400: OpenApiResponse(EventResultSerializer, description="Invalid event(s)"),
+            422: OpenApiResponse(EventResultSerializer, description="Same key, different payload"),
+            503: OpenApiResponse(description="Class paused and shedding load; see Retry-After"),
+        },
+        examples=[
+            OpenApiExample(
+                "One document",
+                value={"tenant_id": "acme", "document_id": "doc-1", "revision": 3, "content_type": "text/plain"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request, slug: str):
+        workload_class = get_object_or_404(WorkloadClass, slug=slug)
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > MAX_BODY_BYTES:
+            return Response(
+                {"type": "payload_too_large", "detail": f"The body is over {MAX_BODY_BYTES // 1048576} MB."},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        if workload_class.shed_load_when_paused and class_is_paused(workload_class):
+            response = Response(
+                {
+                    "type": "class_paused",
+                    "detail": f"{slug} is paused and sheds load; retry later.",
+                },
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+            response["Retry-After"] = str(PAUSED_RETRY_AFTER_SECONDS)
+            return response
+        try:
+            body = request.data
+        except ParseError as exc:
+            return Response({"type": "parse_error", "detail": str(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
+        header_key = request.headers.get("Idempotency-Key")
+        if isinstance(body, list):
+            return self._batch(request, workload_class, body, header_key)
+        return self._single(request, workload_class, body, header_key)
+
+    def _single(self, request, workload_class, event, header_key):
+        if header_key is not None and not 1 <= len(header_key) <= MAX_KEY_LENGTH:
+            return Response(
+                {
+                    "type": "validation_error",
+                    "detail": f"The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} characters.",
+                    "status": Status.REJECTED,
+                    "errors": [{"field": "Idempotency-Key", "message": "Invalid length.", "code": "maxLength"}],
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        [result] = events_ingest(
+            workload_class=workload_class,
+            events=[event],
+            idempotency_key=header_key,
+            trace_id=_trace_id(request),
+            now=timezone.now(),
+        )
+        body = result.as_dict()
+        body.pop("index")
+        if result.status == Status.REJECTED:
+            return Response(
+                {"type": "validation_error", "detail": "The event does not match the class's schema.", **body},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        if result.status == Status.CONFLICT:
+            return Response({"type": "idempotency_conflict", **body}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        code = status.HTTP_200_OK if result.status == Status.DUPLICATE else status.HTTP_202_ACCEPTED
+        return Response(body, status=code)
+
+    def _batch(self, request, workload_class, events, header_key):
+        if header_key is not None:
+            return Response(
+                {
+                    "type": "validation_error",
+                    "detail": "The Idempotency-Key header applies to a single event; a batch uses the class's "
+                    "key template for each event.",
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        if not events or len(events) > MAX_BATCH_EVENTS:
+            return Response(
+                {"type": "validation_error", "detail": f"A batch holds 1 to {MAX_BATCH_EVENTS} events."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        results = events_ingest(
+            workload_class=workload_class, events=events, trace_id=_trace_id(request), now=timezone.now()
+        )
+        counts = {
+            kind: sum(1 for r in results if r.status == kind)
+            for kind in (Status.ACCEPTED, Status.DUPLICATE, Status.REJECTED, Status.CONFLICT)
+        }
+        body = {
+            "accepted": counts[Status.ACCEPTED],
+            "duplicates": counts[Status.DUPLICATE],
+            "rejected": counts[Status.REJECTED],
+            "conflicts": counts[Status.CONFLICT],
+            "results": [r.as_dict() for r in results],
+        }
+        if counts[Status.ACCEPTED]:
+            code = status.HTTP_202_ACCEPTED
+        elif counts[Status.DUPLICATE] == len(results):
+            code = status.HTTP_200_OK
+        elif counts[Status.CONFLICT]:
+            code = status.HTTP_422_UNPROCESSABLE_ENTITY
+        elif counts[Status.DUPLICATE]:
+            code = status.HTTP_200_OK
+        else:
+            code = status.HTTP_400_BAD_REQUEST
+        return Response(body, status=code)

@@ -1,0 +1,243 @@
+"""Ingestion: validate and normalize events, deduplicate by idempotency key, publish.
+
+Deduplication follows Stripe and the IETF idempotency-key draft: within the class's dedup TTL the
+same key with the same payload fingerprint returns the original receipt, and the same key with a
+different payload is a conflict. It holds under concurrency because the key is claimed by an
+INSERT on a unique constraint in the same transaction as the publish: a concurrent request with
+the same key waits on that row and then reads the winner's receipt. With the local provider the
+publish is part of the transaction, so nothing is ever half-written; with Pub/Sub a crash between
+publish and commit can publish a message whose key is not recorded, which the worker kit's
+completed-key check then skips (at-least-once delivery, effectively-once processing).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from workloads.ingestion import CheckedEvent, FieldError, fingerprint, normalize_and_validate
+from workloads.models import IdempotencyRecord, WorkloadClass
+from workloads.providers import get_providers
+from workloads.providers.base import (
+    ATTR_CLASS,
+    ATTR_IDEMPOTENCY_KEY,
+    ATTR_INGESTED_AT,
+    ATTR_SCHEMA_VERSION,
+    ATTR_TRACE_ID,
+    OutboundMessage,
+)
+from workloads.providers.specs import queue_spec
+from workloads.validation import render_key_template
+
+MAX_BATCH_EVENTS = 1000
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_KEY_LENGTH = 255
+
+
+class Status:
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    CONFLICT = "conflict"
+
+
+@dataclass
+class EventResult:
+    index: int
+    status: str
+    idempotency_key: str = ""
+    message_id: str = ""
+    ordering_key: str = ""
+    errors: list[FieldError] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        body = {"index": self.index, "status": self.status}
+        if self.status == Status.REJECTED:
+            body["errors"] = [error.as_dict() for error in self.errors]
+            if self.idempotency_key:
+                body["idempotency_key"] = self.idempotency_key
+            return body
+        body.update(
+            idempotency_key=self.idempotency_key,
+            duplicate=self.status == Status.DUPLICATE,
+        )
+        if self.status == Status.CONFLICT:
+            body["detail"] = (
+                f"The idempotency key {self.idempotency_key!r} was already used with a different payload "
+                "within the class's dedup TTL."
+            )
+        else:
+            body["message_id"] = self.message_id
+            if self.ordering_key:
+                body["ordering_key"] = self.ordering_key
+        return body
+
+
+@dataclass
+class _Candidate:
+    index: int
+    payload: dict
+    key: str
+    ordering_key: str
+    fingerprint: str
+
+
+def _candidate(index: int, checked: CheckedEvent, workload_class: WorkloadClass, header_key: str | None):
+    payload = checked.payload
+    key = (
+        header_key if header_key is not None else render_key_template(workload_class.idempotency_key_template, payload)
+    )
+    ordering_key = (
+        render_key_template(workload_class.ordering_key_template, payload)
+        if workload_class.ordering_key_template
+        else ""
+    )
+    if not key or len(key) > MAX_KEY_LENGTH:
+        error = FieldError(
+            "idempotency_key", f"The idempotency key must be 1 to {MAX_KEY_LENGTH} characters.", "maxLength"
+        )
+        return EventResult(index, Status.REJECTED, idempotency_key=key[:MAX_KEY_LENGTH], errors=[error])
+    return _Candidate(index, payload, key, ordering_key[:1024], fingerprint(payload))
+
+
+def events_ingest(
+    *,
+    workload_class: WorkloadClass,
+    events: list,
+    idempotency_key: str | None = None,
+    trace_id: str = "",
+    now: datetime,
+) -> list[EventResult]:
+    """Ingest events for one class; returns one result per event, in order."""
+    results: dict[int, EventResult] = {}
+    candidates: list[_Candidate] = []
+    for index, event in enumerate(events):
+        checked = normalize_and_validate(event, workload_class.payload_schema)
+        if not checked.ok:
+            results[index] = EventResult(index, Status.REJECTED, errors=list(checked.errors))
+            continue
+        made = _candidate(index, checked, workload_class, idempotency_key)
+        if isinstance(made, EventResult):
+            results[index] = made
+        else:
+            candidates.append(made)
+
+    # Two events of one batch with the same key: the first one speaks for both.
+    first_by_key: dict[str, _Candidate] = {}
+    unique: list[_Candidate] = []
+    repeats: list[_Candidate] = []
+    for candidate in candidates:
+        if candidate.key in first_by_key:
+            repeats.append(candidate)
+        else:
+            first_by_key[candidate.key] = candidate
+            unique.append(candidate)
+
+    if unique:
+        results.update(_claim_and_publish(workload_class, unique, trace_id=trace_id or uuid.uuid4().hex, now=now))
+    for repeat in repeats:
+        first = results[first_by_key[repeat.key].index]
+        same = repeat.fingerprint == first_by_key[repeat.key].fingerprint and first.status != Status.CONFLICT
+        results[repeat.index] = EventResult(
+            repeat.index,
+            Status.DUPLICATE if same else Status.CONFLICT,
+            idempotency_key=repeat.key,
+            message_id=first.message_id if same else "",
+            ordering_key=first.ordering_key if same else "",
+        )
+    return [results[index] for index in range(len(events))]
+
+
+def _claim_and_publish(
+    workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
+) -> dict[int, EventResult]:
+    claim = uuid.uuid4().hex[:32]
+    expires_at = now + timedelta(seconds=workload_class.dedup_ttl_seconds)
+    keys = [c.key for c in candidates]
+    results: dict[int, EventResult] = {}
+    with transaction.atomic():
+        # Expired keys are free again: take them over in place (the prune task may lag).
+        IdempotencyRecord.objects.filter(workload_class=workload_class, key__in=keys, expires_at__lte=now).delete()
+        IdempotencyRecord.objects.bulk_create(
+            [
+                IdempotencyRecord(
+                    workload_class=workload_class,
+                    key=c.key,
+                    payload_fingerprint=c.fingerprint,
+                    ordering_key=c.ordering_key,
+                    trace_id=claim,  # marks the rows this request inserted; replaced below
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+                for c in candidates
+            ],
+            ignore_conflicts=True,
+        )
+        stored = {
+            record.key: record
+            for record in IdempotencyRecord.objects.filter(workload_class=workload_class, key__in=keys)
+        }
+        mine = [c for c in candidates if stored[c.key].trace_id == claim]
+        for candidate in candidates:
+            record = stored[candidate.key]
+            if record.trace_id == claim:
+                continue
+            same = record.payload_fingerprint == candidate.fingerprint
+            results[candidate.index] = EventResult(
+                candidate.index,
+                Status.DUPLICATE if same else Status.CONFLICT,
+                idempotency_key=candidate.key,
+                message_id=record.message_id if same else "",
+                ordering_key=record.ordering_key if same else "",
+            )
+        if mine:
+            ids = _publish(workload_class, mine, trace_id=trace_id, now=now)
+            records = []
+            for candidate, message_id in zip(mine, ids, strict=True):
+                record = stored[candidate.key]
+                record.message_id = message_id
+                record.trace_id = trace_id
+                records.append(record)
+                results[candidate.index] = EventResult(
+                    candidate.index,
+                    Status.ACCEPTED,
+                    idempotency_key=candidate.key,
+                    message_id=message_id,
+                    ordering_key=candidate.ordering_key,
+                )
+            IdempotencyRecord.objects.bulk_update(records, ["message_id", "trace_id"])
+    return results
+
+
+def _publish(workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime) -> list[str]:
+    from workloads.ingestion import canonical_json
+
+    ingested_at = now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    messages = [
+        OutboundMessage(
+            data=canonical_json(c.payload).encode(),
+            attributes={
+                ATTR_CLASS: workload_class.slug,
+                ATTR_IDEMPOTENCY_KEY: c.key,
+                ATTR_SCHEMA_VERSION: str(workload_class.schema_version),
+                ATTR_INGESTED_AT: ingested_at,
+                ATTR_TRACE_ID: trace_id,
+            },
+            ordering_key=c.ordering_key,
+        )
+        for c in candidates
+    ]
+    return get_providers().queue.publish(queue_spec(workload_class), messages)
+
+
+def idempotency_records_prune(*, now: datetime, batch_size: int = 5000) -> int:
+    """Delete expired idempotency keys (in batches, so a big backlog never holds a long lock)."""
+    deleted = 0
+    while True:
+        ids = list(IdempotencyRecord.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        deleted += IdempotencyRecord.objects.filter(pk__in=ids).delete()[0]
