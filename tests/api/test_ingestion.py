@@ -44,9 +44,17 @@ def _queued(workload_class, expected_at_most=100):
 
 @pytest.fixture
 def doc_class(db):
-    workload_class = WorkloadClassFactory(slug="doc-jobs", ordering_key_template="{tenant_id}")
+    workload_class = WorkloadClassFactory(slug="doc-jobs")
     get_providers().queue.ensure_resources(queue_spec(workload_class))
     return workload_class
+
+
+@pytest.fixture
+def ordered_class(doc_class):
+    doc_class.ordering_key_template = "{tenant_id}"
+    doc_class.save()
+    get_providers().queue.ensure_resources(queue_spec(doc_class))
+    return doc_class
 
 
 @pytest.fixture
@@ -64,14 +72,14 @@ def _post(client, body, slug="doc-jobs", **headers):
     return client.post(URL.format(slug=slug), body, format="json", headers=headers)
 
 
-def test_an_accepted_event_is_published_with_its_attributes(doc_class, producer):
+def test_an_accepted_event_is_published_with_its_attributes(ordered_class, producer):
     trace = "0af7651916cd43dd8448eb211c80319c"
     response = _post(producer, _event(), traceparent=f"00-{trace}-b7ad6b7169203331-01")
     assert response.status_code == 202, response.content
     receipt = response.json()
     assert receipt["status"] == "accepted" and receipt["duplicate"] is False
     assert receipt["idempotency_key"] == "acme:doc-1:1" and receipt["ordering_key"] == "acme"
-    [message] = _queued(doc_class)
+    [message] = _queued(ordered_class)
     assert message.message_id == receipt["message_id"]
     assert message.ordering_key == "acme"
     assert message.attributes[ATTR_CLASS] == "doc-jobs"
