@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "dashboards.errors.ProviderErrorMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -78,6 +79,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "controlplane.context_processors.roles",
+                "dashboards.context_processors.navigation",
+                "dashboards.context_processors.incident",
             ],
         },
     },
