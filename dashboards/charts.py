@@ -89,12 +89,12 @@ def seconds_label(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:
-        return f"{seconds:g} s"
+        return f"{seconds:.3g} s"
     if seconds < 7200:
-        return f"{seconds / 60:g} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds / 86400:g} d"
+        return f"{seconds / 60:.3g} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} d"
 
 
 def _epoch(moment: datetime) -> int:

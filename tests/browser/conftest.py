@@ -11,11 +11,6 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread, which makes Django refuse ORM calls
-# from the test body ("cannot call this from an async context"). The calls are in fact
-# synchronous; the live server answers from its own thread.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 BROWSER_DIR = Path(__file__).resolve().parent
 SCREENSHOT_DIR = BROWSER_DIR.parent.parent / "var" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,17 +26,42 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Report every "no Chromium" skip from this file, so the summary folds them into one line.
+    report = yield
+    if report.skipped and CHROMIUM is None and isinstance(report.longrepr, tuple) and NO_CHROMIUM in report.longrepr[2]:
+        report.longrepr = (__file__, None, report.longrepr[2])
+    return report
+
+
+@pytest.fixture(scope="module")
+def browser(django_db_blocker):
     # Skipping here rather than with a marker per test makes the summary one line for them all.
     if CHROMIUM is None:
         pytest.skip(NO_CHROMIUM)
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    # Playwright's sync API keeps an event loop running in this thread, so Django would refuse
+    # ORM calls from the tests ("cannot call this from an async context") although they are
+    # synchronous. Allowed only while the browser runs: module scope ends the loop before other
+    # test modules (and subprocesses that run `check --deploy`) see either.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+        # Live-server tests flush the database after each test, taking the role groups that a
+        # data migration created with them; put them back for the tests that run after these.
+        with django_db_blocker.unblock():
+            _ensure_role_groups()
 
 
 @pytest.fixture
