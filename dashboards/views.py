@@ -11,7 +11,11 @@ from django.views.decorators.http import require_GET
 from controlplane.roles import Role, has_role
 from dashboards.charts import CHART_RANGES, build_charts, chart_range
 from dashboards.forms import FleetFilterForm
+from workloads.models import SloKind
 from workloads.selectors import fleet
+
+# SLO cards in the order of the charts below them.
+SLO_ORDER = [SloKind.QUEUE_AGE, SloKind.COMPLETION_LATENCY, SloKind.SUCCESS_RATIO]
 
 
 def _require_role(request, role: Role) -> None:
@@ -115,6 +119,7 @@ def class_detail(request, slug: str):
     }
     if not _wants_fragment(request):
         context.update(
+            slos=sorted(workload_class.slos.all(), key=lambda slo: SLO_ORDER.index(slo.kind)),
             schedule=fleet.schedule_status(workload_class, now=now),
             recent_events=fleet.class_events(workload_class=workload_class, limit=10),
         )

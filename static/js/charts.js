@@ -26,6 +26,7 @@
   function palette() {
     return {
       text: cssVar("--muted", "#5b6472"),
+      surface: cssVar("--surface", "#ffffff"),
       grid: cssVar("--grid", "rgba(127,127,127,.18)"),
       threshold: cssVar("--bad", "#c0262d"),
       marker: cssVar("--marker", "#7a5af8"),
@@ -72,6 +73,9 @@
   }
 
   // --- "data as of" ----------------------------------------------------------------------------
+  // Monitoring data lags a few minutes; older than this, the age is called out (as in app.js).
+  var STALE_AFTER_MS = 15 * 60 * 1000;
+
   function pad(n) { return String(n).padStart(2, "0"); }
 
   function ageText(iso, now) {
@@ -89,6 +93,7 @@
     if (!el || !iso) return;
     el.dataset.asOf = iso; // app.js keeps the "N min ago" counting
     el.textContent = ageText(iso);
+    el.classList.toggle("metric-age-stale", Date.now() - new Date(iso).getTime() > STALE_AFTER_MS);
   }
 
   var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -122,10 +127,16 @@
       ctx.lineTo(right, y);
       ctx.stroke();
       ctx.setLineDash([]);
-      ctx.fillStyle = colors.threshold;
       ctx.font = "600 " + Math.round(11 * px) + "px system-ui, sans-serif";
       ctx.textAlign = "right";
       ctx.textBaseline = "bottom";
+      // A backing box keeps the label readable where a series crosses it.
+      var width = ctx.measureText(threshold.label).width;
+      ctx.fillStyle = colors.surface;
+      ctx.globalAlpha = 0.85;
+      ctx.fillRect(right - width - 7 * px, y - 16 * px, width + 6 * px, 14 * px);
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = colors.threshold;
       ctx.fillText(threshold.label, right - 4 * px, y - 3 * px);
       ctx.restore();
     };
@@ -164,6 +175,18 @@
       });
       ctx.restore();
     };
+  }
+
+  function latestIndex(data) {
+    for (var i = data[0].length - 1; i >= 0; i--) {
+      for (var s = 1; s < data.length; s++) if (data[s][i] != null) return i;
+    }
+    return null;
+  }
+
+  function showLatest(u) {
+    var idx = latestIndex(u.data);
+    if (idx != null) u.setLegend({ idx: idx }, false);
   }
 
   // --- charts -------------------------------------------------------------------------------------
@@ -215,7 +238,12 @@
       ],
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
-      hooks: { draw: [drawThreshold(threshold, colors), drawMarkers(payload.markers, colors)] },
+      hooks: {
+        draw: [drawThreshold(threshold, colors), drawMarkers(payload.markers, colors)],
+        // Away from the cursor the legend shows the latest values rather than dashes.
+        ready: [showLatest],
+        setCursor: [function (u) { if (u.cursor.idx == null) showLatest(u); }],
+      },
     };
   }
 
@@ -246,7 +274,7 @@
 
   function initAll(root) {
     // Charts whose markup htmx swapped out are gone: release them.
-    charts.forEach(function (entry, container) { if (!container.isConnected) destroy(container); });
+    Array.from(charts.keys()).forEach(function (container) { if (!container.isConnected) destroy(container); });
     (root || document).querySelectorAll("[data-chart]").forEach(function (container) {
       if (charts.has(container)) return;
       var source = document.getElementById(container.dataset.chart);
@@ -261,7 +289,8 @@
   }
 
   function redrawAll() {
-    charts.forEach(function (entry, container) { render(container, entry.payload); });
+    // A snapshot: render() replaces each entry, and a live Map iteration would visit it again.
+    Array.from(charts.entries()).forEach(function (pair) { render(pair[0], pair[1].payload); });
   }
 
   document.addEventListener("DOMContentLoaded", function () { initAll(document); });

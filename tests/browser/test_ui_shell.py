@@ -198,12 +198,38 @@ def test_the_chart_component_draws_series_threshold_markers_and_data_age(logged_
     )
     assert drawn["canvas"]
     assert "p50" in drawn["legend"] and "p95" in drawn["legend"]
+    # Away from the cursor, the legend shows each series' latest value with its unit.
+    page.wait_for_function(
+        "[...document.querySelectorAll('#test-plot .u-series:not(:first-child) .u-value')]"
+        ".every(e => / s$/.test(e.textContent))"
+    )
     assert re.fullmatch(r"data as of \d\d:\d\d \(4 min ago\)", drawn["age"]), drawn["age"]
+    expect(page.locator("#chart-latency .metric-age")).not_to_have_class(re.compile("metric-age-stale"))
     assert drawn["yTicks"] == ["30 s", "2 min"]  # the y axis carries its unit
     page.locator("#chart-latency").scroll_into_view_if_needed()
     page.locator("#chart-latency").screenshot(
         path=str(screenshot(page, "class-detail-with-data").parent / "chart-latency.png")
     )
+
+    # Data 40 minutes old is called out, not just printed.
+    stale = page.evaluate(
+        """() => {
+        const end = Math.floor(Date.now() / 1000);
+        ControlPlaneCharts.render(document.getElementById('test-plot'), {
+          title: 't', unit: 'count', start: end - 3600, end, x: [end - 2400], series: [{label: 'a', values: [1]}],
+          threshold: null, markers: [], newest_sample_at: new Date((end - 2400) * 1000).toISOString(),
+        });
+        const age = document.querySelector('#chart-latency .metric-age');
+        return [age.textContent, age.classList.contains('metric-age-stale')];
+    }"""
+    )
+    assert stale[0].endswith("(40 min ago)") and stale[1] is True
+
+    # Switching the system to dark redraws in the dark palette (the legend swatch follows the line colour).
+    swatch = "getComputedStyle(document.querySelector('#test-plot .u-series:nth-child(2) .u-marker')).borderColor"
+    light_colour = page.evaluate(swatch)
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function(f"{swatch} !== {light_colour!r}")
 
     # It follows its container's width.
     page.set_viewport_size({"width": 480, "height": 900})
@@ -211,3 +237,47 @@ def test_the_chart_component_draws_series_threshold_markers_and_data_age(logged_
         f"document.querySelector('#test-plot canvas').getBoundingClientRect().width < {drawn['width']}"
     )
     assert page.js_errors == []
+
+
+def test_a_failed_refresh_says_so_instead_of_showing_old_numbers_silently(logged_in_page, demo_fleet):
+    page = logged_in_page("viewer")
+    page.clock.install()
+    page.goto("/")
+    page.route(re.compile(r"/\?"), lambda route: route.fulfill(status=500, body="boom"))
+    page.route(re.compile(r"/$"), lambda route: route.fulfill(status=500, body="boom"))
+    page.clock.fast_forward(16_000)
+    toast = page.locator(".toast-error")
+    expect(toast).to_contain_text("Could not refresh live data (server answered 500)")
+    expect(page.locator("#fleet-rows tr")).to_have_count(4)  # the table stays, it is not replaced by "boom"
+    screenshot(page, "refresh-failed-toast")
+    page.clock.fast_forward(16_000)
+    expect(toast).to_have_count(1)  # one note, not one per failed poll
+    toast.get_by_role("button", name="Dismiss message").click()
+    expect(toast).to_have_count(0)
+
+
+def test_the_incident_banner_shows_on_every_page(logged_in_page, demo_fleet, monkeypatch):
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from django.utils import timezone
+
+    from workloads.selectors import incidents
+
+    now = timezone.now()
+    incident = SimpleNamespace(
+        started_by="otto-operator",
+        reason="Database failover in europe-west1",
+        ticket="INC-4711",
+        started_at=now - timedelta(minutes=25),
+        expires_at=now + timedelta(hours=2),
+    )
+    monkeypatch.setattr(incidents, "active_incident", lambda: incident)  # the live server shares this process
+    page = logged_in_page("viewer")
+    for url in ("/", "/classes/policy-evaluation/"):
+        page.goto(url)
+        banner = page.get_by_role("region", name="Incident mode is active: deferrable pipelines are paused")
+        expect(banner).to_contain_text("otto-operator")
+        expect(banner).to_contain_text("Database failover in europe-west1")
+        expect(banner).to_contain_text("INC-4711")
+    screenshot(page, "incident-banner")
