@@ -1,12 +1,14 @@
 from dataclasses import dataclass
+from functools import wraps
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
+from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.roles import Role, has_role
 from dashboards.charts import CHART_RANGES, build_charts, chart_range
@@ -16,6 +18,22 @@ from workloads.selectors import fleet
 
 # SLO cards in the order of the charts below them.
 SLO_ORDER = [SloKind.QUEUE_AGE, SloKind.COMPLETION_LATENCY, SloKind.SUCCESS_RATIO]
+
+
+def login_required(view):
+    """Django's login_required, except that an htmx request (a 15 s refresh after the session
+    expired) sends the whole tab to the login page instead of swapping it into the table."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            back_to = request.htmx.current_url_abs_path or request.get_full_path()
+            return HttpResponseClientRedirect(redirect_to_login(back_to)["Location"])
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
 
 
 def _require_role(request, role: Role) -> None:

@@ -18,9 +18,10 @@ URL = "/classes/document-processing/"
 
 
 def test_it_redirects_anonymous_users_to_login(db):
-    for headers in ({}, HX):
-        response = Client().get(URL, headers=headers)
-        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    response = Client().get(URL)
+    assert response.status_code == 302 and response["Location"] == f"/accounts/login/?next={URL}"
+    response = Client().get(URL + "?range=7d", headers=HX)
+    assert response["HX-Redirect"].startswith("/accounts/login/?next=")
 
 
 def test_it_refuses_users_without_a_role(ui_client, outsider, demo_fleet):

@@ -18,9 +18,16 @@ def _slugs(html: str) -> list[str]:
 
 
 def test_it_redirects_anonymous_users_to_login(db):
-    for headers in ({}, HX):
-        response = Client().get("/", headers=headers)
-        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    response = Client().get("/?team=search")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/%3Fteam%3Dsearch"
+
+
+def test_an_expired_session_sends_the_whole_tab_to_login_not_the_table(db):
+    # A refresh of the table after logout must not swap the login page into the table body.
+    headers = {**HX, "HX-Current-URL": "http://testserver/?tier=critical"}
+    response = Client().get("/?tier=critical", headers=headers)
+    assert response.status_code == 200 and response.content == b""
+    assert response["HX-Redirect"] == "/accounts/login/?next=/%3Ftier%3Dcritical"
 
 
 def test_it_refuses_users_without_a_role(ui_client, outsider):
