@@ -20,7 +20,7 @@ from workloads.selectors import fleet
 SLO_ORDER = [SloKind.QUEUE_AGE, SloKind.COMPLETION_LATENCY, SloKind.SUCCESS_RATIO]
 
 
-def login_required(view):
+def login_required_htmx(view):
     """Django's login_required, except that an htmx request (a 15 s refresh after the session
     expired) sends the whole tab to the login page instead of swapping it into the table."""
 
@@ -96,7 +96,7 @@ def _sort_headers(current: str) -> list[dict]:
 
 
 @require_GET
-@login_required
+@login_required_htmx
 def overview(request):
     _require_role(request, Role.VIEWER)
     form = FleetFilterForm(request.GET, teams=fleet.fleet_teams())
@@ -116,7 +116,7 @@ def overview(request):
 
 
 @require_GET
-@login_required
+@login_required_htmx
 def class_detail(request, slug: str):
     _require_role(request, Role.VIEWER)
     workload_class = fleet.workload_class_for_detail(slug)
