@@ -5,4 +5,5 @@ from dashboards import views
 app_name = "dashboards"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("classes/<slug:slug>/", views.class_detail, name="class-detail"),
 ]

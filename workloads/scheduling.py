@@ -64,3 +64,40 @@ def instance_bounds(workload_class, policies, at: datetime) -> InstanceBounds:
     if policy is None:
         return InstanceBounds(workload_class.min_instances, workload_class.max_instances, "baseline")
     return InstanceBounds(policy.min_instances, policy.max_instances, policy.name)
+
+
+@dataclass(frozen=True)
+class BoundsChange:
+    at: datetime
+    bounds: InstanceBounds  # what holds from `at` on
+
+
+def _window_edges(policies, start: datetime, end: datetime) -> list[datetime]:
+    """Every instant in (start, end] where one of the enabled windows opens or closes."""
+    edges = set()
+    for policy in policies:
+        if not policy.enabled:
+            continue
+        tz = zoneinfo.ZoneInfo(policy.timezone)
+        first_day = start.astimezone(tz).date() - timedelta(days=1)  # an overnight window may close today
+        for offset in range((end - start).days + 3):
+            day = first_day + timedelta(days=offset)
+            if day.weekday() not in policy.days_of_week:
+                continue
+            for edge in _occurrence(policy, day, tz):
+                if start < edge <= end:
+                    edges.add(edge)
+    return sorted(edges)
+
+
+def next_bounds_change(workload_class, policies, at: datetime, *, horizon: timedelta = timedelta(days=8)):
+    """The first instant after `at` (within `horizon`) when the min or max instance count differs
+    from the one in force at `at`, with the new bounds; None when nothing changes (no enabled
+    windows, or windows that hand over to the same numbers: the pool would not notice)."""
+    policies = list(policies)
+    current = instance_bounds(workload_class, policies, at)
+    for edge in _window_edges(policies, at, at + horizon):
+        bounds = instance_bounds(workload_class, policies, edge)
+        if (bounds.min_instances, bounds.max_instances) != (current.min_instances, current.max_instances):
+            return BoundsChange(at=edge, bounds=bounds)
+    return None

@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "dashboards.errors.ProviderErrorMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -80,6 +81,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "controlplane.context_processors.roles",
+                "dashboards.context_processors.navigation",
+                "dashboards.context_processors.incident",
             ],
         },
     },

@@ -164,7 +164,7 @@ def test_admin_cost_rates_changes_are_audited(admin_browser):
 
 
 @pytest.mark.parametrize("role_fixture", ["viewer", "operator"])
-def test_only_admins_get_into_the_admin(request, role_fixture):
+def test_only_admins_get_into_the_admin(request, db, role_fixture):
     client = Client()
     client.force_login(request.getfixturevalue(role_fixture))
     response = client.get("/admin/workloads/workloadclass/")

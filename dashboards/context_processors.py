@@ -1,0 +1,66 @@
+"""Template context every page shares: the main navigation for the user's role and the active
+incident for the banner."""
+
+from dataclasses import dataclass
+
+from django.urls import NoReverseMatch, reverse
+from django.utils.functional import SimpleLazyObject
+
+from controlplane.roles import Role, user_role
+from workloads.selectors import incidents
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    role: Role
+    also_current_for: tuple[str, ...] = ()  # pages that belong to this section
+
+
+# Screens of later issues appear here by themselves once their URL names exist.
+NAV_ITEMS = (
+    NavItem("Fleet", "dashboards:overview", Role.VIEWER, ("dashboards:class-detail",)),
+    NavItem("Dead letters", "dashboards:dead-letters", Role.VIEWER),
+    NavItem("Incidents", "dashboards:incidents", Role.VIEWER),
+    NavItem("Schedules", "dashboards:schedules", Role.VIEWER),
+    NavItem("Cost", "dashboards:cost", Role.VIEWER),
+    NavItem("Compare", "dashboards:compare", Role.VIEWER),
+    NavItem("Actions", "dashboards:actions", Role.VIEWER),
+    NavItem("Audit", "dashboards:audit", Role.VIEWER),
+    NavItem("API docs", "api-docs", Role.VIEWER),
+    NavItem("Admin", "admin:index", Role.ADMIN),
+)
+
+
+@dataclass(frozen=True)
+class NavLink:
+    label: str
+    url: str
+    current: bool
+
+
+def nav_links(request) -> list[NavLink]:
+    role = user_role(getattr(request, "user", None))
+    match = getattr(request, "resolver_match", None)
+    view_name = match.view_name if match else ""
+    links = []
+    for item in NAV_ITEMS:
+        if role < item.role:
+            continue
+        try:
+            url = reverse(item.url_name)
+        except NoReverseMatch:
+            continue
+        current = view_name == item.url_name or view_name in item.also_current_for
+        links.append(NavLink(item.label, url, current))
+    return links
+
+
+def navigation(request):
+    return {"nav_links": SimpleLazyObject(lambda: nav_links(request))}
+
+
+def incident(request):
+    # Lazy: only full pages render the banner, so htmx partials never pay for the query.
+    return {"active_incident": SimpleLazyObject(incidents.active_incident)}

@@ -1,0 +1,114 @@
+"""Formatting for dense dashboards: durations, counts and money in few characters."""
+
+from decimal import Decimal
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+
+from dashboards.charts import action_label, seconds_label, slo_summary
+from workloads.models import SloKind
+
+register = template.Library()
+
+
+@register.filter
+def duration(seconds) -> str:
+    """30 -> '30 s', 300 -> '5 min', 86400 -> '1 d'; '' for None."""
+    if seconds is None or seconds == "":
+        return ""
+    if hasattr(seconds, "total_seconds"):
+        seconds = seconds.total_seconds()
+    return seconds_label(float(seconds))
+
+
+@register.filter
+def compact(number) -> str:
+    """1234 -> '1.2k', 3400000 -> '3.4M'."""
+    if number is None or number == "":
+        return ""
+    value = float(number)
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.1f}".rstrip("0").rstrip(".") + suffix
+    return f"{value:g}"
+
+
+@register.filter
+def money(amount, currency: str = "USD") -> str:
+    if amount is None or amount == "":
+        return ""
+    amount = Decimal(str(amount))
+    symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency)
+    text = f"{amount:,.2f}" if abs(amount) >= 1 or amount == 0 else f"{amount:.4f}".rstrip("0")
+    return f"{symbol}{text}" if symbol else f"{text} {currency}"
+
+
+@register.filter
+def rate(amount) -> str:
+    """A unit price without trailing zeros: 0.000018000000 -> '0.000018'."""
+    if amount is None or amount == "":
+        return ""
+    return f"{Decimal(amount).normalize():f}"
+
+
+@register.filter
+def minutes_ago(moment) -> int | None:
+    if moment is None or moment == "":
+        return None
+    return max(0, int((timezone.now() - moment).total_seconds() // 60))
+
+
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@register.filter
+def weekdays(days) -> str:
+    """[0, 1, 2, 3, 4] -> 'Mon–Fri', [5, 6] -> 'Sat, Sun', all seven -> 'Every day'."""
+    days = sorted(set(days or []))
+    if len(days) == 7:
+        return "Every day"
+    if days == [0, 1, 2, 3, 4]:
+        return "Mon–Fri"
+    return ", ".join(DAY_NAMES[d] for d in days)
+
+
+@register.simple_tag
+def nodata(what: str = "no data yet"):
+    """The cell for a value that has not been measured yet: a dash people see, words screen
+    readers hear, never a zero that looks like a measurement."""
+    return format_html('<span class="nodata" title="{}">—<span class="visually-hidden"> {}</span></span>', what, what)
+
+
+@register.filter
+def slo_objective(slo) -> str:
+    """'p95 < 2 min' or '99.9 % succeed'."""
+    return slo_summary(slo)
+
+
+@register.filter
+def error_budget(slo) -> str:
+    """The budget an SLO allows over its window, in the units its events are counted in."""
+    percent = Decimal(100) - slo.target_percent
+    share = f"{percent.normalize():f} %"
+    if slo.kind == SloKind.QUEUE_AGE:
+        minutes = float(percent) / 100 * slo.window_days * 1440
+        return f"{share} of minutes (≈ {seconds_label(minutes * 60)}) over {slo.window_days} d"
+    return f"{share} of jobs over {slo.window_days} d"
+
+
+@register.filter
+def event_detail(event) -> str:
+    """What an audit event changed, as a short list of fields; nothing for a creation or a
+    deletion, where every field changed and the list says nothing."""
+    changes = event.changes
+    if not changes or event.action.endswith((".create", ".delete")):
+        return ""
+    names = sorted(changes)
+    shown = ", ".join(name.replace("_", " ") for name in names[:4])
+    return "changed " + shown + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+@register.filter
+def audit_action(action: str) -> str:
+    return action_label(action)

@@ -1,0 +1,42 @@
+"""A URL configuration for tests: the real one plus a few pages that do not exist yet or that fail
+on purpose, to show how the layout and the error handling react."""
+
+from django.http import HttpResponse
+from django.urls import include, path
+
+from controlplane.urls import urlpatterns as real_urlpatterns
+from dashboards import urls as dashboards_urls
+from workloads.providers.base import ProviderError
+
+
+def dead_letters(request):
+    return HttpResponse("dead letters")
+
+
+def broken(request):
+    raise RuntimeError("secret internals: password=hunter2")
+
+
+def provider_denied(request):
+    raise ProviderError(
+        "Permission denied on the worker pool",
+        permanent=True,
+        code="PERMISSION_DENIED",
+        resource="projects/p/locations/l/workerPools/docs",
+    )
+
+
+def provider_unavailable(request):
+    raise ProviderError("Cloud Monitoring is unavailable", permanent=False, code="UNAVAILABLE")
+
+
+dashboards_with_a_future_page = [*dashboards_urls.urlpatterns, path("dead-letters/", dead_letters, name="dead-letters")]
+
+urlpatterns = [
+    path("boom/", broken),
+    path("provider-denied/", provider_denied),
+    path("provider-unavailable/", provider_unavailable),
+    path("api/provider-denied/", provider_denied),
+    *(p for p in real_urlpatterns if getattr(p, "app_name", None) != "dashboards"),
+    path("", include((dashboards_with_a_future_page, "dashboards"))),
+]
