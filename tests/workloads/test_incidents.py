@@ -323,3 +323,31 @@ def test_a_restore_waits_while_the_pause_is_still_running(fleet, operator):
     assert caught.value.code == "PAUSE_IN_PROGRESS"
     exit_action.refresh_from_db()
     assert exit_action.state == ActionState.PENDING and "still being paused" in exit_action.error
+
+
+def test_a_pool_that_does_not_exist_fails_its_pause_and_is_not_counted_as_paused(db, operator):
+    from tests.factories import WorkloadClassFactory
+
+    pooled_class("doc-render", instances=2)
+    missing = WorkloadClassFactory(slug="never-deployed", tier="deferrable")
+    _enter(operator)
+    [enter] = run_pending()
+    assert enter.state == ActionState.PARTIALLY_FAILED
+    assert enter.error == "1 of 2 pools paused; never-deployed: workerPools/never-deployed not found"
+    assert PoolHold.objects.get(workload_class=missing).state == HoldState.FAILED
+    assert not class_is_paused(missing)
+    services.incident_mode_exit(actor=operator)
+    [exit_action] = run_pending()
+    assert exit_action.state == ActionState.SUCCEEDED and exit_action.progress_total == 1
+
+
+def test_ingestion_sheds_load_while_a_class_is_paused(db, operator, client_as):
+    shedding = pooled_class("doc-render", instances=1, tier="standard", shed_load_when_paused=True)
+    services.pool_pause(workload_class=shedding, actor=operator, reason="x")
+    client = client_as(operator)
+    response = client.post("/api/v1/classes/doc-render/events", {}, format="json")
+    assert response.status_code == 503 and response["Retry-After"] == "300"
+    run_pending()
+    services.pool_resume(workload_class=shedding, actor=operator)
+    run_pending()
+    assert client.post("/api/v1/classes/doc-render/events", {}, format="json").status_code == 400

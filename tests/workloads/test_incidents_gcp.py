@@ -132,3 +132,44 @@ def test_an_outage_of_cloud_run_during_incident_mode_is_ridden_out(cloud, fake_c
     fake_cloud_run.faults.reset()
     assert action_run(action_id=exit_action.pk).state == ActionState.SUCCEEDED
     assert _counts(fake_cloud_run, cloud) == before
+
+
+def test_pause_resume_and_scale_one_class_on_cloud_run(cloud, fake_cloud_run, operator):
+    from workloads.services.scaling import scale_request
+
+    render = cloud["report-build"]
+    services.pool_pause(workload_class=render, actor=operator, reason="bad deploy")
+    [pause] = run_pending()
+    assert pause.state == ActionState.SUCCEEDED and _counts(fake_cloud_run, cloud)["report-build"] == 0
+    services.pool_resume(workload_class=render, actor=operator)
+    [resume] = run_pending()
+    assert resume.state == ActionState.SUCCEEDED and _counts(fake_cloud_run, cloud)["report-build"] == 1
+
+    scale_request(workload_class=render, count=4, actor=None, reason="backlog 400")
+    [scale] = run_pending()
+    assert scale.state == ActionState.SUCCEEDED and _counts(fake_cloud_run, cloud)["report-build"] == 4
+    assert fake_cloud_run.calls("UpdateWorkerPool")[-1].worker_pool.scaling.manual_instance_count == 4
+
+
+def test_a_denied_scale_fails_with_the_reason(cloud, fake_cloud_run):
+    from workloads.services.scaling import scale_request
+
+    fake_cloud_run.deny_updates(cloud["doc-render"].worker_pool)
+    scale_request(workload_class=cloud["doc-render"], count=5, actor=None, reason="backlog 1.5k")
+    [scale] = run_pending()
+    assert scale.state == ActionState.FAILED
+    assert scale.error.startswith(f"1 of 1 failed (scale): {cloud['doc-render'].worker_pool}: Permission denied")
+    assert _counts(fake_cloud_run, cloud)["doc-render"] == 3
+
+
+def test_drift_on_cloud_run_names_who_changed_the_pool(cloud, fake_cloud_run):
+    from workloads.models import PoolControl
+    from workloads.services.scaling import scaling_controller_tick
+
+    now = timezone.now()
+    scaling_controller_tick(now=now)  # adopts the current counts
+    fake_cloud_run.add_pool(cloud["batch-enrich"].worker_pool, instance_count=9)  # someone ran gcloud
+    summary = scaling_controller_tick(now=now + timedelta(minutes=1))
+    assert summary.drifted == ["batch-enrich"]
+    control = PoolControl.objects.get(workload_class=cloud["batch-enrich"])
+    assert control.drift_detail == "expected 2 instances, found 9 (last changed by someone@example.com)"
