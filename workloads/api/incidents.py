@@ -155,11 +155,11 @@ class IncidentModeView(APIView):
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
 
-    class EnterSerializer(ExpiryInputSerializer):
+    class IncidentEnterSerializer(ExpiryInputSerializer):
         reason = serializers.CharField(max_length=2000, help_text="Why: shown in the banner on every page.")
         ticket = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
-    class ExitSerializer(serializers.Serializer):
+    class IncidentExitSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
     @extend_schema(parameters=[ExpiryInputSerializer], responses=IncidentStateSerializer)
@@ -177,14 +177,14 @@ class IncidentModeView(APIView):
         return Response(_incident_body(incident, changed=False, warnings=warnings))
 
     @extend_schema(
-        request=EnterSerializer,
+        request=IncidentEnterSerializer,
         responses={
             202: OpenApiResponse(IncidentStateSerializer, description="Entered: the pools are being paused."),
             200: OpenApiResponse(IncidentStateSerializer, description="Already in incident mode: nothing new."),
         },
     )
     def post(self, request):
-        data = self.EnterSerializer(data=request.data)
+        data = self.IncidentEnterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.incident_mode_enter(
             actor=request.user,
@@ -208,14 +208,14 @@ class IncidentModeView(APIView):
         return Response(_incident_body(result.incident, changed=True, warnings=result.warnings))
 
     @extend_schema(
-        request=ExitSerializer,
+        request=IncidentExitSerializer,
         responses={
             202: OpenApiResponse(IncidentStateSerializer, description="Exited: the pools are being restored."),
             200: OpenApiResponse(IncidentStateSerializer, description="Not active: nothing new (safe retry)."),
         },
     )
     def delete(self, request):
-        data = self.ExitSerializer(data=request.data)
+        data = self.IncidentExitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.incident_mode_exit(actor=request.user, reason=data.validated_data["reason"])
         return Response(
@@ -251,10 +251,10 @@ class ClassPauseView(APIView):
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
 
-    class PauseSerializer(ExpiryInputSerializer):
+    class ClassPauseSerializer(ExpiryInputSerializer):
         reason = serializers.CharField(max_length=2000)
 
-    class ResumeSerializer(serializers.Serializer):
+    class ClassResumeSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
     def _class(self, slug: str) -> WorkloadClass:
@@ -268,7 +268,7 @@ class ClassPauseView(APIView):
         return Response(_pause_body(workload_class, hold, changed=False, warnings=warnings))
 
     @extend_schema(
-        request=PauseSerializer,
+        request=ClassPauseSerializer,
         responses={
             202: OpenApiResponse(PauseStateSerializer, description="Pausing."),
             200: OpenApiResponse(PauseStateSerializer, description="Already paused: nothing new."),
@@ -276,7 +276,7 @@ class ClassPauseView(APIView):
     )
     def post(self, request, slug: str):
         workload_class = self._class(slug)
-        data = self.PauseSerializer(data=request.data)
+        data = self.ClassPauseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.pool_pause(
             workload_class=workload_class,
@@ -303,7 +303,7 @@ class ClassPauseView(APIView):
         return Response(_pause_body(workload_class, result.hold, changed=True, warnings=result.warnings))
 
     @extend_schema(
-        request=ResumeSerializer,
+        request=ClassResumeSerializer,
         responses={
             202: OpenApiResponse(PauseStateSerializer, description="Resuming."),
             200: OpenApiResponse(PauseStateSerializer, description="Not paused: nothing new (safe retry)."),
@@ -311,7 +311,7 @@ class ClassPauseView(APIView):
     )
     def delete(self, request, slug: str):
         workload_class = self._class(slug)
-        data = self.ResumeSerializer(data=request.data)
+        data = self.ClassResumeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.pool_resume(
             workload_class=workload_class, actor=request.user, reason=data.validated_data["reason"]
@@ -358,7 +358,7 @@ class ClassScalingView(APIView):
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
 
-    class UpdateSerializer(serializers.Serializer):
+    class ScalingUpdateSerializer(serializers.Serializer):
         controller_enabled = serializers.BooleanField()
 
     @extend_schema(responses=PoolControlSerializer)
@@ -367,10 +367,10 @@ class ClassScalingView(APIView):
         control = scaling_selectors.pool_control_of(workload_class) or PoolControl(workload_class=workload_class)
         return Response(PoolControlSerializer(control).data)
 
-    @extend_schema(request=UpdateSerializer, responses=PoolControlSerializer)
+    @extend_schema(request=ScalingUpdateSerializer, responses=PoolControlSerializer)
     def patch(self, request, slug: str):
         workload_class = get_object_or_404(WorkloadClass, slug=slug)
-        data = self.UpdateSerializer(data=request.data)
+        data = self.ScalingUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         control = scaling_services.pool_control_update(
             workload_class=workload_class, actor=request.user, **data.validated_data
