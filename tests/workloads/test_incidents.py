@@ -351,3 +351,32 @@ def test_ingestion_sheds_load_while_a_class_is_paused(db, operator, client_as):
     services.pool_resume(workload_class=shedding, actor=operator)
     run_pending()
     assert client.post("/api/v1/classes/doc-render/events", {}, format="json").status_code == 400
+
+
+def test_resuming_one_class_before_the_incident_paused_it_leaves_the_others_to_be_paused(fleet, operator):
+    entered = _enter(operator)
+    services.pool_resume(workload_class=fleet["index"], actor=operator)
+    enter = Action.objects.get(pk=entered.incident.enter_action_id)
+    assert enter.state == ActionState.PENDING and not enter.cancel_requested
+    run_pending()
+    assert _counts(fleet) == {"docs": 0, "index": 5, "enrich": 0, "policy": 2}
+    hold = PoolHold.objects.get(workload_class=fleet["index"])
+    assert hold.state == HoldState.RESTORED and hold.restore_rule == RestoreRule.NOTHING
+
+
+def test_a_class_deleted_during_the_exit_does_not_stop_the_others_restoring(fleet, operator):
+    from workloads.services.actions import _plan, handler_for
+
+    _enter(operator)
+    run_pending()
+    services.incident_mode_exit(actor=operator)
+    exit_action = Action.objects.get(kind=ActionKind.INCIDENT_EXIT)
+    _plan(exit_action, handler_for(exit_action.kind))  # a worker planned it, then the class went away
+    fleet["enrich"].delete()
+    done = action_run(action_id=exit_action.pk)
+    assert done.state == ActionState.SUCCEEDED
+    assert {fleet[name].slug: instances(fleet[name]) for name in ("docs", "index")} == {
+        "doc-render": 3,
+        "indexing-pipeline": 5,
+    }
+    assert {"skipped": "the class was deleted"} in [s.result for s in done.steps.all()]

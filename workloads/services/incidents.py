@@ -421,7 +421,10 @@ def pool_resume(
         holds = [hold]
     else:
         holds = _holds_end(PoolHold.objects.filter(pk=hold.pk), actor=actor, now=now)
-        _cancel_if_open(hold.pause_action, actor)
+        if hold.incident_id is None:
+            # Its own pause action: stop it. An incident's enter action pauses other pools too;
+            # it skips this hold by itself (no longer active).
+            _cancel_if_open(hold.pause_action, actor)
     why = reason.strip() or ("pause expired" if expired else "resumed")
     _holds_restore_request(
         kind=ActionKind.RESUME,
@@ -550,8 +553,9 @@ class _HoldsHandler(ActionHandler):
         return f"{hold.workload_class.slug}: {_short_error(hold, step.error)}"
 
     @staticmethod
-    def _hold(step: ActionStep) -> PoolHold:
-        return PoolHold.objects.select_related("workload_class", "pause_action").get(pk=step.payload["hold"])
+    def _hold(step: ActionStep) -> PoolHold | None:
+        """The step's hold; None when its class was deleted since the action was planned."""
+        return PoolHold.objects.select_related("workload_class", "pause_action").filter(pk=step.payload["hold"]).first()
 
     @staticmethod
     def _record_error(hold: PoolHold, exc: ProviderError, **changes) -> None:
@@ -566,6 +570,8 @@ class PauseHandler(_HoldsHandler):
 
     def run_step(self, action: Action, step: ActionStep) -> dict:
         hold = self._hold(step)
+        if hold is None:
+            return {"skipped": "the class was deleted"}
         if hold.state != HoldState.ACTIVE:
             return {"skipped": f"the hold is {hold.get_state_display().lower()} (resumed before it was paused)"}
         spec = pool_spec(hold.workload_class)
@@ -614,6 +620,8 @@ class RestoreHandler(_HoldsHandler):
 
     def run_step(self, action: Action, step: ActionStep) -> dict:
         hold = self._hold(step)
+        if hold is None:
+            return {"skipped": "the class was deleted"}
         if hold.state == HoldState.RESTORED:
             return {"skipped": "already restored", "instance_count": hold.restored_count}
         if hold.pause_action is not None and not hold.pause_action.is_final:
