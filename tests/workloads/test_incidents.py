@@ -380,3 +380,13 @@ def test_a_class_deleted_during_the_exit_does_not_stop_the_others_restoring(flee
         "indexing-pipeline": 5,
     }
     assert {"skipped": "the class was deleted"} in [s.result for s in done.steps.all()]
+
+
+def test_the_banner_shows_the_real_incident_on_every_page_until_exit(fleet, operator, viewer, client):
+    _enter(operator, reason="Database failover in europe-west1", ticket="INC-4711")
+    client.force_login(viewer)
+    html = client.get("/").content.decode()
+    assert "Incident mode is active" in html and "otto-operator" in html
+    assert "Database failover in europe-west1" in html and "INC-4711" in html
+    services.incident_mode_exit(actor=operator)
+    assert "Incident mode is active" not in client.get("/").content.decode()
