@@ -8,7 +8,6 @@ from datetime import datetime
 from tests.factories import WorkloadClassFactory
 from workloads.models import Action, ActionState, ClassTelemetry, LocalWorkerPool, WorkloadClass
 from workloads.providers import get_providers
-from workloads.providers.base import PoolSpec
 from workloads.providers.local.pools import LocalWorkerPools
 from workloads.providers.specs import pool_spec
 from workloads.services.actions import action_run
@@ -51,7 +50,3 @@ def fresh_backlog(workload_class: WorkloadClass, *, backlog: float, queue_age: f
             "oldest_unacked_age_seconds": queue_age,
         },
     )
-
-
-def spec_of(workload_class: WorkloadClass) -> PoolSpec:
-    return pool_spec(workload_class)
