@@ -45,3 +45,17 @@ def telemetry_alerts_evaluate() -> None:
 @shared_task(ignore_result=True)
 def telemetry_downsample() -> None:
     telemetry.rollups_downsample(now=timezone.now())
+
+
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
+def scaling_controller_tick() -> None:
+    from workloads.services.scaling import scaling_controller_tick as tick
+
+    tick(now=timezone.now())
+
+
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
+def pool_holds_expire() -> None:
+    from workloads.services.incidents import pool_holds_expire as expire
+
+    expire(now=timezone.now())

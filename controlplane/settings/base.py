@@ -265,6 +265,24 @@ CELERY_BEAT_SCHEDULE["telemetry-downsample"] = {
     "schedule": float(TELEMETRY_DOWNSAMPLE_INTERVAL_SECONDS),
 }
 
+# --- Scaling controller, incident mode and pauses ----------------------------------------------
+SCALING_CONTROLLER_INTERVAL_SECONDS = env_int("SCALING_CONTROLLER_INTERVAL_SECONDS", 60, minimum=10)
+# A change waits this long after the last one we made: short up (latency), long down (money).
+SCALING_COOLDOWN_UP_SECONDS = env_int("SCALING_COOLDOWN_UP_SECONDS", 180, minimum=0)
+SCALING_COOLDOWN_DOWN_SECONDS = env_int("SCALING_COOLDOWN_DOWN_SECONDS", 600, minimum=0)
+# Differences smaller than this share of the current count (and never less than 1) are ignored.
+SCALING_HYSTERESIS_PERCENT = env_int("SCALING_HYSTERESIS_PERCENT", 10, minimum=0, maximum=100)
+INCIDENT_DEFAULT_EXPIRY_MINUTES = env_int("INCIDENT_DEFAULT_EXPIRY_MINUTES", 240, minimum=5, maximum=7 * 24 * 60)
+POOL_HOLDS_EXPIRY_INTERVAL_SECONDS = env_int("POOL_HOLDS_EXPIRY_INTERVAL_SECONDS", 60, minimum=10)
+CELERY_BEAT_SCHEDULE["scaling-controller"] = {
+    "task": "workloads.tasks.scaling_controller_tick",
+    "schedule": float(SCALING_CONTROLLER_INTERVAL_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["pool-holds-expire"] = {
+    "task": "workloads.tasks.pool_holds_expire",
+    "schedule": float(POOL_HOLDS_EXPIRY_INTERVAL_SECONDS),
+}
+
 # --- Providers ----------------------------------------------------------------------------------
 CONTROLPLANE_PROVIDER = env_choice("CONTROLPLANE_PROVIDER", ("local", "gcp"), "local")
 GOOGLE_CLOUD_PROJECT = env_str("GOOGLE_CLOUD_PROJECT", "local-project")

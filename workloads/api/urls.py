@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from workloads.api import telemetry, views
+from workloads.api import incidents, telemetry, views
 from workloads.api.actions import ActionViewSet
 from workloads.api.ingestion import EventIngestView
 
@@ -23,5 +23,19 @@ urlpatterns = [
     path("poll-runs/", telemetry.PollRunListView.as_view(), name="poll-run-list"),
     path("cost/", telemetry.CostView.as_view(), name="cost"),
     path("classes/<slug:slug>/events", EventIngestView.as_view(), name="class-events"),
+    path("incident-mode", incidents.IncidentModeView.as_view(), name="incident-mode"),
+    path("classes/<slug:slug>/pause", incidents.ClassPauseView.as_view(), name="class-pause"),
+    path("classes/<slug:slug>/scaling", incidents.ClassScalingView.as_view(), name="class-scaling"),
+    path(
+        "classes/<slug:slug>/scaling/take-over",
+        incidents.ClassScalingTakeOverView.as_view(),
+        name="class-scaling-take-over",
+    ),
+    path(
+        "classes/<slug:slug>/schedule-preview",
+        incidents.SchedulePreviewView.as_view(),
+        name="class-schedule-preview",
+    ),
+    path("comparisons", incidents.ComparisonView.as_view(), name="comparisons"),
     *router.urls,
 ]

@@ -11,6 +11,14 @@ from workloads.models.classes import (
     TimeoutTier,
     WorkloadClass,
 )
+from workloads.models.incidents import (
+    HoldState,
+    IncidentEndReason,
+    IncidentMode,
+    PoolControl,
+    PoolHold,
+    RestoreRule,
+)
 from workloads.models.ingestion import IdempotencyRecord
 from workloads.models.local import (
     LocalDelivery,
@@ -62,6 +70,12 @@ __all__ = [
     "PollRun",
     "Resolution",
     "IdempotencyRecord",
+    "HoldState",
+    "IncidentEndReason",
+    "IncidentMode",
+    "PoolControl",
+    "PoolHold",
+    "RestoreRule",
     "SchedulePolicy",
     "ScheduleKind",
     "Slo",

@@ -1,13 +1,27 @@
-"""Read-side queries about incident mode."""
+"""Read-side queries about incident mode and pauses."""
+
+from workloads.models import IncidentMode, PoolHold
+from workloads.models.incidents import OPEN_HOLD_STATES
 
 
-def active_incident():
+def active_incident() -> IncidentMode | None:
     """The incident mode in force now, or None when there is none.
 
     Every page shows a banner while incident mode is active (`dashboards.context_processors`
-    calls this once per full page). Incident mode has no model yet, so nothing is ever active
-    and this returns None. The incident-mode issue fills it in: it returns the one active row,
-    which the banner reads as `started_by` (a user or a label), `reason`, `ticket` (may be
-    blank), `started_at` and `expires_at`.
+    calls this once per full page); the banner reads `started_by` (a user, or None once deleted:
+    `started_by_label` keeps the name), `reason`, `ticket` (may be blank), `started_at` and
+    `expires_at`. An incident past its expiry stays active until the expiry tick ends it.
     """
-    return None
+    return IncidentMode.objects.filter(ended_at__isnull=True).select_related("started_by").first()
+
+
+def incident_holds(incident: IncidentMode):
+    """The pools an incident paused, with what each had and how it was restored."""
+    return incident.holds.select_related("workload_class", "pause_action", "restore_action").order_by(
+        "workload_class__slug"
+    )
+
+
+def open_holds():
+    """Every pause in force or being restored, by incident mode or on its own."""
+    return PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).select_related("workload_class", "incident")

@@ -1,11 +1,10 @@
-"""Whether a class is paused (by incident mode or on its own).
+"""Whether a class is paused (by incident mode or on its own)."""
 
-Pause state is owned by the operator-actions module (incident mode and per-class pauses); until a
-class can be paused there, nothing is paused, and this is the one place that will ask it.
-"""
-
-from workloads.models import WorkloadClass
+from workloads.models import PoolHold, WorkloadClass
+from workloads.models.incidents import OPEN_HOLD_STATES
 
 
 def class_is_paused(workload_class: WorkloadClass) -> bool:
-    return False
+    """True from the moment a pause is requested until its pool has been restored: ingestion of
+    a class configured to shed load refuses events for that whole time."""
+    return PoolHold.objects.filter(workload_class=workload_class, state__in=OPEN_HOLD_STATES).exists()

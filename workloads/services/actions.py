@@ -76,6 +76,13 @@ class ActionHandler:
     def describe_failure(self, step: ActionStep) -> str:
         return f"{step.key}: {step.error}"
 
+    def describe_outcome(self, action: Action, *, done: int, failed: int, total: int) -> str:
+        """The head of the error summary of an action with failed steps ("3 of 4 pools paused")."""
+        noun = action.get_kind_display().lower()
+        if not done:
+            return f"{failed} of {total} failed ({noun})"
+        return f"{done} of {total} done ({noun})"
+
 
 _HANDLERS: dict[str, ActionHandler] = {}
 
@@ -218,12 +225,12 @@ def _summary(action: Action, handler: ActionHandler) -> tuple[str, str]:
     done = [s for s in steps if s.state == StepState.DONE]
     if not failed:
         return ActionState.SUCCEEDED, ""
-    noun = action.get_kind_display().lower()
+    outcome = handler.describe_outcome(action, done=len(done), failed=len(failed), total=len(steps))
     details = "; ".join(handler.describe_failure(s) for s in failed[:5])
     more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
     if not done:
-        return ActionState.FAILED, f"{len(failed)} of {len(steps)} failed ({noun}): {details}{more}"
-    return ActionState.PARTIALLY_FAILED, f"{len(done)} of {len(steps)} done ({noun}); {details}{more}"
+        return ActionState.FAILED, f"{outcome}: {details}{more}"
+    return ActionState.PARTIALLY_FAILED, f"{outcome}; {details}{more}"
 
 
 def _finish(action: Action, handler: ActionHandler, *, state: str | None = None, error: str = "") -> Action:

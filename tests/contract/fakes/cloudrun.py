@@ -46,6 +46,7 @@ class FakeCloudRun:
         self.operation_error: tuple[grpc.StatusCode, str] | None = None  # how the next operation fails
         self.caller = CALLER
         self._stale_after_get: set[str] = set()
+        self.denied_updates: set[str] = set()
 
     def reset(self) -> None:
         with self._lock:
@@ -55,6 +56,7 @@ class FakeCloudRun:
             self.pending_polls = 0
             self.operation_error = None
             self._stale_after_get.clear()
+            self.denied_updates.clear()
         self.faults.reset()
 
     def fail_next(self, code: str, times: int = 1, *, method: str | None = None) -> None:
@@ -64,6 +66,10 @@ class FakeCloudRun:
         """Let someone else change the pool right after its next read (a second writer), so an
         update carrying the etag from that read is stale."""
         self._stale_after_get.add(name)
+
+    def deny_updates(self, name: str) -> None:
+        """The caller may read the pool but not change it (roles/run.viewer without run.developer)."""
+        self.denied_updates.add(name)
 
     def calls(self, method: str) -> list:
         return [request for name, request in self.requests if name == method]
@@ -166,6 +172,12 @@ class FakeCloudRun:
     def _update(self, request: run_v2.UpdateWorkerPoolRequest, context) -> operations_pb2.Operation:
         self.requests.append(("UpdateWorkerPool", request))
         self.faults.check(context, "UpdateWorkerPool")
+        if request.worker_pool.name in self.denied_updates:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Permission 'run.workerpools.update' denied on resource '{request.worker_pool.name}' "
+                "(or resource may not exist).",
+            )
         with self._lock:
             current = self._pool_or_abort(request.worker_pool.name, context)
             if request.worker_pool.etag and request.worker_pool.etag != current.etag:

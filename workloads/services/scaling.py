@@ -1,0 +1,311 @@
+"""The scaling controller: a beat tick that sizes each class's worker pool from its backlog within
+the schedule's bounds, and the `scale` action that carries out each change.
+
+The decision itself is the pure `workloads.scaling.scaling_decision`; this module reads the state
+it needs (telemetry, schedules, holds, the pool through the WorkerPools port), records what it
+saw in PoolControl, and requests an Action per change, with its reason.
+
+Drift: when a pool's count differs from what we last set, someone else changed it (a manual
+gcloud, or a second autoscaler such as CREMA attached to the pool: only one writer may own the
+count). The class is flagged and the controller leaves it alone until an operator takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from workloads.models import (
+    Action,
+    ActionKind,
+    ActionStep,
+    ClassTelemetry,
+    PoolControl,
+    PoolHold,
+    WorkloadClass,
+)
+from workloads.models.actions import FINAL_ACTION_STATES
+from workloads.models.incidents import OPEN_HOLD_STATES
+from workloads.providers import get_providers
+from workloads.providers.base import ProviderError
+from workloads.providers.specs import pool_spec
+from workloads.scaling import DecisionInputs, ScalingSettings, clamp, desired_instances, scaling_decision
+from workloads.scheduling import InstanceBounds, instance_bounds
+from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
+from workloads.services.audit import audit_event_record
+
+logger = logging.getLogger(__name__)
+
+# Actions that set a class's pool: while one is open the controller neither decides nor checks drift
+# for that class (the pool is moving on our behalf).
+POOL_ACTION_KINDS = (ActionKind.SCALE, ActionKind.PAUSE, ActionKind.RESUME)
+
+
+def scaling_settings() -> ScalingSettings:
+    return ScalingSettings(
+        cooldown_up=timedelta(seconds=settings.SCALING_COOLDOWN_UP_SECONDS),
+        cooldown_down=timedelta(seconds=settings.SCALING_COOLDOWN_DOWN_SECONDS),
+        hysteresis=settings.SCALING_HYSTERESIS_PERCENT / 100,
+    )
+
+
+def current_bounds(workload_class: WorkloadClass, at: datetime) -> InstanceBounds:
+    return instance_bounds(workload_class, list(workload_class.schedules.all()), at)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    messages: float | None
+    queue_age_seconds: float | None
+
+
+def latest_backlog(workload_class: WorkloadClass, *, now: datetime) -> Backlog:
+    """The backlog and queue age of the latest poll, or unknown when telemetry is stale: sizing a
+    pool from a backlog read half an hour ago would be worse than leaving it alone."""
+    telemetry = ClassTelemetry.objects.filter(workload_class=workload_class).first()
+    if telemetry is None or telemetry.newest_sample_at is None:
+        return Backlog(None, None)
+    if now - telemetry.newest_sample_at > timedelta(seconds=settings.TELEMETRY_STALE_AFTER_SECONDS):
+        return Backlog(None, None)
+    return Backlog(telemetry.backlog, telemetry.oldest_unacked_age_seconds)
+
+
+def schedule_target(workload_class: WorkloadClass, *, bounds: InstanceBounds, fallback: int, now: datetime) -> int:
+    """The count the controller would choose now: from the backlog when telemetry is fresh, else
+    `fallback` clamped to the bounds."""
+    backlog = latest_backlog(workload_class, now=now)
+    if backlog.messages is None:
+        return clamp(fallback, bounds)
+    return desired_instances(
+        backlog=backlog.messages,
+        throughput_per_instance=workload_class.throughput_per_instance,
+        drain_target_seconds=workload_class.drain_target_seconds,
+        bounds=bounds,
+    )
+
+
+def pool_control_for(workload_class: WorkloadClass) -> PoolControl:
+    control, _ = PoolControl.objects.get_or_create(workload_class=workload_class)
+    return control
+
+
+def pool_control_record_set(*, workload_class: WorkloadClass, count: int, reason: str, now: datetime) -> None:
+    """Remember a count we set (by scaling, pausing or restoring), so drift is judged against it
+    and the cooldown counts from now."""
+    PoolControl.objects.get_or_create(workload_class=workload_class)
+    PoolControl.objects.filter(workload_class=workload_class).update(
+        last_set_count=count,
+        last_set_at=now,
+        last_set_reason=reason[:255],
+        last_observed_count=count,
+        last_observed_at=now,
+    )
+
+
+# --- The controller tick -----------------------------------------------------------------------------
+@dataclass
+class TickSummary:
+    classes: int = 0
+    scaled: dict[str, int] = field(default_factory=dict)  # slug -> target
+    drifted: list[str] = field(default_factory=list)  # newly flagged
+    skipped: dict[str, str] = field(default_factory=dict)  # slug -> why
+
+
+def scaling_controller_tick(*, now: datetime) -> TickSummary:
+    """One pass over every class. Safe to run late or twice: a change already requested keeps the
+    class busy until its action ends, and decisions are recomputed from the current state."""
+    summary = TickSummary()
+    tuning = scaling_settings()
+    pools = get_providers().pools
+    held = set(PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).values_list("workload_class_id", flat=True))
+    busy = set(
+        Action.objects.filter(kind__in=POOL_ACTION_KINDS, workload_class__isnull=False)
+        .exclude(state__in=FINAL_ACTION_STATES)
+        .values_list("workload_class_id", flat=True)
+    )
+    classes = WorkloadClass.objects.prefetch_related("schedules").order_by("slug")
+    for workload_class in classes:
+        summary.classes += 1
+        control = pool_control_for(workload_class)
+        slug = workload_class.slug
+        if not control.controller_enabled:
+            summary.skipped[slug] = "controller off"
+            continue
+        if workload_class.pk in held:
+            _record_decision(control, target=0, decision="paused: the hold owns the pool until it ends", now=now)
+            summary.skipped[slug] = "paused"
+            continue
+        if workload_class.pk in busy:
+            summary.skipped[slug] = "a pool action is in progress"
+            continue
+        try:
+            state = pools.get(pool_spec(workload_class))
+        except ProviderError as exc:
+            _record_decision(control, target=control.last_target, decision=f"could not read the pool: {exc}", now=now)
+            summary.skipped[slug] = "pool unreadable"
+            continue
+        actual = state.instance_count
+        PoolControl.objects.filter(pk=control.pk).update(
+            last_observed_count=actual, last_observed_at=now, last_modifier=state.last_modifier[:255]
+        )
+        if control.last_set_count is None:
+            # Never set by us: adopt what is there as the starting point.
+            PoolControl.objects.filter(pk=control.pk, last_set_count__isnull=True).update(last_set_count=actual)
+        elif actual != control.last_set_count and control.drifted_since is None:
+            if _flag_drift(workload_class, actual=actual, modifier=state.last_modifier, now=now):
+                summary.drifted.append(slug)
+        control.refresh_from_db()
+        if control.drifted_since is not None:
+            _record_decision(
+                control,
+                target=control.last_target,
+                decision=f"drifted: left alone until an operator takes over ({control.drift_detail})",
+                now=now,
+            )
+            summary.skipped[slug] = "drifted"
+            continue
+
+        bounds = instance_bounds(workload_class, list(workload_class.schedules.all()), now)
+        backlog = latest_backlog(workload_class, now=now)
+        decision = scaling_decision(
+            DecisionInputs(
+                now=now,
+                current=actual,
+                bounds=bounds,
+                backlog=backlog.messages,
+                queue_age_seconds=backlog.queue_age_seconds,
+                throughput_per_instance=workload_class.throughput_per_instance,
+                drain_target_seconds=workload_class.drain_target_seconds,
+                last_change_at=control.last_set_at,
+            ),
+            tuning,
+        )
+        note = f"{decision.reason} [{decision.blocked_by}]" if decision.blocked_by else decision.reason
+        _record_decision(control, target=decision.target, decision=note, now=now)
+        if decision.change:
+            scale_request(workload_class=workload_class, count=decision.target, actor=None, reason=decision.reason)
+            summary.scaled[slug] = decision.target
+    return summary
+
+
+def _record_decision(control: PoolControl, *, target: int | None, decision: str, now: datetime) -> None:
+    control.last_target, control.last_decision, control.last_decided_at = target, decision[:255], now
+    control.save(update_fields=["last_target", "last_decision", "last_decided_at"])
+
+
+@transaction.atomic
+def _flag_drift(workload_class: WorkloadClass, *, actual: int, modifier: str, now: datetime) -> bool:
+    """Flag the class as drifted, unless the difference is our own doing after all: a pause, a
+    restore or a scale that started after this tick took its snapshot."""
+    control = PoolControl.objects.select_for_update().get(workload_class=workload_class)
+    if control.drifted_since is not None or control.last_set_count == actual or _pool_in_motion(workload_class):
+        return False
+    by = f" (last changed by {modifier})" if modifier else ""
+    control.drifted_since = now
+    control.drift_detail = f"expected {control.last_set_count} instances, found {actual}{by}"[:255]
+    control.save(update_fields=["drifted_since", "drift_detail"])
+    audit_event_record(
+        actor=None,
+        action="pool.drift",
+        target=workload_class,
+        target_repr=f"{workload_class.slug} worker pool",
+        workload_class_slug=workload_class.slug,
+        extra={"expected": control.last_set_count, "actual": actual, "last_modifier": modifier},
+    )
+    return True
+
+
+def _pool_in_motion(workload_class: WorkloadClass) -> bool:
+    if PoolHold.objects.filter(workload_class=workload_class, state__in=OPEN_HOLD_STATES).exists():
+        return True
+    return (
+        Action.objects.filter(workload_class=workload_class, kind__in=POOL_ACTION_KINDS)
+        .exclude(state__in=FINAL_ACTION_STATES)
+        .exists()
+    )
+
+
+# --- Operator choices ----------------------------------------------------------------------------------
+@transaction.atomic
+def pool_control_take_over(*, workload_class: WorkloadClass, actor) -> PoolControl:
+    """The control plane owns the pool again: the count last seen becomes the one we set, and the
+    controller resumes from there (scaling only as the usual guards allow)."""
+    control = pool_control_for(workload_class)
+    control = PoolControl.objects.select_for_update().get(pk=control.pk)
+    before = {"drifted_since": control.drifted_since, "last_set_count": control.last_set_count}
+    control.drifted_since = None
+    control.drift_detail = ""
+    if control.last_observed_count is not None:
+        control.last_set_count = control.last_observed_count
+    control.takeover_by = actor if actor is not None and actor.pk else None
+    control.takeover_by_label = actor.get_username() if actor is not None else "system"
+    control.takeover_at = timezone.now()
+    control.save()
+    audit_event_record(
+        actor=actor,
+        action="pool.take_over",
+        target=workload_class,
+        target_repr=f"{workload_class.slug} worker pool",
+        workload_class_slug=workload_class.slug,
+        changes={
+            "drifted_since": [before["drifted_since"], None],
+            "last_set_count": [before["last_set_count"], control.last_set_count],
+        },
+    )
+    return control
+
+
+@transaction.atomic
+def pool_control_update(*, workload_class: WorkloadClass, actor, controller_enabled: bool) -> PoolControl:
+    control = pool_control_for(workload_class)
+    control = PoolControl.objects.select_for_update().get(pk=control.pk)
+    if control.controller_enabled != controller_enabled:
+        audit_event_record(
+            actor=actor,
+            action="pool.controller_enable" if controller_enabled else "pool.controller_disable",
+            target=workload_class,
+            target_repr=f"{workload_class.slug} worker pool",
+            workload_class_slug=workload_class.slug,
+            changes={"controller_enabled": [control.controller_enabled, controller_enabled]},
+        )
+        control.controller_enabled = controller_enabled
+        control.save(update_fields=["controller_enabled"])
+    return control
+
+
+# --- The scale action ----------------------------------------------------------------------------------
+def scale_request(*, workload_class: WorkloadClass, count: int, actor, reason: str) -> Action:
+    return action_request(
+        kind=ActionKind.SCALE,
+        actor=actor,
+        reason=reason,
+        workload_class=workload_class,
+        target=f"{workload_class.slug} worker pool",
+        parameters={"count": count},
+    )
+
+
+class ScaleHandler(ActionHandler):
+    kind = ActionKind.SCALE
+
+    def plan(self, action: Action) -> list[PlannedStep]:
+        return [PlannedStep(key=action.workload_class.worker_pool, payload={"count": action.parameters["count"]})]
+
+    def run_step(self, action: Action, step: ActionStep) -> dict:
+        workload_class = action.workload_class
+        if PoolHold.objects.filter(workload_class=workload_class, state__in=OPEN_HOLD_STATES).exists():
+            return {"skipped": "the class was paused meanwhile; the pause owns the pool"}
+        count = step.payload["count"]
+        state = get_providers().pools.set_instances(pool_spec(workload_class), count, reason=action.reason)
+        pool_control_record_set(
+            workload_class=workload_class, count=state.instance_count, reason=action.reason, now=timezone.now()
+        )
+        return {"instance_count": state.instance_count}
+
+
+register_handler(ScaleHandler())
