@@ -256,23 +256,21 @@ def test_a_failed_refresh_says_so_instead_of_showing_old_numbers_silently(logged
     expect(toast).to_have_count(0)
 
 
-def test_the_incident_banner_shows_on_every_page(logged_in_page, demo_fleet, monkeypatch):
+def test_the_incident_banner_shows_on_every_page(logged_in_page, demo_fleet):
     from datetime import timedelta
-    from types import SimpleNamespace
 
     from django.utils import timezone
 
-    from workloads.selectors import incidents
+    from workloads.models import IncidentMode
 
     now = timezone.now()
-    incident = SimpleNamespace(
-        started_by="otto-operator",
+    IncidentMode.objects.create(
+        started_by_label="otto-operator",
         reason="Database failover in europe-west1",
         ticket="INC-4711",
         started_at=now - timedelta(minutes=25),
         expires_at=now + timedelta(hours=2),
     )
-    monkeypatch.setattr(incidents, "active_incident", lambda: incident)  # the live server shares this process
     page = logged_in_page("viewer")
     for url in ("/", "/classes/policy-evaluation/"):
         page.goto(url)

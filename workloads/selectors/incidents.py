@@ -8,9 +8,9 @@ def active_incident() -> IncidentMode | None:
     """The incident mode in force now, or None when there is none.
 
     Every page shows a banner while incident mode is active (`dashboards.context_processors`
-    calls this once per full page); the banner reads `started_by` (a user, or None once deleted:
-    `started_by_label` keeps the name), `reason`, `ticket` (may be blank), `started_at` and
-    `expires_at`. An incident past its expiry stays active until the expiry tick ends it.
+    calls this once per full page); the banner reads `started_by_label` (kept even after the user
+    is deleted), `reason`, `ticket` (may be blank), `started_at` and `expires_at`. An incident
+    past its expiry stays active until the expiry tick ends it.
     """
     return IncidentMode.objects.filter(ended_at__isnull=True).select_related("started_by").first()
 
