@@ -24,6 +24,7 @@ from workloads.models.local import (
     LocalWorkerReport,
     LocalWorkerReportBucket,
 )
+from workloads.models.results import WorkOutcome, WorkResult
 from workloads.models.telemetry import (
     AlertSeverity,
     ClassTelemetry,
@@ -71,4 +72,6 @@ __all__ = [
     "Tier",
     "TimeoutTier",
     "WorkloadClass",
+    "WorkOutcome",
+    "WorkResult",
 ]
