@@ -24,7 +24,7 @@ class WorkResult(models.Model):
     outcome = models.CharField(max_length=24, choices=WorkOutcome.choices)
     attempts = models.PositiveIntegerField(help_text="The delivery attempt this row settles (1 = first).")
     latency_seconds = models.FloatField(
-        null=True, help_text="From ingestion (cp-ingested-at) to completion; null when unknown."
+        null=True, help_text="From ingestion (cp-ingested-at) to this settlement; null when unknown."
     )
     records = models.PositiveBigIntegerField(default=0)
     tokens = models.PositiveBigIntegerField(default=0)

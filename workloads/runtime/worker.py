@@ -435,6 +435,7 @@ class Worker:
                 message,
                 key,
                 attempt,
+                latency_seconds=self._latency(message),
                 records=records,
                 tokens=tokens,
                 cost_units=self.config.rates.cost(records, tokens),
