@@ -29,7 +29,7 @@ def test_a_local_pool_of_two_real_workers_processes_events_then_drains_when_scal
 
     fleet = Process(
         ["runfleet", "--poll", "0.2", "--stop-timeout", "20"],
-        command_env(WORKER_HANDLER_MODULES="tests.workloads.runtime.slow_handlers", SLOW_HANDLER_SECONDS="0.3"),
+        command_env(WORKER_HANDLER_MODULES="tests.workloads.runtime.slow_handlers", SLOW_HANDLER_SECONDS="0.4"),
     )
     try:
         fleet.wait_for_output("started (concurrency 2", times=2)  # both runworker children are up
@@ -43,7 +43,7 @@ def test_a_local_pool_of_two_real_workers_processes_events_then_drains_when_scal
         assert len({row.worker_instance for row in rows}) == 2  # both instances took work
 
         # Busy again, then scaled to zero: in-flight units finish, the rest waits in the queue.
-        second = _ingest(workload_class, range(100, 116))
+        second = _ingest(workload_class, range(100, 130))
         wait_for(lambda: WorkResult.objects.count(), lambda n: n >= 14, timeout=30)
         scaled_down_at = timezone.now()
         providers.pools.set_instances(pool_spec(workload_class), 0, reason="end-to-end test: drain")
