@@ -51,6 +51,21 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return number
 
 
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"The environment variable {name} must be a number, got {value!r}.") from None
+    if minimum is not None and number < minimum or maximum is not None and number > maximum:
+        raise ImproperlyConfigured(
+            f"The environment variable {name} must be between {minimum} and {maximum}, got {number}."
+        )
+    return number
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from controlplane.env import env_bool, env_choice, env_int, env_list, env_str
+from controlplane.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -304,6 +304,17 @@ LOCAL_FLEET_WORKER_COMMAND = shlex.split(env_str("LOCAL_FLEET_WORKER_COMMAND") o
     "runworker",
     "{slug}",
 ]
+
+# --- Worker kit (`manage.py runworker <class>`, the Worker Pool's entrypoint) -----------------------
+# Modules whose @handler functions runworker registers; the demo's four handlers by default.
+WORKER_HANDLER_MODULES = env_list("WORKER_HANDLER_MODULES", ["workloads.runtime.demo_handlers"])
+# Workers write their counters and latency histogram once per interval (Cloud Monitoring accepts a
+# point per series at most every 5 s; a minute matches the rollups).
+WORKER_REPORT_INTERVAL_SECONDS = env_int("WORKER_REPORT_INTERVAL_SECONDS", 60, minimum=1, maximum=3600)
+# The demo handlers fail on purpose, so the demo shows retries and dead letters: this share of
+# attempts fails transiently, and this share of units is poison (fails on every attempt).
+DEMO_TRANSIENT_FAILURE_RATE = env_float("DEMO_TRANSIENT_FAILURE_RATE", 0.05, minimum=0.0, maximum=1.0)
+DEMO_POISON_RATE = env_float("DEMO_POISON_RATE", 0.01, minimum=0.0, maximum=1.0)
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper()

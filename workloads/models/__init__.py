@@ -32,6 +32,7 @@ from workloads.models.local import (
     LocalWorkerReport,
     LocalWorkerReportBucket,
 )
+from workloads.models.results import WorkOutcome, WorkResult
 from workloads.models.telemetry import (
     AlertSeverity,
     ClassTelemetry,
@@ -85,4 +86,6 @@ __all__ = [
     "Tier",
     "TimeoutTier",
     "WorkloadClass",
+    "WorkOutcome",
+    "WorkResult",
 ]
