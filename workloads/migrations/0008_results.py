@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0006_ingestion'),
+        ('workloads', '0007_incidents'),
     ]
 
     operations = [
