@@ -1,0 +1,84 @@
+import random
+
+import pytest
+from django.core.management import call_command
+
+from workloads.demo_traffic import DEMO_TRAFFIC, TrafficPlan, daily_shape, make_event, make_invalid_event
+from workloads.ingestion import normalize_and_validate
+from workloads.models import IdempotencyRecord, LocalWorkerPool, WorkloadClass
+from workloads.providers import get_providers
+from workloads.providers.specs import queue_spec
+from workloads.services.demo import DEMO_CLASSES
+
+SCHEMAS = {d["fields"]["slug"]: d["fields"]["payload_schema"] for d in DEMO_CLASSES}
+
+
+@pytest.mark.parametrize("slug", sorted(SCHEMAS))
+def test_generated_events_match_their_class_schema_and_invalid_ones_do_not(slug):
+    rng = random.Random(7)
+    for serial in range(200):
+        assert normalize_and_validate(make_event(slug, rng, serial=serial), SCHEMAS[slug]).ok
+        assert normalize_and_validate(make_event(slug, rng, serial=serial, poison=True), SCHEMAS[slug]).ok
+        assert not normalize_and_validate(make_invalid_event(slug, rng, serial=serial), SCHEMAS[slug]).ok
+
+
+def test_the_daily_shape_peaks_where_asked_and_never_stops():
+    assert daily_shape(0.4, 0.4) == pytest.approx(1.0)
+    assert daily_shape(0.9, 0.4) == pytest.approx(0.15)
+    assert all(0.15 <= daily_shape(x / 100, 0.3) <= 1.0 for x in range(101))
+
+
+def test_the_plan_averages_to_its_rate_and_bursts_raise_it():
+    rng = random.Random(3)
+    quiet = TrafficPlan(base_rate=5, day_seconds=1e9, burst_chance=0)
+    spec = DEMO_TRAFFIC[0]
+    total = sum(quiet.events_this_tick(spec, elapsed=0, tick=1, rng=rng) for _ in range(2000))
+    expected = 5 * spec.weight * daily_shape(0, spec.peak_at) * 2000
+    assert total == pytest.approx(expected, rel=0.1)
+    bursty = TrafficPlan(base_rate=5, day_seconds=1e9, burst_chance=1000)
+    burst_total = sum(bursty.events_this_tick(spec, elapsed=i, tick=1, rng=rng) for i in range(200))
+    assert burst_total > 3 * expected / 10
+
+
+def test_provision_creates_queues_and_pools_once(db, capsys):
+    call_command("seed_demo")
+    capsys.readouterr()
+    call_command("provision")
+    out = capsys.readouterr().out
+    assert "document-processing: ready (pool at 1 instances, created 4)" in out
+    pools = dict(LocalWorkerPool.objects.values_list("slug", "instance_count"))
+    assert pools == {"document-processing": 1, "indexing-pipeline": 1, "batch-enrichment": 0, "policy-evaluation": 2}
+    call_command("provision")
+    assert "created" not in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_generate_traffic_posts_through_the_real_api(live_server, capsys):
+    call_command("seed_demo")
+    call_command("provision")
+    capsys.readouterr()
+    call_command(
+        "generate_traffic",
+        "--url",
+        live_server.url,
+        "--rate",
+        "3",
+        "--duration",
+        "2.5",
+        "--seed",
+        "1",
+        "--invalid-rate",
+        "0.2",
+        "--duplicate-rate",
+        "0.2",
+    )
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    counts = dict(part.split(" ") for part in summary.split(", "))
+    assert int(counts["accepted"]) > 5 and int(counts["rejected"]) > 0
+    assert "errors" not in counts
+    assert IdempotencyRecord.objects.count() == int(counts["accepted"])
+    slug = "policy-evaluation"
+    waiting = get_providers().queue.pull(
+        queue_spec(WorkloadClass.objects.get(slug=slug)), max_messages=1000, timeout=0.5
+    )
+    assert waiting  # the events are in the class's queue

@@ -1,0 +1,61 @@
+"""Provision a class's cloud resources: its Pub/Sub topics and subscriptions, and its worker pool.
+
+Idempotent: existing resources are left alone and differences reported as drift, unless `apply`
+asks to bring them in line. On the local provider this creates the queue tables' rows and the
+local pool (at the class's minimum instance count); on Google Cloud it creates the Pub/Sub
+resources and checks that the worker pool (deployed with gcloud, see docs/operations.md) exists.
+"""
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from workloads.models import WorkloadClass
+from workloads.providers import get_providers
+from workloads.providers.base import ProviderError
+from workloads.providers.specs import pool_spec, queue_spec
+from workloads.services.audit import audit_event_record
+
+
+@dataclass
+class ProvisionReport:
+    slug: str
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    pool_instances: int | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def workload_class_provision(*, workload_class: WorkloadClass, actor, apply: bool = False) -> ProvisionReport:
+    providers = get_providers()
+    report = ProvisionReport(slug=workload_class.slug)
+    try:
+        ensured = providers.queue.ensure_resources(queue_spec(workload_class), apply=apply)
+        report.created = list(ensured.created)
+        report.updated = list(ensured.updated)
+        report.drift = [f"{d.resource} {d.setting}: want {d.expected}, found {d.actual}" for d in ensured.drift]
+        state = providers.pools.ensure(pool_spec(workload_class), initial_instances=workload_class.min_instances)
+        report.pool_instances = state.instance_count
+    except ProviderError as exc:
+        report.error = exc.message
+    if report.created or report.updated or report.error:
+        with transaction.atomic():
+            audit_event_record(
+                actor=actor,
+                action="workload_class.provision",
+                target=workload_class,
+                workload_class_slug=workload_class.slug,
+                result="success" if report.ok else "failure",
+                extra={
+                    "created": report.created,
+                    "updated": report.updated,
+                    "drift": report.drift,
+                    "error": report.error,
+                },
+            )
+    return report
