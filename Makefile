@@ -27,9 +27,10 @@ run: $(VENV)/.runtime-installed
 	mkdir -p var
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DEBUG=1 $(BIN)/python manage.py seed_demo
+	DEBUG=1 $(BIN)/python manage.py provision
 	DEBUG=1 $(BIN)/python manage.py ensure_admin
 	@echo "Serving on http://127.0.0.1:$(PORT) (API docs: /api/docs/, admin: /admin/); Ctrl-C stops everything."
-	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT)
+	DEBUG=1 WEB_PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT)
 
 test: $(VENV)/.dev-installed
 	$(BIN)/pytest $(PYTEST_ARGS)

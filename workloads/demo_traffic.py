@@ -29,7 +29,7 @@ class ClassTraffic:
     weight: float
     peak_at: float  # fraction of the demo day (0..1) when traffic peaks
     batch_size: int = 1
-    poison_rate: float = 0.0  # share of events the demo handlers treat as poison
+    poison_rate: float = 0.0  # share of events sent as poison ("poison-..." ids fail in the demo handlers)
 
 
 DEMO_TRAFFIC = [
@@ -104,18 +104,18 @@ def make_event(slug: str, rng: random.Random, *, serial: int, poison: bool = Fal
         )
         return {
             "tenant_id": rng.choice(TENANTS),
-            "document_id": f"doc-{serial}",
+            "document_id": f"poison-{serial}" if poison else f"doc-{serial}",
             "revision": rng.randint(1, 4),
             "content_type": rng.choice(["text/plain", "text/html", "application/pdf"]),
             "title": _sentence(rng, 4).title(),
-            "content": "%%POISON%%" if poison else body,
+            "content": body,
             "submitted_at": _now_rfc3339(),
             "priority": rng.choice(["low", "normal", "normal", "high"]),
         }
     if slug == "indexing-pipeline":
         return {
             "index": rng.choice(["docs", "tickets", "wiki"]),
-            "document_id": f"doc-{rng.randint(1, 5000)}",
+            "document_id": f"poison-{serial}" if poison else f"doc-{rng.randint(1, 5000)}",
             "version": serial,
             "operation": "delete" if rng.random() < 0.05 else "upsert",
             "text": _sentence(rng, rng.randint(10, 60)),
@@ -124,19 +124,17 @@ def make_event(slug: str, rng: random.Random, *, serial: int, poison: bool = Fal
     if slug == "batch-enrichment":
         return {
             "batch_id": f"batch-{serial // 25}",
-            "record_id": f"rec-{serial}",
+            "record_id": f"poison-{serial}" if poison else f"rec-{serial}",
             "country": rng.choice(COUNTRIES),
             "company_name": f"{rng.choice(WORDS).title()} {rng.choice(['GmbH', 'SA', 'Ltd', 'Inc', 'KK'])}",
-            "domain": "unresolvable.invalid" if poison else f"{rng.choice(WORDS)}.example",
+            "domain": f"{rng.choice(WORDS)}.example",
             "employees": rng.randint(3, 90000),
         }
     if slug == "policy-evaluation":
         return {
             "tenant_id": rng.choice(TENANTS),
-            "request_id": f"req-{serial}",
-            "policy": "subject.role == 'admin' or (subject.age >= 18 and subject.country != 'xx')"
-            if not poison
-            else "subject.role ==",  # does not parse: a poison message
+            "request_id": f"poison-{serial}" if poison else f"req-{serial}",
+            "policy": "subject.role == 'admin' or (subject.age >= 18 and subject.country != 'xx')",
             "subject": {
                 "role": rng.choice(["admin", "user", "guest"]),
                 "age": rng.randint(12, 80),
