@@ -45,3 +45,17 @@ def telemetry_alerts_evaluate() -> None:
 @shared_task(ignore_result=True)
 def telemetry_downsample() -> None:
     telemetry.rollups_downsample(now=timezone.now())
+
+
+@shared_task(ignore_result=True, soft_time_limit=110, time_limit=120)
+def dead_letters_sync() -> None:
+    from workloads.services.deadletters import dead_letters_sync as sync
+
+    sync(now=timezone.now())
+
+
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
+def triage_rules_run() -> None:
+    from workloads.services.triage import triage_rules_run as run
+
+    run(now=timezone.now())

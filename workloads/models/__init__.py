@@ -11,6 +11,13 @@ from workloads.models.classes import (
     TimeoutTier,
     WorkloadClass,
 )
+from workloads.models.deadletters import (
+    DeadLetter,
+    DeadLetterStatus,
+    PayloadFormat,
+    TriageAction,
+    TriageRule,
+)
 from workloads.models.ingestion import IdempotencyRecord
 from workloads.models.local import (
     LocalDelivery,
@@ -48,6 +55,8 @@ __all__ = [
     "AuditResult",
     "ClassTelemetry",
     "CostRates",
+    "DeadLetter",
+    "DeadLetterStatus",
     "LocalDelivery",
     "LocalMessage",
     "LocalPoolChange",
@@ -59,6 +68,7 @@ __all__ = [
     "LocalWorkerReport",
     "LocalWorkerReportBucket",
     "MetricRollup",
+    "PayloadFormat",
     "PollRun",
     "Resolution",
     "IdempotencyRecord",
@@ -70,5 +80,7 @@ __all__ = [
     "SloKind",
     "Tier",
     "TimeoutTier",
+    "TriageAction",
+    "TriageRule",
     "WorkloadClass",
 ]
