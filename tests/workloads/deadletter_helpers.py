@@ -104,7 +104,7 @@ def dead_letter_row(workload_class: WorkloadClass, *, seen: datetime | None = No
         "last_message_id": f"m-{n}",
         "payload": payload,
         "payload_size": len(json.dumps(payload)),
-        "attributes": work_attributes(workload_class, payload),
+        "attributes": work_attributes(workload_class, payload) if isinstance(payload, dict) else {},
         "idempotency_key": f"acme:doc-{n}:1",
         "error_type": "Unavailable",
         "error_message": "backend unavailable",
