@@ -496,6 +496,7 @@ def replay_request(
     enqueue: bool = True,
 ) -> Action:
     """Start a named replay of the selected dead letters (refused when nothing would be replayed)."""
+    velocity = _velocity(velocity)
     _check_selection(selection)
     preview = replay_preview(selection=selection)
     if preview.replayable == 0:
@@ -517,7 +518,7 @@ def replay_request(
         name=name,
         parameters={
             "filter": selection.as_parameters(),
-            "velocity": _velocity(velocity),
+            "velocity": velocity,
             "preview": preview.__dict__,
         },
         not_before=not_before,
