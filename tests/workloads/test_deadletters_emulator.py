@@ -168,3 +168,73 @@ def test_a_snapshot_and_a_seek_back_to_it(queue, docs, operator):
     )
     assert engine.action_run(action_id=seek.pk).state == ActionState.SUCCEEDED
     assert sorted(m.data for m in _drain(queue, docs, 2)) == [b"after-deploy", b"pending-at-snapshot"]
+
+
+@pytest.fixture
+def proxied(db, pubsub_emulator):
+    """(queue, proxy): the adapter reaching the emulator through a proxy that can fail calls, with
+    a short publish timeout so a sustained outage surfaces quickly."""
+    import grpc
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    from tests.contract.fakes.proxy import FaultProxy
+
+    proxy = FaultProxy(pubsub_emulator.host)
+    publisher = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+        transport=PublisherGrpcTransport(channel=grpc.insecure_channel(proxy.address)),
+    )
+    subscriber = pubsub_v1.SubscriberClient(
+        transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(proxy.address))
+    )
+    queue = PubSubQueue(
+        publisher=publisher, subscriber=subscriber, backoff=Backoff(0.05, 0.2, 1.0), publish_timeout=1.0
+    )
+    set_providers(Providers(queue=queue, pools=None, metrics=None, name="gcp"))
+    yield queue, proxy
+    set_providers(None)
+    publisher.stop()
+    subscriber.close()
+    proxy.stop()
+
+
+def test_an_outage_gives_the_replay_back_for_a_retry_that_finishes_it(proxied):
+    """A publisher with message ordering enabled (ours) retries a transient failure without end, in
+    the background: the adapter reports it as transient once its publish timeout passes, the engine
+    gives the action back, and the retry finishes the replay. The message in flight at the outage
+    is then published twice (the library's own retry lands too), with the same idempotency key:
+    the window the worker kit's completed-key check absorbs."""
+    queue, proxy = proxied
+    docs = make_class(queue, f"dl-{uuid.uuid4().hex[:10]}")
+    for n in range(2):
+        kit_dead_letter(queue, docs, event(n))
+    _sync_until(2)
+    action = _replay(docs, error_signature="sig-unavailable")
+    proxy.fail_next("UNAVAILABLE", 1000, method="Publish")
+    with pytest.raises(services.ProviderError) as outage:
+        engine.action_run(action_id=action.pk, sleep=lambda s: None)
+    assert not outage.value.permanent
+    action.refresh_from_db()
+    assert action.state == ActionState.PENDING and "transient" in action.error and action.progress_done == 0
+    assert DeadLetter.objects.filter(status=DeadLetterStatus.NEW).count() == 2
+    proxy.faults.reset()
+    done = engine.action_run(action_id=action.pk, sleep=lambda s: None)
+    assert done.state == ActionState.SUCCEEDED and done.error == "" and done.progress_done == 2
+    published = _drain(queue, docs, 3)
+    first = DeadLetter.objects.order_by("last_seen", "pk").first()
+    assert Counter(m.attributes[ATTR_REPLAY_OF] for m in published)[first.message_id] == 2 and len(published) == 3
+    assert {
+        m.attributes[ATTR_IDEMPOTENCY_KEY] for m in published if m.attributes[ATTR_REPLAY_OF] == first.message_id
+    } == {first.idempotency_key}
+
+
+def test_a_deleted_topic_fails_each_message_with_a_readable_reason(queue, docs, pubsub_clients):
+    kit_dead_letter(queue, docs, event(1))
+    _sync_until(1)
+    pubsub_clients[0].delete_topic(request={"topic": docs.topic})
+    done = engine.action_run(action_id=_replay(docs, error_signature="sig-unavailable").pk, sleep=lambda s: None)
+    assert done.state == ActionState.FAILED
+    assert "1 of 1 failed" in done.error and docs.topic in done.error
+    assert DeadLetter.objects.get().status == DeadLetterStatus.NEW

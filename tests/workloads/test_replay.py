@@ -274,3 +274,15 @@ def test_a_discarded_dead_letter_is_not_replayed(docs, operator):
     with pytest.raises(ApplicationError) as refused:
         _replay(operator, DeadLetterFilter(workload_class=docs, ids=(row.pk,)))
     assert "1 discarded" in refused.value.message
+
+
+def test_a_class_without_queue_resources_fails_each_message_readably(operator):
+    from tests.factories import WorkloadClassFactory
+
+    bare = WorkloadClassFactory(slug="no-queue")
+    row = dead_letter_row(bare)
+    done = _run(_replay(operator, DeadLetterFilter(workload_class=bare, ids=(row.pk,))))
+    assert done.state == ActionState.FAILED
+    assert "1 of 1 failed" in done.error and "ensure the class's queue resources first" in done.error
+    row.refresh_from_db()
+    assert row.status == DeadLetterStatus.NEW
