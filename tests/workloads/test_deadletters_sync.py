@@ -191,3 +191,16 @@ def test_a_payload_over_the_limit_is_cut_and_flagged(queue, docs):
     assert len(row.payload_text.encode()) <= PAYLOAD_LIMIT_BYTES
     assert row.payload_text.startswith('{"blob": "xéé') and row.payload_text.endswith("é")
     assert len(row.payload_text.encode()) == PAYLOAD_LIMIT_BYTES - 1
+
+
+def test_the_beat_tasks_run_the_sync_and_the_rules(queue, docs, settings):
+    from workloads import tasks
+    from workloads.models import TriageRule
+
+    kit_dead_letter(queue, docs, event(1), signature="sig-noise")
+    TriageRule.objects.create(name="drop noise", error_signature="sig-noise", action="discard")
+    tasks.dead_letters_sync()
+    tasks.triage_rules_run()
+    assert DeadLetter.objects.get().status == DeadLetterStatus.DISCARDED
+    schedule = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"workloads.tasks.dead_letters_sync", "workloads.tasks.triage_rules_run"} <= schedule

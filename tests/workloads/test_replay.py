@@ -286,3 +286,16 @@ def test_a_class_without_queue_resources_fails_each_message_readably(operator):
     assert "1 of 1 failed" in done.error and "ensure the class's queue resources first" in done.error
     row.refresh_from_db()
     assert row.status == DeadLetterStatus.NEW
+
+
+def test_overlapping_replays_publish_a_message_once(queue, docs, operator):
+    row = dead_letter_row(docs)
+    selection = DeadLetterFilter(workload_class=docs, ids=(row.pk,))
+    first, second = _replay(operator, selection), _replay(operator, selection)
+    assert _run(first).state == ActionState.SUCCEEDED
+    late = _run(second)
+    assert late.state == ActionState.FAILED and f"replayed by replay #{first.pk} after" in late.error
+    assert len(waiting(queue, docs)) == 1
+    # Asked for again later, on purpose, it is replayed again (within the loop guard).
+    assert _run(_replay(operator, selection)).state == ActionState.SUCCEEDED
+    assert len(waiting(queue, docs)) == 1

@@ -367,8 +367,12 @@ def replay_refusal(row: DeadLetter, *, action: Action | None = None) -> str:
         when = f" at {row.discarded_at:%Y-%m-%d %H:%M} UTC" if row.discarded_at else ""
         by = row.discarded_by_label or "system"
         return f"It was discarded by {by}{when}; discarded dead letters are kept, not replayed."
-    if action is not None and row.replay_action_id == action.pk and row.status == DeadLetterStatus.REPLAYED:
-        return f"It was already replayed by this replay (as message {row.replayed_message_id})."
+    if action is not None and row.status == DeadLetterStatus.REPLAYED:
+        if row.replay_action_id == action.pk:
+            return f"It was already replayed by this replay (as message {row.replayed_message_id})."
+        if row.replayed_at and row.replayed_at >= action.created_at:
+            # Two overlapping replays of one message: the later one must not publish it again.
+            return f"It was replayed by replay #{row.replay_action_id} after this replay was requested."
     limit = row.workload_class.replay_limit
     if row.replay_count >= limit:
         return (
