@@ -238,3 +238,12 @@ def test_a_deleted_topic_fails_each_message_with_a_readable_reason(queue, docs, 
     assert done.state == ActionState.FAILED
     assert "1 of 1 failed" in done.error and docs.topic in done.error
     assert DeadLetter.objects.get().status == DeadLetterStatus.NEW
+
+
+def test_seeking_to_a_missing_snapshot_fails_readably(queue, docs, operator):
+    seek = subscription_seek_request(
+        actor=operator, workload_class=docs, snapshot="never-taken", confirm=True, enqueue=False
+    )
+    done = engine.action_run(action_id=seek.pk)
+    assert done.state == ActionState.FAILED and "1 of 1 failed" in done.error
+    assert "Snapshot does not exist" in done.error

@@ -111,3 +111,26 @@ def test_a_seek_to_the_future_acks_the_backlog(queue, docs, operator):
     )
     assert _run(action).state == ActionState.SUCCEEDED
     assert waiting(queue, docs) == []
+
+
+def test_a_snapshot_whose_worker_died_after_taking_it_finishes_on_resume(docs, operator):
+    from workloads.models import Action
+    from workloads.services.subscriptions import SnapshotHandler
+
+    class DiesAfterTakingIt(SnapshotHandler):
+        def run_step(self, action, step):
+            super().run_step(action, step)
+            raise SystemExit  # killed before the step's result was recorded
+
+    original = engine.handler_for("snapshot")
+    engine.register_handler(DiesAfterTakingIt())
+    try:
+        action = snapshot_create_request(actor=operator, workload_class=docs, name="before-deploy-9", enqueue=False)
+        with pytest.raises(SystemExit):
+            _run(action)
+    finally:
+        engine.register_handler(original)
+    Action.objects.filter(pk=action.pk).update(heartbeat_at=timezone.now() - engine.STALE_AFTER * 2)
+    done = _run(action)
+    assert done.state == ActionState.SUCCEEDED and done.attempts == 2
+    assert "already existed" in done.steps.get().result["note"]

@@ -7,6 +7,7 @@ as the UI's buttons.
 import django_filters
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action as route
@@ -224,11 +225,8 @@ class DeadLetterGroupListView(generics.GenericAPIView):
         page = self.paginate_queryset(groups)
         return self.get_paginated_response(DeadLetterGroupSerializer(page, many=True).data)
 
-    def filter_queryset(self, queryset):
-        # Only the field filters: search and ordering apply to rows, not to groups.
-        from django_filters.rest_framework import DjangoFilterBackend
-
-        return DjangoFilterBackend().filter_queryset(self.request, queryset, self)
+    # Only the field filters: search and ordering apply to rows, not to groups.
+    filter_backends = [DjangoFilterBackend]
 
 
 # --- Replays --------------------------------------------------------------------------------------------
