@@ -37,7 +37,7 @@ def dead_letter_groups(
     rows: QuerySet[DeadLetter] | None = None,
 ) -> list[DeadLetterGroup]:
     """One group per (class, signature) of `rows` (default: every dead letter), most recent first.
-    Three queries whatever the number of groups: the groups, their latest samples, the trend."""
+    Two queries whatever the number of groups: the groups (with their latest samples), the trend."""
     rows = rows if rows is not None else DeadLetter.objects.all()
     latest = rows.filter(
         workload_class=OuterRef("workload_class"), error_signature=OuterRef("error_signature")
