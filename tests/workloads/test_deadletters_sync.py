@@ -169,9 +169,11 @@ def test_large_batches_drain_over_several_peeks(queue, docs):
         (b"\x00\xffbinary", PayloadFormat.BASE64, lambda r: base64.b64decode(r.payload_text) == b"\x00\xffbinary"),
         (b'{"a": NaN}', PayloadFormat.TEXT, lambda r: r.payload_text == '{"a": NaN}'),
         (b'{"a": "\\u0000"}', PayloadFormat.TEXT, lambda r: r.payload_text == '{"a": "\\u0000"}'),
+        (b'{"a": "\\ud800"}', PayloadFormat.TEXT, lambda r: r.payload_text == '{"a": "\\ud800"}'),
+        (b'{"a": "\\ud83d\\ude00"}', PayloadFormat.TEXT, lambda r: "ud83d" in r.payload_text),
         (b"[1, 2]", PayloadFormat.JSON, lambda r: r.payload == [1, 2]),
     ],
-    ids=["text", "binary", "nan", "nul-escape", "json-array"],
+    ids=["text", "binary", "nan", "nul-escape", "lone-surrogate", "escaped-pair", "json-array"],
 )
 def test_payloads_are_kept_in_a_form_the_database_can_store(queue, docs, body, fmt, check):
     kit_dead_letter(queue, docs, None, data=body)
@@ -204,3 +206,36 @@ def test_the_beat_tasks_run_the_sync_and_the_rules(queue, docs, settings):
     assert DeadLetter.objects.get().status == DeadLetterStatus.DISCARDED
     schedule = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert {"workloads.tasks.dead_letters_sync", "workloads.tasks.triage_rules_run"} <= schedule
+
+
+def test_a_body_the_database_refuses_is_kept_as_base64_instead_of_blocking_the_mirror(queue, docs, monkeypatch):
+    import re
+
+    # Pretend the guard did not know lone surrogates: PostgreSQL's jsonb then refuses the row.
+    monkeypatch.setattr(services, "_JSONB_UNSAFE", re.compile("(?!)"))
+    body = b'{"a": "\\ud800"}'
+    kit_dead_letter(queue, docs, None, data=body)
+    kit_dead_letter(queue, docs, event(2))
+    assert services.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 2}
+    formats = sorted(DeadLetter.objects.values_list("payload_format", flat=True))
+    assert formats == [PayloadFormat.BASE64, PayloadFormat.BASE64]
+    row = DeadLetter.objects.get(payload_size=len(body))
+    assert base64.b64decode(row.payload_text) == body
+
+
+def test_nul_characters_in_attributes_are_stored_replaced(docs):
+    # Pub/Sub strings may hold NUL; the local queue cannot even carry them, so hand the batch over.
+    from workloads.providers.base import ReceivedMessage
+
+    message = ReceivedMessage(
+        message_id="42",
+        ack_id="x",
+        data=b"{}",
+        attributes={"cp-error-type": "Bad", "cp-error-message": "bad\x00byte", "note": "a\x00b"},
+        ordering_key="",
+        delivery_attempt=1,
+        publish_time=timezone.now(),
+    )
+    services._mirror_batch(docs, [message], now=timezone.now())
+    row = DeadLetter.objects.get()
+    assert row.error_message == "bad\ufffdbyte" and row.attributes["note"] == "a\ufffdb"

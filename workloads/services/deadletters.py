@@ -28,11 +28,12 @@ import base64
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, DataError, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -125,17 +126,22 @@ def _utf8(data: bytes, *, cut: bool) -> str | None:
     return None
 
 
-def _stored_payload(data: bytes) -> _Payload:
-    """How a message body is kept: JSON when it parses (and fits), else text, else base64."""
+# jsonb refuses the NUL escape and unpaired surrogate escapes; JSON with any of them is kept as text.
+_JSONB_UNSAFE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _stored_payload(data: bytes, *, binary: bool = False) -> _Payload:
+    """How a message body is kept: JSON when it parses (and fits), else text, else base64
+    (`binary` forces base64: the fallback when a database refused the other forms)."""
     data = bytes(data)
     size = len(data)
     truncated = size > PAYLOAD_LIMIT_BYTES
     kept = data[:PAYLOAD_LIMIT_BYTES]
-    text = _utf8(kept, cut=truncated)
+    text = None if binary else _utf8(kept, cut=truncated)
     if text is None or "\x00" in text:
         # PostgreSQL text cannot hold NUL bytes; base64 keeps binary bodies byte for byte.
         return _Payload(PayloadFormat.BASE64, None, base64.b64encode(kept).decode(), size, truncated)
-    if not truncated and "\\u0000" not in text:  # jsonb refuses the NUL escape too
+    if not truncated and not _JSONB_UNSAFE.search(text):
         try:
             return _Payload(PayloadFormat.JSON, json.loads(text, parse_constant=_reject_constant), "", size, False)
         except ValueError:
@@ -143,8 +149,13 @@ def _stored_payload(data: bytes) -> _Payload:
     return _Payload(PayloadFormat.TEXT, None, text, size, truncated)
 
 
+def _text(value: str) -> str:
+    # Pub/Sub strings may hold NUL characters; PostgreSQL text and jsonb cannot.
+    return value.replace("\x00", "\ufffd")
+
+
 def _mirror_fields(message: ReceivedMessage) -> dict:
-    attributes = dict(message.attributes)
+    attributes = {_text(name): _text(value) for name, value in message.attributes.items()}
     error_type = attributes.get(ATTR_ERROR_TYPE, "").strip()
     attempts = _int(attributes.get(ATTR_ATTEMPTS)) or _int(attributes.get(DEAD_LETTER_DELIVERY_COUNT))
     if error_type:
@@ -155,7 +166,7 @@ def _mirror_fields(message: ReceivedMessage) -> dict:
     signature = attributes.get(ATTR_ERROR_SIGNATURE, "").strip()[:64] or fallback_signature(error_type)
     return {
         "attributes": attributes,
-        "ordering_key": message.ordering_key[:1024],
+        "ordering_key": _text(message.ordering_key)[:1024],
         "idempotency_key": attributes.get(ATTR_IDEMPOTENCY_KEY, "")[:255],
         "delivery_attempts": attempts,
         "error_type": error_type[:200],
@@ -165,7 +176,9 @@ def _mirror_fields(message: ReceivedMessage) -> dict:
     }
 
 
-def _mirror_batch(workload_class: WorkloadClass, messages: list[ReceivedMessage], *, now: datetime) -> int:
+def _mirror_batch(
+    workload_class: WorkloadClass, messages: list[ReceivedMessage], *, now: datetime, binary: bool = False
+) -> int:
     """Upsert one peeked batch in one transaction; returns how many rows were created or updated."""
     unique: dict[str, ReceivedMessage] = {}
     for message in messages:
@@ -201,7 +214,7 @@ def _mirror_batch(workload_class: WorkloadClass, messages: list[ReceivedMessage]
                     row.status = DeadLetterStatus.NEW
                 row.save()
             else:
-                payload = _stored_payload(message.data)
+                payload = _stored_payload(message.data, binary=binary)
                 creates.append(
                     DeadLetter(
                         workload_class=workload_class,
@@ -247,7 +260,13 @@ def dead_letters_sync(
                 messages = queue.peek_dead_letters(spec, max_messages=batch_size)
                 if not messages:
                     break
-                _mirror_batch(workload_class, messages, now=now)
+                try:
+                    _mirror_batch(workload_class, messages, now=now)
+                except DataError:
+                    # A body the database refused in a form we did not foresee: keep it as base64
+                    # rather than let one message stop the class's mirror for good.
+                    logger.warning("dead-letter sync of %s: storing a batch's payloads as base64", workload_class.slug)
+                    _mirror_batch(workload_class, messages, now=now, binary=True)
                 # Only now, with the rows committed: a failure above leaves the messages where they were.
                 queue.ack_dead_letters(spec, [m.ack_id for m in messages])
                 total += len(messages)
