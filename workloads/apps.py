@@ -6,5 +6,6 @@ class WorkloadsConfig(AppConfig):
     verbose_name = "Workloads"
 
     def ready(self) -> None:
-        # Action handlers register themselves on import; a worker must know every kind it may run.
-        from workloads.services import incidents, scaling  # noqa: F401
+        # Action handlers register themselves when their module is imported: import every kind's
+        # module here, so a worker can run any action whatever else it imported.
+        from workloads.services import deadletters, incidents, scaling, subscriptions  # noqa: F401

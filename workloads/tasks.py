@@ -59,3 +59,17 @@ def pool_holds_expire() -> None:
     from workloads.services.incidents import pool_holds_expire as expire
 
     expire(now=timezone.now())
+
+
+@shared_task(ignore_result=True, soft_time_limit=110, time_limit=120)
+def dead_letters_sync() -> None:
+    from workloads.services.deadletters import dead_letters_sync as sync
+
+    sync(now=timezone.now())
+
+
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
+def triage_rules_run() -> None:
+    from workloads.services.triage import triage_rules_run as run
+
+    run(now=timezone.now())

@@ -209,7 +209,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"SloKindEnum": "workloads.models.classes.SloKind"},
+    "ENUM_NAME_OVERRIDES": {
+        "SloKindEnum": "workloads.models.classes.SloKind",
+        "DeadLetterStatusEnum": "workloads.models.deadletters.DeadLetterStatus",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -281,6 +284,19 @@ CELERY_BEAT_SCHEDULE["scaling-controller"] = {
 CELERY_BEAT_SCHEDULE["pool-holds-expire"] = {
     "task": "workloads.tasks.pool_holds_expire",
     "schedule": float(POOL_HOLDS_EXPIRY_INTERVAL_SECONDS),
+}
+
+# --- Dead letters -------------------------------------------------------------------------------
+# Mirror each class's dead-letter subscription into the database, then run the triage rules.
+DEAD_LETTER_SYNC_INTERVAL_SECONDS = env_int("DEAD_LETTER_SYNC_INTERVAL_SECONDS", 30, minimum=5)
+TRIAGE_INTERVAL_SECONDS = env_int("TRIAGE_INTERVAL_SECONDS", 60, minimum=10)
+CELERY_BEAT_SCHEDULE["dead-letters-sync"] = {
+    "task": "workloads.tasks.dead_letters_sync",
+    "schedule": float(DEAD_LETTER_SYNC_INTERVAL_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["triage-rules-run"] = {
+    "task": "workloads.tasks.triage_rules_run",
+    "schedule": float(TRIAGE_INTERVAL_SECONDS),
 }
 
 # --- Providers ----------------------------------------------------------------------------------

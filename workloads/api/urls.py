@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from workloads.api import incidents, telemetry, views
+from workloads.api import deadletters, incidents, telemetry, views
 from workloads.api.actions import ActionViewSet
 from workloads.api.ingestion import EventIngestView
 
@@ -12,6 +12,9 @@ router.register("cost-rates", views.CostRatesViewSet, basename="cost-rates")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")
 router.register("actions", ActionViewSet, basename="action")
+router.register("dead-letters", deadletters.DeadLetterViewSet, basename="dead-letter")
+router.register("replays", deadletters.ReplayViewSet, basename="replay")
+router.register("triage-rules", deadletters.TriageRuleViewSet, basename="triage-rule")
 
 app_name = "api"
 urlpatterns = [
@@ -37,5 +40,8 @@ urlpatterns = [
         name="class-schedule-preview",
     ),
     path("comparisons", incidents.ComparisonView.as_view(), name="comparisons"),
+    path("classes/<slug:slug>/seek/", deadletters.SeekView.as_view(), name="class-seek"),
+    path("classes/<slug:slug>/snapshots/", deadletters.SnapshotView.as_view(), name="class-snapshots"),
+    path("dead-letter-groups/", deadletters.DeadLetterGroupListView.as_view(), name="dead-letter-groups"),
     *router.urls,
 ]

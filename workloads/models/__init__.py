@@ -11,6 +11,13 @@ from workloads.models.classes import (
     TimeoutTier,
     WorkloadClass,
 )
+from workloads.models.deadletters import (
+    DeadLetter,
+    DeadLetterStatus,
+    PayloadFormat,
+    TriageAction,
+    TriageRule,
+)
 from workloads.models.incidents import (
     HoldState,
     IncidentEndReason,
@@ -57,6 +64,8 @@ __all__ = [
     "AuditResult",
     "ClassTelemetry",
     "CostRates",
+    "DeadLetter",
+    "DeadLetterStatus",
     "LocalDelivery",
     "LocalMessage",
     "LocalPoolChange",
@@ -68,6 +77,7 @@ __all__ = [
     "LocalWorkerReport",
     "LocalWorkerReportBucket",
     "MetricRollup",
+    "PayloadFormat",
     "PollRun",
     "Resolution",
     "IdempotencyRecord",
@@ -85,6 +95,8 @@ __all__ = [
     "SloKind",
     "Tier",
     "TimeoutTier",
+    "TriageAction",
+    "TriageRule",
     "WorkloadClass",
     "WorkOutcome",
     "WorkResult",

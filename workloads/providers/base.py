@@ -36,6 +36,9 @@ ATTR_SCHEMA_VERSION = "cp-schema-version"
 ATTR_INGESTED_AT = "cp-ingested-at"  # RFC 3339 UTC
 ATTR_TRACE_ID = "cp-trace-id"
 ATTR_REPLAY_COUNT = "cp-replay-count"
+# On a replayed message: the dead-letter mirror row it came from (that row's first dead-letter
+# message id), so a replay that fails again updates the same row instead of making a new one.
+ATTR_REPLAY_OF = "cp-replay-of"
 ATTR_ERROR_TYPE = "cp-error-type"
 ATTR_ERROR_MESSAGE = "cp-error-message"
 ATTR_ERROR_SIGNATURE = "cp-error-signature"

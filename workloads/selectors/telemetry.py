@@ -461,11 +461,18 @@ class WorkerErrorBudget:
 def dead_letter_error_breakdown(
     *, workload_class: WorkloadClass, start: datetime, end: datetime
 ) -> list[BudgetConsumer]:
-    """Error signatures of the class's dead letters in [start, end), largest first.
+    """Error signatures of the class's dead letters (last seen) in [start, end), largest first,
+    read from the dead-letter mirror."""
+    from workloads.selectors.deadletters import dead_letter_counts_by_signature
 
-    The hook for the dead-letter mirror: until that model exists there are no signatures to read,
-    so this returns nothing and the budget is attributed to failed completions only."""
-    return []
+    return [
+        BudgetConsumer(
+            source="dead_letter_signature",
+            label=f"{group['error_type'] or 'Dead letters'} ({group['error_signature']})",
+            events=float(group["n"]),
+        )
+        for group in dead_letter_counts_by_signature(workload_class=workload_class, start=start, end=end)
+    ]
 
 
 def worker_error_budget(*, workload_class: WorkloadClass, now: datetime) -> WorkerErrorBudget:

@@ -1,0 +1,281 @@
+"""The dead-letter, replay, triage-rule, seek and snapshot endpoints (local provider): the role
+matrix for every endpoint, then what each returns."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from controlplane.roles import Role
+from tests.workloads.deadletter_helpers import dead_letter_row, event, make_class, waiting
+from workloads.models import Action, ActionState, AuditEvent, DeadLetter, DeadLetterStatus, TriageRule
+from workloads.providers import get_providers
+from workloads.services import actions as engine
+from workloads.services.deadletters import DeadLetterFilter, replay_request
+
+CALLERS = ["anonymous", "outsider", "viewer", "operator", "admin"]
+
+
+@pytest.fixture
+def world(db, make_user):
+    docs = make_class(get_providers().queue, "doc-jobs")
+    rows = [dead_letter_row(docs) for _ in range(3)]
+    replay = replay_request(actor=None, selection=DeadLetterFilter(workload_class=docs, ids=(rows[2].pk,)))
+    rule = TriageRule.objects.create(name="noise", error_signature="sig-noise", action="discard")
+    clients = {"anonymous": APIClient()}
+    for name, role in [("outsider", None), ("viewer", Role.VIEWER), ("operator", Role.OPERATOR), ("admin", Role.ADMIN)]:
+        client = APIClient()
+        client.force_login(make_user(f"{name}-user", role))
+        clients[name] = client
+    return {"clients": clients, "dl": rows[0].pk, "dl2": rows[1].pk, "replay": replay.pk, "rule": rule.pk}
+
+
+def _expect(ok, *, viewer=403):
+    return {"anonymous": 401, "outsider": 403, "viewer": viewer, "operator": ok, "admin": ok}
+
+
+READ = _expect(200, viewer=200)
+MATRIX = [
+    ("get", "/api/v1/dead-letters/", None, READ),
+    ("get", "/api/v1/dead-letters/{dl}/", None, READ),
+    (
+        "post",
+        "/api/v1/dead-letters/discard/",
+        lambda w: {"workload_class": "doc-jobs", "ids": [w["dl2"]]},
+        _expect(200),
+    ),
+    ("post", "/api/v1/dead-letters/{dl}/edit-and-replay/", lambda w: {"payload": event(1)}, _expect(202)),
+    ("get", "/api/v1/dead-letter-groups/", None, READ),
+    ("get", "/api/v1/replays/", None, READ),
+    ("get", "/api/v1/replays/{replay}/", None, READ),
+    ("post", "/api/v1/replays/", lambda w: {"workload_class": "doc-jobs", "ids": [w["dl"]]}, _expect(202)),
+    (
+        "post",
+        "/api/v1/replays/",
+        lambda w: {"workload_class": "doc-jobs", "error_signature": "sig-unavailable", "dry_run": True},
+        _expect(200),
+    ),
+    ("post", "/api/v1/replays/preview/", lambda w: {"workload_class": "doc-jobs", "ids": [w["dl"]]}, _expect(200)),
+    ("post", "/api/v1/replays/{replay}/cancel/", None, _expect(200)),
+    ("get", "/api/v1/triage-rules/", None, READ),
+    ("get", "/api/v1/triage-rules/{rule}/", None, READ),
+    (
+        "post",
+        "/api/v1/triage-rules/",
+        lambda w: {"name": "hold poison", "error_signature": "sig-poison", "action": "hold"},
+        _expect(201),
+    ),
+    ("patch", "/api/v1/triage-rules/{rule}/", lambda w: {"enabled": False}, _expect(200)),
+    ("delete", "/api/v1/triage-rules/{rule}/", None, _expect(204)),
+    (
+        "post",
+        "/api/v1/classes/doc-jobs/seek/",
+        lambda w: {"time": "2026-01-01T00:00:00Z", "confirm": True},
+        _expect(202),
+    ),
+    ("post", "/api/v1/classes/doc-jobs/snapshots/", lambda w: {"name": "before-deploy-1"}, _expect(202)),
+]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize(("method", "url", "body", "expected"), MATRIX, ids=[f"{m} {u}" for m, u, _b, _e in MATRIX])
+def test_permission_matrix(world, caller, method, url, body, expected):
+    client = world["clients"][caller]
+    kwargs = {"format": "json"}
+    if body is not None:
+        kwargs["data"] = body(world)
+    response = getattr(client, method)(url.format(**world), **kwargs)
+    assert response.status_code == expected[caller], (caller, method, url, response.content[:300])
+
+
+@pytest.fixture
+def docs(db):
+    return make_class(get_providers().queue, "doc-jobs")
+
+
+def test_the_list_filters_by_class_signature_status_and_time(docs, viewer, client_as):
+    other = make_class(get_providers().queue, "other-jobs")
+    now = timezone.now()
+    recent = dead_letter_row(docs, seen=now - timedelta(minutes=5))
+    old = dead_letter_row(docs, seen=now - timedelta(hours=5), status=DeadLetterStatus.HELD)
+    noise = dead_letter_row(
+        docs, error_signature="sig-noise", status=DeadLetterStatus.DISCARDED, seen=now - timedelta(hours=3)
+    )
+    dead_letter_row(other)
+    client = client_as(viewer)
+
+    def ids(**params):
+        return [r["id"] for r in client.get("/api/v1/dead-letters/", params).json()["results"]]
+
+    assert ids(workload_class="doc-jobs") == [recent.pk, noise.pk, old.pk]  # most recently seen first
+    assert ids(workload_class="doc-jobs", error_signature="sig-noise") == [noise.pk]
+    assert set(ids(workload_class="doc-jobs", status=["held", "discarded"])) == {old.pk, noise.pk}
+    assert ids(workload_class="doc-jobs", seen_after=(now - timedelta(hours=1)).isoformat()) == [recent.pk]
+    assert ids(workload_class="doc-jobs", seen_before=(now - timedelta(hours=1)).isoformat()) == [noise.pk, old.pk]
+    listed = client.get("/api/v1/dead-letters/", {"workload_class": "doc-jobs"}).json()["results"][0]
+    assert "payload" not in listed and listed["workload_class"] == "doc-jobs"
+    detail = client.get(f"/api/v1/dead-letters/{recent.pk}/").json()
+    assert detail["payload"] == recent.payload and detail["attributes"] == recent.attributes
+
+
+def _hour(moment):
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def test_groups_count_by_signature_with_a_24_hour_trend(docs, viewer, client_as):
+    now = timezone.now()
+    for minutes in (1, 2, 61):
+        dead_letter_row(docs, seen=now - timedelta(minutes=minutes))
+    dead_letter_row(docs, seen=now - timedelta(days=3), status=DeadLetterStatus.DISCARDED)
+    dead_letter_row(docs, error_signature="sig-rare", error_message="rare thing", seen=now - timedelta(hours=2))
+    body = client_as(viewer).get("/api/v1/dead-letter-groups/", {"workload_class": "doc-jobs"}).json()
+    groups = {g["error_signature"]: g for g in body["results"]}
+    main = groups["sig-unavailable"]
+    assert (main["count"], main["new_count"], main["held_count"]) == (4, 3, 0)
+    assert main["sample_error_message"] == "backend unavailable" and main["error_type"] == "Unavailable"
+    expected = [0] * 24
+    for minutes in (1, 2, 61):
+        hours_ago = (_hour(now) - _hour(now - timedelta(minutes=minutes))) // timedelta(hours=1)
+        expected[23 - hours_ago] += 1
+    assert main["trend"] == expected
+    assert [g["error_signature"] for g in body["results"]] == ["sig-unavailable", "sig-rare"]
+    new_only = client_as(viewer).get("/api/v1/dead-letter-groups/", {"status": "discarded"}).json()
+    assert [(g["error_signature"], g["count"]) for g in new_only["results"]] == [("sig-unavailable", 1)]
+
+
+def test_a_replay_through_the_api_with_preview_dry_run_and_progress(docs, operator, client_as):
+    client = client_as(operator)
+    rows = [dead_letter_row(docs) for _ in range(3)]
+    dead_letter_row(docs, replay_count=3)  # at the class's default limit of 3
+    selection = {"workload_class": "doc-jobs", "error_signature": "sig-unavailable"}
+    assert client.post("/api/v1/replays/preview/", selection, format="json").json() == {
+        "matching": 4,
+        "replayable": 3,
+        "refused_loop_guard": 1,
+        "refused_truncated": 0,
+        "refused_discarded": 0,
+    }
+    dry = client.post("/api/v1/replays/", {**selection, "dry_run": True}, format="json")
+    assert dry.status_code == 200 and dry.json()["dry_run"] is True and len(dry.json()["items"]) == 4
+    assert not Action.objects.exists()
+    created = client.post("/api/v1/replays/", {**selection, "velocity": 25, "name": "after fix"}, format="json")
+    assert created.status_code == 202, created.content
+    replay = created.json()
+    assert replay["kind"] == "replay" and replay["name"] == "after fix" and replay["state"] == "pending"
+    assert replay["parameters"]["velocity"] == 25
+    engine.action_run(action_id=replay["id"], sleep=lambda s: None)
+    detail = client.get(f"/api/v1/replays/{replay['id']}/").json()
+    assert (detail["state"], detail["progress_done"], detail["progress_failed"], detail["percent_done"]) == (
+        "partially_failed",
+        3,
+        1,
+        100,
+    )
+    assert len(waiting(get_providers().queue, docs)) == 3
+    assert all(DeadLetter.objects.get(pk=r.pk).status == "replayed" for r in rows)
+    steps = client.get(f"/api/v1/actions/{replay['id']}/steps/", {"state": "failed"}).json()["results"]
+    assert "loop guard" in steps[0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        ({"workload_class": "doc-jobs"}, 400, "empty_filter"),
+        ({"workload_class": "doc-jobs", "statuses": ["held"]}, 400, "empty_filter"),
+        ({"workload_class": "nope", "error_signature": "x"}, 400, "validation_error"),
+        ({"workload_class": "doc-jobs", "ids": [1], "error_signature": "x"}, 400, "validation_error"),
+        ({"workload_class": "doc-jobs", "ids": [999999]}, 404, "not_found"),
+        ({"workload_class": "doc-jobs", "error_signature": "none-such"}, 409, "nothing_to_replay"),
+        ({"workload_class": "doc-jobs", "error_signature": "x", "velocity": 5000}, 400, "invalid_velocity"),
+        ({"workload_class": "doc-jobs", "error_signature": "x", "typo": 1}, 400, "validation_error"),
+    ],
+    ids=["empty", "status-only", "unknown-class", "ids-and-filter", "unknown-id", "nothing", "too-fast", "typo"],
+)
+def test_bad_replay_requests_are_refused_with_a_reason(docs, operator, client_as, body, status, kind):
+    dead_letter_row(docs)
+    response = client_as(operator).post("/api/v1/replays/", body, format="json")
+    assert response.status_code == status and response.json()["type"] == kind, response.content
+    assert not Action.objects.exists()
+
+
+def test_cancel_a_replay_through_the_api(docs, operator, client_as):
+    row = dead_letter_row(docs)
+    replay = replay_request(actor=operator, selection=DeadLetterFilter(workload_class=docs, ids=(row.pk,)))
+    response = client_as(operator).post(f"/api/v1/replays/{replay.pk}/cancel/")
+    assert response.status_code == 200 and response.json()["state"] == "cancelled"
+    assert client_as(operator).post(f"/api/v1/replays/{replay.pk}/cancel/").status_code == 409
+
+
+def test_discard_through_the_api_by_filter(docs, operator, client_as):
+    rows = [dead_letter_row(docs) for _ in range(2)]
+    response = client_as(operator).post(
+        "/api/v1/dead-letters/discard/",
+        {"workload_class": "doc-jobs", "error_signature": "sig-unavailable", "reason": "known bad batch"},
+        format="json",
+    )
+    assert response.json() == {"discarded": 2}
+    assert {DeadLetter.objects.get(pk=r.pk).status for r in rows} == {"discarded"}
+    assert AuditEvent.objects.get(action="dead_letter.discard").via == "api"
+    empty = client_as(operator).post("/api/v1/dead-letters/discard/", {"workload_class": "doc-jobs"}, format="json")
+    assert empty.status_code == 400 and empty.json()["type"] == "empty_filter"
+
+
+def test_edit_and_replay_through_the_api_reports_field_errors(docs, operator, client_as):
+    row = dead_letter_row(docs)
+    url = f"/api/v1/dead-letters/{row.pk}/edit-and-replay/"
+    bad = client_as(operator).post(url, {"payload": {"tenant_id": "acme", "revision": "two"}}, format="json")
+    assert bad.status_code == 400 and bad.json()["type"] == "validation_error"
+    assert set(bad.json()["errors"]) == {"payload.document_id", "payload.revision"}
+    good = client_as(operator).post(url, {"payload": event(2), "reason": "typo in revision"}, format="json")
+    assert good.status_code == 202 and good.json()["kind"] == "replay"
+    detail = client_as(operator).get(f"/api/v1/dead-letters/{row.pk}/").json()
+    assert detail["edited_payload"] == event(2) and detail["payload"] == row.payload
+    assert detail["edited_by_label"] == operator.username
+
+
+def test_seek_through_the_api_needs_confirmation(docs, operator, client_as):
+    client = client_as(operator)
+    body = {"time": "2026-01-01T00:00:00Z"}
+    refused = client.post("/api/v1/classes/doc-jobs/seek/", body, format="json")
+    assert refused.status_code == 400 and refused.json()["type"] == "confirmation_required"
+    assert "every message published after 2026-01-01 00:00:00 UTC" in refused.json()["effect"]
+    accepted = client.post("/api/v1/classes/doc-jobs/seek/", {**body, "confirm": True}, format="json")
+    assert accepted.status_code == 202 and accepted.json()["kind"] == "seek"
+    assert accepted.json()["parameters"]["effect"] == refused.json()["effect"]
+    assert client.post("/api/v1/classes/nope/seek/", {**body, "confirm": True}, format="json").status_code == 404
+
+
+def test_a_snapshot_through_the_api_runs_to_completion(docs, operator, client_as):
+    created = client_as(operator).post("/api/v1/classes/doc-jobs/snapshots/", {}, format="json")
+    assert created.status_code == 202
+    done = engine.action_run(action_id=created.json()["id"])
+    assert done.state == ActionState.SUCCEEDED and done.parameters["name"].startswith("before-deploy-doc-jobs-")
+    bad = client_as(operator).post("/api/v1/classes/doc-jobs/snapshots/", {"name": "x"}, format="json")
+    assert bad.status_code == 400 and bad.json()["type"] == "invalid_snapshot"
+
+
+def test_triage_rules_through_the_api_are_validated_and_audited(docs, operator, client_as):
+    client = client_as(operator)
+    everything = client.post("/api/v1/triage-rules/", {"name": "all", "action": "discard"}, format="json")
+    assert everything.status_code == 400 and "error_signature" in everything.json()["errors"]
+    created = client.post(
+        "/api/v1/triage-rules/",
+        {
+            "name": "retry unavailable",
+            "workload_class": "doc-jobs",
+            "attribute_pattern": "cp-error-type=Unavailable*",
+            "action": "replay_after_delay",
+            "delay_seconds": 600,
+            "max_replays": 3,
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    rule = created.json()
+    assert rule["workload_class"] == "doc-jobs" and rule["created_by_label"] == operator.username
+    changed = client.patch(f"/api/v1/triage-rules/{rule['id']}/", {"rate_limit_per_hour": 10}, format="json")
+    assert changed.json()["rate_limit_per_hour"] == 10
+    update = AuditEvent.objects.get(action="triage_rule.update")
+    assert update.changes == {"rate_limit_per_hour": [100, 10]} and update.actor == operator
+    assert AuditEvent.objects.filter(action="triage_rule.create").exists()

@@ -1,0 +1,249 @@
+"""Dead letters on Google's Pub/Sub emulator through the real adapter: the mirror sync, a replay
+round trip (and the row it updates when the replay fails again), crash-and-resume, and seek to a
+snapshot. Pub/Sub cannot publish inside a database transaction, so a crash after Pub/Sub accepted
+a message but before its step committed republishes that one message: the test pins that window
+down to exactly one duplicate carrying the same idempotency key."""
+
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from django.utils import timezone
+
+from tests.workloads.deadletter_helpers import event, exhaust, kit_dead_letter, make_class, waiting
+from workloads.models import Action, ActionState, DeadLetter, DeadLetterStatus
+from workloads.providers import set_providers
+from workloads.providers.base import ATTR_IDEMPOTENCY_KEY, ATTR_REPLAY_OF, OutboundMessage, Providers
+from workloads.providers.gcp.errors import Backoff
+from workloads.providers.gcp.pubsub import PubSubQueue
+from workloads.providers.specs import queue_spec
+from workloads.services import actions as engine
+from workloads.services import deadletters as services
+from workloads.services.deadletters import DeadLetterFilter
+from workloads.services.subscriptions import snapshot_create_request, subscription_seek_request
+
+pytestmark = pytest.mark.emulator
+
+FAST = Backoff(initial=0.05, maximum=0.5, deadline=10.0)
+
+
+@pytest.fixture
+def queue(db, pubsub_clients):
+    publisher, subscriber = pubsub_clients
+    queue = PubSubQueue(publisher=publisher, subscriber=subscriber, backoff=FAST)
+    set_providers(Providers(queue=queue, pools=None, metrics=None, name="gcp"))
+    yield queue
+    set_providers(None)
+
+
+@pytest.fixture
+def docs(queue):
+    return make_class(queue, f"dl-{uuid.uuid4().hex[:10]}")
+
+
+def _sync_until(rows: int, timeout: float = 20.0) -> None:
+    """Pub/Sub forwards dead letters asynchronously and a pull may return part of what is there."""
+    deadline = time.monotonic() + timeout
+    while DeadLetter.objects.count() < rows:
+        assert time.monotonic() < deadline, f"only {DeadLetter.objects.count()} of {rows} dead letters mirrored"
+        services.dead_letters_sync(now=timezone.now())
+
+
+def _drain(queue, docs, expected: int, timeout: float = 20.0):
+    found = []
+    deadline = time.monotonic() + timeout
+    while len(found) < expected and time.monotonic() < deadline:
+        found += waiting(queue, docs, timeout=2.0)
+    found += waiting(queue, docs, timeout=2.0)  # and nothing more
+    return found
+
+
+def _replay(docs, **selection):
+    return services.replay_request(
+        actor=None, selection=DeadLetterFilter(workload_class=docs, **selection), velocity=1000, enqueue=False
+    )
+
+
+def test_the_sync_mirrors_kit_and_backstop_dead_letters_then_acks_them(queue, docs):
+    spec = queue_spec(docs)
+    kit_id = kit_dead_letter(queue, docs, event(1), attempts=2)
+    queue.publish(spec, [OutboundMessage(b'{"tenant_id": "acme"}', {ATTR_IDEMPOTENCY_KEY: "backstop-1"})])
+    exhaust(queue, docs)
+    _sync_until(2)
+    kit = DeadLetter.objects.get(message_id=kit_id)
+    assert (kit.error_type, kit.error_signature, kit.delivery_attempts) == ("Unavailable", "sig-unavailable", 2)
+    backstop = DeadLetter.objects.exclude(message_id=kit_id).get()
+    assert backstop.error_type == services.BACKSTOP_ERROR_TYPE and backstop.idempotency_key == "backstop-1"
+    assert backstop.delivery_attempts == spec.max_delivery_attempts
+    assert backstop.payload == {"tenant_id": "acme"}
+    assert queue.peek_dead_letters(spec, max_messages=10) == []  # acked there: the mirror has them
+
+
+def test_a_replay_round_trip_and_a_second_failure_update_one_row(queue, docs):
+    first = kit_dead_letter(queue, docs, event(1))
+    _sync_until(1)
+    row = DeadLetter.objects.get()
+    done = engine.action_run(action_id=_replay(docs, ids=(row.pk,)).pk, sleep=lambda s: None)
+    assert done.state == ActionState.SUCCEEDED
+    [replayed] = _drain(queue, docs, 1)
+    assert replayed.attributes[ATTR_REPLAY_OF] == first and replayed.attributes["cp-replay-count"] == "1"
+    assert replayed.attributes[ATTR_IDEMPOTENCY_KEY] == row.idempotency_key
+    assert "cp-error-type" not in replayed.attributes
+    row.refresh_from_db()
+    assert row.status == DeadLetterStatus.REPLAYED and row.replayed_message_id == replayed.message_id
+    # The replayed message fails again; the kit's dead-letter copy keeps its attributes.
+    kit_dead_letter(queue, docs, event(1), error_type="Timeout", signature="sig-timeout", extra=replayed.attributes)
+    deadline = time.monotonic() + 20
+    while DeadLetter.objects.get().dead_letter_count < 2:
+        assert time.monotonic() < deadline
+        services.dead_letters_sync(now=timezone.now())
+    row.refresh_from_db()
+    assert DeadLetter.objects.count() == 1
+    assert (row.status, row.replay_count, row.error_type) == (DeadLetterStatus.NEW, 1, "Timeout")
+
+
+class Crash(services.ReplayHandler):
+    """Kills the worker in its third step, before or after Pub/Sub accepted that step's message."""
+
+    after_publish = False
+    calls = 0
+
+    def run_step(self, action, step):
+        Crash.calls += 1
+        if Crash.calls == 3 and not Crash.after_publish:
+            raise SystemExit
+        result = super().run_step(action, step)
+        if Crash.calls == 3:
+            raise SystemExit
+        return result
+
+
+@pytest.fixture
+def crash():
+    original = engine.handler_for("replay")
+    Crash.calls = 0
+    engine.register_handler(Crash())
+    yield Crash
+    engine.register_handler(original)
+
+
+def _crash_and_resume(queue, docs, *, expected: int):
+    for n in range(5):
+        kit_dead_letter(queue, docs, event(n))
+    _sync_until(5)
+    action = _replay(docs, error_signature="sig-unavailable")
+    with pytest.raises(SystemExit):
+        engine.action_run(action_id=action.pk, sleep=lambda s: None)
+    Action.objects.filter(pk=action.pk).update(heartbeat_at=timezone.now() - engine.STALE_AFTER * 2)
+    done = engine.action_run(action_id=action.pk, sleep=lambda s: None)
+    assert done.state == ActionState.SUCCEEDED and done.progress_done == 5 and done.attempts == 2
+    return Counter(m.attributes[ATTR_REPLAY_OF] for m in _drain(queue, docs, expected))
+
+
+def test_a_crash_between_steps_then_resume_publishes_each_message_once(queue, docs, crash):
+    published = _crash_and_resume(queue, docs, expected=5)
+    assert sorted(published) == sorted(DeadLetter.objects.values_list("message_id", flat=True))
+    assert set(published.values()) == {1}
+
+
+def test_a_crash_after_pubsub_accepted_a_message_duplicates_only_that_one(queue, docs, crash):
+    crash.after_publish = True
+    published = _crash_and_resume(queue, docs, expected=6)
+    assert len(published) == 5 and sorted(published.values()) == [1, 1, 1, 1, 2]
+    # The duplicate carries the same idempotency key, which the worker kit's completed-key check absorbs.
+    third = DeadLetter.objects.order_by("last_seen", "pk")[2]
+    assert published[third.message_id] == 2
+
+
+def test_a_snapshot_and_a_seek_back_to_it(queue, docs, operator):
+    spec = queue_spec(docs)
+    queue.publish(spec, [OutboundMessage(b"pending-at-snapshot")])
+    snapshot = snapshot_create_request(actor=operator, workload_class=docs, name=f"snap-{docs.slug}", enqueue=False)
+    assert engine.action_run(action_id=snapshot.pk).state == ActionState.SUCCEEDED
+    queue.publish(spec, [OutboundMessage(b"after-deploy")])
+    assert len(_drain(queue, docs, 2)) == 2
+    seek = subscription_seek_request(
+        actor=operator, workload_class=docs, snapshot=f"snap-{docs.slug}", confirm=True, enqueue=False
+    )
+    assert engine.action_run(action_id=seek.pk).state == ActionState.SUCCEEDED
+    assert sorted(m.data for m in _drain(queue, docs, 2)) == [b"after-deploy", b"pending-at-snapshot"]
+
+
+@pytest.fixture
+def proxied(db, pubsub_emulator):
+    """(queue, proxy): the adapter reaching the emulator through a proxy that can fail calls, with
+    a short publish timeout so a sustained outage surfaces quickly."""
+    import grpc
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    from tests.contract.fakes.proxy import FaultProxy
+
+    proxy = FaultProxy(pubsub_emulator.host)
+    publisher = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+        transport=PublisherGrpcTransport(channel=grpc.insecure_channel(proxy.address)),
+    )
+    subscriber = pubsub_v1.SubscriberClient(
+        transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(proxy.address))
+    )
+    queue = PubSubQueue(
+        publisher=publisher, subscriber=subscriber, backoff=Backoff(0.05, 0.2, 1.0), publish_timeout=1.0
+    )
+    set_providers(Providers(queue=queue, pools=None, metrics=None, name="gcp"))
+    yield queue, proxy
+    set_providers(None)
+    publisher.stop()
+    subscriber.close()
+    proxy.stop()
+
+
+def test_an_outage_gives_the_replay_back_for_a_retry_that_finishes_it(proxied):
+    """A publisher with message ordering enabled (ours) retries a transient failure without end, in
+    the background: the adapter reports it as transient once its publish timeout passes, the engine
+    gives the action back, and the retry finishes the replay. The message in flight at the outage
+    is then published twice (the library's own retry lands too), with the same idempotency key:
+    the window the worker kit's completed-key check absorbs."""
+    queue, proxy = proxied
+    docs = make_class(queue, f"dl-{uuid.uuid4().hex[:10]}")
+    for n in range(2):
+        kit_dead_letter(queue, docs, event(n))
+    _sync_until(2)
+    action = _replay(docs, error_signature="sig-unavailable")
+    proxy.fail_next("UNAVAILABLE", 1000, method="Publish")
+    with pytest.raises(services.ProviderError) as outage:
+        engine.action_run(action_id=action.pk, sleep=lambda s: None)
+    assert not outage.value.permanent
+    action.refresh_from_db()
+    assert action.state == ActionState.PENDING and "transient" in action.error and action.progress_done == 0
+    assert DeadLetter.objects.filter(status=DeadLetterStatus.NEW).count() == 2
+    proxy.faults.reset()
+    done = engine.action_run(action_id=action.pk, sleep=lambda s: None)
+    assert done.state == ActionState.SUCCEEDED and done.error == "" and done.progress_done == 2
+    published = _drain(queue, docs, 3)
+    first = DeadLetter.objects.order_by("last_seen", "pk").first()
+    assert Counter(m.attributes[ATTR_REPLAY_OF] for m in published)[first.message_id] == 2 and len(published) == 3
+    assert {
+        m.attributes[ATTR_IDEMPOTENCY_KEY] for m in published if m.attributes[ATTR_REPLAY_OF] == first.message_id
+    } == {first.idempotency_key}
+
+
+def test_a_deleted_topic_fails_each_message_with_a_readable_reason(queue, docs, pubsub_clients):
+    kit_dead_letter(queue, docs, event(1))
+    _sync_until(1)
+    pubsub_clients[0].delete_topic(request={"topic": docs.topic})
+    done = engine.action_run(action_id=_replay(docs, error_signature="sig-unavailable").pk, sleep=lambda s: None)
+    assert done.state == ActionState.FAILED
+    assert "1 of 1 failed" in done.error and docs.topic in done.error
+    assert DeadLetter.objects.get().status == DeadLetterStatus.NEW
+
+
+def test_seeking_to_a_missing_snapshot_fails_readably(queue, docs, operator):
+    seek = subscription_seek_request(
+        actor=operator, workload_class=docs, snapshot="never-taken", confirm=True, enqueue=False
+    )
+    done = engine.action_run(action_id=seek.pk)
+    assert done.state == ActionState.FAILED and "1 of 1 failed" in done.error
+    assert "Snapshot does not exist" in done.error

@@ -1,0 +1,136 @@
+"""Seek and snapshots on the local provider: the confirmation with its whole-subscription effect,
+seek to a time, a snapshot before a deploy and a seek back to it, and the failure paths."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.workloads.deadletter_helpers import make_class, waiting
+from workloads.errors import ApplicationError
+from workloads.models import ActionState, AuditEvent
+from workloads.providers import get_providers
+from workloads.providers.base import OutboundMessage
+from workloads.providers.specs import queue_spec
+from workloads.services import actions as engine
+from workloads.services.subscriptions import seek_effect, snapshot_create_request, subscription_seek_request
+
+
+@pytest.fixture
+def queue(db):
+    return get_providers().queue
+
+
+@pytest.fixture
+def docs(queue):
+    return make_class(queue, "doc-jobs")
+
+
+def _publish(queue, docs, *bodies):
+    return queue.publish(queue_spec(docs), [OutboundMessage(body) for body in bodies])
+
+
+def _run(action):
+    return engine.action_run(action_id=action.pk)
+
+
+def test_a_seek_is_refused_without_confirmation_and_says_what_it_would_do(docs, operator):
+    moment = timezone.now()
+    with pytest.raises(ApplicationError) as refused:
+        subscription_seek_request(actor=operator, workload_class=docs, to_time=moment)
+    effect = refused.value.extra["effect"]
+    assert refused.value.code == "confirmation_required" and refused.value.status == 400
+    assert "every message published after" in effect and "including ones already processed" in effect
+    assert "every earlier one is marked acknowledged" in effect and docs.subscription in effect
+    assert effect == seek_effect(workload_class=docs, to_time=moment)
+    assert not AuditEvent.objects.filter(action__startswith="action.seek").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"to_time": timezone.now(), "snapshot": "snap-1"}, {"snapshot": "x"}, {"snapshot": "goog-snap"}],
+    ids=["neither", "both", "short-name", "goog-prefix"],
+)
+def test_a_seek_needs_exactly_one_valid_target(docs, operator, kwargs):
+    with pytest.raises(ApplicationError) as refused:
+        subscription_seek_request(actor=operator, workload_class=docs, confirm=True, **kwargs)
+    assert refused.value.status == 400
+
+
+def test_seek_to_a_time_redelivers_what_was_published_after_it(queue, docs, operator):
+    _publish(queue, docs, b"before")
+    assert len(waiting(queue, docs)) == 1
+    moment = timezone.now()
+    _publish(queue, docs, b"after-1", b"after-2")
+    assert len(waiting(queue, docs)) == 2  # processed (acked)
+    action = subscription_seek_request(
+        actor=operator, workload_class=docs, to_time=moment, confirm=True, reason="bad deploy", enqueue=False
+    )
+    assert action.parameters["effect"].startswith("Seek ")
+    done = _run(action)
+    assert done.state == ActionState.SUCCEEDED
+    assert sorted(m.data for m in waiting(queue, docs)) == [b"after-1", b"after-2"]
+    assert AuditEvent.objects.filter(action="action.seek.request", actor=operator).exists()
+
+
+def test_a_snapshot_before_a_deploy_and_a_seek_back_to_it(queue, docs, operator):
+    _publish(queue, docs, b"pending-at-snapshot")
+    snapshot = _run(snapshot_create_request(actor=operator, workload_class=docs, name="before-deploy-7", enqueue=False))
+    assert snapshot.state == ActionState.SUCCEEDED
+    [step] = snapshot.steps.all()
+    assert step.result["name"].endswith("/snapshots/before-deploy-7") and step.result["expire_time"]
+    _publish(queue, docs, b"after-deploy")
+    assert len(waiting(queue, docs)) == 2  # the bad deploy "processed" both
+    seek = subscription_seek_request(
+        actor=operator, workload_class=docs, snapshot="before-deploy-7", confirm=True, enqueue=False
+    )
+    assert _run(seek).state == ActionState.SUCCEEDED
+    assert sorted(m.data for m in waiting(queue, docs)) == [b"after-deploy", b"pending-at-snapshot"]
+
+
+def test_a_snapshot_gets_a_default_name_and_a_taken_name_fails_readably(docs, operator):
+    first = snapshot_create_request(actor=operator, workload_class=docs, enqueue=False)
+    assert first.parameters["name"].startswith("before-deploy-doc-jobs-")
+    assert _run(first).state == ActionState.SUCCEEDED
+    again = _run(snapshot_create_request(actor=operator, workload_class=docs, name=first.parameters["name"]))
+    assert again.state == ActionState.FAILED and "already exists" in again.error
+
+
+def test_seeking_to_a_missing_snapshot_fails_readably(docs, operator):
+    action = subscription_seek_request(
+        actor=operator, workload_class=docs, snapshot="never-taken", confirm=True, enqueue=False
+    )
+    done = _run(action)
+    assert done.state == ActionState.FAILED and "does not exist" in done.error
+
+
+def test_a_seek_to_the_future_acks_the_backlog(queue, docs, operator):
+    _publish(queue, docs, b"backlog-1", b"backlog-2")
+    action = subscription_seek_request(
+        actor=operator, workload_class=docs, to_time=timezone.now() + timedelta(seconds=1), confirm=True
+    )
+    assert _run(action).state == ActionState.SUCCEEDED
+    assert waiting(queue, docs) == []
+
+
+def test_a_snapshot_whose_worker_died_after_taking_it_finishes_on_resume(docs, operator):
+    from workloads.models import Action
+    from workloads.services.subscriptions import SnapshotHandler
+
+    class DiesAfterTakingIt(SnapshotHandler):
+        def run_step(self, action, step):
+            super().run_step(action, step)
+            raise SystemExit  # killed before the step's result was recorded
+
+    original = engine.handler_for("snapshot")
+    engine.register_handler(DiesAfterTakingIt())
+    try:
+        action = snapshot_create_request(actor=operator, workload_class=docs, name="before-deploy-9", enqueue=False)
+        with pytest.raises(SystemExit):
+            _run(action)
+    finally:
+        engine.register_handler(original)
+    Action.objects.filter(pk=action.pk).update(heartbeat_at=timezone.now() - engine.STALE_AFTER * 2)
+    done = _run(action)
+    assert done.state == ActionState.SUCCEEDED and done.attempts == 2
+    assert "already existed" in done.steps.get().result["note"]

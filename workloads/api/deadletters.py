@@ -1,0 +1,436 @@
+"""REST API v1: dead-letter triage, replays, triage rules, seek and snapshots.
+
+Reads are for viewers; every change needs the operator role. The endpoints call the same services
+as the UI's buttons.
+"""
+
+import django_filters
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import generics, mixins, serializers, status, viewsets
+from rest_framework.decorators import action as route
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.roles import Role
+from workloads.api.actions import ActionSerializer
+from workloads.api.serializers import StrictModelSerializer, StrictSerializer
+from workloads.models import Action, ActionKind, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
+from workloads.selectors.deadletters import TREND_HOURS, dead_letter_groups
+from workloads.services import deadletters as services
+from workloads.services import subscriptions as subscription_services
+from workloads.services import triage as triage_services
+from workloads.services.actions import action_cancel
+
+
+# --- Dead letters -------------------------------------------------------------------------------------
+class DeadLetterSerializer(serializers.ModelSerializer):
+    workload_class = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    replay_action = serializers.PrimaryKeyRelatedField(read_only=True)
+    triage_rule = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = DeadLetter
+        fields = [
+            "id",
+            "workload_class",
+            "message_id",
+            "last_message_id",
+            "status",
+            "idempotency_key",
+            "error_type",
+            "error_message",
+            "error_signature",
+            "delivery_attempts",
+            "replay_count",
+            "dead_letter_count",
+            "first_seen",
+            "last_seen",
+            "payload_size",
+            "payload_truncated",
+            "replayed_message_id",
+            "replayed_at",
+            "replay_action",
+            "discarded_by_label",
+            "discarded_at",
+            "discard_reason",
+            "held_at",
+            "triage_rule",
+            "triaged_at",
+            "edited_by_label",
+            "edited_at",
+        ]
+        read_only_fields = fields
+
+
+@extend_schema_field({"description": "The payload as JSON (payload_format json); null otherwise."})
+class AnyJsonField(serializers.JSONField):
+    pass
+
+
+class DeadLetterDetailSerializer(DeadLetterSerializer):
+    payload = AnyJsonField(read_only=True)
+    edited_payload = AnyJsonField(read_only=True)
+
+    class Meta(DeadLetterSerializer.Meta):
+        fields = [
+            *DeadLetterSerializer.Meta.fields,
+            "payload_format",
+            "payload",
+            "payload_text",
+            "attributes",
+            "ordering_key",
+            "edited_payload",
+        ]
+        read_only_fields = fields
+
+
+class DeadLetterFilterSet(django_filters.FilterSet):
+    workload_class = django_filters.CharFilter(field_name="workload_class__slug")
+    status = django_filters.MultipleChoiceFilter(choices=DeadLetterStatus.choices)
+    seen_after = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte")
+    seen_before = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt")
+
+    class Meta:
+        model = DeadLetter
+        fields = ["error_signature", "error_type", "idempotency_key", "message_id"]
+
+
+class SelectionSerializer(StrictSerializer):
+    """Which dead letters of one class: `ids`, or a filter (signature, type, time range)."""
+
+    workload_class = serializers.SlugRelatedField(slug_field="slug", queryset=WorkloadClass.objects.all())
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, max_length=services.MAX_SELECTED_IDS
+    )
+    error_signature = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    error_type = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    seen_after = serializers.DateTimeField(required=False, help_text="On last seen, inclusive.")
+    seen_before = serializers.DateTimeField(required=False, help_text="On last seen, exclusive.")
+    statuses = serializers.ListField(
+        child=serializers.ChoiceField(choices=DeadLetterStatus.choices),
+        required=False,
+        allow_empty=False,
+        help_text="With a filter: which statuses it selects (default: new).",
+    )
+
+    def validate(self, attrs):
+        filters = ("error_signature", "error_type", "seen_after", "seen_before")
+        if attrs.get("ids") and any(attrs.get(k) for k in filters):
+            raise serializers.ValidationError({"ids": "Give either ids or a filter, not both."})
+        if attrs.get("seen_after") and attrs.get("seen_before") and attrs["seen_after"] >= attrs["seen_before"]:
+            raise serializers.ValidationError({"seen_after": "seen_after must be before seen_before."})
+        return attrs
+
+    def selection(self) -> services.DeadLetterFilter:
+        data = self.validated_data
+        return services.DeadLetterFilter(
+            workload_class=data["workload_class"],
+            ids=tuple(data.get("ids") or ()),
+            error_signature=data.get("error_signature", ""),
+            error_type=data.get("error_type", ""),
+            seen_after=data.get("seen_after"),
+            seen_before=data.get("seen_before"),
+            statuses=tuple(data.get("statuses") or services.REPLAYABLE_BY_DEFAULT),
+        )
+
+
+class DiscardInputSerializer(SelectionSerializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class DiscardOutputSerializer(serializers.Serializer):
+    discarded = serializers.IntegerField()
+
+
+class EditAndReplayInputSerializer(StrictSerializer):
+    payload = serializers.JSONField(help_text="The corrected payload; validated against the class's schema.")
+    velocity = serializers.FloatField(required=False, allow_null=True)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The dead-letter mirror. Rows are never deleted: discarding keeps them with their status."""
+
+    queryset = DeadLetter.objects.select_related("workload_class")
+    read_role = Role.VIEWER
+    write_role = Role.OPERATOR
+    filterset_class = DeadLetterFilterSet
+    search_fields = ["message_id", "idempotency_key", "error_type", "error_message"]
+    ordering_fields = ["last_seen", "first_seen", "replay_count", "dead_letter_count"]
+    ordering = ["-last_seen", "-id"]
+
+    def get_serializer_class(self):
+        return DeadLetterDetailSerializer if self.action == "retrieve" else DeadLetterSerializer
+
+    @extend_schema(request=DiscardInputSerializer, responses=DiscardOutputSerializer)
+    @route(detail=False, methods=["post"])
+    def discard(self, request):
+        """Discard the selected dead letters (ids, or a filter; an empty filter is refused)."""
+        params = DiscardInputSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        count = services.dead_letters_discard(
+            actor=request.user, selection=params.selection(), reason=params.validated_data.get("reason", "")
+        )
+        return Response({"discarded": count})
+
+    @extend_schema(request=EditAndReplayInputSerializer, responses={202: ActionSerializer})
+    @route(detail=True, methods=["post"], url_path="edit-and-replay")
+    def edit_and_replay(self, request, pk=None):
+        """Replay this dead letter with a corrected payload; the original payload is kept."""
+        params = EditAndReplayInputSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        action = services.dead_letter_edit_and_replay(
+            actor=request.user,
+            dead_letter=self.get_object(),
+            payload=data["payload"],
+            velocity=data.get("velocity"),
+            reason=data.get("reason", ""),
+        )
+        return Response(ActionSerializer(action).data, status=status.HTTP_202_ACCEPTED)
+
+
+# --- Groups ---------------------------------------------------------------------------------------------
+class DeadLetterGroupSerializer(serializers.Serializer):
+    workload_class = serializers.CharField()
+    error_signature = serializers.CharField()
+    error_type = serializers.CharField()
+    sample_error_message = serializers.CharField()
+    count = serializers.IntegerField()
+    new_count = serializers.IntegerField()
+    held_count = serializers.IntegerField()
+    first_seen = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    trend = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text=f"Dead letters last seen in each of the past {TREND_HOURS} hours (UTC), oldest first.",
+    )
+
+
+class DeadLetterGroupListView(generics.GenericAPIView):
+    """Dead letters grouped by class and error signature, most recent first, with counts and a
+    24-hour trend. Takes the dead-letter list's filters."""
+
+    read_role = Role.VIEWER
+    queryset = DeadLetter.objects.all()
+    filterset_class = DeadLetterFilterSet
+    serializer_class = DeadLetterGroupSerializer
+
+    def get(self, request):
+        rows = self.filter_queryset(self.get_queryset())
+        groups = dead_letter_groups(now=timezone.now(), rows=rows)
+        page = self.paginate_queryset(groups)
+        return self.get_paginated_response(DeadLetterGroupSerializer(page, many=True).data)
+
+    # Only the field filters: search and ordering apply to rows, not to groups.
+    filter_backends = [DjangoFilterBackend]
+
+
+# --- Replays --------------------------------------------------------------------------------------------
+class ReplayInputSerializer(SelectionSerializer):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=120)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    velocity = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text=f"Messages per second, {services.MIN_REPLAY_VELOCITY} to {services.MAX_REPLAY_VELOCITY:g} "
+        f"(default {services.DEFAULT_REPLAY_VELOCITY:g}).",
+    )
+    dry_run = serializers.BooleanField(default=False, help_text="Plan only: publish nothing, create nothing.")
+
+
+class ReplayPreviewSerializer(serializers.Serializer):
+    matching = serializers.IntegerField()
+    replayable = serializers.IntegerField()
+    refused_loop_guard = serializers.IntegerField()
+    refused_truncated = serializers.IntegerField()
+    refused_discarded = serializers.IntegerField()
+
+
+class DryRunItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    message_id = serializers.CharField()
+    error_signature = serializers.CharField()
+    replay_count = serializers.IntegerField()
+    refusal = serializers.CharField(help_text="Why it would not be replayed; empty when it would.")
+    attributes = serializers.DictField(child=serializers.CharField(), help_text="What it would be published with.")
+
+
+class DryRunSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    preview = ReplayPreviewSerializer()
+    items = DryRunItemSerializer(many=True, help_text="The first 50 in replay order.")
+
+
+class ReplayFilter(django_filters.FilterSet):
+    workload_class = django_filters.CharFilter(field_name="workload_class__slug")
+
+    class Meta:
+        model = Action
+        fields = ["state"]
+
+
+class ReplayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Named replays of dead letters back to their class's topic, with progress and cancel.
+
+    Create one with a selection (`ids`) or a filter (signature, type, time range); an empty filter
+    is refused. `dry_run: true` reports what would be replayed and publishes nothing. Messages
+    already replayed as often as the class's `replay_limit` allows are refused (loop guard)."""
+
+    serializer_class = ActionSerializer
+    queryset = Action.objects.filter(kind=ActionKind.REPLAY).select_related("workload_class")
+    read_role = Role.VIEWER
+    write_role = Role.OPERATOR
+    filterset_class = ReplayFilter
+    search_fields = ["name", "reason", "requested_by_label"]
+    ordering_fields = ["created_at", "finished_at", "state"]
+    ordering = ["-created_at", "-id"]
+
+    @extend_schema(request=ReplayInputSerializer, responses={200: DryRunSerializer, 202: ActionSerializer})
+    def create(self, request, *args, **kwargs):
+        params = ReplayInputSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        if data["dry_run"]:
+            dry = services.replay_dry_run(selection=params.selection())
+            body = {"dry_run": True, "preview": dry.preview.__dict__, "items": [i.__dict__ for i in dry.items]}
+            return Response(DryRunSerializer(body).data)
+        action = services.replay_request(
+            actor=request.user,
+            selection=params.selection(),
+            velocity=data.get("velocity"),
+            name=data.get("name", ""),
+            reason=data.get("reason", ""),
+        )
+        return Response(ActionSerializer(action).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=SelectionSerializer, responses=ReplayPreviewSerializer)
+    @route(detail=False, methods=["post"])
+    def preview(self, request):
+        """How many dead letters a replay of this selection would publish, and how many it would refuse."""
+        params = SelectionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        return Response(services.replay_preview(selection=params.selection()).__dict__)
+
+    @extend_schema(request=None, responses=ActionSerializer)
+    @route(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Stop the replay after the message in flight; replayed messages stay replayed."""
+        return Response(ActionSerializer(action_cancel(action=self.get_object(), actor=request.user)).data)
+
+
+# --- Triage rules ---------------------------------------------------------------------------------------
+class TriageRuleSerializer(StrictModelSerializer):
+    workload_class = serializers.SlugRelatedField(
+        slug_field="slug", queryset=WorkloadClass.objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = TriageRule
+        fields = [
+            "id",
+            "name",
+            "workload_class",
+            "error_signature",
+            "attribute_pattern",
+            "action",
+            "delay_seconds",
+            "max_replays",
+            "rate_limit_per_hour",
+            "priority",
+            "enabled",
+            "last_applied_at",
+            "created_by_label",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "last_applied_at", "created_by_label", "created_at", "updated_at"]
+
+
+class TriageRuleViewSet(viewsets.ModelViewSet):
+    """Rules that replay (after a delay), discard or hold new dead letters; a beat task runs them."""
+
+    serializer_class = TriageRuleSerializer
+    queryset = TriageRule.objects.select_related("workload_class")
+    read_role = Role.VIEWER
+    write_role = Role.OPERATOR
+    filterset_fields = ["action", "enabled"]
+    search_fields = ["name", "error_signature", "attribute_pattern"]
+    ordering_fields = ["priority", "name", "created_at"]
+    ordering = ["priority", "id"]
+
+    def perform_create(self, serializer):
+        serializer.instance = triage_services.triage_rule_create(
+            actor=self.request.user, fields=serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = triage_services.triage_rule_update(
+            actor=self.request.user, rule=serializer.instance, fields=serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        triage_services.triage_rule_delete(actor=self.request.user, rule=instance)
+
+
+# --- Seek and snapshots ---------------------------------------------------------------------------------
+class SeekInputSerializer(StrictSerializer):
+    time = serializers.DateTimeField(required=False, help_text="Seek to this time (with a time zone).")
+    snapshot = serializers.CharField(required=False, max_length=255, help_text="Or to this snapshot.")
+    confirm = serializers.BooleanField(
+        default=False, help_text="Must be true: without it the answer is 400 with the effect text to confirm."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class SeekView(APIView):
+    """Seek the class's whole subscription to a time or a snapshot (needs `confirm: true`)."""
+
+    read_role = Role.VIEWER
+    write_role = Role.OPERATOR
+
+    @extend_schema(request=SeekInputSerializer, responses={202: ActionSerializer})
+    def post(self, request, slug: str):
+        workload_class = get_object_or_404(WorkloadClass, slug=slug)
+        params = SeekInputSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        action = subscription_services.subscription_seek_request(
+            actor=request.user,
+            workload_class=workload_class,
+            to_time=data.get("time"),
+            snapshot=data.get("snapshot", ""),
+            confirm=data["confirm"],
+            reason=data.get("reason", ""),
+        )
+        return Response(ActionSerializer(action).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SnapshotInputSerializer(StrictSerializer):
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=255, help_text="Default: before-deploy-<class>-<time>."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class SnapshotView(APIView):
+    """Take a named snapshot of the class's subscription (e.g. before a deploy), to seek back to."""
+
+    read_role = Role.VIEWER
+    write_role = Role.OPERATOR
+
+    @extend_schema(request=SnapshotInputSerializer, responses={202: ActionSerializer})
+    def post(self, request, slug: str):
+        workload_class = get_object_or_404(WorkloadClass, slug=slug)
+        params = SnapshotInputSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        action = subscription_services.snapshot_create_request(
+            actor=request.user,
+            workload_class=workload_class,
+            name=params.validated_data.get("name", ""),
+            reason=params.validated_data.get("reason", ""),
+        )
+        return Response(ActionSerializer(action).data, status=status.HTTP_202_ACCEPTED)

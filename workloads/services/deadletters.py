@@ -1,0 +1,680 @@
+"""Dead letters: the mirror sync, discard, and redrive (replay) with preview, dry run and edit.
+
+Mirror. `dead_letters_sync` peeks each class's dead-letter subscription, upserts the batch into
+`DeadLetter` rows in one transaction, and acks the batch there only after that commit. A crash (or
+a failed write) before the ack leaves the messages in the subscription; the next sync sees the
+same message ids and upserts nothing twice. A replayed message carries `cp-replay-of` (the row's
+first dead-letter message id), so when it fails again its new dead-letter copy updates that row
+(count, last seen, error) instead of making a new one.
+
+Replay. A named replay is an Action of kind `replay` whose steps are dead-letter rows. Each step,
+in one transaction, locks its row, checks the loop guard, republishes one message to the class's
+topic (original attributes without the dead-letter and error ones, the idempotency key, the replay
+counter plus one) and marks the row replayed with the new message id.
+
+- Local provider: the publish is a row insert on the same database connection, so it commits or
+  rolls back together with the step's record: a crash at any point publishes each message exactly
+  once.
+- Pub/Sub: the publish cannot join the transaction. A worker that dies after Pub/Sub accepted the
+  message but before the step committed leaves the step pending, and the resumed action publishes
+  that one message again (at most one duplicate per crash, with the same idempotency key). The
+  worker kit acks a message whose idempotency key already completed without running its handler,
+  and its result rows are unique per key for successes, so the duplicate is absorbed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, DataError, transaction
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from workloads.errors import ApplicationError, NotFoundError
+from workloads.ingestion import canonical_json, normalize_and_validate
+from workloads.models import (
+    Action,
+    ActionKind,
+    ActionStep,
+    DeadLetter,
+    DeadLetterStatus,
+    PayloadFormat,
+    WorkloadClass,
+)
+from workloads.models.deadletters import PAYLOAD_LIMIT_BYTES
+from workloads.providers import get_providers
+from workloads.providers.base import (
+    ATTR_ATTEMPTS,
+    ATTR_ERROR_MESSAGE,
+    ATTR_ERROR_SIGNATURE,
+    ATTR_ERROR_TYPE,
+    ATTR_IDEMPOTENCY_KEY,
+    ATTR_REPLAY_COUNT,
+    ATTR_REPLAY_OF,
+    DEAD_LETTER_DELIVERY_COUNT,
+    OutboundMessage,
+    ProviderError,
+    ReceivedMessage,
+)
+from workloads.providers.specs import queue_spec
+from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
+from workloads.services.audit import audit_event_record
+
+logger = logging.getLogger(__name__)
+
+SYNC_BATCH = 100
+SYNC_MAX_BATCHES = 20  # per class and tick: a huge backlog drains over several ticks
+# Dead letters that Pub/Sub itself forwarded after max delivery attempts (the backstop for a
+# worker that crashed) carry none of the worker kit's cp-error-* attributes.
+BACKSTOP_ERROR_TYPE = "MaxDeliveryAttempts"
+BACKSTOP_ERROR_MESSAGE = (
+    "Delivered {attempts} times without being acknowledged; Pub/Sub moved it to the dead-letter topic "
+    "(the worker crashed or timed out before it could record an error)."
+)
+# Never carried over to a replayed message: they describe the failure, not the work.
+ERROR_ATTRIBUTES = frozenset({ATTR_ERROR_TYPE, ATTR_ERROR_MESSAGE, ATTR_ERROR_SIGNATURE, ATTR_ATTEMPTS})
+DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
+
+DEFAULT_REPLAY_VELOCITY = 50.0  # messages per second
+MIN_REPLAY_VELOCITY, MAX_REPLAY_VELOCITY = 0.1, 1000.0
+MAX_SELECTED_IDS = 1000
+REPLAYABLE_BY_DEFAULT = (DeadLetterStatus.NEW,)
+
+
+def fallback_signature(error_type: str) -> str:
+    """Signature of a dead letter that came without one (the Pub/Sub backstop): all such copies
+    of a class group together."""
+    return hashlib.sha256(f"{error_type}:".encode()).hexdigest()[:16]
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(str(value).strip()))
+    except (TypeError, ValueError):
+        return 0
+
+
+# --- The mirror ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Payload:
+    format: str
+    payload: Any
+    text: str
+    size: int
+    truncated: bool
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON that a database can store")
+
+
+def _utf8(data: bytes, *, cut: bool) -> str | None:
+    """Decode UTF-8; when the body was cut, up to 3 trailing bytes may be half a character."""
+    for trim in range(4 if cut else 1):
+        try:
+            return data[: len(data) - trim].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+# jsonb refuses the NUL escape and unpaired surrogate escapes; JSON with any of them is kept as text.
+_JSONB_UNSAFE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _stored_payload(data: bytes, *, binary: bool = False) -> _Payload:
+    """How a message body is kept: JSON when it parses (and fits), else text, else base64
+    (`binary` forces base64: the fallback when a database refused the other forms)."""
+    data = bytes(data)
+    size = len(data)
+    truncated = size > PAYLOAD_LIMIT_BYTES
+    kept = data[:PAYLOAD_LIMIT_BYTES]
+    text = None if binary else _utf8(kept, cut=truncated)
+    if text is None or "\x00" in text:
+        # PostgreSQL text cannot hold NUL bytes; base64 keeps binary bodies byte for byte.
+        return _Payload(PayloadFormat.BASE64, None, base64.b64encode(kept).decode(), size, truncated)
+    if not truncated and not _JSONB_UNSAFE.search(text):
+        try:
+            return _Payload(PayloadFormat.JSON, json.loads(text, parse_constant=_reject_constant), "", size, False)
+        except ValueError:
+            pass
+    return _Payload(PayloadFormat.TEXT, None, text, size, truncated)
+
+
+def _text(value: str) -> str:
+    # Pub/Sub strings may hold NUL characters; PostgreSQL text and jsonb cannot.
+    return value.replace("\x00", "\ufffd")
+
+
+def _mirror_fields(message: ReceivedMessage) -> dict:
+    attributes = {_text(name): _text(value) for name, value in message.attributes.items()}
+    error_type = attributes.get(ATTR_ERROR_TYPE, "").strip()
+    attempts = _int(attributes.get(ATTR_ATTEMPTS)) or _int(attributes.get(DEAD_LETTER_DELIVERY_COUNT))
+    if error_type:
+        error_message = attributes.get(ATTR_ERROR_MESSAGE, "")
+    else:
+        error_type = BACKSTOP_ERROR_TYPE
+        error_message = BACKSTOP_ERROR_MESSAGE.format(attempts=attempts or "several")
+    signature = attributes.get(ATTR_ERROR_SIGNATURE, "").strip()[:64] or fallback_signature(error_type)
+    return {
+        "attributes": attributes,
+        "ordering_key": _text(message.ordering_key)[:1024],
+        "idempotency_key": attributes.get(ATTR_IDEMPOTENCY_KEY, "")[:255],
+        "delivery_attempts": attempts,
+        "error_type": error_type[:200],
+        "error_message": error_message,
+        "error_signature": signature,
+        "replay_count": _int(attributes.get(ATTR_REPLAY_COUNT)),
+    }
+
+
+def _mirror_batch(
+    workload_class: WorkloadClass, messages: list[ReceivedMessage], *, now: datetime, binary: bool = False
+) -> int:
+    """Upsert one peeked batch in one transaction; returns how many rows were created or updated."""
+    unique: dict[str, ReceivedMessage] = {}
+    for message in messages:
+        unique.setdefault(message.message_id, message)
+    ids = list(unique)
+    refs = {m.attributes.get(ATTR_REPLAY_OF, "") for m in unique.values()} - {""}
+    changed = 0
+    with transaction.atomic():
+        rows = list(
+            DeadLetter.objects.select_for_update()
+            .filter(workload_class=workload_class)
+            .filter(Q(message_id__in=[*ids, *refs]) | Q(last_message_id__in=ids))
+        )
+        by_first_id = {row.message_id: row for row in rows}
+        mirrored = {row.message_id for row in rows} | {row.last_message_id for row in rows}
+        creates = []
+        for message_id, message in unique.items():
+            if message_id in mirrored:
+                continue  # mirrored before, but its ack was lost: nothing new to record
+            fields = _mirror_fields(message)
+            seen = message.publish_time or now
+            row = by_first_id.get(message.attributes.get(ATTR_REPLAY_OF, ""))
+            if row is not None:
+                # A replay of this row failed again: same row, one more time in the queue.
+                for name, value in fields.items():
+                    setattr(row, name, value)
+                row.replay_count = max(row.replay_count, fields["replay_count"])
+                row.last_message_id = message_id
+                row.last_seen = max(row.last_seen, seen)
+                row.dead_letter_count += 1
+                row.mirrored_at = now
+                if row.status != DeadLetterStatus.DISCARDED:
+                    row.status = DeadLetterStatus.NEW
+                row.save()
+            else:
+                payload = _stored_payload(message.data, binary=binary)
+                creates.append(
+                    DeadLetter(
+                        workload_class=workload_class,
+                        message_id=message_id,
+                        last_message_id=message_id,
+                        payload_format=payload.format,
+                        payload=payload.payload,
+                        payload_text=payload.text,
+                        payload_size=payload.size,
+                        payload_truncated=payload.truncated,
+                        first_seen=seen,
+                        last_seen=seen,
+                        mirrored_at=now,
+                        **fields,
+                    )
+                )
+            mirrored.add(message_id)
+            changed += 1
+        # ignore_conflicts: a concurrent sync that leased the same copy after a lease expiry
+        # already wrote it.
+        DeadLetter.objects.bulk_create(creates, ignore_conflicts=True)
+    return changed
+
+
+def dead_letters_sync(
+    *,
+    now: datetime,
+    workload_classes: list[WorkloadClass] | None = None,
+    batch_size: int = SYNC_BATCH,
+    max_batches: int = SYNC_MAX_BATCHES,
+) -> dict[str, int]:
+    """Beat tick: mirror every class's dead letters, then ack them. Call outside a transaction
+    (the ack must follow the commit). Returns {slug: messages mirrored}; a class whose queue
+    cannot be read (resources not ensured yet, permission denied) is logged and skipped."""
+    queue = get_providers().queue
+    classes = workload_classes if workload_classes is not None else list(WorkloadClass.objects.order_by("slug"))
+    counts: dict[str, int] = {}
+    for workload_class in classes:
+        spec = queue_spec(workload_class)
+        total = 0
+        try:
+            for _ in range(max_batches):
+                messages = queue.peek_dead_letters(spec, max_messages=batch_size)
+                if not messages:
+                    break
+                try:
+                    _mirror_batch(workload_class, messages, now=now)
+                except DataError:
+                    # A body the database refused in a form we did not foresee: keep it as base64
+                    # rather than let one message stop the class's mirror for good.
+                    logger.warning("dead-letter sync of %s: storing a batch's payloads as base64", workload_class.slug)
+                    _mirror_batch(workload_class, messages, now=now, binary=True)
+                # Only now, with the rows committed: a failure above leaves the messages where they were.
+                queue.ack_dead_letters(spec, [m.ack_id for m in messages])
+                total += len(messages)
+                if len(messages) < batch_size:
+                    break
+        except ProviderError as exc:
+            logger.warning("dead-letter sync of %s stopped: %s", workload_class.slug, exc.message)
+        except DatabaseError:
+            logger.exception("dead-letter sync of %s failed to write the mirror; nothing acked", workload_class.slug)
+        counts[workload_class.slug] = total
+    return counts
+
+
+# --- Filters, preview and dry run --------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters of one class a replay or a discard acts on. `ids` is an explicit
+    selection; otherwise a signature, an error type or a time range (on last seen) must be given."""
+
+    workload_class: WorkloadClass
+    error_signature: str = ""
+    error_type: str = ""
+    seen_after: datetime | None = None
+    seen_before: datetime | None = None
+    statuses: tuple[str, ...] = REPLAYABLE_BY_DEFAULT
+    ids: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.ids or self.error_signature or self.error_type or self.seen_after or self.seen_before)
+
+    def describe(self) -> str:
+        if self.ids:
+            return f"{len(self.ids)} selected"
+        parts = []
+        if self.error_signature:
+            parts.append(f"signature {self.error_signature}")
+        if self.error_type:
+            parts.append(f"type {self.error_type}")
+        if self.seen_after:
+            parts.append(f"seen after {self.seen_after.isoformat()}")
+        if self.seen_before:
+            parts.append(f"seen before {self.seen_before.isoformat()}")
+        return ", ".join(parts) + f" ({'/'.join(self.statuses)})"
+
+    def as_parameters(self) -> dict:
+        if self.ids:
+            return {"ids": list(self.ids)}
+        return {
+            "error_signature": self.error_signature,
+            "error_type": self.error_type,
+            "seen_after": self.seen_after.isoformat() if self.seen_after else None,
+            "seen_before": self.seen_before.isoformat() if self.seen_before else None,
+            "statuses": list(self.statuses),
+        }
+
+    @classmethod
+    def from_parameters(cls, workload_class: WorkloadClass, parameters: dict) -> DeadLetterFilter:
+        if parameters.get("ids"):
+            return cls(workload_class=workload_class, ids=tuple(int(i) for i in parameters["ids"]))
+        return cls(
+            workload_class=workload_class,
+            error_signature=parameters.get("error_signature") or "",
+            error_type=parameters.get("error_type") or "",
+            seen_after=parse_datetime(parameters["seen_after"]) if parameters.get("seen_after") else None,
+            seen_before=parse_datetime(parameters["seen_before"]) if parameters.get("seen_before") else None,
+            statuses=tuple(parameters.get("statuses") or REPLAYABLE_BY_DEFAULT),
+        )
+
+    def queryset(self) -> QuerySet[DeadLetter]:
+        if self.is_empty:
+            raise ApplicationError(
+                "Choose dead letters by signature, error type, time range or selection: an empty filter would "
+                "act on the whole dead-letter queue, and is refused.",
+                code="empty_filter",
+                status=400,
+            )
+        rows = DeadLetter.objects.filter(workload_class=self.workload_class)
+        if self.ids:
+            # An explicit selection may include held or replayed rows; discarded ones are refused per row.
+            return rows.filter(pk__in=self.ids)
+        rows = rows.filter(status__in=self.statuses)
+        if self.error_signature:
+            rows = rows.filter(error_signature=self.error_signature)
+        if self.error_type:
+            rows = rows.filter(error_type=self.error_type)
+        if self.seen_after:
+            rows = rows.filter(last_seen__gte=self.seen_after)
+        if self.seen_before:
+            rows = rows.filter(last_seen__lt=self.seen_before)
+        return rows
+
+
+def _check_selection(selection: DeadLetterFilter) -> None:
+    if len(selection.ids) > MAX_SELECTED_IDS:
+        raise ApplicationError(
+            f"Select at most {MAX_SELECTED_IDS} dead letters at once, or use a filter.", code="too_many", status=400
+        )
+    if selection.ids:
+        found = set(selection.queryset().values_list("pk", flat=True))
+        missing = sorted(set(selection.ids) - found)
+        if missing:
+            raise NotFoundError(
+                f"No dead letters of {selection.workload_class.slug} with ids {', '.join(map(str, missing[:20]))}."
+            )
+
+
+# Why a row cannot be replayed, in SQL (for counts) and in Python (per row, at run time).
+_LOOP_GUARD_Q = Q(replay_count__gte=F("workload_class__replay_limit"))
+_TRUNCATED_Q = Q(payload_truncated=True, edited_payload__isnull=True)
+_DISCARDED_Q = Q(status=DeadLetterStatus.DISCARDED)
+
+
+def replay_refusal(row: DeadLetter, *, action: Action | None = None) -> str:
+    """Why this row cannot be replayed now ("" when it can)."""
+    if row.status == DeadLetterStatus.DISCARDED:
+        when = f" at {row.discarded_at:%Y-%m-%d %H:%M} UTC" if row.discarded_at else ""
+        by = row.discarded_by_label or "system"
+        return f"It was discarded by {by}{when}; discarded dead letters are kept, not replayed."
+    if action is not None and row.status == DeadLetterStatus.REPLAYED:
+        if row.replay_action_id == action.pk:
+            return f"It was already replayed by this replay (as message {row.replayed_message_id})."
+        if row.replayed_at and row.replayed_at >= action.created_at:
+            # Two overlapping replays of one message: the later one must not publish it again.
+            return f"It was replayed by replay #{row.replay_action_id} after this replay was requested."
+    limit = row.workload_class.replay_limit
+    if row.replay_count >= limit:
+        return (
+            f"It has been replayed {row.replay_count} times and {row.workload_class.slug} allows {limit} "
+            "(loop guard): fix the cause or edit the payload of a new message instead."
+        )
+    if row.payload_truncated and row.edited_payload is None:
+        return (
+            f"Its payload ({row.payload_size} bytes) was cut at {PAYLOAD_LIMIT_BYTES // 1024} KiB when mirrored: "
+            "edit and replay it, or seek the subscription."
+        )
+    return ""
+
+
+@dataclass(frozen=True)
+class ReplayPreview:
+    matching: int
+    replayable: int
+    refused_loop_guard: int
+    refused_truncated: int
+    refused_discarded: int
+
+
+def replay_preview(*, selection: DeadLetterFilter) -> ReplayPreview:
+    """How many dead letters the filter selects and how many of them a replay would publish."""
+    counts = selection.queryset().aggregate(
+        matching=Count("pk"),
+        replayable=Count("pk", filter=~(_LOOP_GUARD_Q | _TRUNCATED_Q | _DISCARDED_Q)),
+        loop_guard=Count("pk", filter=_LOOP_GUARD_Q & ~_DISCARDED_Q),
+        truncated=Count("pk", filter=_TRUNCATED_Q & ~_LOOP_GUARD_Q & ~_DISCARDED_Q),
+        discarded=Count("pk", filter=_DISCARDED_Q),
+    )
+    return ReplayPreview(
+        matching=counts["matching"],
+        replayable=counts["replayable"],
+        refused_loop_guard=counts["loop_guard"],
+        refused_truncated=counts["truncated"],
+        refused_discarded=counts["discarded"],
+    )
+
+
+@dataclass
+class DryRunItem:
+    id: int
+    message_id: str
+    error_signature: str
+    replay_count: int
+    refusal: str = ""
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass
+class DryRun:
+    preview: ReplayPreview
+    items: list[DryRunItem]  # the first `limit` rows in replay order, with what would be published
+
+
+def replay_dry_run(*, selection: DeadLetterFilter, limit: int = 50) -> DryRun:
+    """Plan a replay without publishing or writing anything: what would be replayed, in order,
+    with the attributes each message would carry, and why the others would be refused."""
+    _check_selection(selection)
+    preview = replay_preview(selection=selection)
+    rows = selection.queryset().select_related("workload_class").order_by("last_seen", "pk")[:limit]
+    items = []
+    for row in rows:
+        refusal = replay_refusal(row)
+        items.append(
+            DryRunItem(
+                id=row.pk,
+                message_id=row.message_id,
+                error_signature=row.error_signature,
+                replay_count=row.replay_count,
+                refusal=refusal,
+                attributes={} if refusal else replay_message(row).attributes,
+            )
+        )
+    return DryRun(preview=preview, items=items)
+
+
+# --- Replay ------------------------------------------------------------------------------------------
+def _payload_bytes(row: DeadLetter) -> bytes:
+    if row.edited_payload is not None:
+        return canonical_json(row.edited_payload).encode()
+    if row.payload_format == PayloadFormat.JSON:
+        # Ingestion publishes canonical JSON, so this is byte for byte what was dead-lettered.
+        return canonical_json(row.payload).encode()
+    if row.payload_format == PayloadFormat.BASE64:
+        return base64.b64decode(row.payload_text)
+    return row.payload_text.encode()
+
+
+def replay_message(row: DeadLetter) -> OutboundMessage:
+    """The message a replay publishes for this row."""
+    attributes = {
+        name: value
+        for name, value in row.attributes.items()
+        if name not in ERROR_ATTRIBUTES and not name.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)
+    }
+    if row.idempotency_key:
+        attributes[ATTR_IDEMPOTENCY_KEY] = row.idempotency_key
+    attributes[ATTR_REPLAY_COUNT] = str(row.replay_count + 1)
+    attributes[ATTR_REPLAY_OF] = row.message_id
+    return OutboundMessage(data=_payload_bytes(row), attributes=attributes, ordering_key=row.ordering_key)
+
+
+def _velocity(velocity: float | None) -> float:
+    value = DEFAULT_REPLAY_VELOCITY if velocity is None else float(velocity)
+    if not MIN_REPLAY_VELOCITY <= value <= MAX_REPLAY_VELOCITY:
+        raise ApplicationError(
+            f"The velocity must be {MIN_REPLAY_VELOCITY} to {MAX_REPLAY_VELOCITY:g} messages per second.",
+            code="invalid_velocity",
+            status=400,
+        )
+    return value
+
+
+def replay_request(
+    *,
+    actor,
+    selection: DeadLetterFilter,
+    velocity: float | None = None,
+    name: str = "",
+    reason: str = "",
+    not_before: datetime | None = None,
+    enqueue: bool = True,
+) -> Action:
+    """Start a named replay of the selected dead letters (refused when nothing would be replayed)."""
+    velocity = _velocity(velocity)
+    _check_selection(selection)
+    preview = replay_preview(selection=selection)
+    if preview.replayable == 0:
+        raise ApplicationError(
+            f"Nothing to replay: {preview.matching} dead letters match, none of them replayable "
+            f"({preview.refused_loop_guard} past the replay limit, {preview.refused_truncated} truncated, "
+            f"{preview.refused_discarded} discarded).",
+            code="nothing_to_replay",
+            extra={"preview": preview.__dict__},
+        )
+    workload_class = selection.workload_class
+    name = name or f"Replay {workload_class.slug}: {selection.describe()}"
+    return action_request(
+        kind=ActionKind.REPLAY,
+        actor=actor,
+        reason=reason,
+        workload_class=workload_class,
+        target=workload_class.topic,
+        name=name,
+        parameters={
+            "filter": selection.as_parameters(),
+            "velocity": velocity,
+            "preview": preview.__dict__,
+        },
+        not_before=not_before,
+        enqueue=enqueue,
+    )
+
+
+@transaction.atomic
+def dead_letter_edit_and_replay(
+    *,
+    actor,
+    dead_letter: DeadLetter,
+    payload,
+    velocity: float | None = None,
+    reason: str = "",
+    enqueue: bool = True,
+) -> Action:
+    """Keep an operator's corrected payload next to the original and replay it. The payload is
+    normalized and validated against the class's schema first (invalid: 400 with field errors)."""
+    row = DeadLetter.objects.select_for_update().select_related("workload_class").get(pk=dead_letter.pk)
+    checked = normalize_and_validate(payload, row.workload_class.payload_schema)
+    if not checked.ok:
+        raise ApplicationError(
+            "The edited payload does not match the class's schema.",
+            code="validation_error",
+            status=400,
+            extra={"errors": {f"payload.{e.field}" if e.field else "payload": [e.message] for e in checked.errors}},
+        )
+    before = row.edited_payload
+    row.edited_payload = checked.payload
+    row.edited_by = actor if actor is not None and actor.pk else None
+    row.edited_by_label = actor.get_username() if actor is not None else "system"
+    row.edited_at = timezone.now()
+    refusal = replay_refusal(row)
+    if refusal:
+        raise ApplicationError(f"Dead letter {row.pk} cannot be replayed: {refusal}", code="not_replayable")
+    row.save(update_fields=["edited_payload", "edited_by", "edited_by_label", "edited_at"])
+    audit_event_record(
+        actor=actor,
+        action="dead_letter.edit",
+        target=row,
+        target_repr=f"dead letter {row.message_id}",
+        changes={"edited_payload": [before, row.edited_payload]},
+        workload_class_slug=row.workload_class.slug,
+        extra={"reason": reason},
+    )
+    selection = DeadLetterFilter(workload_class=row.workload_class, ids=(row.pk,))
+    return replay_request(
+        actor=actor,
+        selection=selection,
+        velocity=velocity,
+        name=f"Edit and replay {row.workload_class.slug} {row.message_id}",
+        reason=reason,
+        enqueue=enqueue,
+    )
+
+
+class ReplayHandler(ActionHandler):
+    kind = ActionKind.REPLAY
+    # The publish and the row's "replayed" mark commit together (on the local provider, truly).
+    atomic_steps = True
+
+    def step_interval(self, action: Action) -> float:
+        velocity = action.parameters.get("velocity")
+        return 1.0 / float(velocity) if velocity else 0.0
+
+    def plan(self, action: Action) -> list[PlannedStep]:
+        if action.workload_class is None:
+            raise ApplicationError("The class of this replay was deleted.")
+        selection = DeadLetterFilter.from_parameters(action.workload_class, action.parameters.get("filter") or {})
+        rows = selection.queryset()
+        if not selection.ids:
+            # What matched when it was asked for: rows arriving later are a new decision.
+            rows = rows.filter(last_seen__lte=action.created_at)
+        return [
+            PlannedStep(key=message_id, payload={"dead_letter_id": pk})
+            for pk, message_id in rows.order_by("last_seen", "pk").values_list("pk", "message_id")
+        ]
+
+    def run_step(self, action: Action, step: ActionStep) -> dict:
+        row = (
+            DeadLetter.objects.select_for_update(of=("self",))
+            .select_related("workload_class")
+            .filter(pk=step.payload["dead_letter_id"])
+            .first()
+        )
+        if row is None:
+            raise ApplicationError("The dead letter no longer exists (its class was deleted).")
+        refusal = replay_refusal(row, action=action)
+        if refusal:
+            raise ApplicationError(refusal)
+        message = replay_message(row)
+        [message_id] = get_providers().queue.republish(queue_spec(row.workload_class), [message])
+        now = timezone.now()
+        DeadLetter.objects.filter(pk=row.pk).update(
+            status=DeadLetterStatus.REPLAYED,
+            replayed_message_id=message_id,
+            replayed_at=now,
+            replay_action=action,
+            replay_count=row.replay_count + 1,
+        )
+        return {"message_id": message_id, "replay_count": row.replay_count + 1, "edited": row.is_edited}
+
+    def finish(self, action: Action) -> None:
+        Action.objects.filter(pk=action.pk).update(
+            result={**action.result, "replayed": action.progress_done, "refused": action.progress_failed}
+        )
+
+
+register_handler(ReplayHandler())
+
+
+# --- Discard -------------------------------------------------------------------------------------------
+@transaction.atomic
+def dead_letters_discard(*, actor, selection: DeadLetterFilter, reason: str = "") -> int:
+    """Mark the selected dead letters discarded (rows stay, for the audit trail); returns how many.
+    One UPDATE, so any number of rows is discarded atomically."""
+    _check_selection(selection)
+    rows = selection.queryset().exclude(status=DeadLetterStatus.DISCARDED)
+    ids = list(rows.select_for_update().values_list("pk", flat=True))
+    now = timezone.now()
+    count = DeadLetter.objects.filter(pk__in=ids).update(
+        status=DeadLetterStatus.DISCARDED,
+        discarded_by=actor if actor is not None and actor.pk else None,
+        discarded_by_label=actor.get_username() if actor is not None else "system",
+        discarded_at=now,
+        discard_reason=reason,
+    )
+    audit_event_record(
+        actor=actor,
+        action="dead_letter.discard",
+        target_repr=f"{count} dead letters of {selection.workload_class.slug}",
+        workload_class_slug=selection.workload_class.slug,
+        extra={"filter": selection.as_parameters(), "count": count, "ids": ids[:200], "reason": reason},
+    )
+    return count

@@ -1,0 +1,153 @@
+"""Seek a class's subscription to a time or a snapshot, and take named snapshots.
+
+Both are actions (kinds `seek` and `snapshot`) with one step each. A seek acts on the WHOLE
+subscription, not on dead letters: it is refused unless the caller confirms, and the refusal
+carries the effect text to show in that confirmation. Re-running a seek after a crash seeks to the
+same point again, which is harmless beyond what the first seek already did (messages processed
+in between are delivered again; the worker kit skips completed idempotency keys).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from workloads.errors import ApplicationError
+from workloads.models import Action, ActionKind, ActionStep, WorkloadClass
+from workloads.providers import get_providers
+from workloads.providers.base import ProviderError
+from workloads.providers.specs import queue_spec
+from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
+from workloads.validation import PUBSUB_ID
+
+SNAPSHOT_ID = re.compile(rf"^{PUBSUB_ID}$")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def seek_effect(*, workload_class: WorkloadClass, to_time: datetime | None = None, snapshot: str = "") -> str:
+    """What a seek does, in words, for the confirmation."""
+    subscription = workload_class.subscription
+    if to_time is not None:
+        return (
+            f"Seek {subscription} to {_when(to_time)}: every message published after {_when(to_time)} becomes "
+            "undelivered again, including ones already processed; every earlier one is marked acknowledged. "
+            "This affects the whole subscription, not only dead letters."
+        )
+    return (
+        f"Seek {subscription} to snapshot {snapshot}: every message that was unacknowledged when the snapshot was "
+        "taken, or published after it, becomes undelivered again, including ones already processed; every other "
+        "message is marked acknowledged. This affects the whole subscription, not only dead letters."
+    )
+
+
+def _check_snapshot_id(name: str) -> None:
+    if not SNAPSHOT_ID.match(name):
+        raise ApplicationError(
+            f"{name!r} is not a valid snapshot name: 3-255 letters, digits or - _ . ~ + %, starting with a letter "
+            "(not with 'goog').",
+            code="invalid_snapshot",
+            status=400,
+        )
+
+
+def subscription_seek_request(
+    *,
+    actor,
+    workload_class: WorkloadClass,
+    to_time: datetime | None = None,
+    snapshot: str = "",
+    confirm: bool = False,
+    reason: str = "",
+    enqueue: bool = True,
+) -> Action:
+    """Seek the class's subscription. Without `confirm` it is refused with the effect text."""
+    if (to_time is None) == (not snapshot):
+        raise ApplicationError("Give either a time or a snapshot to seek to.", code="invalid_seek", status=400)
+    if to_time is not None and timezone.is_naive(to_time):
+        raise ApplicationError("The time must carry a time zone (e.g. ...Z).", code="invalid_seek", status=400)
+    if snapshot:
+        _check_snapshot_id(snapshot)
+    effect = seek_effect(workload_class=workload_class, to_time=to_time, snapshot=snapshot)
+    if not confirm:
+        raise ApplicationError(
+            f"Confirm this seek (confirm: true). {effect}",
+            code="confirmation_required",
+            status=400,
+            extra={"effect": effect},
+        )
+    return action_request(
+        kind=ActionKind.SEEK,
+        actor=actor,
+        reason=reason,
+        workload_class=workload_class,
+        target=workload_class.subscription,
+        name=f"Seek {workload_class.slug} to {snapshot or _when(to_time)}",
+        parameters={"to_time": to_time.isoformat() if to_time else None, "snapshot": snapshot, "effect": effect},
+        enqueue=enqueue,
+    )
+
+
+def snapshot_create_request(
+    *, actor, workload_class: WorkloadClass, name: str = "", reason: str = "", enqueue: bool = True
+) -> Action:
+    """Take a named snapshot of the class's subscription (default name: before-deploy-<slug>-<time>)."""
+    name = name or f"before-deploy-{workload_class.slug}-{timezone.now():%Y%m%d-%H%M%S}"
+    _check_snapshot_id(name)
+    return action_request(
+        kind=ActionKind.SNAPSHOT,
+        actor=actor,
+        reason=reason or "Snapshot before deploy.",
+        workload_class=workload_class,
+        target=workload_class.subscription,
+        name=f"Snapshot {name}",
+        parameters={"name": name},
+        enqueue=enqueue,
+    )
+
+
+def _class_of(action: Action) -> WorkloadClass:
+    if action.workload_class is None:
+        raise ApplicationError("The class of this action was deleted.")
+    return action.workload_class
+
+
+class SeekHandler(ActionHandler):
+    kind = ActionKind.SEEK
+
+    def plan(self, action: Action) -> list[PlannedStep]:
+        return [PlannedStep(key=_class_of(action).subscription, payload=dict(action.parameters))]
+
+    def run_step(self, action: Action, step: ActionStep) -> dict:
+        spec = queue_spec(_class_of(action))
+        if step.payload.get("snapshot"):
+            get_providers().queue.seek(spec, to_snapshot=step.payload["snapshot"])
+            return {"snapshot": step.payload["snapshot"]}
+        get_providers().queue.seek(spec, to_time=parse_datetime(step.payload["to_time"]))
+        return {"to_time": step.payload["to_time"]}
+
+
+class SnapshotHandler(ActionHandler):
+    kind = ActionKind.SNAPSHOT
+
+    def plan(self, action: Action) -> list[PlannedStep]:
+        return [PlannedStep(key=action.parameters["name"], payload={"name": action.parameters["name"]})]
+
+    def run_step(self, action: Action, step: ActionStep) -> dict:
+        try:
+            info = get_providers().queue.create_snapshot(queue_spec(_class_of(action)), step.payload["name"])
+        except ProviderError as exc:
+            if exc.code == "ALREADY_EXISTS" and action.attempts > 1:
+                # An earlier attempt of this very action created it and died before recording so.
+                return {"name": step.payload["name"], "note": "already existed when this attempt resumed"}
+            raise
+        return {"name": info.name, "expire_time": info.expire_time.isoformat() if info.expire_time else None}
+
+
+register_handler(SeekHandler())
+register_handler(SnapshotHandler())
