@@ -48,7 +48,8 @@ class ChartDefinition:
     unit: str
     series: tuple[tuple[str, str], ...]  # (telemetry series name, legend label)
     slo_kind: str | None = None  # draw this SLO's threshold as a horizontal line
-    per_minute: bool = False  # counters: shown per minute, so every range reads the same way
+    # Counters are drawn as a rate per this many seconds, so every range (and step) reads the same.
+    rate_per: int | None = None
 
 
 CHART_DEFINITIONS = (
@@ -68,10 +69,10 @@ CHART_DEFINITIONS = (
         "Throughput and failures",
         "per_min",
         (("completed", "Completed"), ("failed", "Failed")),
-        per_minute=True,
+        rate_per=60,
     ),
     ChartDefinition("instances", "Instances", "instances", (("instances", "Instances"),)),
-    ChartDefinition("cost", "Cost", "currency", (("cost", "Cost"),)),
+    ChartDefinition("cost", "Cost per hour", "currency", (("cost", "Cost per hour"),), rate_per=3600),
 )
 
 # Audit actions as they read on a chart marker or a timeline; unknown actions show their code.
@@ -222,7 +223,7 @@ def build_charts(
     # The last step may be cut short by the range's end: it is a rate over what it covers, so the
     # right edge of a throughput chart does not dip just because the step is still filling.
     series_end = _epoch(series.end)
-    minutes = [max(60, min(series.step_seconds, series_end - t)) / 60 for t in series.timestamps]
+    covered = [max(60, min(series.step_seconds, series_end - t)) for t in series.timestamps]
     charts = []
     for definition in CHART_DEFINITIONS:
         slo = slos.get(definition.slo_kind) if definition.slo_kind else None
@@ -232,16 +233,14 @@ def build_charts(
         lines = []
         for name, label in definition.series:
             values = series.values.get(name, [])
-            if definition.per_minute:
-                values = [None if v is None else v / span for v, span in zip(values, minutes, strict=True)]
+            if definition.rate_per:
+                per = definition.rate_per
+                values = [None if v is None else v * per / span for v, span in zip(values, covered, strict=True)]
             lines.append({"label": label, "values": list(values)})
-        title = definition.title
-        if definition.key == "cost":
-            title = f"Cost per {seconds_label(series.step_seconds)}"
         charts.append(
             Chart(
                 key=definition.key,
-                title=title,
+                title=definition.title,
                 unit=currency if definition.unit == "currency" else definition.unit,
                 start=series.start,
                 end=max(end or series.end, series.end),

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from dashboards.charts import action_label, seconds_label, slo_summary
 from dashboards.diffs import readable_changes
 from workloads.models import SloKind
+from workloads.telemetry.slo import ALERT_WINDOWS, window_label
 
 register = template.Library()
 
@@ -42,7 +43,13 @@ def money(amount, currency: str = "USD") -> str:
         return ""
     amount = Decimal(str(amount))
     symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency)
-    text = f"{amount:,.2f}" if abs(amount) >= 1 or amount == 0 else f"{amount:.4f}".rstrip("0")
+    if abs(amount) >= 1 or amount == 0:
+        text = f"{amount:,.2f}"
+    else:
+        # Per-job and per-record prices are tiny: keep two significant digits rather than
+        # rounding them away ($0.000039, not $0.).
+        places = max(4, -amount.adjusted() + 1)
+        text = f"{amount:.{places}f}".rstrip("0")
     return f"{symbol}{text}" if symbol else f"{text} {currency}"
 
 
@@ -212,3 +219,12 @@ def elapsed_since(end, start) -> str:
     if not end or not start:
         return ""
     return seconds_label(max(0.0, (end - start).total_seconds()))
+
+
+@register.filter
+def burn_windows(card) -> list[tuple[str, float]]:
+    """An SLO card's burn rates as (window, rate), shortest window first (the stored JSON keeps
+    no order)."""
+    rates = card.burn_rates
+    order = [window_label(seconds) for seconds in ALERT_WINDOWS]
+    return sorted(rates.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))

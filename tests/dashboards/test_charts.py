@@ -52,7 +52,7 @@ def test_thresholds_come_from_the_slos_and_units_from_the_rates(db):
     assert charts["latency"].threshold == {"value": 0.25, "label": "SLO p99.5 < 250 ms"}
     assert charts["backlog"].threshold is None
     assert charts["cost"].unit == "EUR" and charts["queue-age"].unit == "s"
-    assert charts["cost"].title == "Cost per 60 min"  # per step, and the step says how long
+    assert charts["cost"].title == "Cost per hour"  # a rate, whatever the step
     assert [s["label"] for s in charts["latency"].series] == ["p50", "p95", "p99"]
     assert [s["label"] for s in charts["backlog"].series] == ["Undelivered", "Dead letters"]
 
@@ -162,7 +162,9 @@ def test_labels_read_naturally():
 
 def test_a_last_step_cut_short_by_the_range_end_is_a_rate_over_what_it_covers(db):
     wc = WorkloadClassFactory()
-    detail = _detail(wc, step=7200, completed=[240.0, 240.0, 60.0])  # 2-hour steps; the last one is 1 hour
+    # 2-hour steps; the last one covers 1 hour.
+    detail = _detail(wc, step=7200, completed=[240.0, 240.0, 60.0], cost=[2.0, 2.0, 0.5])
     detail.series.timestamps = [int(START.timestamp()) + n * 7200 for n in range(2)] + [int(END.timestamp()) - 3600]
-    throughput = next(c for c in build_charts(workload_class=wc, detail=detail, markers=[]) if c.key == "throughput")
-    assert throughput.series[0]["values"] == [2.0, 2.0, 1.0]
+    charts = {c.key: c for c in build_charts(workload_class=wc, detail=detail, markers=[])}
+    assert charts["throughput"].series[0]["values"] == [2.0, 2.0, 1.0]  # per minute
+    assert charts["cost"].series[0]["values"] == [1.0, 1.0, 0.5]  # per hour
