@@ -72,7 +72,8 @@ def test_htmx_gets_only_the_charts_for_the_chosen_range(ui_client, viewer, demo_
     response = ui_client(viewer).get(URL + "?range=7d", headers=HX)
     html = response.content.decode().strip()
     assert response.status_code == 200
-    assert html.startswith('<div id="class-charts">')
+    assert html.startswith('<div id="class-charts" hx-get="/classes/document-processing/?range=7d"')
+    assert 'hx-trigger="every 60s"' in html.splitlines()[0]  # the charts follow new rollups
     assert "<html" not in html and "Settings" not in html and 'aria-label="Main"' not in html
     assert re.search(r'href="\?range=7d"[^>]*aria-current="true"', html)
     assert "last 7 days" in html
