@@ -1,20 +1,24 @@
 """The class detail charts: which charts exist, their time ranges, and the JSON each one embeds
 for `static/js/charts.js` (rendered with `json_script` by `dashboards/partials/chart.html`).
 
+The numbers come from `workloads.selectors.telemetry.class_telemetry` (rollups, a bounded number
+of steps per range); this module only decides how they are drawn.
+
 JSON shape (one chart):
     {"title": str, "unit": "s" | "count" | "per_min" | "instances" | <ISO currency>,
      "start": epoch s, "end": epoch s, "x": [epoch s, ...],
      "series": [{"label": str, "values": [float | null, ...]}],     # aligned with x
      "threshold": {"value": float, "label": str} | null,            # e.g. the SLO line
-     "markers": [{"t": epoch s, "label": str, "when": str}],        # actions on the time axis
+     "markers": [{"t": epoch s, "label": str, "when": str, "kind": "action" | "change"}],
      "fetched_at": ISO 8601 | null, "newest_sample_at": ISO 8601 | null}
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from workloads.models import AuditEvent, Slo, SloKind, WorkloadClass
-from workloads.selectors.fleet import ClassSeries
+from workloads.models import Action, AuditEvent, Slo, SloKind, WorkloadClass
+from workloads.selectors.telemetry import CHART_RANGES as TELEMETRY_RANGES
+from workloads.selectors.telemetry import ClassDetailTelemetry
 
 
 @dataclass(frozen=True)
@@ -22,16 +26,12 @@ class ChartRange:
     key: str
     label: str
     span: timedelta
-    step_seconds: int  # keeps every range at a few hundred points at most
+    step_seconds: int  # the telemetry selector's step: a few hundred points at most
 
 
-CHART_RANGES = (
-    ChartRange("1h", "1 hour", timedelta(hours=1), 60),
-    ChartRange("6h", "6 hours", timedelta(hours=6), 60),
-    ChartRange("24h", "24 hours", timedelta(hours=24), 300),
-    ChartRange("7d", "7 days", timedelta(days=7), 3600),
-    ChartRange("30d", "30 days", timedelta(days=30), 3600),
-)
+_RANGE_LABELS = {"1h": "1 hour", "6h": "6 hours", "24h": "24 hours", "7d": "7 days", "30d": "30 days"}
+# Spans and steps are the telemetry selector's, so the page and the API agree on every range.
+CHART_RANGES = tuple(ChartRange(key, _RANGE_LABELS[key], span, step) for key, (span, step) in TELEMETRY_RANGES.items())
 RANGES_BY_KEY = {r.key: r for r in CHART_RANGES}
 DEFAULT_RANGE = "6h"
 
@@ -46,13 +46,17 @@ class ChartDefinition:
     key: str
     title: str
     unit: str
-    series: tuple[tuple[str, str], ...]  # (series key in ClassSeries.values, legend label)
+    series: tuple[tuple[str, str], ...]  # (telemetry series name, legend label)
     slo_kind: str | None = None  # draw this SLO's threshold as a horizontal line
+    # Counters are drawn as a rate per this many seconds, so every range (and step) reads the same.
+    rate_per: int | None = None
 
 
 CHART_DEFINITIONS = (
-    ChartDefinition("queue-age", "Queue age", "s", (("queue_age", "Oldest unacked"),), SloKind.QUEUE_AGE),
-    ChartDefinition("backlog", "Backlog", "count", (("backlog", "Undelivered"), ("dead_letters", "Dead letters"))),
+    ChartDefinition("queue-age", "Queue age", "s", (("oldest_unacked_age", "Oldest unacked"),), SloKind.QUEUE_AGE),
+    ChartDefinition(
+        "backlog", "Backlog", "count", (("backlog", "Undelivered"), ("dead_letter_backlog", "Dead letters"))
+    ),
     ChartDefinition(
         "latency",
         "Completion latency",
@@ -61,16 +65,21 @@ CHART_DEFINITIONS = (
         SloKind.COMPLETION_LATENCY,
     ),
     ChartDefinition(
-        "throughput", "Throughput and failures", "per_min", (("completed", "Completed"), ("failed", "Failed"))
+        "throughput",
+        "Throughput and failures",
+        "per_min",
+        (("completed", "Completed"), ("failed", "Failed")),
+        rate_per=60,
     ),
     ChartDefinition("instances", "Instances", "instances", (("instances", "Instances"),)),
-    ChartDefinition("cost", "Cost", "currency", (("cost", "Cost per step"),)),
+    ChartDefinition("cost", "Cost per hour", "currency", (("cost", "Cost per hour"),), rate_per=3600),
 )
 
-# Audit actions as they read on a chart marker; unknown actions show their code.
+# Audit actions as they read on a chart marker or a timeline; unknown actions show their code.
 ACTION_LABELS = {
     "workload_class.create": "class created",
     "workload_class.update": "settings changed",
+    "workload_class.delete": "class deleted",
 }
 
 
@@ -105,6 +114,10 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def _when(moment: datetime) -> str:
+    return f"{moment:%a %d %b %H:%M} UTC"
+
+
 @dataclass
 class Chart:
     key: str
@@ -133,7 +146,7 @@ class Chart:
         parts = []
         for s in self.series:
             latest = next((v for v in reversed(s["values"]) if v is not None), None)
-            parts.append(f"{s['label']} latest {latest:g}" if latest is not None else f"{s['label']} no data")
+            parts.append(f"{s['label']} latest {latest:.4g}" if latest is not None else f"{s['label']} no data")
         if self.threshold:
             parts.append(self.threshold["label"])
         return f"{self.title}: " + "; ".join(parts)
@@ -153,44 +166,86 @@ class Chart:
         }
 
 
+QUICK_ACTION = timedelta(minutes=2)
+
+
+def chart_markers(*, actions: list[Action], changes: list[AuditEvent], start: datetime, end: datetime) -> list[dict]:
+    """Markers for the time axis, oldest first: each action where it was requested (and where it
+    ended, when that is in range and later), each configuration change where it happened."""
+    markers = []
+    for action in actions:
+        who = action.requested_by_label
+        name = action.get_kind_display().lower()
+        state = action.get_state_display().lower()
+        # A quick action gets one marker saying how it ended; a long one marks both ends.
+        quick = action.finished_at is not None and action.finished_at - action.created_at < QUICK_ACTION
+        if start <= action.created_at <= end:
+            markers.append(
+                {
+                    "t": _epoch(action.created_at),
+                    "label": f"{name} #{action.pk} ({who}, {state})",
+                    "when": _when(action.created_at),
+                    "kind": "action",
+                }
+            )
+        if action.finished_at is not None and not quick and start <= action.finished_at <= end:
+            markers.append(
+                {
+                    "t": _epoch(action.finished_at),
+                    "label": f"{name} #{action.pk} {state}",
+                    "when": _when(action.finished_at),
+                    "kind": "action",
+                }
+            )
+    for event in changes:
+        if start <= event.occurred_at <= end:
+            markers.append(
+                {
+                    "t": _epoch(event.occurred_at),
+                    "label": f"{action_label(event.action)} ({event.actor_label})",
+                    "when": _when(event.occurred_at),
+                    "kind": "change",
+                }
+            )
+    markers.sort(key=lambda m: (m["t"], m["label"]))
+    return markers
+
+
 def build_charts(
-    *,
-    workload_class: WorkloadClass,
-    series: ClassSeries,
-    events: list[AuditEvent],
-    start: datetime,
-    end: datetime,
+    *, workload_class: WorkloadClass, detail: ClassDetailTelemetry, markers: list[dict], end: datetime | None = None
 ) -> list[Chart]:
-    """One Chart per definition, from the class's series, SLOs (threshold lines) and audit events
-    (markers). Uses the prefetched SLOs and cost rates: no queries."""
-    slos = {slo.kind: slo for slo in workload_class.slos.all()}
+    """One Chart per definition from the class's telemetry: series, SLO threshold lines, markers.
+    The time axis runs to `end` (default: the series' end), so markers up to now fit on it.
+    Reads only what `detail` and the class (with its cost rates) already hold: no queries."""
+    series = detail.series
+    slos = {card.slo.kind: card.slo for card in detail.slo_cards}
     currency = workload_class.cost_rates.currency if workload_class.cost_rates else "USD"
-    markers = [
-        {
-            "t": _epoch(e.occurred_at),
-            "label": f"{action_label(e.action)} ({e.actor_label})",
-            "when": f"{e.occurred_at:%a %d %b %H:%M} UTC",
-        }
-        for e in sorted(events, key=lambda e: e.occurred_at)
-        if start <= e.occurred_at <= end
-    ]
+    # The last step may be cut short by the range's end: it is a rate over what it covers, so the
+    # right edge of a throughput chart does not dip just because the step is still filling.
+    series_end = _epoch(series.end)
+    covered = [max(60, min(series.step_seconds, series_end - t)) for t in series.timestamps]
     charts = []
     for definition in CHART_DEFINITIONS:
         slo = slos.get(definition.slo_kind) if definition.slo_kind else None
         threshold = None
         if slo is not None and slo.threshold_seconds is not None:
             threshold = {"value": slo.threshold_seconds, "label": f"SLO {slo_summary(slo)}"}
+        lines = []
+        for name, label in definition.series:
+            values = series.values.get(name, [])
+            if definition.rate_per:
+                per = definition.rate_per
+                values = [None if v is None else v * per / span for v, span in zip(values, covered, strict=True)]
+            lines.append({"label": label, "values": list(values)})
         charts.append(
             Chart(
                 key=definition.key,
                 title=definition.title,
                 unit=currency if definition.unit == "currency" else definition.unit,
-                start=start,
-                end=end,
-                x=list(series.x),
-                series=[
-                    {"label": label, "values": list(series.values.get(key, []))} for key, label in definition.series
-                ],
+                start=series.start,
+                end=max(end or series.end, series.end),
+                x=list(series.timestamps),
+                series=lines,
                 threshold=threshold,
                 markers=markers,
                 fetched_at=series.fetched_at,

@@ -26,7 +26,7 @@ NAV_ITEMS = (
     NavItem("Schedules", "dashboards:schedules", Role.VIEWER),
     NavItem("Cost", "dashboards:cost", Role.VIEWER),
     NavItem("Compare", "dashboards:compare", Role.VIEWER),
-    NavItem("Actions", "dashboards:actions", Role.VIEWER),
+    NavItem("Actions", "dashboards:actions", Role.VIEWER, ("dashboards:action-detail",)),
     NavItem("Audit", "dashboards:audit", Role.VIEWER),
     NavItem("API docs", "api-docs", Role.VIEWER),
     NavItem("Admin", "admin:index", Role.ADMIN),

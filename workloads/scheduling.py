@@ -72,7 +72,7 @@ class BoundsChange:
     bounds: InstanceBounds  # what holds from `at` on
 
 
-def _window_edges(policies, start: datetime, end: datetime) -> list[datetime]:
+def window_edges(policies, start: datetime, end: datetime) -> list[datetime]:
     """Every instant in (start, end] where one of the enabled windows opens or closes."""
     edges = set()
     for policy in policies:
@@ -96,7 +96,7 @@ def next_bounds_change(workload_class, policies, at: datetime, *, horizon: timed
     windows, or windows that hand over to the same numbers: the pool would not notice)."""
     policies = list(policies)
     current = instance_bounds(workload_class, policies, at)
-    for edge in _window_edges(policies, at, at + horizon):
+    for edge in window_edges(policies, at, at + horizon):
         bounds = instance_bounds(workload_class, policies, edge)
         if (bounds.min_instances, bounds.max_instances) != (current.min_instances, current.max_instances):
             return BoundsChange(at=edge, bounds=bounds)

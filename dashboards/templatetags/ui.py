@@ -1,5 +1,6 @@
 """Formatting for dense dashboards: durations, counts and money in few characters."""
 
+import json
 from decimal import Decimal
 
 from django import template
@@ -7,7 +8,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from dashboards.charts import action_label, seconds_label, slo_summary
+from dashboards.diffs import readable_changes
 from workloads.models import SloKind
+from workloads.telemetry.slo import ALERT_WINDOWS, window_label
 
 register = template.Library()
 
@@ -40,7 +43,13 @@ def money(amount, currency: str = "USD") -> str:
         return ""
     amount = Decimal(str(amount))
     symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency)
-    text = f"{amount:,.2f}" if abs(amount) >= 1 or amount == 0 else f"{amount:.4f}".rstrip("0")
+    if abs(amount) >= 1 or amount == 0:
+        text = f"{amount:,.2f}"
+    else:
+        # Per-job and per-record prices are tiny: keep two significant digits rather than
+        # rounding them away ($0.000039, not $0.).
+        places = max(4, -amount.adjusted() + 1)
+        text = f"{amount:.{places}f}".rstrip("0")
     return f"{symbol}{text}" if symbol else f"{text} {currency}"
 
 
@@ -112,3 +121,110 @@ def event_detail(event) -> str:
 @register.filter
 def audit_action(action: str) -> str:
     return action_label(action)
+
+
+@register.filter
+def slo_kind_label(kind) -> str:
+    """'queue_age' -> 'Queue age (oldest unacked message)'."""
+    try:
+        return SloKind(kind).label
+    except ValueError:
+        return str(kind or "")
+
+
+@register.filter
+def clamp_percent(value) -> float:
+    """For a <meter>: an overspent budget (-40 %) still draws as empty, not as an error."""
+    if value is None or value == "":
+        return 0.0
+    return max(0.0, min(100.0, float(value)))
+
+
+@register.simple_tag
+def budget_text(card) -> str:
+    """What is left of an SLO's budget in its own units: minutes for queue age, jobs otherwise."""
+    status = card.status
+    if status is None:
+        return ""
+
+    def amount(value: float) -> str:
+        if card.unit == "minutes":
+            return seconds_label(abs(value) * 60)
+        return f"{abs(value):,.0f}"
+
+    noun = "" if card.unit == "minutes" else " jobs"
+    if status.budget_allowed <= 0:
+        return "no budget yet: no traffic in the window"
+    if status.budget_remaining < 0:
+        return f"overspent by {amount(status.budget_remaining)}{noun} (of {amount(status.budget_allowed)}{noun})"
+    return f"{amount(status.budget_remaining)} of {amount(status.budget_allowed)}{noun} left"
+
+
+@register.filter
+def burn_class(rate) -> str:
+    """A burn rate's colour: the page thresholds (6x, 14.4x) are bad, anything above 1x is a warning."""
+    if rate is None or rate == "":
+        return ""
+    rate = float(rate)
+    if rate >= 6:
+        return "count-bad"
+    if rate > 1:
+        return "count-warn"
+    return ""
+
+
+@register.filter
+def readable_diff(changes):
+    return readable_changes(changes)
+
+
+@register.filter
+def hours(seconds) -> str:
+    """Instance-seconds as hours: 45000 -> '12.5'."""
+    if seconds is None or seconds == "":
+        return ""
+    return f"{float(seconds) / 3600:,.1f}"
+
+
+@register.filter
+def add_money(amount, other):
+    """Decimal addition for templates (Django's `add` filter goes through int())."""
+    return Decimal(str(amount or 0)) + Decimal(str(other or 0))
+
+
+@register.filter
+def json_text(value) -> str:
+    """A JSON value in one line, for the audit log's extra fields."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+
+
+@register.filter
+def burn(rate) -> str:
+    """A burn rate in few characters: 1000 -> '1000×', 14.4 -> '14.4×', 0.523 -> '0.52×'."""
+    if rate is None or rate == "":
+        return ""
+    rate = float(rate)
+    if rate >= 100:
+        return f"{rate:.0f}×"
+    if rate >= 10:
+        return f"{rate:.1f}×"
+    return f"{rate:.2g}×" if rate else "0×"
+
+
+@register.filter
+def elapsed_since(end, start) -> str:
+    """How long from `start` to `end`, to the second for short spans ('12 s', '3.5 min')."""
+    if not end or not start:
+        return ""
+    return seconds_label(max(0.0, (end - start).total_seconds()))
+
+
+@register.filter
+def burn_windows(card) -> list[tuple[str, float]]:
+    """An SLO card's burn rates as (window, rate), shortest window first (the stored JSON keeps
+    no order)."""
+    rates = card.burn_rates
+    order = [window_label(seconds) for seconds in ALERT_WINDOWS]
+    return sorted(rates.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))

@@ -6,7 +6,7 @@
  *     <script type="application/json" id="chart-data-queue-age">{...}</script>
  *   </figure>
  * JSON: {title, unit, start, end, x: [epoch s], series: [{label, values}], threshold: {value, label} | null,
- *        markers: [{t, label}], fetched_at, newest_sample_at}   (see dashboards/charts.py)
+ *        markers: [{t, label, kind: "action" | "change"}], fetched_at, newest_sample_at}   (see dashboards/charts.py)
  *
  * Draws every [data-chart] on load and in content htmx swaps in, follows the container's width,
  * redraws in the other palette when the system switches between light and dark, and writes
@@ -30,6 +30,7 @@
       grid: cssVar("--grid", "rgba(127,127,127,.18)"),
       threshold: cssVar("--bad", "#c0262d"),
       marker: cssVar("--marker", "#7a5af8"),
+      change: cssVar("--change", "#0f766e"),
       series: [1, 2, 3, 4].map(function (i) { return cssVar("--chart-" + i, "#2457c5"); }),
     };
   }
@@ -154,9 +155,11 @@
       markers.forEach(function (marker, i) {
         if (marker.t < min || marker.t > max) return;
         var x = Math.round(u.valToPos(marker.t, "x", true));
-        ctx.strokeStyle = colors.marker;
+        // Actions dashed in one colour, configuration changes (deploy-like) solid in another.
+        var colour = marker.kind === "change" ? colors.change : colors.marker;
+        ctx.strokeStyle = colour;
         ctx.lineWidth = 1 * px;
-        ctx.setLineDash([2 * px, 3 * px]);
+        ctx.setLineDash(marker.kind === "change" ? [] : [2 * px, 3 * px]);
         ctx.beginPath();
         ctx.moveTo(x, top);
         ctx.lineTo(x, bottom);
@@ -166,7 +169,7 @@
         var label = marker.label.length > 28 ? marker.label.slice(0, 27) + "…" : marker.label;
         var y = top + 2 * px + (i % 3) * 13 * px;
         var flipped = x + ctx.measureText(label).width + 8 * px > u.bbox.left + u.bbox.width;
-        ctx.fillStyle = colors.marker;
+        ctx.fillStyle = colour;
         ctx.beginPath();
         ctx.arc(x, top, 3 * px, 0, 2 * Math.PI);
         ctx.fill();
@@ -300,5 +303,6 @@
   window.ControlPlaneCharts = {
     render: render, initAll: initAll, redrawAll: redrawAll, format: format, ageText: ageText,
     count: function () { return charts.size; },
+    plotFor: function (container) { var entry = charts.get(container); return entry ? entry.plot : null; },
   };
 })();

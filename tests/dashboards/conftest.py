@@ -1,6 +1,8 @@
 import pytest
 from django.test import Client
 
+from tests.dashboards.helpers import feed_demo_telemetry, registered_steps_handler
+
 HX = {"HX-Request": "true"}
 
 
@@ -22,3 +24,21 @@ def demo_fleet(db):
     from workloads.services.demo import seed_demo_fleet
 
     seed_demo_fleet()
+
+
+@pytest.fixture
+def polled_fleet(demo_fleet):
+    """The demo fleet with three hours of telemetry: one healthy class, one breaching its queue-age
+    SLO (with a paging alert), one whose metrics stopped (stale) and one never polled."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    feed_demo_telemetry(now)
+    return now
+
+
+@pytest.fixture
+def steps_handler():
+    """Registers the test action kind (tests.dashboards.helpers.StepsHandler) for the test."""
+    with registered_steps_handler():
+        yield

@@ -10,9 +10,8 @@ import time_machine
 from django.test import Client
 
 from tests.dashboards.conftest import HX
+from tests.dashboards.helpers import BREACHED_SLUG, feed_demo_telemetry, request_steps_action
 from tests.factories import SchedulePolicyFactory, WorkloadClassFactory
-from workloads.selectors import fleet
-from workloads.selectors.fleet import ClassSeries
 
 URL = "/classes/document-processing/"
 
@@ -56,7 +55,11 @@ def test_every_role_sees_settings_slos_schedule_and_charts(request, ui_client, p
     assert html.count("No data yet") == 6
     assert "data-chart=" not in html  # nothing to draw, so no chart script runs
     assert "SLO p95 &lt; 2 min" in html  # the queue-age chart still names its threshold
-    assert "Recent actions" in html and "class created" in html
+    assert "No metrics polled for this class yet." in html
+    assert html.count('<span class="muted">not evaluated yet</span>') == 3  # SLO cards before the first evaluation
+    assert "No burn-rate alert is open." in html
+    assert "Recent actions" in html and "No actions yet" in html
+    assert "Recent changes" in html and "class created" in html
 
 
 def test_unknown_classes_are_a_404_page_that_links_back(ui_client, viewer):
@@ -69,7 +72,8 @@ def test_htmx_gets_only_the_charts_for_the_chosen_range(ui_client, viewer, demo_
     response = ui_client(viewer).get(URL + "?range=7d", headers=HX)
     html = response.content.decode().strip()
     assert response.status_code == 200
-    assert html.startswith('<div id="class-charts">')
+    assert html.startswith('<div id="class-charts" hx-get="/classes/document-processing/?range=7d"')
+    assert 'hx-trigger="every 60s"' in html.splitlines()[0]  # the charts follow new rollups
     assert "<html" not in html and "Settings" not in html and 'aria-label="Main"' not in html
     assert re.search(r'href="\?range=7d"[^>]*aria-current="true"', html)
     assert "last 7 days" in html
@@ -113,7 +117,7 @@ def test_the_schedule_shows_the_window_in_force_and_the_next_change(ui_client, v
     assert "(in 1\xa0hour): 0–3 instances, nightly window" in html
 
 
-def test_recent_actions_show_who_changed_what(ui_client, admin_user, viewer, demo_fleet):
+def test_recent_changes_show_who_changed_what(ui_client, admin_user, viewer, demo_fleet):
     from workloads.models import WorkloadClass
     from workloads.services.classes import workload_class_update
 
@@ -125,31 +129,111 @@ def test_recent_actions_show_who_changed_what(ui_client, admin_user, viewer, dem
     assert "settings changed</strong> by ada-admin" in first and "changed max instances" in first
 
 
-def test_series_from_telemetry_are_embedded_as_json_for_the_chart_script(ui_client, viewer, demo_fleet, monkeypatch):
-    # class_series is the seam telemetry fills in; give it data as rollups would.
-    def series(*, workload_class, start, end, step_seconds):
-        x = [int(start.timestamp()) + step_seconds * i for i in range(1, 4)]
-        values = {key: [None, None, None] for key in fleet.SERIES_KEYS}
-        values["queue_age"] = [12.0, None, 30.5]
-        return ClassSeries(x=x, values=values, fetched_at=end, newest_sample_at=end)
-
-    monkeypatch.setattr(fleet, "class_series", series)
-    html = ui_client(viewer).get(URL + "?range=1h").content.decode()
-    assert 'data-chart="chart-data-queue-age"' in html
-    payload = json.loads(
-        re.search(r'<script id="chart-data-queue-age" type="application/json">(.*?)</script>', html).group(1)
-    )
-    assert payload["series"] == [{"label": "Oldest unacked", "values": [12.0, None, 30.5]}]
-    assert payload["threshold"] == {"value": 120.0, "label": "SLO p95 < 2 min"}
-    assert payload["unit"] == "s" and payload["end"] - payload["start"] == 3600
-    assert payload["markers"] and payload["markers"][0]["label"] == "class created (system)"
-    assert 'aria-label="Queue age: Oldest unacked latest 30.5; SLO p95 &lt; 2 min"' in html
-    assert "data as of" in html
-    assert html.count("No data yet") == 5  # the other charts have only gaps
+def _chart_payload(html: str, key: str) -> dict:
+    found = re.search(rf'<script id="chart-data-{key}" type="application/json">(.*?)</script>', html)
+    return json.loads(found.group(1))
 
 
-def test_queries_are_bounded(ui_client, viewer, demo_fleet, django_assert_max_num_queries):
+def test_polled_telemetry_is_embedded_as_json_for_the_chart_script(ui_client, viewer, polled_fleet):
+    html = ui_client(viewer).get(f"/classes/{BREACHED_SLUG}/?range=6h").content.decode()
+    assert html.count("data-chart=") == 6 and "No data yet" not in html
+    queue_age = _chart_payload(html, "queue-age")
+    assert queue_age["threshold"] == {"value": 10.0, "label": "SLO p99 < 10 s"}
+    assert queue_age["unit"] == "s" and queue_age["end"] - queue_age["start"] >= 6 * 3600
+    assert len(queue_age["x"]) in (180, 181)  # 6 hours in 2-minute steps: bounded, whatever the history
+    values = queue_age["series"][0]["values"]
+    assert values[-1] == 40.0 and values[0] is None  # three hours of data, then the gap before it
+    assert 'aria-label="Queue age: Oldest unacked latest 40; SLO p99 &lt; 10 s"' in html
+    throughput = _chart_payload(html, "throughput")
+    assert throughput["unit"] == "per_min" and throughput["series"][0]["values"][-1] == 30.0
+    assert _chart_payload(html, "cost")["unit"] == "USD"
+    assert "one point per 2 min" in html and "Newest sample" in html
+
+
+def test_slo_cards_show_attainment_budget_burn_rates_and_alerts(ui_client, viewer, polled_fleet):
+    html = ui_client(viewer).get(f"/classes/{BREACHED_SLUG}/").content.decode()
+    card = html[html.index('id="slo-queue_age-title"') : html.index('id="slo-completion_latency-title"')]
+    assert "0.000 %</strong> · below the target" in card  # 40 s against 10 s in every minute
+    assert ">overspent</strong>" in card
+    assert "overspent by 3 h" in card  # in minutes: queue-age budgets are minutes
+    assert "exhausted</span>" in card
+    windows = re.findall(r'<th scope="col">(\w+)</th>', card)
+    assert windows == ["5m", "30m", "1h", "6h", "3d"]  # shortest first, whatever order the JSON kept
+    assert '<td class="count-bad">1000×</td>' in card
+    success = html[html.index('id="slo-success_ratio-title"') :]
+    assert "100.000 %</strong> · meets the target" in success and "jobs left" in success
+    alerts = html[html.index('id="alerts-title"') : html.index('id="charts-title"')]
+    assert alerts.count('class="alert-item') >= 2
+    assert alerts.index("alert-page") < alerts.index("alert-ticket")  # pages first
+
+
+def test_a_stale_class_says_so_above_its_charts(ui_client, viewer, polled_fleet):
+    html = ui_client(viewer).get("/classes/batch-enrichment/").content.decode()
+    assert '<p class="metric-age-note is-stale">' in html
+    assert "no new metrics since" in html and "the values are not current" in html
+
+
+def test_actions_and_config_changes_mark_the_charts(ui_client, operator, admin_user, polled_fleet, steps_handler):
+    from workloads.models import WorkloadClass
+    from workloads.services.actions import action_run
+    from workloads.services.classes import workload_class_update
+
+    wc = WorkloadClass.objects.get(slug=BREACHED_SLUG)
+    action = request_steps_action(actor=operator, items=["pool"], workload_class=wc)
+    action_run(action_id=action.pk)
+    workload_class_update(actor=admin_user, workload_class=wc, fields={"max_instances": 30})
+    html = ui_client(operator).get(f"/classes/{BREACHED_SLUG}/").content.decode()
+    markers = _chart_payload(html, "instances")["markers"]
+    assert {(m["kind"], m["label"]) for m in markers} == {
+        ("change", "class created (system)"),  # the demo fleet was seeded moments ago
+        ("change", "settings changed (ada-admin)"),
+        ("action", f"test_ui_steps #{action.pk} (otto-operator, succeeded)"),
+    }
+    assert [m["t"] for m in markers] == sorted(m["t"] for m in markers)
+    assert "3 markers on the time axis" in html
+    recent = html[html.index('id="recent-title"') :]
+    assert f'href="/actions/{action.pk}/"' in recent and "succeeded" in recent
+    assert f'href="/actions/?workload_class={BREACHED_SLUG}"' in recent
+
+
+def test_queries_do_not_grow_with_history(ui_client, viewer, demo_fleet):
+    """Three hours of minute rollups or thirty days of hourly ones: the same queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
     client = ui_client(viewer)
-    client.get(URL)
-    with django_assert_max_num_queries(12):
-        client.get(URL)
+    url = f"/classes/{BREACHED_SLUG}/?range=30d"
+    now = timezone.now()
+    feed_demo_telemetry(now, window_minutes=60)
+    client.get(url)
+    with CaptureQueriesContext(connection) as short:
+        client.get(url)
+    _add_hourly_history(BREACHED_SLUG, days=30, now=now)
+    with CaptureQueriesContext(connection) as long:
+        html = client.get(url).content.decode()
+    assert len(long.captured_queries) == len(short.captured_queries) <= 14
+    assert len(_chart_payload(html, "queue-age")["x"]) in (240, 241)  # 30 days in 3-hour steps
+
+
+def _add_hourly_history(slug, *, days, now):
+    from datetime import timedelta
+
+    from workloads.models import MetricRollup, WorkloadClass
+
+    wc = WorkloadClass.objects.get(slug=slug)
+    first = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=days)
+    MetricRollup.objects.bulk_create(
+        MetricRollup(
+            workload_class=wc,
+            resolution="hour",
+            bucket_start=first + timedelta(hours=h),
+            oldest_unacked_age_seconds=12.0,
+            backlog=10.0,
+            instances=1.0,
+            instance_seconds=3600.0,
+            completed=100,
+            fetched_at=now,
+        )
+        for h in range(days * 24 - 6)
+    )

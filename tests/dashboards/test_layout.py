@@ -21,15 +21,26 @@ def _nav(html: str) -> list[str]:
     return re.findall(r"<a [^>]*>([^<]+)</a>", nav)
 
 
+SCREENS = ["Fleet", "Schedules", "Cost", "Actions", "Audit", "API docs"]
+
+
 def test_the_navigation_follows_the_role(ui_client, viewer, operator, admin_user):
-    assert _nav(ui_client(viewer).get("/").content.decode()) == ["Fleet", "API docs"]
-    assert _nav(ui_client(operator).get("/").content.decode()) == ["Fleet", "API docs"]
-    assert _nav(ui_client(admin_user).get("/").content.decode()) == ["Fleet", "API docs", "Admin"]
+    assert _nav(ui_client(viewer).get("/").content.decode()) == SCREENS
+    assert _nav(ui_client(operator).get("/").content.decode()) == SCREENS
+    assert _nav(ui_client(admin_user).get("/").content.decode()) == [*SCREENS, "Admin"]
 
 
 @pytest.mark.urls("tests.dashboards.urls_extra")
 def test_screens_appear_in_the_navigation_once_their_url_exists(ui_client, viewer):
-    assert _nav(ui_client(viewer).get("/").content.decode()) == ["Fleet", "Dead letters", "API docs"]
+    assert _nav(ui_client(viewer).get("/").content.decode()) == ["Fleet", "Dead letters", *SCREENS[1:]]
+
+
+def test_an_action_page_belongs_to_the_actions_section(ui_client, viewer, steps_handler):
+    from tests.dashboards.helpers import request_steps_action
+
+    action = request_steps_action(actor=viewer, items=["a"])
+    html = ui_client(viewer).get(f"/actions/{action.pk}/").content.decode()
+    assert re.search(r'<a href="/actions/" aria-current="page">Actions</a>', html)
 
 
 def test_users_without_a_role_get_no_navigation(ui_client, outsider):

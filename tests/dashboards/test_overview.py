@@ -9,6 +9,7 @@ import time_machine
 from django.test import Client
 
 from tests.dashboards.conftest import HX
+from tests.dashboards.helpers import BREACHED_SLUG, HEALTHY_SLUG, SILENT_SLUG, STALE_SLUG
 from tests.factories import SchedulePolicyFactory, SloFactory, WorkloadClassFactory
 
 
@@ -122,11 +123,13 @@ def test_sort_headers_say_how_the_table_is_sorted_and_toggle(ui_client, viewer, 
 def test_live_columns_say_no_data_instead_of_inventing_zeros(ui_client, viewer, demo_fleet):
     html = ui_client(viewer).get("/?q=policy").content.decode()
     body = html[html.index('<tbody id="fleet-rows"') :]
-    row = re.search(r"<tr>.*?</tr>", body, re.S).group(0)
-    assert "No data" in row  # status
+    row = re.search(r"<tr[^>]*>.*?</tr>", body, re.S).group(0)
+    assert "No data" in row and "No metrics received yet." in row  # status, and why
     # Queue age, backlog, p95, budget, alerts, dead letters, instances and cost.
     assert row.count("no data yet</span>") == 8
-    assert "/ 10 s" in row  # the queue-age SLO comes from the registry
+    assert "no target: the scaling controller sets one" in row  # the target comes later
+    assert "/ 10 s" in row and "/ 5 s" in row  # the SLO thresholds come from the registry
+    assert 'data-col="age"' not in row  # no age before the first sample
     assert "no telemetry polled yet" in html
 
 
@@ -185,3 +188,107 @@ def test_queries_do_not_grow_with_the_number_of_classes(ui_client, viewer, djang
 
 def test_it_only_answers_get(ui_client, viewer):
     assert ui_client(viewer).post("/").status_code == 405
+
+
+def _rows(html: str) -> dict[str, str]:
+    """Each table row's HTML by class slug."""
+    body = html[html.index('<tbody id="fleet-rows"') :]
+    return {
+        re.search(r'<span class="slug">([a-z0-9-]+)</span>', tr).group(1): tr
+        for tr in re.findall(r"<tr[^>]*>.*?</tr>", body, re.S)
+    }
+
+
+def _cell(row: str, column: str) -> str:
+    cell = re.search(rf'<td[^>]*data-col="{column}"[^>]*>(.*?)</td>', row, re.S).group(1)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", cell)).strip()
+
+
+def test_live_values_after_a_poll(ui_client, viewer, polled_fleet):
+    rows = _rows(ui_client(viewer).get("/").content.decode())
+    healthy = rows[HEALTHY_SLUG]
+    assert 'class="status status-ok"' in healthy and "Within every SLO." in healthy
+    assert _cell(healthy, "queue_age") == "45 s / 2 min"
+    assert _cell(healthy, "backlog") == "1.2k"
+    assert _cell(healthy, "p95") == "2.19 s / 60 s"
+    assert _cell(healthy, "budget") == "100.0 %"
+    assert _cell(healthy, "alerts") == "0"
+    assert _cell(healthy, "dead_letters") == "3"
+    assert _cell(healthy, "instances").startswith("2 / — no target")
+    assert _cell(healthy, "cost").startswith("$")
+    assert re.search(r'data-col="age"[^>]*>data \d+(\.\d+)? s old<', healthy)
+
+
+def test_a_breached_class_is_red_with_its_reason_and_alerts(ui_client, viewer, polled_fleet):
+    row = _rows(ui_client(viewer).get("/").content.decode())[BREACHED_SLUG]
+    assert 'class="status status-breached"' in row
+    assert 'role="tooltip"' in row and "Paging:" in row  # why, on hover and focus
+    assert '<span class="status-reason" aria-hidden="true">Paging:' in row  # and in the text
+    assert 'tabindex="0" aria-describedby="status-reason-policy-evaluation"' in row
+    assert '<span class="count-bad">40 s</span>' in row  # over its 10 s SLO
+    assert _cell(row, "budget") == "overspent"
+    assert re.match(r"\d+ \d+ paging", _cell(row, "alerts"))
+
+
+def test_a_stale_class_never_looks_healthy(ui_client, viewer, polled_fleet):
+    row = _rows(ui_client(viewer).get("/").content.decode())[STALE_SLUG]
+    assert 'class="status status-stale"' in row and 'class="status status-ok"' not in row
+    assert "No new metrics for 40 min: the values shown are old." in row
+    assert "row-stale" in row  # its last values are greyed out
+    assert re.search(r'class="row-age metric-age-stale"[^>]*>data 40\.\d min old<', row)
+    assert _cell(row, "backlog") == "5k"  # still shown, as what it was
+
+
+def test_a_class_never_polled_still_has_no_data_next_to_polled_ones(ui_client, viewer, polled_fleet):
+    row = _rows(ui_client(viewer).get("/").content.decode())[SILENT_SLUG]
+    assert 'class="status status-no-data"' in row
+    assert row.count("no data yet</span>") == 8
+
+
+def test_sorting_by_live_values_puts_what_needs_attention_first(ui_client, viewer, polled_fleet):
+    client = ui_client(viewer)
+    assert _slugs(client.get("/").content.decode()) == [BREACHED_SLUG, STALE_SLUG, SILENT_SLUG, HEALTHY_SLUG]
+    by_backlog = _slugs(client.get("/?sort=-backlog").content.decode())
+    assert by_backlog == [STALE_SLUG, HEALTHY_SLUG, BREACHED_SLUG, SILENT_SLUG]  # no data last
+
+
+def test_queries_do_not_grow_with_classes_or_history(ui_client, viewer):
+    """10 classes with an hour of telemetry, then 30 classes with a day more: the same queries."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
+    from workloads.providers.base import MetricKind
+    from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+
+    def add_classes(count):
+        for _ in range(count):
+            wc = WorkloadClassFactory()
+            SloFactory(workload_class=wc, kind="queue_age", percentile=95, threshold_seconds=60)
+            SchedulePolicyFactory(workload_class=wc)
+
+    def poll(now, minutes):
+        fake = FakeMetrics()
+        fake.set(MetricKind.UNDELIVERED_MESSAGES, lambda slug, end: 5.0)
+        fake.set(MetricKind.INSTANCE_COUNT, lambda slug, end: 1.0)
+        with installed_metrics(fake):
+            metrics_poll(now=now, window_minutes=minutes)
+        slo_alerts_evaluate(now=now)
+
+    client = ui_client(viewer)
+    now = timezone.now()
+    add_classes(10)
+    poll(now, 60)
+    client.get("/")  # warm the session and the role cache
+    with CaptureQueriesContext(connection) as few:
+        client.get("/")
+    add_classes(20)
+    poll(now - timedelta(hours=2), 24 * 60)
+    poll(now, 60)
+    with CaptureQueriesContext(connection) as many:
+        html = client.get("/?sort=-backlog").content.decode()
+    assert len(_slugs(html)) == 30 and html.count("status-ok") == 30
+    assert len(many.captured_queries) == len(few.captured_queries)

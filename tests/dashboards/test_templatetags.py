@@ -29,6 +29,8 @@ def test_money_and_rates():
     assert ui.money(Decimal("1234.5"), "USD") == "$1,234.50"
     assert ui.money(Decimal("0.0042"), "EUR") == "€0.0042"
     assert ui.money(Decimal("3"), "CHF") == "3.00 CHF"
+    assert ui.money(Decimal("0.000038912"), "USD") == "$0.000039"  # tiny unit prices keep their digits
+    assert ui.money(Decimal("0.2106"), "USD") == "$0.2106"
     assert ui.rate(Decimal("0.000018000000")) == "0.000018"
 
 

@@ -1,87 +1,78 @@
 """Read side of the fleet overview and the class detail page.
 
-`fleet_rows` is the one call the overview makes: a row per class with every value the table
-shows, in a fixed number of queries whatever the number of classes. Registry values (team, tier,
-SLO thresholds, the schedule window in force) come from the database now; live telemetry comes
-from `live_values`, which answers "no data" for every class until the telemetry rollups exist.
+Live telemetry has one source: `workloads.selectors.telemetry` (the overview's per-class rows, the
+class charts' series, SLO cards and alerts). This module adds what the screens need around it:
+registry values (the schedule window in force, the next change), sorting, the actions and
+configuration changes that mark the charts' time axis, and the class's recent actions. Every
+function reads a fixed number of rows per class shown, never history.
 """
 
-import enum
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from workloads.models import AuditEvent, SchedulePolicy, Slo, SloKind, Tier, WorkloadClass
+from workloads.models import Action, AuditEvent, SchedulePolicy, Tier, WorkloadClass
 from workloads.scheduling import BoundsChange, InstanceBounds, instance_bounds, next_bounds_change
-
-
-class FleetStatus(enum.StrEnum):
-    OK = "ok"
-    AT_RISK = "at_risk"
-    BREACHED = "breached"
-    STALE = "stale"  # metrics stopped arriving: never shown as healthy
-    NO_DATA = "no_data"  # nothing polled yet
-
+from workloads.selectors import telemetry
+from workloads.selectors.telemetry import ClassStatus, ClassTelemetryRow
 
 # Worst first: sorting by status puts what needs attention at the top.
 STATUS_SEVERITY = {
-    FleetStatus.BREACHED: 0,
-    FleetStatus.AT_RISK: 1,
-    FleetStatus.STALE: 2,
-    FleetStatus.NO_DATA: 3,
-    FleetStatus.OK: 4,
+    ClassStatus.BREACHED: 0,
+    ClassStatus.AT_RISK: 1,
+    ClassStatus.STALE: 2,
+    ClassStatus.NO_DATA: 3,
+    ClassStatus.OK: 4,
 }
 TIER_RANK = {Tier.CRITICAL: 0, Tier.STANDARD: 1, Tier.DEFERRABLE: 2}
-
-
-@dataclass(frozen=True)
-class LiveValues:
-    """One class's live telemetry as the overview shows it; None means no data yet."""
-
-    status: FleetStatus = FleetStatus.NO_DATA
-    queue_age_seconds: float | None = None
-    backlog: int | None = None
-    dead_letters: int | None = None
-    p95_latency_seconds: float | None = None
-    budget_remaining_percent: float | None = None  # the worst SLO's
-    active_alerts: int | None = None
-    instances: int | None = None  # actual, as the provider reports it
-    target_instances: int | None = None  # what the control plane last set
-    drifted: bool = False  # the pool's count was changed by something else
-    cost_today: Decimal | None = None
-    newest_sample_at: datetime | None = None
-
-
-NO_LIVE_VALUES = LiveValues()
 
 
 @dataclass(frozen=True)
 class FleetRow:
     workload_class: WorkloadClass
     bounds: InstanceBounds  # the schedule window in force now (or the baseline)
-    queue_age_slo: Slo | None
-    latency_slo: Slo | None
-    live: LiveValues
+    live: ClassTelemetryRow
+    # What the control plane last asked the pool for, and whether something else changed the
+    # count since: both come from the scaling controller (a later issue); until then unknown.
+    target_instances: int | None = None
+    drifted: bool = False
+
+    @property
+    def queue_age_over_slo(self) -> bool:
+        live = self.live
+        return (
+            live.queue_age_seconds is not None
+            and live.queue_age_threshold_seconds is not None
+            and live.queue_age_seconds > live.queue_age_threshold_seconds
+        )
+
+    @property
+    def latency_over_slo(self) -> bool:
+        live = self.live
+        return (
+            live.latency_p95_seconds is not None
+            and live.latency_threshold_seconds is not None
+            and live.latency_p95_seconds > live.latency_threshold_seconds
+        )
+
+    @property
+    def has_data(self) -> bool:
+        """False until the class's first metrics arrive: its budget (100 % of nothing) and cost
+        (zero) would read as measurements, so the row shows "no data" instead."""
+        return self.live.status != ClassStatus.NO_DATA
+
+    @property
+    def is_stale(self) -> bool:
+        return self.live.status == ClassStatus.STALE
+
+    @property
+    def paging_alerts(self) -> int:
+        return sum(1 for alert in self.live.active_alerts if alert.severity == "page")
 
 
-def live_values(classes: list[WorkloadClass], *, now: datetime) -> dict[str, LiveValues]:
-    """Live telemetry per class slug, read from rollups with a bounded number of queries for all
-    `classes` together. No rollups exist yet (the telemetry issue adds them and answers here), so
-    every class reads as "no data"; a class missing from the result has no data."""
-    return {}
-
-
-def _slo_of_kind(workload_class: WorkloadClass, kind: str) -> Slo | None:
-    # Reads the prefetched SLOs: no query per row.
-    return next((slo for slo in workload_class.slos.all() if slo.kind == kind), None)
-
-
-def _classes_with_policies() -> QuerySet[WorkloadClass]:
-    return WorkloadClass.objects.select_related("cost_rates").prefetch_related(
-        "slos", Prefetch("schedules", queryset=SchedulePolicy.objects.order_by("-priority", "name"))
-    )
+def _schedules_prefetch() -> Prefetch:
+    return Prefetch("schedules", queryset=SchedulePolicy.objects.order_by("-priority", "name"))
 
 
 def fleet_teams() -> list[str]:
@@ -97,10 +88,10 @@ def _sort_value(row: FleetRow, key: str):
         "tier": TIER_RANK.get(row.workload_class.tier, 99),
         "queue_age": live.queue_age_seconds,
         "backlog": live.backlog,
-        "p95": live.p95_latency_seconds,
-        "budget": live.budget_remaining_percent,
-        "alerts": live.active_alerts,
-        "dead_letters": live.dead_letters,
+        "p95": live.latency_p95_seconds,
+        "budget": live.error_budget_remaining_percent,
+        "alerts": len(live.active_alerts),
+        "dead_letters": live.dead_letter_backlog,
         "instances": live.instances,
         "cost": live.cost_today,
     }[key]
@@ -139,25 +130,23 @@ def sort_fleet_rows(rows: list[FleetRow], sort: str) -> list[FleetRow]:
 def fleet_rows(
     *, now: datetime, team: str = "", tier: str = "", search: str = "", sort: str = "status"
 ) -> list[FleetRow]:
-    """Every class matching the filters, one row each, sorted by `sort` (see sort_fleet_rows)."""
-    classes = _classes_with_policies()
+    """Every class matching the filters, one row each with its live telemetry, sorted by `sort`
+    (see sort_fleet_rows). Five queries whatever the number of classes: classes with their rates
+    and live values, SLOs with their status, schedules, open alerts, today's usage."""
+    classes = WorkloadClass.objects.prefetch_related(_schedules_prefetch())
     if team:
         classes = classes.filter(owner_team=team)
     if tier:
         classes = classes.filter(tier=tier)
     if search:
         classes = classes.filter(Q(slug__icontains=search) | Q(name__icontains=search))
-    classes = list(classes)
-    live = live_values(classes, now=now)
     rows = [
         FleetRow(
-            workload_class=wc,
-            bounds=instance_bounds(wc, wc.schedules.all(), now),
-            queue_age_slo=_slo_of_kind(wc, SloKind.QUEUE_AGE),
-            latency_slo=_slo_of_kind(wc, SloKind.COMPLETION_LATENCY),
-            live=live.get(wc.slug, NO_LIVE_VALUES),
+            workload_class=live.workload_class,
+            bounds=instance_bounds(live.workload_class, live.workload_class.schedules.all(), now),
+            live=live,
         )
-        for wc in classes
+        for live in telemetry.fleet_overview(now=now, classes=classes.order_by("slug"))
     ]
     return sort_fleet_rows(rows, sort)
 
@@ -170,39 +159,14 @@ class ScheduleStatus:
     active_policy_name: str | None
 
 
-@dataclass(frozen=True)
-class ClassSeries:
-    """Time series for one class's charts over a range: `x` holds step ends (epoch seconds) and
-    `values` one list per series key, aligned with `x` (None for a step without data)."""
-
-    x: list[int]
-    values: dict[str, list[float | None]]
-    fetched_at: datetime | None = None
-    newest_sample_at: datetime | None = None
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.x
-
-
-# The series the class charts draw, by key.
-SERIES_KEYS = (
-    "queue_age",
-    "backlog",
-    "dead_letters",
-    "latency_p50",
-    "latency_p95",
-    "latency_p99",
-    "completed",
-    "failed",
-    "instances",
-    "cost",
-)
-
-
 def workload_class_for_detail(slug: str) -> WorkloadClass | None:
-    """The class with its cost rates, SLOs and schedules loaded, or None."""
-    return _classes_with_policies().filter(slug=slug).first()
+    """The class with its cost rates, live telemetry and schedules loaded, or None."""
+    return (
+        WorkloadClass.objects.select_related("cost_rates", "telemetry")
+        .prefetch_related(_schedules_prefetch())
+        .filter(slug=slug)
+        .first()
+    )
 
 
 def schedule_status(workload_class: WorkloadClass, *, now: datetime) -> ScheduleStatus:
@@ -215,17 +179,40 @@ def schedule_status(workload_class: WorkloadClass, *, now: datetime) -> Schedule
     )
 
 
-def class_series(*, workload_class: WorkloadClass, start: datetime, end: datetime, step_seconds: int) -> ClassSeries:
-    """The class's chart series over [start, end] with at most (end - start) / step points per
-    series, read from rollups (hourly ones for long ranges) so the cost does not grow with history.
-    No rollups exist yet (the telemetry issue fills this in), so every range is empty."""
-    return ClassSeries(x=[], values={key: [] for key in SERIES_KEYS})
+# Configuration changes mark the charts like deploys do: the moment behaviour may have changed.
+CONFIG_CHANGE_ACTIONS = ("workload_class.create", "workload_class.update")
+MAX_MARKERS = 100
 
 
-def class_events(*, workload_class: WorkloadClass, start: datetime | None = None, limit: int = 10) -> list[AuditEvent]:
-    """Recent changes and actions on the class, newest first, from the audit trail: they mark the
-    charts' time axis and fill the "recent actions" list."""
-    events = AuditEvent.objects.filter(workload_class_slug=workload_class.slug)
+# An action requested this long before a chart's range may still end inside it.
+ACTION_LOOKBACK = timedelta(days=1)
+
+
+def class_actions_in_range(*, workload_class: WorkloadClass, start: datetime, end: datetime) -> list[Action]:
+    """The class's actions requested or ended in [start, end], newest first, at most MAX_MARKERS.
+    The lookback bound keeps the scan on the (class, created_at) index, whatever the history."""
+    ends_in_range = Q(created_at__gte=start) | Q(finished_at__gte=start, finished_at__lte=end)
+    return list(
+        Action.objects.filter(
+            ends_in_range, workload_class=workload_class, created_at__gte=start - ACTION_LOOKBACK, created_at__lte=end
+        ).order_by("-created_at", "-id")[:MAX_MARKERS]
+    )
+
+
+def class_config_changes(
+    *, workload_class: WorkloadClass, start: datetime | None = None, limit: int = MAX_MARKERS
+) -> list[AuditEvent]:
+    """Changes to the class's configuration (creation, settings, SLOs, schedules), newest first."""
+    events = AuditEvent.objects.filter(workload_class_slug=workload_class.slug, action__in=CONFIG_CHANGE_ACTIONS)
     if start is not None:
         events = events.filter(occurred_at__gte=start)
     return list(events.order_by("-occurred_at", "-id")[:limit])
+
+
+def class_recent_actions(*, workload_class: WorkloadClass, limit: int = 10) -> list[Action]:
+    return list(Action.objects.filter(workload_class=workload_class).order_by("-created_at", "-id")[:limit])
+
+
+def classes_for_choice() -> QuerySet[WorkloadClass]:
+    """Slug and name of every class, for filter drop-downs."""
+    return WorkloadClass.objects.order_by("slug").only("slug", "name")

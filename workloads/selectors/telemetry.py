@@ -7,6 +7,7 @@ points shown, never with history or traffic.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -275,12 +276,25 @@ def alert_queryset(*, state: str = "all") -> QuerySet[SloAlert]:
 
 
 # --- Fleet overview ---------------------------------------------------------------------------------
+class ClassStatus(enum.StrEnum):
+    """A class's status colour on the fleet overview."""
+
+    OK = "ok"
+    AT_RISK = "at_risk"
+    BREACHED = "breached"
+    STALE = "stale"  # metrics stopped arriving: never shown as healthy, whatever the last values said
+    NO_DATA = "no_data"  # nothing polled yet
+
+
+STATUSES = tuple(status.value for status in ClassStatus)
+
+
 @dataclass
 class ClassTelemetryRow:
     """What the fleet overview shows for one class. Values are None when there is no data."""
 
     workload_class: WorkloadClass
-    status: str  # ok | at_risk | breached | stale | no_data
+    status: ClassStatus
     status_reason: str
     queue_age_seconds: float | None = None
     queue_age_threshold_seconds: float | None = None
@@ -300,33 +314,33 @@ class ClassTelemetryRow:
     metric_age_seconds: float | None = None
 
 
-STATUSES = ("ok", "at_risk", "breached", "stale", "no_data")
-
-
 def _class_status(
     *, newest_sample_at: datetime | None, cards: list[SloCard], alerts: list[SloAlert], now: datetime
-) -> tuple[str, str]:
+) -> tuple[ClassStatus, str]:
     if newest_sample_at is None:
-        return "no_data", "No metrics received yet."
+        return ClassStatus.NO_DATA, "No metrics received yet."
     age = (now - newest_sample_at).total_seconds()
     if age > settings.TELEMETRY_STALE_AFTER_SECONDS:
-        return "stale", f"No new metrics for {int(age // 60)} min: the values shown are old."
+        return ClassStatus.STALE, f"No new metrics for {int(age // 60)} min: the values shown are old."
     pages = [a for a in alerts if a.severity == "page"]
     breached = [c for c in cards if c.status is not None and not c.status.met]
     if pages:
-        return "breached", f"Paging: {pages[0].slo.get_kind_display()} is burning its budget fast."
+        return ClassStatus.BREACHED, f"Paging: {pages[0].slo.get_kind_display()} is burning its budget fast."
     if breached:
-        return "breached", f"{breached[0].slo.get_kind_display()} is below its target over the SLO window."
+        return ClassStatus.BREACHED, f"{breached[0].slo.get_kind_display()} is below its target over the SLO window."
     if alerts:
-        return "at_risk", f"Ticket: {alerts[0].slo.get_kind_display()} is burning its budget."
+        return ClassStatus.AT_RISK, f"Ticket: {alerts[0].slo.get_kind_display()} is burning its budget."
     low = [
         c
         for c in cards
         if c.budget_remaining_percent is not None and c.budget_remaining_percent < AT_RISK_BUDGET_PERCENT
     ]
     if low:
-        return "at_risk", f"{low[0].slo.get_kind_display()} has {low[0].budget_remaining_percent:.0f}% budget left."
-    return "ok", "Within every SLO."
+        return (
+            ClassStatus.AT_RISK,
+            f"{low[0].slo.get_kind_display()} has {low[0].budget_remaining_percent:.0f}% budget left.",
+        )
+    return ClassStatus.OK, "Within every SLO."
 
 
 def _telemetry_of(workload_class: WorkloadClass) -> ClassTelemetry | None:
