@@ -20,10 +20,12 @@ BACKLOG_METRIC = "pubsub.googleapis.com/subscription/num_undelivered_messages"
 class GcpHarness(Harness):
     name = "gcp"
 
-    def __init__(self, *, publisher, subscriber, fakes):
+    def __init__(self, *, publisher, ordered_publisher, subscriber, fakes):
         self.fakes = fakes
         self.providers = Providers(
-            queue=PubSubQueue(publisher=publisher, subscriber=subscriber, backoff=TEST_BACKOFF),
+            queue=PubSubQueue(
+                publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber, backoff=TEST_BACKOFF
+            ),
             pools=CloudRunWorkerPools(fakes.run_client, backoff=TEST_BACKOFF, operation_timeout=30),
             metrics=CloudMonitoringMetrics(fakes.monitoring_client, project=self.project, backoff=TEST_BACKOFF),
             name="gcp",
@@ -59,7 +61,7 @@ class GcpHarness(Harness):
 
 def make_gcp_harness(request) -> GcpHarness:
     request.getfixturevalue("pubsub_emulator")
-    publisher, subscriber = request.getfixturevalue("pubsub_clients")
+    publisher, subscriber, ordered_publisher = request.getfixturevalue("pubsub_clients")
     fakes = request.getfixturevalue("gcp_fakes")
     fakes.reset()
-    return GcpHarness(publisher=publisher, subscriber=subscriber, fakes=fakes)
+    return GcpHarness(publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber, fakes=fakes)

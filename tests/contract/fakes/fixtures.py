@@ -35,12 +35,14 @@ def pubsub_emulator(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def pubsub_clients(pubsub_emulator):
-    """(publisher, subscriber) built the way production builds them, which honours PUBSUB_EMULATOR_HOST."""
+    """(publisher, subscriber, ordered_publisher) built the way production builds them, which honours
+    PUBSUB_EMULATOR_HOST."""
     from workloads.providers.gcp import pubsub_clients as build
 
-    publisher, subscriber = build()
-    yield publisher, subscriber
+    publisher, ordered_publisher, subscriber = build()
+    yield publisher, subscriber, ordered_publisher
     publisher.stop()
+    ordered_publisher.stop()
     subscriber.close()
 
 

@@ -43,8 +43,8 @@ def make_spec(**overrides):
 
 @pytest.fixture
 def queue(pubsub_clients):
-    publisher, subscriber = pubsub_clients
-    return PubSubQueue(publisher=publisher, subscriber=subscriber, backoff=FAST)
+    publisher, subscriber, ordered_publisher = pubsub_clients
+    return PubSubQueue(publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber, backoff=FAST)
 
 
 @pytest.fixture
@@ -57,14 +57,21 @@ def proxied(pubsub_emulator):
     """(queue, proxy): an adapter whose clients reach the emulator through a FaultProxy."""
     proxy = FaultProxy(pubsub_emulator.host)
     publisher = pubsub_v1.PublisherClient(
+        transport=PublisherGrpcTransport(channel=grpc.insecure_channel(proxy.address))
+    )
+    ordered_publisher = pubsub_v1.PublisherClient(
         publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
         transport=PublisherGrpcTransport(channel=grpc.insecure_channel(proxy.address)),
     )
     subscriber = pubsub_v1.SubscriberClient(
         transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(proxy.address))
     )
-    yield PubSubQueue(publisher=publisher, subscriber=subscriber, backoff=FAST), proxy
+    yield (
+        PubSubQueue(publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber, backoff=FAST),
+        proxy,
+    )
     publisher.stop()
+    ordered_publisher.stop()
     subscriber.close()
     proxy.stop()
 

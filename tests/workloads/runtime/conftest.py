@@ -149,12 +149,14 @@ def setup(request):
         from workloads.providers.local import LocalWorkerPools
 
         request.getfixturevalue("pubsub_emulator")
-        publisher, subscriber = request.getfixturevalue("pubsub_clients")
+        publisher, subscriber, ordered_publisher = request.getfixturevalue("pubsub_clients")
         fakes = request.getfixturevalue("gcp_fakes")
         fakes.reset()
         request.getfixturevalue("transactional_db")
         providers = Providers(
-            queue=PubSubQueue(publisher=publisher, subscriber=subscriber, backoff=TEST_BACKOFF),
+            queue=PubSubQueue(
+                publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber, backoff=TEST_BACKOFF
+            ),
             pools=LocalWorkerPools(),
             metrics=CloudMonitoringMetrics(fakes.monitoring_client, project="local-project", backoff=TEST_BACKOFF),
             name="gcp",

@@ -104,10 +104,12 @@ def test_an_event_posted_to_the_api_is_processed_by_runworker_on_the_pubsub_emul
     from workloads.providers.local import LocalMetrics, LocalWorkerPools
 
     emulator = request.getfixturevalue("pubsub_emulator")
-    publisher, subscriber = request.getfixturevalue("pubsub_clients")
+    publisher, subscriber, ordered_publisher = request.getfixturevalue("pubsub_clients")
     fakes = request.getfixturevalue("gcp_fakes")
     fakes.reset()
-    queue = PubSubQueue(publisher=publisher, subscriber=subscriber, backoff=TEST_BACKOFF)
+    queue = PubSubQueue(
+        publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber, backoff=TEST_BACKOFF
+    )
     set_providers(Providers(queue=queue, pools=LocalWorkerPools(), metrics=LocalMetrics(), name="gcp"))
     try:
         client = _producer("document-processing")

@@ -33,19 +33,20 @@ def monitoring_client(endpoint: str | None = None) -> monitoring_v3.MetricServic
     return monitoring_v3.MetricServiceClient()
 
 
-def pubsub_clients() -> tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
-    # Ordering must be enabled on the publisher to publish with ordering keys at all; messages
-    # without a key are batched as usual.
-    publisher = pubsub_v1.PublisherClient(
+def pubsub_clients() -> tuple[pubsub_v1.PublisherClient, pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
+    """A plain publisher, one with message ordering enabled (only for messages with an ordering
+    key: see PubSubQueue), and a subscriber."""
+    publisher = pubsub_v1.PublisherClient()
+    ordered_publisher = pubsub_v1.PublisherClient(
         publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
     )
-    return publisher, pubsub_v1.SubscriberClient()
+    return publisher, ordered_publisher, pubsub_v1.SubscriberClient()
 
 
 def build_gcp_providers() -> Providers:
-    publisher, subscriber = pubsub_clients()
+    publisher, ordered_publisher, subscriber = pubsub_clients()
     return Providers(
-        queue=PubSubQueue(publisher=publisher, subscriber=subscriber),
+        queue=PubSubQueue(publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber),
         pools=CloudRunWorkerPools(run_client(settings.CLOUD_RUN_ENDPOINT)),
         metrics=CloudMonitoringMetrics(
             monitoring_client(settings.CLOUD_MONITORING_ENDPOINT), project=settings.GOOGLE_CLOUD_PROJECT

@@ -93,14 +93,20 @@ class PubSubQueue(Queue):
         *,
         publisher: pubsub_v1.PublisherClient,
         subscriber: pubsub_v1.SubscriberClient,
+        ordered_publisher: pubsub_v1.PublisherClient | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         admin_timeout: float = 30.0,
         settle_timeout: float = 10.0,
         publish_timeout: float = 60.0,
     ):
-        """`publisher` must have message ordering enabled (PublisherOptions(enable_message_ordering=
-        True)); messages without an ordering key are batched as usual by such a publisher."""
+        """`publisher` publishes messages without an ordering key; `ordered_publisher` (message
+        ordering enabled) those with one. They are kept apart because a publisher with ordering
+        enabled retries every failed publish without end in the background, whatever retry it is
+        given: fine for a key (its order depends on it), but for keyless messages it would outlive
+        our deadline and land a second copy after we reported the failure. Without
+        `ordered_publisher`, `publisher` must have ordering enabled and serves both."""
         self._publisher = publisher
+        self._ordered_publisher = ordered_publisher or publisher
         self._subscriber = subscriber
         self._backoff = backoff
         self._timeout = admin_timeout
@@ -289,7 +295,7 @@ class PubSubQueue(Queue):
                     resource=topic,
                 )
         futures = [
-            self._publisher.publish(
+            (self._ordered_publisher if message.ordering_key else self._publisher).publish(
                 topic,
                 message.data,
                 ordering_key=message.ordering_key,
@@ -311,7 +317,7 @@ class PubSubQueue(Queue):
                     paused_keys.add(message.ordering_key)
         for key in paused_keys:
             # After a failure the library refuses further messages for the key until resumed.
-            self._publisher.resume_publish(topic, key)
+            self._ordered_publisher.resume_publish(topic, key)
         if failure is not None:
             if isinstance(failure, gexc.GoogleAPIError):
                 raise to_provider_error(
