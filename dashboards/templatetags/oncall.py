@@ -1,0 +1,119 @@
+"""Template helpers of the on-call screens: trend sparklines, payloads as people read them, and
+the words a confirmation uses."""
+
+import base64
+import json
+import math
+from urllib.parse import urlencode
+
+from django import template
+from django.utils.html import format_html, format_html_join
+
+from dashboards.charts import seconds_label
+
+register = template.Library()
+
+
+@register.simple_tag
+def sparkline(values, *, width: int = 96, height: int = 22, label: str = ""):
+    """A small inline SVG of hourly counts (oldest first), with the total and the peak in words
+    for screen readers; no script needed."""
+    values = [int(v or 0) for v in (values or [])]
+    if not values:
+        return ""
+    peak = max(values)
+    step = width / max(1, len(values) - 1)
+
+    def y(value: int) -> float:
+        return height - 2 - (value / peak * (height - 4) if peak else 0)
+
+    points = " ".join(f"{i * step:.1f},{y(v):.1f}" for i, v in enumerate(values))
+    words = label or f"{sum(values)} in the last {len(values)} h, at most {peak} in one hour"
+    return format_html(
+        '<svg class="sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="{}">'
+        '<title>{}</title><polyline points="{}" fill="none" stroke="currentColor" stroke-width="1.5"'
+        ' stroke-linejoin="round"/></svg>',
+        width,
+        height,
+        width,
+        height,
+        words,
+        words,
+        points,
+    )
+
+
+@register.filter
+def pretty_json(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+@register.simple_tag
+def payload_text(row) -> str:
+    """A dead letter's body as text: indented JSON, the text itself, or base64 said as such."""
+    if row.payload_format == "json":
+        return pretty_json(row.payload)
+    if row.payload_format == "base64":
+        size = len(base64.b64decode(row.payload_text or ""))
+        return f"(binary, {size} bytes, shown as base64)\n{row.payload_text}"
+    return row.payload_text
+
+
+@register.filter
+def replay_seconds(count, velocity) -> str:
+    """How long `count` messages take at `velocity` per second: '≈ 12 s'."""
+    try:
+        seconds = int(count) / float(velocity)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return ""
+    return f"≈ {seconds_label(math.ceil(seconds))}" if seconds >= 1 else "under a second"
+
+
+@register.simple_tag
+def hidden_fields(params: dict):
+    """Hidden inputs carrying a filter (name -> value) through a form."""
+    return format_html_join(
+        "", '<input type="hidden" name="{}" value="{}">', ((name, value) for name, value in params.items() if value)
+    )
+
+
+@register.filter
+def minutes_label(minutes) -> str:
+    if minutes in (None, ""):
+        return ""
+    return seconds_label(int(minutes) * 60)
+
+
+@register.filter
+def percent(value, places: int = 1) -> str:
+    if value is None or value == "":
+        return ""
+    return f"{float(value) * 100:.{int(places)}f} %"
+
+
+@register.filter
+def ratio_change(value) -> str:
+    """b / a as a change: 1.25 -> '+25 %', 0.8 -> '−20 %'."""
+    if value is None or value == "":
+        return ""
+    change = (float(value) - 1) * 100
+    if abs(change) < 0.05:
+        return "no change"
+    return f"{'+' if change > 0 else '−'}{abs(change):.1f} %"
+
+
+@register.filter
+def points_change(value) -> str:
+    """A failure-rate difference (b - a, as a fraction) in percentage points."""
+    if value is None or value == "":
+        return ""
+    points = float(value) * 100
+    if abs(points) < 0.005:
+        return "no change"
+    return f"{'+' if points > 0 else '−'}{abs(points):.2f} pp"
+
+
+@register.filter
+def as_query(params: dict) -> str:
+    """A dict of filters as a query string, empty values left out."""
+    return urlencode({name: value for name, value in (params or {}).items() if value})
