@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import triage_views, views
+from dashboards import pool_views, triage_views, views
 
 app_name = "dashboards"
 urlpatterns = [
@@ -13,6 +13,15 @@ urlpatterns = [
     path("actions/<int:action_id>/progress/", views.action_progress, name="action-progress"),
     path("actions/<int:action_id>/cancel/", views.action_cancel_view, name="action-cancel"),
     path("audit/", views.audit_log, name="audit"),
+    # A class's pool and subscription
+    path("classes/<slug:slug>/pool/", pool_views.class_pool, name="class-pool"),
+    path("classes/<slug:slug>/pause/", pool_views.class_pause, name="class-pause"),
+    path("classes/<slug:slug>/resume/", pool_views.class_resume, name="class-resume"),
+    path("classes/<slug:slug>/pause/extend/", pool_views.class_pause_extend, name="class-pause-extend"),
+    path("classes/<slug:slug>/scaling/take-over/", pool_views.class_take_over, name="class-take-over"),
+    path("classes/<slug:slug>/scaling/controller/", pool_views.class_controller, name="class-controller"),
+    path("classes/<slug:slug>/seek/", pool_views.class_seek, name="class-seek"),
+    path("classes/<slug:slug>/snapshot/", pool_views.class_snapshot, name="class-snapshot"),
     # Dead-letter triage
     path("dead-letters/", triage_views.dead_letters, name="dead-letters"),
     path("dead-letters/messages/", triage_views.dead_letter_messages, name="dead-letter-messages"),

@@ -28,3 +28,30 @@ def test_smoke(ui_client, operator, demo_fleet):
     r = c.post(f"/dead-letters/{rows[2].pk}/edit-and-replay/", {"payload": '{"tenant_id": "acme", "document_id": "d", "revision": 0}'}, headers=HX)
     assert r.status_code == 400, r.content.decode()
     open("/tmp/ui3/edit_bad.html", "wb").write(r.content)
+
+
+def test_smoke_pool(ui_client, operator, viewer, demo_fleet):
+    from tests.workloads.pools import run_pending
+    from workloads.providers import get_providers
+    from workloads.providers.specs import pool_spec
+    wc = WorkloadClass.objects.get(slug="batch-enrichment")
+    get_providers().pools.ensure(pool_spec(wc), initial_instances=3)
+    c = ui_client(operator)
+    r = c.get("/classes/batch-enrichment/")
+    assert r.status_code == 200
+    open("/tmp/ui3/class.html", "wb").write(r.content)
+    r = c.post("/classes/batch-enrichment/pause/", {"reason": "x", "expires_in_minutes": "60"}, headers=HX)
+    assert r.status_code == 200, r.content.decode()
+    open("/tmp/ui3/paused.html", "wb").write(r.content)
+    run_pending()
+    r = c.get("/classes/batch-enrichment/pool/", headers=HX)
+    open("/tmp/ui3/paused2.html", "wb").write(r.content)
+    r = c.post("/classes/batch-enrichment/resume/", {}, headers=HX)
+    assert r.status_code == 200
+    r = c.post("/classes/batch-enrichment/seek/", {"to_time": "2026-01-01T10:00"}, headers=HX)
+    assert r.status_code == 200, r.content
+    open("/tmp/ui3/seek.html", "wb").write(r.content)
+    r = c.post("/classes/batch-enrichment/snapshot/", {"name": ""}, headers=HX)
+    assert r.status_code == 200, r.content
+    r = ui_client(viewer).get("/classes/batch-enrichment/")
+    open("/tmp/ui3/class_viewer.html", "wb").write(r.content)
