@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import pool_views, triage_views, views
+from dashboards import incident_views, pool_views, triage_views, views
 
 app_name = "dashboards"
 urlpatterns = [
@@ -13,6 +13,12 @@ urlpatterns = [
     path("actions/<int:action_id>/progress/", views.action_progress, name="action-progress"),
     path("actions/<int:action_id>/cancel/", views.action_cancel_view, name="action-cancel"),
     path("audit/", views.audit_log, name="audit"),
+    # Incident mode and the migration comparison
+    path("incidents/", incident_views.incidents, name="incidents"),
+    path("incidents/enter/", incident_views.incident_enter, name="incident-enter"),
+    path("incidents/extend/", incident_views.incident_extend, name="incident-extend"),
+    path("incidents/exit/", incident_views.incident_exit, name="incident-exit"),
+    path("compare/", incident_views.compare, name="compare"),
     # A class's pool and subscription
     path("classes/<slug:slug>/pool/", pool_views.class_pool, name="class-pool"),
     path("classes/<slug:slug>/pause/", pool_views.class_pause, name="class-pause"),

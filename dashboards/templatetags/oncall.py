@@ -117,3 +117,60 @@ def points_change(value) -> str:
 def as_query(params: dict) -> str:
     """A dict of filters as a query string, empty values left out."""
     return urlencode({name: value for name, value in (params or {}).items() if value})
+
+
+@register.filter
+def split_words(text: str) -> list[str]:
+    return str(text).split()
+
+
+@register.filter
+def field_named(form, name: str):
+    return form[name]
+
+
+@register.simple_tag
+def preview_bars(preview, *, height: int = 48):
+    """The controller preview's hourly targets as an SVG bar strip (one bar per hour, a tick at
+    each midnight UTC), with the range in words for screen readers."""
+    hours = list(preview.hours)
+    if not hours:
+        return ""
+    peak = max(preview.peak, 1)
+    width = len(hours) * 4
+    bars = []
+    for i, point in enumerate(hours):
+        bar = max(1.0, point.target / peak * (height - 14)) if point.target else 0
+        bounds = f"{point.window} {point.min_instances}–{point.max_instances}"
+        title = f"{point.at:%a %H:%M} UTC: target {point.target} ({bounds})"
+        bars.append(
+            format_html(
+                '<rect x="{}" y="{}" width="3" height="{}" class="bar"><title>{}</title></rect>',
+                i * 4,
+                f"{height - 12 - bar:.1f}",
+                f"{bar:.1f}",
+                title,
+            )
+        )
+        if point.at.hour == 0 and point.at.minute == 0:
+            bars.append(
+                format_html(
+                    '<line x1="{}" x2="{}" y1="0" y2="{}" class="day-tick"/>'
+                    '<text x="{}" y="{}" class="day-label">{}</text>',
+                    i * 4,
+                    i * 4,
+                    height - 10,
+                    i * 4 + 2,
+                    height - 1,
+                    f"{point.at:%a}",
+                )
+            )
+    targets = [p.target for p in hours]
+    words = f"Target between {min(targets)} and {max(targets)} instances over the next {len(hours)} hours"
+    return format_html(
+        '<svg class="preview-bars" viewBox="0 0 {} {}" preserveAspectRatio="none" role="img" aria-label="{}">{}</svg>',
+        width,
+        height,
+        words,
+        format_html_join("", "{}", ((bar,) for bar in bars)),
+    )

@@ -55,3 +55,32 @@ def test_smoke_pool(ui_client, operator, viewer, demo_fleet):
     assert r.status_code == 200, r.content
     r = ui_client(viewer).get("/classes/batch-enrichment/")
     open("/tmp/ui3/class_viewer.html", "wb").write(r.content)
+
+
+def test_smoke_incidents(ui_client, operator, viewer, demo_fleet):
+    from tests.workloads.pools import run_pending
+    from workloads.providers import get_providers
+    from workloads.providers.specs import pool_spec
+    for wc in WorkloadClass.objects.all():
+        get_providers().pools.ensure(pool_spec(wc), initial_instances=3)
+    c = ui_client(operator)
+    for url in ["/incidents/", "/compare/", "/schedules/?workload_class=document-processing", "/"]:
+        r = c.get(url)
+        assert r.status_code == 200, (url, r.content.decode()[:3000])
+        open("/tmp/ui3/" + (url.strip("/").split("?")[0] or "overview").replace("/", "_") + ".html", "wb").write(r.content)
+    r = c.post("/incidents/enter/", {"reason": "db failover", "expires_in_minutes": "240"}, headers=HX)
+    assert r.status_code == 200, r.content.decode()
+    open("/tmp/ui3/enter_preview.html", "wb").write(r.content)
+    r = c.post("/incidents/enter/", {"reason": "db failover", "expires_in_minutes": "240", "step": "confirm"}, headers=HX)
+    assert r.status_code == 200 and r["HX-Redirect"] == "/incidents/", r
+    r = c.get("/incidents/")
+    open("/tmp/ui3/incident_active.html", "wb").write(r.content)
+    run_pending()
+    r = c.get("/incidents/", headers=HX)
+    open("/tmp/ui3/incident_active_part.html", "wb").write(r.content)
+    r = c.get("/")
+    open("/tmp/ui3/overview_paused.html", "wb").write(r.content)
+    r = c.post("/incidents/exit/", {}, headers=HX)
+    run_pending()
+    r = c.get("/incidents/")
+    open("/tmp/ui3/incident_after.html", "wb").write(r.content)
