@@ -120,8 +120,9 @@ def incident_enter(request):
 
 def _enter_page(request, form, *, preview=None, status: int = 200):
     context = _page_context(request, enter_form=form, preview=preview)
-    name = "dashboards/incidents.html#enter-panel" if request.htmx else "dashboards/incidents.html"
-    return render(request, name, context, status=status)
+    if request.htmx:  # htmx swaps only 2xx answers, and the errors are what to show
+        return render(request, "dashboards/incidents.html#enter-panel", context)
+    return render(request, "dashboards/incidents.html", context, status=status)
 
 
 @require_POST

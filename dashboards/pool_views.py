@@ -88,7 +88,8 @@ def _pool_response(request, workload_class: WorkloadClass, *, status: int = 200,
     if not request.htmx:
         return redirect("dashboards:class-detail", slug=workload_class.slug)
     context = {"pool": pool_context(workload_class, **forms)}
-    response = render(request, "dashboards/partials/pool_panel.html", context, status=status)
+    # htmx swaps only 2xx answers: a form with errors is still the panel to show.
+    response = render(request, "dashboards/partials/pool_panel.html", context)
     response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
     return response
 
@@ -230,7 +231,6 @@ def _subscription_response(request, workload_class: WorkloadClass, *, status: in
         request,
         "dashboards/partials/subscription_panel.html",
         {"subscription": subscription_context(workload_class, **context)},
-        status=status,
     )
     response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
     return response

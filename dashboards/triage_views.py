@@ -144,7 +144,8 @@ def _posted_selection(request):
 def _panel_response(request, context: dict, *, status: int = 200):
     """The triage panel for htmx; a page around it for a plain form post."""
     if request.htmx:
-        response = render(request, "dashboards/partials/triage_panel.html", context, status=status)
+        # htmx swaps only 2xx answers: a refusal is still the panel to show, so it is a 200 there.
+        response = render(request, "dashboards/partials/triage_panel.html", context)
         response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
         return response
     return render(request, "dashboards/dead_letter_confirm.html", context, status=status)
@@ -267,8 +268,9 @@ def edit_and_replay(request, pk: int):
             context = _detail_context(row, form, action=action)
             return render(request, "dashboards/dead_letter_detail.html#edit-panel", context)
     context = _detail_context(row, form)
-    name = "dashboards/dead_letter_detail.html#edit-panel" if request.htmx else "dashboards/dead_letter_detail.html"
-    return render(request, name, context, status=status)
+    if request.htmx:  # htmx swaps only 2xx answers, and the errors are what to show
+        return render(request, "dashboards/dead_letter_detail.html#edit-panel", context)
+    return render(request, "dashboards/dead_letter_detail.html", context, status=status)
 
 
 # --- Triage rules ---------------------------------------------------------------------------------------
