@@ -6,7 +6,7 @@ import json
 import re
 
 from tests.dashboards.conftest import HX
-from tests.dashboards.oncall_fixtures import DL_SLUG, oncall  # noqa: F401
+from tests.dashboards.oncall_fixtures import DL_SLUG
 from tests.workloads.deadletter_helpers import dead_letter_row
 from workloads.models import Action, AuditEvent, DeadLetter, TriageRule
 
@@ -94,7 +94,7 @@ def test_the_replay_confirmation_states_what_will_happen(ui_client, operator, on
     assert "You selected 2 dead letters of document-processing. 1 will be published again to topic" in text
     assert "at most 50 per second (under a second)" in text
     assert f"1 will be refused by the loop guard: already replayed {oncall['class'].replay_limit} times" in text
-    assert 'name="ids" value="%d"' % ids[0] in html and 'value="confirm"' in html
+    assert f'name="ids" value="{ids[0]}"' in html and 'value="confirm"' in html
     assert not Action.objects.exists()
 
 
@@ -127,7 +127,7 @@ def test_confirming_requests_the_replay_and_shows_its_progress(ui_client, operat
     assert action.requested_by == operator
     assert AuditEvent.objects.filter(action="action.replay.request", actor=operator).exists()
     assert f'hx-get="/actions/{action.pk}/progress/" hx-trigger="every 2s"' in html
-    assert "Replay #%d requested" % action.pk in html and 'hx-swap-oob="true"' in html  # the toast
+    assert f"Replay #{action.pk} requested" in html and 'hx-swap-oob="true"' in html  # the toast
     # Without htmx the browser goes to the replay's own page.
     again = _selection(oncall, ids=[oncall["rows"][4].pk], step="confirm")
     plain = ui_client(operator).post(REPLAY, again)
@@ -184,7 +184,7 @@ def test_an_accepted_edit_is_stored_beside_the_original_and_replayed(ui_client, 
     row.refresh_from_db()
     action = Action.objects.get(kind="replay")
     assert row.payload == original and row.edited_payload["content_type"] == "application/pdf"
-    assert "replay #%d requested" % action.pk in html and 'id="action-progress"' in html
+    assert f"replay #{action.pk} requested" in html and 'id="action-progress"' in html
 
 
 def test_triage_rules_list_create_edit_toggle_delete(ui_client, viewer, operator, oncall):

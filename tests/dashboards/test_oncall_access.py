@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from tests.dashboards.conftest import HX
-from tests.dashboards.oncall_fixtures import DEFERRABLE_SLUG, DL_SLUG, oncall  # noqa: F401
+from tests.dashboards.oncall_fixtures import DEFERRABLE_SLUG, DL_SLUG
 from workloads.models import Action, AuditEvent
 
 # (url, the partial's root for htmx, or None for a page without one)
