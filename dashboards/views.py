@@ -159,7 +159,7 @@ def class_detail(request, slug: str):
         "now": now,
     }
     if not _wants_fragment(request):
-        from dashboards.pool_views import class_operations_context
+        from dashboards.pool_views import class_operations_context  # it imports this module
 
         context.update(
             slo_cards=sorted(detail.slo_cards, key=lambda card: SLO_ORDER.index(card.slo.kind)),

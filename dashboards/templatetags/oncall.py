@@ -165,6 +165,7 @@ def preview_bars(preview, *, height: int = 48):
                     f"{point.at:%a}",
                 )
             )
+    bars.insert(0, format_html('<line x1="0" x2="{}" y1="{}" y2="{}" class="axis"/>', width, height - 12, height - 12))
     targets = [p.target for p in hours]
     words = f"Target between {min(targets)} and {max(targets)} instances over the next {len(hours)} hours"
     return format_html(
