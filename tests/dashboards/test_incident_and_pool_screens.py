@@ -40,7 +40,7 @@ def test_a_pool_that_cannot_be_read_is_named_in_the_preview(ui_client, operator,
     LocalWorkerPool.objects.all().delete()  # the pools were never created
     html = ui_client(operator).post("/incidents/enter/", ENTER, headers=HX).content.decode()
     assert "the pool could not be read" in html and "does not exist" in html
-    assert "<span class=\"count-bad\">unknown</span>" in html
+    assert '<span class="count-bad">unknown</span>' in html
 
 
 def test_a_reason_is_required(ui_client, operator, oncall):
