@@ -21,7 +21,21 @@ class NavItem:
 # Screens of later issues appear here by themselves once their URL names exist.
 NAV_ITEMS = (
     NavItem("Fleet", "dashboards:overview", Role.VIEWER, ("dashboards:class-detail",)),
-    NavItem("Dead letters", "dashboards:dead-letters", Role.VIEWER),
+    NavItem(
+        "Dead letters",
+        "dashboards:dead-letters",
+        Role.VIEWER,
+        (
+            "dashboards:dead-letter-messages",
+            "dashboards:dead-letter-detail",
+            "dashboards:dead-letter-replay",
+            "dashboards:dead-letter-discard",
+            "dashboards:dead-letter-edit-replay",
+            "dashboards:triage-rules",
+            "dashboards:triage-rule-new",
+            "dashboards:triage-rule-edit",
+        ),
+    ),
     NavItem("Incidents", "dashboards:incidents", Role.VIEWER),
     NavItem("Schedules", "dashboards:schedules", Role.VIEWER),
     NavItem("Cost", "dashboards:cost", Role.VIEWER),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import views
+from dashboards import incident_views, pool_views, triage_views, views
 
 app_name = "dashboards"
 urlpatterns = [
@@ -13,4 +13,31 @@ urlpatterns = [
     path("actions/<int:action_id>/progress/", views.action_progress, name="action-progress"),
     path("actions/<int:action_id>/cancel/", views.action_cancel_view, name="action-cancel"),
     path("audit/", views.audit_log, name="audit"),
+    # Incident mode and the migration comparison
+    path("incidents/", incident_views.incidents, name="incidents"),
+    path("incidents/enter/", incident_views.incident_enter, name="incident-enter"),
+    path("incidents/extend/", incident_views.incident_extend, name="incident-extend"),
+    path("incidents/exit/", incident_views.incident_exit, name="incident-exit"),
+    path("compare/", incident_views.compare, name="compare"),
+    # A class's pool and subscription
+    path("classes/<slug:slug>/pool/", pool_views.class_pool, name="class-pool"),
+    path("classes/<slug:slug>/pause/", pool_views.class_pause, name="class-pause"),
+    path("classes/<slug:slug>/resume/", pool_views.class_resume, name="class-resume"),
+    path("classes/<slug:slug>/pause/extend/", pool_views.class_pause_extend, name="class-pause-extend"),
+    path("classes/<slug:slug>/scaling/take-over/", pool_views.class_take_over, name="class-take-over"),
+    path("classes/<slug:slug>/scaling/controller/", pool_views.class_controller, name="class-controller"),
+    path("classes/<slug:slug>/seek/", pool_views.class_seek, name="class-seek"),
+    path("classes/<slug:slug>/snapshot/", pool_views.class_snapshot, name="class-snapshot"),
+    # Dead-letter triage
+    path("dead-letters/", triage_views.dead_letters, name="dead-letters"),
+    path("dead-letters/messages/", triage_views.dead_letter_messages, name="dead-letter-messages"),
+    path("dead-letters/replay/", triage_views.replay, name="dead-letter-replay"),
+    path("dead-letters/discard/", triage_views.discard, name="dead-letter-discard"),
+    path("dead-letters/<int:pk>/", triage_views.dead_letter_detail, name="dead-letter-detail"),
+    path("dead-letters/<int:pk>/edit-and-replay/", triage_views.edit_and_replay, name="dead-letter-edit-replay"),
+    path("dead-letters/rules/", triage_views.triage_rules, name="triage-rules"),
+    path("dead-letters/rules/new/", triage_views.triage_rule_new, name="triage-rule-new"),
+    path("dead-letters/rules/<int:pk>/", triage_views.triage_rule_edit, name="triage-rule-edit"),
+    path("dead-letters/rules/<int:pk>/toggle/", triage_views.triage_rule_toggle, name="triage-rule-toggle"),
+    path("dead-letters/rules/<int:pk>/delete/", triage_views.triage_rule_delete, name="triage-rule-delete"),
 ]

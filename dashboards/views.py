@@ -159,6 +159,8 @@ def class_detail(request, slug: str):
         "now": now,
     }
     if not _wants_fragment(request):
+        from dashboards.pool_views import class_operations_context  # it imports this module
+
         context.update(
             slo_cards=sorted(detail.slo_cards, key=lambda card: SLO_ORDER.index(card.slo.kind)),
             # Pages before tickets, then newest first.
@@ -166,6 +168,7 @@ def class_detail(request, slug: str):
             schedule=fleet.schedule_status(workload_class, now=now),
             recent_actions=fleet.class_recent_actions(workload_class=workload_class, limit=10),
             recent_changes=fleet.class_config_changes(workload_class=workload_class, limit=10),
+            **class_operations_context(workload_class),
         )
     return _render(request, "dashboards/class_detail.html", "class-charts", context)
 

@@ -100,3 +100,51 @@
 
   window.ControlPlane = { toast: toast, refreshTimes: refreshTimes, ago: ago };
 })();
+
+/* Dead-letter selection: "select the page" ticks every row, the count says how many are chosen,
+ * and "all matching" stands for every row of the filter (the row boxes then say so). A Cancel
+ * link in the triage panel just closes it. Without this file the boxes and links work as plain
+ * form fields and links. */
+(function () {
+  "use strict";
+
+  function update(form) {
+    var rows = form.querySelectorAll("[data-select-row]");
+    var checked = form.querySelectorAll("[data-select-row]:checked").length;
+    var all = form.querySelector("[data-select-all-matching]");
+    var page = form.querySelector("[data-select-page]");
+    var count = form.querySelector("[data-selection-count]");
+    rows.forEach(function (box) { box.disabled = !!(all && all.checked); });
+    if (page) {
+      page.checked = rows.length > 0 && checked === rows.length;
+      page.indeterminate = checked > 0 && checked < rows.length;
+      page.disabled = !!(all && all.checked);
+    }
+    if (count) {
+      count.textContent = all && all.checked ? "all matching selected" : checked ? checked + " selected" : "";
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    var form = event.target.closest && event.target.closest("#selection-form");
+    if (!form) return;
+    if (event.target.matches("[data-select-page]")) {
+      form.querySelectorAll("[data-select-row]").forEach(function (box) { box.checked = event.target.checked; });
+    }
+    update(form);
+  });
+
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("[data-clear-panel]");
+    if (!link) return;
+    var panel = link.closest("#triage-panel");
+    if (!panel) return;
+    event.preventDefault();
+    panel.innerHTML = "";
+  });
+
+  document.addEventListener("htmx:load", function (event) {
+    var form = event.detail.elt.querySelector ? event.detail.elt.querySelector("#selection-form") : null;
+    if (form) update(form);
+  });
+})();

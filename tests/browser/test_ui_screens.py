@@ -299,7 +299,7 @@ def test_the_schedule_grid_follows_the_chosen_time_zone(logged_in_page, demo_fle
     expect(page).to_have_url(re.compile(r"tz=Europe%2FParis"))
     expect(page.locator("#schedule-grid")).to_contain_text("hours in Europe/Paris")
     expect(grid.locator("tbody tr").first.locator("td").nth(23)).to_have_attribute("title", re.compile("nightly"))
-    expect(page.locator("#target-preview")).to_contain_text("not available yet")
+    expect(page.locator("#target-preview")).to_contain_text("Without fresh telemetry")
     screenshot(page, "schedules-paris")
     assert page.js_errors == []
 

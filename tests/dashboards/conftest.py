@@ -2,6 +2,7 @@ import pytest
 from django.test import Client
 
 from tests.dashboards.helpers import feed_demo_telemetry, registered_steps_handler
+from tests.dashboards.oncall_fixtures import DEFERRABLE_SLUG, DL_SLUG
 
 HX = {"HX-Request": "true"}
 
@@ -42,3 +43,27 @@ def steps_handler():
     """Registers the test action kind (tests.dashboards.helpers.StepsHandler) for the test."""
     with registered_steps_handler():
         yield
+
+
+# The on-call screens' data: see tests/dashboards/oncall_fixtures.py for the slugs.
+@pytest.fixture
+def oncall(demo_fleet):
+    """Four timeouts and two schema errors of the document class (one past the replay limit), a
+    hold rule, and every demo pool at 2 instances (the deferrable one at 3)."""
+    from tests.workloads.deadletter_helpers import dead_letter_row
+    from workloads.models import TriageRule, WorkloadClass
+    from workloads.providers import get_providers
+    from workloads.providers.specs import pool_spec
+
+    wc = WorkloadClass.objects.get(slug=DL_SLUG)
+    rows = [dead_letter_row(wc, error_signature="sig-timeout", error_type="Timeout") for _ in range(4)]
+    rows.append(dead_letter_row(wc, error_signature="sig-schema", error_type="SchemaError"))
+    rows.append(
+        dead_letter_row(wc, error_signature="sig-schema", error_type="SchemaError", replay_count=wc.replay_limit)
+    )
+    rule = TriageRule.objects.create(name="hold timeouts", error_signature="sig-timeout", action="hold")
+    for workload_class in WorkloadClass.objects.all():
+        get_providers().pools.ensure(
+            pool_spec(workload_class), initial_instances=3 if workload_class.slug == DEFERRABLE_SLUG else 2
+        )
+    return {"class": wc, "rows": rows, "rule": rule, "deferrable": WorkloadClass.objects.get(slug=DEFERRABLE_SLUG)}

@@ -127,7 +127,7 @@ def test_live_columns_say_no_data_instead_of_inventing_zeros(ui_client, viewer, 
     assert "No data" in row and "No metrics received yet." in row  # status, and why
     # Queue age, backlog, p95, budget, alerts, dead letters, instances and cost.
     assert row.count("no data yet</span>") == 8
-    assert "no target: the scaling controller sets one" in row  # the target comes later
+    assert "no target yet: the scaling controller sets one" in row  # until the controller first runs
     assert "/ 10 s" in row and "/ 5 s" in row  # the SLO thresholds come from the registry
     assert 'data-col="age"' not in row  # no age before the first sample
     assert "no telemetry polled yet" in html

@@ -23,7 +23,8 @@ def test_the_first_class_in_utc_by_default(ui_client, viewer, demo_fleet):
     assert "hours in <strong>UTC</strong>" in html
     assert len(_cells(html)) == 168
     assert html.count("sched-now") == 1
-    assert 'id="target-preview"' in html and "It is not available yet." in html
+    assert 'id="target-preview"' in html and "Without fresh telemetry" in html
+    assert html.count('class="bar"') == 168 and 'class="grid compact preview-changes"' in html
 
 
 def test_the_grid_for_a_class_in_the_chosen_zone(ui_client, viewer, demo_fleet):

@@ -1,16 +1,11 @@
-"""A URL configuration for tests: the real one plus a few pages that do not exist yet or that fail
+"""A URL configuration for tests: the real one without one screen and with a few pages that fail
 on purpose, to show how the layout and the error handling react."""
 
-from django.http import HttpResponse
 from django.urls import include, path
 
 from controlplane.urls import urlpatterns as real_urlpatterns
 from dashboards import urls as dashboards_urls
 from workloads.providers.base import ProviderError
-
-
-def dead_letters(request):
-    return HttpResponse("dead letters")
 
 
 def broken(request):
@@ -30,7 +25,7 @@ def provider_unavailable(request):
     raise ProviderError("Cloud Monitoring is unavailable", permanent=False, code="UNAVAILABLE")
 
 
-dashboards_with_a_future_page = [*dashboards_urls.urlpatterns, path("dead-letters/", dead_letters, name="dead-letters")]
+dashboards_without_compare = [p for p in dashboards_urls.urlpatterns if getattr(p, "name", None) != "compare"]
 
 urlpatterns = [
     path("boom/", broken),
@@ -38,5 +33,5 @@ urlpatterns = [
     path("provider-unavailable/", provider_unavailable),
     path("api/provider-denied/", provider_denied),
     *(p for p in real_urlpatterns if getattr(p, "app_name", None) != "dashboards"),
-    path("", include((dashboards_with_a_future_page, "dashboards"))),
+    path("", include((dashboards_without_compare, "dashboards"))),
 ]

@@ -87,11 +87,13 @@ def test_the_query_count_is_fixed(db, django_assert_num_queries):
         wc = WorkloadClassFactory()
         SloFactory(workload_class=wc)
         SchedulePolicyFactory(workload_class=wc)
-    # Classes with rates and live values, SLOs with status, schedules, open alerts, today's usage.
-    with django_assert_num_queries(5):
+    # Classes with rates, live values and pool control, SLOs with status, schedules, open alerts,
+    # today's usage, open pauses.
+    with django_assert_num_queries(6):
         rows = fleet_rows(now=NOW, sort="-name")
         for row in rows:
             row.workload_class.cost_rates.currency  # noqa: B018 - touching what the template reads
+            assert row.target_instances is None and not row.drifted and not row.paused
     assert len(rows) == 15
 
 

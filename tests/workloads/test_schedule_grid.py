@@ -139,5 +139,19 @@ def test_disabled_windows_never_govern_and_have_no_colour(db):
     assert grid.next_change is None
 
 
-def test_the_controller_preview_slot_is_empty_until_the_controller_exists(scheduled):
-    assert target_preview(workload_class=scheduled, now=WEDNESDAY) is None
+def test_the_controller_preview_covers_the_week_from_the_current_hour(scheduled):
+    preview = target_preview(workload_class=scheduled, now=WEDNESDAY)
+    assert len(preview.hours) == 168 and preview.hours[0].at == WEDNESDAY.replace(minute=0, second=0, microsecond=0)
+    assert preview.backlog_source == "none"  # no telemetry: each target is its window's minimum
+    assert all(point.target == point.min_instances for point in preview.hours)
+    assert preview.changes and all(a.at < b.at for a, b in zip(preview.changes, preview.changes[1:], strict=False))
+    assert preview.peak == max(point.target for point in preview.hours)
+
+
+def test_the_controller_preview_sizes_for_a_fresh_backlog(scheduled):
+    from tests.workloads.pools import fresh_backlog
+
+    fresh_backlog(scheduled, backlog=1_000_000, queue_age=600, now=WEDNESDAY)
+    preview = target_preview(workload_class=scheduled, now=WEDNESDAY)
+    assert preview.backlog_source == "latest poll"
+    assert all(point.target == point.max_instances for point in preview.hours)  # a huge backlog: the max

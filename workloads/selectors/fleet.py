@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from workloads.models import Action, AuditEvent, SchedulePolicy, Tier, WorkloadClass
+from workloads.models import Action, AuditEvent, PoolControl, PoolHold, SchedulePolicy, Tier, WorkloadClass
+from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.scheduling import BoundsChange, InstanceBounds, instance_bounds, next_bounds_change
 from workloads.selectors import telemetry
 from workloads.selectors.telemetry import ClassStatus, ClassTelemetryRow
@@ -33,10 +34,12 @@ class FleetRow:
     workload_class: WorkloadClass
     bounds: InstanceBounds  # the schedule window in force now (or the baseline)
     live: ClassTelemetryRow
-    # What the control plane last asked the pool for, and whether something else changed the
-    # count since: both come from the scaling controller (a later issue); until then unknown.
+    # What the control plane last set the pool to (a scale, a pause or a restore), and whether
+    # something else changed the count since (PoolControl); None until the controller first ran.
     target_instances: int | None = None
     drifted: bool = False
+    drift_detail: str = ""
+    paused: bool = False  # a pause (on its own or by incident mode) is in force or being restored
 
     @property
     def queue_age_over_slo(self) -> bool:
@@ -131,24 +134,49 @@ def fleet_rows(
     *, now: datetime, team: str = "", tier: str = "", search: str = "", sort: str = "status"
 ) -> list[FleetRow]:
     """Every class matching the filters, one row each with its live telemetry, sorted by `sort`
-    (see sort_fleet_rows). Five queries whatever the number of classes: classes with their rates
-    and live values, SLOs with their status, schedules, open alerts, today's usage."""
-    classes = WorkloadClass.objects.prefetch_related(_schedules_prefetch())
+    (see sort_fleet_rows). Six queries whatever the number of classes: classes with their rates,
+    live values and pool control, SLOs with their status, schedules, open alerts, today's usage,
+    open pauses."""
+    classes = WorkloadClass.objects.select_related("pool_control").prefetch_related(_schedules_prefetch())
     if team:
         classes = classes.filter(owner_team=team)
     if tier:
         classes = classes.filter(tier=tier)
     if search:
         classes = classes.filter(Q(slug__icontains=search) | Q(name__icontains=search))
-    rows = [
-        FleetRow(
-            workload_class=live.workload_class,
-            bounds=instance_bounds(live.workload_class, live.workload_class.schedules.all(), now),
-            live=live,
+    lives = telemetry.fleet_overview(now=now, classes=classes.order_by("slug"))
+    paused = (
+        set(
+            PoolHold.objects.filter(
+                state__in=OPEN_HOLD_STATES, workload_class_id__in=[live.workload_class.pk for live in lives]
+            ).values_list("workload_class_id", flat=True)
         )
-        for live in telemetry.fleet_overview(now=now, classes=classes.order_by("slug"))
-    ]
+        if lives
+        else set()
+    )
+    rows = []
+    for live in lives:
+        wc = live.workload_class
+        control = _pool_control_of(wc)
+        rows.append(
+            FleetRow(
+                workload_class=wc,
+                bounds=instance_bounds(wc, wc.schedules.all(), now),
+                live=live,
+                target_instances=control.last_set_count if control else None,
+                drifted=bool(control and control.is_drifted),
+                drift_detail=control.drift_detail if control else "",
+                paused=wc.pk in paused,
+            )
+        )
     return sort_fleet_rows(rows, sort)
+
+
+def _pool_control_of(workload_class: WorkloadClass) -> PoolControl | None:
+    try:
+        return workload_class.pool_control
+    except PoolControl.DoesNotExist:
+        return None
 
 
 # --- Class detail -----------------------------------------------------------------------------------

@@ -1,7 +1,16 @@
 """Read-side queries about incident mode and pauses."""
 
-from workloads.models import IncidentMode, PoolHold
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Prefetch
+
+from workloads.models import IncidentMode, PoolHold, Tier, WorkloadClass
 from workloads.models.incidents import OPEN_HOLD_STATES
+from workloads.providers import get_providers
+from workloads.providers.base import ProviderError
+from workloads.providers.specs import pool_spec
+from workloads.services.incidents import retention_warning, retention_warnings
 
 
 def active_incident() -> IncidentMode | None:
@@ -25,3 +34,75 @@ def incident_holds(incident: IncidentMode):
 def open_holds():
     """Every pause in force or being restored, by incident mode or on its own."""
     return PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).select_related("workload_class", "incident")
+
+
+def incident_history(*, exclude_active: bool = True):
+    """Past incidents, newest first, each with its holds (pool, count paused from, count restored
+    to, restore rule) prefetched: two queries per page whatever the number of pools."""
+    incidents = IncidentMode.objects.select_related("enter_action", "exit_action").prefetch_related(
+        Prefetch("holds", queryset=PoolHold.objects.select_related("workload_class").order_by("workload_class__slug"))
+    )
+    if exclude_active:
+        incidents = incidents.filter(ended_at__isnull=False)
+    return incidents.order_by("-started_at", "-id")
+
+
+@dataclass(frozen=True)
+class PoolPreview:
+    """One pool that entering incident mode would pause, as it is now."""
+
+    workload_class: WorkloadClass
+    instance_count: int | None  # read from the provider now; None when it could not be read
+    read_error: ProviderError | None
+    already_paused: bool  # paused on its own: it keeps its own pause and is not part of the incident
+    retention_warning: str
+
+
+@dataclass(frozen=True)
+class EnterPreview:
+    pools: list[PoolPreview]
+    expires_in: timedelta
+    warnings: list[str]
+
+    @property
+    def to_pause(self) -> list[PoolPreview]:
+        return [p for p in self.pools if not p.already_paused]
+
+    @property
+    def instances_to_stop(self) -> int:
+        return sum(p.instance_count or 0 for p in self.to_pause)
+
+
+def incident_enter_preview(*, expires_in: timedelta) -> EnterPreview:
+    """What entering incident mode now would do: every deferrable class's pool with its current
+    instance count, read from the provider (one call per deferrable pool, only when an operator
+    asks for this preview), whether it is already paused on its own, and the retention warnings
+    the service would give for this expiry."""
+    classes = list(WorkloadClass.objects.filter(tier=Tier.DEFERRABLE).order_by("slug"))
+    paused = set(
+        PoolHold.objects.filter(state__in=OPEN_HOLD_STATES, workload_class__in=classes).values_list(
+            "workload_class_id", flat=True
+        )
+    )
+    pools = get_providers().pools
+    rows = []
+    for workload_class in classes:
+        count, error = None, None
+        try:
+            count = pools.get(pool_spec(workload_class)).instance_count
+        except ProviderError as exc:
+            error = exc
+        rows.append(
+            PoolPreview(
+                workload_class=workload_class,
+                instance_count=count,
+                read_error=error,
+                already_paused=workload_class.pk in paused,
+                retention_warning=retention_warning(workload_class, paused_for=expires_in),
+            )
+        )
+    return EnterPreview(
+        pools=rows,
+        expires_in=expires_in,
+        warnings=retention_warnings(expires_in=expires_in, classes=[p.workload_class for p in rows]),
+    )

@@ -18,6 +18,8 @@ from workloads.scheduling import (
     precedence_key,
     window_edges,
 )
+from workloads.selectors.scaling import SchedulePreview, schedule_preview
+from workloads.services.scaling import latest_backlog
 
 PALETTE_SIZE = 6  # colours for windows in the grid (static/css: .sched-1 ... .sched-6); 0 = baseline
 
@@ -175,8 +177,32 @@ def class_with_schedules(slug: str) -> WorkloadClass | None:
     return WorkloadClass.objects.prefetch_related("schedules").filter(slug=slug).first()
 
 
-def target_preview(*, workload_class: WorkloadClass, now: datetime):
-    """The scaling controller's instance targets for the next 7 days, hour by hour: the slot the
-    schedules screen renders under the grid. The scaling-controller issue fills this in; until then
-    there is no controller, so there is nothing to preview and this returns None."""
-    return None
+@dataclass(frozen=True)
+class TargetPreview:
+    """The scaling controller's plan for the coming days, for the schedules screen."""
+
+    preview: SchedulePreview
+    backlog_source: str  # "latest poll" or "none" (no fresh telemetry: the windows' minimums)
+    peak: int  # the highest hourly target, to scale the chart
+
+    @property
+    def hours(self):
+        return self.preview.hours
+
+    @property
+    def changes(self):
+        return self.preview.changes
+
+
+def target_preview(*, workload_class: WorkloadClass, now: datetime, hours: int = 168) -> TargetPreview:
+    """The instance targets the scaling controller would set over the next `hours` (from the start
+    of the current hour), per hour and at each exact change point, for the backlog of the latest
+    fresh poll held constant (0 without fresh telemetry: then each target is the window's minimum)."""
+    backlog = latest_backlog(workload_class, now=now).messages
+    start = now.replace(minute=0, second=0, microsecond=0)
+    preview = schedule_preview(workload_class, start, hours, backlog=backlog or 0.0)
+    return TargetPreview(
+        preview=preview,
+        backlog_source="latest poll" if backlog is not None else "none",
+        peak=max((point.target for point in preview.hours), default=0),
+    )

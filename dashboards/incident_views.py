@@ -1,0 +1,201 @@
+"""Incident mode in the browser: the current state with per-pool counts and the enter or exit
+action's progress, enter (a preview of the pools it pauses and their current counts, then a
+confirmation), extend, exit, and the history of past incidents. Also the migration comparison.
+
+The services are the REST API's (`workloads.services.incidents`); entering and exiting answer with
+a whole-page redirect, so the banner every page shows appears or goes at once.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from controlplane.roles import Role
+from dashboards.oncall_forms import CompareForm, ExitForm, ExtendForm, IncidentEnterForm
+from dashboards.views import _render, _require_role, _wants_fragment, login_required_htmx
+from workloads.errors import ApplicationError
+from workloads.models import IncidentMode, WorkloadClass
+from workloads.selectors import comparison as comparison_selectors
+from workloads.selectors import incidents as incident_selectors
+from workloads.services import incidents as services
+
+HISTORY_PAGE_SIZE = 10
+
+
+def _default_minutes() -> int:
+    return settings.INCIDENT_DEFAULT_EXPIRY_MINUTES
+
+
+def _state_context() -> dict:
+    """The active incident, or the last one while its pools are still being restored."""
+    active = incident_selectors.active_incident()
+    incident = active or IncidentMode.objects.select_related("exit_action").first()
+    holds = []
+    if incident is not None:
+        holds = list(incident_selectors.incident_holds(incident).select_related("workload_class__pool_control"))
+    moving = None
+    if incident is not None:
+        for action in (incident.exit_action, incident.enter_action):
+            if action is not None and not action.is_final:
+                moving = action
+                break
+    return {
+        "active": active,
+        "incident": incident,
+        "holds": holds,
+        "moving": moving,
+        "now": timezone.now(),
+    }
+
+
+def _page_context(request, *, enter_form=None, preview=None, extend_form=None) -> dict:
+    history = Paginator(incident_selectors.incident_history(), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    return {
+        **_state_context(),
+        "enter_form": enter_form or IncidentEnterForm(default_minutes=_default_minutes()),
+        "extend_form": extend_form or ExtendForm(default_minutes=_default_minutes()),
+        "exit_form": ExitForm(),
+        "preview": preview,
+        "history": history,
+        "deferrable": WorkloadClass.objects.filter(tier="deferrable").order_by("slug").values_list("slug", flat=True),
+    }
+
+
+@require_GET
+@login_required_htmx
+def incidents(request):
+    _require_role(request, Role.VIEWER)
+    if _wants_fragment(request) and request.htmx.target == "incident-history":
+        return render(request, "dashboards/incidents.html#incident-history", _page_context(request))
+    return _render(request, "dashboards/incidents.html", "incident-state", _page_context(request))
+
+
+def _to_incidents(request):
+    """A whole-page move to the incidents screen: the banner on it follows the new state."""
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("dashboards:incidents"))
+    return redirect("dashboards:incidents")
+
+
+@require_POST
+@login_required_htmx
+def incident_enter(request):
+    """First submission: the preview (pools, current counts, retention warnings); with
+    `confirm`: enter incident mode."""
+    _require_role(request, Role.OPERATOR)
+    form = IncidentEnterForm(request.POST, default_minutes=_default_minutes())
+    if not form.is_valid():
+        return _enter_page(request, form, status=400)
+    expires_in = timedelta(minutes=form.cleaned_data["expires_in_minutes"])
+    if request.POST.get("step") != "confirm":
+        preview = incident_selectors.incident_enter_preview(expires_in=expires_in)
+        return _enter_page(request, form, preview=preview)
+    try:
+        result = services.incident_mode_enter(
+            actor=request.user,
+            reason=form.cleaned_data["reason"],
+            ticket=form.cleaned_data.get("ticket") or "",
+            expires_in=expires_in,
+        )
+    except ValidationError as exc:
+        for field, problems in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, problems)
+        return _enter_page(request, form, status=400)
+    if result.changed:
+        messages.success(request, "Incident mode entered: the deferrable pools are being paused.")
+    else:
+        messages.info(request, "Incident mode was already active; nothing new was done.")
+    for warning in result.warnings:
+        messages.warning(request, warning)
+    return _to_incidents(request)
+
+
+def _enter_page(request, form, *, preview=None, status: int = 200):
+    context = _page_context(request, enter_form=form, preview=preview)
+    if request.htmx:  # htmx swaps only 2xx answers, and the errors are what to show
+        return render(request, "dashboards/incidents.html#enter-panel", context)
+    return render(request, "dashboards/incidents.html", context, status=status)
+
+
+@require_POST
+@login_required_htmx
+def incident_extend(request):
+    _require_role(request, Role.OPERATOR)
+    form = ExtendForm(request.POST, default_minutes=_default_minutes())
+    if form.is_valid():
+        try:
+            result = services.incident_mode_extend(
+                actor=request.user, expires_in=timedelta(minutes=form.cleaned_data["expires_in_minutes"])
+            )
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Incident mode now ends at {result.incident.expires_at:%a %d %b %H:%M} UTC.")
+            for warning in result.warnings:
+                messages.warning(request, warning)
+    else:
+        messages.error(request, "Choose how long incident mode should last from now.")
+    return _to_incidents(request)
+
+
+@require_POST
+@login_required_htmx
+def incident_exit(request):
+    _require_role(request, Role.OPERATOR)
+    form = ExitForm(request.POST)
+    form.is_valid()
+    try:
+        result = services.incident_mode_exit(actor=request.user, reason=form.cleaned_data.get("reason") or "")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        if result.changed:
+            messages.success(request, "Incident mode exited: the paused pools are being restored.")
+        else:
+            messages.info(request, "Incident mode is not active; nothing new was done.")
+    return _to_incidents(request)
+
+
+# --- Migration comparison -------------------------------------------------------------------------------
+@require_GET
+@login_required_htmx
+def compare(request):
+    _require_role(request, Role.VIEWER)
+    classes = list(WorkloadClass.objects.select_related("cost_rates").order_by("slug"))
+    now = timezone.now()
+    today = now.date()
+    # Without a choice yet: the class's last 7 days against the 7 before them.
+    defaults = {
+        "a_class": classes[0].slug if classes else "",
+        "a_start": (today - timedelta(days=13)).isoformat(),
+        "a_end": (today - timedelta(days=7)).isoformat(),
+        "b_start": (today - timedelta(days=6)).isoformat(),
+        "b_end": today.isoformat(),
+    }
+    form = CompareForm(request.GET or defaults, classes=classes)
+    result = None
+    if classes and form.is_valid():
+        data = form.cleaned_data
+        by_slug = {wc.slug: wc for wc in classes}
+        a_class = by_slug[data["a_class"]]
+        b_class = by_slug.get(data.get("b_class") or "", a_class)
+        periods = [
+            comparison_selectors.Period(wc, *CompareForm.bounds(data[f"{side}_start"], data[f"{side}_end"], now))
+            for side, wc in (("a", a_class), ("b", b_class))
+        ]
+        result = comparison_selectors.comparison(a=periods[0], b=periods[1], now=now)
+    context = {
+        "form": form,
+        "result": result,
+        "classes": classes,
+        "now": now,
+    }
+    return _render(request, "dashboards/compare.html", "compare-result", context)

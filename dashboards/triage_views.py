@@ -1,0 +1,360 @@
+"""Dead-letter triage in the browser: groups by signature, the messages of a group, one message,
+replay (preview, dry run, confirmation, progress), discard, edit-and-replay, and triage rules.
+
+Every change goes through the services the REST API calls (`workloads.services.deadletters`,
+`workloads.services.triage`); these views only parse the forms, check the role, and choose what to
+render. POSTs answer htmx with the panel that replaces the one that asked, and a plain form post
+with a page (or a redirect), so each button also works without JavaScript.
+"""
+
+import json
+from dataclasses import replace
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+
+from controlplane.roles import Role
+from dashboards.oncall_forms import (
+    DeadLetterFilterForm,
+    DiscardForm,
+    EditAndReplayForm,
+    ReplayForm,
+    TriageRuleForm,
+    selected_ids,
+)
+from dashboards.views import _render, _require_role, login_required_htmx
+from workloads.errors import ApplicationError
+from workloads.models import DeadLetter, TriageRule
+from workloads.selectors import fleet
+from workloads.selectors.deadletters import dead_letter_groups
+from workloads.services import deadletters as services
+from workloads.services import triage as triage_services
+
+GROUPS_PAGE_SIZE = 50
+MESSAGES_PAGE_SIZE = 25
+
+
+def _filter_form(data) -> DeadLetterFilterForm:
+    return DeadLetterFilterForm(data, classes=list(fleet.classes_for_choice()))
+
+
+def _rows(query):
+    rows = DeadLetter.objects.all()
+    if query.workload_class is not None:
+        rows = rows.filter(workload_class=query.workload_class)
+    if query.signature:
+        rows = rows.filter(error_signature=query.signature)
+    rows = rows.filter(status__in=query.statuses)
+    if query.seen_after is not None:
+        rows = rows.filter(last_seen__gte=query.seen_after)
+    return rows
+
+
+@require_GET
+@login_required_htmx
+def dead_letters(request):
+    _require_role(request, Role.VIEWER)
+    now = timezone.now()
+    form = _filter_form(request.GET or None)
+    query = form.query(now=now)
+    groups = dead_letter_groups(now=now, rows=_rows(query))
+    page = Paginator(groups, GROUPS_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"form": form, "query": query, "page": page, "now": now}
+    return _render(request, "dashboards/dead_letters.html", "dead-letter-groups", context)
+
+
+@require_GET
+@login_required_htmx
+def dead_letter_messages(request):
+    _require_role(request, Role.VIEWER)
+    now = timezone.now()
+    form = _filter_form(request.GET or None)
+    query = form.query(now=now)
+    page = None
+    if query.workload_class is not None:
+        rows = _rows(query).select_related("workload_class", "replay_action").order_by("-last_seen", "-id")
+        page = Paginator(rows, MESSAGES_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "form": form,
+        "query": query,
+        "page": page,
+        "now": now,
+        "groups_url": f"{reverse('dashboards:dead-letters')}?{urlencode(query.params())}",
+    }
+    return _render(request, "dashboards/dead_letter_messages.html", "dead-letter-messages", context)
+
+
+def _dead_letter_or_404(pk: int) -> DeadLetter:
+    row = DeadLetter.objects.select_related("workload_class", "replay_action", "triage_rule").filter(pk=pk).first()
+    if row is None:
+        raise Http404(f"No dead letter #{pk}.")
+    return row
+
+
+def _initial_payload(row: DeadLetter) -> str:
+    if row.edited_payload is not None:
+        return json.dumps(row.edited_payload, indent=2, ensure_ascii=False, sort_keys=True)
+    if row.payload_format == "json":
+        return json.dumps(row.payload, indent=2, ensure_ascii=False, sort_keys=True)
+    return row.payload_text if row.payload_format == "text" else ""
+
+
+@require_GET
+@login_required_htmx
+def dead_letter_detail(request, pk: int):
+    _require_role(request, Role.VIEWER)
+    row = _dead_letter_or_404(pk)
+    form = EditAndReplayForm(initial={"payload": _initial_payload(row)})
+    return render(request, "dashboards/dead_letter_detail.html", _detail_context(row, form))
+
+
+def _detail_context(row: DeadLetter, form: EditAndReplayForm, **extra) -> dict:
+    return {
+        "row": row,
+        "form": form,
+        "refusal": services.replay_refusal(row),
+        "schema": row.workload_class.payload_schema,
+        **extra,
+    }
+
+
+# --- Replay and discard -------------------------------------------------------------------------------
+def _posted_selection(request):
+    """(query, ids, all_matching) from a selection form; the filter's time bound travels as an
+    absolute time once a confirmation showed it, so the confirmed rows are the ones counted."""
+    query = _filter_form(request.POST).query(now=timezone.now())
+    pinned = parse_datetime(request.POST.get("seen_after") or "")
+    if pinned is not None and query.since:
+        query = replace(query, seen_after=pinned)
+    all_matching = request.POST.get("all_matching") == "1"
+    ids = () if all_matching else selected_ids(request.POST)
+    return query, ids, all_matching
+
+
+def _panel_response(request, context: dict, *, status: int = 200):
+    """The triage panel for htmx; a page around it for a plain form post."""
+    if request.htmx:
+        # htmx swaps only 2xx answers: a refusal is still the panel to show, so it is a 200 there.
+        response = render(request, "dashboards/partials/triage_panel.html", context)
+        response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
+        return response
+    return render(request, "dashboards/dead_letter_confirm.html", context, status=status)
+
+
+def _selection_context(query, ids, all_matching) -> dict:
+    return {
+        "query": query,
+        "ids": ids,
+        "all_matching": all_matching,
+        "seen_after": query.seen_after.isoformat() if query.seen_after else "",
+    }
+
+
+def _refuse(request, context: dict, message: str):
+    context["error"] = message
+    return _panel_response(request, context, status=400)
+
+
+@require_POST
+@login_required_htmx
+def replay(request):
+    _require_role(request, Role.OPERATOR)
+    query, ids, all_matching = _posted_selection(request)
+    step = request.POST.get("step") or "review"
+    form = ReplayForm(request.POST if step != "review" else None)
+    context = {"kind": "replay", "form": form, **_selection_context(query, ids, all_matching)}
+    if query.workload_class is None:
+        return _refuse(request, context, "Choose a class first: a replay republishes to one class's topic.")
+    if not ids and not all_matching:
+        return _refuse(request, context, "Select dead letters first, or choose “all matching this filter”.")
+    selection = query.selection(ids)
+    context["selection"] = selection
+    velocity = form.cleaned_data.get("velocity") if form.is_bound and form.is_valid() else None
+    context["velocity"] = f"{velocity or services.DEFAULT_REPLAY_VELOCITY:g}"
+    try:
+        context["preview"] = services.replay_preview(selection=selection)
+        if step == "dry_run":
+            context["dry_run"] = services.replay_dry_run(selection=selection)
+        elif step == "confirm":
+            if not form.is_valid():
+                return _panel_response(request, context, status=400)
+            data = form.cleaned_data
+            action = services.replay_request(
+                actor=request.user,
+                selection=selection,
+                velocity=data.get("velocity"),
+                name=data.get("name") or "",
+                reason=data.get("reason") or "",
+            )
+            messages.success(request, f"Replay #{action.pk} requested: {context['preview'].replayable} to publish.")
+            if not request.htmx:
+                return redirect("dashboards:action-detail", action_id=action.pk)
+            context.update(action=action, started=True)
+    except ApplicationError as exc:
+        return _refuse(request, context, exc.message)
+    return _panel_response(request, context)
+
+
+@require_POST
+@login_required_htmx
+def discard(request):
+    _require_role(request, Role.OPERATOR)
+    query, ids, all_matching = _posted_selection(request)
+    step = request.POST.get("step") or "review"
+    form = DiscardForm(request.POST if step == "confirm" else None)
+    context = {"kind": "discard", "form": form, **_selection_context(query, ids, all_matching)}
+    if query.workload_class is None:
+        return _refuse(request, context, "Choose a class first.")
+    if not ids and not all_matching:
+        return _refuse(request, context, "Select dead letters first, or choose “all matching this filter”.")
+    selection = query.selection(ids)
+    context["selection"] = selection
+    try:
+        preview = services.replay_preview(selection=selection)
+        context.update(preview=preview, to_discard=preview.matching - preview.refused_discarded)
+        if step == "confirm" and form.is_valid():
+            count = services.dead_letters_discard(
+                actor=request.user, selection=selection, reason=form.cleaned_data.get("reason") or ""
+            )
+            messages.success(request, f"Discarded {count} dead letter{'s' if count != 1 else ''}.")
+            if not request.htmx:
+                return redirect(f"{reverse('dashboards:dead-letter-messages')}?{urlencode(query.params())}")
+            context.update(discarded=count)
+            response = _panel_response(request, context)
+            trigger_client_event(response, "dead-letters-changed", {})
+            return response
+    except ApplicationError as exc:
+        return _refuse(request, context, exc.message)
+    return _panel_response(request, context)
+
+
+@require_POST
+@login_required_htmx
+def edit_and_replay(request, pk: int):
+    _require_role(request, Role.OPERATOR)
+    row = _dead_letter_or_404(pk)
+    form = EditAndReplayForm(request.POST)
+    status = 400
+    if form.is_valid():
+        try:
+            action = services.dead_letter_edit_and_replay(
+                actor=request.user,
+                dead_letter=row,
+                payload=form.cleaned_data["payload"],
+                reason=form.cleaned_data.get("reason") or "",
+            )
+        except ApplicationError as exc:
+            # Field errors from the class's schema go under the editor, one line each.
+            for field, problems in (exc.extra.get("errors") or {}).items():
+                for problem in problems:
+                    form.add_error("payload", f"{field}: {problem}")
+            if not exc.extra.get("errors"):
+                form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Edited payload saved; replay #{action.pk} requested.")
+            if not request.htmx:
+                return redirect("dashboards:action-detail", action_id=action.pk)
+            row.refresh_from_db()
+            context = _detail_context(row, form, action=action)
+            return render(request, "dashboards/dead_letter_detail.html#edit-panel", context)
+    context = _detail_context(row, form)
+    if request.htmx:  # htmx swaps only 2xx answers, and the errors are what to show
+        return render(request, "dashboards/dead_letter_detail.html#edit-panel", context)
+    return render(request, "dashboards/dead_letter_detail.html", context, status=status)
+
+
+# --- Triage rules ---------------------------------------------------------------------------------------
+@require_GET
+@login_required_htmx
+def triage_rules(request):
+    _require_role(request, Role.VIEWER)
+    rules = TriageRule.objects.select_related("workload_class").order_by("priority", "id")
+    return render(request, "dashboards/triage_rules.html", {"rules": rules})
+
+
+def _rule_or_404(pk: int) -> TriageRule:
+    rule = TriageRule.objects.select_related("workload_class").filter(pk=pk).first()
+    if rule is None:
+        raise Http404(f"No triage rule #{pk}.")
+    return rule
+
+
+def _save_rule(request, form: TriageRuleForm, rule: TriageRule | None):
+    fields = form.cleaned_data
+    try:
+        if rule is None:
+            rule = triage_services.triage_rule_create(actor=request.user, fields=fields)
+            messages.success(request, f"Triage rule “{rule.name}” created.")
+        else:
+            rule = triage_services.triage_rule_update(actor=request.user, rule=rule, fields=fields)
+            messages.success(request, f"Triage rule “{rule.name}” saved.")
+    except ValidationError as exc:
+        form.add_error(None, exc)
+        return None
+    return redirect("dashboards:triage-rules")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required_htmx
+def triage_rule_new(request):
+    _require_role(request, Role.OPERATOR)
+    if request.method == "POST":
+        form = TriageRuleForm(request.POST)
+        if form.is_valid():
+            done = _save_rule(request, form, None)
+            if done is not None:
+                return done
+        return render(request, "dashboards/triage_rule_form.html", {"form": form, "rule": None}, status=400)
+    initial = {k: request.GET[k] for k in ("error_signature",) if request.GET.get(k)}
+    if request.GET.get("workload_class"):
+        initial["workload_class"] = request.GET["workload_class"]
+    form = TriageRuleForm(initial=initial)
+    return render(request, "dashboards/triage_rule_form.html", {"form": form, "rule": None})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required_htmx
+def triage_rule_edit(request, pk: int):
+    _require_role(request, Role.OPERATOR)
+    rule = _rule_or_404(pk)
+    if request.method == "POST":
+        form = TriageRuleForm(request.POST, instance=TriageRule.objects.get(pk=rule.pk))
+        if form.is_valid():
+            done = _save_rule(request, form, rule)
+            if done is not None:
+                return done
+        return render(request, "dashboards/triage_rule_form.html", {"form": form, "rule": rule}, status=400)
+    return render(request, "dashboards/triage_rule_form.html", {"form": TriageRuleForm(instance=rule), "rule": rule})
+
+
+@require_POST
+@login_required_htmx
+def triage_rule_toggle(request, pk: int):
+    _require_role(request, Role.OPERATOR)
+    rule = _rule_or_404(pk)
+    rule = triage_services.triage_rule_update(actor=request.user, rule=rule, fields={"enabled": not rule.enabled})
+    messages.success(request, f"Triage rule “{rule.name}” {'enabled' if rule.enabled else 'disabled'}.")
+    return redirect("dashboards:triage-rules")
+
+
+@require_POST
+@login_required_htmx
+def triage_rule_delete(request, pk: int):
+    _require_role(request, Role.OPERATOR)
+    rule = _rule_or_404(pk)
+    name = rule.name
+    triage_services.triage_rule_delete(actor=request.user, rule=rule)
+    messages.success(request, f"Triage rule “{name}” deleted.")
+    if request.htmx:  # asked for through hx-confirm: the whole tab moves on
+        return HttpResponseClientRedirect(reverse("dashboards:triage-rules"))
+    return redirect("dashboards:triage-rules")
