@@ -217,6 +217,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -----------------------------------------------------------------------------------
 CELERY_DATA_DIR = VAR_DIR / "celery"
+# Beat keeps its schedule file here whatever the broker, and cannot create the folder itself.
+CELERY_DATA_DIR.mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker for one machine: messages are files under var/celery/queue.
