@@ -6,6 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
+# Extra honcho options for `make run`, e.g. HONCHO_ARGS="-c worker=2" for two Celery worker processes.
+HONCHO_ARGS ?=
+# Local state of `make run` (SQLite file, broker folders, admin password); the settings read the same variable.
+VAR_DIR ?= var
 
 .PHONY: run test lint bench reset clean-venv
 
@@ -23,14 +27,24 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime-installed
 
+# The demo fills every screen within a minute or so: metrics are polled, SLOs evaluated, pools sized
+# and dead letters mirrored more often than the production defaults, and the scaling cooldowns fit
+# the demo's 20-minute day. Set any of them to override.
+run: export TELEMETRY_POLL_INTERVAL_SECONDS ?= 10
+run: export TELEMETRY_ALERTS_INTERVAL_SECONDS ?= 10
+run: export SCALING_CONTROLLER_INTERVAL_SECONDS ?= 15
+run: export SCALING_COOLDOWN_UP_SECONDS ?= 30
+run: export SCALING_COOLDOWN_DOWN_SECONDS ?= 120
+run: export DEAD_LETTER_SYNC_INTERVAL_SECONDS ?= 10
+run: export WORKER_REPORT_INTERVAL_SECONDS ?= 10
 run: $(VENV)/.runtime-installed
-	mkdir -p var
+	mkdir -p $(VAR_DIR)
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DEBUG=1 $(BIN)/python manage.py seed_demo
 	DEBUG=1 $(BIN)/python manage.py provision
 	DEBUG=1 $(BIN)/python manage.py ensure_admin
 	@echo "Serving on http://127.0.0.1:$(PORT) (API docs: /api/docs/, admin: /admin/); Ctrl-C stops everything."
-	DEBUG=1 WEB_PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT)
+	DEBUG=1 WEB_PORT=$(PORT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port $(PORT) $(HONCHO_ARGS)
 
 test: $(VENV)/.dev-installed
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -42,9 +56,11 @@ lint: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
 
+# Only what `make run` keeps: a VAR_DIR pointed elsewhere may hold other things.
 reset:
-	rm -rf var/
-	@echo "Removed var/: the next make run starts from an empty database."
+	rm -rf $(VAR_DIR)/controlplane.sqlite3 $(VAR_DIR)/controlplane.sqlite3-wal $(VAR_DIR)/controlplane.sqlite3-shm \
+		$(VAR_DIR)/celery $(VAR_DIR)/admin-password.txt
+	@echo "Reset $(VAR_DIR)/: the next make run starts from an empty database (DATABASE_URL databases are left alone)."
 
 clean-venv:
 	rm -rf $(VENV)

@@ -58,3 +58,12 @@ def test_the_embedded_defaults_need_no_server(tmp_path):
     result = _run(["check"], DEBUG="1", VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "celery" / "queue").is_dir()
+
+
+def test_beat_has_a_folder_for_its_schedule_with_a_server_broker_too(tmp_path):
+    # With Redis (the production broker) nothing else creates VAR_DIR/celery, and beat crashes at
+    # start without it.
+    result = _run(["check"], DEBUG="1", VAR_DIR=str(tmp_path / "var"), CELERY_BROKER_URL="redis://127.0.0.1:6379/1")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "var" / "celery").is_dir()
+    assert not (tmp_path / "var" / "celery" / "queue").exists()  # no filesystem-broker folders

@@ -1,4 +1,6 @@
 import random
+import time
+from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
@@ -8,6 +10,9 @@ from workloads.ingestion import normalize_and_validate
 from workloads.models import IdempotencyRecord, LocalWorkerPool, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.specs import queue_spec
+from workloads.runtime import demo_handlers  # noqa: F401 (registers the demo handlers)
+from workloads.runtime.context import WorkContext
+from workloads.runtime.registry import get_handler
 from workloads.services.demo import DEMO_CLASSES
 
 SCHEMAS = {d["fields"]["slug"]: d["fields"]["payload_schema"] for d in DEMO_CLASSES}
@@ -82,3 +87,30 @@ def test_generate_traffic_posts_through_the_real_api(live_server, capsys):
         queue_spec(WorkloadClass.objects.get(slug=slug)), max_messages=1000, timeout=0.5
     )
     assert waiting  # the events are in the class's queue
+
+
+@pytest.mark.parametrize("slug", [t.slug for t in DEMO_TRAFFIC if t.poison_rate])
+def test_poison_events_fail_in_their_demo_handler_and_the_others_succeed(slug, settings):
+    settings.DEMO_TRANSIENT_FAILURE_RATE = 0.0
+    settings.DEMO_POISON_RATE = 0.0
+    handler = get_handler(slug)
+    rng = random.Random(11)
+
+    def run(event):
+        context = WorkContext(
+            slug=slug,
+            message_id="m-1",
+            attempt=1,
+            idempotency_key=f"key-{rng.random()}",
+            trace_id="t",
+            deadline=datetime.now(UTC),
+            deadline_monotonic=time.monotonic() + 30,
+        )
+        payload = normalize_and_validate(event, SCHEMAS[slug]).payload
+        return handler(payload, context)
+
+    for serial in range(20):
+        assert run(make_event(slug, rng, serial=serial)) is not None
+        with pytest.raises(Exception) as failure:
+            run(make_event(slug, rng, serial=serial, poison=True))
+        assert "transient" not in type(failure.value).__name__.lower()  # fails the same way every time

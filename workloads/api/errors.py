@@ -17,6 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from workloads.errors import ApplicationError
 from workloads.models import AuditResult
+from workloads.providers.base import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,34 @@ def _record_denied(request, exc) -> None:
         logger.exception("could not record a denied request")
 
 
+# A transient provider error was already retried by the adapter; the caller may try again later.
+PROVIDER_RETRY_AFTER_SECONDS = 30
+
+
+def provider_error_response(exc: ProviderError) -> Response:
+    """502 when someone must act (the message says what: a role to grant, a resource to create),
+    503 with Retry-After when the provider may recover by itself."""
+    logger.warning("provider error: %s (%s)", exc, exc.code or "no code")
+    body = {
+        "type": "provider_error",
+        "detail": exc.message,
+        "code": exc.code,
+        "resource": exc.resource,
+        "permanent": exc.permanent,
+    }
+    if exc.permanent:
+        return Response(body, status=status.HTTP_502_BAD_GATEWAY)
+    return Response(
+        body,
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(PROVIDER_RETRY_AFTER_SECONDS)},
+    )
+
+
 def exception_handler(exc, context):
     request = context.get("request")
+    if isinstance(exc, ProviderError):
+        return provider_error_response(exc)
     if isinstance(exc, DjangoValidationError):
         return validation_response(_django_validation_errors(exc))
     if isinstance(exc, exceptions.ValidationError):

@@ -317,7 +317,7 @@ DEMO_CLASSES = [
                 "target_percent": Decimal("99.9"),
                 "window_days": 28,
             },
-            {"kind": "success_ratio", "target_percent": Decimal("99.9"), "window_days": 28},
+            {"kind": "success_ratio", "target_percent": Decimal("99.5"), "window_days": 28},
         ],
         "schedules": [
             {
