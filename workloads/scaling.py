@@ -11,7 +11,13 @@ max from the schedule window in force; 0 while the class is paused. A change is 
   capacity late costs latency, removing it late costs only money).
 
 A pool outside the schedule's bounds is brought inside at once, past both guards: a window that
-opens ("weekend policy: max 2") must take effect when it opens, not after a cooldown.
+opens ("weekend policy: max 2") must take effect when it opens, not after a cooldown. So is a pool
+at zero with work waiting: it does no work at all, so every second of cooldown is pure latency.
+
+A busy pool drains its backlog as fast as it arrives, so one sample can read 0 while work flows.
+Sizing by that sample alone would take a working pool to zero and leave the next arrivals waiting
+for a scale-up; so a pool that completed work in the last few minutes keeps at least one instance
+(where the bounds allow one).
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class DecisionInputs:
     drain_target_seconds: float
     last_change_at: datetime | None = None  # when we last set the pool
     held: bool = False  # paused by incident mode or on its own
+    recent_work: float | None = None  # jobs completed or failed in the last few minutes (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -104,13 +111,18 @@ def scaling_decision(inputs: DecisionInputs, settings: ScalingSettings = Scaling
     reason = f"backlog {human_count(inputs.backlog)}"
     if inputs.queue_age_seconds is not None:
         reason += f", queue age {inputs.queue_age_seconds:.0f} s"
-    if target == bounds.max_instances and target > 0:
+    if target == 0 and inputs.recent_work and bounds.max_instances > 0:
+        target = 1
+        reason += f", still completing work ({human_count(inputs.recent_work)} jobs lately): keeping one instance"
+    elif target == bounds.max_instances and target > 0:
         reason += f" ({_bounds_label(bounds)}: max {bounds.max_instances})"
     elif target == bounds.min_instances:
         reason += f" ({_bounds_label(bounds)}: min {bounds.min_instances})"
 
     if target == current:
         return Decision(target, False, reason, blocked_by="unchanged")
+    if current == 0:
+        return Decision(target, True, reason + " (scaling up from zero at once)")
     if abs(target - current) < hysteresis_band(current, settings.hysteresis):
         return Decision(target, False, reason, blocked_by="hysteresis")
     if inputs.last_change_at is not None:

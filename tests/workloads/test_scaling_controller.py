@@ -159,3 +159,23 @@ def test_an_unreadable_pool_is_skipped_with_the_reason(db):
     summary = scaling_controller_tick(now=timezone.now())
     assert summary.skipped == {"no-pool": "pool unreadable"}
     assert "could not read the pool" in PoolControl.objects.get().last_decision
+
+
+@override_settings(SCALING_COOLDOWN_DOWN_SECONDS=0)
+def test_a_pool_that_is_still_completing_work_is_not_taken_to_zero_on_an_empty_sample(render):
+    from workloads.models import MetricRollup, Resolution
+
+    render.min_instances = 0
+    render.save()
+    now = timezone.now().replace(second=0, microsecond=0)
+    fresh_backlog(render, backlog=0, queue_age=0, now=now)
+    MetricRollup.objects.create(
+        workload_class=render,
+        resolution=Resolution.MINUTE,
+        bucket_start=now - timedelta(minutes=2),
+        completed=30,
+        failed=2,
+        fetched_at=now,
+    )
+    assert scaling_controller_tick(now=now).scaled == {"doc-render": 1}
+    assert "still completing work (32 jobs lately)" in Action.objects.get(kind=ActionKind.SCALE).reason

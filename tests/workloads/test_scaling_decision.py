@@ -156,3 +156,26 @@ def test_a_synthetic_backlog_timeline_with_a_weekend_window_and_cooldowns():
     assert blocked[3] == blocked[4] == "cooldown"
     assert blocked[6] == blocked[21] == "hysteresis"
     assert blocked[31] == blocked[39] == "unchanged"  # at the weekend max while the backlog lasts
+
+
+def test_a_pool_at_zero_with_work_waiting_scales_up_at_once_past_the_cooldown():
+    tuning = ScalingSettings(cooldown_up=timedelta(minutes=3))
+    just_changed = T0 - timedelta(seconds=30)
+    bounds = InstanceBounds(0, 10, "nightly")
+    decision = scaling_decision(_inputs(current=0, bounds=bounds, backlog=5, last_change_at=just_changed), tuning)
+    assert (decision.target, decision.change) == (1, True)
+    assert "from zero" in decision.reason
+    # Away from zero the up-cooldown still applies.
+    busy = scaling_decision(_inputs(current=1, bounds=bounds, backlog=500, last_change_at=just_changed), tuning)
+    assert (busy.target, busy.change, busy.blocked_by) == (5, False, "cooldown")
+
+
+def test_a_pool_still_completing_work_keeps_one_instance_when_a_sample_reads_empty():
+    bounds = InstanceBounds(0, 10, "nightly")
+    working = scaling_decision(_inputs(current=2, bounds=bounds, backlog=0, recent_work=40))
+    assert (working.target, working.change) == (1, True)
+    assert "still completing work (40 jobs lately)" in working.reason
+    idle = scaling_decision(_inputs(current=2, bounds=bounds, backlog=0, recent_work=0))
+    assert (idle.target, idle.change) == (0, True)
+    closed = scaling_decision(_inputs(current=0, bounds=InstanceBounds(0, 0, "weekend"), backlog=0, recent_work=40))
+    assert (closed.target, closed.change) == (0, False)  # a window with max 0 stays closed

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from workloads.models import (
@@ -25,8 +26,10 @@ from workloads.models import (
     ActionKind,
     ActionStep,
     ClassTelemetry,
+    MetricRollup,
     PoolControl,
     PoolHold,
+    Resolution,
     WorkloadClass,
 )
 from workloads.models.actions import FINAL_ACTION_STATES
@@ -58,10 +61,16 @@ def current_bounds(workload_class: WorkloadClass, at: datetime) -> InstanceBound
     return instance_bounds(workload_class, list(workload_class.schedules.all()), at)
 
 
+# A pool that completed or failed work this recently keeps one instance even when a sample reads
+# an empty backlog (see workloads.scaling).
+RECENT_WORK_WINDOW = timedelta(minutes=5)
+
+
 @dataclass(frozen=True)
 class Backlog:
     messages: float | None
     queue_age_seconds: float | None
+    recent_work: float | None = None  # completed + failed over RECENT_WORK_WINDOW
 
 
 def latest_backlog(workload_class: WorkloadClass, *, now: datetime) -> Backlog:
@@ -72,7 +81,11 @@ def latest_backlog(workload_class: WorkloadClass, *, now: datetime) -> Backlog:
         return Backlog(None, None)
     if now - telemetry.newest_sample_at > timedelta(seconds=settings.TELEMETRY_STALE_AFTER_SECONDS):
         return Backlog(None, None)
-    return Backlog(telemetry.backlog, telemetry.oldest_unacked_age_seconds)
+    since = now - RECENT_WORK_WINDOW
+    recent = MetricRollup.objects.filter(
+        workload_class=workload_class, resolution=Resolution.MINUTE, bucket_start__gte=since
+    ).aggregate(work=Sum("completed") + Sum("failed"))["work"]
+    return Backlog(telemetry.backlog, telemetry.oldest_unacked_age_seconds, float(recent or 0))
 
 
 def schedule_target(workload_class: WorkloadClass, *, bounds: InstanceBounds, fallback: int, now: datetime) -> int:
@@ -182,6 +195,7 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
                 throughput_per_instance=workload_class.throughput_per_instance,
                 drain_target_seconds=workload_class.drain_target_seconds,
                 last_change_at=control.last_set_at,
+                recent_work=backlog.recent_work,
             ),
             tuning,
         )

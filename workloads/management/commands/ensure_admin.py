@@ -30,8 +30,11 @@ class Command(BaseCommand):
                 user.set_password(password)  # chosen by the operator: no strength rules for a local demo
                 user.save(update_fields=["password"])
                 if generated:
+                    # Shown once on the terminal of the person who ran `make run`, and kept in var/.
                     self._remember(password)
-                self.stdout.write(self.style.SUCCESS(f"Admin account: {username} / {password}"))
+                    self.stdout.write(self.style.SUCCESS(f"Admin account: {username} / {password}"))
+                else:
+                    self.stdout.write(self.style.SUCCESS(f"Admin account: {username} (password from ADMIN_PASSWORD)"))
                 return
             user_set_role(actor=None, user=user, role=Role.ADMIN)
             if password:
