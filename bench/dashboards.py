@@ -1,15 +1,17 @@
-"""Dashboards: server time of the fleet overview and a class detail page with 200 classes, first
-with 3 days of rollups, then with 30 days (minute rollups for every day, and the hourly rows the
-poller writes beside them). Each page is requested through Django's test client as a logged-in
-viewer (middleware, view, selectors, templates; no network), timed around the request in this
-process; the figure is the median of several requests after a warm-up. The ratio 30 d / 3 d shows
-whether the time grows with history (target <= 1.2); DESIGN.md's budget of 150 ms per page is
-shown on its own line.
+"""Dashboards: server time of the fleet overview and a class detail page with 200 classes and 30
+days of rollups (minute rollups for every day, and the hourly rows the poller writes beside
+them), against the same pages with only the last 3 days. Each page is requested through Django's
+test client as a logged-in viewer (middleware, view, selectors, templates; no network), timed
+around the request in this process. The two histories live in two tables that are swapped by
+renaming (instant), so rounds alternate 30 d and 3 d and the machine's drifting load hits both
+alike; each figure is the median over rounds of one request after a warm-up request. The ratio
+30 d / 3 d shows whether the time grows with history (target <= 1.2); DESIGN.md's budget of
+150 ms per page is shown on its own line.
 
 Rows are written with SQL (generate_series) shaped like real rollups, so filling takes seconds
 per million rows. The 30-day range of the class detail and the 30-day cost report are timed too,
-without a target: with 3 days of history they have less to read, so their ratio is expected to
-grow (but never beyond what the 30 days themselves hold, whatever lies before).
+without a target: with 3 days of history they have less to read, so their ratio may grow (but
+never beyond what the 30 days themselves hold, whatever lies before).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _viewer_client():
 
 
 def _timed(client, url: str, repeat: int) -> float:
-    """Median milliseconds of `repeat` requests, after one to warm caches (templates, role, session)."""
+    """Median milliseconds of `repeat` requests, after one to warm caches (templates, role, session, pages)."""
     client.get(url)
     samples = []
     for _ in range(repeat):
@@ -99,10 +101,49 @@ def _timed(client, url: str, repeat: int) -> float:
     return median(samples)
 
 
+OTHER = "bench_rollup_other"
+
+
+def keep_recent_copy(now, *, days: float) -> None:
+    """A copy of the rollups' last `days` (the short history) in a table of the same shape, to swap in."""
+    from django.db import connection
+
+    end = now.replace(second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {OTHER}")
+        cursor.execute(f"CREATE TABLE {OTHER} (LIKE workloads_metricrollup INCLUDING ALL)")
+        cursor.execute(
+            f"INSERT INTO {OTHER} SELECT * FROM workloads_metricrollup "
+            "WHERE bucket_start >= %s::timestamptz - %s::interval",
+            [end, f"{days * 24} hours"],
+        )
+        cursor.execute(f"VACUUM ANALYZE {OTHER}")
+
+
+def swap_histories() -> None:
+    """Exchange the rollup table with the other history: renames only, instant, so the two
+    histories can be measured alternately and the machine's drifting load hits both alike."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE workloads_metricrollup RENAME TO bench_rollup_swapping")
+        cursor.execute(f"ALTER TABLE {OTHER} RENAME TO workloads_metricrollup")
+        cursor.execute(f"ALTER TABLE bench_rollup_swapping RENAME TO {OTHER}")
+
+
+def _rows() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM workloads_metricrollup")
+        return cursor.fetchone()[0]
+
+
 def run(args) -> list[Result]:
+    from django.db import connection
     from django.utils import timezone
 
-    classes, short_days, long_days, repeat = (20, 1, 3, 3) if args.quick else (CLASSES, 3, 30, 15)
+    classes, short_days, long_days, rounds = (20, 1, 3, 3) if args.quick else (CLASSES, 3, 30, 15)
     reset_tables()
     collect_static()
     made = make_classes(classes, prefix="bench")
@@ -115,16 +156,31 @@ def run(args) -> list[Result]:
     }
     client = _viewer_client()
     now = timezone.now()
-    timings, rows = {}, {}
-    for days in (short_days, long_days):
-        rows[days] = fill(now, minute_days=days, hour_days=days)
-        _live_values(now)
-        timings[days] = {name: _timed(client, url, repeat) for name, (url, _) in pages.items()}
-    fill(now, minute_days=0, hour_days=0)  # give the disk back
+    rows = {long_days: fill(now, minute_days=long_days, hour_days=long_days)}
+    _live_values(now)  # SLO status and live rows are stored, so pages read them alike in both histories
+    keep_recent_copy(now, days=short_days)
+    samples = {days: {name: [] for name in pages} for days in (short_days, long_days)}
+    current = long_days
+    try:
+        for round_number in range(rounds):
+            order = (long_days, short_days) if round_number % 2 == 0 else (short_days, long_days)
+            for days in order:
+                if days != current:
+                    swap_histories()
+                    current = days
+                    if days not in rows:
+                        rows[days] = _rows()
+                for name, (url, _) in pages.items():
+                    samples[days][name].append(_timed(client, url, repeat=1))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {OTHER}")  # whichever history it holds now
+        fill(now, minute_days=0, hour_days=0)  # give the disk back
+    timings = {days: {name: median(values) for name, values in by_page.items()} for days, by_page in samples.items()}
 
     shape = (
         f"{classes} classes; {long_days} d of minute + hourly rollups ({rows[long_days]:,} rows) "
-        f"vs {short_days} d ({rows[short_days]:,} rows); median of {repeat}"
+        f"vs {short_days} d ({rows[short_days]:,} rows); {rounds} alternating rounds, median"
     )
     results = []
     for name, (url, target) in pages.items():
@@ -137,7 +193,7 @@ def run(args) -> list[Result]:
                 baseline_name=f"the same page with {short_days} d of history",
                 target=target,
                 note=shape if name == "overview" else "",
-                extra={"url": url},
+                extra={"url": url, "samples_ms": {str(days): samples[days][name] for days in samples}},
             )
         )
     for name in ("overview", "class detail"):
