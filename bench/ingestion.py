@@ -3,7 +3,8 @@ and batches of 500, against a bare Django JSON echo endpoint served by the same 
 workers, threads, middleware and settings) and driven by the same client in the same run.
 
 Rounds alternate echo, single and batch (and reverse the order every other round), so drift in
-the machine's load hits all three alike; each figure is the median over rounds. Every event is
+the machine's load hits all three alike; each figure is the median over rounds. A rate is the
+events answered over the time from the first send to the last answer of the phase. Every event is
 unique (no deduplication short-cut) and requests carry an ingest-scoped token, as producers do.
 Run once against the local provider on PostgreSQL and once against Google's Pub/Sub emulator.
 
@@ -33,6 +34,9 @@ from bench.common import (
 )
 
 BATCH = 500
+# A batch request takes seconds when 8 run at once: its phases run longer, so the last requests
+# still finishing after the deadline (while fewer are in flight) are a small part of the phase.
+BATCH_PHASE_FACTOR = 3
 CONNECTIONS = GUNICORN_WORKERS * GUNICORN_THREADS  # one request in flight per server thread
 SINGLE_TARGET = Target(">=", 0.6)
 BATCH_TARGET = Target(">=", 10.0)
@@ -83,14 +87,16 @@ def measure(
     for round_number in range(rounds):
         order = list(factories) if round_number % 2 == 0 else list(reversed(factories))
         for kind in order:
-            outcome = drive(kind, seconds)
+            outcome = drive(kind, seconds * (BATCH_PHASE_FACTOR if kind == "batch" else 1))
             if outcome.ok_events == 0:
                 raise RuntimeError(f"{kind} ({label}): no request succeeded; {outcome.first_error}")
             rates[kind].append(outcome.events_per_second)
             if outcome.errors:
                 errors[kind].append(f"{outcome.errors} errors, first: {outcome.first_error}")
     echo, single, batch = (median(rates[kind]) for kind in ("echo", "single", "batch"))
-    shape = f"{CONNECTIONS} connections, {rounds} x {seconds:g} s per kind, median"
+    shape = (
+        f"{CONNECTIONS} connections, {rounds} rounds of {seconds:g} s per kind (batch: x{BATCH_PHASE_FACTOR}), median"
+    )
     return [
         Result(
             f"ingestion single ({label})",
