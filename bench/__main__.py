@@ -73,14 +73,18 @@ def print_table(results: list[Result], out=sys.stdout) -> None:
             print(f"  {result.name}: {why}", file=out)
 
 
-def _machine() -> dict:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+def _load() -> tuple[float, ...] | None:
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+def _machine(load_at_start) -> dict:
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "load_average": load,
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": _load(),
     }
 
 
@@ -88,6 +92,7 @@ def main(argv=None) -> int:
     args = _arguments(argv)
     url = database_url(args.database or None)
     started = datetime.now(UTC)
+    load_at_start = _load()  # the machine may be shared: say how busy it was
     print(
         f"Benchmarks {', '.join(args.names)}{' (quick)' if args.quick else ''} on {url.rsplit('/', 1)[1]}", flush=True
     )
@@ -131,6 +136,7 @@ def main(argv=None) -> int:
     if skipped:
         print(f"Skipped ({len(skipped)}): {'; '.join(skipped)}")
 
+    machine = _machine(load_at_start)
     directory = Path(args.results_dir)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"results-{started:%Y%m%dT%H%M%SZ}.json"
@@ -141,12 +147,16 @@ def main(argv=None) -> int:
                 "finished_at": datetime.now(UTC).isoformat(),
                 "quick": args.quick,
                 "benchmarks": args.names,
-                "machine": _machine(),
+                "machine": machine,
                 "results": [r.as_dict() for r in results],
             },
             indent=2,
         )
     )
+    loads = " -> ".join(
+        f"{load[0]:.1f}" for load in (machine["load_average_at_start"], machine["load_average_at_end"]) if load
+    )
+    print(f"Machine: {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}; load average {loads}")
     print(f"Results: {path}")
     return 1 if crashed else 0
 

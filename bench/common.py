@@ -408,23 +408,30 @@ def emulator_missing() -> str:
 
 
 def stop_emulator() -> None:
-    global _emulator
+    global _emulator, _queue
+    _queue = None
     if _emulator is not None:
         _emulator.stop()
         _emulator = None
 
 
+_queue = None
+
+
 def emulator_queue():
-    """A PubSubQueue on the emulator, built the way production builds it."""
+    """A PubSubQueue on the emulator, its clients built the way production builds them (once per run)."""
+    global _queue
     emulator = pubsub_emulator()
     if emulator is None:
         return None
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
-    from workloads.providers.gcp import pubsub_clients
-    from workloads.providers.gcp.pubsub import PubSubQueue
+    if _queue is None:
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+        from workloads.providers.gcp import pubsub_clients
+        from workloads.providers.gcp.pubsub import PubSubQueue
 
-    publisher, subscriber = pubsub_clients()
-    return PubSubQueue(publisher=publisher, subscriber=subscriber)
+        publisher, subscriber = pubsub_clients()
+        _queue = PubSubQueue(publisher=publisher, subscriber=subscriber)
+    return _queue
 
 
 def gcp_server_env() -> dict[str, str]:
