@@ -1,66 +1,63 @@
-"""Server time of the fleet overview, the class detail page (every range) and the cost screen with
-200 classes, as history grows from 3 days of rollups to 30: each page is requested through Django's
-test client as a logged-in viewer (middleware, view, selectors and templates, no network), and the
-median is printed with the ratio long / short. A ratio near 1 means the page does not grow with
-history. Not part of `make test`.
+"""Dashboards: server time of the fleet overview and a class detail page with 200 classes and 30
+days of rollups (minute rollups for every day, and the hourly rows the poller writes beside
+them), against the same pages with only the last 3 days. Each page is requested through Django's
+test client as a logged-in viewer (middleware, view, selectors, templates; no network), timed
+around the request in this process. The two histories live in two tables that are swapped by
+renaming (instant), so rounds alternate 30 d and 3 d and the machine's drifting load hits both
+alike; each figure is the median over rounds of one request after a warm-up request. The ratio
+30 d / 3 d shows whether the time grows with history (target <= 1.2); DESIGN.md's budget of
+150 ms per page is shown on its own line.
 
-    createdb -h 127.0.0.1 -U postgres dashboards_bench
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/dashboards_bench python -m bench.dashboards
-    dropdb -h 127.0.0.1 -U postgres dashboards_bench
-
-BENCH_LONG_MINUTE_DAYS (default 14, the default minute retention) sets how many days of minute
-rollups the long history keeps; older days are hourly, as after downsampling.
-
-Reading the ratios: the overview and the short ranges read the same rows either way (ratio ~1).
-The 7 d and 30 d ranges and the 30-day cost report are not full in the short history, so the long
-run reads more rows, but never more than the range itself holds (hourly rows: 24 per class and
-day), whatever the history beyond it.
+Rows are written with SQL (generate_series) shaped like real rollups, so filling takes seconds
+per million rows. The 30-day range of the class detail and the 30-day cost report are timed too,
+without a target: with 3 days of history they have less to read, so their ratio may grow (but
+never beyond what the 30 days themselves hold, whatever lies before).
 """
 
-import os
-import statistics
+from __future__ import annotations
+
 import time
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings.base")
-os.environ.setdefault("DEBUG", "1")
-os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
+from bench.common import Result, Target, collect_static, make_classes, median, reset_tables
 
-import django  # noqa: E402
-
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from bench.telemetry import CLASSES, _fill, _setup_classes  # noqa: E402
-
-SHORT = {"minute_days": 3, "hour_days": 3}
-LONG = {"minute_days": int(os.environ.get("BENCH_LONG_MINUTE_DAYS", "14")), "hour_days": 30}
-PAGES = {
-    f"fleet overview ({CLASSES} classes)": "/",
-    "class detail 1h": "/classes/bench-007/?range=1h",
-    "class detail 6h": "/classes/bench-007/?range=6h",
-    "class detail 24h": "/classes/bench-007/?range=24h",
-    "class detail 7d": "/classes/bench-007/?range=7d",
-    "class detail 30d": "/classes/bench-007/?range=30d",
-    "class charts 30d (htmx)": "/classes/bench-007/?range=30d&htmx=1",
-    "cost 30d by team": "/cost/?period=30d&group_by=team",
-}
+CLASSES = 200
+PAGE_BUDGET_MS = 150.0
+HISTORY_TARGET = Target("<=", 1.2)
 
 
-def _client() -> Client:
-    from django.contrib.auth import get_user_model
+def fill(now, *, minute_days: float, hour_days: float) -> int:
+    """Replace all rollups with `minute_days` of minute rows and `hour_days` of hourly rows per
+    class, ending now; returns the number of rows."""
+    from django.db import connection
 
-    from controlplane.roles import Role
-    from workloads.services.users import user_create
+    from workloads.telemetry import histogram
 
-    user = get_user_model().objects.filter(username="bench-viewer").first()
-    if user is None:
-        user = user_create(actor=None, username="bench-viewer", role=Role.VIEWER, password="bench-viewer-password-1")
-    client = Client()
-    client.force_login(user)
-    return client
+    latency = histogram.from_values([0.05] * 60 + [0.4] * 30 + [3.0] * 10)
+    end = now.replace(second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE workloads_metricrollup, workloads_classtelemetry")
+        for resolution, days, step, ages, events in (
+            ("minute", minute_days, "1 minute", "[]", (1, 1, 95)),
+            ("hour", hour_days, "1 hour", str([10.0] * 55 + [90.0] * 5), (60, 55, 95 * 60)),
+        ):
+            cursor.execute(
+                """
+                INSERT INTO workloads_metricrollup (
+                    workload_class_id, resolution, bucket_start, oldest_unacked_age_seconds, backlog,
+                    dead_letter_backlog, instances, instance_seconds, completed, failed, records, tokens,
+                    latency_buckets, latency_count, latency_sum, queue_ages, fetched_at, newest_sample_age_seconds,
+                    queue_age_minutes, queue_age_good, latency_good)
+                SELECT c.id, %s, g, 10, 100, 1, 2, 120, 100, 1, 100, 0, %s::jsonb, 100, 50.0, %s::jsonb,
+                       g + interval '3 minutes', 120, %s, %s, %s
+                FROM workloads_workloadclass c,
+                     generate_series(%s::timestamptz - %s::interval, %s::timestamptz - %s::interval, %s::interval) g
+                """,
+                [resolution, str(latency), ages, *events, end, f"{days * 24} hours", end, step, step],
+            )
+        # As old rows are in production: hint bits set, visibility map current, statistics fresh.
+        cursor.execute("VACUUM ANALYZE workloads_metricrollup")
+        cursor.execute("SELECT count(*) FROM workloads_metricrollup")
+        return cursor.fetchone()[0]
 
 
 def _live_values(now) -> None:
@@ -77,42 +74,135 @@ def _live_values(now) -> None:
     slo_alerts_evaluate(now=now)
 
 
-def _timed(client: Client, url: str, repeat: int = 7) -> float:
-    headers = {"HX-Request": "true"} if url.endswith("&htmx=1") else {}
-    client.get(url, headers=headers)  # warm caches (templates, role, session)
+def _viewer_client():
+    import secrets
+
+    from django.test import Client
+
+    from controlplane.roles import Role
+    from workloads.services.users import user_create
+
+    user = user_create(actor=None, username="bench-viewer", role=Role.VIEWER, password=secrets.token_urlsafe(24))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _timed(client, url: str, repeat: int) -> float:
+    """Median milliseconds of `repeat` requests, after one to warm caches (templates, role, session, pages)."""
+    client.get(url)
     samples = []
     for _ in range(repeat):
         started = time.perf_counter()
-        response = client.get(url, headers=headers)
+        response = client.get(url)
         samples.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, (url, response.status_code)
-    return statistics.median(samples)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url} answered {response.status_code}")
+    return median(samples)
 
 
-def _measure(client: Client, now) -> dict[str, float]:
-    _live_values(now)
-    return {name: _timed(client, url) for name, url in PAGES.items()}
+OTHER = "bench_rollup_other"
 
 
-def main():
-    call_command("migrate", verbosity=0)
-    _setup_classes()
-    client = _client()
+def keep_recent_copy(now, *, days: float) -> None:
+    """A copy of the rollups' last `days` (the short history) in a table of the same shape, to swap in."""
+    from django.db import connection
+
+    end = now.replace(second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {OTHER}")
+        cursor.execute(f"CREATE TABLE {OTHER} (LIKE workloads_metricrollup INCLUDING ALL)")
+        cursor.execute(
+            f"INSERT INTO {OTHER} SELECT * FROM workloads_metricrollup "
+            "WHERE bucket_start >= %s::timestamptz - %s::interval",
+            [end, f"{days * 24} hours"],
+        )
+        cursor.execute(f"VACUUM ANALYZE {OTHER}")
+
+
+def swap_histories() -> None:
+    """Exchange the rollup table with the other history: renames only, instant, so the two
+    histories can be measured alternately and the machine's drifting load hits both alike."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE workloads_metricrollup RENAME TO bench_rollup_swapping")
+        cursor.execute(f"ALTER TABLE {OTHER} RENAME TO workloads_metricrollup")
+        cursor.execute(f"ALTER TABLE bench_rollup_swapping RENAME TO {OTHER}")
+
+
+def _rows() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM workloads_metricrollup")
+        return cursor.fetchone()[0]
+
+
+def run(args) -> list[Result]:
+    from django.db import connection
+    from django.utils import timezone
+
+    classes, short_days, long_days, rounds = (20, 1, 3, 3) if args.quick else (CLASSES, 3, 30, 15)
+    reset_tables()
+    collect_static()
+    made = make_classes(classes, prefix="bench")
+    detail = f"/classes/{made[7].slug}/"
+    pages = {
+        "overview": ("/", HISTORY_TARGET),
+        "class detail": (detail, HISTORY_TARGET),
+        "class detail, 30 d range": (f"{detail}?range=30d", None),
+        "cost report, 30 d by team": ("/cost/?period=30d&group_by=team", None),
+    }
+    client = _viewer_client()
     now = timezone.now()
-    _fill(now, **SHORT)
-    short = _measure(client, now)
-    _fill(now, **LONG)
-    long = _measure(client, now)
-    from workloads.models import MetricRollup
+    rows = {long_days: fill(now, minute_days=long_days, hour_days=long_days)}
+    _live_values(now)  # SLO status and live rows are stored, so pages read them alike in both histories
+    keep_recent_copy(now, days=short_days)
+    samples = {days: {name: [] for name in pages} for days in (short_days, long_days)}
+    current = long_days
+    try:
+        for round_number in range(rounds):
+            order = (long_days, short_days) if round_number % 2 == 0 else (short_days, long_days)
+            for days in order:
+                if days != current:
+                    swap_histories()
+                    current = days
+                    if days not in rows:
+                        rows[days] = _rows()
+                for name, (url, _) in pages.items():
+                    samples[days][name].append(_timed(client, url, repeat=1))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {OTHER}")  # whichever history it holds now
+        fill(now, minute_days=0, hour_days=0)  # give the disk back
+    timings = {days: {name: median(values) for name, values in by_page.items()} for days, by_page in samples.items()}
 
-    rows = MetricRollup.objects.count()
-    long_history = f"{LONG['minute_days']} d of minute + {LONG['hour_days']} d of hourly rollups"
-    print(f"{CLASSES} classes; long history: {long_history} ({rows:,} rows); short: {SHORT['minute_days']} d of each.")
-    print("Median server time per request.")
-    print(f"{'':32} {'3 d (ms)':>9} {'30 d (ms)':>10} {'ratio':>7}")
-    for name in PAGES:
-        print(f"{name:32} {short[name]:9.1f} {long[name]:10.1f} {long[name] / short[name]:7.2f}")
-
-
-if __name__ == "__main__":
-    main()
+    shape = (
+        f"{classes} classes; {long_days} d of minute + hourly rollups ({rows[long_days]:,} rows) "
+        f"vs {short_days} d ({rows[short_days]:,} rows); {rounds} alternating rounds, median"
+    )
+    results = []
+    for name, (url, target) in pages.items():
+        results.append(
+            Result(
+                f"dashboards: {name}, {long_days} d vs {short_days} d history",
+                timings[long_days][name],
+                "ms",
+                baseline=timings[short_days][name],
+                baseline_name=f"the same page with {short_days} d of history",
+                target=target,
+                note=shape if name == "overview" else "",
+                extra={"url": url, "samples_ms": {str(days): samples[days][name] for days in samples}},
+            )
+        )
+    for name in ("overview", "class detail"):
+        results.append(
+            Result(
+                f"dashboards: {name} with {long_days} d, {classes} classes",
+                timings[long_days][name],
+                "ms",
+                target=Target("<=", PAGE_BUDGET_MS, on="figure"),
+            )
+        )
+    return results

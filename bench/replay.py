@@ -1,0 +1,122 @@
+"""Replay: dead letters republished per second by a named replay with the velocity cap off, on
+Google's Pub/Sub emulator through the real adapter.
+
+2000 dead letters (100 with --quick) are published to a class's dead-letter topic the way the worker
+kit does, mirrored by the real sync, then replayed by the action engine in this process; the cap
+is off (the engine's wait between steps does nothing), so the figure is what one worker can do:
+each step locks its row, publishes one message, waits for Pub/Sub's answer and commits. Baselines,
+same client, same messages, same run: a plain publish of all of them at once (the client batches),
+and the same publish one message at a time, each waited for (the floor a step cannot go below).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from bench.common import Result, emulator_missing, emulator_queue, make_classes, reset_tables
+
+SIGNATURE = "sig-bench-replay"
+
+
+def _dead_letter(n: int, slug: str):
+    from workloads.providers.base import (
+        ATTR_ATTEMPTS,
+        ATTR_CLASS,
+        ATTR_ERROR_MESSAGE,
+        ATTR_ERROR_SIGNATURE,
+        ATTR_ERROR_TYPE,
+        ATTR_IDEMPOTENCY_KEY,
+        OutboundMessage,
+    )
+
+    payload = {"tenant_id": "bench", "document_id": f"doc-{n}", "revision": 1}
+    return OutboundMessage(
+        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode(),
+        {
+            ATTR_CLASS: slug,
+            ATTR_IDEMPOTENCY_KEY: f"bench:doc-{n}:1",
+            ATTR_ERROR_TYPE: "Unavailable",
+            ATTR_ERROR_MESSAGE: "backend unavailable",
+            ATTR_ERROR_SIGNATURE: SIGNATURE,
+            ATTR_ATTEMPTS: "5",
+        },
+    )
+
+
+def _mirror(workload_class, count: int, *, timeout: float = 120.0) -> None:
+    from django.utils import timezone
+
+    from workloads.models import DeadLetter
+    from workloads.services.deadletters import dead_letters_sync
+
+    deadline = time.monotonic() + timeout
+    while DeadLetter.objects.filter(workload_class=workload_class).count() < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {DeadLetter.objects.count()} of {count} dead letters mirrored in {timeout:g} s")
+        dead_letters_sync(now=timezone.now())
+
+
+def run(args) -> list[Result]:
+    from workloads.models import ActionState, DeadLetter
+    from workloads.providers import set_providers
+    from workloads.providers.base import Providers
+    from workloads.providers.specs import queue_spec
+    from workloads.services.actions import action_run
+    from workloads.services.deadletters import DeadLetterFilter, replay_message, replay_request
+
+    count = 100 if args.quick else 2000
+    queue = emulator_queue()
+    if queue is None:
+        return [Result("replay: dead letters republished, cap off", None, "msg/s", skipped=emulator_missing())]
+    reset_tables()
+    set_providers(Providers(queue=queue, pools=None, metrics=None, name="gcp"))
+    try:
+        [workload_class] = make_classes(1, prefix="replay", slos=False)
+        spec = queue_spec(workload_class)
+        queue.ensure_resources(spec)
+        queue.publish(spec, [_dead_letter(n, workload_class.slug) for n in range(count)], topic=spec.dead_letter_topic)
+        _mirror(workload_class, count)
+        rows = DeadLetter.objects.filter(workload_class=workload_class).select_related("workload_class")
+        messages = [replay_message(row) for row in rows.order_by("last_seen", "pk")]
+
+        started = time.perf_counter()
+        for message in messages:
+            queue.publish(spec, [message])
+        one_by_one = time.perf_counter() - started
+
+        action = replay_request(
+            actor=None,
+            selection=DeadLetterFilter(workload_class=workload_class, error_signature=SIGNATURE),
+            enqueue=False,
+            name="bench replay",
+        )
+        started = time.perf_counter()
+        action = action_run(action_id=action.pk, sleep=lambda seconds: None)  # the velocity cap, off
+        replayed = time.perf_counter() - started
+        if action is None or action.state != ActionState.SUCCEEDED or action.progress_done != count:
+            raise RuntimeError(f"the replay ended {action and action.state}: {action and action.error}")
+
+        started = time.perf_counter()
+        queue.publish(spec, messages)
+        batched = time.perf_counter() - started
+    finally:
+        set_providers(None)
+    note = f"{count} dead letters; one worker, steps in order"
+    return [
+        Result(
+            "replay: dead letters republished, cap off",
+            count / replayed,
+            "msg/s",
+            baseline=count / batched,
+            baseline_name="plain publish of the same messages, same client (batched by the client)",
+            note=note,
+        ),
+        Result(
+            "replay: vs publishing one at a time",
+            count / replayed,
+            "msg/s",
+            baseline=count / one_by_one,
+            baseline_name="plain publish of the same messages one at a time, each waited for",
+        ),
+    ]
