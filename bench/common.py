@@ -429,8 +429,8 @@ def emulator_queue():
         from workloads.providers.gcp import pubsub_clients
         from workloads.providers.gcp.pubsub import PubSubQueue
 
-        publisher, subscriber = pubsub_clients()
-        _queue = PubSubQueue(publisher=publisher, subscriber=subscriber)
+        publisher, ordered_publisher, subscriber = pubsub_clients()
+        _queue = PubSubQueue(publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber)
     return _queue
 
 

@@ -156,11 +156,10 @@ def _claim_and_publish(
 ) -> dict[int, EventResult]:
     claim = uuid.uuid4().hex[:32]
     expires_at = now + timedelta(seconds=workload_class.dedup_ttl_seconds)
-    keys = [c.key for c in candidates]
     results: dict[int, EventResult] = {}
-    with transaction.atomic():
-        # Expired keys are free again: take them over in place (the prune task may lag).
-        IdempotencyRecord.objects.filter(workload_class=workload_class, key__in=keys, expires_at__lte=now).delete()
+
+    def claim_keys(claimable: list[_Candidate]) -> dict[str, IdempotencyRecord]:
+        # Sorted, so two batches sharing keys lock them in the same order (no deadlock).
         IdempotencyRecord.objects.bulk_create(
             [
                 IdempotencyRecord(
@@ -172,14 +171,22 @@ def _claim_and_publish(
                     created_at=now,
                     expires_at=expires_at,
                 )
-                for c in candidates
+                for c in sorted(claimable, key=lambda c: c.key)
             ],
             ignore_conflicts=True,
         )
-        stored = {
-            record.key: record
-            for record in IdempotencyRecord.objects.filter(workload_class=workload_class, key__in=keys)
-        }
+        keys = [c.key for c in claimable]
+        return {r.key: r for r in IdempotencyRecord.objects.filter(workload_class=workload_class, key__in=keys)}
+
+    with transaction.atomic():
+        stored = claim_keys(candidates)
+        expired = [c for c in candidates if stored[c.key].trace_id != claim and stored[c.key].expires_at <= now]
+        if expired:
+            # Expired keys are free again (the prune task may lag): take them over.
+            IdempotencyRecord.objects.filter(
+                workload_class=workload_class, key__in=[c.key for c in expired], expires_at__lte=now
+            ).delete()
+            stored.update(claim_keys(expired))
         mine = [c for c in candidates if stored[c.key].trace_id == claim]
         for candidate in candidates:
             record = stored[candidate.key]

@@ -192,6 +192,14 @@ class LocalQueue(Queue):
         except LocalTopic.DoesNotExist:
             raise not_found("topic", name, _TOPIC_HINT) from None
 
+    def _topic_with_subscriptions(self, name: str) -> tuple[LocalTopic, list[int]]:
+        """The topic and its subscriptions' ids in one query (publishing is the hot path)."""
+        rows = list(LocalTopic.objects.using(self.using).filter(name=name).values_list("pk", "subscriptions__pk"))
+        if not rows:
+            raise not_found("topic", name, _TOPIC_HINT)
+        topic = LocalTopic(pk=rows[0][0], name=name)
+        return topic, [subscription for _pk, subscription in rows if subscription is not None]
+
     def _subscription(self, name: str) -> LocalSubscription:
         try:
             return LocalSubscription.objects.using(self.using).get(name=name)
@@ -202,21 +210,36 @@ class LocalQueue(Queue):
     def publish(self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "") -> list[str]:
         name = topic or spec.topic
         ids: list[str] = []
+        topic, subscriptions = self._topic_with_subscriptions(name)
+        for message in messages:
+            _check_outbound(message, name)
         for start in range(0, max(1, len(messages)), PUBLISH_BATCH):
-            with transaction.atomic(using=self.using):
-                ids += self._insert(self._topic(name), messages[start : start + PUBLISH_BATCH], self._now())
+            # Checked above, so only a database error can fail in here, and that fails the caller's
+            # transaction anyway: no savepoint (ingestion claims its keys and publishes in one).
+            with transaction.atomic(using=self.using, savepoint=False):
+                ids += self._insert(
+                    topic, messages[start : start + PUBLISH_BATCH], self._now(), subscriptions=subscriptions
+                )
         return ids
 
-    def _insert(self, topic: LocalTopic, messages: Sequence[OutboundMessage], now: datetime) -> list[str]:
+    def _insert(
+        self,
+        topic: LocalTopic,
+        messages: Sequence[OutboundMessage],
+        now: datetime,
+        *,
+        subscriptions: list[int] | None = None,
+    ) -> list[str]:
         """Write messages and one delivery per subscription of the topic (call inside a transaction).
         A topic without subscriptions drops its messages, as Pub/Sub does; prune removes the rows."""
         if not messages:
             return []
         for message in messages:
             _check_outbound(message, topic.name)
-        subscriptions = list(
-            LocalSubscription.objects.using(self.using).filter(topic=topic).values_list("pk", flat=True)
-        )
+        if subscriptions is None:
+            subscriptions = list(
+                LocalSubscription.objects.using(self.using).filter(topic=topic).values_list("pk", flat=True)
+            )
         rows = LocalMessage.objects.using(self.using).bulk_create(
             [
                 LocalMessage(
