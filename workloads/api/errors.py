@@ -10,6 +10,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -19,6 +20,9 @@ from workloads.errors import ApplicationError
 from workloads.models import AuditResult
 
 logger = logging.getLogger(__name__)
+
+# How long a client should wait after the database was unreachable (a failover takes about this long).
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
@@ -74,8 +78,22 @@ def _record_denied(request, exc) -> None:
         logger.exception("could not record a denied request")
 
 
+def _database_unavailable(exc) -> Response:
+    # The transaction was rolled back by the server when the connection died, so nothing of the
+    # request was written: the client may safely send it again.
+    logger.error("database unavailable: %s: %s", type(exc).__name__, str(exc).strip()[:300])
+    response = Response(
+        {"type": "database_unavailable", "detail": "The database is unreachable; nothing was saved. Retry shortly."},
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def exception_handler(exc, context):
     request = context.get("request")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return _database_unavailable(exc)
     if isinstance(exc, DjangoValidationError):
         return validation_response(_django_validation_errors(exc))
     if isinstance(exc, exceptions.ValidationError):
