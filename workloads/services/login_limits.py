@@ -30,6 +30,12 @@ def _counters(*, username: str, ip: str | None) -> list[tuple[str, str, ratelimi
     return counters
 
 
+def _user_named(username: str):
+    # The counter ignores case, so the lockout is the account's when only one account matches.
+    users = list(get_user_model().objects.filter(username__iexact=username.strip())[:2])
+    return users[0] if len(users) == 1 else None
+
+
 def login_refusal(*, username: str, ip: str | None) -> int | None:
     """Seconds until a login for this username from this address may be tried again, or None."""
     waits = [
@@ -44,9 +50,9 @@ def login_failure_record(*, username: str, ip: str | None) -> None:
     """Count a failed login; audit the failure that reaches a limit (once per window and key)."""
     for scope, identity, limit in _counters(username=username, ip=ip):
         verdict = ratelimit.hit(scope, identity, limit)
-        if verdict.count != limit.count:
+        if not limit.enabled or verdict.count != limit.count:
             continue
-        user = get_user_model().objects.filter(username=username.strip()).first() if scope == USERNAME_SCOPE else None
+        user = _user_named(username) if scope == USERNAME_SCOPE else None
         audit_event_record(
             actor=user,
             action="login.locked_out",
