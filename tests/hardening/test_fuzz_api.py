@@ -4,7 +4,7 @@ bearer token. Checks: no 5xx, every status code documented, the content type doc
 body matching the documented schema.
 
 Bounded for CI (FUZZ_MAX_EXAMPLES per operation, derandomized); `python -m bench.fuzz_api` runs
-the same test with many more examples and a random seed.
+the same test with many more examples, a random seed and schemathesis' coverage phase.
 
 Path parameters are steered to real objects most of the time (a generated id or slug is mapped
 onto one that exists), so the operations' deeper code runs, not only their 404.
@@ -41,12 +41,14 @@ from workloads.services.tokens import api_token_issue
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "12"))
 DERANDOMIZE = os.environ.get("FUZZ_SEED", "") == ""
+# The coverage phase (boundary and type-violating values for every parameter, about a hundred
+# requests for a big body) is for the long run: CI keeps to the examples and the fuzzing phases.
+COVERAGE = os.environ.get("FUZZ_COVERAGE", "") == "1"
 
 CONFIG = SchemathesisConfig.from_dict(
     {
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": DERANDOMIZE, "database": "none"},
-        # Sequences of calls (stateful testing) are for the long run outside CI.
-        "phases": {"stateful": {"enabled": False}, "coverage": {"enabled": False}},
+        "phases": {"stateful": {"enabled": False}, "coverage": {"enabled": COVERAGE}},
         **({"seed": int(os.environ["FUZZ_SEED"])} if not DERANDOMIZE else {}),
     }
 )
