@@ -472,6 +472,9 @@ class ComparisonSerializer(serializers.Serializer):
     notes = serializers.ListField(child=serializers.CharField())
 
 
+_CLASSES = WorkloadClass.objects.select_related("cost_rates")  # the comparison prices each side
+
+
 class ComparisonView(APIView):
     """Compare two periods of one class (before vs after a migration), or two classes, on failure
     rate, lead time (completion latency p50/p95) and cost per 1k records, with the counts behind
@@ -480,10 +483,11 @@ class ComparisonView(APIView):
     read_role = Role.VIEWER
 
     class InputSerializer(serializers.Serializer):
-        a_class = serializers.SlugField()
+        # An unknown class is a 400 on its parameter (not a 404: /comparisons exists).
+        a_class = serializers.SlugRelatedField(slug_field="slug", queryset=_CLASSES)
         a_start = serializers.DateTimeField()
         a_end = serializers.DateTimeField()
-        b_class = serializers.SlugField(required=False)
+        b_class = serializers.SlugRelatedField(slug_field="slug", queryset=_CLASSES, required=False)
         b_start = serializers.DateTimeField()
         b_end = serializers.DateTimeField()
 
@@ -504,11 +508,8 @@ class ComparisonView(APIView):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        classes = WorkloadClass.objects.select_related("cost_rates")
         periods = {
-            side: comparison_selectors.Period(
-                get_object_or_404(classes, slug=data[f"{side}_class"]), data[f"{side}_start"], data[f"{side}_end"]
-            )
+            side: comparison_selectors.Period(data[f"{side}_class"], data[f"{side}_start"], data[f"{side}_end"])
             for side in ("a", "b")
         }
         result = comparison_selectors.comparison(a=periods["a"], b=periods["b"], now=timezone.now())
