@@ -4,9 +4,14 @@ bounded CI run may not generate these exact values again, so they are kept here.
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
+from django.test import Client, override_settings
 
 from controlplane.roles import Role
 from tests.factories import WorkloadClassFactory
+from workloads.models import AuditEvent, WorkloadClass
+from workloads.providers import get_providers
+from workloads.providers.specs import queue_spec
 
 
 @pytest.fixture
@@ -60,3 +65,39 @@ def test_a_json_null_event_is_a_400_in_the_documented_shape(admin_api):
     assert response.status_code == 400
     body = response.json()
     assert (body["type"], body["status"], body["errors"][0]["code"]) == ("validation_error", "rejected", "type")
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/v1/dead-letters/discard/", {"workload_class": "\x00s.", "ids": [1]}),  # a lookup by slug
+        ("/api/v1/tokens/", {"name": "bot", "user": "ro\x00ot"}),
+        ("/api/v1/triage-rules/", {"name": "r", "error_signature": "s", "action": "hold", "match": {"k\x00": 1}}),
+    ],
+)
+def test_nul_characters_in_a_body_are_a_400_not_a_database_error(admin_api, url, body):
+    response = admin_api.post(url, body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "parse_error",
+        "detail": "JSON strings may not contain NUL (\\u0000) characters.",
+    }
+
+
+def test_an_event_whose_key_would_hold_a_nul_is_rejected_and_other_fields_may(admin_api):
+
+    get_providers().queue.ensure_resources(queue_spec(WorkloadClass.objects.get(slug="found-class")))
+    url = "/api/v1/classes/found-class/events"
+    response = admin_api.post(url, {"tenant_id": "a\x00", "document_id": "d", "revision": 1}, format="json")
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "idempotency_key"
+    fine = admin_api.post(url, {"tenant_id": "a", "document_id": "d", "revision": 1, "note": "n\x00"}, format="json")
+    assert fine.status_code == 202
+
+
+def test_a_lockout_for_a_username_with_a_nul_is_audited(db, make_user):
+    cache.clear()
+    with override_settings(LOGIN_FAILURES_PER_USERNAME=1, LOGIN_FAILURES_PER_IP=0):
+        response = Client().post("/accounts/login/", {"username": "ro\x00ot", "password": "x"})
+    cache.clear()
+    assert response.status_code == 429
+    assert AuditEvent.objects.get(action="login.locked_out").target_repr == "username ro\ufffdot"

@@ -15,6 +15,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -117,6 +118,8 @@ Each token may send `INGEST_RATE_LIMIT_REQUESTS` requests per `INGEST_RATE_LIMIT
 class EventIngestView(APIView):
     token_scope_kind = "ingest"
     throttle_classes = [IngestRateThrottle]
+    # DRF's own parser: payloads may carry any JSON; only what is stored as text is checked.
+    parser_classes = [JSONParser]
 
     def required_role(self, request) -> Role:
         # Producers authenticate with ingest-scoped tokens of any role; people need operator.

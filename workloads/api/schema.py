@@ -14,6 +14,8 @@ derived from what the operation has, so a new endpoint is documented without ext
 An operation that documents one of these itself (ingestion's 400, for instance) keeps its own.
 """
 
+import copy
+
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -50,15 +52,14 @@ class ControlPlaneAutoSchema(AutoSchema):
         if operation is None:
             return None
         error = self.resolve_serializer(ErrorSerializer, "response")
-        # Errors are rendered like any other response: a CSV view answers a bad request in CSV.
-        content = {media_type: {"schema": error.ref} for media_type in self.map_renderers("media_type")}
+        media_types = self.map_renderers("media_type")  # a CSV view answers a bad request in CSV too
         responses = operation.setdefault("responses", {})
         for code in self._error_statuses(operation):
             if code in responses:
                 continue
-            response = {"description": _DESCRIPTIONS[code], "content": content}
+            response = {"description": _DESCRIPTIONS[code], "content": {m: {"schema": error.ref} for m in media_types}}
             if code in ("429", "503"):
-                response["headers"] = _RETRY_AFTER
+                response["headers"] = copy.deepcopy(_RETRY_AFTER)
             responses[code] = response
         return operation
 

@@ -30,8 +30,15 @@ def _counters(*, username: str, ip: str | None) -> list[tuple[str, str, ratelimi
     return counters
 
 
+def _printable(username: str) -> str:
+    # Whatever was typed goes into the audit log, which (PostgreSQL text) cannot hold NUL.
+    return username.strip().replace("\x00", "\ufffd")
+
+
 def _user_named(username: str):
     # The counter ignores case, so the lockout is the account's when only one account matches.
+    if "\x00" in username:  # no account has one, and PostgreSQL refuses it in a query
+        return None
     users = list(get_user_model().objects.filter(username__iexact=username.strip())[:2])
     return users[0] if len(users) == 1 else None
 
@@ -56,7 +63,7 @@ def login_failure_record(*, username: str, ip: str | None) -> None:
         audit_event_record(
             actor=user,
             action="login.locked_out",
-            target_repr=(f"username {username.strip()}" if scope == USERNAME_SCOPE else f"address {ip}")[:255],
+            target_repr=(f"username {_printable(username)}" if scope == USERNAME_SCOPE else f"address {ip}")[:255],
             result=AuditResult.DENIED,
             extra={
                 "limit": "username" if scope == USERNAME_SCOPE else "address",
