@@ -33,7 +33,6 @@ class Outage:
 
     def __init__(self, fake, *, after: int):
         self.fake, self.after, self.end = fake, after, None
-        fake.faults.take = self.take
 
     def take(self, method: str):
         updates = len(self.fake.calls("UpdateWorkerPool"))
@@ -44,11 +43,17 @@ class Outage:
         return None
 
 
-def test_unavailable_for_a_minute_from_the_middle_of_entering_incident_mode(cloud, fake_cloud_run, operator):  # noqa: F811
+def test_unavailable_for_a_minute_from_the_middle_of_entering_incident(
+    cloud,  # noqa: F811
+    fake_cloud_run,
+    operator,
+    monkeypatch,
+):
     before = _counts(fake_cloud_run, cloud)
     generations = {name: pool.generation for name, pool in fake_cloud_run.pools.items()}
     with time_machine.travel(timezone.now(), tick=False) as clock:
         outage = Outage(fake_cloud_run, after=2)
+        monkeypatch.setattr(fake_cloud_run.faults, "take", outage.take)  # the fake lives for the session
         entered = services.incident_mode_enter(actor=operator, reason="regional outage")
         action_id = entered.incident.enter_action_id
         runs = 0
