@@ -39,7 +39,7 @@ from workloads.services.deadletters import DeadLetterFilter, replay_request
 from workloads.services.incidents import pool_pause
 from workloads.services.tokens import api_token_issue
 
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "12"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
 DERANDOMIZE = os.environ.get("FUZZ_SEED", "") == ""
 # The coverage phase (boundary and type-violating values for every parameter, about a hundred
 # requests for a big body) is for the long run: CI keeps to the examples and the fuzzing phases.
