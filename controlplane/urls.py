@@ -4,16 +4,20 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane.health import healthz
+from dashboards.login import LoginView
 from workloads.api.prometheus import prometheus_metrics
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", prometheus_metrics, name="prometheus-metrics"),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("workloads.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("dashboards.urls")),
 ]
+
+handler404 = "controlplane.error_views.page_not_found"
+handler500 = "controlplane.error_views.server_error"

@@ -134,6 +134,37 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboards:overview"
 LOGOUT_REDIRECT_URL = "login"
 
+
+# --- Cache and rate limits ------------------------------------------------------------------------
+def _cache_from_url(url: str) -> dict:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        # Short timeouts: the rate limits fail open when the cache is unreachable, quickly.
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "controlplane",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    if url == "locmem://":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "controlplane"}
+    raise ImproperlyConfigured(
+        f"The environment variable CACHE_URL must be redis://host:port/db, rediss://... or locmem://, got {url!r}."
+    )
+
+
+# Local memory (one count per process) unless a Redis URL is given: then limits hold across processes.
+CACHE_URL = env_str("CACHE_URL") or env_str("REDIS_URL") or "locmem://"
+CACHES = {"default": _cache_from_url(CACHE_URL)}
+# Failed logins per username and per source address within the window: past either, the login
+# page answers 429 with Retry-After until the window ends. 0 turns a limit off.
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 10, minimum=0)
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 50, minimum=0)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300, minimum=1, maximum=86400)
+# Ingestion requests per token (or per logged-in user) and window; generous, against runaway
+# producers, not as a quota. 0 turns it off.
+INGEST_RATE_LIMIT_REQUESTS = env_int("INGEST_RATE_LIMIT_REQUESTS", 60000, minimum=0)
+INGEST_RATE_LIMIT_WINDOW_SECONDS = env_int("INGEST_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1, maximum=86400)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -187,11 +218,11 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "workloads.api.pagination.Pagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "workloads.api.schema.ControlPlaneAutoSchema",
     "EXCEPTION_HANDLER": "workloads.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["workloads.api.parsers.JSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
@@ -212,6 +243,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SloKindEnum": "workloads.models.classes.SloKind",
         "DeadLetterStatusEnum": "workloads.models.deadletters.DeadLetterStatus",
+        "EventStatusEnum": "workloads.api.ingestion.EVENT_STATUSES",
     },
 }
 

@@ -10,6 +10,12 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijk
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/controlplane")
 os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+# A cache of this process only, whatever REDIS_URL the machine has.
+os.environ.setdefault("CACHE_URL", "locmem://")
+# Every test logs in from 127.0.0.1 and the cache lives as long as the session: login limits are
+# off, and the rate-limit tests (tests/hardening) set the limits they exercise.
+os.environ.setdefault("LOGIN_FAILURES_PER_USERNAME", "0")
+os.environ.setdefault("LOGIN_FAILURES_PER_IP", "0")
 
 from controlplane.settings.base import *  # noqa: E402,F403
 from controlplane.settings.base import DATABASES, _database_from_url  # noqa: E402

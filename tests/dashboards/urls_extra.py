@@ -3,6 +3,7 @@ on purpose, to show how the layout and the error handling react."""
 
 from django.urls import include, path
 
+from controlplane.urls import handler404, handler500  # noqa: F401  (the real error pages)
 from controlplane.urls import urlpatterns as real_urlpatterns
 from dashboards import urls as dashboards_urls
 from workloads.providers.base import ProviderError

@@ -1,13 +1,14 @@
 """Actions: every change made to the cloud, with progress and per-target results."""
 
 import django_filters
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action as route
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from controlplane.roles import Role
+from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import Action, ActionStep
 from workloads.services.actions import action_cancel
 
@@ -20,7 +21,7 @@ class ActionStepSerializer(serializers.ModelSerializer):
 
 
 class ActionSerializer(serializers.ModelSerializer):
-    workload_class = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    workload_class = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     percent_done = serializers.IntegerField(read_only=True)
     is_final = serializers.BooleanField(read_only=True)
 
@@ -55,8 +56,8 @@ class ActionSerializer(serializers.ModelSerializer):
 
 class ActionFilter(django_filters.FilterSet):
     workload_class = django_filters.CharFilter(field_name="workload_class__slug")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Action

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from controlplane.roles import Role
 from workloads.api.actions import ActionSerializer
+from workloads.api.filters import IsoDateTimeFilter
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.models import Action, ActionKind, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors.deadletters import TREND_HOURS, dead_letter_groups
@@ -28,8 +29,8 @@ from workloads.services.actions import action_cancel
 # --- Dead letters -------------------------------------------------------------------------------------
 class DeadLetterSerializer(serializers.ModelSerializer):
     workload_class = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    replay_action = serializers.PrimaryKeyRelatedField(read_only=True)
-    triage_rule = serializers.PrimaryKeyRelatedField(read_only=True)
+    replay_action = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    triage_rule = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = DeadLetter
@@ -90,8 +91,8 @@ class DeadLetterDetailSerializer(DeadLetterSerializer):
 class DeadLetterFilterSet(django_filters.FilterSet):
     workload_class = django_filters.CharFilter(field_name="workload_class__slug")
     status = django_filters.MultipleChoiceFilter(choices=DeadLetterStatus.choices)
-    seen_after = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte")
-    seen_before = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt")
+    seen_after = IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte")
+    seen_before = IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt")
 
     class Meta:
         model = DeadLetter
@@ -219,6 +220,7 @@ class DeadLetterGroupListView(generics.GenericAPIView):
     filterset_class = DeadLetterFilterSet
     serializer_class = DeadLetterGroupSerializer
 
+    @extend_schema(responses=DeadLetterGroupSerializer(many=True))
     def get(self, request):
         rows = self.filter_queryset(self.get_queryset())
         groups = dead_letter_groups(now=timezone.now(), rows=rows)

@@ -10,6 +10,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -20,6 +21,9 @@ from workloads.models import AuditResult
 from workloads.providers.base import ProviderError
 
 logger = logging.getLogger(__name__)
+
+# How long a client should wait after the database was unreachable (a failover takes about this long).
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
@@ -99,10 +103,24 @@ def provider_error_response(exc: ProviderError) -> Response:
     )
 
 
+def _database_unavailable(exc) -> Response:
+    # The transaction was rolled back by the server when the connection died, so nothing of the
+    # request was written: the client may safely send it again.
+    logger.error("database unavailable: %s: %s", type(exc).__name__, str(exc).strip()[:300])
+    response = Response(
+        {"type": "database_unavailable", "detail": "The database is unreachable; nothing was saved. Retry shortly."},
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def exception_handler(exc, context):
     request = context.get("request")
     if isinstance(exc, ProviderError):
         return provider_error_response(exc)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return _database_unavailable(exc)
     if isinstance(exc, DjangoValidationError):
         return validation_response(_django_validation_errors(exc))
     if isinstance(exc, exceptions.ValidationError):

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
-from workloads.models import IncidentMode, PoolControl, PoolHold, WorkloadClass
+from workloads.models import IncidentEndReason, IncidentMode, PoolControl, PoolHold, RestoreRule, WorkloadClass
 from workloads.selectors import comparison as comparison_selectors
 from workloads.selectors import incidents as incident_selectors
 from workloads.selectors import scaling as scaling_selectors
@@ -59,6 +59,8 @@ class BoundsSerializer(serializers.Serializer):
 
 class PoolHoldSerializer(serializers.ModelSerializer):
     workload_class = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # Declared: a read-only model field loses allow_blank, and "" (not restored yet) is a value.
+    restore_rule = serializers.ChoiceField(choices=RestoreRule.choices, allow_blank=True, read_only=True)
     bounds_when_paused = serializers.SerializerMethodField()
     pause_action = ActionRefSerializer(allow_null=True)
     restore_action = ActionRefSerializer(allow_null=True)
@@ -96,6 +98,8 @@ class PoolHoldSerializer(serializers.ModelSerializer):
 
 class IncidentSerializer(serializers.ModelSerializer):
     is_active = serializers.BooleanField(read_only=True)
+    # Declared: a read-only model field loses allow_blank, and "" (still active) is a value.
+    end_reason = serializers.ChoiceField(choices=IncidentEndReason.choices, allow_blank=True, read_only=True)
     enter_action = ActionRefSerializer(allow_null=True)
     exit_action = ActionRefSerializer(allow_null=True)
     holds = serializers.SerializerMethodField()
@@ -468,6 +472,9 @@ class ComparisonSerializer(serializers.Serializer):
     notes = serializers.ListField(child=serializers.CharField())
 
 
+_CLASSES = WorkloadClass.objects.select_related("cost_rates")  # the comparison prices each side
+
+
 class ComparisonView(APIView):
     """Compare two periods of one class (before vs after a migration), or two classes, on failure
     rate, lead time (completion latency p50/p95) and cost per 1k records, with the counts behind
@@ -476,10 +483,11 @@ class ComparisonView(APIView):
     read_role = Role.VIEWER
 
     class InputSerializer(serializers.Serializer):
-        a_class = serializers.SlugField()
+        # An unknown class is a 400 on its parameter (not a 404: /comparisons exists).
+        a_class = serializers.SlugRelatedField(slug_field="slug", queryset=_CLASSES)
         a_start = serializers.DateTimeField()
         a_end = serializers.DateTimeField()
-        b_class = serializers.SlugField(required=False)
+        b_class = serializers.SlugRelatedField(slug_field="slug", queryset=_CLASSES, required=False)
         b_start = serializers.DateTimeField()
         b_end = serializers.DateTimeField()
 
@@ -500,11 +508,8 @@ class ComparisonView(APIView):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        classes = WorkloadClass.objects.select_related("cost_rates")
         periods = {
-            side: comparison_selectors.Period(
-                get_object_or_404(classes, slug=data[f"{side}_class"]), data[f"{side}_start"], data[f"{side}_end"]
-            )
+            side: comparison_selectors.Period(data[f"{side}_class"], data[f"{side}_start"], data[f"{side}_end"])
             for side in ("a", "b")
         }
         result = comparison_selectors.comparison(a=periods["a"], b=periods["b"], now=timezone.now())

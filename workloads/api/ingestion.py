@@ -6,13 +6,22 @@ import uuid
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
+from workloads.api.schema import ErrorSerializer
+from workloads.api.throttles import IngestRateThrottle
 from workloads.models import ApiToken, WorkloadClass
 from workloads.selectors.pauses import class_is_paused
 from workloads.services.ingestion import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_KEY_LENGTH, Status, events_ingest
@@ -20,6 +29,7 @@ from workloads.services.ingestion import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_K
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(/.*)?$")
 PAUSED_RETRY_AFTER_SECONDS = 300
+EVENT_STATUSES = [Status.ACCEPTED, Status.DUPLICATE, Status.REJECTED, Status.CONFLICT]
 
 
 def _trace_id(request) -> str:
@@ -38,9 +48,11 @@ class _FieldErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
 
 
-class EventResultSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected", "conflict"])
+class EventReceiptSerializer(serializers.Serializer):
+    """The answer for a single event (a JSON object was sent)."""
+
+    type = serializers.CharField(required=False, help_text="On 400 and 422: validation_error, idempotency_conflict.")
+    status = serializers.ChoiceField(choices=EVENT_STATUSES)
     idempotency_key = serializers.CharField(required=False)
     duplicate = serializers.BooleanField(required=False)
     message_id = serializers.CharField(required=False)
@@ -49,12 +61,38 @@ class EventResultSerializer(serializers.Serializer):
     errors = _FieldErrorSerializer(many=True, required=False)
 
 
+class EventResultSerializer(EventReceiptSerializer):
+    """One event of a batch, by its position in the array."""
+
+    index = serializers.IntegerField()
+
+
 class BatchReceiptSerializer(serializers.Serializer):
+    """The answer for a batch (a JSON array was sent): one result per event."""
+
     accepted = serializers.IntegerField()
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
     conflicts = serializers.IntegerField()
     results = EventResultSerializer(many=True)
+
+
+class IngestRejectionSerializer(serializers.Serializer):
+    """A request refused as a whole: unparsable JSON, a bad Idempotency-Key header, an empty or
+    oversized batch, or a single event that does not match the class's schema."""
+
+    type = serializers.CharField()
+    detail = serializers.CharField()
+    status = serializers.CharField(required=False)
+    idempotency_key = serializers.CharField(required=False)
+    errors = _FieldErrorSerializer(many=True, required=False)
+
+
+def _single_or_batch(name: str, single) -> PolymorphicProxySerializer:
+    # A JSON object gets a single answer, a JSON array a batch receipt.
+    return PolymorphicProxySerializer(
+        component_name=name, serializers=[single, BatchReceiptSerializer], resource_type_field_name=None
+    )
 
 
 _DESCRIPTION = f"""
@@ -72,11 +110,16 @@ when all were duplicates, `422` when none was accepted and one conflicted, `400`
 
 Tokens need the scope `ingest:<slug>`, `ingest:*` or `*`; browser sessions need the operator role.
 A class paused by incident mode and configured to shed load answers `503` with `Retry-After`.
+Each token may send `INGEST_RATE_LIMIT_REQUESTS` requests per `INGEST_RATE_LIMIT_WINDOW_SECONDS`
+(60000 per minute by default); past that, `429` with `Retry-After`.
 """
 
 
 class EventIngestView(APIView):
     token_scope_kind = "ingest"
+    throttle_classes = [IngestRateThrottle]
+    # DRF's own parser: payloads may carry any JSON; only what is stored as text is checked.
+    parser_classes = [JSONParser]
 
     def required_role(self, request) -> Role:
         # Producers authenticate with ingest-scoped tokens of any role; people need operator.
@@ -92,11 +135,26 @@ class EventIngestView(APIView):
             OpenApiParameter("traceparent", str, OpenApiParameter.HEADER, required=False),
         ],
         responses={
-            202: OpenApiResponse(EventResultSerializer, description="Accepted (single) or batch receipt"),
-            200: OpenApiResponse(EventResultSerializer, description="Duplicate: the original receipt"),
-            400: OpenApiResponse(EventResultSerializer, description="Invalid event(s)"),
-            422: OpenApiResponse(EventResultSerializer, description="Same key, different payload"),
-            503: OpenApiResponse(description="Class paused and shedding load; see Retry-After"),
+            202: OpenApiResponse(
+                _single_or_batch("IngestAccepted", EventReceiptSerializer),
+                description="Accepted (single), or a batch with at least one accepted event",
+            ),
+            200: OpenApiResponse(
+                _single_or_batch("IngestDuplicate", EventReceiptSerializer),
+                description="Duplicate: the original receipt (single), or a batch with nothing new",
+            ),
+            400: OpenApiResponse(
+                _single_or_batch("IngestRejected", IngestRejectionSerializer), description="Invalid event(s)"
+            ),
+            413: OpenApiResponse(ErrorSerializer, description=f"The body is over {MAX_BODY_BYTES // 1048576} MB"),
+            422: OpenApiResponse(
+                _single_or_batch("IngestConflict", EventReceiptSerializer),
+                description="Same key, different payload",
+            ),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description="Class paused and shedding load, or the database unreachable; see Retry-After",
+            ),
         },
         examples=[
             OpenApiExample(

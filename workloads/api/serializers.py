@@ -144,7 +144,7 @@ class CostRatesSerializer(StrictModelSerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    token = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    token = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = AuditEvent
@@ -180,7 +180,7 @@ class ApiTokenSerializer(StrictModelSerializer):
         required=False,
         help_text="'*' (default: all the user may do), 'read', 'ingest:*' or 'ingest:<class-slug>'.",
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     prefix = serializers.SerializerMethodField()
     active = serializers.BooleanField(source="is_active", read_only=True)
 

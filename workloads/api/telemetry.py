@@ -6,15 +6,18 @@ import io
 from datetime import timedelta
 
 import django_filters
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
+from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import PollRun, SloAlert, SloKind, WorkloadClass
 from workloads.selectors import telemetry as selectors
 from workloads.services import telemetry as services
@@ -246,7 +249,7 @@ class AlertFilter(django_filters.FilterSet):
         choices=[("active", "active"), ("resolved", "resolved")], method="filter_state", label="active or resolved"
     )
     workload_class = django_filters.CharFilter(field_name="slo__workload_class__slug")
-    opened_after = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_after = IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
 
     class Meta:
         model = SloAlert
@@ -418,6 +421,13 @@ class CostView(APIView):
 
     read_role = Role.VIEWER
     renderer_classes = [JSONRenderer, CostCsvRenderer]
+
+    def perform_content_negotiation(self, request, force=False):
+        # DRF answers an unknown ?format= with 404; it is a bad parameter, not a missing page.
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            raise ValidationError({"format": ["Choose json or csv."]}) from None
 
     class InputSerializer(serializers.Serializer):
         start = serializers.DateTimeField(required=False, help_text="Default: midnight UTC today.")

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from controlplane.roles import Role, user_role
 from workloads.api import serializers as s
+from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
 from workloads.services import classes as class_services
 from workloads.services import tokens as token_services
@@ -95,8 +96,8 @@ class CostRatesViewSet(viewsets.ModelViewSet):
 
 
 class AuditEventFilter(django_filters.FilterSet):
-    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    occurred_after = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
     actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains")
     action = django_filters.CharFilter(field_name="action", lookup_expr="startswith")
     workload_class = django_filters.CharFilter(field_name="workload_class_slug")

@@ -100,6 +100,11 @@ def _candidate(index: int, checked: CheckedEvent, workload_class: WorkloadClass,
             "idempotency_key", f"The idempotency key must be 1 to {MAX_KEY_LENGTH} characters.", "maxLength"
         )
         return EventResult(index, Status.REJECTED, idempotency_key=key[:MAX_KEY_LENGTH], errors=[error])
+    if "\x00" in key or "\x00" in ordering_key:
+        # Keys are stored as text and sent as attributes: neither PostgreSQL nor Pub/Sub takes NUL.
+        field = "idempotency_key" if "\x00" in key else "ordering_key"
+        error = FieldError(field, f"The {field.replace('_', ' ')} must not contain NUL characters.", "pattern")
+        return EventResult(index, Status.REJECTED, errors=[error])
     return _Candidate(index, payload, key, ordering_key[:1024], fingerprint(payload))
 
 

@@ -1,6 +1,7 @@
 """Issue, revoke and check API tokens. The secret exists in plain text only in the return value
 of `api_token_issue`; the database keeps its SHA-256."""
 
+import hmac
 import re
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from workloads.services.audit import audit_event_record
 # the ingestion endpoint of those classes (for producers that should not read the registry).
 SCOPE_PATTERN = re.compile(r"^(\*|read|ingest:(\*|[a-z][a-z0-9-]{1,46}[a-z0-9]))$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_NO_TOKEN_HASH = hash_secret("no such token")
 
 
 def validate_scopes(scopes) -> list[str]:
@@ -82,7 +84,11 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
         return None
     key_id, secret = parsed
     token = ApiToken.objects.active().select_related("user").filter(key_id=key_id).first()
-    if token is None or not token.secret_matches(secret) or not token.user.is_active:
+    if token is None:
+        # Do the work of a wrong secret anyway, so an unknown key id answers like a known one.
+        hmac.compare_digest(_NO_TOKEN_HASH, hash_secret(secret))
+        return None
+    if not token.secret_matches(secret) or not token.user.is_active:
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:

@@ -29,11 +29,11 @@ def command_env(**extra: str) -> dict[str, str]:
 
 
 class Process:
-    """A `manage.py` child in its own session, its output collected line by line."""
+    """A `manage.py` child (or another `program`) in its own session, its output collected line by line."""
 
-    def __init__(self, args: list[str], env: dict[str, str]):
+    def __init__(self, args: list[str], env: dict[str, str], *, program: list[str] | None = None):
         self.popen = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
+            [*(program or [sys.executable, "manage.py"]), *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

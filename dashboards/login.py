@@ -1,0 +1,43 @@
+"""The login page, with failed-login limits (see `workloads.services.login_limits`)."""
+
+from django.contrib.auth import views as auth_views
+
+from controlplane import request_context
+from workloads.services.login_limits import login_failure_record, login_refusal, login_success_record
+
+
+def _source_ip() -> str | None:
+    # Set by RequestContextMiddleware, honouring TRUST_X_FORWARDED_FOR like the audit log does.
+    return request_context.current().source_ip
+
+
+class LoginView(auth_views.LoginView):
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        retry_after = login_refusal(username=username, ip=_source_ip())
+        if retry_after is not None:
+            return self._locked_out(retry_after)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        username = self.request.POST.get("username", "")
+        login_failure_record(username=username, ip=_source_ip())
+        retry_after = login_refusal(username=username, ip=_source_ip())
+        if retry_after is not None:  # this failure reached a limit: say so now, not on the next try
+            return self._locked_out(retry_after)
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        login_success_record(username=form.get_user().get_username())
+        return super().form_valid(form)
+
+    def _locked_out(self, retry_after: int):
+        form = self.get_form_class()(self.request)  # empty: the password is not echoed back
+        minutes = max(1, round(retry_after / 60))
+        context = self.get_context_data(
+            form=form,
+            locked_out=f"Too many failed logins. Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+        )
+        response = self.render_to_response(context, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response

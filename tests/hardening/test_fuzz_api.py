@@ -1,0 +1,127 @@
+"""schemathesis against the OpenAPI schema: every operation, generated inputs (valid ones from the
+schema and its examples, and invalid ones), called in-process through WSGI with an admin's
+bearer token. Checks: no 5xx, every status code documented, the content type documented, and the
+body matching the documented schema.
+
+Bounded for CI (FUZZ_MAX_EXAMPLES per operation, derandomized); `python -m bench.fuzz_api` runs
+the same test with many more examples, a random seed and schemathesis' coverage phase.
+
+Path parameters are steered to real objects most of the time (a generated id or slug is mapped
+onto one that exists), so the operations' deeper code runs, not only their 404.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from controlplane.roles import Role
+from tests.workloads.deadletter_helpers import dead_letter_row, make_class
+from tests.workloads.pools import run_pending
+from workloads.models import Action, AuditEvent, DeadLetterStatus, TriageRule
+from workloads.providers import get_providers
+from workloads.providers.specs import pool_spec
+from workloads.services.deadletters import DeadLetterFilter, replay_request
+from workloads.services.incidents import pool_pause
+from workloads.services.tokens import api_token_issue
+
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
+DERANDOMIZE = os.environ.get("FUZZ_SEED", "") == ""
+# The coverage phase (boundary and type-violating values for every parameter, about a hundred
+# requests for a big body) is for the long run: CI keeps to the examples and the fuzzing phases.
+COVERAGE = os.environ.get("FUZZ_COVERAGE", "") == "1"
+
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": DERANDOMIZE, "database": "none"},
+        "phases": {"stateful": {"enabled": False}, "coverage": {"enabled": COVERAGE}},
+        **({"seed": int(os.environ["FUZZ_SEED"])} if not DERANDOMIZE else {}),
+    }
+)
+schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG)
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+SLUG = "fuzz-class"
+RATES = "fuzz-rates"
+
+
+@pytest.fixture
+def wsgi_keeps_the_test_connection():
+    """The WSGI handler closes the database connection after each request (Django's test client
+    turns that off, schemathesis' WSGI client does not): it is the test's own transaction."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def fuzz_world(db, make_user, wsgi_keeps_the_test_connection):
+    """One of everything the API can show, and the ids each path parameter can point at."""
+    admin = make_user("fuzz-admin", Role.ADMIN)
+    queue = get_providers().queue
+    docs = make_class(queue, SLUG, tier="deferrable")
+    docs.cost_rates.name = RATES
+    docs.cost_rates.save()
+    get_providers().pools.ensure(pool_spec(docs), initial_instances=2)
+    other = make_class(queue, "fuzz-other")
+
+    rule = TriageRule.objects.create(name="noise", error_signature="sig-noise", action="hold")
+    rows = [
+        dead_letter_row(docs),
+        dead_letter_row(docs, error_signature="sig-noise", status=DeadLetterStatus.HELD, triage_rule=rule),
+        dead_letter_row(other, payload="not json {", error_signature="sig-bad-json"),
+    ]
+    replay = replay_request(actor=admin, selection=DeadLetterFilter(workload_class=docs, ids=(rows[0].pk,)))
+    pool_pause(actor=admin, workload_class=docs, reason="fuzzing")
+    run_pending()  # actions with steps, results and a finished state
+    victim, _ = api_token_issue(actor=admin, user=admin, name="victim", scopes=["read"])
+    _token, raw = api_token_issue(actor=None, user=admin, name="fuzz", scopes=["*"])
+    ids = {
+        "/api/v1/actions/": list(Action.objects.values_list("pk", flat=True)),
+        "/api/v1/audit-events/": list(AuditEvent.objects.values_list("pk", flat=True)[:5]),
+        "/api/v1/dead-letters/": [row.pk for row in rows],
+        "/api/v1/replays/": [replay.pk],
+        "/api/v1/tokens/": [victim.pk],  # never the token the fuzzer authenticates with
+        "/api/v1/triage-rules/": [rule.pk],
+    }
+    return {"headers": {"Authorization": f"Bearer {raw}"}, "ids": ids}
+
+
+def _steer(case, ids: dict[str, list[int]]) -> None:
+    """Point three in four generated path parameters at real objects (deterministically)."""
+    parameters = case.path_parameters or {}
+    for name, value in list(parameters.items()):
+        pick = zlib.crc32(repr(value).encode())
+        if pick % 4 == 0:
+            continue
+        if name == "slug":
+            parameters[name] = SLUG
+        elif name == "name":
+            parameters[name] = RATES
+        elif name == "id":
+            prefix = next((p for p in ids if case.path.startswith(p)), None)
+            if prefix and ids[prefix]:
+                parameters[name] = ids[prefix][pick % len(ids[prefix])]
+
+
+@schema.parametrize()
+@settings(suppress_health_check=list(HealthCheck), deadline=None)
+def test_every_operation_answers_as_documented(case, fuzz_world):
+    _steer(case, fuzz_world["ids"])
+    case.call_and_validate(headers=fuzz_world["headers"], checks=CHECKS)
