@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.admin import site as admin_site
 from django.test import Client
 from django.urls import get_resolver, reverse
+from django.urls.converters import IntConverter
 from drf_spectacular.generators import SchemaGenerator
 
 from controlplane.roles import Role
@@ -44,7 +45,11 @@ def _site_urls(action_id: int) -> list[str]:
     [dashboards] = [p for p in resolver.url_patterns if getattr(p, "namespace", None) == "dashboards"]
     urls = [reverse("login"), reverse("logout")]
     for pattern in dashboards.url_patterns:
-        kwargs = {key: (action_id if key == "action_id" else "csrf-class") for key in pattern.pattern.converters}
+        # CSRF is checked before the view runs, so any id of the right type will do.
+        kwargs = {
+            key: (action_id if isinstance(converter, IntConverter) else "csrf-class")
+            for key, converter in pattern.pattern.converters.items()
+        }
         urls.append(reverse(f"dashboards:{pattern.name}", kwargs=kwargs))
     for model in admin_site._registry:
         prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"

@@ -63,6 +63,23 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("DELETE", "/api/v1/triage-rules/{id}/"): OPERATOR,
     # The browser's buttons (URL names; every other dashboards route is GET-only, see below).
     ("POST", "dashboards:action-cancel"): OPERATOR,
+    ("POST", "dashboards:incident-enter"): OPERATOR,
+    ("POST", "dashboards:incident-extend"): OPERATOR,
+    ("POST", "dashboards:incident-exit"): OPERATOR,
+    ("POST", "dashboards:class-pause"): OPERATOR,
+    ("POST", "dashboards:class-resume"): OPERATOR,
+    ("POST", "dashboards:class-pause-extend"): OPERATOR,
+    ("POST", "dashboards:class-take-over"): OPERATOR,
+    ("POST", "dashboards:class-controller"): OPERATOR,
+    ("POST", "dashboards:class-seek"): OPERATOR,
+    ("POST", "dashboards:class-snapshot"): OPERATOR,
+    ("POST", "dashboards:dead-letter-replay"): OPERATOR,
+    ("POST", "dashboards:dead-letter-discard"): OPERATOR,
+    ("POST", "dashboards:dead-letter-edit-replay"): OPERATOR,
+    ("POST", "dashboards:triage-rule-new"): OPERATOR,
+    ("POST", "dashboards:triage-rule-edit"): OPERATOR,
+    ("POST", "dashboards:triage-rule-toggle"): OPERATOR,
+    ("POST", "dashboards:triage-rule-delete"): OPERATOR,
 }
 # Who is calling: (session role or None for no role, token scopes or None for a session).
 CALLERS = {
@@ -93,11 +110,14 @@ def _ui_routes() -> dict[str, URLPattern]:
     return {f"dashboards:{p.name}": p for p in dashboards.url_patterns}
 
 
-def _ui_url(name: str, pattern: URLPattern) -> str:
+def _ui_url(name: str, pattern: URLPattern, ids: dict[str, int] | None = None) -> str:
+    ids = ids or {}
     kwargs = {}
     for key in pattern.pattern.converters:
         if key == "action_id":
             kwargs[key] = action_request(kind="pause", actor=None, target="sec-class", enqueue=False).pk
+        elif key == "pk":
+            kwargs[key] = ids.get("triage-rule" if "triage-rule" in name else "dead-letter", 0)
         else:
             kwargs[key] = "sec-class"
     return reverse(name, kwargs=kwargs)
@@ -109,7 +129,7 @@ def test_every_mutating_endpoint_has_a_required_role(world):
     ui_posts = {
         ("POST", name)
         for name, pattern in _ui_routes().items()
-        if admin.post(_ui_url(name, pattern)).status_code != 405
+        if admin.post(_ui_url(name, pattern, world["ui_ids"])).status_code != 405
     }
     assert ui_posts, "no dashboard route takes POSTs: the probe is broken"
     assert _api_operations() | ui_posts == set(REQUIRED)
@@ -160,12 +180,12 @@ def world(db, make_user):
                 _token, raw = api_token_issue(actor=None, user=user, name=caller, scopes=scopes)
                 client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
         clients[caller] = client
-    return {"clients": clients, "ids": ids}
+    return {"clients": clients, "ids": ids, "ui_ids": {"dead-letter": letter.pk, "triage-rule": rule.pk}}
 
 
-def _url(route: str, ids: dict[str, int]) -> str:
+def _url(route: str, ids: dict[str, int], ui_ids: dict[str, int] | None = None) -> str:
     if route.startswith("dashboards:"):
-        return _ui_url(route, _ui_routes()[route])
+        return _ui_url(route, _ui_routes()[route], ui_ids)
     prefix = next((p for p in ids if route.startswith(p)), None)
     return route.format(slug="sec-class", name="sec-rates", id=ids.get(prefix, 0))
 
@@ -179,7 +199,7 @@ def _callers_in_order(required, *, page: bool) -> list[str]:
 @pytest.mark.parametrize(("method", "route"), sorted(REQUIRED), ids=[f"{m} {r}" for m, r in sorted(REQUIRED)])
 def test_no_caller_below_the_required_role_gets_through(world, method, route):
     required = REQUIRED[(method, route)]
-    url = _url(route, world["ids"])
+    url = _url(route, world["ids"], world["ui_ids"])
     page = route.startswith("dashboards:")
     for caller in _callers_in_order(required, page=page):
         client = world["clients"][caller]
