@@ -36,7 +36,10 @@ def monitoring_client(endpoint: str | None = None) -> monitoring_v3.MetricServic
 def pubsub_clients() -> tuple[pubsub_v1.PublisherClient, pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
     """A plain publisher, one with message ordering enabled (only for messages with an ordering
     key: see PubSubQueue), and a subscriber."""
-    publisher = pubsub_v1.PublisherClient()
+    # The library holds a batch open for 10 ms by default; a replay publishes one message per step
+    # and a single-event ingestion request waits for its publish, so 10 ms a message caps both.
+    # 1 ms still batches concurrent requests and the messages of one batch request.
+    publisher = pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.001))
     ordered_publisher = pubsub_v1.PublisherClient(
         publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
     )
