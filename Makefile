@@ -31,6 +31,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 # and dead letters mirrored more often than the production defaults, and the scaling cooldowns fit
 # the demo's 20-minute day. Set any of them to override.
 run: export TELEMETRY_POLL_INTERVAL_SECONDS ?= 10
+run: export TELEMETRY_POLL_CURRENT_MINUTE ?= 1
 run: export TELEMETRY_ALERTS_INTERVAL_SECONDS ?= 10
 run: export SCALING_CONTROLLER_INTERVAL_SECONDS ?= 15
 run: export SCALING_COOLDOWN_UP_SECONDS ?= 30

@@ -284,6 +284,9 @@ TELEMETRY_ALERTS_INTERVAL_SECONDS = env_int("TELEMETRY_ALERTS_INTERVAL_SECONDS",
 TELEMETRY_DOWNSAMPLE_INTERVAL_SECONDS = env_int("TELEMETRY_DOWNSAMPLE_INTERVAL_SECONDS", 3600, minimum=60)
 # Each poll re-reads the last N minutes: Cloud Monitoring points arrive minutes late.
 TELEMETRY_POLL_WINDOW_MINUTES = env_int("TELEMETRY_POLL_WINDOW_MINUTES", 10, minimum=1, maximum=1440)
+# Also poll the minute under way (partial values, replaced by later polls). For the embedded local
+# provider, which answers for "now" exactly; Cloud Monitoring's points arrive minutes late anyway.
+TELEMETRY_POLL_CURRENT_MINUTE = env_bool("TELEMETRY_POLL_CURRENT_MINUTE", False)
 TELEMETRY_MINUTE_RETENTION_DAYS = env_int("TELEMETRY_MINUTE_RETENTION_DAYS", 14, minimum=1, maximum=90)
 TELEMETRY_HOUR_RETENTION_DAYS = env_int("TELEMETRY_HOUR_RETENTION_DAYS", 400, minimum=7)
 TELEMETRY_POLL_RUN_RETENTION_DAYS = env_int("TELEMETRY_POLL_RUN_RETENTION_DAYS", 7, minimum=1)

@@ -157,6 +157,10 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
     # Steps are aligned to whole minutes so every poll cuts the same buckets: a misaligned end
     # would spread one minute's counts over two buckets and a re-poll could count them twice.
     end = floor_minute(now)
+    if settings.TELEMETRY_POLL_CURRENT_MINUTE:
+        # The minute under way too (the embedded demo: its tables answer for "now" exactly). Safe
+        # to re-poll: a later poll replaces that minute's values with the complete ones.
+        end += _STEP
     start = end - timedelta(minutes=window_minutes)
     summary = PollSummary(window_start=start, window_end=end)
     classes = list(
@@ -201,6 +205,7 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
             for key, values in received.items():
                 cells[key].update(values)
             for class_id, moment in latest.items():
+                moment = min(moment, now)  # a step still under way holds samples up to now only
                 newest[class_id] = max(moment, newest.get(class_id, moment))
             run.ok, run.points = True, len(received)
         run.finished_at = now + timedelta(seconds=time.monotonic() - clock)
