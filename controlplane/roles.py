@@ -44,8 +44,14 @@ def user_role(user) -> Role:
     else:
         names = set(user.groups.values_list("name", flat=True))
         role = max((r for r in ASSIGNABLE_ROLES if r.group_name in names), default=Role.NONE)
-    user._controlplane_role = role
+    cache_role(user, role)
     return role
+
+
+def cache_role(user, role: Role) -> None:
+    """Keep the role on the user object for the rest of the request (token authentication looks it
+    up with the token, in the same query)."""
+    user._controlplane_role = role
 
 
 def has_role(user, role: Role) -> bool:

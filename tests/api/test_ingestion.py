@@ -89,6 +89,16 @@ def test_an_accepted_event_is_published_with_its_attributes(ordered_class, produ
     assert message.attributes[ATTR_INGESTED_AT].endswith("Z")
 
 
+def test_an_ordering_key_up_to_pubsubs_limit_is_kept_whole(ordered_class, producer):
+    tenant = "t" * 1000
+    first = _post(producer, _event(tenant_id=tenant), **{"Idempotency-Key": "long-order"})
+    assert first.status_code == 202, first.content
+    assert first.json()["ordering_key"] == tenant
+    again = _post(producer, _event(tenant_id=tenant), **{"Idempotency-Key": "long-order"})
+    assert again.status_code == 200 and again.json()["ordering_key"] == tenant
+    assert again.json()["message_id"] == first.json()["message_id"]
+
+
 def test_an_invalid_event_is_400_with_field_errors_and_nothing_is_enqueued(doc_class, producer):
     response = _post(producer, {"tenant_id": "", "revision": "three"})
     assert response.status_code == 400

@@ -11,7 +11,7 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=255)
     payload_fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the normalized payload")
     message_id = models.CharField(max_length=128, blank=True)
-    ordering_key = models.CharField(max_length=255, blank=True)
+    ordering_key = models.CharField(max_length=1024, blank=True)  # Pub/Sub allows 1024 bytes
     trace_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)

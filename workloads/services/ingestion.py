@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from workloads.fastinsert import insert_rows
 from workloads.ingestion import CheckedEvent, FieldError, fingerprint, normalize_and_validate
 from workloads.models import IdempotencyRecord, WorkloadClass
 from workloads.providers import get_providers
@@ -159,60 +160,39 @@ def events_ingest(
 def _claim_and_publish(
     workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
 ) -> dict[int, EventResult]:
-    claim = uuid.uuid4().hex[:32]
-    expires_at = now + timedelta(seconds=workload_class.dedup_ttl_seconds)
     results: dict[int, EventResult] = {}
-
-    def claim_keys(claimable: list[_Candidate]) -> dict[str, IdempotencyRecord]:
-        # Sorted, so two batches sharing keys lock them in the same order (no deadlock).
-        IdempotencyRecord.objects.bulk_create(
-            [
-                IdempotencyRecord(
-                    workload_class=workload_class,
-                    key=c.key,
-                    payload_fingerprint=c.fingerprint,
-                    ordering_key=c.ordering_key,
-                    trace_id=claim,  # marks the rows this request inserted; replaced below
-                    created_at=now,
-                    expires_at=expires_at,
-                )
-                for c in sorted(claimable, key=lambda c: c.key)
-            ],
-            ignore_conflicts=True,
-        )
-        keys = [c.key for c in claimable]
-        return {r.key: r for r in IdempotencyRecord.objects.filter(workload_class=workload_class, key__in=keys)}
-
     with transaction.atomic():
-        stored = claim_keys(candidates)
-        expired = [c for c in candidates if stored[c.key].trace_id != claim and stored[c.key].expires_at <= now]
-        if expired:
-            # Expired keys are free again (the prune task may lag): take them over.
-            IdempotencyRecord.objects.filter(
-                workload_class=workload_class, key__in=[c.key for c in expired], expires_at__lte=now
-            ).delete()
-            stored.update(claim_keys(expired))
-        mine = [c for c in candidates if stored[c.key].trace_id == claim]
-        for candidate in candidates:
-            record = stored[candidate.key]
-            if record.trace_id == claim:
-                continue
-            same = record.payload_fingerprint == candidate.fingerprint
-            results[candidate.index] = EventResult(
-                candidate.index,
-                Status.DUPLICATE if same else Status.CONFLICT,
-                idempotency_key=candidate.key,
-                message_id=record.message_id if same else "",
-                ordering_key=record.ordering_key if same else "",
-            )
-        if mine:
-            ids = _publish(workload_class, mine, trace_id=trace_id, now=now)
-            records = []
-            for candidate, message_id in zip(mine, ids, strict=True):
+        claimed = _claim_keys(workload_class, candidates, trace_id=trace_id, now=now)
+        taken = [c for c in candidates if c.key not in claimed]
+        if taken:
+            stored = _stored_records(workload_class, taken)
+            # Expired keys are free again (the prune task may lag): take them over. A key whose row
+            # vanished since the INSERT (pruned meanwhile) is free too.
+            expired = [c for c in taken if c.key not in stored or stored[c.key].expires_at <= now]
+            if expired:
+                IdempotencyRecord.objects.filter(
+                    workload_class=workload_class, key__in=[c.key for c in expired], expires_at__lte=now
+                ).delete()
+                claimed.update(_claim_keys(workload_class, expired, trace_id=trace_id, now=now))
+                lost = [c for c in expired if c.key not in claimed]
+                stored.update(_stored_records(workload_class, lost))  # a concurrent request was first
+            for candidate in taken:
+                if candidate.key in claimed:
+                    continue
                 record = stored[candidate.key]
-                record.message_id = message_id
-                record.trace_id = trace_id
-                records.append(record)
+                same = record.payload_fingerprint == candidate.fingerprint
+                results[candidate.index] = EventResult(
+                    candidate.index,
+                    Status.DUPLICATE if same else Status.CONFLICT,
+                    idempotency_key=candidate.key,
+                    message_id=record.message_id if same else "",
+                    ordering_key=record.ordering_key if same else "",
+                )
+        mine = [c for c in candidates if c.key in claimed]
+        if mine:
+            message_ids = _publish(workload_class, mine, trace_id=trace_id, now=now)
+            _store_message_ids([claimed[c.key] for c in mine], message_ids)
+            for candidate, message_id in zip(mine, message_ids, strict=True):
                 results[candidate.index] = EventResult(
                     candidate.index,
                     Status.ACCEPTED,
@@ -220,8 +200,46 @@ def _claim_and_publish(
                     message_id=message_id,
                     ordering_key=candidate.ordering_key,
                 )
-            IdempotencyRecord.objects.bulk_update(records, ["message_id", "trace_id"])
     return results
+
+
+def _claim_keys(
+    workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
+) -> dict[str, int]:
+    """Insert the keys that are free; returns {key: record id} for the ones this request inserted.
+
+    One `INSERT ... ON CONFLICT DO NOTHING RETURNING` instead of an insert and a read-back (single
+    events are the hot path). A key another transaction holds uncommitted waits for it here, then
+    counts as taken (or free, if that transaction rolled back). Sorted, so two batches sharing
+    keys lock them in the same order (no deadlock).
+    """
+    expires_at = now + timedelta(seconds=workload_class.dedup_ttl_seconds)
+    inserted = insert_rows(
+        IdempotencyRecord,
+        ("workload_class", "key", "payload_fingerprint", "message_id", "ordering_key", "trace_id")
+        + ("created_at", "expires_at"),
+        [
+            (workload_class.pk, c.key, c.fingerprint, "", c.ordering_key, trace_id, now, expires_at)
+            for c in sorted(candidates, key=lambda c: c.key)
+        ],
+        ignore_conflicts=True,
+        returning=("id", "key"),
+    )
+    return {key: record_id for record_id, key in inserted}
+
+
+def _stored_records(workload_class: WorkloadClass, candidates: list[_Candidate]) -> dict[str, IdempotencyRecord]:
+    keys = [c.key for c in candidates]
+    return {r.key: r for r in IdempotencyRecord.objects.filter(workload_class=workload_class, key__in=keys)}
+
+
+def _store_message_ids(record_ids: list[int], message_ids: list[str]) -> None:
+    """The receipt a duplicate gets back. One plain UPDATE for a single event."""
+    if len(record_ids) == 1:
+        IdempotencyRecord.objects.filter(pk=record_ids[0]).update(message_id=message_ids[0])
+        return
+    records = [IdempotencyRecord(pk=pk, message_id=mid) for pk, mid in zip(record_ids, message_ids, strict=True)]
+    IdempotencyRecord.objects.bulk_update(records, ["message_id"], batch_size=1000)
 
 
 def _publish(workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime) -> list[str]:

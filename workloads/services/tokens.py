@@ -5,10 +5,13 @@ import hmac
 import re
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
+from controlplane.roles import ASSIGNABLE_ROLES, Role, cache_role
 from workloads.models import ApiToken
 from workloads.models.tokens import hash_secret
 from workloads.services.audit import audit_event_record
@@ -78,24 +81,80 @@ def api_token_revoke(*, actor, token: ApiToken) -> ApiToken:
 
 
 def api_token_authenticate(raw: str) -> ApiToken | None:
-    """The active token for this text, or None. Compares hashes in constant time."""
+    """The active token for this text, or None. Compares hashes in constant time. The token's user
+    comes with it, and with the user's role already looked up (see `_active_token`)."""
     parsed = ApiToken.parse_token(raw.strip())
     if parsed is None:
         return None
     key_id, secret = parsed
-    token = ApiToken.objects.active().select_related("user").filter(key_id=key_id).first()
-    if token is None:
+    now = timezone.now()
+    found = _active_token(key_id, now)
+    if found is None:
         # Do the work of a wrong secret anyway, so an unknown key id answers like a known one.
         hmac.compare_digest(_NO_TOKEN_HASH, hash_secret(secret))
         return None
+    token, last_used_is_stale = found
     if not token.secret_matches(secret) or not token.user.is_active:
         return None
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+    if last_used_is_stale:
         # At most one write a minute per token, not one per request.
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+_TOKEN_FIELDS = ("id", "name", "user_id", "key_id", "secret_hash", "scopes")
+_USER_FIELDS = ("id", "username", "is_active", "is_staff", "is_superuser")
+
+
+def _active_token(key_id: str, now: datetime, *, using: str | None = None) -> tuple[ApiToken, bool] | None:
+    """The unrevoked, unexpired token with this key id and its user, and whether its last use is
+    older than LAST_USED_RESOLUTION. One plain-SQL query, not three ORM ones: every API request
+    and every ingested event authenticates, and building the ORM's queries took longer than running
+    them (0.9 ms against 0.1 ms). Fields not selected load on access, as with `only()`."""
+    user_model = get_user_model()
+    connection = connections[using or router.db_for_read(ApiToken)]
+    quote = connection.ops.quote_name
+    group_link = user_model.groups.through._meta
+    role_case = " ".join(f"WHEN %s THEN {int(role)}" for role in ASSIGNABLE_ROLES)
+    when = connection.ops.adapt_datetimefield_value
+    sql = f"""
+        SELECT {", ".join(f"t.{quote(field)}" for field in _TOKEN_FIELDS)},
+               {", ".join(f"u.{quote(field)}" for field in _USER_FIELDS)},
+               (SELECT MAX(CASE g.{quote("name")} {role_case} ELSE 0 END)
+                  FROM {quote(group_link.db_table)} ug JOIN {quote(Group._meta.db_table)} g
+                    ON g.{quote("id")} = ug.{quote("group_id")}
+                 WHERE ug.{quote(group_link.get_field("user").column)} = u.{quote("id")}),
+               (t.{quote("last_used_at")} IS NULL OR t.{quote("last_used_at")} < %s)
+          FROM {quote(ApiToken._meta.db_table)} t JOIN {quote(user_model._meta.db_table)} u
+            ON u.{quote("id")} = t.{quote("user_id")}
+         WHERE t.{quote("key_id")} = %s AND t.{quote("revoked_at")} IS NULL
+           AND (t.{quote("expires_at")} IS NULL OR t.{quote("expires_at")} > %s)
+    """
+    params = [role.group_name for role in ASSIGNABLE_ROLES]
+    params += [when(now - LAST_USED_RESOLUTION), key_id, when(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token_values = dict(zip(_TOKEN_FIELDS, row[: len(_TOKEN_FIELDS)], strict=True))
+    user_values = dict(zip(_USER_FIELDS, row[len(_TOKEN_FIELDS) : -2], strict=True))
+    group_role, last_used_is_stale = row[-2:]
+    token_values["scopes"] = ApiToken._meta.get_field("scopes").from_db_value(token_values["scopes"], None, connection)
+    for flag in ("is_active", "is_staff", "is_superuser"):
+        user_values[flag] = bool(user_values[flag])  # SQLite answers 0/1
+    token = _partial_instance(ApiToken, connection.alias, token_values)
+    user = _partial_instance(user_model, connection.alias, user_values)
+    cache_role(user, Role.ADMIN if user.is_superuser else Role(group_role or 0))
+    token.user = user
+    return token, bool(last_used_is_stale)
+
+
+def _partial_instance(model, alias: str, values: dict):
+    """A model instance as the ORM loads one with `only(*values)`: the other fields are deferred."""
+    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
+    return model.from_db(alias, names, [values[name] for name in names])
 
 
 def token_allows(token: ApiToken, *, method: str, scope_kind: str, workload_class_slug: str | None = None) -> bool:
