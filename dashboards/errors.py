@@ -1,9 +1,12 @@
-"""Provider errors as people read them: what failed and what to fix, never a stack trace."""
+"""Provider and database errors as people read them: what failed and what to fix, never a stack
+trace."""
 
 import logging
 
+from django.db import InterfaceError, OperationalError
 from django.shortcuts import render
 
+from workloads.api.errors import DATABASE_RETRY_AFTER_SECONDS
 from workloads.providers.base import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -46,10 +49,18 @@ def provider_error_context(error: ProviderError, *, doing: str = "A call to the 
     }
 
 
-class ProviderErrorMiddleware:
-    """A ProviderError that escapes a dashboard view becomes a page (or, for htmx, a fragment)
-    saying what failed and what to fix: 503 when it may pass, 502 when someone must act. The
-    API maps provider errors itself."""
+_DATABASE_UNAVAILABLE = {
+    "what_failed": "The control plane could not reach its database (the connection failed or dropped); "
+    "nothing of this request was saved.",
+    "what_to_fix": f"Retry in {DATABASE_RETRY_AFTER_SECONDS} seconds. If it lasts, check the database server "
+    "and DATABASE_URL on the control plane; the cloud resources and workers run on without it.",
+}
+
+
+class ErrorPageMiddleware:
+    """A ProviderError or a lost database connection that escapes a page's view becomes a page (or,
+    for htmx, a fragment) saying what failed and what to fix: 503 with Retry-After when it may
+    pass, 502 when someone must act. The API maps these errors itself."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -58,7 +69,11 @@ class ProviderErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        if not isinstance(exception, ProviderError) or request.path.startswith("/api/"):
+        if request.path.startswith("/api/"):
+            return None
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            return self._database_unavailable(request, exception)
+        if not isinstance(exception, ProviderError):
             return None
         logger.warning("provider error on %s: %s (%s)", request.path, exception, exception.code or "no code")
         context = provider_error_context(exception)
@@ -67,3 +82,13 @@ class ProviderErrorMiddleware:
             "dashboards/partials/provider_error.html" if getattr(request, "htmx", False) else "provider_error.html"
         )
         return render(request, template, context, status=status)
+
+    @staticmethod
+    def _database_unavailable(request, exception):
+        logger.warning("database unavailable on %s: %s", request.path, exception)
+        if getattr(request, "htmx", False):
+            response = render(request, "dashboards/partials/provider_error.html", _DATABASE_UNAVAILABLE, status=503)
+        else:
+            response = render(request, "database_unavailable.html", _DATABASE_UNAVAILABLE, status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response

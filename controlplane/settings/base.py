@@ -63,7 +63,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "dashboards.errors.ProviderErrorMiddleware",
+    "dashboards.errors.ErrorPageMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"

@@ -89,3 +89,25 @@ def test_a_dropped_connection_is_a_503_and_leaves_nothing_half_written(producer,
     retried = producer.post(URL, EVENT, format="json")
     assert retried.status_code == 202 and retried.json()["duplicate"] is False
     assert LocalMessage.objects.count() == 1 and IdempotencyRecord.objects.count() == 1
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_page_whose_connection_drops_says_so_with_a_503(transactional_db, make_user, htmx):
+    from django.test import Client
+
+    WorkloadClassFactory(slug="fragile")
+    browser = Client()
+    browser.force_login(make_user("watcher", Role.VIEWER))
+    drop = DropConnection('FROM "workloads_workloadclass"', "before")
+    headers = {"HX-Request": "true"} if htmx else {}
+    with connection.execute_wrapper(drop):
+        response = browser.get("/", headers=headers)
+    assert drop.fired
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    page = response.content.decode()
+    assert "could not reach its database" in page and "DATABASE_URL" in page
+    assert ("<html" in page) is not htmx  # htmx swaps in a fragment, a browser gets a whole page
+    assert "Traceback" not in page and "psycopg" not in page
+
+    connection.close_if_unusable_or_obsolete()
+    assert browser.get("/").status_code == 200  # the next request opens a new connection
