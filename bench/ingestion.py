@@ -2,8 +2,11 @@
 and batches of 500, against a bare Django JSON echo endpoint served by the same gunicorn (same
 workers, threads, middleware and settings) and driven by the same client in the same run.
 
-Rounds alternate echo, single and batch (and reverse the order every other round), so drift in
-the machine's load hits all three alike; each figure is the median over rounds. A rate is the
+A third endpoint, the echo plus one committed INSERT of the body (`/bench/durable`), measures the
+floor any durable endpoint stands on; ingestion's ratio to it is printed without a target.
+
+Rounds alternate echo, durable, single and batch (and reverse the order every other round), so drift
+in the machine's load hits all kinds alike; each figure is the median over rounds. A rate is the
 events answered over the time from the first send to the last answer of the phase. Every event is
 unique (no deduplication short-cut) and requests carry an ingest-scoped token, as producers do.
 Run once against the local provider on PostgreSQL and once against Google's Pub/Sub emulator.
@@ -50,6 +53,7 @@ def request_factories(slug: str, run: str) -> dict[str, callable]:
     path = f"/api/v1/classes/{slug}/events"
     return {
         "echo": lambda n: Request("/bench/echo", _event(run, "e", n), 200, b'"tenant_id"'),
+        "durable": lambda n: Request("/bench/durable", _event(run, "d", n), 200, b'"tenant_id"'),
         "single": lambda n: Request(path, _event(run, "s", n), 202, b'"status":"accepted"'),
         "batch": lambda n: Request(
             path,
@@ -93,7 +97,7 @@ def measure(
             rates[kind].append(outcome.events_per_second)
             if outcome.errors:
                 errors[kind].append(f"{outcome.errors} errors, first: {outcome.first_error}")
-    echo, single, batch = (median(rates[kind]) for kind in ("echo", "single", "batch"))
+    echo, durable, single, batch = (median(rates[kind]) for kind in ("echo", "durable", "single", "batch"))
     shape = (
         f"{CONNECTIONS} connections, {rounds} rounds of {seconds:g} s per kind (batch: x{BATCH_PHASE_FACTOR}), median"
     )
@@ -109,6 +113,15 @@ def measure(
             extra={"rounds": rates, "shape": shape},
         ),
         Result(
+            f"ingestion single vs one durable INSERT ({label})",
+            single,
+            "events/s",
+            baseline=durable,
+            baseline_name="the echo plus one committed INSERT of the body (requests/s): the durable floor",
+            note="; ".join(errors["durable"]),
+            extra={"rounds": rates, "shape": shape},
+        ),
+        Result(
             f"ingestion batch of {BATCH} ({label})",
             batch,
             "events/s",
@@ -121,12 +134,23 @@ def measure(
     ]
 
 
+def _create_durable_table() -> None:
+    from django.db import connection
+
+    from bench.echo_urls import DURABLE_TABLE
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {DURABLE_TABLE}")
+        cursor.execute(f"CREATE TABLE {DURABLE_TABLE} (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
+
+
 def run(args) -> list[Result]:
     from workloads.providers import get_providers
     from workloads.providers.specs import queue_spec
 
     rounds, seconds = (1, 0.5) if args.quick else (3, 5.0)
     reset_tables()
+    _create_durable_table()
     token = ingest_token()
     [local_class] = make_classes(1, prefix="ingest-local", slos=False)
     get_providers().queue.ensure_resources(queue_spec(local_class))
@@ -145,7 +169,7 @@ def run(args) -> list[Result]:
     if queue is None:
         return results + [
             Result(f"ingestion {kind} (Pub/Sub emulator)", None, "events/s", skipped=emulator_missing())
-            for kind in ("single", f"batch of {BATCH}")
+            for kind in ("single", "single vs one durable INSERT", f"batch of {BATCH}")
         ]
     [gcp_class] = make_classes(1, prefix="ingest-gcp", slos=False)
     queue.ensure_resources(queue_spec(gcp_class))

@@ -49,6 +49,7 @@ def test_every_benchmark_runs_end_to_end_and_prints_its_line(tmp_path):
     names = [r["name"] for r in results]
     for expected in (
         "ingestion single (local, PostgreSQL)",
+        "ingestion single vs one durable INSERT (local, PostgreSQL)",
         "ingestion batch of 500 (local, PostgreSQL)",
         "ingestion single (Pub/Sub emulator)",
         "rollups: completion events folded",
