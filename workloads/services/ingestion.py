@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from workloads.fastinsert import insert_rows
 from workloads.ingestion import CheckedEvent, FieldError, fingerprint, normalize_and_validate
@@ -234,12 +234,13 @@ def _stored_records(workload_class: WorkloadClass, candidates: list[_Candidate])
 
 
 def _store_message_ids(record_ids: list[int], message_ids: list[str]) -> None:
-    """The receipt a duplicate gets back. One plain UPDATE for a single event."""
-    if len(record_ids) == 1:
-        IdempotencyRecord.objects.filter(pk=record_ids[0]).update(message_id=message_ids[0])
-        return
-    records = [IdempotencyRecord(pk=pk, message_id=mid) for pk, mid in zip(record_ids, message_ids, strict=True)]
-    IdempotencyRecord.objects.bulk_update(records, ["message_id"], batch_size=1000)
+    """The receipt a duplicate gets back. A plain UPDATE per record, sent together (executemany
+    pipelines them on PostgreSQL), instead of the ORM's CASE WHEN `bulk_update` that cost more to
+    build than to run."""
+    quote = connection.ops.quote_name
+    sql = f"UPDATE {quote(IdempotencyRecord._meta.db_table)} SET {quote('message_id')} = %s WHERE {quote('id')} = %s"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, list(zip(message_ids, record_ids, strict=True)))
 
 
 def _publish(workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime) -> list[str]:
