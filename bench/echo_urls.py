@@ -32,13 +32,11 @@ DURABLE_TABLE = "bench_durable_write"
 @csrf_exempt
 @require_POST
 def durable(request):
-    try:
-        body = json.loads(request.body)
-    except ValueError:
-        return HttpResponseBadRequest("not JSON")
-    with connection.cursor() as cursor:  # autocommit: the INSERT is its own transaction
-        cursor.execute(f"INSERT INTO {DURABLE_TABLE} (body) VALUES (%s)", [request.body.decode()])
-    return JsonResponse(body, safe=False)
+    response = echo(request)
+    if response.status_code == 200:
+        with connection.cursor() as cursor:  # autocommit: the INSERT is its own transaction
+            cursor.execute(f"INSERT INTO {DURABLE_TABLE} (body) VALUES (%s)", [request.body.decode()])
+    return response
 
 
 urlpatterns = [

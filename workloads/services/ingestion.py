@@ -147,14 +147,17 @@ def events_ingest(
     for repeat in repeats:
         first = results[first_by_key[repeat.key].index]
         same = repeat.fingerprint == first_by_key[repeat.key].fingerprint and first.status != Status.CONFLICT
-        results[repeat.index] = EventResult(
-            repeat.index,
-            Status.DUPLICATE if same else Status.CONFLICT,
-            idempotency_key=repeat.key,
-            message_id=first.message_id if same else "",
-            ordering_key=first.ordering_key if same else "",
+        results[repeat.index] = _seen_before(
+            repeat.index, repeat.key, same=same, message_id=first.message_id, ordering_key=first.ordering_key
         )
     return [results[index] for index in range(len(events))]
+
+
+def _seen_before(index: int, key: str, *, same: bool, message_id: str, ordering_key: str) -> EventResult:
+    """A key already taken: the original receipt when the payload is the same, else a conflict."""
+    if not same:
+        return EventResult(index, Status.CONFLICT, idempotency_key=key)
+    return EventResult(index, Status.DUPLICATE, idempotency_key=key, message_id=message_id, ordering_key=ordering_key)
 
 
 def _claim_and_publish(
@@ -180,13 +183,12 @@ def _claim_and_publish(
                 if candidate.key in claimed:
                     continue
                 record = stored[candidate.key]
-                same = record.payload_fingerprint == candidate.fingerprint
-                results[candidate.index] = EventResult(
+                results[candidate.index] = _seen_before(
                     candidate.index,
-                    Status.DUPLICATE if same else Status.CONFLICT,
-                    idempotency_key=candidate.key,
-                    message_id=record.message_id if same else "",
-                    ordering_key=record.ordering_key if same else "",
+                    candidate.key,
+                    same=record.payload_fingerprint == candidate.fingerprint,
+                    message_id=record.message_id,
+                    ordering_key=record.ordering_key,
                 )
         mine = [c for c in candidates if c.key in claimed]
         if mine:
