@@ -53,7 +53,7 @@ _DATABASE_UNAVAILABLE = {
     "what_failed": "The control plane could not reach its database (the connection failed or dropped); "
     "nothing of this request was saved.",
     "what_to_fix": f"Retry in {DATABASE_RETRY_AFTER_SECONDS} seconds. If it lasts, check the database server "
-    "and DATABASE_URL on the control plane; the cloud resources and workers run on without it.",
+    "and DATABASE_URL on the control plane. On Google Cloud, queues and worker pools keep running meanwhile.",
 }
 
 
