@@ -4,7 +4,9 @@ trace."""
 import logging
 
 from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 
 from workloads.api.errors import DATABASE_RETRY_AFTER_SECONDS
 from workloads.providers.base import ProviderError
@@ -85,10 +87,12 @@ class ErrorPageMiddleware:
 
     @staticmethod
     def _database_unavailable(request, exception):
+        """Rendered without the request's context processors: they read the session, the user's
+        role and the incident banner from the database that just failed."""
         logger.warning("database unavailable on %s: %s", request.path, exception)
-        if getattr(request, "htmx", False):
-            response = render(request, "dashboards/partials/provider_error.html", _DATABASE_UNAVAILABLE, status=503)
-        else:
-            response = render(request, "database_unavailable.html", _DATABASE_UNAVAILABLE, status=503)
+        fragment = getattr(request, "htmx", False)
+        template = "dashboards/partials/provider_error.html" if fragment else "database_unavailable.html"
+        page = render_to_string(template, {**_DATABASE_UNAVAILABLE, "retry_url": request.get_full_path()})
+        response = HttpResponse(page, status=503)
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return response

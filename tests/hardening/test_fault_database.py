@@ -92,13 +92,20 @@ def test_a_dropped_connection_is_a_503_and_leaves_nothing_half_written(producer,
 
 
 @pytest.mark.parametrize("htmx", [False, True])
-def test_a_page_whose_connection_drops_says_so_with_a_503(transactional_db, make_user, htmx):
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'FROM "django_session"',  # the first query: nothing about the user is known yet
+        'FROM "workloads_workloadclass"',  # the page's own data
+    ],
+)
+def test_a_page_whose_connection_drops_says_so_with_a_503(transactional_db, make_user, sql, htmx):
     from django.test import Client
 
     WorkloadClassFactory(slug="fragile")
     browser = Client()
     browser.force_login(make_user("watcher", Role.VIEWER))
-    drop = DropConnection('FROM "workloads_workloadclass"', "before")
+    drop = DropConnection(sql, "before")
     headers = {"HX-Request": "true"} if htmx else {}
     with connection.execute_wrapper(drop):
         response = browser.get("/", headers=headers)
