@@ -1,5 +1,6 @@
 """Settings come from the environment and fail loudly, naming the variable."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -33,6 +34,10 @@ def _run(args, **env):
         ({"DEBUG": "1", "CONTROLPLANE_PROVIDER": "aws"}, "CONTROLPLANE_PROVIDER"),
         ({"DEBUG": "1", "CONTROLPLANE_PROVIDER": "gcp"}, "GOOGLE_CLOUD_PROJECT"),
         ({"DEBUG": "1", "DB_CONN_MAX_AGE": "soon"}, "DB_CONN_MAX_AGE"),
+        (
+            {"DEBUG": "1", "DATABASE_URL": "postgres://postgres@127.0.0.1/db", "DB_PREPARED_STATEMENTS": "perhaps"},
+            "DB_PREPARED_STATEMENTS",
+        ),
     ],
 )
 def test_a_wrong_or_missing_value_fails_at_start_naming_the_variable(tmp_path, env, variable):
@@ -52,6 +57,23 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, {"server_side_binding": True, "prepare_threshold": 5}),
+        ("0", {}),  # behind a pooler that cannot keep prepared statements: Django's client-side default
+    ],
+)
+def test_postgresql_prepares_statements_unless_told_not_to(tmp_path, value, expected):
+    env = {"DB_PREPARED_STATEMENTS": value} if value is not None else {}
+    show = "from django.conf import settings; print(sorted(settings.DATABASES['default']['OPTIONS'].items()))"
+    url = "postgres://postgres@127.0.0.1:5432/controlplane"
+    result = _run(["shell", "-c", show], DEBUG="1", DATABASE_URL=url, VAR_DIR=str(tmp_path), **env)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.strip().splitlines()[-1]  # after the shell's own line about its imports
+    assert dict(ast.literal_eval(printed)) == {"application_name": "controlplane", **expected}
 
 
 def test_the_embedded_defaults_need_no_server(tmp_path):

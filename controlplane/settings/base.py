@@ -108,6 +108,15 @@ def _database_from_url(url: str) -> dict:
         }
     elif engine == "django.db.backends.postgresql":
         config.setdefault("OPTIONS", {})["application_name"] = "controlplane"
+        if env_bool("DB_PREPARED_STATEMENTS", True):
+            # Parameters bound on the server and statements prepared after 5 runs on a connection:
+            # PostgreSQL stops parsing and planning the hot queries again and again, which took half
+            # its CPU per ingested event. Mind that Django then binds an IntegerField value (and a
+            # bare `Value(int)`) as a 32-bit int4 and a larger number wraps around silently: give
+            # such a Value `output_field=BigIntegerField()`. Off (`0`) behind a transaction pooler
+            # that cannot keep prepared statements (PgBouncer before 1.21).
+            config["OPTIONS"]["server_side_binding"] = True
+            config["OPTIONS"]["prepare_threshold"] = 5
         config["CONN_HEALTH_CHECKS"] = True
     else:
         raise ImproperlyConfigured(

@@ -213,7 +213,8 @@ class LocalMetrics(Metrics):
         # Integer division on both databases: (end_ms - base_ms - 1) // step_ms is the step whose
         # (end - step, end] holds the report's interval end.
         return ExpressionWrapper(
-            (F(field) - Value(base_ms + 1)) / Value(step_seconds * 1000), output_field=BigIntegerField()
+            (F(field) - Value(base_ms + 1, output_field=BigIntegerField())) / Value(step_seconds * 1000),
+            output_field=BigIntegerField(),
         )
 
     def _reports(self, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int, prefix: str = ""):
