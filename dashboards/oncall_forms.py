@@ -151,18 +151,7 @@ class TriageRuleForm(forms.ModelForm):
 
     class Meta:
         model = TriageRule
-        fields = [
-            "name",
-            "workload_class",
-            "error_signature",
-            "attribute_pattern",
-            "action",
-            "delay_seconds",
-            "max_replays",
-            "rate_limit_per_hour",
-            "priority",
-            "enabled",
-        ]
+        fields = TriageRule.EDITABLE_FIELDS
         labels = {
             "error_signature": "Error signature",
             "attribute_pattern": "Attribute pattern",

@@ -334,16 +334,7 @@ class TriageRuleSerializer(StrictModelSerializer):
         model = TriageRule
         fields = [
             "id",
-            "name",
-            "workload_class",
-            "error_signature",
-            "attribute_pattern",
-            "action",
-            "delay_seconds",
-            "max_replays",
-            "rate_limit_per_hour",
-            "priority",
-            "enabled",
+            *TriageRule.EDITABLE_FIELDS,
             "last_applied_at",
             "created_by_label",
             "created_at",

@@ -152,6 +152,20 @@ class TriageRule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # What people set, through the API and the triage-rules screen alike; the rest is kept by the system.
+    EDITABLE_FIELDS = (
+        "name",
+        "workload_class",
+        "error_signature",
+        "attribute_pattern",
+        "action",
+        "delay_seconds",
+        "max_replays",
+        "rate_limit_per_hour",
+        "priority",
+        "enabled",
+    )
+
     class Meta:
         ordering = ["priority", "id"]
 

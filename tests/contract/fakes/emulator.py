@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from tests.process_groups import stop_process_group
 
 MISSING = (
     "Pub/Sub emulator not installed: apt-get install google-cloud-cli-pubsub-emulator (needs Java 11+), "
@@ -69,13 +70,5 @@ class PubSubEmulator:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            try:
-                os.killpg(self._process.pid, signal.SIGTERM)
-                self._process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait(timeout=10)
+        stop_process_group(self._process, grace_seconds=10)
         self._log.close()
