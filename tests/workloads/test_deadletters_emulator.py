@@ -199,7 +199,6 @@ def proxied(db, pubsub_emulator):
         ordered_publisher=ordered_publisher,
         subscriber=subscriber,
         backoff=Backoff(0.05, 0.2, 1.0),
-        publish_timeout=1.0,
     )
     set_providers(Providers(queue=queue, pools=None, metrics=None, name="gcp"))
     yield queue, proxy

@@ -97,7 +97,6 @@ class PubSubQueue(Queue):
         backoff: Backoff = DEFAULT_BACKOFF,
         admin_timeout: float = 30.0,
         settle_timeout: float = 10.0,
-        publish_timeout: float = 60.0,
     ):
         """`publisher` publishes messages without an ordering key; `ordered_publisher` (message
         ordering enabled) those with one. They are kept apart because a publisher with ordering
@@ -111,7 +110,11 @@ class PubSubQueue(Queue):
         self._backoff = backoff
         self._timeout = admin_timeout
         self._settle_timeout = settle_timeout  # ack / nack: small requests that should answer fast
-        self._publish_timeout = publish_timeout
+        # How long to wait for a publish: past the library's last retry (it stops starting attempts
+        # at the backoff deadline; the last one may run for a whole RPC timeout) and a margin. A
+        # shorter wait could report a failure that a late retry then turns into a published copy,
+        # and a retry of ours into a duplicate.
+        self._publish_wait = backoff.deadline + admin_timeout + 5.0
         self._publish_retry = gretry.Retry(
             predicate=lambda exc: status_code(exc) in TRANSIENT_CODES,
             initial=backoff.initial,
@@ -310,7 +313,7 @@ class PubSubQueue(Queue):
         paused_keys: set[str] = set()
         for message, future in zip(messages, futures, strict=True):
             try:
-                ids.append(future.result(timeout=self._publish_timeout))
+                ids.append(future.result(timeout=self._publish_wait))
             except Exception as exc:
                 failure = failure or exc
                 if message.ordering_key:
