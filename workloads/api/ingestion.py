@@ -3,7 +3,7 @@
 import re
 import uuid
 
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -22,7 +22,8 @@ from rest_framework.views import APIView
 from controlplane.roles import Role
 from workloads.api.schema import ErrorSerializer
 from workloads.api.throttles import IngestRateThrottle
-from workloads.models import ApiToken, WorkloadClass
+from workloads.models import ApiToken
+from workloads.selectors.classes import class_get_by_slug
 from workloads.selectors.pauses import class_is_paused
 from workloads.services.ingestion import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_KEY_LENGTH, Status, events_ingest
 
@@ -165,7 +166,9 @@ class EventIngestView(APIView):
         ],
     )
     def post(self, request, slug: str):
-        workload_class = get_object_or_404(WorkloadClass, slug=slug)
+        workload_class = class_get_by_slug(slug)
+        if workload_class is None:
+            raise Http404
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > MAX_BODY_BYTES:
             return Response(
