@@ -3,9 +3,12 @@ and batches of 500, against a bare Django JSON echo endpoint served by the same 
 workers, threads, middleware and settings) and driven by the same client in the same run.
 
 A third endpoint, the echo plus one committed INSERT of the body (`/bench/durable`), measures the
-floor any durable endpoint stands on; ingestion's ratio to it is printed without a target.
+floor any durable endpoint stands on; ingestion's ratio to it is printed without a target. A fourth,
+the same INSERT by group commit (`/bench/grouped`: concurrent requests of a worker process share one
+INSERT and one commit), measures the floor of a design that groups single events into shared
+transactions; its ratio to the echo is printed without a target.
 
-Rounds alternate echo, durable, single and batch (and reverse the order every other round), so drift
+Rounds alternate echo, durable, grouped, single and batch (and reverse the order every other round), so drift
 in the machine's load hits all kinds alike; each figure is the median over rounds. A rate is the
 events answered over the time from the first send to the last answer of the phase. Every event is
 unique (no deduplication short-cut) and requests carry an ingest-scoped token, as producers do.
@@ -54,6 +57,7 @@ def request_factories(slug: str, run: str) -> dict[str, callable]:
     return {
         "echo": lambda n: Request("/bench/echo", _event(run, "e", n), 200, b'"tenant_id"'),
         "durable": lambda n: Request("/bench/durable", _event(run, "d", n), 200, b'"tenant_id"'),
+        "grouped": lambda n: Request("/bench/grouped", _event(run, "g", n), 200, b'"tenant_id"'),
         "single": lambda n: Request(path, _event(run, "s", n), 202, b'"status":"accepted"'),
         "batch": lambda n: Request(
             path,
@@ -97,7 +101,9 @@ def measure(
             rates[kind].append(outcome.events_per_second)
             if outcome.errors:
                 errors[kind].append(f"{outcome.errors} errors, first: {outcome.first_error}")
-    echo, durable, single, batch = (median(rates[kind]) for kind in ("echo", "durable", "single", "batch"))
+    echo, durable, grouped, single, batch = (
+        median(rates[kind]) for kind in ("echo", "durable", "grouped", "single", "batch")
+    )
     shape = (
         f"{CONNECTIONS} connections, {rounds} rounds of {seconds:g} s per kind (batch: x{BATCH_PHASE_FACTOR}), median"
     )
@@ -119,6 +125,15 @@ def measure(
             baseline=durable,
             baseline_name="the echo plus one committed INSERT of the body (requests/s): the durable floor",
             note="; ".join(errors["durable"]),
+            extra={"rounds": rates, "shape": shape},
+        ),
+        Result(
+            f"ingestion group-commit floor vs echo ({label})",
+            grouped,
+            "requests/s",
+            baseline=echo,
+            baseline_name="bare Django JSON echo on the same gunicorn (requests/s)",
+            note="; ".join([f"the durable floor: {durable:,.0f} requests/s", *errors["grouped"]]),
             extra={"rounds": rates, "shape": shape},
         ),
         Result(

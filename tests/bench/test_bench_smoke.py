@@ -50,6 +50,7 @@ def test_every_benchmark_runs_end_to_end_and_prints_its_line(tmp_path):
     for expected in (
         "ingestion single (local, PostgreSQL)",
         "ingestion single vs one durable INSERT (local, PostgreSQL)",
+        "ingestion group-commit floor vs echo (local, PostgreSQL)",
         "ingestion batch of 500 (local, PostgreSQL)",
         "ingestion single (Pub/Sub emulator)",
         "rollups: completion events folded",
