@@ -1,9 +1,11 @@
 """The long schemathesis run, outside CI: `python -m bench.fuzz_api [--examples N] [--seed S]`.
 
 Runs tests/hardening/test_fuzz_api.py (every operation of the OpenAPI schema, in-process, with an
-admin's token) with many more generated inputs per operation than `make test` does, a random
-seed (printed, so a failure can be replayed with --seed) and schemathesis' coverage phase
-(boundary and type-violating values for every parameter). Needs PostgreSQL like `make test`;
+admin's token, then sequences of calls chained by inferred links) with many more generated inputs
+per operation and many more sequences than `make test` does, a random seed (printed, so a failure
+can be replayed with --seed) and schemathesis' coverage phase (boundary and type-violating values
+for every parameter). The sequences are not driven by the seed: a failing one is printed with
+hypothesis' reproduction blob instead. Needs PostgreSQL like `make test`;
 the test database is TEST_DATABASE_NAME (default test_fuzz_api). Extra arguments go to pytest,
 e.g. `-k events` for the ingestion endpoint only or `-x` to stop at the first failure.
 """

@@ -8,6 +8,11 @@ the same test with many more examples, a random seed and schemathesis' coverage 
 
 Path parameters are steered to real objects most of the time (a generated id or slug is mapped
 onto one that exists), so the operations' deeper code runs, not only their 404.
+
+A second test runs sequences of calls (schemathesis' stateful phase): it follows the links that
+schemathesis infers from the schema (the name, id or slug one answer returns, passed on to the
+operations that take it: create a cost rate, then read, change or delete it) and also checks that
+a created object can be read and a deleted one cannot.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ensure_resource_availability,
     response_schema_conformance,
     status_code_conformance,
+    use_after_free,
 )
 
 from controlplane.roles import Role
@@ -54,6 +61,24 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# The stateful phase needs its own schema object: enabling it is what makes schemathesis infer links.
+STATEFUL_SCHEMA = schemathesis.openapi.from_wsgi(
+    "/api/schema/",
+    get_wsgi_application(),
+    config=SchemathesisConfig.from_dict({"phases": {"stateful": {"enabled": True}}}),
+)
+
+
+def use_after_free_but_revoked_tokens(ctx, response, case):
+    """A deleted object must be gone, except a token: DELETE revokes it and it stays readable,
+    marked revoked, for the audit trail (as the tokens endpoint documents)."""
+    if case.path.startswith("/api/v1/tokens/"):
+        return None
+    return use_after_free(ctx, response, case)
+
+
+STATEFUL_CHECKS = [*CHECKS, use_after_free_but_revoked_tokens, ensure_resource_availability]
+STATEFUL_STEPS = 10  # calls per sequence at most
 
 SLUG = "fuzz-class"
 RATES = "fuzz-rates"
@@ -125,3 +150,42 @@ def _steer(case, ids: dict[str, list[int]]) -> None:
 def test_every_operation_answers_as_documented(case, fuzz_world):
     _steer(case, fuzz_world["ids"])
     case.call_and_validate(headers=fuzz_world["headers"], checks=CHECKS)
+
+
+def _workflow(headers: dict[str, str]):
+    """The state machine schemathesis builds from the inferred links, authenticated, with each
+    sequence rolled back at its end: every sequence starts from the same world, so hypothesis
+    can replay and shrink a failing one (its inputs depend on what earlier calls returned)."""
+
+    class Workflow(STATEFUL_SCHEMA.as_state_machine()):
+        def setup(self):
+            super().setup()
+            self._before = transaction.savepoint()
+
+        def teardown(self):
+            transaction.savepoint_rollback(self._before)
+            super().teardown()
+
+        def get_call_kwargs(self, case):
+            return {"headers": headers}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=STATEFUL_CHECKS, recorder=self.recorder)
+
+    return Workflow
+
+
+def test_sequences_of_operations_answer_as_documented(fuzz_world):
+    workflow = _workflow(fuzz_world["headers"])
+    assert workflow.bundles, "schemathesis inferred no links from the schema: there is nothing to chain"
+    workflow.run(
+        settings=settings(
+            max_examples=MAX_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            derandomize=DERANDOMIZE,
+            database=None,
+            print_blob=True,  # a failing sequence of the long (random) run can be replayed
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
