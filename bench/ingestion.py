@@ -8,11 +8,11 @@ the same INSERT by group commit (`/bench/grouped`: concurrent requests of a work
 INSERT and one commit), measures the floor of a design that groups single events into shared
 transactions; its ratio to the echo is printed without a target.
 
-Rounds alternate echo, durable, grouped, single and batch (and reverse the order every other round), so drift
-in the machine's load hits all kinds alike; each figure is the median over rounds. A rate is the
-events answered over the time from the first send to the last answer of the phase. Every event is
-unique (no deduplication short-cut) and requests carry an ingest-scoped token, as producers do.
-Run once against the local provider on PostgreSQL and once against Google's Pub/Sub emulator.
+Rounds alternate echo, durable, grouped, single and batch (and reverse the order every other
+round), so drift in the machine's load hits all kinds alike; each figure is the median over rounds.
+A rate is the events answered over the time from the first send to the last answer of the phase.
+Every event is unique (no deduplication short-cut) and requests carry an ingest-scoped token, as
+producers do. Run once against the local provider on PostgreSQL and once against Google's Pub/Sub emulator.
 
 Targets (DESIGN.md section 9): single >= 0.6 x the echo endpoint's requests/s; batch >= 10 x the
 single-event rate in events/s.
