@@ -13,6 +13,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from controlplane.roles import ASSIGNABLE_ROLES, Role, cache_role
+from workloads.fastload import instance_from_row
 from workloads.models import ApiToken
 from workloads.models.tokens import hash_secret
 from workloads.services.audit import audit_event_record
@@ -149,20 +150,11 @@ def _active_token(key_id: str, now: datetime, *, using: str | None = None) -> tu
     token_values = dict(zip(_TOKEN_FIELDS, row[: len(_TOKEN_FIELDS)], strict=True))
     user_values = dict(zip(_USER_FIELDS, row[len(_TOKEN_FIELDS) : -2], strict=True))
     group_role, last_used_is_stale = row[-2:]
-    token_values["scopes"] = ApiToken._meta.get_field("scopes").from_db_value(token_values["scopes"], None, connection)
-    for flag in ("is_active", "is_staff", "is_superuser"):
-        user_values[flag] = bool(user_values[flag])  # SQLite answers 0/1
-    token = _partial_instance(ApiToken, connection.alias, token_values)
-    user = _partial_instance(user_model, connection.alias, user_values)
+    token = instance_from_row(ApiToken, connection, token_values)
+    user = instance_from_row(user_model, connection, user_values)
     cache_role(user, Role.ADMIN if user.is_superuser else Role(group_role or 0))
     token.user = user
     return token, bool(last_used_is_stale)
-
-
-def _partial_instance(model, alias: str, values: dict):
-    """A model instance as the ORM loads one with `only(*values)`: the other fields are deferred."""
-    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
-    return model.from_db(alias, names, [values[name] for name in names])
 
 
 def token_allows(token: ApiToken, *, method: str, scope_kind: str, workload_class_slug: str | None = None) -> bool:
