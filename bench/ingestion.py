@@ -133,7 +133,7 @@ def measure(
             "requests/s",
             baseline=echo,
             baseline_name="bare Django JSON echo on the same gunicorn (requests/s)",
-            note="; ".join([f"the durable floor: {durable:,.0f} requests/s", *errors["grouped"]]),
+            note="; ".join(errors["grouped"]),
             extra={"rounds": rates, "shape": shape},
         ),
         Result(
