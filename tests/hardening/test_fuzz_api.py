@@ -12,7 +12,11 @@ onto one that exists), so the operations' deeper code runs, not only their 404.
 A second test runs sequences of calls (schemathesis' stateful phase): it follows the links that
 schemathesis infers from the schema (the name, id or slug one answer returns, passed on to the
 operations that take it: create a cost rate, then read, change or delete it) and also checks that
-a created object can be read and a deleted one cannot.
+a created object can be read and a deleted one cannot. Measured: CI's 15 sequences make ~160 calls
+and rarely chain a create or a delete (most generated bodies fail validation), so in CI this is
+mostly the per-operation checks over sequences; the chained checks bite in the long run (its
+random runs of 150 and 400 sequences found the token case below; derandomized runs of up to 100
+did not).
 """
 
 from __future__ import annotations
