@@ -16,7 +16,7 @@ a created object can be read and a deleted one cannot. Measured: CI's 15 sequenc
 and rarely chain a create or a delete (most generated bodies fail validation), so in CI this is
 mostly the per-operation checks over sequences; the chained checks bite in the long run (its
 random runs of 150 and 400 sequences found the token case below; derandomized runs of up to 100
-did not).
+did not). tests/api/test_lifecycles.py checks create-read-delete-read deterministically.
 """
 
 from __future__ import annotations
