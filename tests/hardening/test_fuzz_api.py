@@ -59,18 +59,13 @@ COVERAGE = os.environ.get("FUZZ_COVERAGE", "") == "1"
 CONFIG = SchemathesisConfig.from_dict(
     {
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": DERANDOMIZE, "database": "none"},
-        "phases": {"stateful": {"enabled": False}, "coverage": {"enabled": COVERAGE}},
+        # Stateful on: it makes schemathesis infer the links the sequence test follows.
+        "phases": {"stateful": {"enabled": True}, "coverage": {"enabled": COVERAGE}},
         **({"seed": int(os.environ["FUZZ_SEED"])} if not DERANDOMIZE else {}),
     }
 )
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-# The stateful phase needs its own schema object: enabling it is what makes schemathesis infer links.
-STATEFUL_SCHEMA = schemathesis.openapi.from_wsgi(
-    "/api/schema/",
-    get_wsgi_application(),
-    config=SchemathesisConfig.from_dict({"phases": {"stateful": {"enabled": True}}}),
-)
 
 
 def use_after_free_but_revoked_tokens(ctx, response, case):
@@ -161,7 +156,7 @@ def _workflow(headers: dict[str, str]):
     sequence rolled back at its end: every sequence starts from the same world, so hypothesis
     can replay and shrink a failing one (its inputs depend on what earlier calls returned)."""
 
-    class Workflow(STATEFUL_SCHEMA.as_state_machine()):
+    class Workflow(schema.as_state_machine()):
         def setup(self):
             super().setup()
             self._before = transaction.savepoint()
