@@ -247,3 +247,19 @@ def test_fifty_concurrent_identical_requests_enqueue_exactly_one_message(make_us
     assert sorted(statuses) == [200] * 49 + [202]
     assert len(ids) == 1
     assert len(_queued(workload_class)) == 1
+
+
+def test_a_new_single_event_is_claimed_and_published_by_one_statement(doc_class):
+    """The local queue on PostgreSQL publishes guarded by the key's record: one statement, where
+    a batch (and a queue that cannot) takes a transaction of seven round trips."""
+    from django.test.utils import CaptureQueriesContext
+
+    from workloads.services.ingestion import events_ingest
+
+    with CaptureQueriesContext(connection) as queries:
+        [result] = events_ingest(workload_class=doc_class, events=[_event()], now=timezone.now())
+    assert result.status == "accepted"
+    assert len(queries) == 1, [query["sql"] for query in queries]
+    assert IdempotencyRecord.objects.get().message_id == result.message_id
+    [queued] = _queued(doc_class)
+    assert queued.message_id == result.message_id

@@ -1,8 +1,9 @@
 """The database connection drops in the middle of an ingestion request: PostgreSQL terminates the
 request's backend (pg_terminate_backend from another connection) just before, or just after, one
-of the statements of the claim-and-publish transaction. The client gets a 503 with Retry-After
-and a readable JSON error, nothing of the request is left behind (no idempotency key, no queued
-message), and sending the event again is accepted as new."""
+of the statements that claim the key and publish (a transaction for a batch, one statement for a
+single event). The client gets a 503 with Retry-After and a readable JSON error, nothing of the
+request is left behind (no idempotency key, no queued message), and sending the event again is
+accepted as new; a drop after the single event's statement committed it, and the client hears so."""
 
 from __future__ import annotations
 
@@ -59,19 +60,25 @@ def producer(transactional_db, make_user, token_client):
     return client
 
 
+# Two events take the general path: a transaction that claims the keys, publishes and records the
+# message ids. One event on the local queue takes one statement that does all of it.
+PAIR = [EVENT, {**EVENT, "document_id": "doc-2"}]
+
+
 @pytest.mark.parametrize(
-    ("sql", "when"),
+    ("body", "sql", "when"),
     [
-        ('INSERT INTO "workloads_idempotencyrecord"', "before"),  # claiming the key
-        ('INSERT INTO "workloads_localmessage"', "before"),  # publishing
-        ('INSERT INTO "workloads_localdelivery"', "after"),  # published, before the key is updated
-        ('UPDATE "workloads_idempotencyrecord"', "after"),  # everything written, before COMMIT
+        (PAIR, 'INSERT INTO "workloads_idempotencyrecord"', "before"),  # claiming the keys
+        (PAIR, 'INSERT INTO "workloads_localmessage"', "before"),  # publishing
+        (PAIR, 'INSERT INTO "workloads_localdelivery"', "after"),  # published, before the keys are updated
+        (PAIR, 'UPDATE "workloads_idempotencyrecord"', "after"),  # everything written, before COMMIT
+        (EVENT, 'INSERT INTO "workloads_idempotencyrecord"', "before"),  # the one statement
     ],
 )
-def test_a_dropped_connection_is_a_503_and_leaves_nothing_half_written(producer, sql, when):
+def test_a_dropped_connection_is_a_503_and_leaves_nothing_half_written(producer, body, sql, when):
     drop = DropConnection(sql, when)
     with connection.execute_wrapper(drop):
-        response = producer.post(URL, EVENT, format="json")
+        response = producer.post(URL, body, format="json")
     assert drop.fired, f"no statement contained {sql!r}"
     assert response.status_code == 503, response.content
     assert response.json() == {
@@ -86,9 +93,29 @@ def test_a_dropped_connection_is_a_503_and_leaves_nothing_half_written(producer,
     assert not IdempotencyRecord.objects.exists()
     assert not LocalMessage.objects.exists() and not LocalDelivery.objects.exists()
 
+    retried = producer.post(URL, body, format="json")
+    assert retried.status_code == 202, retried.content
+    events = len(body) if isinstance(body, list) else 1
+    assert LocalMessage.objects.count() == events and IdempotencyRecord.objects.count() == events
+
+
+def test_a_connection_dropped_after_the_one_statement_loses_nothing_it_acknowledged(producer):
+    """A single event is claimed and published by one statement, committed as it ends: the drop
+    after it comes too late to undo anything, so the client is told the truth (accepted), and
+    sending it again finds the original receipt."""
+    drop = DropConnection('INSERT INTO "workloads_idempotencyrecord"', "after")
+    with connection.execute_wrapper(drop):
+        response = producer.post(URL, EVENT, format="json")
+    assert drop.fired
+    assert response.status_code == 202, response.content
+    connection.close_if_unusable_or_obsolete()
+    [record] = IdempotencyRecord.objects.all()
+    [message] = LocalMessage.objects.all()
+    assert record.message_id == str(message.pk) == response.json()["message_id"]
+    assert LocalDelivery.objects.filter(message=message).count() == 1
+
     retried = producer.post(URL, EVENT, format="json")
-    assert retried.status_code == 202 and retried.json()["duplicate"] is False
-    assert LocalMessage.objects.count() == 1 and IdempotencyRecord.objects.count() == 1
+    assert retried.status_code == 200 and retried.json()["message_id"] == response.json()["message_id"]
 
 
 @pytest.mark.parametrize("htmx", [False, True])

@@ -164,7 +164,33 @@ class SnapshotInfo:
     expire_time: datetime | None
 
 
+@dataclass(frozen=True)
+class GuardColumn:
+    name: str
+    sql_type: str  # what the value is cast to in SQL (e.g. "varchar", "bigint")
+    value: object  # already adapted for the database driver
+
+
+@dataclass(frozen=True)
+class GuardRow:
+    """A row of the caller's own table that a guarded publish inserts together with the message,
+    or, when the row hits a unique constraint, instead of publishing anything (a transactional
+    outbox in reverse: the row guards the publish). `message_id_column` receives the message id."""
+
+    table: str
+    columns: tuple[GuardColumn, ...]
+    message_id_column: str
+
+
 class Queue(ABC):
+    # Whether publish_guarded() works here (a queue kept in the caller's PostgreSQL database).
+    supports_guarded_publish = False
+
+    def publish_guarded(self, spec: QueueSpec, message: OutboundMessage, guard: GuardRow) -> str | None:
+        """Insert `guard` and publish `message` to the class topic as one atomic step; the message
+        id, or None when the row already existed (then nothing is written or published)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot publish guarded by a row")
+
     @abstractmethod
     def ensure_resources(self, spec: QueueSpec, *, apply: bool = False) -> EnsureResult:
         """Create missing topic, subscription (ack deadline, retry policy, dead-letter policy,
