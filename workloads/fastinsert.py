@@ -4,7 +4,8 @@ The ORM's `bulk_create` costs ~0.25 ms of Python per statement here whatever the
 of a single-event request's time went to building such statements), and with `ignore_conflicts`
 it cannot say which rows it inserted. `insert_rows` writes the same statement with each field's
 own value adaptation, so PostgreSQL and SQLite get exactly what the ORM would send, in a fraction
-of that, and can add `ON CONFLICT DO NOTHING` and `RETURNING` (PostgreSQL; SQLite >= 3.35).
+of that, and can add `ON CONFLICT DO NOTHING` and `RETURNING` (PostgreSQL; SQLite >= 3.35). On
+PostgreSQL several rows go in as one array per column (`unnest`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def insert_rows(
     suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     if returning:
         suffix += " RETURNING " + ", ".join(quote(model._meta.get_field(name).column) for name in returning)
+    if connection.vendor == "postgresql" and len(rows) > 1:
+        return _insert_unnest(connection, model_fields, rows, f"INSERT INTO {table} ({columns})", suffix, returning)
     rows_per_statement = max(1, MAX_PARAMETERS // len(model_fields))
     returned: list[tuple] = []
     with connection.cursor() as cursor:
@@ -53,3 +56,19 @@ def insert_rows(
             if returning:
                 returned += [tuple(row) for row in cursor.fetchall()]
     return returned
+
+
+def _insert_unnest(connection, model_fields, rows, insert, suffix, returning) -> list[tuple]:
+    """PostgreSQL: one array per column, `INSERT ... SELECT * FROM unnest(...)`, as Django's own
+    bulk_create does since 5.2. The statement's text is the same whatever the row count, so the
+    driver converts it once and PostgreSQL plans it once (a VALUES list of 500 rows cost 16 ms of
+    driver time per statement, re-splitting its 4,500 placeholders). Rows go in, and come back
+    through RETURNING, in the arrays' order."""
+    # Without the length (varchar, not varchar(255)): a cast would truncate where the INSERT fails.
+    arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in model_fields)
+    params = [
+        [field.get_db_prep_save(row[index], connection) for row in rows] for index, field in enumerate(model_fields)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{insert} SELECT * FROM unnest({arrays}){suffix}", params)
+        return [tuple(row) for row in cursor.fetchall()] if returning else []
