@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import WorkloadClassFactory
 from workloads.models import IdempotencyRecord
-from workloads.providers import get_providers
+from workloads.providers import get_providers, set_providers
 from workloads.providers.base import (
     ATTR_CLASS,
     ATTR_IDEMPOTENCY_KEY,
@@ -19,6 +19,7 @@ from workloads.providers.base import (
     ATTR_SCHEMA_VERSION,
     ATTR_TRACE_ID,
 )
+from workloads.providers.local import LocalQueue
 from workloads.providers.specs import queue_spec
 from workloads.services.ingestion import idempotency_records_prune
 from workloads.services.tokens import api_token_issue
@@ -263,3 +264,36 @@ def test_a_new_single_event_is_claimed_and_published_by_one_statement(doc_class)
     assert IdempotencyRecord.objects.get().message_id == result.message_id
     [queued] = _queued(doc_class)
     assert queued.message_id == result.message_id
+
+
+class _QueueWithoutGuardedPublish(LocalQueue):
+    """The local queue as SQLite (and Pub/Sub) see ingestion: no one-statement publish."""
+
+    supports_guarded_publish = False
+
+
+@pytest.fixture
+def general_path():
+    from dataclasses import replace
+
+    providers = get_providers()
+    set_providers(replace(providers, queue=_QueueWithoutGuardedPublish()))
+    yield
+    set_providers(None)
+
+
+def test_without_a_guarded_publish_a_single_event_takes_the_general_path(doc_class, producer, general_path):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        first = _post(producer, _event())
+    assert first.status_code == 202
+    assert not any(query["sql"].lstrip().startswith("WITH") for query in queries)
+    again = _post(producer, _event())
+    assert again.status_code == 200 and again.json()["message_id"] == first.json()["message_id"]
+    assert (
+        _post(producer, _event(revision=2), **{"Idempotency-Key": first.json()["idempotency_key"]}).status_code == 422
+    )
+    [queued] = _queued(doc_class)
+    assert queued.message_id == first.json()["message_id"]
+    assert IdempotencyRecord.objects.get().message_id == first.json()["message_id"]
