@@ -291,9 +291,8 @@ def test_without_a_guarded_publish_a_single_event_takes_the_general_path(doc_cla
     assert not any(query["sql"].lstrip().startswith("WITH") for query in queries)
     again = _post(producer, _event())
     assert again.status_code == 200 and again.json()["message_id"] == first.json()["message_id"]
-    assert (
-        _post(producer, _event(revision=2), **{"Idempotency-Key": first.json()["idempotency_key"]}).status_code == 422
-    )
+    same_key = {"Idempotency-Key": first.json()["idempotency_key"]}
+    assert _post(producer, _event(revision=2), **same_key).status_code == 422
     [queued] = _queued(doc_class)
     assert queued.message_id == first.json()["message_id"]
     assert IdempotencyRecord.objects.get().message_id == first.json()["message_id"]
