@@ -236,7 +236,8 @@ def test_a_stale_class_never_looks_healthy(ui_client, viewer, polled_fleet):
     assert "No new metrics for 40 min: the values shown are old." in row
     assert "row-stale" in row  # its last values are greyed out
     # 40 min and a little: the page renders a moment after the fleet was polled (more on a busy machine).
-    assert re.search(r'class="row-age metric-age-stale"[^>]*>data 4[01]\.\d min old<', row)
+    # Three significant digits: within 3 s of the 40th minute the label is a plain "40 min".
+    assert re.search(r'class="row-age metric-age-stale"[^>]*>data 4[01](\.\d)? min old<', row)
     assert _cell(row, "backlog") == "5k"  # still shown, as what it was
 
 
