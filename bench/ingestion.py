@@ -107,44 +107,39 @@ def measure(
     shape = (
         f"{CONNECTIONS} connections, {rounds} rounds of {seconds:g} s per kind (batch: x{BATCH_PHASE_FACTOR}), median"
     )
+    echo_name = "bare Django JSON echo on the same gunicorn (requests/s)"
+
+    def line(name, figure, unit, baseline, baseline_name, error_kinds, target=None) -> Result:
+        return Result(
+            f"ingestion {name} ({label})",
+            figure,
+            unit,
+            baseline=baseline,
+            baseline_name=baseline_name,
+            target=target,
+            note="; ".join(error for kind in error_kinds for error in errors[kind]),
+            extra={"rounds": rates, "shape": shape},
+        )
+
     return [
-        Result(
-            f"ingestion single ({label})",
+        line("single", single, "events/s", echo, echo_name, ("single", "echo"), SINGLE_TARGET),
+        line(
+            "single vs one durable INSERT",
             single,
             "events/s",
-            baseline=echo,
-            baseline_name="bare Django JSON echo on the same gunicorn (requests/s)",
-            target=SINGLE_TARGET,
-            note="; ".join(errors["single"] + errors["echo"]),
-            extra={"rounds": rates, "shape": shape},
+            durable,
+            "the echo plus one committed INSERT of the body (requests/s): the durable floor",
+            ("durable",),
         ),
-        Result(
-            f"ingestion single vs one durable INSERT ({label})",
-            single,
-            "events/s",
-            baseline=durable,
-            baseline_name="the echo plus one committed INSERT of the body (requests/s): the durable floor",
-            note="; ".join(errors["durable"]),
-            extra={"rounds": rates, "shape": shape},
-        ),
-        Result(
-            f"ingestion group-commit floor vs echo ({label})",
-            grouped,
-            "requests/s",
-            baseline=echo,
-            baseline_name="bare Django JSON echo on the same gunicorn (requests/s)",
-            note="; ".join(errors["grouped"]),
-            extra={"rounds": rates, "shape": shape},
-        ),
-        Result(
-            f"ingestion batch of {BATCH} ({label})",
+        line("group-commit floor vs echo", grouped, "requests/s", echo, echo_name, ("grouped",)),
+        line(
+            f"batch of {BATCH}",
             batch,
             "events/s",
-            baseline=single,
-            baseline_name="single-event ingestion (events/s)",
-            target=BATCH_TARGET,
-            note="; ".join(errors["batch"]),
-            extra={"rounds": rates, "shape": shape},
+            single,
+            "single-event ingestion (events/s)",
+            ("batch",),
+            BATCH_TARGET,
         ),
     ]
 
