@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import WorkloadClassFactory
 from workloads.models import IdempotencyRecord
-from workloads.providers import get_providers, set_providers
+from workloads.providers import get_providers
 from workloads.providers.base import (
     ATTR_CLASS,
     ATTR_IDEMPOTENCY_KEY,
@@ -19,7 +19,6 @@ from workloads.providers.base import (
     ATTR_SCHEMA_VERSION,
     ATTR_TRACE_ID,
 )
-from workloads.providers.local import LocalQueue
 from workloads.providers.specs import queue_spec
 from workloads.services.ingestion import idempotency_records_prune
 from workloads.services.tokens import api_token_issue
@@ -250,39 +249,37 @@ def test_fifty_concurrent_identical_requests_enqueue_exactly_one_message(make_us
     assert len(_queued(workload_class)) == 1
 
 
-def test_a_new_single_event_is_claimed_and_published_by_one_statement(doc_class):
-    """The local queue on PostgreSQL publishes guarded by the key's record: one statement, where
-    a batch (and a queue that cannot) takes a transaction of seven round trips."""
+@pytest.mark.parametrize("count", [1, 3])
+def test_new_events_are_claimed_and_published_by_one_statement(doc_class, count):
+    """The local queue on PostgreSQL publishes guarded by the keys' records: one statement, where
+    a queue that cannot takes a transaction of seven round trips."""
     from django.test.utils import CaptureQueriesContext
 
     from workloads.services.ingestion import events_ingest
 
+    events = [_event(document_id=f"doc-{n}") for n in range(count)]
     with CaptureQueriesContext(connection) as queries:
-        [result] = events_ingest(workload_class=doc_class, events=[_event()], now=timezone.now())
-    assert result.status == "accepted"
+        results = events_ingest(workload_class=doc_class, events=events, now=timezone.now())
+    assert [r.status for r in results] == ["accepted"] * count
     assert len(queries) == 1, [query["sql"] for query in queries]
-    assert IdempotencyRecord.objects.get().message_id == result.message_id
-    [queued] = _queued(doc_class)
-    assert queued.message_id == result.message_id
+    assert {r.key: r.message_id for r in IdempotencyRecord.objects.all()} == {
+        r.idempotency_key: r.message_id for r in results
+    }
+    assert [m.message_id for m in _queued(doc_class)] == [r.message_id for r in results]
 
 
-class _QueueWithoutGuardedPublish(LocalQueue):
-    """The local queue as SQLite (and Pub/Sub) see ingestion: no one-statement publish."""
-
-    supports_guarded_publish = False
-
-
-@pytest.fixture
-def general_path():
-    from dataclasses import replace
-
-    providers = get_providers()
-    set_providers(replace(providers, queue=_QueueWithoutGuardedPublish()))
-    yield
-    set_providers(None)
+def test_a_batch_with_taken_keys_publishes_the_new_events_and_answers_for_the_others(doc_class, producer):
+    _post(producer, _event(document_id="old"))
+    _post(producer, _event(document_id="conflict"))
+    changed = {**_event(document_id="conflict"), "content_type": "text/plain"}  # same key, other payload
+    batch = [_event(document_id="new-1"), _event(document_id="old"), changed, _event(document_id="new-2")]
+    response = _post(producer, batch)
+    assert response.status_code == 202, response.content
+    assert [r["status"] for r in response.json()["results"]] == ["accepted", "duplicate", "conflict", "accepted"]
+    assert len(_queued(doc_class)) == 4  # old, conflict, new-1, new-2
 
 
-def test_without_a_guarded_publish_a_single_event_takes_the_general_path(doc_class, producer, general_path):
+def test_without_a_guarded_publish_a_single_event_takes_the_general_path(doc_class, producer, general_ingestion_path):
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as queries:

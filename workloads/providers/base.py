@@ -165,20 +165,16 @@ class SnapshotInfo:
 
 
 @dataclass(frozen=True)
-class GuardColumn:
-    name: str
-    sql_type: str  # what the value is cast to in SQL (e.g. "varchar", "bigint")
-    value: object  # already adapted for the database driver
-
-
-@dataclass(frozen=True)
-class GuardRow:
-    """A row of the caller's own table that a guarded publish inserts together with the message,
-    or, when the row hits a unique constraint, instead of publishing anything (a transactional
-    outbox in reverse: the row guards the publish). `message_id_column` receives the message id."""
+class GuardRows:
+    """Rows of the caller's own table, one per message, that a guarded publish inserts together
+    with the messages; a message whose row hits a unique constraint is not published (a
+    transactional outbox in reverse: each row guards its publish). Rows are inserted in the order
+    of their values, leftmost column first, so two publishes that share rows lock them in the same
+    order: put the unique columns first. `message_id_column` receives each message's id."""
 
     table: str
-    columns: tuple[GuardColumn, ...]
+    columns: tuple[tuple[str, str], ...]  # (name, SQL type the value is cast to, e.g. "varchar")
+    rows: tuple[tuple, ...]  # one per message, values already adapted for the database driver
     message_id_column: str
 
 
@@ -186,10 +182,13 @@ class Queue(ABC):
     # Whether publish_guarded() works here (a queue kept in the caller's PostgreSQL database).
     supports_guarded_publish = False
 
-    def publish_guarded(self, spec: QueueSpec, message: OutboundMessage, guard: GuardRow) -> str | None:
-        """Insert `guard` and publish `message` to the class topic as one atomic step; the message
-        id, or None when the row already existed (then nothing is written or published)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot publish guarded by a row")
+    def publish_guarded(
+        self, spec: QueueSpec, messages: Sequence[OutboundMessage], guards: GuardRows
+    ) -> list[str | None]:
+        """Insert the guard rows and publish the messages whose rows went in to the class topic, as
+        one atomic step; per message, in input order, its id, or None when its row already existed
+        (then nothing of it is written or published)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot publish guarded by rows")
 
     @abstractmethod
     def ensure_resources(self, spec: QueueSpec, *, apply: bool = False) -> EnsureResult:

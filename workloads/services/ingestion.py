@@ -5,11 +5,11 @@ same key with the same payload fingerprint returns the original receipt, and the
 different payload is a conflict. It holds under concurrency because the key is claimed by an
 INSERT on a unique constraint in the same transaction as the publish: a concurrent request with
 the same key waits on that row and then reads the winner's receipt. With the local provider the
-publish is part of the transaction, so nothing is ever half-written (a single event on PostgreSQL
-goes further: the key's record, the message and its deliveries are one statement, see
-`LocalQueue.publish_guarded`); with Pub/Sub a crash between publish and commit can publish a
-message whose key is not recorded, which the worker kit's completed-key check then skips
-(at-least-once delivery, effectively-once processing).
+publish is part of the transaction, so nothing is ever half-written (on PostgreSQL the keys'
+records, the messages and their deliveries are even one statement: `LocalQueue.publish_guarded`);
+with Pub/Sub a crash between publish and commit can publish a message whose key is not recorded,
+which the worker kit's completed-key check then skips (at-least-once delivery, effectively-once
+processing).
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from workloads.providers.base import (
     ATTR_INGESTED_AT,
     ATTR_SCHEMA_VERSION,
     ATTR_TRACE_ID,
-    GuardColumn,
-    GuardRow,
+    GuardRows,
     OutboundMessage,
 )
 from workloads.providers.specs import queue_spec
@@ -168,11 +167,12 @@ def _seen_before(index: int, key: str, *, same: bool, message_id: str, ordering_
 def _claim_and_publish(
     workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
 ) -> dict[int, EventResult]:
-    if len(candidates) == 1:
-        accepted = _claim_and_publish_guarded(workload_class, candidates[0], trace_id=trace_id, now=now)
-        if accepted is not None:
-            return {accepted.index: accepted}
     results: dict[int, EventResult] = {}
+    if get_providers().queue.supports_guarded_publish:
+        results = _claim_and_publish_guarded(workload_class, candidates, trace_id=trace_id, now=now)
+        candidates = [c for c in candidates if c.index not in results]  # their keys were taken
+        if not candidates:
+            return results
     with transaction.atomic():
         claimed = _claim_keys(workload_class, candidates, trace_id=trace_id, now=now)
         taken = [c for c in candidates if c.key not in claimed]
@@ -215,32 +215,29 @@ def _claim_and_publish(
 
 
 def _claim_and_publish_guarded(
-    workload_class: WorkloadClass, candidate: _Candidate, *, trace_id: str, now: datetime
-) -> EventResult | None:
-    """A single event on a queue that can publish guarded by a row (the local queue on PostgreSQL):
-    the key's record is the guard, so the claim and the publish are one statement, where the
-    general path below takes seven round trips (BEGIN, the claim, the topic, the message, its
-    deliveries, the receipt, COMMIT). None when the queue cannot, or when the key is
-    taken: the general path then tells duplicates, conflicts and expired keys apart."""
-    queue = get_providers().queue
-    if not queue.supports_guarded_publish:
-        return None
-    message_id = queue.publish_guarded(
+    workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
+) -> dict[int, EventResult]:
+    """On a queue that can publish guarded by rows (the local queue on PostgreSQL) the keys'
+    records are the guards: the claims and the publish are one statement, where the transaction
+    below takes seven round trips (BEGIN, the claims, the topic, the messages, their deliveries,
+    the receipts, COMMIT). Returns the accepted events; the others' keys were taken, and the
+    general path below tells duplicates, conflicts and expired keys apart."""
+    message_ids = get_providers().queue.publish_guarded(
         queue_spec(workload_class),
-        _outbound(workload_class, candidate, trace_id=trace_id, now=now),
-        _key_record_row(workload_class, candidate, trace_id=trace_id, now=now),
+        [_outbound(workload_class, c, trace_id=trace_id, now=now) for c in candidates],
+        _key_record_guards(workload_class, candidates, trace_id=trace_id, now=now),
     )
-    if message_id is None:
-        return None
-    return EventResult(
-        candidate.index,
-        Status.ACCEPTED,
-        idempotency_key=candidate.key,
-        message_id=message_id,
-        ordering_key=candidate.ordering_key,
-    )
+    return {
+        c.index: EventResult(
+            c.index, Status.ACCEPTED, idempotency_key=c.key, message_id=message_id, ordering_key=c.ordering_key
+        )
+        for c, message_id in zip(candidates, message_ids, strict=True)
+        if message_id is not None
+    }
 
 
+# What a claim writes of an IdempotencyRecord (the message id comes with the publish). The class
+# and the key, its unique columns, come first: guard rows are inserted in the order of their values.
 _KEY_RECORD_FIELDS = (
     "workload_class",
     "key",
@@ -252,17 +249,27 @@ _KEY_RECORD_FIELDS = (
 )
 
 
-def _key_record_row(workload_class: WorkloadClass, candidate: _Candidate, *, trace_id: str, now: datetime) -> GuardRow:
-    """The IdempotencyRecord `_claim_keys` would insert, as a guard row (its message id is filled
-    in by the publish)."""
+def _key_record_values(workload_class: WorkloadClass, candidate: _Candidate, *, trace_id: str, now: datetime) -> tuple:
+    """The values of `_KEY_RECORD_FIELDS` for one event."""
     expires_at = now + timedelta(seconds=workload_class.dedup_ttl_seconds)
-    values = (workload_class.pk, candidate.key, candidate.fingerprint, candidate.ordering_key)
-    values += (trace_id, now, expires_at)
-    return GuardRow(
+    return (workload_class.pk, candidate.key, candidate.fingerprint, candidate.ordering_key, trace_id, now, expires_at)
+
+
+def _key_record_guards(
+    workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
+) -> GuardRows:
+    fields = _key_record_fields(connection.vendor)
+    return GuardRows(
         table=IdempotencyRecord._meta.db_table,
-        columns=tuple(
-            GuardColumn(field.column, sql_type, field.get_db_prep_save(value, connection))
-            for (field, sql_type), value in zip(_key_record_fields(connection.vendor), values, strict=True)
+        columns=tuple((field.column, sql_type) for field, sql_type in fields),
+        rows=tuple(
+            tuple(
+                field.get_db_prep_save(value, connection)
+                for (field, _type), value in zip(
+                    fields, _key_record_values(workload_class, c, trace_id=trace_id, now=now), strict=True
+                )
+            )
+            for c in candidates
         ),
         message_id_column=IdempotencyRecord._meta.get_field("message_id").column,
     )
@@ -285,13 +292,11 @@ def _claim_keys(
     counts as taken (or free, if that transaction rolled back). Sorted, so two batches sharing
     keys lock them in the same order (no deadlock).
     """
-    expires_at = now + timedelta(seconds=workload_class.dedup_ttl_seconds)
     inserted = insert_rows(
         IdempotencyRecord,
-        ("workload_class", "key", "payload_fingerprint", "message_id", "ordering_key", "trace_id")
-        + ("created_at", "expires_at"),
+        (*_KEY_RECORD_FIELDS, "message_id"),
         [
-            (workload_class.pk, c.key, c.fingerprint, "", c.ordering_key, trace_id, now, expires_at)
+            (*_key_record_values(workload_class, c, trace_id=trace_id, now=now), "")
             for c in sorted(candidates, key=lambda c: c.key)
         ],
         ignore_conflicts=True,

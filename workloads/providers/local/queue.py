@@ -51,7 +51,7 @@ from workloads.providers.base import (
     DEAD_LETTER_SOURCE_SUBSCRIPTION,
     Disposition,
     EnsureResult,
-    GuardRow,
+    GuardRows,
     MessageHandler,
     OutboundMessage,
     Outcome,
@@ -242,43 +242,45 @@ class LocalQueue(Queue):
         # application's database, so the queue has to live there too.
         return self.using == DEFAULT_DB_ALIAS and connections[self.using].vendor == "postgresql"
 
-    def publish_guarded(self, spec: QueueSpec, message: OutboundMessage, guard: GuardRow) -> str | None:
-        """The guard row, the message and its deliveries in one statement (ingestion's hot
-        path: one round trip instead of seven for a transaction). The message id is drawn from the
-        message table's sequence first, so the guard row can carry it; when the guard conflicts,
-        nothing is inserted and the drawn id is simply skipped."""
+    def publish_guarded(
+        self, spec: QueueSpec, messages: Sequence[OutboundMessage], guards: GuardRows
+    ) -> list[str | None]:
+        """The guard rows, the messages whose rows went in and their deliveries in one statement
+        (ingestion's hot path: one round trip where a transaction takes seven). Message ids are
+        drawn from the message table's sequence first, in input order, so each guard row can carry
+        its message's id; an id whose row conflicted is simply skipped."""
         if not self.supports_guarded_publish:
-            return super().publish_guarded(spec, message, guard)
-        _check_outbound(message, spec.topic)
+            return super().publish_guarded(spec, messages, guards)
+        if len(guards.rows) != len(messages):
+            raise ValueError(f"{len(messages)} messages but {len(guards.rows)} guard rows")
+        if not messages:
+            return []
+        for message in messages:
+            _check_outbound(message, spec.topic)
         connection = connections[self.using]
-        now = self._now()
-        prepared = _prepared(
-            LocalMessage, connection, data=bytes(message.data), attributes=dict(message.attributes), published_at=now
-        )
+        message_values = [
+            _prepared(LocalMessage, connection, data=bytes(m.data), attributes=dict(m.attributes)) for m in messages
+        ]
+        [published_at] = _prepared(LocalMessage, connection, published_at=self._now()).values()
         params = [
             spec.topic,
             LocalMessage._meta.db_table,
             LocalMessage._meta.pk.column,
-            *(column.value for column in guard.columns),
-            # The message: data, attributes, ordering key, publish time; its deliveries: ordering
-            # key, publish time, visible from (now).
-            prepared["data"],
-            prepared["attributes"],
-            message.ordering_key,
-            prepared["published_at"],
-            message.ordering_key,
-            prepared["published_at"],
-            prepared["published_at"],
+            *(list(column) for column in zip(*guards.rows, strict=True)),  # one array per guard column
+            [values["data"] for values in message_values],
+            [values["attributes"] for values in message_values],
+            [m.ordering_key for m in messages],
+            published_at,  # the messages'
+            published_at,  # the deliveries'
+            published_at,  # visible from
         ]
-        sql = _guarded_publish_sql(
-            self.using, guard.table, tuple((c.name, c.sql_type) for c in guard.columns), guard.message_id_column
-        )
+        sql = _guarded_publish_sql(self.using, guards.table, guards.columns, guards.message_id_column)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            topic_id, message_id = cursor.fetchone()
-        if topic_id is None:
+            [(message_ids,)] = cursor.fetchall()
+        if message_ids is None:  # no topic, so nothing numbered and nothing written
             raise not_found("topic", spec.topic, _TOPIC_HINT)
-        return None if message_id is None else str(message_id)
+        return [None if message_id is None else str(message_id) for message_id in message_ids]
 
     def _insert(
         self,
@@ -616,53 +618,61 @@ def _prepared(model, connection, **values) -> dict:
 
 @cache
 def _guarded_publish_sql(using: str, guard_table: str, guard_columns: tuple, message_id_column: str) -> str:
-    """publish_guarded's statement (built once per guard shape). Every data-modifying CTE runs once
-    and to completion, in one snapshot: the message is inserted only when the guard row was, and
-    the deliveries only for that message, one per subscription of the topic (none when the topic
-    does not exist: the final SELECT returns a NULL topic id then, and nothing was written)."""
+    """publish_guarded's statement, built once per guard shape. Every data-modifying CTE runs once
+    and to completion, in one snapshot: a message is inserted only when its guard row was, and
+    deliveries only for those messages, one per subscription of the topic. The answer is one row:
+    the message ids in input order (NULL where the guard conflicted), or NULL for the whole array
+    when the topic does not exist (then nothing was numbered, and nothing written)."""
     connection = connections[using]
     quote = connection.ops.quote_name
 
     def column(model, name):
         return quote(model._meta.get_field(name).column)
 
-    def cast(model, name):
-        return "%s::" + model._meta.get_field(name).cast_db_type(connection)
+    def array_type(model, name):
+        return model._meta.get_field(name).cast_db_type(connection) + "[]"
 
-    topic_id, topic_name = column(LocalTopic, "id"), column(LocalTopic, "name")
-    subscription_id, subscription_topic = column(LocalSubscription, "id"), column(LocalSubscription, "topic")
-    message_fields = ("data", "attributes", "ordering_key", "published_at")
-    delivery_fields = ("ordering_key", "published_at", "visible_at")
-    guard_names = ", ".join(quote(name) for name, _type in guard_columns)
-    guard_values = ", ".join(f"%s::{sql_type}" for _name, sql_type in guard_columns)
+    guard_aliases = [f"guard_{index}" for index in range(len(guard_columns))]
+    arrays = [f"%s::{sql_type}[]" for _name, sql_type in guard_columns]
+    arrays += [f"%s::{array_type(LocalMessage, name)}" for name in ("data", "attributes", "ordering_key")]
+    at = "%s::" + LocalMessage._meta.get_field("published_at").cast_db_type(connection)
+    topic_id, subscription_topic = column(LocalTopic, "id"), column(LocalSubscription, "topic")
     return f"""
         WITH topic AS (
-            SELECT {topic_id} AS id FROM {quote(LocalTopic._meta.db_table)} WHERE {topic_name} = %s
-        ), new_message AS (
-            SELECT nextval(pg_get_serial_sequence(%s, %s)) AS id FROM topic
-        ), guard AS (
-            INSERT INTO {quote(guard_table)} ({guard_names}, {quote(message_id_column)})
-            SELECT {guard_values}, new_message.id::text FROM new_message
-            ON CONFLICT DO NOTHING RETURNING 1
+            SELECT {topic_id} AS id FROM {quote(LocalTopic._meta.db_table)} WHERE {column(LocalTopic, "name")} = %s
+        ), numbered AS MATERIALIZED (
+            SELECT nextval(pg_get_serial_sequence(%s, %s)) AS message_id, input.*
+            FROM topic, unnest({", ".join(arrays)})
+                WITH ORDINALITY AS input({", ".join(guard_aliases)}, data, attributes, ordering_key, position)
+            ORDER BY input.position
+        ), guard (message_id) AS (
+            INSERT INTO {quote(guard_table)} ({", ".join(quote(name) for name, _type in guard_columns)},
+                                              {quote(message_id_column)})
+            SELECT {", ".join(guard_aliases)}, message_id::text FROM numbered ORDER BY {", ".join(guard_aliases)}
+            ON CONFLICT DO NOTHING RETURNING {quote(message_id_column)}
         ), message AS (
             INSERT INTO {quote(LocalMessage._meta.db_table)}
-                ({column(LocalMessage, "id")}, {column(LocalMessage, "topic")},
-                 {", ".join(column(LocalMessage, name) for name in message_fields)})
-            SELECT new_message.id, topic.id, {", ".join(cast(LocalMessage, name) for name in message_fields)}
-            FROM new_message, topic, guard
-            RETURNING {column(LocalMessage, "id")} AS id
+                ({column(LocalMessage, "id")}, {column(LocalMessage, "topic")}, {column(LocalMessage, "data")},
+                 {column(LocalMessage, "attributes")}, {column(LocalMessage, "ordering_key")},
+                 {column(LocalMessage, "published_at")})
+            SELECT numbered.message_id, topic.id, numbered.data, numbered.attributes, numbered.ordering_key, {at}
+            FROM numbered JOIN guard ON guard.message_id = numbered.message_id::text CROSS JOIN topic
+            ORDER BY numbered.message_id
+            RETURNING {column(LocalMessage, "id")} AS id, {column(LocalMessage, "ordering_key")} AS ordering_key
         ), delivery AS (
             INSERT INTO {quote(LocalDelivery._meta.db_table)}
                 ({column(LocalDelivery, "subscription")}, {column(LocalDelivery, "message")},
-                 {", ".join(column(LocalDelivery, name) for name in delivery_fields)},
-                 {column(LocalDelivery, "attempts")}, {column(LocalDelivery, "lease_token")},
-                 {column(LocalDelivery, "acked_at")}, {column(LocalDelivery, "dead_lettered")})
-            SELECT s.{subscription_id}, message.id, {", ".join(cast(LocalDelivery, name) for name in delivery_fields)},
-                0, '', NULL, false
+                 {column(LocalDelivery, "ordering_key")}, {column(LocalDelivery, "published_at")},
+                 {column(LocalDelivery, "visible_at")}, {column(LocalDelivery, "attempts")},
+                 {column(LocalDelivery, "lease_token")}, {column(LocalDelivery, "acked_at")},
+                 {column(LocalDelivery, "dead_lettered")})
+            SELECT s.{column(LocalSubscription, "id")}, message.id, message.ordering_key, {at}, {at}, 0, '', NULL, false
             FROM {quote(LocalSubscription._meta.db_table)} s, message
             WHERE s.{subscription_topic} = (SELECT id FROM topic)
+            ORDER BY message.id
         )
-        SELECT (SELECT id FROM topic), (SELECT id FROM message)
+        SELECT array_agg(message.id ORDER BY numbered.position)
+        FROM numbered LEFT JOIN message ON message.id = numbered.message_id
     """
 
 
