@@ -33,6 +33,7 @@ from workloads.providers.base import (
     ATTR_TRACE_ID,
     GuardRows,
     OutboundMessage,
+    Queue,
 )
 from workloads.providers.specs import queue_spec
 from workloads.validation import render_key_template
@@ -168,8 +169,9 @@ def _claim_and_publish(
     workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
 ) -> dict[int, EventResult]:
     results: dict[int, EventResult] = {}
-    if get_providers().queue.supports_guarded_publish:
-        results = _claim_and_publish_guarded(workload_class, candidates, trace_id=trace_id, now=now)
+    queue = get_providers().queue
+    if queue.supports_guarded_publish:
+        results = _claim_and_publish_guarded(queue, workload_class, candidates, trace_id=trace_id, now=now)
         candidates = [c for c in candidates if c.index not in results]  # their keys were taken
         if not candidates:
             return results
@@ -215,14 +217,14 @@ def _claim_and_publish(
 
 
 def _claim_and_publish_guarded(
-    workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
+    queue: Queue, workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
 ) -> dict[int, EventResult]:
     """On a queue that can publish guarded by rows (the local queue on PostgreSQL) the keys'
     records are the guards: the claims and the publish are one statement, where the transaction
     below takes seven round trips (BEGIN, the claims, the topic, the messages, their deliveries,
     the receipts, COMMIT). Returns the accepted events; the others' keys were taken, and the
     general path below tells duplicates, conflicts and expired keys apart."""
-    message_ids = get_providers().queue.publish_guarded(
+    message_ids = queue.publish_guarded(
         queue_spec(workload_class),
         [_outbound(workload_class, c, trace_id=trace_id, now=now) for c in candidates],
         _key_record_guards(workload_class, candidates, trace_id=trace_id, now=now),
@@ -259,18 +261,16 @@ def _key_record_guards(
     workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
 ) -> GuardRows:
     fields = _key_record_fields(connection.vendor)
+
+    def row(candidate: _Candidate) -> tuple:
+        values = _key_record_values(workload_class, candidate, trace_id=trace_id, now=now)
+        pairs = zip(fields, values, strict=True)
+        return tuple(field.get_db_prep_save(value, connection) for (field, _type), value in pairs)
+
     return GuardRows(
         table=IdempotencyRecord._meta.db_table,
         columns=tuple((field.column, sql_type) for field, sql_type in fields),
-        rows=tuple(
-            tuple(
-                field.get_db_prep_save(value, connection)
-                for (field, _type), value in zip(
-                    fields, _key_record_values(workload_class, c, trace_id=trace_id, now=now), strict=True
-                )
-            )
-            for c in candidates
-        ),
+        rows=tuple(row(c) for c in candidates),
         message_id_column=IdempotencyRecord._meta.get_field("message_id").column,
     )
 
