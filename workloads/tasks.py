@@ -73,3 +73,10 @@ def triage_rules_run() -> None:
     from workloads.services.triage import triage_rules_run as run
 
     run(now=timezone.now())
+
+
+@shared_task(ignore_result=True)
+def prune() -> None:
+    from workloads.services.pruning import prunes_run
+
+    prunes_run(now=timezone.now())

@@ -344,6 +344,20 @@ CELERY_BEAT_SCHEDULE["triage-rules-run"] = {
     "task": "workloads.tasks.triage_rules_run",
     "schedule": float(TRIAGE_INTERVAL_SECONDS),
 }
+# Replayed and discarded dead letters are deleted this long after they were resolved (and last
+# seen); new and held ones are kept however old.
+DEAD_LETTER_RETENTION_DAYS = env_int("DEAD_LETTER_RETENTION_DAYS", 30, minimum=1)
+
+# --- Retention: scheduled prunes (workloads/services/pruning.py, docs/operations.md) ------------------
+# One beat task runs every prune (idempotency keys, local queue and metrics tables, work results,
+# actions, dead letters, audit events, sessions); the telemetry downsample prunes rollups itself.
+PRUNE_INTERVAL_SECONDS = env_int("PRUNE_INTERVAL_SECONDS", 3600, minimum=60)
+# Rows deleted per statement (and transaction): small enough that no prune holds locks for long.
+PRUNE_BATCH_SIZE = env_int("PRUNE_BATCH_SIZE", 2000, minimum=1, maximum=100000)
+# Finished actions and their steps are deleted this long after they finished.
+ACTION_RETENTION_DAYS = env_int("ACTION_RETENTION_DAYS", 90, minimum=1)
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 400, minimum=30)
+CELERY_BEAT_SCHEDULE["prune"] = {"task": "workloads.tasks.prune", "schedule": float(PRUNE_INTERVAL_SECONDS)}
 
 # --- Providers ----------------------------------------------------------------------------------
 CONTROLPLANE_PROVIDER = env_choice("CONTROLPLANE_PROVIDER", ("local", "gcp"), "local")
@@ -366,6 +380,10 @@ LOCAL_FLEET_WORKER_COMMAND = shlex.split(env_str("LOCAL_FLEET_WORKER_COMMAND") o
     "runworker",
     "{slug}",
 ]
+# The local provider's metric history: worker reports (what its metrics are computed from) and
+# each pool's instance-count changes. Cloud Monitoring keeps points for weeks, too.
+LOCAL_WORKER_REPORT_RETENTION_DAYS = env_int("LOCAL_WORKER_REPORT_RETENTION_DAYS", 7, minimum=1)
+LOCAL_POOL_CHANGE_RETENTION_DAYS = env_int("LOCAL_POOL_CHANGE_RETENTION_DAYS", 30, minimum=1)
 
 # --- Worker kit (`manage.py runworker <class>`, the Worker Pool's entrypoint) -----------------------
 # Modules whose @handler functions runworker registers; the demo's four handlers by default.
@@ -373,6 +391,9 @@ WORKER_HANDLER_MODULES = env_list("WORKER_HANDLER_MODULES", ["workloads.runtime.
 # Workers write their counters and latency histogram once per interval (Cloud Monitoring accepts a
 # point per series at most every 5 s; a minute matches the rollups).
 WORKER_REPORT_INTERVAL_SECONDS = env_int("WORKER_REPORT_INTERVAL_SECONDS", 60, minimum=1, maximum=3600)
+# Work results (one per delivery settled) are deleted after this many days. At least 8: longer than
+# the longest dedup TTL (7 days), so a success that still deduplicates a key is never deleted.
+WORK_RESULT_RETENTION_DAYS = env_int("WORK_RESULT_RETENTION_DAYS", 30, minimum=8)
 # The demo handlers fail on purpose, so the demo shows retries and dead letters: this share of
 # attempts fails transiently, and this share of units is poison (fails on every attempt). Both are
 # small: failed attempts count against success-ratio SLOs, and the traffic generator already sends
