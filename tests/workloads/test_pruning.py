@@ -29,12 +29,14 @@ from workloads.models import (
     LocalWorkerPool,
     LocalWorkerReport,
     LocalWorkerReportBucket,
+    PollRun,
     PoolHold,
     StepState,
     WorkOutcome,
     WorkResult,
 )
 from workloads.services.pruning import NOT_PRUNED, PRUNE_TASK, PRUNES, prunes_run
+from workloads.services.telemetry import rollups_downsample
 
 # What the architecture issue names as growing with traffic: these must never slip into NOT_PRUNED.
 GROWS_WITH_TRAFFIC = {
@@ -256,3 +258,16 @@ def test_deletes_go_in_bounded_batches_each_reapplying_the_filter(db, now):
     assert len(deletes) == 3
     assert all('"action"' in sql for sql in deletes)  # each batch re-checks the filter
     assert list(AuditEvent.objects.values_list("action", flat=True)) == ["keep"]
+
+
+def test_the_downsample_deletes_old_poll_runs_in_batches_too(db, now, settings):
+    settings.PRUNE_BATCH_SIZE = 1
+    old = now - (settings.TELEMETRY_POLL_RUN_RETENTION_DAYS + 1) * DAY
+    for metric in ("backlog", "instances", "latency"):
+        PollRun.objects.create(metric=metric, started_at=old, window_start=old, window_end=old)
+    PollRun.objects.create(metric="backlog", started_at=now, window_start=now, window_end=now)
+    with CaptureQueriesContext(connection) as queries:
+        assert rollups_downsample(now=now).poll_runs_deleted == 3
+    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('DELETE FROM "workloads_pollrun"')]
+    assert len(deletes) == 3
+    assert PollRun.objects.count() == 1

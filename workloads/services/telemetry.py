@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from workloads.batch_delete import delete_in_batches
 from workloads.models import (
     ClassTelemetry,
     MetricRollup,
@@ -462,13 +463,18 @@ def rollups_downsample(*, now: datetime) -> DownsampleSummary:
             ).delete()
             summary.minutes_deleted += deleted
     hour_cutoff = floor_hour(now - timedelta(days=settings.TELEMETRY_HOUR_RETENTION_DAYS))
-    summary.hours_deleted, _ = MetricRollup.objects.filter(
-        resolution=Resolution.HOUR, bucket_start__lt=hour_cutoff
-    ).delete()
-    summary.poll_runs_deleted, _ = PollRun.objects.filter(
-        started_at__lt=now - timedelta(days=settings.TELEMETRY_POLL_RUN_RETENTION_DAYS)
-    ).delete()
-    summary.alerts_deleted, _ = SloAlert.objects.filter(resolved_at__lt=hour_cutoff).delete()
+    # In small batches, like every prune (workloads/services/pruning.py): no long-held locks.
+    summary.hours_deleted = delete_in_batches(
+        MetricRollup.objects.filter(resolution=Resolution.HOUR, bucket_start__lt=hour_cutoff),
+        batch_size=settings.PRUNE_BATCH_SIZE,
+    )
+    summary.poll_runs_deleted = delete_in_batches(
+        PollRun.objects.filter(started_at__lt=now - timedelta(days=settings.TELEMETRY_POLL_RUN_RETENTION_DAYS)),
+        batch_size=settings.PRUNE_BATCH_SIZE,
+    )
+    summary.alerts_deleted = delete_in_batches(
+        SloAlert.objects.filter(resolved_at__lt=hour_cutoff), batch_size=settings.PRUNE_BATCH_SIZE
+    )
     return summary
 
 
