@@ -202,3 +202,20 @@ def test_the_steps_endpoint_pages_per_target_results(operator, client_as):
     engine.action_run(action_id=action.pk)
     body = client_as(operator).get(f"/api/v1/actions/{action.pk}/steps/?state=failed").json()
     assert [(s["key"], s["state"]) for s in body["results"]] == [("denied-b", "failed")]
+
+
+def test_a_requested_action_is_sent_to_the_celery_task_that_runs_it_by_its_registered_name():
+    """The engine sends the task by name (services never import tasks): the name must be the task's."""
+    from controlplane.celery import app
+
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovers the tasks
+    assert engine.ACTION_RUN_TASK in app.tasks
+    with app.connection_for_write() as connection:
+        inbox = connection.SimpleQueue(app.conf.task_default_queue)
+        inbox.clear()
+        engine._enqueue(4242)
+        message = inbox.get(timeout=5)
+        message.ack()
+        inbox.close()
+    assert message.headers["task"] == engine.ACTION_RUN_TASK
+    assert message.headers["argsrepr"] == "[4242]" or message.decode()[0] == [4242]

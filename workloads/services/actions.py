@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -103,12 +104,14 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# The Celery task that runs an action, sent by name: services never import the tasks module.
+ACTION_RUN_TASK = "workloads.tasks.action_run"
+
+
 def _enqueue(action_id: int) -> None:
     """Send the run to Celery; a broker outage leaves the action pending for `actions_resume`."""
-    from workloads import tasks
-
     try:
-        tasks.action_run.delay(action_id)
+        current_app.send_task(ACTION_RUN_TASK, args=[action_id])
     except Exception:  # kombu raises many kinds of errors when the broker is unreachable
         logger.warning("could not enqueue action %s; it stays pending and will be retried", action_id, exc_info=True)
 
