@@ -8,7 +8,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 
-from workloads.api.errors import DATABASE_RETRY_AFTER_SECONDS
+from workloads.errors import DATABASE_RETRY_AFTER_SECONDS
 from workloads.providers.base import ProviderError
 
 logger = logging.getLogger(__name__)

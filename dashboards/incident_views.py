@@ -20,7 +20,10 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.roles import Role
 from dashboards.oncall_forms import CompareForm, ExitForm, ExtendForm, IncidentEnterForm
-from dashboards.views import _render, _require_role, _wants_fragment, login_required_htmx
+from dashboards.rendering import login_required_htmx
+from dashboards.rendering import render_page as _render
+from dashboards.rendering import require_role as _require_role
+from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
 from workloads.models import IncidentMode, WorkloadClass
 from workloads.selectors import comparison as comparison_selectors

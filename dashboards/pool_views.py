@@ -15,7 +15,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.roles import Role
 from dashboards.oncall_forms import ExtendForm, PauseForm, SeekForm, SnapshotForm
-from dashboards.views import _require_role, login_required_htmx
+from dashboards.rendering import login_required_htmx
+from dashboards.rendering import require_role as _require_role
 from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, DeadLetterStatus, PoolHold, WorkloadClass
 from workloads.selectors.scaling import pool_control_of

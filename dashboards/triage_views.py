@@ -32,7 +32,9 @@ from dashboards.oncall_forms import (
     TriageRuleForm,
     selected_ids,
 )
-from dashboards.views import _render, _require_role, login_required_htmx
+from dashboards.rendering import login_required_htmx
+from dashboards.rendering import render_page as _render
+from dashboards.rendering import require_role as _require_role
 from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, TriageRule
 from workloads.selectors import fleet

@@ -1,72 +1,39 @@
 import zoneinfo
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import wraps
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
+from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-from controlplane.roles import Role, has_role
+from controlplane.roles import Role
 from dashboards.charts import CHART_RANGES, build_charts, chart_markers, chart_range
 from dashboards.forms import ActionFilterForm, AuditFilterForm, CostForm, FleetFilterForm, ScheduleForm
+from dashboards.pool_views import class_operations_context
+from dashboards.rendering import login_required_htmx
+from dashboards.rendering import render_page as _render
+from dashboards.rendering import require_role as _require_role
+from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
 from workloads.models import SloKind
 from workloads.selectors import actions as action_selectors
 from workloads.selectors import audit as audit_selectors
 from workloads.selectors import fleet, schedules
 from workloads.selectors import telemetry as telemetry_selectors
+from workloads.selectors.cost import cost_report
 from workloads.services.actions import action_cancel
-from workloads.services.telemetry import cost_report
 
 # SLO cards in the order of the charts below them.
 SLO_ORDER = [SloKind.QUEUE_AGE, SloKind.COMPLETION_LATENCY, SloKind.SUCCESS_RATIO]
-
-
-def login_required_htmx(view):
-    """Django's login_required, except that an htmx request (a 15 s refresh after the session
-    expired) sends the whole tab to the login page instead of swapping it into the table."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if request.user.is_authenticated:
-            return view(request, *args, **kwargs)
-        if request.htmx:
-            back_to = request.htmx.current_url_abs_path or request.get_full_path()
-            return HttpResponseClientRedirect(redirect_to_login(back_to)["Location"])
-        return redirect_to_login(request.get_full_path())
-
-    return wrapper
-
-
-def _require_role(request, role: Role) -> None:
-    if not has_role(request.user, role):
-        raise PermissionDenied(f"This page needs the {role.name.lower()} role.")
-
-
-def _wants_fragment(request) -> bool:
-    # A history restore (back button after the cache was evicted) needs the whole page.
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _render(request, template: str, fragment: str, context: dict) -> HttpResponse:
-    """The full page, or only `fragment` for htmx; the same URL serves both, so caches must
-    keep them apart."""
-    name = f"{template}#{fragment}" if _wants_fragment(request) else template
-    response = render(request, name, context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
 
 
 @dataclass(frozen=True)
@@ -159,8 +126,6 @@ def class_detail(request, slug: str):
         "now": now,
     }
     if not _wants_fragment(request):
-        from dashboards.pool_views import class_operations_context  # it imports this module
-
         context.update(
             slo_cards=sorted(detail.slo_cards, key=lambda card: SLO_ORDER.index(card.slo.kind)),
             # Pages before tickets, then newest first.

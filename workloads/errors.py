@@ -1,5 +1,9 @@
 """Errors that services raise for the caller to show: the message is meant for a person."""
 
+# How long a client should wait after the database was unreachable (a failover takes about this
+# long): the API's and the dashboards' Retry-After.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
 
 class ApplicationError(Exception):
     """A request that cannot be carried out as asked (a conflict, a guard, a refused filter).

@@ -14,7 +14,7 @@ from dashboards.templatetags.ui import money
 from tests.dashboards.conftest import HX
 from tests.dashboards.helpers import HEALTHY_SLUG, SILENT_SLUG
 from tests.factories import CostRatesFactory, WorkloadClassFactory
-from workloads.services.telemetry import cost_report
+from workloads.selectors.cost import cost_report
 
 
 def _text(fragment: str) -> str:

@@ -24,7 +24,7 @@ from workloads.models import (
 )
 from workloads.providers import Providers, get_providers, set_providers
 from workloads.providers.base import ProviderError
-from workloads.selectors.incidents import active_incident
+from workloads.selectors.incidents import active_incident, retention_warnings
 from workloads.selectors.pauses import class_is_paused
 from workloads.services import incidents as services
 from workloads.services.actions import STALE_AFTER, action_run, actions_resume
@@ -244,7 +244,7 @@ def test_one_class_can_be_resumed_out_of_an_incident(fleet, operator):
 def test_a_hold_past_the_subscriptions_retention_is_warned_about(fleet, operator):
     fleet["docs"].message_retention_seconds = 3600
     fleet["docs"].save()
-    assert services.retention_warnings(expires_in=timedelta(hours=4)) == [
+    assert retention_warnings(expires_in=timedelta(hours=4)) == [
         "doc-render: the subscription keeps messages for 1 h but the pause may last 4 h; messages waiting longer "
         "are lost. Resume sooner or raise its retention."
     ]

@@ -9,7 +9,8 @@ from tests.factories import CostRatesFactory, WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
 from workloads.models import MetricRollup, Resolution
 from workloads.providers.base import MetricKind
-from workloads.services.telemetry import cost_report, metrics_poll
+from workloads.selectors.cost import cost_report
+from workloads.services.telemetry import metrics_poll
 
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

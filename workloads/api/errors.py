@@ -16,14 +16,11 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from workloads.errors import ApplicationError
+from workloads.errors import DATABASE_RETRY_AFTER_SECONDS, ApplicationError
 from workloads.models import AuditResult
 from workloads.providers.base import ProviderError
 
 logger = logging.getLogger(__name__)
-
-# How long a client should wait after the database was unreachable (a failover takes about this long).
-DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:

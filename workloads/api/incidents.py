@@ -176,7 +176,9 @@ class IncidentModeView(APIView):
         warnings = (
             [h.retention_warning for h in incident.holds.all() if h.retention_warning and h.is_open]
             if incident is not None
-            else services.retention_warnings(expires_in=_minutes(params.validated_data.get("expires_in_minutes")))
+            else incident_selectors.retention_warnings(
+                expires_in=_minutes(params.validated_data.get("expires_in_minutes"))
+            )
         )
         return Response(_incident_body(incident, changed=False, warnings=warnings))
 

@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 from controlplane.roles import Role
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import PollRun, SloAlert, SloKind, WorkloadClass
+from workloads.selectors import cost as cost_selectors
 from workloads.selectors import telemetry as selectors
-from workloads.services import telemetry as services
 
 MAX_RANGE = timedelta(days=400)
 
@@ -432,7 +432,7 @@ class CostView(APIView):
     class InputSerializer(serializers.Serializer):
         start = serializers.DateTimeField(required=False, help_text="Default: midnight UTC today.")
         end = serializers.DateTimeField(required=False, help_text="Default: now.")
-        group_by = serializers.ChoiceField(choices=services.GROUP_BY_CHOICES, default="class")
+        group_by = serializers.ChoiceField(choices=cost_selectors.GROUP_BY_CHOICES, default="class")
 
         def validate(self, attrs):
             now = timezone.now()
@@ -452,7 +452,7 @@ class CostView(APIView):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        report = services.cost_report(start=data["start"], end=data["end"], group_by=data["group_by"])
+        report = cost_selectors.cost_report(start=data["start"], end=data["end"], group_by=data["group_by"])
         lines = [{c: getattr(line, c) for c in COST_COLUMNS} for line in report.lines]
         totals: dict[str, object] = {}
         for line in report.lines:

@@ -15,7 +15,8 @@ from decimal import Decimal
 from django.db.models import Q
 
 from workloads.models import MetricRollup, WorkloadClass
-from workloads.services.telemetry import class_cost, class_usage, minutes_kept_since
+from workloads.selectors.cost import class_cost, class_usage
+from workloads.selectors.rollups import minutes_kept_since
 from workloads.telemetry import histogram
 from workloads.telemetry.windows import window_spans
 

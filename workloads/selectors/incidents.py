@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Prefetch
 
 from workloads.models import IncidentMode, PoolHold, Tier, WorkloadClass
@@ -10,7 +11,42 @@ from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec
-from workloads.services.incidents import retention_warning, retention_warnings
+
+
+def default_expiry() -> timedelta:
+    return timedelta(minutes=settings.INCIDENT_DEFAULT_EXPIRY_MINUTES)
+
+
+def duration_text(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)} d"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} h"
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes} min"
+
+
+def retention_warning(workload_class: WorkloadClass, *, paused_for: timedelta) -> str:
+    """A warning when a pause of this length may outlast the subscription's message retention:
+    messages older than the retention are deleted unread."""
+    retention = timedelta(seconds=workload_class.message_retention_seconds)
+    if paused_for <= retention:
+        return ""
+    return (
+        f"{workload_class.slug}: the subscription keeps messages for {duration_text(retention)} but the pause may "
+        f"last {duration_text(paused_for)}; messages waiting longer are lost. Resume sooner or raise its retention."
+    )[:255]
+
+
+def retention_warnings(*, expires_in: timedelta | None = None, classes=None) -> list[str]:
+    """What entering incident mode (or pausing `classes`) for `expires_in` would warn about: shown
+    before the operator confirms."""
+    expires_in = default_expiry() if expires_in is None else expires_in
+    if classes is None:
+        classes = WorkloadClass.objects.filter(tier=Tier.DEFERRABLE).order_by("slug")
+    return [w for w in (retention_warning(wc, paused_for=expires_in) for wc in classes) if w]
 
 
 def active_incident() -> IncidentMode | None:

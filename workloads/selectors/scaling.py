@@ -1,16 +1,45 @@
-"""Read-side views of the scaling controller: the 7-day preview of a class's targets by schedule,
-and its pool-control state (drift, last decision)."""
+"""Read-side views of the scaling controller: the backlog it sizes pools from, the 7-day preview of
+a class's targets by schedule, and its pool-control state (drift, last decision)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from workloads.models import PoolControl, WorkloadClass
+from django.conf import settings
+from django.db.models import Sum
+
+from workloads.models import ClassTelemetry, MetricRollup, PoolControl, Resolution, WorkloadClass
 from workloads.scaling import desired_instances
 from workloads.scheduling import InstanceBounds, instance_bounds, next_bounds_change
 
 MAX_PREVIEW_HOURS = 14 * 24
+
+# A pool that completed or failed work this recently keeps one instance even when a sample reads
+# an empty backlog (see workloads.scaling).
+RECENT_WORK_WINDOW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    messages: float | None
+    queue_age_seconds: float | None
+    recent_work: float | None = None  # completed + failed over RECENT_WORK_WINDOW
+
+
+def latest_backlog(workload_class: WorkloadClass, *, now: datetime) -> Backlog:
+    """The backlog and queue age of the latest poll, or unknown when telemetry is stale: sizing a
+    pool from a backlog read half an hour ago would be worse than leaving it alone."""
+    telemetry = ClassTelemetry.objects.filter(workload_class=workload_class).first()
+    if telemetry is None or telemetry.newest_sample_at is None:
+        return Backlog(None, None)
+    if now - telemetry.newest_sample_at > timedelta(seconds=settings.TELEMETRY_STALE_AFTER_SECONDS):
+        return Backlog(None, None)
+    since = now - RECENT_WORK_WINDOW
+    recent = MetricRollup.objects.filter(
+        workload_class=workload_class, resolution=Resolution.MINUTE, bucket_start__gte=since
+    ).aggregate(work=Sum("completed") + Sum("failed"))["work"]
+    return Backlog(telemetry.backlog, telemetry.oldest_unacked_age_seconds, float(recent or 0))
 
 
 @dataclass(frozen=True)

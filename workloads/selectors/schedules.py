@@ -18,8 +18,7 @@ from workloads.scheduling import (
     precedence_key,
     window_edges,
 )
-from workloads.selectors.scaling import SchedulePreview, schedule_preview
-from workloads.services.scaling import latest_backlog
+from workloads.selectors.scaling import SchedulePreview, latest_backlog, schedule_preview
 
 PALETTE_SIZE = 6  # colours for windows in the grid (static/css: .sched-1 ... .sched-6); 0 = baseline
 

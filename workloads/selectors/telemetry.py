@@ -29,7 +29,8 @@ from workloads.models import (
     WorkloadClass,
 )
 from workloads.models.telemetry import RESOLUTION_SECONDS
-from workloads.services.telemetry import POLLED_METRICS, class_cost, class_usage, minutes_kept_since
+from workloads.selectors.cost import class_cost, class_usage
+from workloads.selectors.rollups import POLLED_METRICS, minutes_kept_since
 from workloads.telemetry import histogram
 from workloads.telemetry.windows import floor_minute
 

@@ -26,7 +26,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -49,6 +48,7 @@ from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec
+from workloads.selectors.incidents import default_expiry, duration_text, retention_warning
 from workloads.services.actions import ActionHandler, PlannedStep, action_cancel, action_request, register_handler
 from workloads.services.audit import audit_event_record
 from workloads.services.scaling import current_bounds, pool_control_record_set, schedule_target
@@ -59,15 +59,11 @@ MIN_EXPIRY = timedelta(minutes=5)
 MAX_EXPIRY = timedelta(days=7)  # Pub/Sub's longest message retention
 
 
-def default_expiry() -> timedelta:
-    return timedelta(minutes=settings.INCIDENT_DEFAULT_EXPIRY_MINUTES)
-
-
 def _checked_expiry(expires_in: timedelta | None, field_name: str = "expires_in_minutes") -> timedelta:
     expires_in = default_expiry() if expires_in is None else expires_in
     if not MIN_EXPIRY <= expires_in <= MAX_EXPIRY:
         raise ValidationError(
-            {field_name: f"The expiry must be between {_duration(MIN_EXPIRY)} and {_duration(MAX_EXPIRY)}."}
+            {field_name: f"The expiry must be between {duration_text(MIN_EXPIRY)} and {duration_text(MAX_EXPIRY)}."}
         )
     return expires_in
 
@@ -79,44 +75,12 @@ def _checked_reason(reason: str) -> str:
     return reason
 
 
-def _duration(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes % (24 * 60) == 0:
-        return f"{minutes // (24 * 60)} d"
-    if minutes % 60 == 0:
-        return f"{minutes // 60} h"
-    if minutes >= 60:
-        return f"{minutes // 60} h {minutes % 60} min"
-    return f"{minutes} min"
-
-
 def _label(actor) -> str:
     return actor.get_username() if actor is not None else "system"
 
 
 def _user(actor):
     return actor if actor is not None and actor.pk else None
-
-
-def retention_warning(workload_class: WorkloadClass, *, paused_for: timedelta) -> str:
-    """A warning when a pause of this length may outlast the subscription's message retention:
-    messages older than the retention are deleted unread."""
-    retention = timedelta(seconds=workload_class.message_retention_seconds)
-    if paused_for <= retention:
-        return ""
-    return (
-        f"{workload_class.slug}: the subscription keeps messages for {_duration(retention)} but the pause may "
-        f"last {_duration(paused_for)}; messages waiting longer are lost. Resume sooner or raise its retention."
-    )[:255]
-
-
-def retention_warnings(*, expires_in: timedelta | None = None, classes=None) -> list[str]:
-    """What entering incident mode (or pausing `classes`) for `expires_in` would warn about: shown
-    before the operator confirms."""
-    expires_in = default_expiry() if expires_in is None else expires_in
-    if classes is None:
-        classes = WorkloadClass.objects.filter(tier=Tier.DEFERRABLE).order_by("slug")
-    return [w for w in (retention_warning(wc, paused_for=expires_in) for wc in classes) if w]
 
 
 # --- Results ----------------------------------------------------------------------------------------------

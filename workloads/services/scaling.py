@@ -18,18 +18,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from workloads.models import (
     Action,
     ActionKind,
     ActionStep,
-    ClassTelemetry,
-    MetricRollup,
     PoolControl,
     PoolHold,
-    Resolution,
     WorkloadClass,
 )
 from workloads.models.actions import FINAL_ACTION_STATES
@@ -39,6 +35,7 @@ from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec
 from workloads.scaling import DecisionInputs, ScalingSettings, clamp, desired_instances, scaling_decision
 from workloads.scheduling import InstanceBounds, instance_bounds
+from workloads.selectors.scaling import latest_backlog
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
 
@@ -59,33 +56,6 @@ def scaling_settings() -> ScalingSettings:
 
 def current_bounds(workload_class: WorkloadClass, at: datetime) -> InstanceBounds:
     return instance_bounds(workload_class, list(workload_class.schedules.all()), at)
-
-
-# A pool that completed or failed work this recently keeps one instance even when a sample reads
-# an empty backlog (see workloads.scaling).
-RECENT_WORK_WINDOW = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class Backlog:
-    messages: float | None
-    queue_age_seconds: float | None
-    recent_work: float | None = None  # completed + failed over RECENT_WORK_WINDOW
-
-
-def latest_backlog(workload_class: WorkloadClass, *, now: datetime) -> Backlog:
-    """The backlog and queue age of the latest poll, or unknown when telemetry is stale: sizing a
-    pool from a backlog read half an hour ago would be worse than leaving it alone."""
-    telemetry = ClassTelemetry.objects.filter(workload_class=workload_class).first()
-    if telemetry is None or telemetry.newest_sample_at is None:
-        return Backlog(None, None)
-    if now - telemetry.newest_sample_at > timedelta(seconds=settings.TELEMETRY_STALE_AFTER_SECONDS):
-        return Backlog(None, None)
-    since = now - RECENT_WORK_WINDOW
-    recent = MetricRollup.objects.filter(
-        workload_class=workload_class, resolution=Resolution.MINUTE, bucket_start__gte=since
-    ).aggregate(work=Sum("completed") + Sum("failed"))["work"]
-    return Backlog(telemetry.backlog, telemetry.oldest_unacked_age_seconds, float(recent or 0))
 
 
 def schedule_target(workload_class: WorkloadClass, *, bounds: InstanceBounds, fallback: int, now: datetime) -> int:

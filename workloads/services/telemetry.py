@@ -1,5 +1,5 @@
 """Telemetry: poll the Metrics port into rollups, fold old minutes into hours, evaluate SLOs and
-burn-rate alerts, attribute cost.
+burn-rate alerts. (Cost attribution only reads the rollups: workloads/selectors/cost.py.)
 
 Every function takes the time as an explicit `now` and is safe to run twice or late: rollups are
 upserted from the provider's current values (a re-poll replaces, never adds), hourly rows are
@@ -14,12 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
-from django.utils import timezone
+from django.db.models import Sum
 
 from workloads.batch_delete import delete_in_batches
 from workloads.models import (
@@ -43,9 +41,10 @@ from workloads.providers.base import (
     ProviderError,
 )
 from workloads.providers.specs import metric_target
+from workloads.selectors.rollups import METRIC_FIELDS, POLLED_METRICS, minutes_kept_since, spans_query
 from workloads.telemetry import histogram
 from workloads.telemetry import slo as slo_math
-from workloads.telemetry.windows import Span, floor_hour, floor_minute, window_spans
+from workloads.telemetry.windows import floor_hour, floor_minute, window_spans
 
 logger = logging.getLogger(__name__)
 
@@ -53,27 +52,7 @@ STEP_SECONDS = 60
 _STEP = timedelta(seconds=STEP_SECONDS)
 _HOUR = timedelta(hours=1)
 
-# Which rollup columns each metric sets. A poll updates only the columns of metrics that answered,
-# so one failing metric never blanks another's values.
-METRIC_FIELDS: dict[MetricKind, tuple[str, ...]] = {
-    MetricKind.OLDEST_UNACKED_AGE: ("oldest_unacked_age_seconds", "queue_age_minutes", "queue_age_good"),
-    MetricKind.UNDELIVERED_MESSAGES: ("backlog",),
-    MetricKind.DEAD_LETTER_BACKLOG: ("dead_letter_backlog",),
-    MetricKind.INSTANCE_COUNT: ("instances", "instance_seconds"),
-    MetricKind.COMPLETION_LATENCY: ("latency_buckets", "latency_count", "latency_sum", "latency_good"),
-    MetricKind.COMPLETED: ("completed",),
-    MetricKind.FAILED: ("failed",),
-    MetricKind.RECORDS: ("records",),
-    MetricKind.TOKENS: ("tokens",),
-}
-POLLED_METRICS: tuple[MetricKind, ...] = tuple(METRIC_FIELDS)
 _ROLLUP_UNIQUE = ["workload_class", "resolution", "bucket_start"]
-
-
-def minutes_kept_since(now: datetime) -> datetime:
-    """Minute rollups at or after this moment are guaranteed to exist (downsampling folds and
-    deletes whole hours before it)."""
-    return floor_hour(now - timedelta(days=settings.TELEMETRY_MINUTE_RETENTION_DAYS))
 
 
 @dataclass(frozen=True)
@@ -525,13 +504,6 @@ def _slo_thresholds_sync() -> list[int]:
 _EVENT_COLUMNS = ("completed", "failed", "latency_good", "latency_count", "queue_age_good", "queue_age_minutes")
 
 
-def _spans_query(spans: Iterable[Span]) -> Q:
-    query = Q(pk__in=[])
-    for span in spans:
-        query |= Q(resolution=span.resolution, bucket_start__gte=span.start, bucket_start__lt=span.end)
-    return query
-
-
 def slo_events(slo: Slo, sums: dict, window: str) -> slo_math.Events:
     """Good and total events of an SLO in one window, from the per-class sums of the rollups."""
 
@@ -574,7 +546,7 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
         for days in {slo.window_days for slo in slos}
     }
     aggregates = {
-        f"{window}_{column}": Sum(column, filter=_spans_query(spans), default=0)
+        f"{window}_{column}": Sum(column, filter=spans_query(spans), default=0)
         for window, spans in windows.items()
         for column in _EVENT_COLUMNS
     }
@@ -582,7 +554,7 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
     sums = {
         row["workload_class_id"]: row
         for row in MetricRollup.objects.filter(
-            _spans_query({span for spans in windows.values() for span in spans}), workload_class_id__in=class_ids
+            spans_query({span for spans in windows.values() for span in spans}), workload_class_id__in=class_ids
         )
         .order_by()
         .values("workload_class_id")
@@ -674,142 +646,3 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
     summary.slos = len(slos)
     summary.opened = new_alerts
     return summary
-
-
-# --- Cost attribution --------------------------------------------------------------------------------------
-GROUP_BY_CHOICES = ("class", "team")
-_MONEY = Decimal("0.000001")
-
-
-@dataclass
-class CostLine:
-    key: str  # class slug or team
-    name: str
-    owner_team: str
-    currency: str
-    has_rates: bool
-    classes: int = 1
-    instance_seconds: Decimal = Decimal(0)
-    vcpu_seconds: Decimal = Decimal(0)
-    gib_seconds: Decimal = Decimal(0)
-    records: int = 0
-    tokens: int = 0
-    completed: int = 0
-    failed: int = 0
-    compute_cost: Decimal = Decimal(0)
-    records_cost: Decimal = Decimal(0)
-    tokens_cost: Decimal = Decimal(0)
-
-    @property
-    def total_cost(self) -> Decimal:
-        return self.compute_cost + self.records_cost + self.tokens_cost
-
-    @property
-    def cost_per_1k_records(self) -> Decimal | None:
-        return (self.total_cost * 1000 / self.records).quantize(_MONEY) if self.records else None
-
-    @property
-    def cost_per_completed_job(self) -> Decimal | None:
-        return (self.total_cost / self.completed).quantize(_MONEY) if self.completed else None
-
-    def add(self, other: CostLine) -> None:
-        for name in (
-            "instance_seconds",
-            "vcpu_seconds",
-            "gib_seconds",
-            "records",
-            "tokens",
-            "completed",
-            "failed",
-            "compute_cost",
-            "records_cost",
-            "tokens_cost",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.classes += other.classes
-        self.has_rates = self.has_rates and other.has_rates
-
-
-@dataclass
-class CostReport:
-    start: datetime
-    end: datetime
-    group_by: str
-    lines: list[CostLine]
-
-
-def class_cost(wc: WorkloadClass, usage: dict) -> CostLine:
-    rates = wc.cost_rates
-    instance_seconds = Decimal(str(round(usage.get("instance_seconds") or 0.0, 3)))
-    line = CostLine(
-        key=wc.slug,
-        name=wc.name,
-        owner_team=wc.owner_team,
-        currency=rates.currency if rates else "",
-        has_rates=rates is not None,
-        instance_seconds=instance_seconds,
-        vcpu_seconds=instance_seconds * wc.vcpu_per_instance,
-        gib_seconds=instance_seconds * wc.memory_gib_per_instance,
-        records=int(usage.get("records") or 0),
-        tokens=int(usage.get("tokens") or 0),
-        completed=int(usage.get("completed") or 0),
-        failed=int(usage.get("failed") or 0),
-    )
-    if rates is not None:
-        line.compute_cost = (line.vcpu_seconds * rates.vcpu_second + line.gib_seconds * rates.gib_second).quantize(
-            _MONEY
-        )
-        line.records_cost = (line.records * rates.per_record).quantize(_MONEY)
-        line.tokens_cost = (Decimal(line.tokens) / 1000 * rates.per_1k_tokens).quantize(_MONEY)
-    return line
-
-
-def class_usage(*, start: datetime, end: datetime, class_ids: Iterable[int] | None = None, now: datetime) -> dict:
-    """{class_id: {instance_seconds, records, tokens, completed, failed}} summed in SQL over the
-    rollups covering [start, end)."""
-    spans = window_spans(start, end, minutes_kept_since=minutes_kept_since(now))
-    if not spans:
-        return {}
-    rows = MetricRollup.objects.filter(_spans_query(spans))
-    if class_ids is not None:
-        rows = rows.filter(workload_class_id__in=list(class_ids))
-    totals = (
-        rows.order_by()
-        .values("workload_class_id")
-        .annotate(
-            instance_seconds=Sum("instance_seconds"),
-            records=Sum("records"),
-            tokens=Sum("tokens"),
-            completed=Sum("completed"),
-            failed=Sum("failed"),
-        )
-    )
-    return {row.pop("workload_class_id"): row for row in totals}
-
-
-def cost_report(*, start: datetime, end: datetime, group_by: str = "class", now: datetime | None = None) -> CostReport:
-    """Cost per class (or per owner team) for [start, end): instance-seconds from the instance
-    series x vCPU and memory x the class's rates, plus records and tokens at their rates. Teams
-    are split by currency, never summed across currencies."""
-    if group_by not in GROUP_BY_CHOICES:
-        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}.")
-    now = now or timezone.now()
-    classes = list(WorkloadClass.objects.select_related("cost_rates").order_by("slug"))
-    usage = class_usage(start=start, end=end, now=now)
-    lines = [class_cost(wc, usage.get(wc.pk, {})) for wc in classes]
-    if group_by == "team":
-        teams: dict[tuple[str, str], CostLine] = {}
-        for line in lines:
-            key = (line.owner_team, line.currency)
-            if key not in teams:
-                teams[key] = CostLine(
-                    key=line.owner_team,
-                    name=line.owner_team,
-                    owner_team=line.owner_team,
-                    currency=line.currency,
-                    has_rates=True,
-                    classes=0,
-                )
-            teams[key].add(line)
-        lines = sorted(teams.values(), key=lambda t: (t.key, t.currency))
-    return CostReport(start=start, end=end, group_by=group_by, lines=lines)

@@ -1,0 +1,49 @@
+"""What every dashboard view module shares: the login check that understands htmx, the role check,
+and rendering a whole page or only its fragment. The view modules import these and never each
+other's helpers (an import-linter contract in .importlinter keeps it so)."""
+
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+from django_htmx.http import HttpResponseClientRedirect
+
+from controlplane.roles import Role, has_role
+
+
+def login_required_htmx(view):
+    """Django's login_required, except that an htmx request (a 15 s refresh after the session
+    expired) sends the whole tab to the login page instead of swapping it into the table."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            back_to = request.htmx.current_url_abs_path or request.get_full_path()
+            return HttpResponseClientRedirect(redirect_to_login(back_to)["Location"])
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
+
+
+def require_role(request, role: Role) -> None:
+    if not has_role(request.user, role):
+        raise PermissionDenied(f"This page needs the {role.name.lower()} role.")
+
+
+def wants_fragment(request) -> bool:
+    # A history restore (back button after the cache was evicted) needs the whole page.
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def render_page(request, template: str, fragment: str, context: dict) -> HttpResponse:
+    """The full page, or only `fragment` for htmx; the same URL serves both, so caches must
+    keep them apart."""
+    name = f"{template}#{fragment}" if wants_fragment(request) else template
+    response = render(request, name, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response

@@ -1,0 +1,153 @@
+"""Cost attribution: what each class (or owner team) cost over a period, from the rollups'
+instance-seconds, records and tokens at the class's rates. Only reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from workloads.models import MetricRollup, WorkloadClass
+from workloads.selectors.rollups import minutes_kept_since, spans_query
+from workloads.telemetry.windows import window_spans
+
+GROUP_BY_CHOICES = ("class", "team")
+_MONEY = Decimal("0.000001")
+
+
+@dataclass
+class CostLine:
+    key: str  # class slug or team
+    name: str
+    owner_team: str
+    currency: str
+    has_rates: bool
+    classes: int = 1
+    instance_seconds: Decimal = Decimal(0)
+    vcpu_seconds: Decimal = Decimal(0)
+    gib_seconds: Decimal = Decimal(0)
+    records: int = 0
+    tokens: int = 0
+    completed: int = 0
+    failed: int = 0
+    compute_cost: Decimal = Decimal(0)
+    records_cost: Decimal = Decimal(0)
+    tokens_cost: Decimal = Decimal(0)
+
+    @property
+    def total_cost(self) -> Decimal:
+        return self.compute_cost + self.records_cost + self.tokens_cost
+
+    @property
+    def cost_per_1k_records(self) -> Decimal | None:
+        return (self.total_cost * 1000 / self.records).quantize(_MONEY) if self.records else None
+
+    @property
+    def cost_per_completed_job(self) -> Decimal | None:
+        return (self.total_cost / self.completed).quantize(_MONEY) if self.completed else None
+
+    def add(self, other: CostLine) -> None:
+        for name in (
+            "instance_seconds",
+            "vcpu_seconds",
+            "gib_seconds",
+            "records",
+            "tokens",
+            "completed",
+            "failed",
+            "compute_cost",
+            "records_cost",
+            "tokens_cost",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.classes += other.classes
+        self.has_rates = self.has_rates and other.has_rates
+
+
+@dataclass
+class CostReport:
+    start: datetime
+    end: datetime
+    group_by: str
+    lines: list[CostLine]
+
+
+def class_cost(wc: WorkloadClass, usage: dict) -> CostLine:
+    rates = wc.cost_rates
+    instance_seconds = Decimal(str(round(usage.get("instance_seconds") or 0.0, 3)))
+    line = CostLine(
+        key=wc.slug,
+        name=wc.name,
+        owner_team=wc.owner_team,
+        currency=rates.currency if rates else "",
+        has_rates=rates is not None,
+        instance_seconds=instance_seconds,
+        vcpu_seconds=instance_seconds * wc.vcpu_per_instance,
+        gib_seconds=instance_seconds * wc.memory_gib_per_instance,
+        records=int(usage.get("records") or 0),
+        tokens=int(usage.get("tokens") or 0),
+        completed=int(usage.get("completed") or 0),
+        failed=int(usage.get("failed") or 0),
+    )
+    if rates is not None:
+        line.compute_cost = (line.vcpu_seconds * rates.vcpu_second + line.gib_seconds * rates.gib_second).quantize(
+            _MONEY
+        )
+        line.records_cost = (line.records * rates.per_record).quantize(_MONEY)
+        line.tokens_cost = (Decimal(line.tokens) / 1000 * rates.per_1k_tokens).quantize(_MONEY)
+    return line
+
+
+def class_usage(*, start: datetime, end: datetime, class_ids: Iterable[int] | None = None, now: datetime) -> dict:
+    """{class_id: {instance_seconds, records, tokens, completed, failed}} summed in SQL over the
+    rollups covering [start, end)."""
+    spans = window_spans(start, end, minutes_kept_since=minutes_kept_since(now))
+    if not spans:
+        return {}
+    rows = MetricRollup.objects.filter(spans_query(spans))
+    if class_ids is not None:
+        rows = rows.filter(workload_class_id__in=list(class_ids))
+    totals = (
+        rows.order_by()
+        .values("workload_class_id")
+        .annotate(
+            instance_seconds=Sum("instance_seconds"),
+            records=Sum("records"),
+            tokens=Sum("tokens"),
+            completed=Sum("completed"),
+            failed=Sum("failed"),
+        )
+    )
+    return {row.pop("workload_class_id"): row for row in totals}
+
+
+def cost_report(*, start: datetime, end: datetime, group_by: str = "class", now: datetime | None = None) -> CostReport:
+    """Cost per class (or per owner team) for [start, end): instance-seconds from the instance
+    series x vCPU and memory x the class's rates, plus records and tokens at their rates. Teams
+    are split by currency, never summed across currencies."""
+    if group_by not in GROUP_BY_CHOICES:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}.")
+    now = now or timezone.now()
+    classes = list(WorkloadClass.objects.select_related("cost_rates").order_by("slug"))
+    usage = class_usage(start=start, end=end, now=now)
+    lines = [class_cost(wc, usage.get(wc.pk, {})) for wc in classes]
+    if group_by == "team":
+        teams: dict[tuple[str, str], CostLine] = {}
+        for line in lines:
+            key = (line.owner_team, line.currency)
+            if key not in teams:
+                teams[key] = CostLine(
+                    key=line.owner_team,
+                    name=line.owner_team,
+                    owner_team=line.owner_team,
+                    currency=line.currency,
+                    has_rates=True,
+                    classes=0,
+                )
+            teams[key].add(line)
+        lines = sorted(teams.values(), key=lambda t: (t.key, t.currency))
+    return CostReport(start=start, end=end, group_by=group_by, lines=lines)
