@@ -78,6 +78,7 @@ def test_the_tables_that_grow_with_traffic_are_pruned():
 
 @pytest.mark.parametrize("prune", PRUNES, ids=lambda prune: prune.name)
 def test_each_prune_runs_from_a_registered_task_that_beat_schedules(prune):
+    celery_app.loader.import_default_modules()  # what a worker does at start: autodiscovers the tasks
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert prune.task in scheduled
     assert prune.task in celery_app.tasks
