@@ -50,9 +50,11 @@ run: $(VENV)/.runtime-installed
 test: $(VENV)/.dev-installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# lint-imports checks the layer contracts in .importlinter (see docs/architecture.md, "Layers").
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=. $(BIN)/lint-imports --no-logo
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench

@@ -1,0 +1,60 @@
+"""The layer contracts in .importlinter hold, and `lint-imports` (run by `make lint`) fails when one
+is broken: each case plants one forbidden import into a copy of the packages and expects it named."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("workloads", "dashboards", "controlplane")
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo"],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": str(LINT_IMPORTS.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_contracts_hold():
+    run = _lint_imports(ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "BROKEN" not in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "named"),
+    [
+        ("workloads/selectors/planted.py", "from workloads.services import telemetry", "Selectors never import"),
+        ("workloads/services/planted.py", "from workloads import tasks", "Services never import tasks"),
+        ("workloads/models/planted.py", "from workloads.selectors import fleet", "Interfaces -> services"),
+        ("dashboards/planted.py", "from workloads.api import errors", "Dashboards never import the API"),
+        ("workloads/services/planted.py", "from google.cloud import pubsub_v1", "Only the gcp providers"),
+        ("workloads/providers/local/planted.py", "import grpc", "Only the gcp providers"),
+        ("dashboards/planted_views.py", "from dashboards.views import overview", None),
+    ],
+)
+def test_a_planted_violation_breaks_its_contract(tmp_path, module, planted, named):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "migrations"))
+    shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
+    if named is None:  # a view module importing another: plant it in pool_views itself
+        module, named = "dashboards/pool_views.py", "Dashboard view modules share"
+        target = tmp_path / module
+        target.write_text(target.read_text() + f"\n{planted}  # planted\n")
+    else:
+        (tmp_path / module).write_text(f"{planted}  # planted\n")
+
+    run = _lint_imports(tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    broken = [line for line in run.stdout.splitlines() if " BROKEN" in line]
+    assert [line for line in broken if line.startswith(named)], run.stdout
+    assert module.removesuffix(".py").replace("/", ".") in run.stdout
