@@ -5,8 +5,8 @@ test client as a logged-in viewer (middleware, view, selectors, templates; no ne
 around the request in this process. The two histories live in two tables that are swapped by
 renaming (instant), so rounds alternate 30 d and 3 d and the machine's drifting load hits both
 alike; each figure is the median over rounds of one request after a warm-up request. The ratio
-30 d / 3 d shows whether the time grows with history (target <= 1.2); DESIGN.md's budget of
-150 ms per page is shown on its own line.
+30 d / 3 d shows whether the time grows with history (target <= 1.2); the budget of
+150 ms per page (docs/architecture.md, "Performance budgets") is shown on its own line.
 
 Rows are written with SQL (generate_series) shaped like real rollups, so filling takes seconds
 per million rows. The 30-day range of the class detail and the 30-day cost report are timed too,

@@ -14,7 +14,7 @@ A rate is the events answered over the time from the first send to the last answ
 Every event is unique (no deduplication short-cut) and requests carry an ingest-scoped token, as
 producers do. Run once against the local provider on PostgreSQL and once against Google's Pub/Sub emulator.
 
-Targets (DESIGN.md section 9): single >= 0.6 x the echo endpoint's requests/s; batch >= 10 x the
+Targets (docs/architecture.md, "Performance budgets"): single >= 0.6 x the echo endpoint's requests/s; batch >= 10 x the
 single-event rate in events/s.
 """
 

@@ -1,6 +1,6 @@
 """Polling: provider calls and wall time of one `metrics_poll` tick with 20 and with 200 classes,
 through the real Cloud Monitoring client and adapter against the in-process gRPC fake of the
-contract tests. Calls are counted at the fake. Target (DESIGN.md section 9): the same number of
+contract tests. Calls are counted at the fake. Target (docs/architecture.md, "Performance budgets"): the same number of
 calls whatever the number of classes (one per metric type). Wall time is shown with its ratio,
 without a target: it grows with the rows written, not with calls.
 """

@@ -1,5 +1,5 @@
 """The embedded `local` provider: Queue, WorkerPools and Metrics on the control plane's own
-database, so the product runs on one machine with no cloud account (see DESIGN.md, providers).
+database, so the product runs on one machine with no cloud account (see docs/architecture.md, "The embedded default").
 
 `using` is the database alias every ORM call goes through (the contract suite runs the same
 provider on PostgreSQL and on SQLite in one session).
