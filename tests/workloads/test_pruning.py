@@ -25,6 +25,7 @@ from workloads.models import (
     DeadLetterStatus,
     HoldState,
     IdempotencyRecord,
+    IncidentMode,
     LocalPoolChange,
     LocalWorkerPool,
     LocalWorkerReport,
@@ -147,8 +148,14 @@ def test_finished_actions_go_with_their_steps_and_unfinished_or_needed_ones_stay
         pause_action=paused_by,
     )
 
+    entered_by = _action(ActionState.SUCCEEDED, old, now)
+    IncidentMode.objects.create(
+        reason="outage", started_by_label="ops", started_at=now - DAY, expires_at=now + DAY, enter_action=entered_by
+    )
+
     assert prunes_run(now=now, batch_size=2)["actions"] == 2
-    assert set(Action.objects.values_list("pk", flat=True)) == {running.pk, recent.pk, paused_by.pk}
+    kept = {running.pk, recent.pk, paused_by.pk, entered_by.pk}
+    assert set(Action.objects.values_list("pk", flat=True)) == kept
     assert not ActionStep.objects.filter(action_id__in=[gone.pk, failed.pk]).exists()
     assert ActionStep.objects.filter(action=running).count() == 3
 

@@ -29,6 +29,7 @@ from workloads.models import (
     AuditEvent,
     DeadLetter,
     DeadLetterStatus,
+    IncidentMode,
     PoolHold,
     WorkResult,
 )
@@ -65,15 +66,20 @@ def work_results_prune(*, now: datetime, batch_size: int) -> int:
 
 def actions_prune(*, now: datetime, batch_size: int) -> int:
     """Delete finished actions (and their steps) that finished more than ACTION_RETENTION_DAYS ago.
-    Pending and running ones stay whatever their age, and so does an action an open pause still
-    refers to (its restore reads it)."""
+    Pending and running ones stay whatever their age, and so does an action an open pause or incident
+    still refers to (the screens show it, a restore reads it)."""
     cutoff = now - _days("ACTION_RETENTION_DAYS")
     open_holds = PoolHold.objects.filter(state__in=OPEN_HOLD_STATES)
-    old = (
-        Action.objects.filter(state__in=FINAL_ACTION_STATES, finished_at__lt=cutoff)
-        .exclude(pk__in=open_holds.filter(pause_action__isnull=False).values("pause_action"))
-        .exclude(pk__in=open_holds.filter(restore_action__isnull=False).values("restore_action"))
-    )
+    open_incidents = IncidentMode.objects.filter(ended_at__isnull=True)
+    still_referred_to = [
+        open_holds.filter(pause_action__isnull=False).values("pause_action"),
+        open_holds.filter(restore_action__isnull=False).values("restore_action"),
+        open_incidents.filter(enter_action__isnull=False).values("enter_action"),
+        open_incidents.filter(exit_action__isnull=False).values("exit_action"),
+    ]
+    old = Action.objects.filter(state__in=FINAL_ACTION_STATES, finished_at__lt=cutoff)
+    for referred in still_referred_to:
+        old = old.exclude(pk__in=referred)
     # Steps first, in batches of their own: one replay can have thousands of steps, and deleting
     # its action would cascade to all of them in one statement.
     delete_in_batches(ActionStep.objects.filter(action__in=old.values("pk")), batch_size=batch_size)
