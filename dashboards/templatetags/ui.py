@@ -4,6 +4,7 @@ import json
 from decimal import Decimal
 
 from django import template
+from django.conf import settings
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -23,6 +24,12 @@ def duration(seconds) -> str:
     if hasattr(seconds, "total_seconds"):
         seconds = seconds.total_seconds()
     return seconds_label(float(seconds))
+
+
+@register.simple_tag
+def stale_after_seconds() -> int:
+    """TELEMETRY_STALE_AFTER_SECONDS, for the browser (base.html's <html data-stale-after-seconds>)."""
+    return settings.TELEMETRY_STALE_AFTER_SECONDS
 
 
 @register.filter

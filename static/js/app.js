@@ -23,8 +23,18 @@
     return Math.floor(hours / 24) + " d ago";
   }
 
-  // Metric data older than this is called out: Monitoring lags a few minutes, more is a problem.
-  var STALE_AFTER_MS = 15 * 60 * 1000;
+  // Metric data older than this is called out: the server's TELEMETRY_STALE_AFTER_SECONDS, which
+  // base.html puts on <html data-stale-after-seconds> (one setting for the server and the browser).
+  // Without the attribute nothing is called stale.
+  function isStale(ageMs) {
+    var limit = Number(document.documentElement.dataset.staleAfterSeconds) * 1000;
+    return limit > 0 && ageMs > limit;
+  }
+
+  function asOfText(date, now) {
+    var age = (now || Date.now()) - date.getTime();
+    return "data as of " + pad(date.getHours()) + ":" + pad(date.getMinutes()) + " (" + ago(age) + ")";
+  }
 
   function refreshTimes(root) {
     (root || document).querySelectorAll("time[data-local]").forEach(function (el) {
@@ -34,9 +44,8 @@
     (root || document).querySelectorAll("[data-as-of]").forEach(function (el) {
       var date = new Date(el.dataset.asOf);
       if (isNaN(date)) return;
-      var age = Date.now() - date.getTime();
-      el.textContent = "data as of " + pad(date.getHours()) + ":" + pad(date.getMinutes()) + " (" + ago(age) + ")";
-      el.classList.toggle("metric-age-stale", age > STALE_AFTER_MS);
+      el.textContent = asOfText(date);
+      el.classList.toggle("metric-age-stale", isStale(Date.now() - date.getTime()));
     });
   }
 
@@ -98,7 +107,7 @@
     setInterval(function () { refreshTimes(document); }, 30000);
   });
 
-  window.ControlPlane = { toast: toast, refreshTimes: refreshTimes, ago: ago };
+  window.ControlPlane = { toast: toast, refreshTimes: refreshTimes, ago: ago, asOfText: asOfText, isStale: isStale };
 })();
 
 /* Dead-letter selection: "select the page" ticks every row, the count says how many are chosen,

@@ -74,27 +74,17 @@
   }
 
   // --- "data as of" ----------------------------------------------------------------------------
-  // Monitoring data lags a few minutes; older than this, the age is called out (as in app.js).
-  var STALE_AFTER_MS = 15 * 60 * 1000;
-
   function pad(n) { return String(n).padStart(2, "0"); }
 
-  function ageText(iso, now) {
-    var date = new Date(iso);
-    if (isNaN(date)) return null;
-    var minutes = Math.max(0, Math.floor(((now || Date.now()) - date.getTime()) / 60000));
-    var ago = minutes < 1 ? "just now" : minutes < 120 ? minutes + " min ago" : Math.floor(minutes / 60) + " h ago";
-    return "data as of " + pad(date.getHours()) + ":" + pad(date.getMinutes()) + " (" + ago + ")";
-  }
-
+  // The text and the staleness threshold are app.js's (the threshold is the server's setting),
+  // which also keeps the "N min ago" counting.
   function showAge(container, payload) {
     var iso = payload.newest_sample_at || payload.fetched_at;
     var figure = container.closest("figure") || container.parentNode;
     var el = figure && figure.querySelector(".metric-age");
     if (!el || !iso) return;
-    el.dataset.asOf = iso; // app.js keeps the "N min ago" counting
-    el.textContent = ageText(iso);
-    el.classList.toggle("metric-age-stale", Date.now() - new Date(iso).getTime() > STALE_AFTER_MS);
+    el.dataset.asOf = iso;
+    window.ControlPlane.refreshTimes(figure);
   }
 
   var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -301,7 +291,7 @@
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", redrawAll);
 
   window.ControlPlaneCharts = {
-    render: render, initAll: initAll, redrawAll: redrawAll, format: format, ageText: ageText,
+    render: render, initAll: initAll, redrawAll: redrawAll, format: format,
     count: function () { return charts.size; },
     plotFor: function (container) { var entry = charts.get(container); return entry ? entry.plot : null; },
   };

@@ -171,3 +171,10 @@ def test_vendored_libraries_carry_version_and_licence():
         assert (base / asset).stat().st_size > 10_000
         assert version in readme
     assert 'version:"2.0.11"' in (ROOT / "static/vendor/htmx/htmx.min.js").read_text()  # the file matches VERSION
+
+
+def test_pages_tell_the_browser_the_servers_staleness_threshold(ui_client, viewer, settings):
+    # static/js/app.js reads it, so the browser calls data stale exactly when the server does.
+    settings.TELEMETRY_STALE_AFTER_SECONDS = 120
+    html = ui_client(viewer).get("/").content.decode()
+    assert '<html lang="en" data-stale-after-seconds="120">' in html
