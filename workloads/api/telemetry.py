@@ -336,29 +336,6 @@ class ClassErrorBudgetView(APIView):
 
 
 # --- Cost ------------------------------------------------------------------------------------------------
-COST_COLUMNS = [
-    "key",
-    "name",
-    "owner_team",
-    "classes",
-    "currency",
-    "has_rates",
-    "instance_seconds",
-    "vcpu_seconds",
-    "gib_seconds",
-    "records",
-    "tokens",
-    "completed",
-    "failed",
-    "compute_cost",
-    "records_cost",
-    "tokens_cost",
-    "total_cost",
-    "cost_per_1k_records",
-    "cost_per_completed_job",
-]
-
-
 class CostLineSerializer(serializers.Serializer):
     key = serializers.CharField(help_text="The class slug, or the team with group_by=team.")
     name = serializers.CharField()
@@ -379,6 +356,10 @@ class CostLineSerializer(serializers.Serializer):
     total_cost = serializers.DecimalField(max_digits=20, decimal_places=6)
     cost_per_1k_records = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
     cost_per_completed_job = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+
+
+# The CSV's columns: the line serializer's fields, in its order (one list for JSON and CSV).
+COST_COLUMNS = list(CostLineSerializer().fields)
 
 
 class CostTotalSerializer(serializers.Serializer):

@@ -4,7 +4,7 @@ instance-seconds, records and tokens at the class's rates. Only reads."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 
@@ -17,6 +17,10 @@ from workloads.telemetry.windows import window_spans
 
 GROUP_BY_CHOICES = ("class", "team")
 _MONEY = Decimal("0.000001")
+# The rollup columns a cost line is computed from, summed over the period (class_usage).
+USAGE_FIELDS = ("instance_seconds", "records", "tokens", "completed", "failed")
+# A line's fields that name it rather than count something: adding lines (a team's) leaves them.
+_LABEL_FIELDS = frozenset({"key", "name", "owner_team", "currency", "has_rates"})
 
 
 @dataclass
@@ -51,20 +55,8 @@ class CostLine:
         return (self.total_cost / self.completed).quantize(_MONEY) if self.completed else None
 
     def add(self, other: CostLine) -> None:
-        for name in (
-            "instance_seconds",
-            "vcpu_seconds",
-            "gib_seconds",
-            "records",
-            "tokens",
-            "completed",
-            "failed",
-            "compute_cost",
-            "records_cost",
-            "tokens_cost",
-        ):
+        for name in (f.name for f in fields(self) if f.name not in _LABEL_FIELDS):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.classes += other.classes
         self.has_rates = self.has_rates and other.has_rates
 
 
@@ -111,17 +103,7 @@ def class_usage(*, start: datetime, end: datetime, class_ids: Iterable[int] | No
     rows = MetricRollup.objects.filter(spans_query(spans))
     if class_ids is not None:
         rows = rows.filter(workload_class_id__in=list(class_ids))
-    totals = (
-        rows.order_by()
-        .values("workload_class_id")
-        .annotate(
-            instance_seconds=Sum("instance_seconds"),
-            records=Sum("records"),
-            tokens=Sum("tokens"),
-            completed=Sum("completed"),
-            failed=Sum("failed"),
-        )
-    )
+    totals = rows.order_by().values("workload_class_id").annotate(**{name: Sum(name) for name in USAGE_FIELDS})
     return {row.pop("workload_class_id"): row for row in totals}
 
 
