@@ -57,6 +57,7 @@ def test_every_benchmark_runs_end_to_end_and_prints_its_line(tmp_path):
         "load: p99 latency at 100/s",
         "load: errors at 100/s",
         "replay: dead letters republished, cap off",
+        "retention: rows after day 7 vs day 3",
     ):
         assert expected in names, names
     assert any(name.startswith("dashboards: overview, ") for name in names)
