@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import incident_views, pool_views, triage_views, views
+from dashboards import alert_views, incident_views, pool_views, triage_views, views
 
 app_name = "dashboards"
 urlpatterns = [
@@ -40,4 +40,13 @@ urlpatterns = [
     path("dead-letters/rules/<int:pk>/", triage_views.triage_rule_edit, name="triage-rule-edit"),
     path("dead-letters/rules/<int:pk>/toggle/", triage_views.triage_rule_toggle, name="triage-rule-toggle"),
     path("dead-letters/rules/<int:pk>/delete/", triage_views.triage_rule_delete, name="triage-rule-delete"),
+    # Alerts: incidents per SLO, silences, notification channels and routes, the demo receiver
+    path("alerts/", alert_views.incidents, name="alert-incidents"),
+    path("alerts/<int:pk>/acknowledge/", alert_views.incident_acknowledge, name="alert-incident-acknowledge"),
+    path("alerts/silences/", alert_views.silences, name="alert-silences"),
+    path("alerts/silences/<int:pk>/end/", alert_views.silence_end, name="alert-silence-end"),
+    path("alerts/channels/", alert_views.channels, name="alert-channels"),
+    path("alerts/channels/<int:pk>/test/", alert_views.channel_test, name="alert-channel-test"),
+    path("alerts/routes/", alert_views.routes, name="alert-routes"),
+    path("alerts/demo-receiver/", alert_views.demo_receiver, name="alert-demo-receiver"),
 ]

@@ -39,7 +39,25 @@ def telemetry_poll() -> None:
 
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
 def telemetry_alerts_evaluate() -> None:
-    telemetry.slo_alerts_evaluate(now=timezone.now())
+    summary = telemetry.slo_alerts_evaluate(now=timezone.now())
+    changes = summary.incidents
+    if changes is not None and (changes.opened or changes.updated or changes.resolved):
+        # Deliver now rather than at the next delivery tick (the outbox rows are committed).
+        notifications_deliver.delay()
+
+
+@shared_task(ignore_result=True, soft_time_limit=110, time_limit=120)
+def notifications_deliver() -> None:
+    from workloads.services.notifications import notifications_deliver_due
+
+    notifications_deliver_due(now=timezone.now())
+
+
+@shared_task(ignore_result=True)
+def notifications_prune() -> None:
+    from workloads.services.notifications import notifications_prune as prune
+
+    prune(now=timezone.now())
 
 
 @shared_task(ignore_result=True)

@@ -332,6 +332,32 @@ CELERY_BEAT_SCHEDULE["pool-holds-expire"] = {
     "schedule": float(POOL_HOLDS_EXPIRY_INTERVAL_SECONDS),
 }
 
+# --- Alert notifications ------------------------------------------------------------------------
+# Burn-rate incidents are written to an outbox with the alert change; a beat task delivers them
+# (docs/runbook.md, "Alerts and notifications").
+NOTIFICATION_DELIVERY_INTERVAL_SECONDS = env_int("NOTIFICATION_DELIVERY_INTERVAL_SECONDS", 10, minimum=1)
+NOTIFICATION_HTTP_TIMEOUT_SECONDS = env_float("NOTIFICATION_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=60)
+# Retries back off exponentially (base x 2^attempt, capped) with jitter; give up after N attempts.
+NOTIFICATION_RETRY_BASE_SECONDS = env_float("NOTIFICATION_RETRY_BASE_SECONDS", 15.0, minimum=0.1)
+NOTIFICATION_RETRY_MAX_SECONDS = env_float("NOTIFICATION_RETRY_MAX_SECONDS", 900.0, minimum=1)
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 12, minimum=1, maximum=100)
+# A channel whose deliveries have failed for this long raises a banner on every dashboard.
+NOTIFICATION_CHANNEL_FAILING_BANNER_SECONDS = env_int("NOTIFICATION_CHANNEL_FAILING_BANNER_SECONDS", 900, minimum=60)
+# Notifications and their delivery attempts are deleted after this many days.
+NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 30, minimum=1)
+NOTIFICATION_EMAIL_FROM = env_str("NOTIFICATION_EMAIL_FROM", "controlplane@localhost")
+# Links in notifications: the product's address and the runbook (a class or SLO may set its own).
+CONTROLPLANE_PUBLIC_URL = env_str("CONTROLPLANE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+RUNBOOK_BASE_URL = env_str("RUNBOOK_BASE_URL", "docs/runbook.md")
+CELERY_BEAT_SCHEDULE["notifications-deliver"] = {
+    "task": "workloads.tasks.notifications_deliver",
+    "schedule": float(NOTIFICATION_DELIVERY_INTERVAL_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["notifications-prune"] = {
+    "task": "workloads.tasks.notifications_prune",
+    "schedule": 3600.0,
+}
+
 # --- Dead letters -------------------------------------------------------------------------------
 # Mirror each class's dead-letter subscription into the database, then run the triage rules.
 DEAD_LETTER_SYNC_INTERVAL_SECONDS = env_int("DEAD_LETTER_SYNC_INTERVAL_SECONDS", 30, minimum=5)

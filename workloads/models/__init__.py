@@ -39,6 +39,17 @@ from workloads.models.local import (
     LocalWorkerReport,
     LocalWorkerReportBucket,
 )
+from workloads.models.notifications import (
+    ChannelKind,
+    Notification,
+    NotificationChannel,
+    NotificationDelivery,
+    NotificationEvent,
+    NotificationRoute,
+    NotificationState,
+    Silence,
+    SloIncident,
+)
 from workloads.models.results import WorkOutcome, WorkResult
 from workloads.models.telemetry import (
     AlertSeverity,
@@ -77,6 +88,15 @@ __all__ = [
     "LocalWorkerReport",
     "LocalWorkerReportBucket",
     "MetricRollup",
+    "ChannelKind",
+    "Notification",
+    "NotificationChannel",
+    "NotificationDelivery",
+    "NotificationEvent",
+    "NotificationRoute",
+    "NotificationState",
+    "Silence",
+    "SloIncident",
     "PayloadFormat",
     "PollRun",
     "Resolution",

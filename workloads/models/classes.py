@@ -97,6 +97,11 @@ class WorkloadClass(models.Model):
     owner_team = models.CharField(max_length=80)
     description = models.TextField(blank=True)
     tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.STANDARD)
+    runbook_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Shown on its alerts and in every notification (default: docs/runbook.md).",
+    )
 
     # Execution
     timeout_tier = models.CharField(max_length=16, choices=TimeoutTier.choices, default=TimeoutTier.STANDARD)
@@ -338,6 +343,7 @@ class Slo(models.Model):
         help_text="Fewer events than this in an alert window never page (a quiet class with two "
         "failed jobs is not an incident).",
     )
+    runbook_url = models.URLField(max_length=500, blank=True, help_text="Overrides the class's runbook for this SLO.")
 
     class Meta:
         ordering = ["workload_class", "kind"]

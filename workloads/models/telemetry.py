@@ -159,6 +159,10 @@ class SloStatus(models.Model):
         null=True, blank=True, help_text="Time until the budget runs out at the last hour's burn rate."
     )
     windows = models.JSONField(default=dict, help_text='{"5m": {"good": g, "total": t, "burn_rate": b}, ...}')
+    # Rules whose windows both burn above the factor but whose long window saw fewer events than
+    # the SLO's min_traffic, so no alert opened: [{"rule", "severity", "events", "min_traffic",
+    # "burn_rate"}]. Shown as "guarded: 19 of 20 events" so a red burn without an alert explains itself.
+    guarded = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name_plural = "SLO statuses"
@@ -190,6 +194,9 @@ class SloAlert(models.Model):
     last_short_burn_rate = models.FloatField()
     peak_short_burn_rate = models.FloatField()
     last_evaluated_at = models.DateTimeField()
+    incident = models.ForeignKey(
+        "workloads.SloIncident", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]

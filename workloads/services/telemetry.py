@@ -42,6 +42,7 @@ from workloads.providers.base import (
 )
 from workloads.providers.specs import metric_target
 from workloads.selectors.rollups import METRIC_FIELDS, POLLED_METRICS, minutes_kept_since, spans_query
+from workloads.services.alert_incidents import SyncSummary, incidents_sync
 from workloads.telemetry import histogram
 from workloads.telemetry import slo as slo_math
 from workloads.telemetry.windows import floor_hour, floor_minute, window_spans
@@ -523,6 +524,7 @@ class EvaluationSummary:
     opened: list[SloAlert] = field(default_factory=list)
     resolved: list[SloAlert] = field(default_factory=list)
     rejudged_classes: list[int] = field(default_factory=list)
+    incidents: SyncSummary | None = None
 
 
 def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
@@ -587,6 +589,7 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
                 budget_remaining=status.remaining,
                 budget_remaining_percent=status.remaining_fraction * 100,
                 exhaustion_seconds=status.exhaustion_seconds,
+                guarded=[],
                 windows={
                     slo_math.window_label(seconds): {
                         "good": events.good,
@@ -602,6 +605,18 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
             verdict = slo_math.evaluate_rule(
                 rule, window_events, budget=budget, min_traffic=slo.min_traffic, is_open=alert is not None
             )
+            if alert is None and verdict.guarded and min(verdict.long_burn_rate, verdict.short_burn_rate) > rule.factor:
+                # Burning fast enough to fire, held back by the low-traffic guard: say so.
+                statuses[-1].guarded.append(
+                    {
+                        "rule": rule.name,
+                        "severity": rule.severity,
+                        "events": verdict.long_total,
+                        "min_traffic": slo.min_traffic,
+                        "window": slo_math.window_label(rule.long_window),
+                        "burn_rate": verdict.short_burn_rate,
+                    }
+                )
             if alert is None and verdict.firing:
                 alert = SloAlert(
                     slo=slo,
@@ -643,6 +658,8 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
             changed_alerts,
             ["last_long_burn_rate", "last_short_burn_rate", "peak_short_burn_rate", "last_evaluated_at", "resolved_at"],
         )
+        # One incident per SLO, and its notifications, in the same transaction (the outbox).
+        summary.incidents = incidents_sync(now=now)
     summary.slos = len(slos)
     summary.opened = new_alerts
     return summary

@@ -1,0 +1,371 @@
+"""One incident per SLO, and the notification outbox it writes.
+
+`incidents_sync` runs inside the SLO evaluation's transaction, after the alerts were written: it
+compares each SLO's open alerts with its open incident and records what changed (opened, severity
+changed, resolved). Every change bumps the incident's `sequence` and writes one Notification per
+channel in the same transaction, so a change is either fully recorded with its notifications or
+not at all, and re-running the evaluation on unchanged numbers finds nothing to record.
+
+Acknowledging and silencing are here too: both stop further notifications for what they cover
+(the rows are still written, marked suppressed or silenced, so the log says why nothing was sent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+
+from workloads.errors import ApplicationError
+from workloads.models import (
+    Notification,
+    NotificationEvent,
+    NotificationRoute,
+    NotificationState,
+    Silence,
+    Slo,
+    SloAlert,
+    SloIncident,
+    SloKind,
+)
+from workloads.services.audit import audit_event_record
+from workloads.telemetry import slo as slo_math
+
+SEVERITY_RANK = {"page": 2, "ticket": 1}
+# The section of docs/runbook.md each SLO kind's page links to when neither the SLO nor its class
+# names a runbook of its own.
+RUNBOOK_SECTIONS = {
+    SloKind.QUEUE_AGE: "#1-page-queue-age",
+    SloKind.SUCCESS_RATIO: "#4-page-success-ratio-or-latency",
+    SloKind.COMPLETION_LATENCY: "#4-page-success-ratio-or-latency",
+}
+BUSINESS_HOURS = (9, 17)  # Monday to Friday, in the route's time zone
+
+
+def runbook_url(slo: Slo) -> str:
+    return slo.runbook_url or slo.workload_class.runbook_url or settings.RUNBOOK_BASE_URL + RUNBOOK_SECTIONS[slo.kind]
+
+
+def _objective(slo: Slo) -> str:
+    if slo.kind == SloKind.SUCCESS_RATIO:
+        return f"{slo.target_percent.normalize():f} % of jobs succeed over {slo.window_days} d"
+    return (
+        f"p{slo.percentile.normalize():f} {slo.get_kind_display().lower()} under {slo.threshold_seconds:g} s, "
+        f"{slo.target_percent.normalize():f} % of the time over {slo.window_days} d"
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
+def incident_context(incident: SloIncident, *, event: str, alerts: list[SloAlert]) -> dict:
+    """What every channel's message is built from (workloads.notifications.messages), frozen at
+    the change. Also the body of the generic webhook, so its fields are documented in docs/api.md."""
+    slo = incident.slo
+    wc = slo.workload_class
+    if incident.resolved_at is not None:
+        state = "resolved"
+    elif incident.acknowledged_at is not None:
+        state = "acknowledged"
+    else:
+        state = "open"
+    return {
+        "event": event,
+        "incident": {
+            "id": incident.pk,
+            "key": incident.key,
+            "state": state,
+            "severity": incident.severity,
+            "sequence": incident.sequence,
+            "opened_at": _iso(incident.opened_at),
+            "resolved_at": _iso(incident.resolved_at),
+            "acknowledged_at": _iso(incident.acknowledged_at),
+            "acknowledged_by": incident.acknowledged_by_label or None,
+            "acknowledgement_note": incident.acknowledgement_note,
+        },
+        "workload_class": {"slug": wc.slug, "name": wc.name, "owner_team": wc.owner_team, "tier": wc.tier},
+        "slo": {
+            "id": slo.pk,
+            "kind": slo.kind,
+            "kind_label": slo.get_kind_display().lower(),
+            "objective": _objective(slo),
+            "target_percent": str(slo.target_percent),
+        },
+        "alerts": [
+            {
+                "rule": alert.rule,
+                "severity": alert.severity,
+                "factor": alert.factor,
+                "long_window": slo_math.window_label(alert.long_window_seconds),
+                "short_window": slo_math.window_label(alert.short_window_seconds),
+                "long_burn_rate": round(alert.last_long_burn_rate, 3),
+                "short_burn_rate": round(alert.last_short_burn_rate, 3),
+                "opened_at": _iso(alert.opened_at),
+            }
+            for alert in alerts
+        ],
+        "class_url": settings.CONTROLPLANE_PUBLIC_URL + reverse("dashboards:class-detail", args=[wc.slug]),
+        "incident_url": settings.CONTROLPLANE_PUBLIC_URL + reverse("dashboards:alert-incidents") + f"#{incident.key}",
+        "runbook_url": runbook_url(slo),
+    }
+
+
+# --- Matching: routes and silences ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class IncidentLabels:
+    owner_team: str
+    tier: str
+    workload_class_slug: str
+    slo_kind: str
+    severity: str
+
+    @classmethod
+    def of(cls, incident: SloIncident) -> IncidentLabels:
+        wc = incident.slo.workload_class
+        return cls(wc.owner_team, wc.tier, wc.slug, incident.slo.kind, incident.severity)
+
+
+MATCHER_FIELDS = ("owner_team", "tier", "workload_class_slug", "slo_kind", "severity")
+
+
+def matches(matcher, labels: IncidentLabels) -> bool:
+    """A route or silence matches when each of its non-empty matchers equals the label."""
+    return all(not getattr(matcher, name) or getattr(matcher, name) == getattr(labels, name) for name in MATCHER_FIELDS)
+
+
+def route_for(labels: IncidentLabels) -> NotificationRoute | None:
+    """The first matching route in order, the default route last; None when nothing matches."""
+    for route in NotificationRoute.objects.prefetch_related("channels").order_by("is_default", "order", "id"):
+        if matches(route, labels):
+            return route
+    return None
+
+
+def active_silences(now: datetime) -> list[Silence]:
+    return list(Silence.objects.filter(ended_at__isnull=True, starts_at__lte=now, expires_at__gt=now))
+
+
+def silence_for(labels: IncidentLabels, now: datetime) -> Silence | None:
+    return next((s for s in active_silences(now) if matches(s, labels)), None)
+
+
+def next_business_time(moment: datetime, tz_name: str) -> datetime:
+    """`moment` if it falls in business hours in the zone, else the start of the next ones."""
+    local = moment.astimezone(ZoneInfo(tz_name))
+    start, end = BUSINESS_HOURS
+    if local.weekday() < 5 and start <= local.hour < end:
+        return moment
+    day = local if local.hour < start else local + timedelta(days=1)
+    day = day.replace(hour=start, minute=0, second=0, microsecond=0)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+# --- The outbox ------------------------------------------------------------------------------------------
+def _record_change(incident: SloIncident, *, event: str, now: datetime, alerts: list[SloAlert]) -> list[Notification]:
+    """Bump the incident's sequence and write one notification per channel for this change.
+
+    The channels are the route's for the incident as it is now, plus every channel this incident
+    already notified (a resolve reaches the PagerDuty service that got the trigger even if the
+    severity, and so the route, changed since)."""
+    incident.sequence += 1
+    incident.save(update_fields=["sequence", "severity", "resolved_at", "acknowledged_at"])
+    labels = IncidentLabels.of(incident)
+    route = route_for(labels)
+    channels = {channel.pk: channel for channel in (route.channels.all() if route else []) if channel.enabled}
+    if event != NotificationEvent.TRIGGER:
+        for prior in Notification.objects.filter(incident=incident).select_related("channel"):
+            if prior.channel.enabled:
+                channels.setdefault(prior.channel_id, prior.channel)
+    silence = silence_for(labels, now)
+    context = incident_context(incident, event=event, alerts=alerts)
+    rows = []
+    for channel in channels.values():
+        state, reason, due = NotificationState.PENDING, "", now
+        if silence is not None:
+            state, reason = NotificationState.SILENCED, f"Silence #{silence.pk}: {silence.reason}"[:255]
+        elif event == NotificationEvent.UPDATE and incident.is_acknowledged:
+            state, reason = NotificationState.SUPPRESSED, f"Acknowledged by {incident.acknowledged_by_label}"[:255]
+        elif route is not None and route.hold_tickets_for_business_hours and incident.severity == "ticket":
+            due = next_business_time(now, route.business_hours_timezone)
+            if due != now:
+                reason = f"Held for business hours ({route.business_hours_timezone})"
+        rows.append(
+            Notification(
+                incident=incident,
+                channel=channel,
+                route=route,
+                event=event,
+                sequence=incident.sequence,
+                severity=incident.severity,
+                context=context,
+                state=state,
+                state_reason=reason,
+                created_at=now,
+                next_attempt_at=due,
+            )
+        )
+    # ignore_conflicts: the unique (incident, channel, sequence) makes a racing duplicate a no-op.
+    return Notification.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _highest(alerts: list[SloAlert]) -> str:
+    return max((a.severity for a in alerts), key=SEVERITY_RANK.__getitem__)
+
+
+@dataclass
+class SyncSummary:
+    opened: list[SloIncident]
+    updated: list[SloIncident]
+    resolved: list[SloIncident]
+
+
+def incidents_sync(*, now: datetime) -> SyncSummary:
+    """Bring each SLO's incident in line with its open alerts. Call inside the transaction that
+    wrote the alerts."""
+    summary = SyncSummary([], [], [])
+    open_alerts: dict[int, list[SloAlert]] = {}
+    for alert in SloAlert.objects.filter(resolved_at__isnull=True).order_by("opened_at", "id"):
+        open_alerts.setdefault(alert.slo_id, []).append(alert)
+    incidents = {
+        incident.slo_id: incident
+        for incident in SloIncident.objects.select_for_update()
+        .filter(resolved_at__isnull=True)
+        .select_related("slo__workload_class")
+    }
+    slos = {slo.pk: slo for slo in Slo.objects.filter(pk__in=open_alerts.keys() - incidents.keys())}
+    for slo_id, alerts in open_alerts.items():
+        incident = incidents.get(slo_id)
+        severity = _highest(alerts)
+        if incident is None:
+            first = alerts[0]
+            incident = SloIncident.objects.create(
+                slo=slos[slo_id],
+                key=f"slo-{slo_id}-{int(first.opened_at.timestamp())}",
+                severity=severity,
+                opened_at=first.opened_at,
+            )
+            incident.slo = slos[slo_id]
+            event = NotificationEvent.TRIGGER
+            summary.opened.append(incident)
+        elif incident.severity != severity:
+            incident.severity = severity
+            event = NotificationEvent.UPDATE
+            summary.updated.append(incident)
+        else:
+            event = None
+        unattached = [alert.pk for alert in alerts if alert.incident_id != incident.pk]
+        if unattached:
+            SloAlert.objects.filter(pk__in=unattached).update(incident=incident)
+        if event is not None:
+            _record_change(incident, event=event, now=now, alerts=alerts)
+    for slo_id, incident in incidents.items():
+        if slo_id not in open_alerts:
+            incident.resolved_at = now
+            _record_change(incident, event=NotificationEvent.RESOLVE, now=now, alerts=[])
+            summary.resolved.append(incident)
+    return summary
+
+
+# --- Acknowledge ---------------------------------------------------------------------------------------
+def incident_acknowledge(*, actor, incident: SloIncident, note: str, now: datetime) -> SloIncident:
+    """Record who acknowledged, when and why; later severity changes notify no one, and channels
+    that were notified hear of it (PagerDuty gets an `acknowledge` event for the same dedup_key)."""
+    with transaction.atomic():
+        incident = SloIncident.objects.select_for_update().select_related("slo__workload_class").get(pk=incident.pk)
+        if incident.resolved_at is not None:
+            raise ApplicationError("This incident is already resolved.", code="incident_resolved")
+        if incident.acknowledged_at is not None:
+            raise ApplicationError(
+                f"Already acknowledged by {incident.acknowledged_by_label}.", code="incident_acknowledged"
+            )
+        incident.acknowledged_at = now
+        incident.acknowledged_by = actor if actor is not None and actor.pk else None
+        incident.acknowledged_by_label = actor.get_username() if actor is not None else "system"
+        incident.acknowledgement_note = note.strip()
+        incident.save(
+            update_fields=["acknowledged_at", "acknowledged_by", "acknowledged_by_label", "acknowledgement_note"]
+        )
+        alerts = list(incident.alerts.filter(resolved_at__isnull=True))
+        _record_change(incident, event=NotificationEvent.ACKNOWLEDGE, now=now, alerts=alerts)
+        audit_event_record(
+            actor=actor,
+            action="incident.acknowledge",
+            target=incident,
+            workload_class_slug=incident.slo.workload_class.slug,
+            extra={"note": incident.acknowledgement_note},
+        )
+    return incident
+
+
+# --- Silences ------------------------------------------------------------------------------------------
+MAX_SILENCE = timedelta(days=30)
+
+
+def silence_preview(*, matchers: dict, now: datetime) -> list[SloIncident]:
+    """The open incidents a silence with these matchers would cover now."""
+    probe = Silence(**{name: matchers.get(name) or "" for name in MATCHER_FIELDS})
+    incidents = SloIncident.objects.filter(resolved_at__isnull=True).select_related("slo__workload_class")
+    return [incident for incident in incidents if matches(probe, IncidentLabels.of(incident))]
+
+
+def silence_create(*, actor, matchers: dict, reason: str, expires_at: datetime, now: datetime) -> Silence:
+    if not reason.strip():
+        raise ApplicationError("Say why you silence these alerts.", code="reason_required", status=400)
+    if expires_at <= now:
+        raise ApplicationError("The expiry must be in the future.", code="expiry_in_past", status=400)
+    if expires_at - now > MAX_SILENCE:
+        raise ApplicationError("A silence may last at most 30 days.", code="expiry_too_far", status=400)
+    if not any(matchers.get(name) for name in MATCHER_FIELDS):
+        raise ApplicationError(
+            "Give at least one matcher (team, tier, class, SLO kind or severity): a silence of everything "
+            "would hide every page.",
+            code="matchers_required",
+            status=400,
+        )
+    with transaction.atomic():
+        silence = Silence.objects.create(
+            **{name: matchers.get(name) or "" for name in MATCHER_FIELDS},
+            reason=reason.strip(),
+            created_by=actor if actor is not None and actor.pk else None,
+            created_by_label=actor.get_username() if actor is not None else "system",
+            starts_at=now,
+            expires_at=expires_at,
+        )
+        audit_event_record(
+            actor=actor,
+            action="silence.create",
+            target=silence,
+            workload_class_slug=silence.workload_class_slug,
+            extra={
+                "matchers": {name: getattr(silence, name) for name in MATCHER_FIELDS if getattr(silence, name)},
+                "reason": silence.reason,
+                "expires_at": expires_at.isoformat(),
+                "silenced_now": [incident.key for incident in silence_preview(matchers=matchers, now=now)],
+            },
+        )
+    return silence
+
+
+def silence_end(*, actor, silence: Silence, now: datetime) -> Silence:
+    with transaction.atomic():
+        silence = Silence.objects.select_for_update().get(pk=silence.pk)
+        if not silence.is_active_at(now):
+            raise ApplicationError("This silence is no longer active.", code="silence_inactive")
+        silence.ended_at = now
+        silence.save(update_fields=["ended_at"])
+        audit_event_record(
+            actor=actor, action="silence.end", target=silence, workload_class_slug=silence.workload_class_slug
+        )
+    return silence
+
+
+def active_silence_filter(now: datetime) -> Q:
+    return Q(ended_at__isnull=True, starts_at__lte=now, expires_at__gt=now)
