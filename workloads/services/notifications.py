@@ -328,10 +328,13 @@ def notifications_prune(*, now: datetime) -> PruneSummary:
     """Delete notifications (with their delivery attempts) older than the retention, resolved
     incidents and ended silences older than it too. Pending rows are kept whatever their age."""
     cutoff = now - timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)
-    summary = PruneSummary()
-    summary.notifications, _ = (
+    _, notifications = (
         Notification.objects.filter(created_at__lt=cutoff).exclude(state=NotificationState.PENDING).delete()
     )
-    summary.incidents, _ = SloIncident.objects.filter(resolved_at__lt=cutoff).delete()
-    summary.silences, _ = Silence.objects.filter(expires_at__lt=cutoff).delete()
-    return summary
+    _, incidents = SloIncident.objects.filter(resolved_at__lt=cutoff).delete()
+    _, silences = Silence.objects.filter(expires_at__lt=cutoff).delete()
+    return PruneSummary(
+        notifications=notifications.get("workloads.Notification", 0) + incidents.get("workloads.Notification", 0),
+        incidents=incidents.get("workloads.SloIncident", 0),
+        silences=silences.get("workloads.Silence", 0),
+    )
