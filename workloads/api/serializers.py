@@ -39,6 +39,7 @@ class SloSerializer(StrictModelSerializer):
             "target_percent",
             "window_days",
             "min_traffic",
+            "runbook_url",
             "error_budget_percent",
         ]
         read_only_fields = ["id"]
@@ -84,6 +85,7 @@ class WorkloadClassSerializer(StrictModelSerializer):
             "owner_team",
             "description",
             "tier",
+            "runbook_url",
             "timeout_tier",
             "timeout_seconds",
             "timeout_effective_seconds",

@@ -21,6 +21,7 @@ from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import PollRun, SloAlert, SloKind, WorkloadClass
 from workloads.selectors import cost as cost_selectors
 from workloads.selectors import telemetry as selectors
+from workloads.services.alert_incidents import runbook_url
 
 MAX_RANGE = timedelta(days=400)
 
@@ -123,6 +124,16 @@ class SloBudgetSerializer(serializers.Serializer):
     )
 
 
+class GuardedRuleSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    severity = serializers.CharField()
+    window = serializers.CharField(help_text="The rule's long window, where the events are counted.")
+    events = serializers.FloatField()
+    min_traffic = serializers.IntegerField()
+    burn_rate = serializers.FloatField(help_text="The short window's burn rate (above the rule's factor).")
+    text = serializers.CharField(help_text='"guarded: 19 of 20 events"')
+
+
 class SloStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     workload_class = serializers.CharField()
@@ -141,6 +152,12 @@ class SloStatusSerializer(serializers.Serializer):
     budget = SloBudgetSerializer(allow_null=True)
     windows = serializers.DictField(child=SloWindowSerializer(), help_text="Per alert window: 5m, 30m, 1h, 6h, 3d.")
     active_alerts = serializers.IntegerField()
+    guarded = GuardedRuleSerializer(
+        many=True,
+        help_text="Rules burning above their factor in both windows that opened no alert because the long "
+        "window saw fewer than min_traffic events.",
+    )
+    runbook_url = serializers.CharField()
 
 
 def slo_body(card: selectors.SloCard, *, active_alerts: int = 0) -> dict:
@@ -163,6 +180,8 @@ def slo_body(card: selectors.SloCard, *, active_alerts: int = 0) -> dict:
         "budget": None,
         "windows": {},
         "active_alerts": active_alerts,
+        "guarded": [],
+        "runbook_url": runbook_url(slo),
     }
     if status is not None:
         body.update(
@@ -171,6 +190,10 @@ def slo_body(card: selectors.SloCard, *, active_alerts: int = 0) -> dict:
             total=status.total,
             met=status.met,
             windows=status.windows,
+            guarded=[
+                {**rule, "text": f"guarded: {rule['events']:g} of {rule['min_traffic']} events"}
+                for rule in status.guarded
+            ],
             budget={
                 "unit": card.unit,
                 "total": status.budget_allowed,
@@ -218,6 +241,7 @@ class SloAlertSerializer(serializers.ModelSerializer):
     workload_class = serializers.CharField(source="slo.workload_class.slug")
     slo_kind = serializers.CharField(source="slo.kind")
     active = serializers.BooleanField(source="is_active")
+    incident_key = serializers.CharField(source="incident.key", allow_null=True, default=None)
 
     class Meta:
         model = SloAlert
@@ -240,6 +264,8 @@ class SloAlertSerializer(serializers.ModelSerializer):
             "last_short_burn_rate",
             "peak_short_burn_rate",
             "last_evaluated_at",
+            "incident",
+            "incident_key",
         ]
         read_only_fields = fields
 

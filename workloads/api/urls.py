@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from workloads.api import deadletters, incidents, telemetry, views
+from workloads.api import deadletters, incidents, notifications, telemetry, views
 from workloads.api.actions import ActionViewSet
 from workloads.api.ingestion import EventIngestView
 
@@ -15,6 +15,10 @@ router.register("actions", ActionViewSet, basename="action")
 router.register("dead-letters", deadletters.DeadLetterViewSet, basename="dead-letter")
 router.register("replays", deadletters.ReplayViewSet, basename="replay")
 router.register("triage-rules", deadletters.TriageRuleViewSet, basename="triage-rule")
+router.register("alert-incidents", notifications.IncidentViewSet, basename="alert-incident")
+router.register("silences", notifications.SilenceViewSet, basename="silence")
+router.register("notification-channels", notifications.ChannelViewSet, basename="notification-channel")
+router.register("notification-routes", notifications.RouteViewSet, basename="notification-route")
 
 app_name = "api"
 urlpatterns = [

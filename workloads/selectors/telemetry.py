@@ -268,7 +268,7 @@ def active_alert_counts(*, slo_ids: list[int]) -> dict[int, int]:
 
 
 def alert_queryset(*, state: str = "all") -> QuerySet[SloAlert]:
-    alerts = SloAlert.objects.select_related("slo__workload_class")
+    alerts = SloAlert.objects.select_related("slo__workload_class", "incident")
     if state == "active":
         alerts = alerts.filter(resolved_at__isnull=True)
     elif state == "resolved":

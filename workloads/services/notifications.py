@@ -60,13 +60,17 @@ def channel_validate(*, kind: str, config: dict, secret: str) -> None:
         _check_url(secret, "The Slack incoming-webhook URL (secret)")
     elif kind == ChannelKind.PAGERDUTY:
         if not secret:
-            raise ApplicationError("PagerDuty needs the routing (integration) key as secret.", code="secret_required")
+            raise ApplicationError(
+                "PagerDuty needs the routing (integration) key as secret.", code="secret_required", status=400
+            )
         if config.get("events_url"):
             _check_url(config["events_url"], "config.events_url")
     elif kind == ChannelKind.EMAIL:
         recipients = config.get("to")
         if not isinstance(recipients, list) or not recipients or not all("@" in str(r) for r in recipients):
-            raise ApplicationError("config.to must be a list of e-mail addresses.", code="invalid_recipients")
+            raise ApplicationError(
+                "config.to must be a list of e-mail addresses.", code="invalid_recipients", status=400
+            )
 
 
 _SECRET_EXCLUDED = {"secret", "failing_since", "last_error", "last_success_at"}
