@@ -1,13 +1,15 @@
-"""Template context every page shares: the main navigation for the user's role and the active
-incident for the banner."""
+"""Template context every page shares: the main navigation for the user's role, the active
+incident and the failing notification channels for the banners."""
 
 from dataclasses import dataclass
 
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from controlplane.roles import Role, user_role
 from workloads.selectors import incidents
+from workloads.selectors import notifications as notification_selectors
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,17 @@ NAV_ITEMS = (
             "dashboards:triage-rules",
             "dashboards:triage-rule-new",
             "dashboards:triage-rule-edit",
+        ),
+    ),
+    NavItem(
+        "Alerts",
+        "dashboards:alert-incidents",
+        Role.VIEWER,
+        (
+            "dashboards:alert-silences",
+            "dashboards:alert-channels",
+            "dashboards:alert-routes",
+            "dashboards:alert-demo-receiver",
         ),
     ),
     NavItem("Incidents", "dashboards:incidents", Role.VIEWER),
@@ -78,3 +91,8 @@ def navigation(request):
 def incident(request):
     # Lazy: only full pages render the banner, so htmx partials never pay for the query.
     return {"active_incident": SimpleLazyObject(incidents.active_incident)}
+
+
+def failing_channels(request):
+    # Lazy like the incident banner: a notification channel failing for 15 minutes is a banner.
+    return {"failing_channels": SimpleLazyObject(lambda: notification_selectors.failing_channels(now=timezone.now()))}

@@ -83,6 +83,7 @@ TEMPLATES = [
                 "controlplane.context_processors.roles",
                 "dashboards.context_processors.navigation",
                 "dashboards.context_processors.incident",
+                "dashboards.context_processors.failing_channels",
             ],
         },
     },

@@ -25,6 +25,7 @@ from workloads.models import (
     SloKind,
     Tier,
 )
+from workloads.notifications.runbooks import runbook_url
 from workloads.selectors import notifications as selectors
 from workloads.services import alert_incidents as incident_services
 from workloads.services import notifications as services
@@ -261,7 +262,7 @@ class SloIncidentSerializer(serializers.ModelSerializer):
         return selectors.incident_state(incident)
 
     def get_runbook_url(self, incident: SloIncident) -> str:
-        return incident_services.runbook_url(incident.slo)
+        return runbook_url(incident.slo)
 
 
 class AcknowledgeInputSerializer(StrictSerializer):

@@ -19,9 +19,9 @@ from rest_framework.views import APIView
 from controlplane.roles import Role
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import PollRun, SloAlert, SloKind, WorkloadClass
+from workloads.notifications.runbooks import runbook_url
 from workloads.selectors import cost as cost_selectors
 from workloads.selectors import telemetry as selectors
-from workloads.services.alert_incidents import runbook_url
 
 MAX_RANGE = timedelta(days=400)
 

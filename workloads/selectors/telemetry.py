@@ -29,6 +29,7 @@ from workloads.models import (
     WorkloadClass,
 )
 from workloads.models.telemetry import RESOLUTION_SECONDS
+from workloads.notifications.runbooks import runbook_url
 from workloads.selectors.cost import class_cost, class_usage
 from workloads.selectors.rollups import POLLED_METRICS, minutes_kept_since
 from workloads.telemetry import histogram
@@ -252,6 +253,10 @@ class SloCard:
     @property
     def unit(self) -> str:
         return "minutes" if self.slo.kind == SloKind.QUEUE_AGE else "events"
+
+    @property
+    def runbook_url(self) -> str:
+        return runbook_url(self.slo)
 
 
 def slo_queryset() -> QuerySet[Slo]:

@@ -33,22 +33,12 @@ from workloads.models import (
     SloIncident,
     SloKind,
 )
+from workloads.notifications.runbooks import runbook_url
 from workloads.services.audit import audit_event_record
 from workloads.telemetry import slo as slo_math
 
 SEVERITY_RANK = {"page": 2, "ticket": 1}
-# The section of docs/runbook.md each SLO kind's page links to when neither the SLO nor its class
-# names a runbook of its own.
-RUNBOOK_SECTIONS = {
-    SloKind.QUEUE_AGE: "#1-page-queue-age",
-    SloKind.SUCCESS_RATIO: "#4-page-success-ratio-or-latency",
-    SloKind.COMPLETION_LATENCY: "#4-page-success-ratio-or-latency",
-}
 BUSINESS_HOURS = (9, 17)  # Monday to Friday, in the route's time zone
-
-
-def runbook_url(slo: Slo) -> str:
-    return slo.runbook_url or slo.workload_class.runbook_url or settings.RUNBOOK_BASE_URL + RUNBOOK_SECTIONS[slo.kind]
 
 
 def _objective(slo: Slo) -> str:
