@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from controlplane.roles import Role
 from dashboards.alert_forms import AcknowledgeForm, ChannelForm, RouteForm, SilenceForm
@@ -23,6 +23,7 @@ from workloads.services import notifications as services
 RESOLVED_SHOWN = 20
 
 
+@require_GET
 @login_required_htmx
 def incidents(request):
     _require_role(request, Role.VIEWER)
@@ -193,6 +194,7 @@ def routes(request):
     )
 
 
+@require_GET
 @login_required_htmx
 def demo_receiver(request):
     _require_role(request, Role.VIEWER)

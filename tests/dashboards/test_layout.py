@@ -21,7 +21,18 @@ def _nav(html: str) -> list[str]:
     return re.findall(r"<a [^>]*>([^<]+)</a>", nav)
 
 
-SCREENS = ["Fleet", "Dead letters", "Incidents", "Schedules", "Cost", "Compare", "Actions", "Audit", "API docs"]
+SCREENS = [
+    "Fleet",
+    "Dead letters",
+    "Alerts",
+    "Incidents",
+    "Schedules",
+    "Cost",
+    "Compare",
+    "Actions",
+    "Audit",
+    "API docs",
+]
 
 
 def test_the_navigation_follows_the_role(ui_client, viewer, operator, admin_user):

@@ -31,6 +31,19 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/actions/{id}/cancel/"): OPERATOR,
+    ("POST", "/api/v1/alert-incidents/{id}/acknowledge/"): OPERATOR,
+    ("POST", "/api/v1/notification-channels/"): ADMIN,
+    ("PUT", "/api/v1/notification-channels/{id}/"): ADMIN,
+    ("PATCH", "/api/v1/notification-channels/{id}/"): ADMIN,
+    ("DELETE", "/api/v1/notification-channels/{id}/"): ADMIN,
+    ("POST", "/api/v1/notification-channels/{id}/test/"): OPERATOR,
+    ("POST", "/api/v1/notification-routes/"): ADMIN,
+    ("PUT", "/api/v1/notification-routes/{id}/"): ADMIN,
+    ("PATCH", "/api/v1/notification-routes/{id}/"): ADMIN,
+    ("DELETE", "/api/v1/notification-routes/{id}/"): ADMIN,
+    ("POST", "/api/v1/silences/"): OPERATOR,
+    ("POST", "/api/v1/silences/{id}/end/"): OPERATOR,
+    ("POST", "/api/v1/silences/preview/"): OPERATOR,
     ("POST", "/api/v1/classes/"): ADMIN,
     ("PUT", "/api/v1/classes/{slug}/"): ADMIN,
     ("PATCH", "/api/v1/classes/{slug}/"): ADMIN,
@@ -80,6 +93,12 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "dashboards:triage-rule-edit"): OPERATOR,
     ("POST", "dashboards:triage-rule-toggle"): OPERATOR,
     ("POST", "dashboards:triage-rule-delete"): OPERATOR,
+    ("POST", "dashboards:alert-incident-acknowledge"): OPERATOR,
+    ("POST", "dashboards:alert-silences"): OPERATOR,
+    ("POST", "dashboards:alert-silence-end"): OPERATOR,
+    ("POST", "dashboards:alert-channels"): ADMIN,
+    ("POST", "dashboards:alert-channel-test"): OPERATOR,
+    ("POST", "dashboards:alert-routes"): ADMIN,
 }
 # Who is calling: (session role or None for no role, token scopes or None for a session).
 CALLERS = {

@@ -444,7 +444,9 @@ def class_telemetry(*, workload_class: WorkloadClass, range_key: str, now: datet
     length, step = CHART_RANGES[range_key]
     end = floor_minute(now)
     series = class_series(workload_class=workload_class, start=end - length, end=end, now=now, step_seconds=step)
-    slos = list(Slo.objects.filter(workload_class=workload_class).select_related("status").order_by("kind"))
+    slos = list(
+        Slo.objects.filter(workload_class=workload_class).select_related("status", "workload_class").order_by("kind")
+    )
     thresholds = {
         "oldest_unacked_age": next((s.threshold_seconds for s in slos if s.kind == SloKind.QUEUE_AGE), None),
         "latency_p95": next((s.threshold_seconds for s in slos if s.kind == SloKind.COMPLETION_LATENCY), None),

@@ -320,6 +320,24 @@ def channel_test_send(*, actor, channel: NotificationChannel, now: datetime) -> 
     return delivery
 
 
+# --- The demo receiver ------------------------------------------------------------------------------------
+DEMO_CHANNEL_NAME = "demo receiver"
+DEMO_ROUTE_NAME = "default: demo receiver"
+
+
+def demo_receiver_seed(*, actor=None) -> str:
+    """For `make run`: a `demo` channel and, when no default route exists, a default route to it,
+    so a newcomer sees incidents arrive on the demo-receiver page. Idempotent."""
+    channel = NotificationChannel.objects.filter(name=DEMO_CHANNEL_NAME).first()
+    created = channel is None
+    if created:
+        channel = channel_create(actor=actor, name=DEMO_CHANNEL_NAME, kind=ChannelKind.DEMO, config={}, secret="")
+    if not NotificationRoute.objects.filter(is_default=True).exists():
+        route_save(actor=actor, route=None, data={"name": DEMO_ROUTE_NAME, "is_default": True}, channels=[channel])
+        created = True
+    return "created" if created else "unchanged"
+
+
 # --- Prune -----------------------------------------------------------------------------------------------
 @dataclass
 class PruneSummary:

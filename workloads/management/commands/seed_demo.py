@@ -2,13 +2,18 @@ from django.core.management.base import BaseCommand
 
 from controlplane import request_context
 from workloads.services.demo import seed_demo_fleet
+from workloads.services.notifications import demo_receiver_seed
 
 
 class Command(BaseCommand):
-    help = "Create (or restore) the demo fleet: four workload classes with SLOs, schedules and cost rates."
+    help = (
+        "Create (or restore) the demo fleet: four workload classes with SLOs, schedules and cost rates, and the "
+        "demo receiver channel that every incident is routed to by default."
+    )
 
     def handle(self, *args, **options):
         with request_context.using(via="cli"):
             outcome = seed_demo_fleet(actor=None)
+            outcome["demo receiver channel"] = demo_receiver_seed(actor=None)
         for name, result in outcome.items():
             self.stdout.write(f"{name}: {result}")
