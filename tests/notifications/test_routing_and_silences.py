@@ -190,3 +190,36 @@ def test_prune_deletes_old_notifications_and_their_attempts(db, receiver, settin
     summary = notifications_prune(now=T0 + timedelta(days=31))
     assert (summary.incidents, summary.notifications) == (1, 2)
     assert not Notification.objects.exists() and not NotificationDelivery.objects.exists()
+
+
+def test_an_incident_a_silence_hid_notifies_once_the_silence_ends(db, receiver, operator):
+    default_route(channel("webhook", receiver))
+    slo = make_slo()
+    silence = silence_create(
+        actor=operator, matchers={"owner_team": "platform"}, reason="deploy", expires_at=T0 + timedelta(hours=1), now=T0
+    )
+    alert = open_alert(slo, "page-1h-5m", "page", at=T0)
+    sync(T0)
+    sync(T0 + timedelta(minutes=1))  # still silenced: nothing new
+    assert list(Notification.objects.values_list("event", "state")) == [("trigger", "silenced")]
+
+    silence_end(actor=operator, silence=silence, now=T0 + timedelta(minutes=2))
+    sync(T0 + timedelta(minutes=3))
+    sync(T0 + timedelta(minutes=4))  # heard now: no second opening
+    resolve(alert, at=T0 + timedelta(minutes=5))
+    sync(T0 + timedelta(minutes=5))
+    notifications_deliver_due(now=T0 + timedelta(minutes=5))
+    assert [r.json()["event"] for r in receiver.wait_for(2)] == ["trigger", "resolve"]
+
+
+def test_a_silenced_incident_resolves_without_telling_anyone(db, receiver, operator):
+    default_route(channel("webhook", receiver))
+    silence_create(
+        actor=operator, matchers={"owner_team": "platform"}, reason="deploy", expires_at=T0 + timedelta(hours=1), now=T0
+    )
+    alert = open_alert(make_slo(), "page-1h-5m", "page", at=T0)
+    sync(T0)
+    resolve(alert, at=T0 + timedelta(minutes=5))
+    sync(T0 + timedelta(minutes=5))
+    assert list(Notification.objects.values_list("event", "state")) == [("trigger", "silenced")]
+    assert SloIncident.objects.get().resolved_at is not None

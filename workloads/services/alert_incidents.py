@@ -24,6 +24,7 @@ from django.urls import reverse
 from workloads.errors import ApplicationError
 from workloads.models import (
     Notification,
+    NotificationChannel,
     NotificationEvent,
     NotificationRoute,
     NotificationState,
@@ -162,18 +163,20 @@ def next_business_time(moment: datetime, tz_name: str) -> datetime:
 def _record_change(incident: SloIncident, *, event: str, now: datetime, alerts: list[SloAlert]) -> list[Notification]:
     """Bump the incident's sequence and write one notification per channel for this change.
 
-    The channels are the route's for the incident as it is now, plus every channel this incident
-    already notified (a resolve reaches the PagerDuty service that got the trigger even if the
-    severity, and so the route, changed since)."""
+    An opening or a severity change goes to the route's channels for the incident as it is now,
+    plus every channel that already heard of it (a page after a ticket reaches the pager; the
+    ticket channel hears the change). An acknowledge or a resolve goes only to the channels that
+    heard of the incident (a silenced opening told no one, so its resolve tells no one either),
+    even if the severity, and so the route, changed since."""
     incident.sequence += 1
     incident.save(update_fields=["sequence", "severity", "resolved_at", "acknowledged_at"])
     labels = IncidentLabels.of(incident)
     route = route_for(labels)
-    channels = {channel.pk: channel for channel in (route.channels.all() if route else []) if channel.enabled}
-    if event != NotificationEvent.TRIGGER:
-        for prior in Notification.objects.filter(incident=incident).select_related("channel"):
-            if prior.channel.enabled:
-                channels.setdefault(prior.channel_id, prior.channel)
+    channels = {}
+    if event in (NotificationEvent.TRIGGER, NotificationEvent.UPDATE):
+        channels = {channel.pk: channel for channel in (route.channels.all() if route else []) if channel.enabled}
+    for channel in _channels_that_heard(incident):
+        channels.setdefault(channel.pk, channel)
     silence = silence_for(labels, now)
     context = incident_context(incident, event=event, alerts=alerts)
     rows = []
@@ -204,6 +207,34 @@ def _record_change(incident: SloIncident, *, event: str, now: datetime, alerts: 
         )
     # ignore_conflicts: the unique (incident, channel, sequence) makes a racing duplicate a no-op.
     return Notification.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _channels_that_heard(incident: SloIncident) -> list[NotificationChannel]:
+    """Enabled channels with a notification of this incident that was not silenced."""
+    return list(
+        NotificationChannel.objects.filter(
+            enabled=True,
+            notifications__incident=incident,
+            notifications__state__in=[
+                NotificationState.PENDING,
+                NotificationState.SENT,
+                NotificationState.FAILED,
+                NotificationState.SUPPRESSED,
+            ],
+        ).distinct()
+    )
+
+
+def _unheard_and_no_longer_silenced(incident: SloIncident, now: datetime) -> bool:
+    """An open incident whose opening was silenced, now that no silence covers it and its route
+    has a channel: it opens again for the route (a silence hides an incident only while it lasts)."""
+    if Notification.objects.filter(incident=incident).exclude(state=NotificationState.SILENCED).exists():
+        return False
+    if not Notification.objects.filter(incident=incident, state=NotificationState.SILENCED).exists():
+        return False
+    labels = IncidentLabels.of(incident)
+    route = route_for(labels)
+    return route is not None and route.channels.filter(enabled=True).exists() and silence_for(labels, now) is None
 
 
 def _highest(alerts: list[SloAlert]) -> str:
@@ -248,6 +279,9 @@ def incidents_sync(*, now: datetime) -> SyncSummary:
         elif incident.severity != severity:
             incident.severity = severity
             event = NotificationEvent.UPDATE
+            summary.updated.append(incident)
+        elif _unheard_and_no_longer_silenced(incident, now):
+            event = NotificationEvent.TRIGGER
             summary.updated.append(incident)
         else:
             event = None
