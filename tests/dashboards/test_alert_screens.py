@@ -155,3 +155,12 @@ def test_the_slo_card_says_when_the_guard_holds_an_alert_back(db, ui_client, mak
     page = ui_client(make_user("vic", Role.VIEWER)).get("/classes/billing-export/").content.decode()
     assert "guarded: 19 of 20 events" in page
     assert "docs/runbook.md#4-page-success-ratio-or-latency" in page
+
+
+def test_the_overview_counts_one_incident_per_slo(paging, ui_client, make_user):
+    import re
+
+    page = ui_client(make_user("vic", Role.VIEWER)).get("/").content.decode()
+    cell = re.search(r'data-col="alerts">(.*?)</td>', page, re.S).group(1)
+    # Two windows of one SLO burn: one incident, paging.
+    assert re.sub(r"<[^>]+>", "", cell).split() == ["1", "1", "paging"]

@@ -70,8 +70,14 @@ class FleetRow:
         return self.live.status == ClassStatus.STALE
 
     @property
+    def open_incidents(self) -> int:
+        """Alerts grouped as incidents are: one per SLO, however many of its windows burn."""
+        return len({alert.slo_id for alert in self.live.active_alerts})
+
+    @property
     def paging_alerts(self) -> int:
-        return sum(1 for alert in self.live.active_alerts if alert.severity == "page")
+        """Incidents (SLOs) with a paging window open."""
+        return len({alert.slo_id for alert in self.live.active_alerts if alert.severity == "page"})
 
 
 def _schedules_prefetch() -> Prefetch:
@@ -93,7 +99,7 @@ def _sort_value(row: FleetRow, key: str):
         "backlog": live.backlog,
         "p95": live.latency_p95_seconds,
         "budget": live.error_budget_remaining_percent,
-        "alerts": len(live.active_alerts),
+        "alerts": len({alert.slo_id for alert in live.active_alerts}),
         "dead_letters": live.dead_letter_backlog,
         "instances": live.instances,
         "cost": live.cost_today,
