@@ -25,6 +25,7 @@ class Reply:
     status: int = 200
     body: str = "ok"
     delay: float = 0.0  # seconds before answering (a timeout test makes it longer than the client waits)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +55,9 @@ def start_receiver() -> Receiver:
     holder: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.do_POST()
+
         def do_POST(self):  # noqa: N802 (http.server's name)
             length = int(self.headers.get("Content-Length", 0))
             body = self.rfile.read(length)
@@ -67,6 +71,8 @@ def start_receiver() -> Receiver:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):

@@ -191,6 +191,17 @@ def test_a_request_the_receiver_rejects_is_not_retried(db, receiver):
     assert hook.failing_since == T0
 
 
+def test_a_redirect_is_not_a_delivery(db, receiver):
+    default_route(channel("webhook", receiver))
+    receiver.reply_with(Reply(302, "moved", headers={"Location": "/elsewhere"}))
+    open_alert(make_slo(), "page-1h-5m", "page", at=T0)
+    sync(T0)
+    notifications_deliver_due(now=T0)
+    notification = Notification.objects.get()
+    assert notification.state == NotificationState.FAILED and notification.state_reason.startswith("HTTP 302")
+    assert [r.path for r in receiver.requests] == ["/hook"]  # not followed with a GET
+
+
 def test_the_resolve_waits_for_the_trigger_still_being_retried(db, receiver):
     default_route(channel("webhook", receiver))
     receiver.reply_with(Reply(500))

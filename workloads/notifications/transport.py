@@ -22,6 +22,17 @@ EVENT_HEADER = "X-Controlplane-Event"
 _RESPONSE_KEPT = 2000
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery: urllib would follow a 302 with a GET and call the
+    page it lands on a success. The 3xx comes back as an HTTPError and the attempt fails."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 @dataclass(frozen=True)
 class Outcome:
     ok: bool
@@ -64,7 +75,7 @@ def post_json(url: str, body: bytes, *, headers: dict[str, str], timeout: float)
         return int((time.monotonic() - started) * 1000)
 
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) only, checked)
+        with _OPENER.open(request, timeout=timeout) as response:
             text = response.read(_RESPONSE_KEPT).decode(errors="replace")
             return Outcome(ok=True, status_code=response.status, response_body=text, duration_ms=elapsed())
     except urllib.error.HTTPError as exc:

@@ -261,7 +261,10 @@ def incidents_sync(*, now: datetime) -> SyncSummary:
         .filter(resolved_at__isnull=True)
         .select_related("slo__workload_class")
     }
-    slos = {slo.pk: slo for slo in Slo.objects.filter(pk__in=open_alerts.keys() - incidents.keys())}
+    slos = {
+        slo.pk: slo
+        for slo in Slo.objects.filter(pk__in=open_alerts.keys() - incidents.keys()).select_related("workload_class")
+    }
     for slo_id, alerts in open_alerts.items():
         incident = incidents.get(slo_id)
         severity = _highest(alerts)
