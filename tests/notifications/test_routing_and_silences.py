@@ -10,6 +10,7 @@ from workloads.errors import ApplicationError
 from workloads.models import (
     AuditEvent,
     Notification,
+    NotificationChannel,
     NotificationDelivery,
     NotificationRoute,
     NotificationState,
@@ -223,3 +224,15 @@ def test_a_silenced_incident_resolves_without_telling_anyone(db, receiver, opera
     sync(T0 + timedelta(minutes=5))
     assert list(Notification.objects.values_list("event", "state")) == [("trigger", "silenced")]
     assert SloIncident.objects.get().resolved_at is not None
+
+
+def test_prune_keeps_what_is_still_to_be_sent_but_not_for_a_disabled_channel(db, receiver):
+    hook = channel("webhook", receiver)
+    default_route(hook)
+    open_alert(make_slo(), "page-1h-5m", "page", at=T0)
+    sync(T0)  # pending: never delivered
+    notifications_prune(now=T0 + timedelta(days=60))
+    assert Notification.objects.filter(state=NotificationState.PENDING).count() == 1
+    NotificationChannel.objects.filter(pk=hook.pk).update(enabled=False)
+    notifications_prune(now=T0 + timedelta(days=60))
+    assert not Notification.objects.exists()

@@ -348,10 +348,13 @@ class PruneSummary:
 
 def notifications_prune(*, now: datetime) -> PruneSummary:
     """Delete notifications (with their delivery attempts) older than the retention, resolved
-    incidents and ended silences older than it too. Pending rows are kept whatever their age."""
+    incidents and ended silences older than it too. Rows still pending for an enabled channel are
+    kept whatever their age (they are still to be sent); a disabled channel's are not."""
     cutoff = now - timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)
     _, notifications = (
-        Notification.objects.filter(created_at__lt=cutoff).exclude(state=NotificationState.PENDING).delete()
+        Notification.objects.filter(created_at__lt=cutoff)
+        .exclude(state=NotificationState.PENDING, channel__enabled=True)
+        .delete()
     )
     _, incidents = SloIncident.objects.filter(resolved_at__lt=cutoff).delete()
     _, silences = Silence.objects.filter(expires_at__lt=cutoff).delete()
