@@ -54,13 +54,6 @@ def notifications_deliver() -> None:
 
 
 @shared_task(ignore_result=True)
-def notifications_prune() -> None:
-    from workloads.services.notifications import notifications_prune as prune
-
-    prune(now=timezone.now())
-
-
-@shared_task(ignore_result=True)
 def telemetry_downsample() -> None:
     telemetry.rollups_downsample(now=timezone.now())
 

@@ -344,7 +344,8 @@ NOTIFICATION_RETRY_MAX_SECONDS = env_float("NOTIFICATION_RETRY_MAX_SECONDS", 900
 NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 12, minimum=1, maximum=100)
 # A channel whose deliveries have failed for this long raises a banner on every dashboard.
 NOTIFICATION_CHANNEL_FAILING_BANNER_SECONDS = env_int("NOTIFICATION_CHANNEL_FAILING_BANNER_SECONDS", 900, minimum=60)
-# Notifications and their delivery attempts are deleted after this many days.
+# Notifications and their delivery attempts, resolved incidents and expired silences are deleted
+# after this many days by the hourly `prune` task.
 NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 30, minimum=1)
 NOTIFICATION_EMAIL_FROM = env_str("NOTIFICATION_EMAIL_FROM", "controlplane@localhost")
 # Links in notifications: the product's address and the runbook (a class or SLO may set its own).
@@ -353,10 +354,6 @@ RUNBOOK_BASE_URL = env_str("RUNBOOK_BASE_URL", "docs/runbook.md")
 CELERY_BEAT_SCHEDULE["notifications-deliver"] = {
     "task": "workloads.tasks.notifications_deliver",
     "schedule": float(NOTIFICATION_DELIVERY_INTERVAL_SECONDS),
-}
-CELERY_BEAT_SCHEDULE["notifications-prune"] = {
-    "task": "workloads.tasks.notifications_prune",
-    "schedule": 3600.0,
 }
 
 # --- Dead letters -------------------------------------------------------------------------------

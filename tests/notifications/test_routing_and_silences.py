@@ -24,6 +24,7 @@ from workloads.services.alert_incidents import (
     silence_preview,
 )
 from workloads.services.notifications import notifications_deliver_due, notifications_prune
+from workloads.services.pruning import prunes_run
 
 
 def route(name, *channels, order=10, **matchers):
@@ -186,10 +187,14 @@ def test_prune_deletes_old_notifications_and_their_attempts(db, receiver, settin
     sync(T0 + timedelta(minutes=5))
     assert NotificationDelivery.objects.count() == 1
 
-    notifications_prune(now=T0 + timedelta(days=29))
-    assert Notification.objects.count() == 2
-    summary = notifications_prune(now=T0 + timedelta(days=31))
-    assert (summary.incidents, summary.notifications) == (1, 2)
+    assert prunes_run(now=T0 + timedelta(days=29), batch_size=1)["notifications"] == {
+        "deliveries": 0,
+        "notifications": 0,
+        "incidents": 0,
+        "silences": 0,
+    }
+    removed = prunes_run(now=T0 + timedelta(days=31), batch_size=1)["notifications"]
+    assert removed == {"deliveries": 1, "notifications": 2, "incidents": 1, "silences": 0}
     assert not Notification.objects.exists() and not NotificationDelivery.objects.exists()
 
 
@@ -231,8 +236,8 @@ def test_prune_keeps_what_is_still_to_be_sent_but_not_for_a_disabled_channel(db,
     default_route(hook)
     open_alert(make_slo(), "page-1h-5m", "page", at=T0)
     sync(T0)  # pending: never delivered
-    notifications_prune(now=T0 + timedelta(days=60))
+    notifications_prune(now=T0 + timedelta(days=60), batch_size=100)
     assert Notification.objects.filter(state=NotificationState.PENDING).count() == 1
     NotificationChannel.objects.filter(pk=hook.pk).update(enabled=False)
-    notifications_prune(now=T0 + timedelta(days=60))
+    notifications_prune(now=T0 + timedelta(days=60), batch_size=100)
     assert not Notification.objects.exists()

@@ -25,6 +25,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
+from workloads.batch_delete import delete_in_batches
 from workloads.errors import ApplicationError
 from workloads.models import (
     ChannelKind,
@@ -338,28 +339,23 @@ def demo_receiver_seed(*, actor=None) -> str:
     return "created" if created else "unchanged"
 
 
-# --- Prune -----------------------------------------------------------------------------------------------
-@dataclass
-class PruneSummary:
-    notifications: int = 0
-    incidents: int = 0
-    silences: int = 0
-
-
-def notifications_prune(*, now: datetime) -> PruneSummary:
-    """Delete notifications (with their delivery attempts) older than the retention, resolved
-    incidents and ended silences older than it too. Rows still pending for an enabled channel are
-    kept whatever their age (they are still to be sent); a disabled channel's are not."""
+# --- Prune (run by the `prune` beat task, workloads.services.pruning) ----------------------------------------
+def notifications_prune(*, now: datetime, batch_size: int) -> dict[str, int]:
+    """Delete, in batches, notifications (delivery attempts first) older than
+    NOTIFICATION_RETENTION_DAYS, resolved incidents and expired silences older than it too. Rows
+    still pending for an enabled channel are kept whatever their age (they are still to be sent);
+    a disabled channel's are not."""
     cutoff = now - timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)
-    _, notifications = (
-        Notification.objects.filter(created_at__lt=cutoff)
-        .exclude(state=NotificationState.PENDING, channel__enabled=True)
-        .delete()
+    old_incidents = SloIncident.objects.filter(resolved_at__lt=cutoff)
+    old = Notification.objects.filter(created_at__lt=cutoff).exclude(
+        state=NotificationState.PENDING, channel__enabled=True
+    ) | Notification.objects.filter(incident__in=old_incidents)
+    deliveries = delete_in_batches(
+        NotificationDelivery.objects.filter(notification__in=old.values("pk")), batch_size=batch_size
     )
-    _, incidents = SloIncident.objects.filter(resolved_at__lt=cutoff).delete()
-    _, silences = Silence.objects.filter(expires_at__lt=cutoff).delete()
-    return PruneSummary(
-        notifications=notifications.get("workloads.Notification", 0) + incidents.get("workloads.Notification", 0),
-        incidents=incidents.get("workloads.SloIncident", 0),
-        silences=silences.get("workloads.Silence", 0),
-    )
+    return {
+        "deliveries": deliveries,
+        "notifications": delete_in_batches(old, batch_size=batch_size),
+        "incidents": delete_in_batches(old_incidents, batch_size=batch_size),
+        "silences": delete_in_batches(Silence.objects.filter(expires_at__lt=cutoff), batch_size=batch_size),
+    }

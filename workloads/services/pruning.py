@@ -38,6 +38,7 @@ from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.providers.local import local_queue_prune
 from workloads.providers.local.prune import local_pool_changes_prune, local_worker_reports_prune
 from workloads.services.ingestion import idempotency_records_prune
+from workloads.services.notifications import notifications_prune
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,17 @@ PRUNES: tuple[Prune, ...] = (
         "SESSION_COOKIE_AGE",
         run=lambda now, batch: sessions_prune(now=now, batch_size=batch),
     ),
+    Prune(
+        "notifications",
+        (
+            "workloads.Notification",
+            "workloads.NotificationDelivery",
+            "workloads.SloIncident",
+            "workloads.Silence",
+        ),
+        "NOTIFICATION_RETENTION_DAYS",
+        run=lambda now, batch: notifications_prune(now=now, batch_size=batch),
+    ),
     # Folded into hourly rows, then deleted, by the downsample tick (services/telemetry.py).
     Prune(
         "telemetry",
@@ -197,6 +209,8 @@ NOT_PRUNED: dict[str, str] = {
     "workloads.PoolControl": "one row per class, updated in place",
     "workloads.IncidentMode": "one per incident declared by an operator: the incident history",
     "workloads.PoolHold": "one per pause an operator or an incident made: the pause history",
+    "workloads.NotificationChannel": "configured by admins",
+    "workloads.NotificationRoute": "configured by admins",
     "workloads.LocalTopic": "local provider: a few per class",
     "workloads.LocalSubscription": "local provider: a few per class",
     "workloads.LocalWorkerPool": "local provider: one per class",
