@@ -47,6 +47,10 @@ class FakeCloudRun:
         self.caller = CALLER
         self._stale_after_get: set[str] = set()
         self.denied_updates: set[str] = set()
+        # Google's guidance (AIP-154) answers a stale etag with ABORTED; some APIs answer
+        # FAILED_PRECONDITION. Which one Cloud Run uses is unverified, so the fake can do both.
+        self.stale_etag_code = grpc.StatusCode.ABORTED
+        self.act_as_denied: set[str] = set()
 
     def reset(self) -> None:
         with self._lock:
@@ -57,6 +61,8 @@ class FakeCloudRun:
             self.operation_error = None
             self._stale_after_get.clear()
             self.denied_updates.clear()
+            self.stale_etag_code = grpc.StatusCode.ABORTED
+            self.act_as_denied.clear()
         self.faults.reset()
 
     def fail_next(self, code: str, times: int = 1, *, method: str | None = None) -> None:
@@ -70,6 +76,11 @@ class FakeCloudRun:
     def deny_updates(self, name: str) -> None:
         """The caller may read the pool but not change it (roles/run.viewer without run.developer)."""
         self.denied_updates.add(name)
+
+    def deny_act_as(self, name: str) -> None:
+        """The caller may update the pool but may not act as its service account (no
+        roles/iam.serviceAccountUser on it): Cloud Run checks that on every update."""
+        self.act_as_denied.add(name)
 
     def calls(self, method: str) -> list:
         return [request for name, request in self.requests if name == method]
@@ -178,11 +189,17 @@ class FakeCloudRun:
                 f"Permission 'run.workerpools.update' denied on resource '{request.worker_pool.name}' "
                 "(or resource may not exist).",
             )
+        if request.worker_pool.name in self.act_as_denied:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "Permission 'iam.serviceaccounts.actAs' denied on service account "
+                "worker@demo-proj.iam.gserviceaccount.com (or it may not exist).",
+            )
         with self._lock:
             current = self._pool_or_abort(request.worker_pool.name, context)
             if request.worker_pool.etag and request.worker_pool.etag != current.etag:
                 context.abort(
-                    grpc.StatusCode.ABORTED, "The etag does not match: the worker pool changed since it was read."
+                    self.stale_etag_code, "The etag does not match: the worker pool changed since it was read."
                 )
             if request.worker_pool.scaling.manual_instance_count < 0:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "scaling.manual_instance_count must be >= 0")

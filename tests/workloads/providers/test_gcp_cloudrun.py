@@ -68,11 +68,16 @@ def test_no_update_is_sent_when_the_count_is_already_there(pools, fake_cloud_run
     assert fake_cloud_run.calls("UpdateWorkerPool") == []
 
 
-def test_a_concurrent_change_is_re_read_instead_of_overwritten(pools, fake_cloud_run):
+@pytest.mark.parametrize("stale_etag_code", ["ABORTED", "FAILED_PRECONDITION"])
+def test_a_concurrent_change_is_re_read_instead_of_overwritten(pools, fake_cloud_run, stale_etag_code):
+    import grpc
+
+    fake_cloud_run.stale_etag_code = grpc.StatusCode[stale_etag_code]
     fake_cloud_run.change_behind_our_back(POOL)
     state = pools.set_instances(SPEC, 6, reason="backlog")
-    assert len(fake_cloud_run.calls("UpdateWorkerPool")) == 2  # first one ABORTED on the stale etag
-    assert len(fake_cloud_run.calls("GetWorkerPool")) == 2
+    assert len(fake_cloud_run.calls("UpdateWorkerPool")) == 2  # the first one refused on the stale etag
+    # FAILED_PRECONDITION costs one more read: the one that tells a stale etag from a real precondition.
+    assert len(fake_cloud_run.calls("GetWorkerPool")) == {"ABORTED": 2, "FAILED_PRECONDITION": 3}[stale_etag_code]
     assert state.instance_count == 6
     assert fake_cloud_run.pools[POOL].labels["touched-by"] == "someone-else"  # their change survived
 
@@ -92,6 +97,26 @@ def test_permission_denied_on_the_update_is_permanent_and_changes_nothing(pools,
     assert f"roles/run.developer on {POOL}" in error.message
     assert len(fake_cloud_run.calls("UpdateWorkerPool")) == 1  # not retried
     assert pools.get(SPEC).instance_count == 2
+
+
+def test_a_missing_act_as_names_the_service_account_user_role(pools, fake_cloud_run):
+    fake_cloud_run.deny_act_as(POOL)
+    with pytest.raises(ProviderError) as caught:
+        pools.set_instances(SPEC, 4, reason="act as")
+    error = caught.value
+    assert error.permanent and error.code == "PERMISSION_DENIED"
+    assert "roles/iam.serviceAccountUser" in error.message
+    assert "worker@demo-proj.iam.gserviceaccount.com" in error.message  # what to grant it on
+    assert "roles/run.developer" not in error.message
+    assert len(fake_cloud_run.calls("UpdateWorkerPool")) == 1
+
+
+def test_a_failed_precondition_that_is_not_a_stale_etag_is_not_retried(pools, fake_cloud_run):
+    fake_cloud_run.fail_next("FAILED_PRECONDITION", 1, method="UpdateWorkerPool")
+    with pytest.raises(ProviderError) as caught:
+        pools.set_instances(SPEC, 5, reason="precondition")
+    assert caught.value.permanent and caught.value.code == "FAILED_PRECONDITION"
+    assert len(fake_cloud_run.calls("UpdateWorkerPool")) == 1
 
 
 def test_a_failed_operation_is_a_permanent_error(pools, fake_cloud_run):

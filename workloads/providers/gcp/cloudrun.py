@@ -13,6 +13,7 @@ import concurrent.futures
 import logging
 from datetime import datetime
 
+from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
@@ -86,11 +87,20 @@ class CloudRunWorkerPools(WorkerPools):
             return pool_state(pool)
         before = pool.scaling.manual_instance_count
         pool.scaling = run_v2.WorkerPoolScaling(manual_instance_count=count)
-        operation = self._client.update_worker_pool(
-            worker_pool=pool,
-            update_mask=field_mask_pb2.FieldMask(paths=[SCALING_MASK]),
-            timeout=self._timeout,
-        )
+        try:
+            operation = self._client.update_worker_pool(
+                worker_pool=pool,
+                update_mask=field_mask_pb2.FieldMask(paths=[SCALING_MASK]),
+                timeout=self._timeout,
+            )
+        except gexc.FailedPrecondition as exc:
+            # A stale etag may come back as FAILED_PRECONDITION instead of ABORTED (which code Cloud
+            # Run uses is unverified). If the pool changed since our read, it is that conflict:
+            # raise it as ABORTED, so the whole cycle is re-read and retried; else it is real.
+            fresh = self._client.get_worker_pool(name=spec.worker_pool, timeout=self._timeout)
+            if fresh.etag != pool.etag:
+                raise gexc.Aborted(f"The worker pool changed since it was read: {exc.message}") from exc
+            raise
         try:
             updated = operation.result(timeout=self._operation_timeout)
         except concurrent.futures.TimeoutError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ PUBSUB_ADMIN_ROLE = "roles/pubsub.editor"
 PUBSUB_PUBLISHER_ROLE = "roles/pubsub.publisher"
 PUBSUB_SUBSCRIBER_ROLE = "roles/pubsub.subscriber"
 RUN_ROLE = "roles/run.developer"
+SERVICE_ACCOUNT_USER_ROLE = "roles/iam.serviceAccountUser"  # iam.serviceAccounts.actAs
 MONITORING_READ_ROLE = "roles/monitoring.viewer"
 MONITORING_WRITE_ROLE = "roles/monitoring.metricWriter"
 
@@ -81,12 +83,26 @@ def _detail(exc: BaseException) -> str:
     return message.strip() or exc.__class__.__name__
 
 
+def _service_account(detail: str) -> str:
+    match = re.search(r"[\w.-]+@[\w.-]+\.iam\.gserviceaccount\.com", detail)
+    return match.group(0) if match else ""
+
+
 def to_provider_error(exc: BaseException, *, what: str, resource: str, role: str, hint: str = "") -> ProviderError:
     """Translate a Google error into a ProviderError whose message tells the operator what to do."""
     code = status_code(exc)
     detail = _detail(exc)
     extra = f" {hint}" if hint else ""
-    if code == "PERMISSION_DENIED":
+    if code == "PERMISSION_DENIED" and "iam.serviceaccounts.actas" in detail.lower():
+        # Cloud Run checks on every change that the caller may act as the workload's service
+        # account: that is a grant on the service account, not another role on the resource.
+        account = _service_account(detail) or "the service account the workload runs as"
+        message = (
+            f"Permission denied: the control plane may not {what} {resource} because it may not act as "
+            f"{account}. Grant its service account {SERVICE_ACCOUNT_USER_ROLE} on {account}.{extra} "
+            f"(Google said: {detail})"
+        )
+    elif code == "PERMISSION_DENIED":
         message = (
             f"Permission denied: the control plane may not {what} {resource}. Grant its service account "
             f"{role} on {resource}.{extra} (Google said: {detail})"
