@@ -143,6 +143,16 @@ class Disposition:
 MessageHandler = Callable[[ReceivedMessage], Disposition]
 
 
+def retry_backoff_seconds(*, attempts: int, minimum: int, maximum: int) -> float:
+    """The class's retry policy for a nack that names no delay: the redelivery delay grows
+    exponentially with the delivery attempt, from `minimum` (after the first attempt) up to
+    `maximum`, as Pub/Sub's retry policy does. Every provider applies it in our code (the Pub/Sub
+    subscription itself has no retry policy, see docs/gcp.md), so the backoff is applied once."""
+    if maximum <= 0:
+        return 0.0
+    return float(min(maximum, max(minimum, minimum * 2 ** max(0, attempts - 1))))
+
+
 @dataclass(frozen=True)
 class ResourceDrift:
     resource: str  # full resource name

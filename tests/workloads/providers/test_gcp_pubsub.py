@@ -96,8 +96,7 @@ def test_ensure_creates_every_resource_with_the_class_settings(queue, subscriber
     assert sub.ack_deadline_seconds == 20
     assert sub.dead_letter_policy.dead_letter_topic == spec.dead_letter_topic
     assert sub.dead_letter_policy.max_delivery_attempts == 5
-    assert sub.retry_policy.minimum_backoff.total_seconds() == 10
-    assert sub.retry_policy.maximum_backoff.total_seconds() == 600
+    assert "retry_policy" not in sub  # the class's backoff is applied by us, once (docs/gcp.md)
     assert sub.retain_acked_messages is True
     assert sub.message_retention_duration.total_seconds() == 3 * 86400
     assert "ttl" not in sub.expiration_policy  # never expires
@@ -106,18 +105,53 @@ def test_ensure_creates_every_resource_with_the_class_settings(queue, subscriber
     assert dead.topic == spec.dead_letter_topic  # else dead letters would be dropped
 
 
-def test_no_backoff_means_no_retry_policy_and_apply_can_clear_one(queue, subscriber):
+def test_a_retry_policy_on_the_subscription_is_drift_and_apply_clears_it(queue, subscriber):
     spec = make_spec()
     queue.ensure_resources(spec)
-    immediate = make_spec(slug=spec.slug, min_backoff_seconds=0, max_backoff_seconds=0)
-    report = queue.ensure_resources(immediate, apply=True)
+    # As an earlier version created it: Pub/Sub would add its backoff to the one we wait.
+    subscriber.update_subscription(
+        request={
+            "subscription": {
+                "name": spec.subscription,
+                "retry_policy": {"minimum_backoff": {"seconds": 10}, "maximum_backoff": {"seconds": 600}},
+            },
+            "update_mask": {"paths": ["retry_policy"]},
+        }
+    )
+    report = queue.ensure_resources(spec, apply=True)
     assert {d.setting: (d.expected, d.actual) for d in report.drift} == {
         "retry_policy.minimum_backoff": (0, 10),
         "retry_policy.maximum_backoff": (0, 600),
     }
     assert report.updated == [spec.subscription]
     assert "retry_policy" not in subscriber.get_subscription(subscription=spec.subscription)
-    assert queue.ensure_resources(immediate).drift == []
+    assert queue.ensure_resources(spec).drift == []
+
+
+def test_dead_letters_keep_the_maximum_retention_whatever_the_class_says(queue, subscriber):
+    spec = make_spec(message_retention_seconds=600)  # the class keeps its work for 10 minutes only
+    queue.ensure_resources(spec)
+    dead = subscriber.get_subscription(subscription=spec.dead_letter_subscription)
+    assert dead.message_retention_duration.total_seconds() == 7 * 86400
+    assert subscriber.get_subscription(subscription=spec.subscription).message_retention_duration.total_seconds() == 600
+
+    # A dead-letter subscription an earlier version created with the class's retention is drift.
+    subscriber.update_subscription(
+        request={
+            "subscription": {"name": spec.dead_letter_subscription, "message_retention_duration": {"seconds": 600}},
+            "update_mask": {"paths": ["message_retention_duration"]},
+        }
+    )
+    report = queue.ensure_resources(spec)
+    assert [(d.resource, d.setting, d.expected, d.actual) for d in report.drift] == [
+        (spec.dead_letter_subscription, "message_retention_duration", 7 * 86400, 600)
+    ]
+    applied = queue.ensure_resources(spec, apply=True)
+    assert applied.updated == [spec.dead_letter_subscription]  # the work subscription is left alone
+    dead = subscriber.get_subscription(subscription=spec.dead_letter_subscription)
+    assert dead.message_retention_duration.total_seconds() == 7 * 86400
+    assert subscriber.get_subscription(subscription=spec.subscription).message_retention_duration.total_seconds() == 600
+    assert queue.ensure_resources(spec).drift == []
 
 
 def test_apply_changes_only_the_drifted_fields(queue, subscriber):
@@ -125,11 +159,9 @@ def test_apply_changes_only_the_drifted_fields(queue, subscriber):
     queue.ensure_resources(spec)
     wanted = make_spec(slug=spec.slug, message_retention_seconds=86400, max_backoff_seconds=300)
     report = queue.ensure_resources(wanted, apply=True)
-    assert {d.setting for d in report.drift} == {"message_retention_duration", "retry_policy.maximum_backoff"}
+    assert {d.setting for d in report.drift} == {"message_retention_duration"}
     sub = subscriber.get_subscription(subscription=spec.subscription)
     assert sub.message_retention_duration.total_seconds() == 86400
-    assert sub.retry_policy.maximum_backoff.total_seconds() == 300
-    assert sub.retry_policy.minimum_backoff.total_seconds() == 10
     assert sub.ack_deadline_seconds == 20 and sub.dead_letter_policy.max_delivery_attempts == 5
 
 

@@ -1,15 +1,20 @@
 """The Queue port on Google Cloud Pub/Sub (google-cloud-pubsub; honours PUBSUB_EMULATOR_HOST).
 
 Decisions worth knowing:
-- A spec with min and max backoff both 0 gets no retry policy at all: Pub/Sub then redelivers a
-  nacked message at once, which is what "no backoff" means. A RetryPolicy of 0 s/0 s is not the
-  same thing (the emulator still spaces redeliveries ~2 s apart), and drift checks read a missing
-  policy as 0 s/0 s, so the two stay consistent.
+- The class's backoff is applied once, by us, never by Pub/Sub: subscriptions have no retry policy
+  (Pub/Sub would otherwise add its own backoff after the delay we already waited, and the
+  emulator ignores the policy on the first nack anyway). A nack with a delay sets the ack
+  deadline to the delay and drops the lease, so Pub/Sub redelivers after the delay (the library
+  would otherwise keep extending the lease); a nack without one gets the class's retry policy
+  (`retry_backoff_seconds`), as on the local provider. An existing subscription with a retry
+  policy is reported as drift (expected 0 s/0 s) and cleared by apply.
+- Per-key order through retries: a nacked message with an ordering key is retried in this
+  process, holding its lease (and so its key) for the delay, because a nack would let the client
+  library hand out the key's next message at once, before the retry. See `_deliver`.
 - Message ordering cannot change after a subscription is created: a difference is reported as
   drift on every run, also with apply=True, until someone recreates the subscription.
 - Consuming uses streaming pull with FlowControl(max_messages=max_concurrency) on a bounded thread
-  pool; a delayed nack sets the ack deadline to the delay and drops the lease, so Pub/Sub
-  redelivers after the delay (the library would otherwise keep extending the lease).
+  pool.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from google.api_core import exceptions as gexc
@@ -40,6 +46,7 @@ from workloads.providers.base import (
     ReceivedMessage,
     ResourceDrift,
     SnapshotInfo,
+    retry_backoff_seconds,
 )
 from workloads.providers.gcp.errors import (
     DEAD_LETTER_IAM_HINT,
@@ -58,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 ACK_IDS_PER_REQUEST = 1000  # the client library's own batch size for acks
 DEAD_LETTER_ACK_DEADLINE = 60  # a peeked dead letter stays invisible this long unless acked
+# Dead letters wait in their subscription until the beat sync mirrors them: keep them as long as
+# Pub/Sub allows (7 days, the emulator's and the common cap), whatever the class's own retention,
+# so a sync outage shorter than that loses nothing.
+DEAD_LETTER_RETENTION_SECONDS = 7 * 86400
 PEEK_TIMEOUT = 2.0  # seconds a dead-letter peek waits for messages
 # The library takes attributes as keyword arguments next to these parameters, so an attribute with
 # one of these names would be swallowed by the parameter instead of being sent.
@@ -129,26 +140,28 @@ class PubSubQueue(Queue):
         for topic in (spec.topic, spec.dead_letter_topic, spec.completion_topic):
             if topic and self._ensure_topic(topic):
                 result.created.append(topic)
-        if self._ensure_subscription(
-            spec.dead_letter_subscription,
-            {
-                "topic": spec.dead_letter_topic,
-                "ack_deadline_seconds": DEAD_LETTER_ACK_DEADLINE,
-                "message_retention_duration": _duration(spec.message_retention_seconds),
-                "expiration_policy": {},
-            },
-        ):
+        dead_letter_drift = self._ensure_dead_letter_subscription(spec, apply=apply)
+        if dead_letter_drift is None:
             result.created.append(spec.dead_letter_subscription)
+        elif dead_letter_drift and apply:
+            result.updated.append(spec.dead_letter_subscription)
 
         wanted = self._subscription_settings(spec)
         existing = self._get_subscription(spec.subscription)
         if existing is None:
             if self._create_subscription(spec.subscription, wanted, hint=DEAD_LETTER_IAM_HINT):
                 result.created.append(spec.subscription)
+            result.drift = dead_letter_drift or []
             return result
 
-        result.drift = self._drift(spec, existing)
-        fixable = sorted({SETTINGS_MASK[d.setting] for d in result.drift if d.setting in SETTINGS_MASK})
+        result.drift = self._drift(spec, existing) + (dead_letter_drift or [])
+        fixable = sorted(
+            {
+                SETTINGS_MASK[d.setting]
+                for d in result.drift
+                if d.resource == spec.subscription and d.setting in SETTINGS_MASK
+            }
+        )
         if apply and fixable:
             # A masked field left out of the body is cleared (that is how "no retry policy" is applied).
             body = {"name": spec.subscription, **{path: wanted[path] for path in fixable if wanted[path] is not None}}
@@ -173,6 +186,47 @@ class PubSubQueue(Queue):
                 )
         return result
 
+    def _ensure_dead_letter_subscription(self, spec: QueueSpec, *, apply: bool) -> list[ResourceDrift] | None:
+        """None when this call created it, else its drift (retention below the maximum), fixed
+        with apply."""
+        existing = self._get_subscription(spec.dead_letter_subscription)
+        if existing is None:
+            settings = {
+                "topic": spec.dead_letter_topic,
+                "ack_deadline_seconds": DEAD_LETTER_ACK_DEADLINE,
+                "message_retention_duration": _duration(DEAD_LETTER_RETENTION_SECONDS),
+                "expiration_policy": {},
+            }
+            return None if self._create_subscription(spec.dead_letter_subscription, settings) else []
+        retention = _seconds(existing.message_retention_duration)
+        if retention == DEAD_LETTER_RETENTION_SECONDS:
+            return []
+        if apply:
+            body = {
+                "name": spec.dead_letter_subscription,
+                "message_retention_duration": _duration(DEAD_LETTER_RETENTION_SECONDS),
+            }
+            self._admin(
+                lambda: self._subscriber.update_subscription(
+                    request={
+                        "subscription": body,
+                        "update_mask": field_mask_pb2.FieldMask(paths=["message_retention_duration"]),
+                    },
+                    timeout=self._timeout,
+                    retry=None,
+                ),
+                what="update the subscription",
+                resource=spec.dead_letter_subscription,
+            )
+        return [
+            ResourceDrift(
+                resource=spec.dead_letter_subscription,
+                setting="message_retention_duration",
+                expected=DEAD_LETTER_RETENTION_SECONDS,
+                actual=retention,
+            )
+        ]
+
     def _subscription_settings(self, spec: QueueSpec) -> dict:
         settings = {
             "topic": spec.topic,
@@ -186,13 +240,9 @@ class PubSubQueue(Queue):
             "retain_acked_messages": True,  # seek to a time can only replay acked messages that were kept
             "expiration_policy": {},  # no ttl: never expires while idle
         }
-        if spec.min_backoff_seconds or spec.max_backoff_seconds:
-            settings["retry_policy"] = {
-                "minimum_backoff": _duration(spec.min_backoff_seconds),
-                "maximum_backoff": _duration(spec.max_backoff_seconds),
-            }
-        else:
-            settings["retry_policy"] = None  # immediate redelivery; as a field-mask update it clears the policy
+        # No retry policy whatever the class says: the backoff is ours (module docstring). As a
+        # field-mask update, None clears a policy an older version created.
+        settings["retry_policy"] = None
         return settings
 
     def _drift(self, spec: QueueSpec, sub) -> list[ResourceDrift]:
@@ -210,8 +260,8 @@ class PubSubQueue(Queue):
             "ack_deadline_seconds": spec.ack_deadline_seconds,
             "dead_letter_policy.max_delivery_attempts": spec.max_delivery_attempts,
             "dead_letter_policy.dead_letter_topic": spec.dead_letter_topic,
-            "retry_policy.minimum_backoff": spec.min_backoff_seconds,
-            "retry_policy.maximum_backoff": spec.max_backoff_seconds,
+            "retry_policy.minimum_backoff": 0,  # no policy: we apply the class's backoff ourselves
+            "retry_policy.maximum_backoff": 0,
             "enable_message_ordering": spec.ordering,
             "message_retention_duration": spec.message_retention_seconds,
             "retain_acked_messages": True,
@@ -253,11 +303,6 @@ class PubSubQueue(Queue):
             if exc.code == "NOT_FOUND":
                 return None
             raise
-
-    def _ensure_subscription(self, subscription: str, settings: dict) -> bool:
-        if self._get_subscription(subscription) is not None:
-            return False
-        return self._create_subscription(subscription, settings)
 
     def _create_subscription(self, subscription: str, settings: dict, *, hint: str = "") -> bool:
         body = {"name": subscription, **{key: value for key, value in settings.items() if value is not None}}
@@ -373,7 +418,7 @@ class PubSubQueue(Queue):
         executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=f"consume-{spec.slug}")
         future = self._subscriber.subscribe(
             spec.subscription,
-            callback=lambda message: self._deliver(spec, handler, message),
+            callback=lambda message: self._deliver(spec, handler, message, stop),
             flow_control=pubsub_v1.types.FlowControl(max_messages=max_concurrency),
             scheduler=ThreadScheduler(executor),
             # In-flight handlers finish (and ack) before shutdown; messages not yet handed out are nacked.
@@ -391,7 +436,7 @@ class PubSubQueue(Queue):
                     exc, what="pull from", resource=spec.subscription, role=PUBSUB_SUBSCRIBER_ROLE
                 ) from exc
 
-    def _deliver(self, spec: QueueSpec, handler: MessageHandler, message) -> None:
+    def _deliver(self, spec: QueueSpec, handler: MessageHandler, message, stop: threading.Event) -> None:
         received = ReceivedMessage(
             message_id=message.message_id,
             ack_id=message.ack_id,
@@ -401,18 +446,50 @@ class PubSubQueue(Queue):
             delivery_attempt=message.delivery_attempt or 1,
             publish_time=message.publish_time,
         )
+        while True:
+            disposition = self._run_handler(spec, handler, received)
+            if disposition.outcome is Outcome.ACK:
+                message.ack()
+                return
+            delay = disposition.delay_seconds or retry_backoff_seconds(
+                attempts=received.delivery_attempt,
+                minimum=spec.min_backoff_seconds,
+                maximum=spec.max_backoff_seconds,
+            )
+            if self._retry_in_process(spec, received, stop, delay):
+                # The key's next messages stay on hold in the library while this callback runs.
+                received = replace(received, delivery_attempt=received.delivery_attempt + 1)
+                continue
+            if delay > 0:
+                message.modify_ack_deadline(math.ceil(delay))
+                message.drop()  # stop the lease manager from extending it, so the deadline is the delay
+            else:
+                message.nack()
+            return
+
+    @staticmethod
+    def _run_handler(spec: QueueSpec, handler: MessageHandler, received: ReceivedMessage) -> Disposition:
         try:
-            disposition = handler(received)
+            return handler(received)
         except Exception:
-            logger.exception("%s: handler raised on message %s; nacking it", spec.slug, message.message_id)
-            disposition = Disposition.nack()
-        if disposition.outcome is Outcome.ACK:
-            message.ack()
-        elif disposition.delay_seconds > 0:
-            message.modify_ack_deadline(math.ceil(disposition.delay_seconds))
-            message.drop()  # stop the lease manager from extending it, so the deadline is the delay
-        else:
-            message.nack()
+            logger.exception("%s: handler raised on message %s; nacking it", spec.slug, received.message_id)
+            return Disposition.nack()
+
+    @staticmethod
+    def _retry_in_process(spec: QueueSpec, received: ReceivedMessage, stop: threading.Event, delay: float) -> bool:
+        """Wait out the delay and run a failed keyed message again here, instead of nacking it.
+
+        A nack (or a dropped lease) of an ordered message makes the client library release the
+        key at once: the key's next messages, already pulled and on hold, reach the handler
+        before Pub/Sub redelivers the failed one, so per-key order breaks on the first retry.
+        Holding the callback keeps the lease extended and the key held, as the local provider
+        holds a key until its earlier message is acked. The last attempt, and a worker that is
+        stopping, fall back to a real nack: Pub/Sub then dead-letters or redelivers it."""
+        if not (spec.ordering and received.ordering_key):
+            return False
+        if received.delivery_attempt >= spec.max_delivery_attempts:
+            return False
+        return not stop.wait(delay)
 
     # --- unary pull and settling ----------------------------------------------------------------------
     def pull(self, spec: QueueSpec, *, max_messages: int, timeout: float = 2.0) -> list[ReceivedMessage]:

@@ -62,6 +62,7 @@ from workloads.providers.base import (
     ReceivedMessage,
     ResourceDrift,
     SnapshotInfo,
+    retry_backoff_seconds,
 )
 from workloads.providers.local.names import invalid, not_found, project_id, short_id, snapshot_name
 
@@ -76,14 +77,6 @@ PUBLISH_BATCH = 500
 
 _TOPIC_HINT = "ensure the class's queue resources first (Queue.ensure_resources)."
 _SUBSCRIPTION_HINT = "ensure the class's queue resources first (Queue.ensure_resources)."
-
-
-def retry_backoff_seconds(*, attempts: int, minimum: int, maximum: int) -> float:
-    """Pub/Sub's retry policy: the redelivery delay after a nack grows exponentially with the
-    delivery attempt, from `minimum` (after the first attempt) up to `maximum`."""
-    if maximum <= 0:
-        return 0.0
-    return float(min(maximum, max(minimum, minimum * 2 ** max(0, attempts - 1))))
 
 
 def rfc3339(moment: datetime) -> str:
@@ -138,7 +131,7 @@ class LocalQueue(Queue):
                 now=now,
                 result=result,
                 apply=apply,
-                checked={"topic"},
+                checked={"topic", "message_retention_duration"},
             )
             self._ensure_subscription(
                 spec.subscription,
