@@ -99,6 +99,16 @@ def test_an_ordering_key_up_to_pubsubs_limit_is_kept_whole(ordered_class, produc
     assert again.json()["message_id"] == first.json()["message_id"]
 
 
+def test_an_ordering_key_over_pubsubs_byte_limit_is_400_naming_it_and_nothing_is_enqueued(ordered_class, producer):
+    tenant = "é" * 600  # 600 characters, 1,200 bytes of UTF-8: Pub/Sub takes at most 1,024 bytes
+    response = _post(producer, _event(tenant_id=tenant), **{"Idempotency-Key": "multibyte-order"})
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["field"] == "ordering_key" and "1024 bytes" in error["message"]
+    assert _queued(ordered_class) == []
+    assert not IdempotencyRecord.objects.exists()
+
+
 def test_an_invalid_event_is_400_with_field_errors_and_nothing_is_enqueued(doc_class, producer):
     response = _post(producer, {"tenant_id": "", "revision": "three"})
     assert response.status_code == 400

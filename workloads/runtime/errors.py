@@ -16,6 +16,7 @@ import hashlib
 import re
 
 from workloads.providers.base import ProviderError
+from workloads.providers.limits import MAX_ATTRIBUTE_VALUE_BYTES, truncate_utf8
 
 MAX_ERROR_MESSAGE_CHARS = 1000
 
@@ -58,8 +59,10 @@ def error_type(error: BaseException) -> str:
 
 
 def error_message(error: BaseException) -> str:
+    """The error text we record and attach to a dead letter: at most 1,000 characters and, since
+    it travels as a Pub/Sub attribute value, at most 1,024 bytes of UTF-8 (cut on a character)."""
     text = str(error) or repr(error)
-    return truncate(text)
+    return truncate_utf8(truncate(text), MAX_ATTRIBUTE_VALUE_BYTES)
 
 
 def truncate(text: str, limit: int = MAX_ERROR_MESSAGE_CHARS) -> str:

@@ -50,6 +50,7 @@ from workloads.providers.base import (
     QueueSpec,
     ReceivedMessage,
 )
+from workloads.providers.limits import MAX_ATTRIBUTE_VALUE_BYTES, truncate_utf8
 from workloads.providers.specs import queue_spec
 from workloads.runtime.context import CostMeter, CostRates, WorkContext
 from workloads.runtime.errors import (
@@ -453,7 +454,7 @@ class Worker:
         comes back, and Pub/Sub (or the local queue) dead-letters it after max attempts anyway."""
         attributes = {
             **message.attributes,
-            ATTR_ERROR_TYPE: etype[:200],
+            ATTR_ERROR_TYPE: truncate_utf8(etype[:200], MAX_ATTRIBUTE_VALUE_BYTES),
             ATTR_ERROR_MESSAGE: text,
             ATTR_ERROR_SIGNATURE: signature,
             ATTR_ATTEMPTS: str(attempt),

@@ -35,6 +35,7 @@ from workloads.providers.base import (
     OutboundMessage,
     Queue,
 )
+from workloads.providers.limits import MAX_ORDERING_KEY_BYTES, utf8_len
 from workloads.providers.specs import queue_spec
 from workloads.validation import render_key_template
 
@@ -111,7 +112,16 @@ def _candidate(index: int, checked: CheckedEvent, workload_class: WorkloadClass,
         field = "idempotency_key" if "\x00" in key else "ordering_key"
         error = FieldError(field, f"The {field.replace('_', ' ')} must not contain NUL characters.", "pattern")
         return EventResult(index, Status.REJECTED, errors=[error])
-    return _Candidate(index, payload, key, ordering_key[:1024], fingerprint(payload))
+    if utf8_len(ordering_key) > MAX_ORDERING_KEY_BYTES:
+        # Cutting it would merge distinct keys (and their order): refuse, naming Pub/Sub's limit.
+        error = FieldError(
+            "ordering_key",
+            f"The ordering key rendered from the class's template is {utf8_len(ordering_key)} bytes of UTF-8, "
+            f"over Pub/Sub's limit of {MAX_ORDERING_KEY_BYTES} bytes.",
+            "maxLength",
+        )
+        return EventResult(index, Status.REJECTED, idempotency_key=key, errors=[error])
+    return _Candidate(index, payload, key, ordering_key, fingerprint(payload))
 
 
 def events_ingest(

@@ -101,6 +101,20 @@ def test_a_permanent_error_is_dead_lettered_at_once(setup):
     )
 
 
+def test_a_long_multibyte_error_text_reaches_the_dead_letter_cut_to_pubsubs_attribute_limit(setup):
+    workload_class = setup.make_class(max_delivery_attempts=5)
+    french = "Échec de la conversion : élément illisible. " * 40  # about 1,800 characters, more bytes
+    probe = Probe(fail=lambda payload, context: PermanentError(french))
+    setup.publish(workload_class, [document(1)])
+    with running(setup.worker(workload_class, probe)):
+        [dead] = setup.dead_letters(workload_class, expect=1)
+    text = dead.attributes[ATTR_ERROR_MESSAGE]
+    assert len(text.encode("utf-8")) <= 1024  # Pub/Sub refuses a longer attribute value
+    assert text.endswith("…") and french.startswith(text[:-1])  # cut on a character, not a byte
+    [row] = setup.results(workload_class)
+    assert row.error_message == text
+
+
 def test_duplicate_delivery_runs_the_handler_once(setup):
     workload_class = setup.make_class(max_concurrency=4)
     probe = Probe(seconds=0.2)

@@ -60,6 +60,7 @@ from workloads.providers.gcp.errors import (
     status_code,
     to_provider_error,
 )
+from workloads.providers.limits import message_problems
 
 logger = logging.getLogger(__name__)
 
@@ -338,6 +339,15 @@ class PubSubQueue(Queue):
                 raise ProviderError(
                     f"Cannot publish to {topic}: the attribute names {', '.join(sorted(clash))} are reserved by the "
                     "Pub/Sub client library; rename them.",
+                    permanent=True,
+                    code="INVALID_ARGUMENT",
+                    resource=topic,
+                )
+            # The emulator does not enforce Pub/Sub's limits: refuse here what Google would refuse.
+            problems = message_problems(message)
+            if problems:
+                raise ProviderError(
+                    f"Cannot publish to {topic}: {' '.join(problems)}",
                     permanent=True,
                     code="INVALID_ARGUMENT",
                     resource=topic,

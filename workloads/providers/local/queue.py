@@ -64,6 +64,7 @@ from workloads.providers.base import (
     SnapshotInfo,
     retry_backoff_seconds,
 )
+from workloads.providers.limits import message_problems
 from workloads.providers.local.names import invalid, not_found, project_id, short_id, snapshot_name
 
 logger = logging.getLogger(__name__)
@@ -676,6 +677,9 @@ def _check_outbound(message: OutboundMessage, topic: str) -> None:
     for key, value in message.attributes.items():
         if not isinstance(key, str) or not isinstance(value, str) or not key:
             raise invalid(f"Message attributes for {topic} must map non-empty strings to strings: {key!r}.", topic)
+    problems = message_problems(message)  # what real Pub/Sub would refuse, refused here too
+    if problems:
+        raise invalid(f"Cannot publish to {topic}: {' '.join(problems)}", topic)
 
 
 def _parse_ack_ids(ack_ids: Iterable[str]) -> dict[str, list[int]]:
