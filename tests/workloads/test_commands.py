@@ -46,3 +46,29 @@ def test_issuetoken_errors_are_clear(db, args):
     call_command("createuser", "someone", "--role", "viewer")
     with pytest.raises(CommandError):
         call_command("issuetoken", *args)
+
+
+def test_provision_apply_says_what_it_changed_instead_of_repeating_the_drift(db, capsys):
+    from tests.factories import WorkloadClassFactory
+
+    workload_class = WorkloadClassFactory(slug="provisioned", message_retention_seconds=86400, max_delivery_attempts=5)
+    call_command("provision", "provisioned")
+    workload_class.message_retention_seconds = 3600
+    workload_class.max_delivery_attempts = 7
+    workload_class.save()
+    capsys.readouterr()
+
+    call_command("provision", "provisioned")
+    found = capsys.readouterr().out
+    assert "drift:" in found and "message_retention_duration: want 3600, found 86400" in found
+
+    call_command("provision", "provisioned", "--apply")
+    applied = capsys.readouterr().out
+    assert "changed:" in applied and "message_retention_duration: 86400 -> 3600" in applied
+    assert "dead_letter_policy.max_delivery_attempts: 5 -> 7" in applied
+    assert "drift:" not in applied  # nothing is left to report
+    event = AuditEvent.objects.filter(action="workload_class.provision").latest("pk")
+    assert any("message_retention_duration: 86400 -> 3600" in line for line in event.extra["changed"])
+
+    call_command("provision", "provisioned")
+    assert "drift:" not in capsys.readouterr().out

@@ -22,7 +22,8 @@ class ProvisionReport:
     slug: str
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
-    drift: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)  # differences still there after this run
+    changed: list[str] = field(default_factory=list)  # differences this run fixed (apply)
     pool_instances: int | None = None
     error: str = ""
 
@@ -35,10 +36,22 @@ def workload_class_provision(*, workload_class: WorkloadClass, actor, apply: boo
     providers = get_providers()
     report = ProvisionReport(slug=workload_class.slug)
     try:
-        ensured = providers.queue.ensure_resources(queue_spec(workload_class), apply=apply)
+        spec = queue_spec(workload_class)
+        ensured = providers.queue.ensure_resources(spec, apply=apply)
         report.created = list(ensured.created)
         report.updated = list(ensured.updated)
-        report.drift = [f"{d.resource} {d.setting}: want {d.expected}, found {d.actual}" for d in ensured.drift]
+        remaining = ensured.drift
+        if ensured.updated:
+            # Read back what apply could not change (message ordering on Pub/Sub), so the report
+            # says what changed instead of repeating every difference it found.
+            remaining = providers.queue.ensure_resources(spec, apply=False).drift
+            left = {(d.resource, d.setting) for d in remaining}
+            report.changed = [
+                f"{d.resource} {d.setting}: {d.actual} -> {d.expected}"
+                for d in ensured.drift
+                if (d.resource, d.setting) not in left
+            ]
+        report.drift = [f"{d.resource} {d.setting}: want {d.expected}, found {d.actual}" for d in remaining]
         state = providers.pools.ensure(pool_spec(workload_class), initial_instances=workload_class.min_instances)
         report.pool_instances = state.instance_count
     except ProviderError as exc:
@@ -54,6 +67,7 @@ def workload_class_provision(*, workload_class: WorkloadClass, actor, apply: boo
                 extra={
                     "created": report.created,
                     "updated": report.updated,
+                    "changed": report.changed,
                     "drift": report.drift,
                     "error": report.error,
                 },

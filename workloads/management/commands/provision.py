@@ -32,7 +32,10 @@ class Command(BaseCommand):
                     continue
                 created = f", created {len(report.created)}" if report.created else ""
                 self.stdout.write(f"{report.slug}: ready (pool at {report.pool_instances} instances{created})")
+                for line in report.changed:
+                    self.stdout.write(f"  changed: {line}")
                 for line in report.drift:
-                    self.stdout.write(f"  drift: {line}")
+                    # After --apply these are the differences it cannot change (say, message ordering).
+                    self.stdout.write(f"  drift: {line}" + ("  (cannot be changed in place)" if apply else ""))
         if failures:
             raise CommandError(f"{failures} class(es) could not be provisioned; see the messages above.")
