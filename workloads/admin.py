@@ -98,6 +98,15 @@ class SchedulePolicyInline(RoleGatedAdminMixin, admin.TabularInline):
     extra = 0
 
 
+# Said where the retention is chosen, because it is what the class pays for (docs/gcp.md).
+RETAINED_ACKS_COST = (
+    "The work subscription keeps acknowledged messages too (retain_acked_messages, so a seek can "
+    "replay processed work): Pub/Sub bills that as subscription message-backlog storage for the "
+    "whole retention, for every message published, processed or not. A shorter retention costs less "
+    "but narrows how far back a seek can replay. Dead letters are always kept 7 days."
+)
+
+
 @admin.register(WorkloadClass)
 class WorkloadClassAdmin(AuditedModelAdmin):
     audit_name = "workload_class"
@@ -106,6 +115,12 @@ class WorkloadClassAdmin(AuditedModelAdmin):
     search_fields = ["slug", "name", "owner_team"]
     inlines = [SloInline, SchedulePolicyInline]
     save_on_top = True
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "message_retention_seconds" and field is not None:
+            field.help_text = f"{db_field.help_text} {RETAINED_ACKS_COST}"
+        return field
 
     def get_readonly_fields(self, request, obj=None):
         # The slug names cloud resources; it is fixed once the class exists.

@@ -81,6 +81,8 @@ class QueueSpec:
     max_backoff_seconds: int = 600
     ordering: bool = False
     message_retention_seconds: int = 7 * 86400
+    # (key, value) pairs put on every topic and subscription of the class (providers/labels.py).
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

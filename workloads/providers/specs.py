@@ -1,6 +1,7 @@
 """Build the ports' specs from workload classes: the one place that maps model fields to them."""
 
 from workloads.providers.base import MetricTarget, PoolSpec, QueueSpec
+from workloads.providers.labels import class_labels
 
 
 def queue_spec(workload_class) -> QueueSpec:
@@ -17,6 +18,7 @@ def queue_spec(workload_class) -> QueueSpec:
         max_backoff_seconds=workload_class.max_backoff_seconds,
         ordering=bool(workload_class.ordering_key_template),
         message_retention_seconds=workload_class.message_retention_seconds,
+        labels=class_labels(slug=workload_class.slug, team=workload_class.owner_team, tier=workload_class.tier),
     )
 
 

@@ -95,6 +95,20 @@ def _seconds(value) -> int:
     return int(value.total_seconds()) if value is not None else 0
 
 
+def _label_drift(resource: str, actual, wanted: tuple[tuple[str, str], ...]) -> list[ResourceDrift]:
+    """Our labels that are missing or different; labels someone else added are not drift."""
+    return [
+        ResourceDrift(resource=resource, setting=f"labels.{key}", expected=value, actual=actual.get(key))
+        for key, value in wanted
+        if actual.get(key) != value
+    ]
+
+
+def _mask_path(setting: str) -> str:
+    """The update-mask path that fixes a drifted setting of the work subscription ("" if none can)."""
+    return "labels" if setting.startswith("labels.") else SETTINGS_MASK.get(setting, "")
+
+
 def _project(resource: str) -> str:
     return resource.split("/")[1]
 
@@ -138,9 +152,17 @@ class PubSubQueue(Queue):
     # --- resources ---------------------------------------------------------------------------------
     def ensure_resources(self, spec: QueueSpec, *, apply: bool = False) -> EnsureResult:
         result = EnsureResult()
+        label_drift: list[ResourceDrift] = []
         for topic in (spec.topic, spec.dead_letter_topic, spec.completion_topic):
-            if topic and self._ensure_topic(topic):
+            if not topic:
+                continue
+            drift = self._ensure_topic(topic, spec, apply=apply)
+            if drift is None:
                 result.created.append(topic)
+            elif drift:
+                label_drift += drift
+                if apply:
+                    result.updated.append(topic)
         dead_letter_drift = self._ensure_dead_letter_subscription(spec, apply=apply)
         if dead_letter_drift is None:
             result.created.append(spec.dead_letter_subscription)
@@ -152,18 +174,14 @@ class PubSubQueue(Queue):
         if existing is None:
             if self._create_subscription(spec.subscription, wanted, hint=DEAD_LETTER_IAM_HINT):
                 result.created.append(spec.subscription)
-            result.drift = dead_letter_drift or []
+            result.drift = label_drift + (dead_letter_drift or [])
             return result
 
-        result.drift = self._drift(spec, existing) + (dead_letter_drift or [])
-        fixable = sorted(
-            {
-                SETTINGS_MASK[d.setting]
-                for d in result.drift
-                if d.resource == spec.subscription and d.setting in SETTINGS_MASK
-            }
-        )
+        own_drift = self._drift(spec, existing) + _label_drift(spec.subscription, existing.labels, spec.labels)
+        result.drift = own_drift + label_drift + (dead_letter_drift or [])
+        fixable = sorted({_mask_path(d.setting) for d in own_drift if _mask_path(d.setting)})
         if apply and fixable:
+            wanted["labels"] = {**dict(existing.labels), **dict(spec.labels)}  # others' labels are kept
             # A masked field left out of the body is cleared (that is how "no retry policy" is applied).
             body = {"name": spec.subscription, **{path: wanted[path] for path in fixable if wanted[path] is not None}}
             self._admin(
@@ -197,36 +215,37 @@ class PubSubQueue(Queue):
                 "ack_deadline_seconds": DEAD_LETTER_ACK_DEADLINE,
                 "message_retention_duration": _duration(DEAD_LETTER_RETENTION_SECONDS),
                 "expiration_policy": {},
+                "labels": dict(spec.labels),
             }
             return None if self._create_subscription(spec.dead_letter_subscription, settings) else []
+        drift = _label_drift(spec.dead_letter_subscription, existing.labels, spec.labels)
         retention = _seconds(existing.message_retention_duration)
-        if retention == DEAD_LETTER_RETENTION_SECONDS:
-            return []
-        if apply:
+        if retention != DEAD_LETTER_RETENTION_SECONDS:
+            drift.append(
+                ResourceDrift(
+                    resource=spec.dead_letter_subscription,
+                    setting="message_retention_duration",
+                    expected=DEAD_LETTER_RETENTION_SECONDS,
+                    actual=retention,
+                )
+            )
+        if apply and drift:
+            paths = sorted({_mask_path(d.setting) or d.setting for d in drift})
             body = {
                 "name": spec.dead_letter_subscription,
                 "message_retention_duration": _duration(DEAD_LETTER_RETENTION_SECONDS),
+                "labels": {**dict(existing.labels), **dict(spec.labels)},
             }
             self._admin(
                 lambda: self._subscriber.update_subscription(
-                    request={
-                        "subscription": body,
-                        "update_mask": field_mask_pb2.FieldMask(paths=["message_retention_duration"]),
-                    },
+                    request={"subscription": body, "update_mask": field_mask_pb2.FieldMask(paths=paths)},
                     timeout=self._timeout,
                     retry=None,
                 ),
                 what="update the subscription",
                 resource=spec.dead_letter_subscription,
             )
-        return [
-            ResourceDrift(
-                resource=spec.dead_letter_subscription,
-                setting="message_retention_duration",
-                expected=DEAD_LETTER_RETENTION_SECONDS,
-                actual=retention,
-            )
-        ]
+        return drift
 
     def _subscription_settings(self, spec: QueueSpec) -> dict:
         settings = {
@@ -240,6 +259,7 @@ class PubSubQueue(Queue):
             "message_retention_duration": _duration(spec.message_retention_seconds),
             "retain_acked_messages": True,  # seek to a time can only replay acked messages that were kept
             "expiration_policy": {},  # no ttl: never expires while idle
+            "labels": dict(spec.labels),
         }
         # No retry policy whatever the class says: the backoff is ours (module docstring). As a
         # field-mask update, None clears a policy an older version created.
@@ -273,23 +293,39 @@ class PubSubQueue(Queue):
             if actual[name] != value
         ]
 
-    def _ensure_topic(self, topic: str) -> bool:
-        """Create the topic if missing; True when this call created it."""
+    def _ensure_topic(self, topic: str, spec: QueueSpec, *, apply: bool) -> list[ResourceDrift] | None:
+        """Create the topic if missing (None when this call created it), else its label drift,
+        fixed with apply."""
         try:
-            self._admin(
+            existing = self._admin(
                 lambda: self._publisher.get_topic(request={"topic": topic}, timeout=self._timeout, retry=None),
                 what="read the topic",
                 resource=topic,
             )
-            return False
         except ProviderError as exc:
             if exc.code != "NOT_FOUND":
                 raise
-        return self._create(
-            lambda: self._publisher.create_topic(request={"name": topic}, timeout=self._timeout, retry=None),
-            what="create the topic",
-            resource=topic,
-        )
+            created = self._create(
+                lambda: self._publisher.create_topic(
+                    request={"name": topic, "labels": dict(spec.labels)}, timeout=self._timeout, retry=None
+                ),
+                what="create the topic",
+                resource=topic,
+            )
+            return None if created else []
+        drift = _label_drift(topic, existing.labels, spec.labels)
+        if apply and drift:
+            body = {"name": topic, "labels": {**dict(existing.labels), **dict(spec.labels)}}
+            self._admin(
+                lambda: self._publisher.update_topic(
+                    request={"topic": body, "update_mask": field_mask_pb2.FieldMask(paths=["labels"])},
+                    timeout=self._timeout,
+                    retry=None,
+                ),
+                what="update the topic",
+                resource=topic,
+            )
+        return drift
 
     def _get_subscription(self, subscription: str):
         try:
