@@ -243,6 +243,24 @@ def test_ordering_drift_is_reported_but_never_applied(db):
     assert (drift.setting, drift.expected, drift.actual) == ("enable_message_ordering", True, False)
 
 
+def test_the_dead_letter_subscription_keeps_seven_days_whatever_the_class_retention(db):
+    queue = LocalQueue()
+    spec = replace(queue_spec(), message_retention_seconds=600)
+    queue.ensure_resources(spec)
+    assert LocalSubscription.objects.get(name=spec.dead_letter_subscription).retention_seconds == 7 * 86400
+    LocalSubscription.objects.filter(name=spec.dead_letter_subscription).update(retention_seconds=600)
+    [drift] = queue.ensure_resources(spec).drift
+    assert (drift.resource, drift.setting, drift.expected, drift.actual) == (
+        spec.dead_letter_subscription,
+        "message_retention_duration",
+        7 * 86400,
+        600,
+    )
+    queue.ensure_resources(spec, apply=True)
+    assert LocalSubscription.objects.get(name=spec.dead_letter_subscription).retention_seconds == 7 * 86400
+    assert queue.ensure_resources(spec).drift == []
+
+
 def test_unknown_resources_are_permanent_not_found_errors_naming_them(db):
     queue = LocalQueue()
     spec = queue_spec("ghost")
