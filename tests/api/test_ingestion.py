@@ -109,6 +109,16 @@ def test_an_ordering_key_over_pubsubs_byte_limit_is_400_naming_it_and_nothing_is
     assert not IdempotencyRecord.objects.exists()
 
 
+def test_an_event_over_pubsubs_message_size_is_400_naming_the_limit_and_nothing_is_enqueued(doc_class, producer):
+    note = "é" * 5_000_100  # about 10,000,200 bytes of UTF-8: under the 10 MiB body cap, over Pub/Sub's 10 MB
+    response = _post(producer, _event(note=note))
+    assert response.status_code == 400, response.content[:300]
+    [error] = response.json()["errors"]
+    assert "10000000 bytes" in error["message"]
+    assert _queued(doc_class) == []
+    assert not IdempotencyRecord.objects.exists()
+
+
 def test_an_invalid_event_is_400_with_field_errors_and_nothing_is_enqueued(doc_class, producer):
     response = _post(producer, {"tenant_id": "", "revision": "three"})
     assert response.status_code == 400

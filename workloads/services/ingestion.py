@@ -14,6 +14,7 @@ processing).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from functools import cache
 from django.db import connection, transaction
 
 from workloads.fastinsert import insert_rows
-from workloads.ingestion import CheckedEvent, FieldError, canonical_json, fingerprint, normalize_and_validate
+from workloads.ingestion import CheckedEvent, FieldError, canonical_json, normalize_and_validate
 from workloads.models import IdempotencyRecord, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import (
@@ -35,13 +36,14 @@ from workloads.providers.base import (
     OutboundMessage,
     Queue,
 )
-from workloads.providers.limits import MAX_ORDERING_KEY_BYTES, utf8_len
+from workloads.providers.limits import MAX_MESSAGE_BYTES, MAX_ORDERING_KEY_BYTES, utf8_len
 from workloads.providers.specs import queue_spec
 from workloads.validation import render_key_template
 
 MAX_BATCH_EVENTS = 1000
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_KEY_LENGTH = 255
+ATTRIBUTES_ALLOWANCE_BYTES = 512  # attribute names, ingest time, trace id, schema version
 
 
 class Status:
@@ -90,6 +92,7 @@ class _Candidate:
     key: str
     ordering_key: str
     fingerprint: str
+    data: bytes  # the message data: the canonical JSON, encoded once for the fingerprint and the publish
 
 
 def _candidate(index: int, checked: CheckedEvent, workload_class: WorkloadClass, header_key: str | None):
@@ -121,7 +124,18 @@ def _candidate(index: int, checked: CheckedEvent, workload_class: WorkloadClass,
             "maxLength",
         )
         return EventResult(index, Status.REJECTED, idempotency_key=key, errors=[error])
-    return _Candidate(index, payload, key, ordering_key, fingerprint(payload))
+    data = canonical_json(payload).encode()
+    # Our attributes: the key, the slug and a few short fixed ones (names, time, trace, version).
+    size = len(data) + utf8_len(key) + utf8_len(workload_class.slug) + ATTRIBUTES_ALLOWANCE_BYTES
+    if size > MAX_MESSAGE_BYTES:
+        error = FieldError(
+            "",
+            f"The event is {len(data)} bytes as JSON; with its attributes that is over Pub/Sub's limit of "
+            f"{MAX_MESSAGE_BYTES} bytes per message.",
+            "maxLength",
+        )
+        return EventResult(index, Status.REJECTED, idempotency_key=key, errors=[error])
+    return _Candidate(index, payload, key, ordering_key, hashlib.sha256(data).hexdigest(), data)
 
 
 def events_ingest(
@@ -337,7 +351,7 @@ def _publish(workload_class: WorkloadClass, candidates: list[_Candidate], *, tra
 
 def _outbound(workload_class: WorkloadClass, candidate: _Candidate, *, trace_id: str, now: datetime) -> OutboundMessage:
     return OutboundMessage(
-        data=canonical_json(candidate.payload).encode(),
+        data=candidate.data,
         attributes={
             ATTR_CLASS: workload_class.slug,
             ATTR_IDEMPOTENCY_KEY: candidate.key,
