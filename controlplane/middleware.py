@@ -1,3 +1,4 @@
+import ipaddress
 import re
 import uuid
 
@@ -8,12 +9,30 @@ from controlplane import request_context
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+def _valid_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
 def _source_ip(request) -> str | None:
-    if settings.TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address: the peer's, or behind trusted proxies the entry the outermost of them
+    appended to X-Forwarded-For.
+
+    Each proxy appends the address it received the request from, so the client can write anything
+    to the left of what our proxies added: the leftmost entry is whatever the client chose (it
+    bypassed the per-address login limit and forged the audit address). Counting
+    TRUSTED_PROXY_HOPS entries from the right lands on the one our outermost proxy wrote."""
+    remote_addr = _valid_ip(request.META.get("REMOTE_ADDR") or "")
+    if not settings.TRUST_X_FORWARDED_FOR:
+        return remote_addr
+    entries = [entry for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if entry.strip()]
+    if not entries:
+        return remote_addr
+    # Fewer entries than hops: every entry was written by our proxies, the leftmost is the client.
+    appended_by_outermost_proxy = entries[max(0, len(entries) - settings.TRUSTED_PROXY_HOPS)]
+    return _valid_ip(appended_by_outermost_proxy) or remote_addr
 
 
 def _channel(path: str) -> str:

@@ -212,8 +212,13 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-# Only trust X-Forwarded-For for the audit log's source address when a proxy we run sets it.
+# Only trust X-Forwarded-For for the client's address (audit log, login limits) when a proxy we
+# run sets it. Each proxy appends one entry; the client's address is the one the outermost of our
+# TRUSTED_PROXY_HOPS proxies appended, counted from the right (Cloud Run's front end: 1; a Google
+# external load balancer in front of Cloud Run appends two, "client, lb": 2). Entries further left
+# are whatever the client sent and are never used.
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 1, minimum=1, maximum=10)
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
