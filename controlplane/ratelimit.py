@@ -84,6 +84,20 @@ def peek(scope: str, identity: str, limit: Limit, *, now: float | None = None) -
     return Verdict(count < limit.count, count, retry_after)
 
 
+def refund(scope: str, identity: str, limit: Limit, *, now: float) -> None:
+    """Take back one event counted by `hit(..., now=now)` (the same window), e.g. an attempt that
+    was counted up front and turned out not to be one that the limit is about."""
+    if not limit.enabled:
+        return
+    key, _ = _key(scope, identity, limit, now)
+    try:
+        cache.decr(key)
+    except ValueError:  # the window's counter is gone already: nothing to take back
+        pass
+    except Exception:  # noqa: BLE001
+        logger.warning("rate limit %s not refunded: the cache is unavailable", scope, exc_info=True)
+
+
 def reset(scope: str, identity: str, limit: Limit, *, now: float | None = None) -> None:
     if not limit.enabled:
         return

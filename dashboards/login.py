@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 
 from controlplane import request_context
-from workloads.services.login_limits import login_failure_record, login_refusal, login_success_record
+from workloads.services.login_limits import login_attempt_begin, login_attempt_failed, login_attempt_succeeded
 
 
 def _source_ip() -> str | None:
@@ -13,22 +13,20 @@ def _source_ip() -> str | None:
 
 class LoginView(auth_views.LoginView):
     def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")
-        retry_after = login_refusal(username=username, ip=_source_ip())
-        if retry_after is not None:
-            return self._locked_out(retry_after)
+        # Counted before the password is checked, so concurrent guesses cannot all pass the limit.
+        self.attempt = login_attempt_begin(username=request.POST.get("username", ""), ip=_source_ip())
+        if self.attempt.refused:
+            return self._locked_out(self.attempt.retry_after)
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):
-        username = self.request.POST.get("username", "")
-        login_failure_record(username=username, ip=_source_ip())
-        retry_after = login_refusal(username=username, ip=_source_ip())
+        retry_after = login_attempt_failed(self.attempt)
         if retry_after is not None:  # this failure reached a limit: say so now, not on the next try
             return self._locked_out(retry_after)
         return super().form_invalid(form)
 
     def form_valid(self, form):
-        login_success_record(username=form.get_user().get_username())
+        login_attempt_succeeded(self.attempt)
         return super().form_valid(form)
 
     def _locked_out(self, retry_after: int):

@@ -165,9 +165,12 @@ def _cache_from_url(url: str) -> dict:
 # Local memory (one count per process) unless a Redis URL is given: then limits hold across processes.
 CACHE_URL = env_str("CACHE_URL") or env_str("REDIS_URL") or "locmem://"
 CACHES = {"default": _cache_from_url(CACHE_URL)}
-# Failed logins per username and per source address within the window: past either, the login
-# page answers 429 with Retry-After until the window ends. 0 turns a limit off.
+# Failed logins within the window per source address, per username from one address, and per
+# username from all addresses together (a much higher ceiling, so a flood from one address cannot
+# lock the real user out; see workloads/services/login_limits.py): past any, the login page answers
+# 429 with Retry-After until the window ends. 0 turns a limit off.
 LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 10, minimum=0)
+LOGIN_FAILURES_PER_USERNAME_ALL_ADDRESSES = env_int("LOGIN_FAILURES_PER_USERNAME_ALL_ADDRESSES", 100, minimum=0)
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 50, minimum=0)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300, minimum=1, maximum=86400)
 # Ingestion requests per token (or per logged-in user) and window; generous, against runaway

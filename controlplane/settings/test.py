@@ -16,6 +16,7 @@ os.environ.setdefault("CACHE_URL", "locmem://")
 # off, and the rate-limit tests (tests/hardening) set the limits they exercise.
 os.environ.setdefault("LOGIN_FAILURES_PER_USERNAME", "0")
 os.environ.setdefault("LOGIN_FAILURES_PER_IP", "0")
+os.environ.setdefault("LOGIN_FAILURES_PER_USERNAME_ALL_ADDRESSES", "0")
 
 from controlplane.settings.base import *  # noqa: E402,F403
 from controlplane.settings.base import DATABASES, _database_from_url  # noqa: E402

@@ -58,7 +58,7 @@ def test_a_limit_of_zero_is_off():
 
 # --- Login ------------------------------------------------------------------------------------------------
 @override_settings(LOGIN_FAILURES_PER_USERNAME=3, LOGIN_FAILURES_PER_IP=0, LOGIN_FAILURE_WINDOW_SECONDS=300)
-def test_failed_logins_lock_the_username_even_for_the_right_password(make_user):
+def test_failed_logins_lock_the_username_from_that_address_even_for_the_right_password(make_user):
     user = make_user("lena", Role.VIEWER, password=PASSWORD)
     for _ in range(2):
         response = _login("lena", "wrong")
@@ -74,7 +74,7 @@ def test_failed_logins_lock_the_username_even_for_the_right_password(make_user):
 
     [event] = AuditEvent.objects.filter(action="login.locked_out")
     assert (event.actor, event.result, event.source_ip) == (user, AuditResult.DENIED, "10.0.0.1")
-    assert event.extra["limit"] == "username" and event.extra["failures"] == 3
+    assert event.extra["limit"] == "username_from_address" and event.extra["failures"] == 3
     assert PASSWORD not in str(event.extra) and "wrong" not in str(event.extra)
 
     with time_machine.travel(timezone.now() + timedelta(seconds=301)):
