@@ -46,17 +46,30 @@ def test_a_wrong_or_missing_value_fails_at_start_naming_the_variable(tmp_path, e
     assert variable in result.stderr
 
 
-def test_check_deploy_is_clean_with_production_settings(tmp_path):
-    result = _run(
+def _check_deploy(tmp_path, **env):
+    return _run(
         ["check", "--deploy", "--fail-level", "WARNING"],
         DEBUG="0",
         SECRET_KEY="prod-" + "k3y-" * 15,
         ALLOWED_HOSTS="controlplane.example.com",
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/controlplane",
         VAR_DIR=str(tmp_path),
+        **env,
     )
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = _check_deploy(tmp_path, CACHE_URL="redis://127.0.0.1:6379/1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("cache_url", ["locmem://", ""])  # "" : neither CACHE_URL nor REDIS_URL set
+def test_check_deploy_warns_when_rate_limits_count_per_process(tmp_path, cache_url):
+    result = _check_deploy(tmp_path, CACHE_URL=cache_url, REDIS_URL="")
+    assert result.returncode != 0
+    assert "controlplane.W001" in result.stderr and "per process" in result.stderr
+    assert "CACHE_URL" in result.stderr
 
 
 @pytest.mark.parametrize(

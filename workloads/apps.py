@@ -6,6 +6,8 @@ class WorkloadsConfig(AppConfig):
     verbose_name = "Workloads"
 
     def ready(self) -> None:
-        # Action handlers register themselves when their module is imported: import every kind's
-        # module here, so a worker can run any action whatever else it imported.
+        # The project's own system checks (about settings, so they belong to no app) register on
+        # import. Action handlers too: import every kind's module here, so a worker can run any
+        # action whatever else it imported.
+        from controlplane import checks  # noqa: F401
         from workloads.services import deadletters, incidents, scaling, subscriptions  # noqa: F401
