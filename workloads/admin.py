@@ -5,10 +5,11 @@ refuses exactly what the API does.
 """
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from controlplane.roles import Role, has_role
@@ -225,7 +226,20 @@ class ApiTokenAdmin(RoleGatedAdminMixin, admin.ModelAdmin):
         )
         obj.pk = token.pk
         obj.__dict__.update(ApiToken.objects.get(pk=token.pk).__dict__)
-        messages.warning(request, f"Token issued. Copy it now, it is shown only once: {raw}")
+        obj.issued_token_text = raw  # for response_add; never stored
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The token is shown once on this page, not through the messages framework: its default
+        # storage is a signed (readable, not encrypted) cookie, which would carry the token to the
+        # browser and back, and into whatever logs cookies.
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Token issued",
+            "token": obj,
+            "token_text": obj.issued_token_text,
+        }
+        return TemplateResponse(request, "admin/workloads/apitoken/issued.html", context)
 
     @admin.action(description="Revoke selected tokens")
     def revoke_selected(self, request, queryset):

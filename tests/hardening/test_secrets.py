@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 from django.conf import settings
@@ -84,3 +85,31 @@ def test_no_secret_reaches_the_logs_the_audit_log_or_an_error_page(make_user, ev
         assert value not in audit, f"the {name} is in the audit log"
         for page in pages:
             assert value not in page.content.decode(), f"the {name} is in a {page.status_code} page"
+
+
+def test_a_token_issued_in_the_admin_is_shown_once_on_the_page_and_never_put_in_a_cookie(make_user):
+    from django.contrib.messages.storage.cookie import CookieStorage
+    from django.test import RequestFactory
+
+    from workloads.models import ApiToken
+    from workloads.services.tokens import api_token_authenticate
+
+    admin = make_user("root", Role.ADMIN, password=PASSWORD)
+    client = Client()
+    client.force_login(admin)
+    response = client.post(
+        "/admin/workloads/apitoken/add/", {"name": "ci", "user": admin.pk, "scopes_text": "read", "expires_at": ""}
+    )
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    token = ApiToken.objects.get(name="ci")
+    raw = re.search(r'<code id="issued-token">([^<]+)</code>', response.content.decode()).group(1)
+    assert api_token_authenticate(raw) == token  # the page shows the token that works
+
+    # No cookie carries it, the messages cookie included (signed and compressed, not encrypted).
+    storage = CookieStorage(RequestFactory().get("/"))
+    for cookie in client.cookies.values():
+        assert raw not in cookie.value
+        decoded = storage._decode(cookie.value) if cookie.key == CookieStorage.cookie_name else None
+        assert raw not in str([str(message) for message in decoded or []])
+    # And the next page (where messages would show) does not show it again.
+    assert raw not in client.get("/admin/workloads/apitoken/").content.decode()
