@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from controlplane.csp import csp_relaxed
 from controlplane.health import healthz
 from dashboards.login import LoginView
 from workloads.api.prometheus import prometheus_metrics
@@ -15,7 +16,12 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("workloads.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Swagger UI's stylesheet draws its icons as data: SVG images: allowed on this page only.
+    path(
+        "api/docs/",
+        csp_relaxed(img_src="data:")(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
     path("", include("dashboards.urls")),
 ]
 

@@ -68,7 +68,6 @@ def browser(django_db_blocker):
 def new_page(browser, live_server):
     """new_page(color_scheme="light", viewport=(1280, 860)) -> a page in a fresh browser context
     whose relative URLs go to the live server. Every context is closed after the test."""
-    contexts = []
 
     def make(*, color_scheme: str = "light", viewport: tuple[int, int] = (1280, 860)):
         context = browser.new_context(
@@ -80,15 +79,39 @@ def new_page(browser, live_server):
         )
         context.set_default_timeout(10_000)
         contexts.append(context)
+        # Every Content-Security-Policy violation (Chromium reports each on the console) fails the
+        # test that caused it, so every browser test also proves its screens live with the policy.
+        context.add_init_script(_REPORT_CSP_VIOLATIONS)
         page = context.new_page()
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.js_errors = errors  # tests assert the page ran without script errors
+        page.csp_violations = []
+        page.on("console", lambda message, page=page: _note_csp_violation(page, message))
+        pages.append(page)
         return page
 
+    contexts, pages = [], []
     yield make
     for context in contexts:
         context.close()
+    violations = [violation for page in pages for violation in page.csp_violations]
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations))
+
+
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  const blocked = event.blockedURI || "inline";
+  const where = event.sourceFile ? ` (${event.sourceFile}:${event.lineNumber}:${event.columnNumber})` : "";
+  console.error(`Content Security Policy violation: ${event.violatedDirective} blocked ${blocked}${where}`);
+});
+"""
+
+
+def _note_csp_violation(page, message) -> None:
+    if "Content Security Policy" in message.text:
+        page.csp_violations.append(f"{page.url}: {message.text}")
 
 
 def _ensure_role_groups():

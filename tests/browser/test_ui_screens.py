@@ -108,7 +108,7 @@ def test_class_charts_draw_the_slo_threshold_and_action_markers(logged_in_page, 
     workload_class_update(actor=page.user, workload_class=wc, fields={"max_instances": 24})
 
     page.goto(f"/classes/{BREACHED_SLUG}/?range=6h")
-    page.wait_for_function("window.ControlPlaneCharts && ControlPlaneCharts.count() === 6")
+    page.wait_for_function("() => window.ControlPlaneCharts && ControlPlaneCharts.count() === 6")
     expect(page.locator("#chart-queue-age .chart-threshold")).to_contain_text("SLO p99 < 10 s")
     # The threshold is drawn where the SLO says: sample the canvas along the line's height.
     drawn = page.evaluate(
@@ -138,7 +138,7 @@ def test_class_charts_draw_the_slo_threshold_and_action_markers(logged_in_page, 
 
     page.get_by_role("navigation", name="Time range").get_by_role("link", name="30d").click()
     expect(page).to_have_url(re.compile(r"range=30d"))
-    page.wait_for_function("window.ControlPlaneCharts && ControlPlaneCharts.count() === 6")
+    page.wait_for_function("() => window.ControlPlaneCharts && ControlPlaneCharts.count() === 6")
     expect(page.locator("#class-charts .muted").first).to_contain_text("one point per 3 h")
     assert page.js_errors == []
 

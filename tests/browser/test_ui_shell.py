@@ -165,7 +165,7 @@ def test_the_table_body_refreshes_itself_without_a_reload(logged_in_page, demo_f
 def test_the_chart_component_draws_series_threshold_markers_and_data_age(logged_in_page, demo_fleet):
     page = logged_in_page("viewer")
     page.goto("/classes/document-processing/")
-    page.wait_for_function("!!(window.ControlPlaneCharts && window.uPlot)")
+    page.wait_for_function("() => !!(window.ControlPlaneCharts && window.uPlot)")
     # Telemetry has not landed yet, so the page's own charts are empty: draw one with the same
     # JSON shape dashboards/charts.py produces, in the same figure markup.
     drawn = page.evaluate(
@@ -200,7 +200,7 @@ def test_the_chart_component_draws_series_threshold_markers_and_data_age(logged_
     assert "p50" in drawn["legend"] and "p95" in drawn["legend"]
     # Away from the cursor, the legend shows each series' latest value with its unit.
     page.wait_for_function(
-        "[...document.querySelectorAll('#test-plot .u-series:not(:first-child) .u-value')]"
+        "() => [...document.querySelectorAll('#test-plot .u-series:not(:first-child) .u-value')]"
         ".every(e => / s$/.test(e.textContent))"
     )
     assert re.fullmatch(r"data as of \d\d:\d\d \(4 min ago\)", drawn["age"]), drawn["age"]
@@ -229,12 +229,12 @@ def test_the_chart_component_draws_series_threshold_markers_and_data_age(logged_
     swatch = "getComputedStyle(document.querySelector('#test-plot .u-series:nth-child(2) .u-marker')).borderColor"
     light_colour = page.evaluate(swatch)
     page.emulate_media(color_scheme="dark")
-    page.wait_for_function(f"{swatch} !== {light_colour!r}")
+    page.wait_for_function(f"() => {swatch} !== {light_colour!r}")
 
     # It follows its container's width.
     page.set_viewport_size({"width": 480, "height": 900})
     page.wait_for_function(
-        f"document.querySelector('#test-plot canvas').getBoundingClientRect().width < {drawn['width']}"
+        f"() => document.querySelector('#test-plot canvas').getBoundingClientRect().width < {drawn['width']}"
     )
     assert page.js_errors == []
 
