@@ -21,6 +21,11 @@ SCREENS = [
     "/dead-letters/messages/",
     "/dead-letters/rules/",
     "/dead-letters/rules/new/",
+    "/alerts/",
+    "/alerts/silences/",
+    "/alerts/channels/",
+    "/alerts/routes/",
+    "/alerts/demo-receiver/",
     "/no-such-page/",
     "/admin/",
     "/admin/workloads/workloadclass/",
@@ -68,7 +73,10 @@ def test_the_login_page_and_a_token_issued_in_the_admin_live_with_the_policy(new
 def test_the_api_docs_render_with_scripts_from_our_origin(new_page):
     page = new_page()
     _assert_policy(page.goto("/api/docs/"))
-    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Async workloads control plane API")
+    # Generating the schema takes seconds on a busy machine: a generous bound, polled.
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+        "Async workloads control plane API", timeout=60_000
+    )
     expect(page.locator(".opblock").first).to_be_visible()
     assert page.csp_violations == [] and page.js_errors == []
 
