@@ -409,6 +409,10 @@ GOOGLE_CLOUD_REGION = env_str("GOOGLE_CLOUD_REGION", "us-central1")
 # Endpoint overrides for the Cloud Run Admin and Cloud Monitoring clients (tests, private endpoints).
 CLOUD_RUN_ENDPOINT = env_str("CLOUD_RUN_ENDPOINT")
 CLOUD_MONITORING_ENDPOINT = env_str("CLOUD_MONITORING_ENDPOINT")
+# How long an ingestion request waits for Pub/Sub to take its events. Past it the request answers
+# 503 with Retry-After and gives its idempotency keys back, so a web thread is never held for the
+# library's whole retry budget (60 s) during an outage; see docs/gcp.md, "Ingestion during an outage".
+INGESTION_PUBLISH_TIMEOUT_SECONDS = env_float("INGESTION_PUBLISH_TIMEOUT_SECONDS", 8.0, minimum=0.5, maximum=60.0)
 
 # --- Local fleet (`manage.py runfleet`, the local provider's worker pools) --------------------------
 # The command each local worker instance runs, split like a shell line; {slug} is the class,

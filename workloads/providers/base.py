@@ -193,6 +193,11 @@ class GuardRows:
 class Queue(ABC):
     # Whether publish_guarded() works here (a queue kept in the caller's PostgreSQL database).
     supports_guarded_publish = False
+    # Whether publish() writes to the caller's database and so belongs in its transaction (the
+    # local queue). Otherwise publish is a network call, which must never be made inside a
+    # transaction: the session would sit "idle in transaction", holding its locks, for as long as
+    # the provider takes to answer.
+    publish_joins_transaction = False
 
     def publish_guarded(
         self, spec: QueueSpec, messages: Sequence[OutboundMessage], guards: GuardRows
@@ -210,9 +215,12 @@ class Queue(ABC):
         spec are reported as drift and changed only when `apply` is true."""
 
     @abstractmethod
-    def publish(self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "") -> list[str]:
+    def publish(
+        self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "", deadline: float | None = None
+    ) -> list[str]:
         """Publish in batches to `topic` (default: the class topic); message ids in input order.
-        Ordering keys are honoured when the spec has ordering on."""
+        Ordering keys are honoured when the spec has ordering on. `deadline`: the most seconds the
+        caller waits (a transient ProviderError after it); None, the adapter's own retry budget."""
 
     @abstractmethod
     def consume(

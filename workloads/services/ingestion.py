@@ -3,24 +3,33 @@
 Deduplication follows Stripe and the IETF idempotency-key draft: within the class's dedup TTL the
 same key with the same payload fingerprint returns the original receipt, and the same key with a
 different payload is a conflict. It holds under concurrency because the key is claimed by an
-INSERT on a unique constraint in the same transaction as the publish: a concurrent request with
-the same key waits on that row and then reads the winner's receipt. With the local provider the
-publish is part of the transaction, so nothing is ever half-written (on PostgreSQL the keys'
-records, the messages and their deliveries are even one statement: `LocalQueue.publish_guarded`);
-with Pub/Sub a crash between publish and commit can publish a message whose key is not recorded,
-which the worker kit's completed-key check then skips (at-least-once delivery, effectively-once
-processing).
+INSERT on a unique constraint. With the local provider the publish is part of the claim's
+transaction, so nothing is ever half-written (on PostgreSQL the keys' records, the messages and
+their deliveries are even one statement: `LocalQueue.publish_guarded`), and a concurrent request
+with the same key waits on that row and then reads the winner's receipt.
+
+With Pub/Sub the publish is a network call and no transaction spans it: the claims commit, the
+publish waits at most INGESTION_PUBLISH_TIMEOUT_SECONDS, then the receipts are written; a failed
+or timed-out publish gives its keys back and the request answers 503 with Retry-After, so the
+client's retry is accepted once. A concurrent request with the same key waits for the receipt
+(within the same deadline). A publish given up on that still lands later, or a crash between
+publish and receipt, leaves a message whose key is not recorded, which the worker kit's
+completed-key check then skips (at-least-once delivery, effectively-once processing).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 
 from workloads.fastinsert import insert_rows
 from workloads.ingestion import CheckedEvent, FieldError, canonical_json, normalize_and_validate
@@ -34,6 +43,7 @@ from workloads.providers.base import (
     ATTR_TRACE_ID,
     GuardRows,
     OutboundMessage,
+    ProviderError,
     Queue,
 )
 from workloads.providers.limits import MAX_MESSAGE_BYTES, MAX_ORDERING_KEY_BYTES, utf8_len
@@ -44,6 +54,12 @@ MAX_BATCH_EVENTS = 1000
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_KEY_LENGTH = 255
 ATTRIBUTES_ALLOWANCE_BYTES = 512  # attribute names, ingest time, trace id, schema version
+# A claim still without a receipt this long after its publish deadline was left by a request that
+# died between claim and publish: its key is free again.
+ABANDONED_CLAIM_MARGIN = 30
+RECEIPT_POLL_SECONDS = 0.05
+
+logger = logging.getLogger(__name__)
 
 
 class Status:
@@ -199,45 +215,134 @@ def _claim_and_publish(
         candidates = [c for c in candidates if c.index not in results]  # their keys were taken
         if not candidates:
             return results
+    if queue.publish_joins_transaction:
+        # The local queue: claims, messages and receipts commit together or not at all.
+        with transaction.atomic():
+            mine, claimed = _claim(workload_class, candidates, results, trace_id=trace_id, now=now)
+            if mine:
+                message_ids = _publish(workload_class, mine, trace_id=trace_id, now=now)
+                _store_message_ids([claimed[c.key] for c in mine], message_ids)
+                results.update(_accepted(mine, message_ids))
+        return results
+    # A publish over the network (Pub/Sub) never runs inside a transaction: the claims commit
+    # first, the publish waits at most INGESTION_PUBLISH_TIMEOUT_SECONDS, and a failed publish
+    # gives its keys back (the compensation), so the client's retry is accepted, once.
     with transaction.atomic():
-        claimed = _claim_keys(workload_class, candidates, trace_id=trace_id, now=now)
-        taken = [c for c in candidates if c.key not in claimed]
-        if taken:
-            stored = _stored_records(workload_class, taken)
-            # Expired keys are free again (the prune task may lag): take them over. A key whose row
-            # vanished since the INSERT (pruned meanwhile) is free too.
-            expired = [c for c in taken if c.key not in stored or stored[c.key].expires_at <= now]
-            if expired:
-                IdempotencyRecord.objects.filter(
-                    workload_class=workload_class, key__in=[c.key for c in expired], expires_at__lte=now
-                ).delete()
-                claimed.update(_claim_keys(workload_class, expired, trace_id=trace_id, now=now))
-                lost = [c for c in expired if c.key not in claimed]
-                stored.update(_stored_records(workload_class, lost))  # a concurrent request was first
-            for candidate in taken:
-                if candidate.key in claimed:
-                    continue
-                record = stored[candidate.key]
-                results[candidate.index] = _seen_before(
-                    candidate.index,
-                    candidate.key,
-                    same=record.payload_fingerprint == candidate.fingerprint,
-                    message_id=record.message_id,
-                    ordering_key=record.ordering_key,
-                )
-        mine = [c for c in candidates if c.key in claimed]
-        if mine:
-            message_ids = _publish(workload_class, mine, trace_id=trace_id, now=now)
-            _store_message_ids([claimed[c.key] for c in mine], message_ids)
-            for candidate, message_id in zip(mine, message_ids, strict=True):
-                results[candidate.index] = EventResult(
-                    candidate.index,
-                    Status.ACCEPTED,
-                    idempotency_key=candidate.key,
-                    message_id=message_id,
-                    ordering_key=candidate.ordering_key,
-                )
+        mine, claimed = _claim(workload_class, candidates, results, trace_id=trace_id, now=now)
+    if mine:
+        record_ids = [claimed[c.key] for c in mine]
+        try:
+            message_ids = _publish(
+                workload_class, mine, trace_id=trace_id, now=now, deadline=settings.INGESTION_PUBLISH_TIMEOUT_SECONDS
+            )
+        except BaseException:
+            _release_claims(record_ids)
+            raise
+        _store_message_ids(record_ids, message_ids)
+        results.update(_accepted(mine, message_ids))
+    _await_receipts(workload_class, candidates, results)
     return results
+
+
+def _claim(
+    workload_class: WorkloadClass,
+    candidates: list[_Candidate],
+    results: dict[int, EventResult],
+    *,
+    trace_id: str,
+    now: datetime,
+) -> tuple[list[_Candidate], dict[str, int]]:
+    """Claim the candidates' keys (inside the caller's transaction); the events whose keys were
+    taken get their result in `results`. Returns the candidates this request claimed and
+    {key: record id}."""
+    claimed = _claim_keys(workload_class, candidates, trace_id=trace_id, now=now)
+    taken = [c for c in candidates if c.key not in claimed]
+    if taken:
+        stored = _stored_records(workload_class, taken)
+        # Expired keys are free again (the prune task may lag): take them over. A key whose row
+        # vanished since the INSERT (pruned or given back meanwhile) is free too, and so is one a
+        # crashed request claimed and never published (no receipt long after its publish deadline).
+        abandoned_before = now - timedelta(seconds=settings.INGESTION_PUBLISH_TIMEOUT_SECONDS + ABANDONED_CLAIM_MARGIN)
+        free = (
+            Q(expires_at__lte=now)  # expired
+            | Q(message_id="", created_at__lte=abandoned_before)  # abandoned
+        )
+
+        def is_free(record: IdempotencyRecord | None) -> bool:
+            return (
+                record is None
+                or record.expires_at <= now
+                or (not record.message_id and record.created_at <= abandoned_before)
+            )
+
+        expired = [c for c in taken if is_free(stored.get(c.key))]
+        if expired:
+            IdempotencyRecord.objects.filter(
+                free, workload_class=workload_class, key__in=[c.key for c in expired]
+            ).delete()
+            claimed.update(_claim_keys(workload_class, expired, trace_id=trace_id, now=now))
+            lost = [c for c in expired if c.key not in claimed]
+            stored.update(_stored_records(workload_class, lost))  # a concurrent request was first
+        for candidate in taken:
+            if candidate.key in claimed:
+                continue
+            record = stored[candidate.key]
+            results[candidate.index] = _seen_before(
+                candidate.index,
+                candidate.key,
+                same=record.payload_fingerprint == candidate.fingerprint,
+                message_id=record.message_id,
+                ordering_key=record.ordering_key,
+            )
+    return [c for c in candidates if c.key in claimed], claimed
+
+
+def _accepted(candidates: list[_Candidate], message_ids: list[str]) -> dict[int, EventResult]:
+    return {
+        c.index: EventResult(
+            c.index, Status.ACCEPTED, idempotency_key=c.key, message_id=message_id, ordering_key=c.ordering_key
+        )
+        for c, message_id in zip(candidates, message_ids, strict=True)
+    }
+
+
+def _release_claims(record_ids: list[int]) -> None:
+    """Give back the keys of a publish that failed (only rows still without a receipt)."""
+    try:
+        IdempotencyRecord.objects.filter(pk__in=record_ids, message_id="").delete()
+    except DatabaseError:
+        # The claims stay; once past the publish deadline they count as abandoned and are taken over.
+        logger.exception("Could not give back %d idempotency keys after a failed publish", len(record_ids))
+
+
+def _await_receipts(
+    workload_class: WorkloadClass, candidates: list[_Candidate], results: dict[int, EventResult]
+) -> None:
+    """A duplicate of a key whose first request is still publishing (its claim is committed, its
+    receipt not yet) waits for that receipt, within the publish deadline. If the first request
+    gave its key back, or is still not done, this one answers 503 (the client retries)."""
+    waiting = {
+        c.key: c.index
+        for c in candidates
+        if results[c.index].status == Status.DUPLICATE and not results[c.index].message_id
+    }
+    give_up_at = time.monotonic() + settings.INGESTION_PUBLISH_TIMEOUT_SECONDS
+    while waiting:
+        stored = IdempotencyRecord.objects.filter(workload_class=workload_class, key__in=list(waiting))
+        receipts = dict(stored.values_list("key", "message_id"))
+        for key, message_id in receipts.items():
+            if message_id:
+                results[waiting.pop(key)].message_id = message_id
+        if not waiting:
+            return
+        if set(waiting) - set(receipts) or time.monotonic() >= give_up_at:
+            raise ProviderError(
+                "An earlier request with the same idempotency key did not finish publishing; retry shortly.",
+                permanent=False,
+                code="UNAVAILABLE",
+                resource=queue_spec(workload_class).topic,
+            )
+        time.sleep(RECEIPT_POLL_SECONDS)
 
 
 def _claim_and_publish_guarded(
@@ -344,9 +449,16 @@ def _store_message_ids(record_ids: list[int], message_ids: list[str]) -> None:
         cursor.executemany(sql, list(zip(message_ids, record_ids, strict=True)))
 
 
-def _publish(workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime) -> list[str]:
+def _publish(
+    workload_class: WorkloadClass,
+    candidates: list[_Candidate],
+    *,
+    trace_id: str,
+    now: datetime,
+    deadline: float | None = None,
+) -> list[str]:
     messages = [_outbound(workload_class, c, trace_id=trace_id, now=now) for c in candidates]
-    return get_providers().queue.publish(queue_spec(workload_class), messages)
+    return get_providers().queue.publish(queue_spec(workload_class), messages, deadline=deadline)
 
 
 def _outbound(workload_class: WorkloadClass, candidate: _Candidate, *, trace_id: str, now: datetime) -> OutboundMessage:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -365,10 +366,16 @@ class PubSubQueue(Queue):
         )
 
     # --- publishing ----------------------------------------------------------------------------------
-    def publish(self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "") -> list[str]:
-        return self._publish(topic or spec.topic, messages)
+    def publish(
+        self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "", deadline: float | None = None
+    ) -> list[str]:
+        return self._publish(topic or spec.topic, messages, deadline=deadline)
 
-    def _publish(self, topic: str, messages: Sequence[OutboundMessage]) -> list[str]:
+    def _publish(self, topic: str, messages: Sequence[OutboundMessage], *, deadline: float | None = None) -> list[str]:
+        """With a `deadline` (a caller that must answer in time, e.g. an ingestion request) the
+        library's retries stop at it too, so a publish given up on rarely lands later; when one
+        does, its key was released by the caller and the worker kit's completed-key check skips
+        the second copy."""
         for message in messages:
             clash = RESERVED_ATTRIBUTES.intersection(message.attributes)
             if clash:
@@ -388,13 +395,16 @@ class PubSubQueue(Queue):
                     code="INVALID_ARGUMENT",
                     resource=topic,
                 )
+        retry, rpc_timeout, wait = self._publish_retry, self._timeout, self._publish_wait
+        if deadline is not None:
+            retry, rpc_timeout, wait = retry.with_timeout(deadline), min(rpc_timeout, deadline), deadline
         futures = [
             (self._ordered_publisher if message.ordering_key else self._publisher).publish(
                 topic,
                 message.data,
                 ordering_key=message.ordering_key,
-                retry=self._publish_retry,
-                timeout=self._timeout,
+                retry=retry,
+                timeout=rpc_timeout,
                 **message.attributes,
             )
             for message in messages
@@ -402,9 +412,17 @@ class PubSubQueue(Queue):
         ids: list[str] = []
         failure: BaseException | None = None
         paused_keys: set[str] = set()
+        give_up_at = time.monotonic() + wait  # one wait for the whole batch, not one per message
         for message, future in zip(messages, futures, strict=True):
             try:
-                ids.append(future.result(timeout=self._publish_wait))
+                ids.append(future.result(timeout=max(0.0, give_up_at - time.monotonic())))
+            except FutureTimeoutError:
+                failure = failure or ProviderError(
+                    f"Publishing to {topic} did not complete within {wait:g} s; Pub/Sub may be unavailable.",
+                    permanent=False,
+                    code="DEADLINE_EXCEEDED",
+                    resource=topic,
+                )
             except Exception as exc:
                 failure = failure or exc
                 if message.ordering_key:
@@ -413,6 +431,8 @@ class PubSubQueue(Queue):
             # After a failure the library refuses further messages for the key until resumed.
             self._ordered_publisher.resume_publish(topic, key)
         if failure is not None:
+            if isinstance(failure, ProviderError):
+                raise failure
             if isinstance(failure, gexc.GoogleAPIError):
                 raise to_provider_error(
                     failure, what="publish to", resource=topic, role=PUBSUB_PUBLISHER_ROLE

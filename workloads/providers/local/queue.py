@@ -216,7 +216,11 @@ class LocalQueue(Queue):
             raise not_found("subscription", name, _SUBSCRIPTION_HINT) from None
 
     # --- publishing ---------------------------------------------------------------------------------
-    def publish(self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "") -> list[str]:
+    publish_joins_transaction = True  # rows in the caller's database: no network call to wait for
+
+    def publish(
+        self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "", deadline: float | None = None
+    ) -> list[str]:
         name = topic or spec.topic
         ids: list[str] = []
         topic, subscriptions = self._topic_with_subscriptions(name)
