@@ -6,12 +6,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
-# Extra honcho options for `make run`, e.g. HONCHO_ARGS="-c worker=2" for two Celery worker processes.
+# Extra options of `make run`'s supervisor (controlplane/supervisor.py), e.g. RUN_ARGS="-c worker=2"
+# for two Celery worker processes (HONCHO_ARGS, its old name, still works).
 HONCHO_ARGS ?=
+RUN_ARGS ?= $(HONCHO_ARGS)
 # Local state of `make run` (SQLite file, broker folders, admin password); the settings read the same variable.
 VAR_DIR ?= var
 
-.PHONY: run test lint bench reset clean-venv
+.PHONY: run test lint bench soak reset clean-venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -45,7 +47,8 @@ run: $(VENV)/.runtime-installed
 	DEBUG=1 $(BIN)/python manage.py provision
 	DEBUG=1 $(BIN)/python manage.py ensure_admin
 	@echo "Serving on http://127.0.0.1:$(PORT) (API docs: /api/docs/, admin: /admin/); Ctrl-C stops everything."
-	DEBUG=1 WEB_PORT=$(PORT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port $(PORT) $(HONCHO_ARGS)
+	DEBUG=1 WEB_PORT=$(PORT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m controlplane.supervisor \
+		--port $(PORT) --state $(VAR_DIR)/processes.json $(RUN_ARGS)
 
 test: $(VENV)/.dev-installed
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -59,10 +62,17 @@ lint: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
 
+# `make run` for SOAK_MINUTES in a fresh folder under VAR_DIR, watched from outside: unexpected
+# exits, memory per process, table sizes (bench/soak.py; figures in bench/README.md).
+SOAK_MINUTES ?= 30
+soak: $(VENV)/.runtime-installed
+	mkdir -p $(VAR_DIR)
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --var-dir $$(mktemp -d $(abspath $(VAR_DIR))/soak-XXXXXX)
+
 # Only what `make run` keeps: a VAR_DIR pointed elsewhere may hold other things.
 reset:
 	rm -rf $(VAR_DIR)/controlplane.sqlite3 $(VAR_DIR)/controlplane.sqlite3-wal $(VAR_DIR)/controlplane.sqlite3-shm \
-		$(VAR_DIR)/celery $(VAR_DIR)/admin-password.txt
+		$(VAR_DIR)/celery $(VAR_DIR)/admin-password.txt $(VAR_DIR)/processes.json
 	@echo "Reset $(VAR_DIR)/: the next make run starts from an empty database (DATABASE_URL databases are left alone)."
 
 clean-venv:

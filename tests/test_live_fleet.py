@@ -1,5 +1,5 @@
 """Smoke test of `make run`: the Procfile's processes (gunicorn, a Celery worker and beat, the local
-fleet and the traffic generator) run under honcho on a temporary SQLite database, as `make run`
+fleet and the traffic generator) run under the supervisor on a temporary SQLite database, as `make run`
 starts them, for about a minute. The API and the overview page must then show events ingested,
 completed, dead-lettered and rolled up; stopping the process group must end every process."""
 
@@ -81,8 +81,8 @@ def _processes() -> dict[int, tuple[int, str, str]]:
 
 
 def _descendants(root: int) -> dict[int, tuple[str, str]]:
-    """pid -> (start time, command line) of `root` and everything it started. honcho puts each
-    Procfile process in a process group of its own, so the group of honcho alone is not enough."""
+    """pid -> (start time, command line) of `root` and everything it started. The supervisor puts
+    each Procfile process in a process group of its own, so its own group alone is not enough."""
     processes = _processes()
     family, todo = {}, [root]
     while todo:
@@ -145,15 +145,23 @@ def _manage(env: dict[str, str], *args: str) -> str:
 def test_the_procfile_runs_the_live_fleet_and_stops_cleanly(tmp_path):
     var_dir, port = tmp_path / "var", _free_port()
     env = _environment(var_dir, port)
-    # What `make run` does before it starts honcho.
+    # What `make run` does before it starts the supervisor.
     for command in (["migrate", "--noinput"], ["seed_demo"], ["provision"], ["ensure_admin"]):
         _manage(env, *command)
     token = _manage(env, "issuetoken", ADMIN, "--name", "smoke test").strip()
 
-    log_path = tmp_path / "honcho.log"
+    log_path = tmp_path / "supervisor.log"
     with log_path.open("w") as log:
-        honcho = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "start", "--port", str(port)],
+        supervisor = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "controlplane.supervisor",
+                "--port",
+                str(port),
+                "--state",
+                str(var_dir / "processes.json"),
+            ],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -165,23 +173,23 @@ def test_the_procfile_runs_the_live_fleet_and_stops_cleanly(tmp_path):
     survivors: dict[int, str] = {}
     try:
         client = Client(f"http://127.0.0.1:{port}", token)
-        seen = _wait_for_the_fleet(client, honcho, log_path)
+        seen = _wait_for_the_fleet(client, supervisor, log_path)
         assert seen["ok_receipt"]["status"] == "accepted"
         assert seen["poison_receipt"]["status"] == "accepted"
         assert seen["dead_letter"]["error_type"].endswith("PolicyEngineError")
         assert seen["dead_letter"]["delivery_attempts"] == 5  # retried to the class's last attempt
         assert seen["completed"] >= 10  # the generator's events too, not only ours
         assert "Async policy evaluation" in seen["overview"]
-        family = _descendants(honcho.pid)
+        family = _descendants(supervisor.pid)
         commands = " | ".join(command for _start, command in family.values())
         for part in ("gunicorn", "celery -A controlplane worker", "celery -A controlplane beat", "runworker"):
             assert part in commands, commands  # each Procfile process, and the fleet's workers
     finally:
-        family = family or _descendants(honcho.pid)
-        # What Ctrl-C on `make run` amounts to: honcho is told to stop and stops the rest.
-        os.killpg(honcho.pid, signal.SIGTERM)
+        family = family or _descendants(supervisor.pid)
+        # What Ctrl-C on `make run` amounts to: the supervisor is told to stop and stops the rest.
+        os.killpg(supervisor.pid, signal.SIGTERM)
         try:
-            honcho.wait(timeout=45)
+            supervisor.wait(timeout=45)
         except subprocess.TimeoutExpired:
             pass
         deadline = time.monotonic() + 15
@@ -192,14 +200,14 @@ def test_the_procfile_runs_the_live_fleet_and_stops_cleanly(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if honcho.poll() is None:
-            honcho.kill()
-            honcho.wait(timeout=10)
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait(timeout=10)
     assert not survivors, f"still running after SIGTERM: {survivors}\n{_tail(log_path)}"
     assert "SIGTERM received" in log_path.read_text()  # the workers were told to finish their work
 
 
-def _wait_for_the_fleet(client: Client, honcho: subprocess.Popen, log_path: Path) -> dict:
+def _wait_for_the_fleet(client: Client, supervisor: subprocess.Popen, log_path: Path) -> dict:
     """Poll until every step of the data path shows through the API and the overview, or fail
     with what was still missing and the end of the fleet's log."""
     seen: dict = {}
@@ -208,7 +216,7 @@ def _wait_for_the_fleet(client: Client, honcho: subprocess.Popen, log_path: Path
     deadline = time.monotonic() + DEADLINE_SECONDS
     missing = "the web server"
     while time.monotonic() < deadline:
-        assert honcho.poll() is None, f"honcho exited with {honcho.returncode}:\n{_tail(log_path)}"
+        assert supervisor.poll() is None, f"the supervisor exited with {supervisor.returncode}:\n{_tail(log_path)}"
         try:
             # Ingested through the real API, like the traffic generator's events: one unit that
             # succeeds and one poison unit that fails on every attempt.

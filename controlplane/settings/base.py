@@ -16,6 +16,9 @@ from controlplane.env import env_bool, env_choice, env_float, env_int, env_list,
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+# Written by `make run`'s process supervisor (controlplane/supervisor.py); pages warn about the
+# unexpected exits it records. Absent outside `make run`.
+SUPERVISOR_STATE_FILE = VAR_DIR / "processes.json"
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -85,6 +88,7 @@ TEMPLATES = [
                 "dashboards.context_processors.navigation",
                 "dashboards.context_processors.incident",
                 "dashboards.context_processors.failing_channels",
+                "controlplane.context_processors.process_exits",
             ],
         },
     },
