@@ -152,12 +152,16 @@ def _memory(samples: list[dict], *, warm_up: float) -> dict:
         points = [(s["t"], s[name][0], s[name][1]) for s in after if name in s]
         if len(points) < 2:
             continue
-        (t0, first, _), (t1, last, count) = points[0], points[-1]
+        (t0, first, first_count), (t1, last, count) = points[0], points[-1]
         report[name] = {
             "first_mib": round(first, 1),
             "last_mib": round(last, 1),
             "peak_mib": round(max(p[1] for p in points), 1),
             "growth_mib_per_hour": round((last - first) / max(t1 - t0, 1) * 3600, 1),
+            # The fleet's tree grows and shrinks with its pools: per process is the figure to watch.
+            "first_mib_per_process": round(first / first_count, 1),
+            "last_mib_per_process": round(last / count, 1),
+            "first_processes": first_count,
             "processes": count,
         }
     return report
@@ -173,7 +177,8 @@ def _print(report: dict) -> None:
     for name, m in report["memory"].items():
         print(
             f"  {name:<10} {m['first_mib']:>7.1f} -> {m['last_mib']:>7.1f} ({m['peak_mib']:.1f})"
-            f"  {m['growth_mib_per_hour']:+.1f}/h  [{m['processes']} processes]"
+            f"  {m['growth_mib_per_hour']:+.1f}/h  [{m['first_processes']} -> {m['processes']} processes,"
+            f" {m['first_mib_per_process']:.1f} -> {m['last_mib_per_process']:.1f} MiB each]"
         )
     print(f"tables (rows), database file {report['database_mib']} MiB:")
     for name, rows in sorted(report["tables"].items(), key=lambda item: -item[1])[:15]:
