@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--var-dir", default="", help="a fresh folder for the run (default: one under ./var)")
     parser.add_argument("--sample-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
+    # Stopped early (Ctrl-C, or SIGTERM: a background job ignores SIGINT), it still stops `make run`.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit("soak stopped early"))
     if args.var_dir:
         var_dir = Path(args.var_dir).resolve()
         var_dir.mkdir(parents=True, exist_ok=True)
