@@ -441,6 +441,10 @@ WORKER_REPORT_INTERVAL_SECONDS = env_int("WORKER_REPORT_INTERVAL_SECONDS", 60, m
 # Work results (one per delivery settled) are deleted after this many days. At least 8: longer than
 # the longest dedup TTL (7 days), so a success that still deduplicates a key is never deleted.
 WORK_RESULT_RETENTION_DAYS = env_int("WORK_RESULT_RETENTION_DAYS", 30, minimum=8)
+# On SIGTERM a worker stops pulling at once and is gone within this grace: in-flight work finishes
+# or is handed back (nacked, redelivered elsewhere), the final metrics report is given what is left
+# (at most 2 s) and dropped if the endpoint does not answer. Cloud Run kills 10 s after SIGTERM.
+WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 8.0, minimum=1.0, maximum=3600.0)
 # The demo handlers fail on purpose, so the demo shows retries and dead letters: this share of
 # attempts fails transiently, and this share of units is poison (fails on every attempt). Both are
 # small: failed attempts count against success-ratio SLOs, and the traffic generator already sends

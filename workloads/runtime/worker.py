@@ -70,6 +70,9 @@ from workloads.validation import render_key_template
 logger = logging.getLogger(__name__)
 
 SLOT_POLL_SECONDS = 0.1
+# At most this much of the shutdown grace is kept for the final metrics report (a quarter when the
+# grace is shorter).
+FINAL_REPORT_MAX_SECONDS = 2.0
 
 
 def retry_delay(
@@ -210,16 +213,34 @@ class Worker:
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
         self._key_locks = _KeyLocks()
         self._stop = threading.Event()
+        self._hand_back = threading.Event()  # the shutdown grace ran out: give in-flight messages back
         self._lock = threading.Lock()
         self._connections: list = []  # database connections of the threads that settled messages
         self.strays = 0  # timed-out handler threads still running
+        self.report_dropped = False  # the final report was given up on, its thread still retrying
         self.settled: Counter[str] = Counter()  # outcome -> deliveries, for logs and tests
 
     # --- running ---------------------------------------------------------------------------------
-    def run(self, stop: threading.Event, *, report_interval_seconds: float = 60.0) -> None:
-        """Consume until `stop` is set; in-flight units finish (each within its timeout), then the
-        last metrics are flushed."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        report_interval_seconds: float = 60.0,
+        grace_seconds: float | None = None,
+    ) -> None:
+        """Consume until `stop` is set, then stop pulling at once. Without `grace_seconds`,
+        in-flight units finish (each within its timeout) and the last metrics are flushed however
+        long that takes. With it, the whole shutdown fits in the grace (Cloud Run kills an instance
+        10 s after SIGTERM): in-flight units may finish until the last part of it, which is kept for
+        the final metrics report; units still running then are handed back (nacked, so Pub/Sub
+        redelivers them; their results would be discarded) and a final report that has not gone
+        through by the end is dropped, not retried."""
         self._stop = stop
+        report_budget = None if grace_seconds is None else min(FINAL_REPORT_MAX_SECONDS, grace_seconds / 4)
+        if grace_seconds is not None:
+            threading.Thread(
+                target=self._hand_back_after, args=(stop, grace_seconds - report_budget), daemon=True
+            ).start()
         reporter_stop = threading.Event()
         reporter = threading.Thread(
             target=self.reporter.run,
@@ -233,9 +254,38 @@ class Worker:
             self.queue.consume(self.config.spec, self.handle, max_concurrency=self.config.max_concurrency, stop=stop)
         finally:
             reporter_stop.set()
-            reporter.join(timeout=30)
-            self.reporter.flush()
+            if report_budget is None:
+                reporter.join(timeout=30)
+                self.reporter.flush()
+            else:
+                self._final_report_within(report_budget)
             self._close_connections()
+
+    def _hand_back_after(self, stop: threading.Event, seconds: float) -> None:
+        stop.wait()
+        if not self._hand_back.wait(max(0.0, seconds)):
+            logger.info("%s: the shutdown grace is running out; handing in-flight work back", self.config.slug)
+            self._hand_back.set()
+
+    def _final_report_within(self, seconds: float) -> None:
+        """Flush the last metrics in a thread of its own and wait for it at most `seconds`: with the
+        metrics endpoint unreachable its retries would outlast the instance."""
+        flushed = threading.Event()
+
+        def flush() -> None:
+            try:
+                self.reporter.flush()
+            finally:
+                flushed.set()
+
+        threading.Thread(target=flush, name=f"final-report-{self.config.slug}", daemon=True).start()
+        if not flushed.wait(seconds):
+            self.report_dropped = True
+            logger.warning(
+                "%s: the final metrics report did not go through within %.1f s; it is dropped",
+                self.config.slug,
+                seconds,
+            )
 
     def _close_connections(self) -> None:
         """Close the database connections the consumer's threads opened to settle messages. The
@@ -300,7 +350,7 @@ class Worker:
                 return Disposition.ack()
             meter = CostMeter()
             run = self._execute(payload, message, key, attempt, meter)
-            if run is None:  # stopping before a slot came free: give the message back
+            if run is None:  # stopping before a slot came free, or handed back at the end of the grace
                 return Disposition.nack()
             if run.error is not None:
                 return self._failed(message, key, attempt, run.error, meter=meter)
@@ -354,10 +404,20 @@ class Worker:
                 run.done.set()
 
         threading.Thread(target=target, name=f"handler-{self.config.slug}-{message.message_id}", daemon=True).start()
-        run.done.wait(timeout)
+        give_up_at = time.monotonic() + timeout
+        while not run.done.wait(max(0.0, min(SLOT_POLL_SECONDS, give_up_at - time.monotonic()))):
+            if self._hand_back.is_set() or time.monotonic() >= give_up_at:
+                break
         with run.lock:
             if not run.finished:
                 run.abandoned = True
+        if run.abandoned and self._hand_back.is_set():
+            # Shutting down: the message goes back for another instance; this run's result, if it
+            # ever comes, is discarded (never recorded), so the unit completes once, there.
+            context.cancelled.set()
+            with self._lock:
+                self.strays += 1
+            return None
         if run.abandoned:
             context.cancelled.set()
             with self._lock:

@@ -2,6 +2,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 
 from django.conf import settings
@@ -20,7 +21,8 @@ class Command(BaseCommand):
     help = (
         "Run one worker instance of a workload class (the Worker Pool's entrypoint): consume the class's "
         "subscription with its handler at the class's max concurrency until SIGTERM or Ctrl-C, then stop "
-        "pulling, let in-flight work finish within the timeout tier, flush metrics and exit 0."
+        "pulling, let in-flight work finish, hand back what is still running and flush metrics, all within "
+        "WORKER_SHUTDOWN_GRACE_SECONDS, and exit 0."
     )
 
     def add_arguments(self, parser):
@@ -66,8 +68,21 @@ class Command(BaseCommand):
             config.max_delivery_attempts,
         )
         try:
-            worker.run(stop, report_interval_seconds=max(1.0, interval))
+            worker.run(
+                stop,
+                report_interval_seconds=max(1.0, interval),
+                grace_seconds=settings.WORKER_SHUTDOWN_GRACE_SECONDS,
+            )
         except ProviderError as exc:
             raise CommandError(f"{slug}: {exc}") from None
         counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(worker.settled.items())) or "nothing"
         logger.info("%s: worker %s stopped after settling %s", slug, instance_id, counts)
+        if worker.strays or worker.report_dropped:
+            # Threads given up on (handlers handed back or timed out, a final report still retrying)
+            # must not hold the exit: the interpreter's teardown waits on the client libraries' calls
+            # in flight, and Cloud Run kills the instance 10 s after SIGTERM. Everything that counts
+            # is settled by now.
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
