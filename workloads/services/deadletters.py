@@ -601,8 +601,15 @@ def dead_letter_edit_and_replay(
 
 class ReplayHandler(ActionHandler):
     kind = ActionKind.REPLAY
-    # The publish and the row's "replayed" mark commit together (on the local provider, truly).
-    atomic_steps = True
+
+    @property
+    def atomic_steps(self) -> bool:
+        """The publish and the row's "replayed" mark commit together where the publish is a write
+        to our own database (the local provider: exactly once). A publish over the network
+        (Pub/Sub) never runs inside a transaction: the row is marked in a transaction of its own
+        right after it, and a crash in between republishes that one message (same idempotency
+        key, which the worker kit's completed-key check absorbs)."""
+        return get_providers().queue.publish_joins_transaction
 
     def step_interval(self, action: Action) -> float:
         velocity = action.parameters.get("velocity")
@@ -622,27 +629,30 @@ class ReplayHandler(ActionHandler):
         ]
 
     def run_step(self, action: Action, step: ActionStep) -> dict:
-        row = (
-            DeadLetter.objects.select_for_update(of=("self",))
-            .select_related("workload_class")
-            .filter(pk=step.payload["dead_letter_id"])
-            .first()
-        )
+        rows = DeadLetter.objects.select_related("workload_class").filter(pk=step.payload["dead_letter_id"])
+        if transaction.get_connection().in_atomic_block:  # an atomic step: hold the row until the commit
+            rows = rows.select_for_update(of=("self",))
+        row = rows.first()
         if row is None:
             raise ApplicationError("The dead letter no longer exists (its class was deleted).")
+        if row.status == DeadLetterStatus.REPLAYED and row.replay_action_id == action.pk:
+            # This action published and marked it, then died before recording the step (on Pub/Sub
+            # those are separate transactions): done already, not to be published again.
+            return {"message_id": row.replayed_message_id, "replay_count": row.replay_count, "edited": row.is_edited}
         refusal = replay_refusal(row, action=action)
         if refusal:
             raise ApplicationError(refusal)
         message = replay_message(row)
         [message_id] = get_providers().queue.republish(queue_spec(row.workload_class), [message])
         now = timezone.now()
-        DeadLetter.objects.filter(pk=row.pk).update(
-            status=DeadLetterStatus.REPLAYED,
-            replayed_message_id=message_id,
-            replayed_at=now,
-            replay_action=action,
-            replay_count=row.replay_count + 1,
-        )
+        with transaction.atomic():
+            DeadLetter.objects.filter(pk=row.pk).update(
+                status=DeadLetterStatus.REPLAYED,
+                replayed_message_id=message_id,
+                replayed_at=now,
+                replay_action=action,
+                replay_count=row.replay_count + 1,
+            )
         return {"message_id": message_id, "replay_count": row.replay_count + 1, "edited": row.is_edited}
 
     def finish(self, action: Action) -> None:
