@@ -181,6 +181,7 @@ def _signal_group(popen: subprocess.Popen, signum: int) -> None:
 
 def build_children(entries: list[tuple[str, str]], *, port: int | None, concurrency: dict[str, int]) -> list[Child]:
     env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # children write to a pipe: lines in the log as they happen
     if port is not None:
         env["PORT"] = str(port)
     children = []
