@@ -116,7 +116,10 @@ def test_sigterm_with_monitoring_down_exits_within_the_grace_and_hands_work_back
             WorkResult.objects.filter(outcome=WorkOutcome.SUCCEEDED).values_list("idempotency_key", flat=True)
         )
         assert succeeded == {r.idempotency_key: 1 for r in receipts}
-        assert not WorkResult.objects.exclude(outcome=WorkOutcome.SUCCEEDED).exists()  # handed back, not failed
+        # Handed back, not failed. (An ack sent as the stream closes may be lost on the emulator, like
+        # the nack: the completed unit then comes back and is skipped as a duplicate, never rerun.)
+        outcomes = set(WorkResult.objects.values_list("outcome", flat=True))
+        assert outcomes <= {WorkOutcome.SUCCEEDED, WorkOutcome.SKIPPED_DUPLICATE}, outcomes
         assert second.count("slow handler started") == 2  # only the two handed back
     finally:
         for worker in workers:
