@@ -124,7 +124,9 @@ def _schema_errors(payload, schema_json: str) -> list[FieldError]:
                     errors.append(FieldError(field, f"{field} is not allowed by the schema.", "additionalProperties"))
             continue
         errors.append(FieldError(base, error.message, str(error.validator)))
-    return sorted(errors, key=lambda e: (e.field, e.code))
+    # jsonschema raises one `required` error per missing property, each naming the whole list, so
+    # the loop above finds every missing field once per error: report each problem once.
+    return sorted(dict.fromkeys(errors), key=lambda e: (e.field, e.code))
 
 
 @dataclass(frozen=True)

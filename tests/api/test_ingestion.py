@@ -133,6 +133,13 @@ def test_an_invalid_event_is_400_with_field_errors_and_nothing_is_enqueued(doc_c
     assert not IdempotencyRecord.objects.exists()
 
 
+def test_an_empty_event_reports_each_missing_field_once(doc_class, producer):
+    required = doc_class.payload_schema["required"]
+    response = _post(producer, {})
+    assert response.status_code == 400
+    assert sorted(e["field"] for e in response.json()["errors"]) == sorted(required)
+
+
 def test_a_batch_accepts_the_valid_events_and_reports_each(doc_class, producer):
     batch = [_event(document_id="a"), {"tenant_id": "acme"}, _event(document_id="b"), _event(document_id="a")]
     response = _post(producer, batch)

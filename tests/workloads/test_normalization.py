@@ -105,3 +105,13 @@ def test_a_non_object_event_is_rejected(event):
 )
 def test_rfc3339_utc(text, expected):
     assert rfc3339_utc(text) == expected
+
+
+def test_each_missing_required_field_is_reported_once():
+    # jsonschema raises one `required` error per missing property; each used to list them all.
+    checked = normalize_and_validate({}, SCHEMA)
+    assert [(e.field, e.code) for e in checked.errors] == [
+        ("document_id", "required"),
+        ("kind", "required"),
+        ("tenant_id", "required"),
+    ]
