@@ -49,7 +49,9 @@ def test_unknown_api_urls_are_json_404s(admin_api, url):
 
 def test_an_unknown_format_of_the_cost_report_is_a_400(admin_api):
     response = admin_api.get("/api/v1/cost/?format=AAA")
-    assert response.status_code == 400 and response.json()["errors"] == {"format": ["Choose json or csv."]}
+    assert response.status_code == 400 and response.json()["errors"] == {
+        "format": ['"AAA" is not a valid choice. Valid choices: "json", "csv".']
+    }
 
 
 def test_comparing_an_unknown_class_is_a_400_on_that_parameter(admin_api):

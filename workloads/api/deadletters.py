@@ -7,7 +7,6 @@ as the UI's buttons.
 import django_filters
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action as route
@@ -16,6 +15,7 @@ from rest_framework.views import APIView
 
 from controlplane.roles import Role
 from workloads.api.actions import ActionSerializer
+from workloads.api.choices import ChoiceField, ChoiceListingFilterBackend
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.models import Action, ActionKind, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
@@ -111,7 +111,7 @@ class SelectionSerializer(StrictSerializer):
     seen_after = serializers.DateTimeField(required=False, help_text="On last seen, inclusive.")
     seen_before = serializers.DateTimeField(required=False, help_text="On last seen, exclusive.")
     statuses = serializers.ListField(
-        child=serializers.ChoiceField(choices=DeadLetterStatus.choices),
+        child=ChoiceField(choices=DeadLetterStatus.choices),
         required=False,
         allow_empty=False,
         help_text="With a filter: which statuses it selects (default: new).",
@@ -228,7 +228,7 @@ class DeadLetterGroupListView(generics.GenericAPIView):
         return self.get_paginated_response(DeadLetterGroupSerializer(page, many=True).data)
 
     # Only the field filters: search and ordering apply to rows, not to groups.
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [ChoiceListingFilterBackend]
 
 
 # --- Replays --------------------------------------------------------------------------------------------

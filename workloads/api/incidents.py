@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
+from workloads.api.choices import ChoiceField
 from workloads.models import IncidentEndReason, IncidentMode, PoolControl, PoolHold, RestoreRule, WorkloadClass
 from workloads.selectors import comparison as comparison_selectors
 from workloads.selectors import incidents as incident_selectors
@@ -60,7 +61,7 @@ class BoundsSerializer(serializers.Serializer):
 class PoolHoldSerializer(serializers.ModelSerializer):
     workload_class = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     # Declared: a read-only model field loses allow_blank, and "" (not restored yet) is a value.
-    restore_rule = serializers.ChoiceField(choices=RestoreRule.choices, allow_blank=True, read_only=True)
+    restore_rule = ChoiceField(choices=RestoreRule.choices, allow_blank=True, read_only=True)
     bounds_when_paused = serializers.SerializerMethodField()
     pause_action = ActionRefSerializer(allow_null=True)
     restore_action = ActionRefSerializer(allow_null=True)
@@ -99,7 +100,7 @@ class PoolHoldSerializer(serializers.ModelSerializer):
 class IncidentSerializer(serializers.ModelSerializer):
     is_active = serializers.BooleanField(read_only=True)
     # Declared: a read-only model field loses allow_blank, and "" (still active) is a value.
-    end_reason = serializers.ChoiceField(choices=IncidentEndReason.choices, allow_blank=True, read_only=True)
+    end_reason = ChoiceField(choices=IncidentEndReason.choices, allow_blank=True, read_only=True)
     enter_action = ActionRefSerializer(allow_null=True)
     exit_action = ActionRefSerializer(allow_null=True)
     holds = serializers.SerializerMethodField()

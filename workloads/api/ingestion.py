@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
+from workloads.api.choices import ChoiceField
 from workloads.api.schema import ErrorSerializer
 from workloads.api.throttles import IngestRateThrottle
 from workloads.models import ApiToken
@@ -53,7 +54,7 @@ class EventReceiptSerializer(serializers.Serializer):
     """The answer for a single event (a JSON object was sent)."""
 
     type = serializers.CharField(required=False, help_text="On 400 and 422: validation_error, idempotency_conflict.")
-    status = serializers.ChoiceField(choices=EVENT_STATUSES)
+    status = ChoiceField(choices=EVENT_STATUSES)
     idempotency_key = serializers.CharField(required=False)
     duplicate = serializers.BooleanField(required=False)
     message_id = serializers.CharField(required=False)

@@ -13,6 +13,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 
 from controlplane.roles import Role
+from workloads.api.choices import ChoiceField
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.models import (
     AlertSeverity,
@@ -134,9 +135,9 @@ class NotificationRouteSerializer(StrictModelSerializer):
     channels = serializers.PrimaryKeyRelatedField(many=True, queryset=NotificationChannel.objects.all())
     # Declared: the one-default-route check is the service's, with a message that says so.
     is_default = serializers.BooleanField(required=False, default=False)
-    tier = serializers.ChoiceField(choices=Tier.choices, allow_blank=True, required=False)
-    slo_kind = serializers.ChoiceField(choices=SloKind.choices, allow_blank=True, required=False)
-    severity = serializers.ChoiceField(choices=AlertSeverity.choices, allow_blank=True, required=False)
+    tier = ChoiceField(choices=Tier.choices, allow_blank=True, required=False)
+    slo_kind = ChoiceField(choices=SloKind.choices, allow_blank=True, required=False)
+    severity = ChoiceField(choices=AlertSeverity.choices, allow_blank=True, required=False)
 
     class Meta:
         model = NotificationRoute
@@ -307,9 +308,9 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
 
 # --- Silences ----------------------------------------------------------------------------------------------
 class SilenceSerializer(StrictModelSerializer):
-    tier = serializers.ChoiceField(choices=Tier.choices, allow_blank=True, required=False)
-    slo_kind = serializers.ChoiceField(choices=SloKind.choices, allow_blank=True, required=False)
-    severity = serializers.ChoiceField(choices=AlertSeverity.choices, allow_blank=True, required=False)
+    tier = ChoiceField(choices=Tier.choices, allow_blank=True, required=False)
+    slo_kind = ChoiceField(choices=SloKind.choices, allow_blank=True, required=False)
+    severity = ChoiceField(choices=AlertSeverity.choices, allow_blank=True, required=False)
     active = serializers.SerializerMethodField()
 
     class Meta:
@@ -336,10 +337,10 @@ class SilenceSerializer(StrictModelSerializer):
 
 class SilencePreviewInputSerializer(StrictSerializer):
     owner_team = serializers.CharField(required=False, allow_blank=True, max_length=80)
-    tier = serializers.ChoiceField(choices=Tier.choices, allow_blank=True, required=False)
+    tier = ChoiceField(choices=Tier.choices, allow_blank=True, required=False)
     workload_class_slug = serializers.CharField(required=False, allow_blank=True, max_length=48)
-    slo_kind = serializers.ChoiceField(choices=SloKind.choices, allow_blank=True, required=False)
-    severity = serializers.ChoiceField(choices=AlertSeverity.choices, allow_blank=True, required=False)
+    slo_kind = ChoiceField(choices=SloKind.choices, allow_blank=True, required=False)
+    severity = ChoiceField(choices=AlertSeverity.choices, allow_blank=True, required=False)
 
 
 class SilencePreviewSerializer(serializers.Serializer):

@@ -3,6 +3,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from workloads.api.choices import ChoiceField
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
 
 
@@ -19,7 +20,8 @@ class StrictFieldsMixin:
 
 
 class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    pass
+    # Model fields with choices: a refused value names the valid ones.
+    serializer_choice_field = ChoiceField
 
 
 class StrictSerializer(StrictFieldsMixin, serializers.Serializer):

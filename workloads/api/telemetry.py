@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
+from workloads.api.choices import ChoiceField, choices_text
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import PollRun, SloAlert, SloKind, WorkloadClass
 from workloads.notifications.runbooks import runbook_url
@@ -64,7 +65,7 @@ class ClassMetricsView(APIView):
     read_role = Role.VIEWER
 
     class InputSerializer(serializers.Serializer):
-        metric = serializers.ChoiceField(choices=list(selectors.SERIES))
+        metric = ChoiceField(choices=list(selectors.SERIES))
         start = serializers.DateTimeField(required=False, help_text="Default: one hour before end.")
         end = serializers.DateTimeField(required=False, help_text="Default: now.")
         step = serializers.IntegerField(required=False, min_value=60, max_value=604800, help_text="Seconds.")
@@ -138,7 +139,7 @@ class SloStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     workload_class = serializers.CharField()
     owner_team = serializers.CharField()
-    kind = serializers.ChoiceField(choices=SloKind.choices)
+    kind = ChoiceField(choices=SloKind.choices)
     percentile = serializers.DecimalField(max_digits=5, decimal_places=2, allow_null=True)
     threshold_seconds = serializers.FloatField(allow_null=True)
     target_percent = serializers.DecimalField(max_digits=7, decimal_places=4)
@@ -434,12 +435,14 @@ class CostView(APIView):
         try:
             return super().perform_content_negotiation(request, force)
         except Http404:
-            raise ValidationError({"format": ["Choose json or csv."]}) from None
+            given = request.query_params.get("format", "")
+            message = f'"{given}" is not a valid choice. Valid choices: {choices_text(["json", "csv"])}.'
+            raise ValidationError({"format": [message]}) from None
 
     class InputSerializer(serializers.Serializer):
         start = serializers.DateTimeField(required=False, help_text="Default: midnight UTC today.")
         end = serializers.DateTimeField(required=False, help_text="Default: now.")
-        group_by = serializers.ChoiceField(choices=cost_selectors.GROUP_BY_CHOICES, default="class")
+        group_by = ChoiceField(choices=cost_selectors.GROUP_BY_CHOICES, default="class")
 
         def validate(self, attrs):
             now = timezone.now()
@@ -451,7 +454,9 @@ class CostView(APIView):
     @extend_schema(
         parameters=[
             InputSerializer,
-            OpenApiParameter("format", str, enum=["json", "csv"], description="csv for a spreadsheet download"),
+            OpenApiParameter(
+                "format", str, enum=["json", "csv"], description="`json` (default) or `csv` for a spreadsheet download."
+            ),
         ],
         responses=CostReportSerializer,
     )
