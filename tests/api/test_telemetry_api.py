@@ -185,6 +185,16 @@ def test_worker_error_budget_says_what_consumed_it(viewer_client):
     ]
 
 
+def test_the_error_budget_and_the_slo_list_count_the_same_active_alerts(viewer_client):
+    budget = viewer_client.get("/api/v1/classes/failing/error-budget/").json()["slo"]
+    [listed] = viewer_client.get("/api/v1/slos/", {"workload_class": "failing", "kind": "success_ratio"}).json()[
+        "results"
+    ]
+    alerts = viewer_client.get("/api/v1/alerts/", {"state": "active", "workload_class": "failing"}).json()
+    assert budget["id"] == listed["id"]
+    assert budget["active_alerts"] == listed["active_alerts"] == alerts["count"] == 3
+
+
 def test_cost_report_json_and_csv(viewer_client):
     params = {"start": "2026-03-02T09:00:00Z", "end": "2026-03-02T10:00:00Z"}
     body = viewer_client.get("/api/v1/cost/", params).json()

@@ -152,7 +152,9 @@ class SloStatusSerializer(serializers.Serializer):
     met = serializers.BooleanField(allow_null=True)
     budget = SloBudgetSerializer(allow_null=True)
     windows = serializers.DictField(child=SloWindowSerializer(), help_text="Per alert window: 5m, 30m, 1h, 6h, 3d.")
-    active_alerts = serializers.IntegerField()
+    active_alerts = serializers.IntegerField(
+        help_text="Burn-rate alerts of this SLO open now (the same count wherever the SLO is shown)."
+    )
     guarded = GuardedRuleSerializer(
         many=True,
         help_text="Rules burning above their factor in both windows that opened no alert because the long "
@@ -161,7 +163,7 @@ class SloStatusSerializer(serializers.Serializer):
     runbook_url = serializers.CharField()
 
 
-def slo_body(card: selectors.SloCard, *, active_alerts: int = 0) -> dict:
+def slo_body(card: selectors.SloCard) -> dict:
     slo, status = card.slo, card.status
     body = {
         "id": slo.pk,
@@ -180,7 +182,7 @@ def slo_body(card: selectors.SloCard, *, active_alerts: int = 0) -> dict:
         "met": None,
         "budget": None,
         "windows": {},
-        "active_alerts": active_alerts,
+        "active_alerts": card.active_alerts,
         "guarded": [],
         "runbook_url": runbook_url(slo),
     }
@@ -229,11 +231,7 @@ class SloListView(generics.ListAPIView):
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        active = selectors.active_alert_counts(slo_ids=[slo.pk for slo in page])
-        data = [
-            slo_body(selectors.SloCard(slo=slo, status=selectors.status_of(slo)), active_alerts=active.get(slo.pk, 0))
-            for slo in page
-        ]
+        data = [slo_body(card) for card in selectors.slo_cards(page)]
         return self.get_paginated_response(SloStatusSerializer(data, many=True).data)
 
 
@@ -356,7 +354,7 @@ class ClassErrorBudgetView(APIView):
         budget = selectors.worker_error_budget(workload_class=workload_class, now=timezone.now())
         body = {
             "workload_class": workload_class.slug,
-            "slo": slo_body(selectors.SloCard(slo=budget.slo, status=budget.status)) if budget.slo else None,
+            "slo": slo_body(budget.card) if budget.card else None,
             "consumed_by": [vars(c) for c in budget.consumers],
         }
         return Response(WorkerErrorBudgetSerializer(body).data)

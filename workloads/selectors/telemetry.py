@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -231,8 +231,11 @@ def status_of(slo: Slo) -> SloStatus | None:
 
 @dataclass
 class SloCard:
+    """What every screen and endpoint shows of one SLO; built by `slo_cards` only."""
+
     slo: Slo
     status: SloStatus | None  # None until the evaluation tick has run once
+    active_alerts: int = 0  # burn-rate alerts open now
 
     @property
     def attainment_percent(self) -> float | None:
@@ -270,6 +273,19 @@ def active_alert_counts(*, slo_ids: list[int]) -> dict[int, int]:
     ):
         counts[slo_id] += 1
     return counts
+
+
+def slo_cards(slos, *, open_alerts: list[SloAlert] | None = None) -> list[SloCard]:
+    """The cards of these SLOs (with `status` selected): the last evaluation and the alerts open
+    now. The one place an SLO's card is assembled, so the SLO list, a class's error budget, its
+    page and the fleet answer the same (one query for the alerts, whatever the number of SLOs;
+    none when the caller already loaded the open alerts of these SLOs, as `open_alerts`)."""
+    slos = list(slos)
+    if open_alerts is None:
+        active = active_alert_counts(slo_ids=[slo.pk for slo in slos])
+    else:
+        active = Counter(alert.slo_id for alert in open_alerts if alert.resolved_at is None)
+    return [SloCard(slo=slo, status=status_of(slo), active_alerts=active.get(slo.pk, 0)) for slo in slos]
 
 
 def alert_queryset(*, state: str = "all") -> QuerySet[SloAlert]:
@@ -377,9 +393,13 @@ def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = N
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     usage = class_usage(start=day_start, end=now, class_ids=class_ids, now=now)
 
+    cards_of: dict[int, list[SloCard]] = defaultdict(list)
+    open_alerts = [alert for class_alerts in alerts.values() for alert in class_alerts]
+    for card in slo_cards((slo for wc in classes for slo in wc.slos.all()), open_alerts=open_alerts):
+        cards_of[card.slo.workload_class_id].append(card)
     rows = []
     for wc in classes:
-        cards = [SloCard(slo=slo, status=status_of(slo)) for slo in wc.slos.all()]
+        cards = cards_of[wc.pk]
         live = _telemetry_of(wc)
         newest = live.newest_sample_at if live else None
         class_alerts = sorted(alerts.get(wc.pk, []), key=lambda a: (a.severity != "page", a.opened_at))
@@ -458,7 +478,7 @@ def class_telemetry(*, workload_class: WorkloadClass, range_key: str, now: datet
         range_key=range_key,
         series=series,
         thresholds=thresholds,
-        slo_cards=[SloCard(slo=slo, status=status_of(slo)) for slo in slos],
+        slo_cards=slo_cards(slos),
         active_alerts=[a for a in alerts if a.resolved_at is None],
         recent_alerts=alerts,
         metric_age_seconds=(now - newest).total_seconds() if newest else None,
@@ -475,9 +495,16 @@ class BudgetConsumer:
 
 @dataclass
 class WorkerErrorBudget:
-    slo: Slo | None
-    status: SloStatus | None
+    card: SloCard | None  # of the success-ratio SLO; None when the class has none
     consumers: list[BudgetConsumer]
+
+    @property
+    def slo(self) -> Slo | None:
+        return self.card.slo if self.card else None
+
+    @property
+    def status(self) -> SloStatus | None:
+        return self.card.status if self.card else None
 
 
 def dead_letter_error_breakdown(
@@ -501,8 +528,9 @@ def worker_error_budget(*, workload_class: WorkloadClass, now: datetime) -> Work
     """The failure budget the class's success-ratio SLO allows, and what consumed it."""
     slo = Slo.objects.filter(workload_class=workload_class, kind=SloKind.SUCCESS_RATIO).select_related("status").first()
     if slo is None:
-        return WorkerErrorBudget(slo=None, status=None, consumers=[])
-    status = status_of(slo)
+        return WorkerErrorBudget(card=None, consumers=[])
+    [card] = slo_cards([slo])
+    status = card.status
     start = floor_minute(now) - timedelta(days=slo.window_days)
     consumers = dead_letter_error_breakdown(workload_class=workload_class, start=start, end=now)
     if status is not None and status.budget_consumed > 0:
@@ -517,7 +545,7 @@ def worker_error_budget(*, workload_class: WorkloadClass, now: datetime) -> Work
                     events=rest,
                 )
             )
-    return WorkerErrorBudget(slo=slo, status=status, consumers=consumers)
+    return WorkerErrorBudget(card=card, consumers=consumers)
 
 
 # --- Poll health ----------------------------------------------------------------------------------------
