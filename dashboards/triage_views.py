@@ -36,11 +36,12 @@ from dashboards.rendering import login_required_htmx
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import require_role as _require_role
 from workloads.errors import ApplicationError
-from workloads.models import DeadLetter, TriageRule
+from workloads.models import AuditResult, DeadLetter, TriageRule
 from workloads.selectors import fleet
 from workloads.selectors.deadletters import dead_letter_groups
 from workloads.services import deadletters as services
 from workloads.services import triage as triage_services
+from workloads.services.audit import audit_refused_request
 
 GROUPS_PAGE_SIZE = 50
 MESSAGES_PAGE_SIZE = 25
@@ -162,6 +163,18 @@ def _selection_context(query, ids, all_matching) -> dict:
     }
 
 
+def _audit_refusal(request, exc: ApplicationError, selection) -> None:
+    """A confirmed replay or discard that a service's guard refused is audited, as in the API."""
+    audit_refused_request(
+        request=request,
+        action="request.refused",
+        result=AuditResult.FAILURE,
+        reason=exc.message,
+        code=exc.code,
+        workload_class_slug=selection.workload_class.slug,
+    )
+
+
 def _refuse(request, context: dict, message: str):
     context["error"] = message
     return _panel_response(request, context, status=400)
@@ -203,6 +216,8 @@ def replay(request):
                 return redirect("dashboards:action-detail", action_id=action.pk)
             context.update(action=action, started=True)
     except ApplicationError as exc:
+        if step == "confirm":
+            _audit_refusal(request, exc, selection)
         return _refuse(request, context, exc.message)
     return _panel_response(request, context)
 
@@ -236,6 +251,8 @@ def discard(request):
             trigger_client_event(response, "dead-letters-changed", {})
             return response
     except ApplicationError as exc:
+        if step == "confirm":
+            _audit_refusal(request, exc, selection)
         return _refuse(request, context, exc.message)
     return _panel_response(request, context)
 

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from controlplane.roles import Role
 from tests.workloads.deadletter_helpers import dead_letter_row, event, make_class, waiting
-from workloads.models import Action, ActionState, AuditEvent, DeadLetter, DeadLetterStatus, TriageRule
+from workloads.models import Action, ActionState, AuditEvent, AuditResult, DeadLetter, DeadLetterStatus, TriageRule
 from workloads.providers import get_providers
 from workloads.services import actions as engine
 from workloads.services.deadletters import DeadLetterFilter, replay_request
@@ -197,6 +197,21 @@ def test_bad_replay_requests_are_refused_with_a_reason(docs, operator, client_as
     response = client_as(operator).post("/api/v1/replays/", body, format="json")
     assert response.status_code == status and response.json()["type"] == kind, response.content
     assert not Action.objects.exists()
+
+
+def test_a_replay_refused_by_the_loop_guard_is_audited(docs, operator, viewer, client_as):
+    dead_letter_row(docs, replay_count=docs.replay_limit)
+    response = client_as(operator).post(
+        "/api/v1/replays/", {"workload_class": "doc-jobs", "error_signature": "sig-unavailable"}, format="json"
+    )
+    assert response.status_code == 409 and response.json()["type"] == "nothing_to_replay"
+    event = AuditEvent.objects.get(action="request.refused")
+    assert event.result == AuditResult.FAILURE and event.actor_label == operator.username
+    assert event.target_repr == "POST /api/v1/replays/" and event.workload_class_slug == "doc-jobs"
+    assert event.extra["code"] == "nothing_to_replay" and "1 past the replay limit" in event.extra["reason"]
+    # Reads are not audited, refused or not.
+    assert client_as(viewer).get("/api/v1/dead-letters/?status=gone").status_code == 400
+    assert AuditEvent.objects.filter(action__startswith="request.").count() == 1
 
 
 def test_cancel_a_replay_through_the_api(docs, operator, client_as):

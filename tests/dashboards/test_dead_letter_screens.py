@@ -134,6 +134,15 @@ def test_confirming_requests_the_replay_and_shows_its_progress(ui_client, operat
     assert plain.status_code == 302 and re.match(r"/actions/\d+/$", plain["Location"])
 
 
+def test_a_confirmed_replay_refused_by_the_loop_guard_is_audited(ui_client, operator, oncall):
+    data = _selection(oncall, ids=[oncall["rows"][5].pk], step="confirm")
+    html = ui_client(operator).post(REPLAY, data, headers=HX).content.decode()
+    assert "Nothing to replay" in html and not Action.objects.exists()
+    event = AuditEvent.objects.get(action="request.refused")
+    assert event.actor == operator and event.result == "failure"
+    assert event.extra["code"] == "nothing_to_replay" and event.workload_class_slug == DL_SLUG
+
+
 def test_a_bad_velocity_is_explained(ui_client, operator, oncall):
     data = _selection(oncall, signature="sig-timeout", all_matching="1", step="confirm", velocity="5000")
     html = ui_client(operator).post(REPLAY, data, headers=HX).content.decode()

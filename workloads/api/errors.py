@@ -59,21 +59,44 @@ def validation_response(errors: dict[str, list[str]]) -> Response:
 
 
 def _record_denied(request, exc) -> None:
-    user = getattr(request, "user", None)
-    if request.method in ("GET", "HEAD", "OPTIONS") or not user or not user.is_authenticated:
-        return
-    from workloads.services.audit import audit_event_record
+    from workloads.services.audit import audit_refused_request
 
-    try:
-        audit_event_record(
-            actor=user,
-            action="request.denied",
-            target_repr=f"{request.method} {request.path}"[:255],
-            result=AuditResult.DENIED,
-            extra={"reason": str(getattr(exc, "detail", exc))},
-        )
-    except Exception:  # never turn a 403 into a 500 because the audit write failed
-        logger.exception("could not record a denied request")
+    audit_refused_request(
+        request=request,
+        action="request.denied",
+        result=AuditResult.DENIED,
+        reason=str(getattr(exc, "detail", exc)),
+    )
+
+
+def _record_refused(request, exc: ApplicationError) -> None:
+    """A change a service's guard refused (409 nothing to replay, 400 empty filter, ...) is
+    audited like a denied one: who asked for what, and why it was not done."""
+    if request is None or exc.status >= 500:
+        return
+    from workloads.services.audit import audit_refused_request
+
+    audit_refused_request(
+        request=request,
+        action="request.refused",
+        result=AuditResult.FAILURE,
+        reason=exc.message,
+        code=exc.code,
+        workload_class_slug=_class_slug(request),
+    )
+
+
+def _class_slug(request) -> str:
+    """The class a refused request was about: the URL's slug, or the body's `workload_class`."""
+    kwargs = getattr(getattr(request, "resolver_match", None), "kwargs", None) or {}
+    value = kwargs.get("slug")
+    if value is None:
+        try:
+            data = request.data
+        except Exception:  # an unparsable body: the refusal is recorded without a class
+            data = None
+        value = data.get("workload_class") if isinstance(data, dict) else None
+    return value[:48] if isinstance(value, str) else ""
 
 
 # A transient provider error was already retried by the adapter; the caller may try again later.
@@ -123,6 +146,7 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         return validation_response(flatten_errors(exc.detail))
     if isinstance(exc, ApplicationError):
+        _record_refused(request, exc)
         body = {"type": exc.code, "detail": exc.message, **exc.extra}
         return Response(body, status=exc.status)
     if isinstance(exc, (exceptions.PermissionDenied, DjangoPermissionDenied)) and request is not None:

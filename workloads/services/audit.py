@@ -1,4 +1,5 @@
 import json
+import logging
 from decimal import Decimal
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -6,6 +7,8 @@ from django.db import models
 
 from controlplane import request_context
 from workloads.models import AuditEvent, AuditResult
+
+logger = logging.getLogger(__name__)
 
 _NOT_AUDITED_FIELDS = {"created_at", "updated_at", "last_used_at", "secret_hash"}
 
@@ -81,3 +84,31 @@ def audit_event_record(
         request_id=context.request_id,
         extra=_plain(extra or {}),
     )
+
+
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def audit_refused_request(
+    *, request, action: str, result: str, reason: str, code: str = "", workload_class_slug: str = ""
+) -> None:
+    """Record that a signed-in caller's change was refused: denied by its role (`request.denied`)
+    or refused by a guard of the service (`request.refused`: nothing to replay, an empty filter,
+    a conflict). Reads are not recorded. Never fails the request it describes."""
+    user = getattr(request, "user", None)
+    if request.method not in MUTATING_METHODS or not user or not user.is_authenticated:
+        return
+    extra = {"reason": reason}
+    if code:
+        extra["code"] = code
+    try:
+        audit_event_record(
+            actor=user,
+            action=action,
+            target_repr=f"{request.method} {request.path}"[:255],
+            result=result,
+            workload_class_slug=workload_class_slug,
+            extra=extra,
+        )
+    except Exception:  # never turn a refusal into a 500 because the audit write failed
+        logger.exception("could not record a refused request")
