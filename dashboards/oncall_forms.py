@@ -10,6 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from workloads.models import DeadLetterStatus, TriageRule, WorkloadClass
+from workloads.selectors.deadletters import DeadLetterFilter
 from workloads.services import deadletters as dead_letter_services
 
 # --- Dead letters ------------------------------------------------------------------------------------
@@ -26,10 +27,11 @@ STATUS_CHOICES = [
 
 @dataclass(frozen=True)
 class DeadLetterQuery:
-    """The triage screen's filters, parsed: what the lists show and what "all matching" selects."""
+    """The triage screen's filters, parsed. `selection()` is the dead-letter filter that both the
+    lists show and "all matching" replays or discards: one filter, so they cannot disagree."""
 
     workload_class: WorkloadClass | None
-    signature: str
+    error_signature: str
     status: str  # a STATUS_CHOICES key
     since: str  # a SINCE_CHOICES key
     seen_after: datetime | None
@@ -44,15 +46,15 @@ class DeadLetterQuery:
 
     @property
     def is_filtered(self) -> bool:
-        return bool(self.workload_class or self.signature or self.since or self.status != "open")
+        return bool(self.workload_class or self.error_signature or self.since or self.status != "open")
 
-    def selection(self, ids: tuple[int, ...] = ()) -> dead_letter_services.DeadLetterFilter:
-        """The service's filter: the explicit `ids`, or every row matching these filters."""
+    def selection(self, ids: tuple[int, ...] = ()) -> DeadLetterFilter:
+        """The dead-letter filter: the explicit `ids`, or every row matching these filters."""
         if ids:
-            return dead_letter_services.DeadLetterFilter(workload_class=self.workload_class, ids=ids)
-        return dead_letter_services.DeadLetterFilter(
+            return DeadLetterFilter(workload_class=self.workload_class, ids=ids)
+        return DeadLetterFilter(
             workload_class=self.workload_class,
-            error_signature=self.signature,
+            error_signature=self.error_signature,
             seen_after=self.seen_after,
             statuses=self.statuses,
         )
@@ -61,26 +63,30 @@ class DeadLetterQuery:
         """The filters as query parameters, for links and hidden fields."""
         return {
             "workload_class": self.workload_class.slug if self.workload_class else "",
-            "signature": self.signature,
+            "error_signature": self.error_signature,
             "status": self.status,
             "since": self.since,
         }
 
 
 class DeadLetterFilterForm(forms.Form):
-    """GET filters of the dead-letter screens. Unknown values fall back to the defaults, so a stale
-    bookmark still shows something."""
+    """GET filters of the dead-letter screens, named as the API's (`error_signature`; the old
+    `signature` still read). Unknown values fall back to the defaults, so a stale bookmark still
+    shows something."""
 
     workload_class = forms.ChoiceField(label="Class", required=False)
-    signature = forms.CharField(label="Signature", required=False, max_length=64)
+    error_signature = forms.CharField(label="Signature", required=False, max_length=64)
     status = forms.ChoiceField(label="Status", required=False, choices=STATUS_CHOICES)
     since = forms.ChoiceField(label="Last seen", required=False, choices=SINCE_CHOICES)
 
-    def __init__(self, *args, classes: list[WorkloadClass], **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, data=None, *args, classes: list[WorkloadClass], **kwargs):
+        if data is not None and data.get("signature") and not data.get("error_signature"):
+            data = data.copy()
+            data["error_signature"] = data["signature"]  # links and bookmarks from before the rename
+        super().__init__(data, *args, **kwargs)
         self.classes = {wc.slug: wc for wc in classes}
         self.fields["workload_class"].choices = [("", "All classes"), *((wc.slug, wc.slug) for wc in classes)]
-        self.fields["signature"].widget.attrs.update({"placeholder": "e.g. 3f9a…", "autocomplete": "off"})
+        self.fields["error_signature"].widget.attrs.update({"placeholder": "e.g. 3f9a…", "autocomplete": "off"})
 
     def query(self, *, now: datetime) -> DeadLetterQuery:
         self.is_valid()
@@ -88,7 +94,7 @@ class DeadLetterFilterForm(forms.Form):
         since = data.get("since") or ""
         return DeadLetterQuery(
             workload_class=self.classes.get(data.get("workload_class") or ""),
-            signature=(data.get("signature") or "").strip(),
+            error_signature=(data.get("error_signature") or "").strip(),
             status=data.get("status") or "open",
             since=since,
             seen_after=now - SINCE_DELTAS[since] if since in SINCE_DELTAS else None,

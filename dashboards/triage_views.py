@@ -52,15 +52,8 @@ def _filter_form(data) -> DeadLetterFilterForm:
 
 
 def _rows(query):
-    rows = DeadLetter.objects.all()
-    if query.workload_class is not None:
-        rows = rows.filter(workload_class=query.workload_class)
-    if query.signature:
-        rows = rows.filter(error_signature=query.signature)
-    rows = rows.filter(status__in=query.statuses)
-    if query.seen_after is not None:
-        rows = rows.filter(last_seen__gte=query.seen_after)
-    return rows
+    # The same filter "replay / discard all matching" acts on.
+    return query.selection().queryset()
 
 
 @require_GET

@@ -7,7 +7,7 @@ as the UI's buttons.
 import django_filters
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action as route
 from rest_framework.response import Response
@@ -19,7 +19,13 @@ from workloads.api.choices import ChoiceField, ChoiceListingFilterBackend
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.models import Action, ActionKind, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
-from workloads.selectors.deadletters import TREND_HOURS, dead_letter_groups
+from workloads.selectors.deadletters import (
+    ANY_STATUS,
+    REPLAYABLE_BY_DEFAULT,
+    TREND_HOURS,
+    DeadLetterFilter,
+    dead_letter_groups,
+)
 from workloads.services import deadletters as services
 from workloads.services import subscriptions as subscription_services
 from workloads.services import triage as triage_services
@@ -89,18 +95,45 @@ class DeadLetterDetailSerializer(DeadLetterSerializer):
 
 
 class DeadLetterFilterSet(django_filters.FilterSet):
+    """The list's query parameters. The dead-letter filter (`DeadLetterFilter`) selects the rows,
+    the same one replays and discards use, so a list and a replay of the same filter agree."""
+
     workload_class = django_filters.CharFilter(field_name="workload_class__slug")
-    status = django_filters.MultipleChoiceFilter(choices=DeadLetterStatus.choices)
-    seen_after = IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte")
-    seen_before = IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt")
+    status = django_filters.MultipleChoiceFilter(choices=DeadLetterStatus.choices, help_text="Default: any status.")
+    seen_after = IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte", help_text="On last seen, inclusive.")
+    seen_before = IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt", help_text="On last seen, exclusive.")
 
     class Meta:
         model = DeadLetter
         fields = ["error_signature", "error_type", "idempotency_key", "message_id"]
 
+    def filter_queryset(self, queryset):
+        data = self.form.cleaned_data
+        workload_class = None
+        if data.get("workload_class"):
+            workload_class = WorkloadClass.objects.filter(slug=data["workload_class"]).first()
+            if workload_class is None:
+                return queryset.none()
+        selection = DeadLetterFilter(
+            workload_class=workload_class,
+            error_signature=data.get("error_signature") or "",
+            error_type=data.get("error_type") or "",
+            seen_after=data.get("seen_after"),
+            seen_before=data.get("seen_before"),
+            statuses=tuple(data.get("status") or ANY_STATUS),
+        )
+        rows = selection.apply(queryset)
+        # Lookups of single messages, beside the filter.
+        for name in ("idempotency_key", "message_id"):
+            if data.get(name):
+                rows = rows.filter(**{name: data[name]})
+        return rows
 
+
+@extend_schema_serializer(deprecate_fields=["statuses"])
 class SelectionSerializer(StrictSerializer):
-    """Which dead letters of one class: `ids`, or a filter (signature, type, time range)."""
+    """Which dead letters of one class: `ids`, or a filter with the dead-letter list's names
+    (error_signature, error_type, status, seen_after, seen_before)."""
 
     workload_class = serializers.SlugRelatedField(slug_field="slug", queryset=WorkloadClass.objects.all())
     ids = serializers.ListField(
@@ -110,11 +143,17 @@ class SelectionSerializer(StrictSerializer):
     error_type = serializers.CharField(required=False, allow_blank=True, max_length=200)
     seen_after = serializers.DateTimeField(required=False, help_text="On last seen, inclusive.")
     seen_before = serializers.DateTimeField(required=False, help_text="On last seen, exclusive.")
+    status = serializers.ListField(
+        child=ChoiceField(choices=DeadLetterStatus.choices),
+        required=False,
+        allow_empty=False,
+        help_text="With a filter: which statuses it selects (default: new), as the list's `status`.",
+    )
     statuses = serializers.ListField(
         child=ChoiceField(choices=DeadLetterStatus.choices),
         required=False,
         allow_empty=False,
-        help_text="With a filter: which statuses it selects (default: new).",
+        help_text="Deprecated: the old name of `status`, still accepted.",
     )
 
     def validate(self, attrs):
@@ -123,18 +162,20 @@ class SelectionSerializer(StrictSerializer):
             raise serializers.ValidationError({"ids": "Give either ids or a filter, not both."})
         if attrs.get("seen_after") and attrs.get("seen_before") and attrs["seen_after"] >= attrs["seen_before"]:
             raise serializers.ValidationError({"seen_after": "seen_after must be before seen_before."})
+        if attrs.get("status") and attrs.get("statuses") and set(attrs["status"]) != set(attrs["statuses"]):
+            raise serializers.ValidationError({"statuses": "Give status only (statuses is its old name)."})
         return attrs
 
-    def selection(self) -> services.DeadLetterFilter:
+    def selection(self) -> DeadLetterFilter:
         data = self.validated_data
-        return services.DeadLetterFilter(
+        return DeadLetterFilter(
             workload_class=data["workload_class"],
             ids=tuple(data.get("ids") or ()),
             error_signature=data.get("error_signature", ""),
             error_type=data.get("error_type", ""),
             seen_after=data.get("seen_after"),
             seen_before=data.get("seen_before"),
-            statuses=tuple(data.get("statuses") or services.REPLAYABLE_BY_DEFAULT),
+            statuses=tuple(data.get("status") or data.get("statuses") or REPLAYABLE_BY_DEFAULT),
         )
 
 

@@ -1,16 +1,109 @@
-"""Read side of dead-letter triage: rows grouped by error signature, with counts and trends."""
+"""Read side of dead-letter triage: the one filter every list and bulk action selects rows with,
+and rows grouped by error signature, with counts and trends."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncHour
+from django.utils.dateparse import parse_datetime
 
-from workloads.models import DeadLetter, DeadLetterStatus
+from workloads.models import DeadLetter, DeadLetterStatus, WorkloadClass
 
 TREND_HOURS = 24
+# What a replay or a discard by filter selects when no status is given: what nobody decided on yet.
+REPLAYABLE_BY_DEFAULT = (DeadLetterStatus.NEW,)
+ANY_STATUS = tuple(DeadLetterStatus.values)
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters: the one shape the dashboard's lists, the API's lists and groups, the
+    triage rules and the bulk actions (replay, discard, preview, dry run) select rows with, so
+    a list and "replay all matching" of the same filter are the same rows.
+
+    `ids` is an explicit selection (any status); otherwise the class, the error signature and type,
+    the statuses and a time range on last seen narrow the rows. The names are the API's:
+    `workload_class`, `error_signature`, `error_type`, `status`, `seen_after`, `seen_before`, `ids`.
+    A bulk action also needs a class and refuses an empty filter (`is_empty`): services decide that.
+    """
+
+    workload_class: WorkloadClass | None = None
+    error_signature: str = ""
+    error_type: str = ""
+    seen_after: datetime | None = None  # on last seen, inclusive
+    seen_before: datetime | None = None  # on last seen, exclusive
+    statuses: tuple[str, ...] = REPLAYABLE_BY_DEFAULT
+    ids: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing narrows the rows beyond the class and the statuses."""
+        return not (self.ids or self.error_signature or self.error_type or self.seen_after or self.seen_before)
+
+    def describe(self) -> str:
+        if self.ids:
+            return f"{len(self.ids)} selected"
+        parts = []
+        if self.error_signature:
+            parts.append(f"signature {self.error_signature}")
+        if self.error_type:
+            parts.append(f"type {self.error_type}")
+        if self.seen_after:
+            parts.append(f"seen after {self.seen_after.isoformat()}")
+        if self.seen_before:
+            parts.append(f"seen before {self.seen_before.isoformat()}")
+        return ", ".join(parts) + f" ({'/'.join(self.statuses)})"
+
+    def as_parameters(self) -> dict:
+        """JSON-ready, for an action's parameters and the audit log (the class is kept apart)."""
+        if self.ids:
+            return {"ids": list(self.ids)}
+        return {
+            "error_signature": self.error_signature,
+            "error_type": self.error_type,
+            "seen_after": self.seen_after.isoformat() if self.seen_after else None,
+            "seen_before": self.seen_before.isoformat() if self.seen_before else None,
+            "statuses": list(self.statuses),
+        }
+
+    @classmethod
+    def from_parameters(cls, workload_class: WorkloadClass | None, parameters: dict) -> DeadLetterFilter:
+        if parameters.get("ids"):
+            return cls(workload_class=workload_class, ids=tuple(int(i) for i in parameters["ids"]))
+        return cls(
+            workload_class=workload_class,
+            error_signature=parameters.get("error_signature") or "",
+            error_type=parameters.get("error_type") or "",
+            seen_after=parse_datetime(parameters["seen_after"]) if parameters.get("seen_after") else None,
+            seen_before=parse_datetime(parameters["seen_before"]) if parameters.get("seen_before") else None,
+            statuses=tuple(parameters.get("statuses") or REPLAYABLE_BY_DEFAULT),
+        )
+
+    def apply(self, rows: QuerySet[DeadLetter]) -> QuerySet[DeadLetter]:
+        """`rows` narrowed to this filter."""
+        if self.workload_class is not None:
+            rows = rows.filter(workload_class=self.workload_class)
+        if self.ids:
+            # An explicit selection may include held or replayed rows; discarded ones are refused per row.
+            return rows.filter(pk__in=self.ids)
+        if set(self.statuses) != set(ANY_STATUS):
+            rows = rows.filter(status__in=self.statuses)
+        if self.error_signature:
+            rows = rows.filter(error_signature=self.error_signature)
+        if self.error_type:
+            rows = rows.filter(error_type=self.error_type)
+        if self.seen_after:
+            rows = rows.filter(last_seen__gte=self.seen_after)
+        if self.seen_before:
+            rows = rows.filter(last_seen__lt=self.seen_before)
+        return rows
+
+    def queryset(self) -> QuerySet[DeadLetter]:
+        """The dead letters this filter selects."""
+        return self.apply(DeadLetter.objects.all())
 
 
 @dataclass(frozen=True)

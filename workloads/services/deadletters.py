@@ -36,7 +36,6 @@ from typing import Any
 from django.db import DatabaseError, DataError, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from workloads.errors import ApplicationError, NotFoundError
 from workloads.ingestion import canonical_json, normalize_and_validate
@@ -65,6 +64,7 @@ from workloads.providers.base import (
     ReceivedMessage,
 )
 from workloads.providers.specs import queue_spec
+from workloads.selectors.deadletters import REPLAYABLE_BY_DEFAULT, DeadLetterFilter  # noqa: F401 (the services take it)
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
 
@@ -86,7 +86,6 @@ DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
 DEFAULT_REPLAY_VELOCITY = 50.0  # messages per second
 MIN_REPLAY_VELOCITY, MAX_REPLAY_VELOCITY = 0.1, 1000.0
 MAX_SELECTED_IDS = 1000
-REPLAYABLE_BY_DEFAULT = (DeadLetterStatus.NEW,)
 
 
 def fallback_signature(error_type: str) -> str:
@@ -281,83 +280,20 @@ def dead_letters_sync(
 
 
 # --- Filters, preview and dry run --------------------------------------------------------------------
-@dataclass(frozen=True)
-class DeadLetterFilter:
-    """Which dead letters of one class a replay or a discard acts on. `ids` is an explicit
-    selection; otherwise a signature, an error type or a time range (on last seen) must be given."""
-
-    workload_class: WorkloadClass
-    error_signature: str = ""
-    error_type: str = ""
-    seen_after: datetime | None = None
-    seen_before: datetime | None = None
-    statuses: tuple[str, ...] = REPLAYABLE_BY_DEFAULT
-    ids: tuple[int, ...] = field(default_factory=tuple)
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.ids or self.error_signature or self.error_type or self.seen_after or self.seen_before)
-
-    def describe(self) -> str:
-        if self.ids:
-            return f"{len(self.ids)} selected"
-        parts = []
-        if self.error_signature:
-            parts.append(f"signature {self.error_signature}")
-        if self.error_type:
-            parts.append(f"type {self.error_type}")
-        if self.seen_after:
-            parts.append(f"seen after {self.seen_after.isoformat()}")
-        if self.seen_before:
-            parts.append(f"seen before {self.seen_before.isoformat()}")
-        return ", ".join(parts) + f" ({'/'.join(self.statuses)})"
-
-    def as_parameters(self) -> dict:
-        if self.ids:
-            return {"ids": list(self.ids)}
-        return {
-            "error_signature": self.error_signature,
-            "error_type": self.error_type,
-            "seen_after": self.seen_after.isoformat() if self.seen_after else None,
-            "seen_before": self.seen_before.isoformat() if self.seen_before else None,
-            "statuses": list(self.statuses),
-        }
-
-    @classmethod
-    def from_parameters(cls, workload_class: WorkloadClass, parameters: dict) -> DeadLetterFilter:
-        if parameters.get("ids"):
-            return cls(workload_class=workload_class, ids=tuple(int(i) for i in parameters["ids"]))
-        return cls(
-            workload_class=workload_class,
-            error_signature=parameters.get("error_signature") or "",
-            error_type=parameters.get("error_type") or "",
-            seen_after=parse_datetime(parameters["seen_after"]) if parameters.get("seen_after") else None,
-            seen_before=parse_datetime(parameters["seen_before"]) if parameters.get("seen_before") else None,
-            statuses=tuple(parameters.get("statuses") or REPLAYABLE_BY_DEFAULT),
+def _selected_rows(selection: DeadLetterFilter) -> QuerySet[DeadLetter]:
+    """The rows a bulk action (or its preview) acts on: one class, and never an empty filter."""
+    if selection.workload_class is None:
+        raise ApplicationError(
+            "Choose a class: a replay or a discard acts on one class's dead letters.", code="no_class", status=400
         )
-
-    def queryset(self) -> QuerySet[DeadLetter]:
-        if self.is_empty:
-            raise ApplicationError(
-                "Choose dead letters by signature, error type, time range or selection: an empty filter would "
-                "act on the whole dead-letter queue, and is refused.",
-                code="empty_filter",
-                status=400,
-            )
-        rows = DeadLetter.objects.filter(workload_class=self.workload_class)
-        if self.ids:
-            # An explicit selection may include held or replayed rows; discarded ones are refused per row.
-            return rows.filter(pk__in=self.ids)
-        rows = rows.filter(status__in=self.statuses)
-        if self.error_signature:
-            rows = rows.filter(error_signature=self.error_signature)
-        if self.error_type:
-            rows = rows.filter(error_type=self.error_type)
-        if self.seen_after:
-            rows = rows.filter(last_seen__gte=self.seen_after)
-        if self.seen_before:
-            rows = rows.filter(last_seen__lt=self.seen_before)
-        return rows
+    if selection.is_empty:
+        raise ApplicationError(
+            "Choose dead letters by signature, error type, time range or selection: an empty filter would "
+            "act on the whole dead-letter queue, and is refused.",
+            code="empty_filter",
+            status=400,
+        )
+    return selection.queryset()
 
 
 def _check_selection(selection: DeadLetterFilter) -> None:
@@ -366,7 +302,7 @@ def _check_selection(selection: DeadLetterFilter) -> None:
             f"Select at most {MAX_SELECTED_IDS} dead letters at once, or use a filter.", code="too_many", status=400
         )
     if selection.ids:
-        found = set(selection.queryset().values_list("pk", flat=True))
+        found = set(_selected_rows(selection).values_list("pk", flat=True))
         missing = sorted(set(selection.ids) - found)
         if missing:
             raise NotFoundError(
@@ -417,7 +353,7 @@ class ReplayPreview:
 
 def replay_preview(*, selection: DeadLetterFilter) -> ReplayPreview:
     """How many dead letters the filter selects and how many of them a replay would publish."""
-    counts = selection.queryset().aggregate(
+    counts = _selected_rows(selection).aggregate(
         matching=Count("pk"),
         replayable=Count("pk", filter=~(_LOOP_GUARD_Q | _TRUNCATED_Q | _DISCARDED_Q)),
         loop_guard=Count("pk", filter=_LOOP_GUARD_Q & ~_DISCARDED_Q),
@@ -454,7 +390,7 @@ def replay_dry_run(*, selection: DeadLetterFilter, limit: int = 50) -> DryRun:
     with the attributes each message would carry, and why the others would be refused."""
     _check_selection(selection)
     preview = replay_preview(selection=selection)
-    rows = selection.queryset().select_related("workload_class").order_by("last_seen", "pk")[:limit]
+    rows = _selected_rows(selection).select_related("workload_class").order_by("last_seen", "pk")[:limit]
     items = []
     for row in rows:
         refusal = replay_refusal(row)
@@ -619,7 +555,7 @@ class ReplayHandler(ActionHandler):
         if action.workload_class is None:
             raise ApplicationError("The class of this replay was deleted.")
         selection = DeadLetterFilter.from_parameters(action.workload_class, action.parameters.get("filter") or {})
-        rows = selection.queryset()
+        rows = _selected_rows(selection)
         if not selection.ids:
             # What matched when it was asked for: rows arriving later are a new decision.
             rows = rows.filter(last_seen__lte=action.created_at)
@@ -670,7 +606,7 @@ def dead_letters_discard(*, actor, selection: DeadLetterFilter, reason: str = ""
     """Mark the selected dead letters discarded (rows stay, for the audit trail); returns how many.
     One UPDATE, so any number of rows is discarded atomically."""
     _check_selection(selection)
-    rows = selection.queryset().exclude(status=DeadLetterStatus.DISCARDED)
+    rows = _selected_rows(selection).exclude(status=DeadLetterStatus.DISCARDED)
     ids = list(rows.select_for_update().values_list("pk", flat=True))
     now = timezone.now()
     count = DeadLetter.objects.filter(pk__in=ids).update(

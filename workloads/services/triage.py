@@ -27,8 +27,9 @@ from django.db.models.fields.json import KeyTextTransform
 from workloads.models import DeadLetter, DeadLetterStatus, TriageAction, TriageRule, WorkloadClass
 from workloads.models.deadletters import glob_regex
 from workloads.providers.base import ATTR_ERROR_MESSAGE, ATTR_ERROR_SIGNATURE, ATTR_ERROR_TYPE
+from workloads.selectors.deadletters import ANY_STATUS, DeadLetterFilter
 from workloads.services.audit import audit_event_record, diff, snapshot
-from workloads.services.deadletters import DeadLetterFilter, replay_request
+from workloads.services.deadletters import replay_request
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +97,13 @@ def triage_rule_delete(*, actor, rule: TriageRule) -> None:
 
 # --- Matching ------------------------------------------------------------------------------------------
 def triage_rule_matches(rule: TriageRule) -> QuerySet[DeadLetter]:
-    """Every dead letter the rule's match selects, whatever its status."""
-    rows = DeadLetter.objects.all()
-    if rule.workload_class_id:
-        rows = rows.filter(workload_class_id=rule.workload_class_id)
-    if rule.error_signature:
-        rows = rows.filter(error_signature=rule.error_signature)
+    """Every dead letter the rule's match selects, whatever its status: the dead-letter filter of
+    its class and signature, then its attribute pattern."""
+    rows = DeadLetterFilter(
+        workload_class=rule.workload_class if rule.workload_class_id else None,
+        error_signature=rule.error_signature,
+        statuses=ANY_STATUS,
+    ).queryset()
     pattern = rule.attribute_name_and_glob
     if pattern:
         name, glob = pattern
