@@ -90,6 +90,7 @@ def run(args) -> list[Result]:
             selection=DeadLetterFilter(workload_class=workload_class, error_signature=SIGNATURE),
             enqueue=False,
             name="bench replay",
+            confirm_count=count,  # every dead letter of the class: the bulk guard asks for the count
         )
         started = time.perf_counter()
         action = action_run(action_id=action.pk, sleep=lambda seconds: None)  # the velocity cap, off

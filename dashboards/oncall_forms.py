@@ -125,10 +125,12 @@ class ReplayForm(forms.Form):
         widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
     )
     reason = forms.CharField(label="Reason", required=False, max_length=2000)
+    confirm_count = forms.IntegerField(label="Type the number to confirm", required=False, min_value=0)
 
 
 class DiscardForm(forms.Form):
     reason = forms.CharField(label="Reason", required=False, max_length=2000)
+    confirm_count = forms.IntegerField(label="Type the number to confirm", required=False, min_value=0)
 
 
 class EditAndReplayForm(forms.Form):

@@ -190,7 +190,10 @@ def replay(request):
     velocity = form.cleaned_data.get("velocity") if form.is_bound and form.is_valid() else None
     context["velocity"] = f"{velocity or services.DEFAULT_REPLAY_VELOCITY:g}"
     try:
-        context["preview"] = services.replay_preview(selection=selection)
+        preview = context["preview"] = services.replay_preview(selection=selection)
+        context["confirm_needed"] = services.count_to_confirm(
+            selection=selection, preview=preview, count=preview.replayable
+        )
         if step == "dry_run":
             context["dry_run"] = services.replay_dry_run(selection=selection)
         elif step == "confirm":
@@ -203,6 +206,7 @@ def replay(request):
                 velocity=data.get("velocity"),
                 name=data.get("name") or "",
                 reason=data.get("reason") or "",
+                confirm_count=data.get("confirm_count"),
             )
             messages.success(request, f"Replay #{action.pk} requested: {context['preview'].replayable} to publish.")
             if not request.htmx:
@@ -231,10 +235,17 @@ def discard(request):
     context["selection"] = selection
     try:
         preview = services.replay_preview(selection=selection)
-        context.update(preview=preview, to_discard=preview.matching - preview.refused_discarded)
+        context.update(
+            preview=preview,
+            to_discard=preview.to_discard,
+            confirm_needed=services.count_to_confirm(selection=selection, preview=preview, count=preview.to_discard),
+        )
         if step == "confirm" and form.is_valid():
             count = services.dead_letters_discard(
-                actor=request.user, selection=selection, reason=form.cleaned_data.get("reason") or ""
+                actor=request.user,
+                selection=selection,
+                reason=form.cleaned_data.get("reason") or "",
+                confirm_count=form.cleaned_data.get("confirm_count"),
             )
             messages.success(request, f"Discarded {count} dead letter{'s' if count != 1 else ''}.")
             if not request.htmx:

@@ -380,6 +380,9 @@ CELERY_BEAT_SCHEDULE["notifications-deliver"] = {
 # Mirror each class's dead-letter subscription into the database, then run the triage rules.
 DEAD_LETTER_SYNC_INTERVAL_SECONDS = env_int("DEAD_LETTER_SYNC_INTERVAL_SECONDS", 30, minimum=5)
 TRIAGE_INTERVAL_SECONDS = env_int("TRIAGE_INTERVAL_SECONDS", 60, minimum=10)
+# A replay or a discard by filter that would act on more dead letters than this, or on every one
+# of its class (in the statuses it selects), needs `confirm_count` naming how many.
+DEAD_LETTER_BULK_CONFIRM_THRESHOLD = env_int("DEAD_LETTER_BULK_CONFIRM_THRESHOLD", 100, minimum=1)
 CELERY_BEAT_SCHEDULE["dead-letters-sync"] = {
     "task": "workloads.tasks.dead_letters_sync",
     "schedule": float(DEAD_LETTER_SYNC_INTERVAL_SECONDS),

@@ -155,11 +155,14 @@ def test_a_replay_through_the_api_with_preview_dry_run_and_progress(docs, operat
         "refused_loop_guard": 1,
         "refused_truncated": 0,
         "refused_discarded": 0,
+        "selects_whole_class": True,
+        "confirm_count": 3,
     }
     dry = client.post("/api/v1/replays/", {**selection, "dry_run": True}, format="json")
     assert dry.status_code == 200 and dry.json()["dry_run"] is True and len(dry.json()["items"]) == 4
     assert not Action.objects.exists()
-    created = client.post("/api/v1/replays/", {**selection, "velocity": 25, "name": "after fix"}, format="json")
+    body = {**selection, "velocity": 25, "name": "after fix", "confirm_count": 3}
+    created = client.post("/api/v1/replays/", body, format="json")
     assert created.status_code == 202, created.content
     replay = created.json()
     assert replay["kind"] == "replay" and replay["name"] == "after fix" and replay["state"] == "pending"
@@ -226,7 +229,12 @@ def test_discard_through_the_api_by_filter(docs, operator, client_as):
     rows = [dead_letter_row(docs) for _ in range(2)]
     response = client_as(operator).post(
         "/api/v1/dead-letters/discard/",
-        {"workload_class": "doc-jobs", "error_signature": "sig-unavailable", "reason": "known bad batch"},
+        {
+            "workload_class": "doc-jobs",
+            "error_signature": "sig-unavailable",
+            "reason": "known bad batch",
+            "confirm_count": 2,
+        },
         format="json",
     )
     assert response.json() == {"discarded": 2}

@@ -59,9 +59,9 @@ def _drain(queue, docs, expected: int, timeout: float = 20.0):
 
 
 def _replay(docs, **selection):
-    return services.replay_request(
-        actor=None, selection=DeadLetterFilter(workload_class=docs, **selection), velocity=1000, enqueue=False
-    )
+    chosen = DeadLetterFilter(workload_class=docs, **selection)
+    confirmed = services.replay_preview(selection=chosen).replayable  # as an operator who confirmed the count
+    return services.replay_request(actor=None, selection=chosen, velocity=1000, enqueue=False, confirm_count=confirmed)
 
 
 def test_the_sync_mirrors_kit_and_backstop_dead_letters_then_acks_them(queue, docs):

@@ -36,6 +36,8 @@ def _rows(docs, n, **fields):
 
 
 def _replay(operator, selection, **kwargs):
+    # As an operator who confirmed the count the preview showed (the bulk guard has tests of its own).
+    kwargs.setdefault("confirm_count", services.replay_preview(selection=selection).replayable)
     return services.replay_request(actor=operator, selection=selection, enqueue=False, **kwargs)
 
 

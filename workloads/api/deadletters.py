@@ -179,8 +179,16 @@ class SelectionSerializer(StrictSerializer):
         )
 
 
+CONFIRM_COUNT_HELP = (
+    "With a filter that selects more than DEAD_LETTER_BULK_CONFIRM_THRESHOLD dead letters (default 100), "
+    "or every dead letter of the class in the selected statuses: how many you confirm acting on. Without it, "
+    "or when it differs, the request is refused (400 confirmation_required, with the count to confirm)."
+)
+
+
 class DiscardInputSerializer(SelectionSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    confirm_count = serializers.IntegerField(required=False, min_value=0, help_text=CONFIRM_COUNT_HELP)
 
 
 class DiscardOutputSerializer(serializers.Serializer):
@@ -213,8 +221,12 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         """Discard the selected dead letters (ids, or a filter; an empty filter is refused)."""
         params = DiscardInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        data = params.validated_data
         count = services.dead_letters_discard(
-            actor=request.user, selection=params.selection(), reason=params.validated_data.get("reason", "")
+            actor=request.user,
+            selection=params.selection(),
+            reason=data.get("reason", ""),
+            confirm_count=data.get("confirm_count"),
         )
         return Response({"discarded": count})
 
@@ -283,6 +295,7 @@ class ReplayInputSerializer(SelectionSerializer):
         f"(default {services.DEFAULT_REPLAY_VELOCITY:g}).",
     )
     dry_run = serializers.BooleanField(default=False, help_text="Plan only: publish nothing, create nothing.")
+    confirm_count = serializers.IntegerField(required=False, min_value=0, help_text=CONFIRM_COUNT_HELP)
 
 
 class ReplayPreviewSerializer(serializers.Serializer):
@@ -291,6 +304,17 @@ class ReplayPreviewSerializer(serializers.Serializer):
     refused_loop_guard = serializers.IntegerField()
     refused_truncated = serializers.IntegerField()
     refused_discarded = serializers.IntegerField()
+    selects_whole_class = serializers.BooleanField(
+        help_text="Every dead letter of the class in the selected statuses matches this filter."
+    )
+    confirm_count = serializers.IntegerField(
+        allow_null=True, help_text="The confirm_count a replay of this selection needs; null when it needs none."
+    )
+
+
+def preview_body(selection, preview) -> dict:
+    count = services.count_to_confirm(selection=selection, preview=preview, count=preview.replayable)
+    return {**preview.__dict__, "confirm_count": count}
 
 
 class DryRunItemSerializer(serializers.Serializer):
@@ -320,8 +344,10 @@ class ReplayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     """Named replays of dead letters back to their class's topic, with progress and cancel.
 
     Create one with a selection (`ids`) or a filter (signature, type, time range); an empty filter
-    is refused. `dry_run: true` reports what would be replayed and publishes nothing. Messages
-    already replayed as often as the class's `replay_limit` allows are refused (loop guard)."""
+    is refused, and one that selects many dead letters, or all of the class's, needs `confirm_count`
+    naming how many (the preview says which). `dry_run: true` reports what would be replayed and
+    publishes nothing. Messages already replayed as often as the class's `replay_limit` allows are
+    refused (loop guard)."""
 
     serializer_class = ActionSerializer
     queryset = Action.objects.filter(kind=ActionKind.REPLAY).select_related("workload_class")
@@ -338,8 +364,13 @@ class ReplayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         params.is_valid(raise_exception=True)
         data = params.validated_data
         if data["dry_run"]:
-            dry = services.replay_dry_run(selection=params.selection())
-            body = {"dry_run": True, "preview": dry.preview.__dict__, "items": [i.__dict__ for i in dry.items]}
+            selection = params.selection()
+            dry = services.replay_dry_run(selection=selection)
+            body = {
+                "dry_run": True,
+                "preview": preview_body(selection, dry.preview),
+                "items": [i.__dict__ for i in dry.items],
+            }
             return Response(DryRunSerializer(body).data)
         action = services.replay_request(
             actor=request.user,
@@ -347,6 +378,7 @@ class ReplayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             velocity=data.get("velocity"),
             name=data.get("name", ""),
             reason=data.get("reason", ""),
+            confirm_count=data.get("confirm_count"),
         )
         return Response(ActionSerializer(action).data, status=status.HTTP_202_ACCEPTED)
 
@@ -356,7 +388,10 @@ class ReplayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         """How many dead letters a replay of this selection would publish, and how many it would refuse."""
         params = SelectionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        return Response(services.replay_preview(selection=params.selection()).__dict__)
+        selection = params.selection()
+        return Response(
+            ReplayPreviewSerializer(preview_body(selection, services.replay_preview(selection=selection))).data
+        )
 
     @extend_schema(request=None, responses=ActionSerializer)
     @route(detail=True, methods=["post"])

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, DataError, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
@@ -349,6 +350,12 @@ class ReplayPreview:
     refused_loop_guard: int
     refused_truncated: int
     refused_discarded: int
+    # Every dead letter of the class in the selected statuses matches (a filter, not `ids`).
+    selects_whole_class: bool = False
+
+    @property
+    def to_discard(self) -> int:
+        return self.matching - self.refused_discarded
 
 
 def replay_preview(*, selection: DeadLetterFilter) -> ReplayPreview:
@@ -360,12 +367,52 @@ def replay_preview(*, selection: DeadLetterFilter) -> ReplayPreview:
         truncated=Count("pk", filter=_TRUNCATED_Q & ~_LOOP_GUARD_Q & ~_DISCARDED_Q),
         discarded=Count("pk", filter=_DISCARDED_Q),
     )
+    whole_class = False
+    if not selection.ids and counts["matching"]:
+        in_class = DeadLetterFilter(workload_class=selection.workload_class, statuses=selection.statuses)
+        whole_class = counts["matching"] >= in_class.queryset().count()
     return ReplayPreview(
         matching=counts["matching"],
         replayable=counts["replayable"],
         refused_loop_guard=counts["loop_guard"],
         refused_truncated=counts["truncated"],
         refused_discarded=counts["discarded"],
+        selects_whole_class=whole_class,
+    )
+
+
+# --- The bulk guard -----------------------------------------------------------------------------------
+def count_to_confirm(*, selection: DeadLetterFilter, preview: ReplayPreview, count: int) -> int | None:
+    """How many dead letters an operator must confirm (`confirm_count`) before a replay or discard
+    of `count` of them goes ahead, or None when it needs no confirmation. The empty-filter guard
+    alone can be walked around with a very wide time range, so this guards on what would match:
+    more than DEAD_LETTER_BULK_CONFIRM_THRESHOLD, or every dead letter of the class. An explicit
+    selection (`ids`, at most MAX_SELECTED_IDS) was confirmed row by row."""
+    if selection.ids or count == 0:
+        return None
+    if count > settings.DEAD_LETTER_BULK_CONFIRM_THRESHOLD or preview.selects_whole_class:
+        return count
+    return None
+
+
+def _check_confirmation(
+    *, selection: DeadLetterFilter, preview: ReplayPreview, count: int, verb: str, confirm_count: int | None
+) -> None:
+    needed = count_to_confirm(selection=selection, preview=preview, count=count)
+    if needed is None or confirm_count == needed:
+        return
+    slug = selection.workload_class.slug
+    scope = f"every {'/'.join(selection.statuses)} dead letter of {slug}" if preview.selects_whole_class else None
+    what = f"{needed} dead letters of {slug}" + (f" ({scope})" if scope else "")
+    if confirm_count is None:
+        message = f"This would {verb} {what}: send confirm_count={needed} to confirm."
+    else:
+        message = (
+            f"confirm_count is {confirm_count} but this would now {verb} {what}: check the filter, then "
+            f"confirm {needed}."
+        )
+    raise ApplicationError(
+        message, code="confirmation_required", status=400, extra={"confirm_count": needed, "preview": preview.__dict__}
     )
 
 
@@ -453,8 +500,11 @@ def replay_request(
     reason: str = "",
     not_before: datetime | None = None,
     enqueue: bool = True,
+    confirm_count: int | None = None,
 ) -> Action:
-    """Start a named replay of the selected dead letters (refused when nothing would be replayed)."""
+    """Start a named replay of the selected dead letters (refused when nothing would be replayed,
+    and without `confirm_count` when it would replay many or all of the class's, see
+    `count_to_confirm`)."""
     velocity = _velocity(velocity)
     _check_selection(selection)
     preview = replay_preview(selection=selection)
@@ -466,6 +516,9 @@ def replay_request(
             code="nothing_to_replay",
             extra={"preview": preview.__dict__},
         )
+    _check_confirmation(
+        selection=selection, preview=preview, count=preview.replayable, verb="replay", confirm_count=confirm_count
+    )
     workload_class = selection.workload_class
     name = name or f"Replay {workload_class.slug}: {selection.describe()}"
     return action_request(
@@ -602,10 +655,17 @@ register_handler(ReplayHandler())
 
 # --- Discard -------------------------------------------------------------------------------------------
 @transaction.atomic
-def dead_letters_discard(*, actor, selection: DeadLetterFilter, reason: str = "") -> int:
+def dead_letters_discard(
+    *, actor, selection: DeadLetterFilter, reason: str = "", confirm_count: int | None = None
+) -> int:
     """Mark the selected dead letters discarded (rows stay, for the audit trail); returns how many.
-    One UPDATE, so any number of rows is discarded atomically."""
+    One UPDATE, so any number of rows is discarded atomically. Many, or all of the class's, need
+    `confirm_count` (see `count_to_confirm`)."""
     _check_selection(selection)
+    preview = replay_preview(selection=selection)
+    _check_confirmation(
+        selection=selection, preview=preview, count=preview.to_discard, verb="discard", confirm_count=confirm_count
+    )
     rows = _selected_rows(selection).exclude(status=DeadLetterStatus.DISCARDED)
     ids = list(rows.select_for_update().values_list("pk", flat=True))
     now = timezone.now()
