@@ -177,7 +177,12 @@ class SeekForm(forms.Form):
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
-    snapshot = forms.CharField(label="Or to snapshot", required=False, max_length=255)
+    snapshot = forms.CharField(
+        label="Or to snapshot",
+        required=False,
+        max_length=255,
+        widget=forms.TextInput(attrs={"list": "seek-snapshots", "autocomplete": "off"}),
+    )
     reason = forms.CharField(label="Reason", required=False, max_length=2000)
     confirm = forms.BooleanField(required=False)
 

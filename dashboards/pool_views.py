@@ -19,7 +19,9 @@ from dashboards.rendering import login_required_htmx
 from dashboards.rendering import require_role as _require_role
 from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, DeadLetterStatus, PoolHold, WorkloadClass
+from workloads.providers.base import ProviderError
 from workloads.selectors.scaling import pool_control_of
+from workloads.selectors.subscriptions import class_snapshots, snapshot_short_name
 from workloads.services import incidents as incident_services
 from workloads.services import scaling as scaling_services
 from workloads.services import subscriptions as subscription_services
@@ -66,10 +68,19 @@ def pool_context(workload_class: WorkloadClass, *, pause_form=None, extend_form=
 
 
 def subscription_context(workload_class: WorkloadClass, *, seek_form=None, snapshot_form=None, **extra) -> dict:
+    try:
+        snapshots, snapshots_error = class_snapshots(workload_class), ""
+    except ProviderError as exc:  # the page still shows; the panel says why the list is missing
+        snapshots, snapshots_error = [], exc.message
     return {
         "workload_class": workload_class,
         "seek_form": seek_form or SeekForm(auto_id="seek_%s"),
         "snapshot_form": snapshot_form or SnapshotForm(auto_id="snapshot_%s"),
+        "snapshots": [
+            {"name": snapshot_short_name(info), "resource": info.name, "expire_time": info.expire_time}
+            for info in snapshots
+        ],
+        "snapshots_error": snapshots_error,
         **extra,
     }
 

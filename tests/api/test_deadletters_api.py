@@ -75,6 +75,7 @@ MATRIX = [
         _expect(202),
     ),
     ("post", "/api/v1/classes/doc-jobs/snapshots/", lambda w: {"name": "before-deploy-1"}, _expect(202)),
+    ("get", "/api/v1/classes/doc-jobs/snapshots/", None, READ),
 ]
 
 
@@ -302,3 +303,23 @@ def test_triage_rules_through_the_api_are_validated_and_audited(docs, operator, 
     update = AuditEvent.objects.get(action="triage_rule.update")
     assert update.changes == {"rate_limit_per_hour": [100, 10]} and update.actor == operator
     assert AuditEvent.objects.filter(action="triage_rule.create").exists()
+
+
+def test_a_classs_snapshots_are_listed_and_a_seek_to_another_is_refused_at_once(docs, operator, client_as):
+    from workloads.providers.specs import queue_spec
+
+    get_providers().queue.create_snapshot(queue_spec(docs), "before-deploy-1")
+    client = client_as(operator)
+    [snapshot] = client.get("/api/v1/classes/doc-jobs/snapshots/").json()
+    assert snapshot["name"] == "before-deploy-1" and snapshot["resource"].endswith("/snapshots/before-deploy-1")
+    assert snapshot["expire_time"]
+    refused = client.post(
+        "/api/v1/classes/doc-jobs/seek/", {"snapshot": "befor-deploy-1", "confirm": True}, format="json"
+    )
+    assert refused.status_code == 400 and refused.json()["type"] == "unknown_snapshot"
+    assert "'befor-deploy-1'" in refused.json()["detail"] and refused.json()["snapshots"] == ["before-deploy-1"]
+    assert not Action.objects.filter(kind="seek").exists()
+    seek = client.post(
+        "/api/v1/classes/doc-jobs/seek/", {"snapshot": "before-deploy-1", "confirm": True}, format="json"
+    )
+    assert seek.status_code == 202

@@ -236,6 +236,18 @@ def test_seek_to_a_snapshot_restores_its_acknowledgment_state(harness):
     assert sorted(m.data for m in again) == [b"after-snapshot", b"before-snapshot"]
 
 
+def test_list_snapshots_names_the_ones_the_subscription_can_seek_to(harness):
+    queue = harness.providers.queue
+    spec, other = harness.ready_queue(), harness.ready_queue()
+    assert queue.list_snapshots(spec) == []
+    taken = queue.create_snapshot(spec, f"{spec.slug}-b")
+    queue.create_snapshot(spec, f"{spec.slug}-a")
+    queue.create_snapshot(other, f"{other.slug}-elsewhere")  # another topic's: not seekable from spec
+    listed = queue.list_snapshots(spec)
+    assert [s.name.rsplit("/", 1)[1] for s in listed] == [f"{spec.slug}-a", f"{spec.slug}-b"]
+    assert taken.name in {s.name for s in listed}
+
+
 def test_seek_needs_exactly_one_target(harness):
     spec = harness.ready_queue()
     with pytest.raises((ValueError, ProviderError)):

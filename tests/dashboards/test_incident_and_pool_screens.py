@@ -219,6 +219,22 @@ def test_a_snapshot_is_requested(ui_client, operator, oncall):
     assert plain.status_code == 302 and plain["Location"].startswith("/actions/")
 
 
+def test_the_class_page_lists_its_snapshots_and_a_seek_to_another_is_refused(ui_client, operator, oncall):
+    from workloads.providers.specs import queue_spec
+
+    wc = WorkloadClass.objects.get(slug=DEFERRABLE_SLUG)
+    get_providers().queue.ensure_resources(queue_spec(wc))
+    client = ui_client(operator)
+    assert "None: a seek can go back to a time only" in client.get(f"/classes/{DEFERRABLE_SLUG}/").content.decode()
+    get_providers().queue.create_snapshot(queue_spec(wc), "before-deploy-7")
+    html = client.get(f"/classes/{DEFERRABLE_SLUG}/").content.decode()
+    assert "<code" in html and ">before-deploy-7</code>" in html and '<option value="before-deploy-7">' in html
+    refused = client.post(f"/classes/{DEFERRABLE_SLUG}/seek/", {"snapshot": "before-deploy-8"}, headers=HX)
+    text = refused.content.decode()
+    assert "No snapshot &#x27;before-deploy-8&#x27;" in text and "before-deploy-7" in text
+    assert 'name="confirm"' not in text and not Action.objects.filter(kind="seek").exists()
+
+
 def test_the_comparison_shows_numbers_with_their_counts_and_notes(ui_client, viewer, polled_fleet):
     from tests.dashboards.helpers import HEALTHY_SLUG, STALE_SLUG
 

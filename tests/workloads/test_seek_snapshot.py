@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from tests.workloads.deadletter_helpers import make_class, waiting
 from workloads.errors import ApplicationError
-from workloads.models import ActionState, AuditEvent
+from workloads.models import Action, ActionState, AuditEvent
+from workloads.models.local import LocalSnapshot
 from workloads.providers import get_providers
 from workloads.providers.base import OutboundMessage
 from workloads.providers.specs import queue_spec
@@ -96,10 +97,23 @@ def test_a_snapshot_gets_a_default_name_and_a_taken_name_fails_readably(docs, op
     assert again.state == ActionState.FAILED and "already exists" in again.error
 
 
-def test_seeking_to_a_missing_snapshot_fails_readably(docs, operator):
+def test_a_seek_to_an_unknown_snapshot_is_refused_at_once_naming_it(queue, docs, operator):
+    queue.create_snapshot(queue_spec(docs), "before-deploy-1")
+    for confirm in (False, True):
+        with pytest.raises(ApplicationError) as refused:
+            subscription_seek_request(actor=operator, workload_class=docs, snapshot="never-taken", confirm=confirm)
+        assert refused.value.code == "unknown_snapshot" and refused.value.status == 400
+        assert "'never-taken'" in refused.value.message and "before-deploy-1" in refused.value.message
+        assert refused.value.extra["snapshots"] == ["before-deploy-1"]
+    assert not Action.objects.exists()
+
+
+def test_a_snapshot_that_expired_after_the_request_fails_the_seek_readably(queue, docs, operator):
+    queue.create_snapshot(queue_spec(docs), "short-lived")
     action = subscription_seek_request(
-        actor=operator, workload_class=docs, snapshot="never-taken", confirm=True, enqueue=False
+        actor=operator, workload_class=docs, snapshot="short-lived", confirm=True, enqueue=False
     )
+    LocalSnapshot.objects.filter(name__endswith="/snapshots/short-lived").delete()
     done = _run(action)
     assert done.state == ActionState.FAILED and "does not exist" in done.error
 

@@ -26,6 +26,7 @@ from workloads.selectors.deadletters import (
     DeadLetterFilter,
     dead_letter_groups,
 )
+from workloads.selectors.subscriptions import class_snapshots, snapshot_short_name
 from workloads.services import deadletters as services
 from workloads.services import subscriptions as subscription_services
 from workloads.services import triage as triage_services
@@ -456,7 +457,9 @@ class SeekInputSerializer(StrictSerializer):
 
 
 class SeekView(APIView):
-    """Seek the class's whole subscription to a time or a snapshot (needs `confirm: true`)."""
+    """Seek the class's whole subscription to a time or a snapshot (needs `confirm: true`). A
+    snapshot the subscription cannot seek to is refused at once (400 `unknown_snapshot`, with the
+    ones it can: `GET .../snapshots/`)."""
 
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
@@ -485,11 +488,27 @@ class SnapshotInputSerializer(StrictSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
+class SnapshotSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The short name, as a seek takes it.")
+    resource = serializers.CharField(help_text="projects/P/snapshots/S")
+    expire_time = serializers.DateTimeField(allow_null=True)
+
+
 class SnapshotView(APIView):
-    """Take a named snapshot of the class's subscription (e.g. before a deploy), to seek back to."""
+    """The snapshots of the class's subscription (GET), and take a named one (POST, e.g. before a
+    deploy) to seek back to."""
 
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
+
+    @extend_schema(responses=SnapshotSerializer(many=True))
+    def get(self, request, slug: str):
+        workload_class = get_object_or_404(WorkloadClass, slug=slug)
+        body = [
+            {"name": snapshot_short_name(info), "resource": info.name, "expire_time": info.expire_time}
+            for info in class_snapshots(workload_class)
+        ]
+        return Response(SnapshotSerializer(body, many=True).data)
 
     @extend_schema(request=SnapshotInputSerializer, responses={202: ActionSerializer})
     def post(self, request, slug: str):

@@ -280,6 +280,10 @@ class Queue(ABC):
     def create_snapshot(self, spec: QueueSpec, name: str) -> SnapshotInfo:
         """Snapshot the class subscription's acknowledgment state under `name` (a short id)."""
 
+    @abstractmethod
+    def list_snapshots(self, spec: QueueSpec) -> list[SnapshotInfo]:
+        """The unexpired snapshots the class subscription can seek to (those of its topic), by name."""
+
 
 # --- Worker pools ------------------------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from workloads.models import Action, ActionKind, ActionStep, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import queue_spec
+from workloads.selectors.subscriptions import class_snapshots, snapshot_short_name
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.validation import PUBSUB_ID
 
@@ -56,6 +57,23 @@ def _check_snapshot_id(name: str) -> None:
         )
 
 
+def _check_snapshot_exists(workload_class: WorkloadClass, snapshot: str) -> None:
+    """Refuse a seek to a snapshot the subscription cannot seek to now (unknown, expired, or of
+    another topic), instead of accepting it and failing later in the action."""
+    known = class_snapshots(workload_class)
+    if any(snapshot in (info.name, snapshot_short_name(info)) for info in known):
+        return
+    names = [snapshot_short_name(info) for info in known]
+    listing = f"its snapshots are {', '.join(names)}" if names else "it has none"
+    raise ApplicationError(
+        f"No snapshot {snapshot!r} to seek {workload_class.slug}'s subscription to: {listing}. "
+        "Take a snapshot first, or seek to a time.",
+        code="unknown_snapshot",
+        status=400,
+        extra={"snapshots": names},
+    )
+
+
 def subscription_seek_request(
     *,
     actor,
@@ -73,6 +91,7 @@ def subscription_seek_request(
         raise ApplicationError("The time must carry a time zone (e.g. ...Z).", code="invalid_seek", status=400)
     if snapshot:
         _check_snapshot_id(snapshot)
+        _check_snapshot_exists(workload_class, snapshot)
     effect = seek_effect(workload_class=workload_class, to_time=to_time, snapshot=snapshot)
     if not confirm:
         raise ApplicationError(

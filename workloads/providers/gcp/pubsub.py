@@ -654,6 +654,27 @@ class PubSubQueue(Queue):
         expire = snapshot.expire_time
         return SnapshotInfo(name=snapshot.name, expire_time=expire if expire and expire.timestamp() > 0 else None)
 
+    def list_snapshots(self, spec: QueueSpec) -> list[SnapshotInfo]:
+        project = f"projects/{_project(spec.subscription)}"
+        snapshots = self._admin(
+            # Snapshots are listed per project; a subscription may seek to those of its topic only.
+            lambda: list(
+                self._subscriber.list_snapshots(request={"project": project}, timeout=self._timeout, retry=None)
+            ),
+            what="list the snapshots of",
+            resource=project,
+        )
+        return sorted(
+            (
+                SnapshotInfo(
+                    name=s.name, expire_time=s.expire_time if s.expire_time and s.expire_time.timestamp() > 0 else None
+                )
+                for s in snapshots
+                if s.topic == spec.topic
+            ),
+            key=lambda info: info.name,
+        )
+
     @staticmethod
     def _snapshot_path(spec: QueueSpec, name: str) -> str:
         return name if name.startswith("projects/") else f"projects/{_project(spec.subscription)}/snapshots/{name}"

@@ -576,6 +576,13 @@ class LocalQueue(Queue):
             raise not_found("snapshot", full, "create it with Queue.create_snapshot (snapshots expire after 7 days).")
         return snapshot
 
+    def list_snapshots(self, spec: QueueSpec) -> list[SnapshotInfo]:
+        subscription = self._subscription(spec.subscription)
+        snapshots = LocalSnapshot.objects.using(self.using).filter(
+            topic_id=subscription.topic_id, expire_time__gt=self._now()
+        )
+        return [SnapshotInfo(name=s.name, expire_time=s.expire_time) for s in snapshots.order_by("name")]
+
     def create_snapshot(self, spec: QueueSpec, name: str) -> SnapshotInfo:
         subscription = self._subscription(spec.subscription)
         full = snapshot_name(spec.subscription, name)
