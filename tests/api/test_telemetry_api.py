@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from controlplane.roles import Role
 from tests.factories import CostRatesFactory, SloFactory, WorkloadClassFactory
-from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
+from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, installed_metrics
 from workloads.providers.base import MetricKind, ProviderError
 from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
 from workloads.services.tokens import api_token_issue
@@ -49,6 +49,8 @@ def world(db, frozen, make_user):
         metrics.set(MetricKind.INSTANCE_COUNT, lambda slug, end: 1.0)
         metrics.set(MetricKind.COMPLETED, lambda slug, end: 50.0 if slug == "steady" else 10.0)
         metrics.set(MetricKind.FAILED, lambda slug, end: 0.0 if slug == "steady" else 40.0)
+        # No retries: every failed attempt of "failing" is a unit of work dead-lettered.
+        dead_lettered_work(bad, lambda slug, end: 40.0, start=NOW.replace(second=0) - 120 * MINUTE, end=NOW)
         metrics.set(MetricKind.RECORDS, lambda slug, end: 5.0)
         metrics.fail(MetricKind.TOKENS, ProviderError("quota exceeded", permanent=False, code="RESOURCE_EXHAUSTED"))
         metrics_poll(now=NOW, window_minutes=120)
@@ -155,6 +157,14 @@ def test_slos_with_attainment_budget_and_burn_rates(viewer_client):
     assert queue["budget"]["unit"] == "minutes" and queue["total"] == 120
 
 
+def test_the_success_ratio_states_what_it_counts_and_shows_the_attempts_apart(viewer_client):
+    slo = viewer_client.get("/api/v1/slos/", {"workload_class": "failing", "kind": "success_ratio"}).json()
+    assert slo["results"][0]["attempt_failure_percent"] == pytest.approx(80)  # 40 of 50 attempts a minute
+    schema = viewer_client.get("/api/schema/?format=json").json()["components"]["schemas"]["SloStatus"]
+    assert "by its final outcome" in schema["properties"]["good"]["description"]
+    assert "Failed attempts" in schema["properties"]["attempt_failure_percent"]["description"]
+
+
 def test_alerts_active_and_filtered(viewer_client):
     active = viewer_client.get("/api/v1/alerts/", {"state": "active"}).json()
     assert {(a["workload_class"], a["rule"]) for a in active["results"]} == {
@@ -177,11 +187,7 @@ def test_worker_error_budget_says_what_consumed_it(viewer_client):
     body = viewer_client.get("/api/v1/classes/failing/error-budget/").json()
     assert body["slo"]["kind"] == "success_ratio"
     assert body["consumed_by"] == [
-        {
-            "source": "failed_completions",
-            "label": "Failed completions (retried, dead-lettered or timed out)",
-            "events": 4800.0,
-        }
+        {"source": "dead_letter_signature", "label": "Failed (sig-failed)", "events": 4800.0},
     ]
 
 

@@ -162,6 +162,8 @@ def test_slo_cards_show_attainment_budget_burn_rates_and_alerts(ui_client, viewe
     assert '<td class="count-bad">1000×</td>' in card
     success = html[html.index('id="slo-success_ratio-title"') :]
     assert "100.000 %</strong> · meets the target" in success and "jobs left" in success
+    assert "each unit of work once, by its final outcome" in success
+    assert '<strong data-testid="attempt-failure-rate">0.0 %</strong>' in success
     alerts = html[html.index('id="alerts-title"') : html.index('id="charts-title"')]
     assert alerts.count('class="alert-item') >= 2
     assert alerts.index("alert-page") < alerts.index("alert-ticket")  # pages first

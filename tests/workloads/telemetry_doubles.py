@@ -103,3 +103,34 @@ def installed_metrics(metrics: Metrics | None = None):
         yield metrics
     finally:
         set_providers(None)
+
+
+def dead_lettered_work(workload_class, per_minute: Callable, *, start: datetime, end: datetime) -> int:
+    """Dead-letter mirror rows for work whose final outcome was a dead letter: `per_minute(slug,
+    minute_end)` of them last seen inside each minute of [start, end) (the same minutes a poll's
+    rollups cover). The success ratio counts these as its bad events. Returns how many."""
+    from django.utils import timezone
+
+    from workloads.models import DeadLetter
+
+    rows = []
+    minute_end = start + timedelta(minutes=1)
+    while minute_end <= end:
+        seen = minute_end - timedelta(seconds=30)
+        for _ in range(int(per_minute(workload_class.slug, minute_end) or 0)):
+            n = len(rows)
+            rows.append(
+                DeadLetter(
+                    workload_class=workload_class,
+                    message_id=f"dl-{workload_class.slug}-{seen.timestamp():.0f}-{n}",
+                    last_message_id=f"dl-{workload_class.slug}-{seen.timestamp():.0f}-{n}",
+                    error_type="Failed",
+                    error_signature="sig-failed",
+                    first_seen=seen,
+                    last_seen=seen,
+                    mirrored_at=timezone.now(),
+                )
+            )
+        minute_end += timedelta(minutes=1)
+    DeadLetter.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from tests.factories import SloFactory, WorkloadClassFactory
-from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics
+from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, distribution, installed_metrics
 from workloads.models import SloAlert, SloStatus
 from workloads.providers.base import MetricKind
 from workloads.services.telemetry import metrics_poll, rollups_downsample, slo_alerts_evaluate
@@ -29,13 +29,20 @@ def poll_everything(*, start: datetime, end: datetime):
     metrics_poll(now=end, window_minutes=int((end - start) / MINUTE))
 
 
+def fail_for_good(metrics, workload_class, per_minute, *, start: datetime, end: datetime):
+    """Failures with no retry: each failed attempt is a unit of work dead-lettered in that minute."""
+    metrics.set(MetricKind.FAILED, per_minute)
+    dead_lettered_work(workload_class, per_minute, start=start, end=end)
+
+
 def test_a_failure_spike_pages_within_the_short_window_and_resolves(db, metrics):
     wc = WorkloadClassFactory(slug="spiky")
     slo = SloFactory(workload_class=wc, kind="success_ratio", target_percent=Decimal("99.9"), min_traffic=20)
     in_spike = lambda end: SPIKE <= end - MINUTE < SPIKE + SPIKE_MINUTES * MINUTE  # noqa: E731
     metrics.set(MetricKind.COMPLETED, lambda slug, end: 0.0 if in_spike(end) else 100.0)
-    metrics.set(MetricKind.FAILED, lambda slug, end: 100.0 if in_spike(end) else 0.0)
-    poll_everything(start=SPIKE - timedelta(hours=7), end=SPIKE + 50 * MINUTE)
+    timeline = {"start": SPIKE - timedelta(hours=7), "end": SPIKE + 50 * MINUTE}
+    fail_for_good(metrics, wc, lambda slug, end: 100.0 if in_spike(end) else 0.0, **timeline)
+    poll_everything(**timeline)
 
     transitions = []
     for offset in range(-3, 45):
@@ -69,6 +76,10 @@ def test_a_quiet_class_with_a_handful_of_failures_does_not_page(db, metrics):
     # Two jobs in the last hour, both failed: a 100 % failure rate on no traffic.
     metrics.add(MetricKind.FAILED, wc.slug, SPIKE - 10 * MINUTE, 1.0)
     metrics.add(MetricKind.FAILED, wc.slug, SPIKE - 2 * MINUTE, 1.0)
+    failed_minutes = {SPIKE - 10 * MINUTE, SPIKE - 2 * MINUTE}
+    dead_lettered_work(
+        wc, lambda slug, end: 1 if end in failed_minutes else 0, start=SPIKE - timedelta(hours=1), end=SPIKE
+    )
     poll_everything(start=SPIKE - timedelta(hours=1), end=SPIKE)
     slo_alerts_evaluate(now=SPIKE)
     assert not SloAlert.objects.exists()
@@ -80,7 +91,7 @@ def test_status_exactly_at_target(db, metrics):
     wc = WorkloadClassFactory()
     slo = SloFactory(workload_class=wc, kind="success_ratio", target_percent=Decimal("99"))
     metrics.set(MetricKind.COMPLETED, lambda slug, end: 99.0)
-    metrics.set(MetricKind.FAILED, lambda slug, end: 1.0)
+    fail_for_good(metrics, wc, lambda slug, end: 1.0, start=SPIKE - 10 * MINUTE, end=SPIKE)
     poll_everything(start=SPIKE - 10 * MINUTE, end=SPIKE)
     slo_alerts_evaluate(now=SPIKE)
 
@@ -99,7 +110,7 @@ def test_status_with_the_budget_exhausted(db, metrics):
     wc = WorkloadClassFactory()
     slo = SloFactory(workload_class=wc, kind="success_ratio", target_percent=Decimal("99.5"))
     metrics.set(MetricKind.COMPLETED, lambda slug, end: 195.0)
-    metrics.set(MetricKind.FAILED, lambda slug, end: 5.0)
+    fail_for_good(metrics, wc, lambda slug, end: 5.0, start=SPIKE - 10 * MINUTE, end=SPIKE)
     poll_everything(start=SPIKE - 10 * MINUTE, end=SPIKE)
     slo_alerts_evaluate(now=SPIKE)
 
@@ -108,6 +119,40 @@ def test_status_with_the_budget_exhausted(db, metrics):
     assert status.met is False
     assert status.budget_consumed == 50 and status.budget_remaining == pytest.approx(-40)
     assert status.budget_remaining_percent == pytest.approx(-400)
+
+
+def test_the_success_ratio_counts_each_unit_of_work_once_by_its_final_outcome(db, metrics):
+    # 11 units of work in 10 minutes: 8 completed (7 of them after a failed attempt), 3 dead-lettered
+    # after 5 attempts each: 30 attempts, 22 of them failed.
+    wc = WorkloadClassFactory()
+    slo = SloFactory(workload_class=wc, kind="success_ratio", target_percent=Decimal("99"))
+    metrics.add(MetricKind.COMPLETED, wc.slug, SPIKE - 5 * MINUTE, 8.0)
+    metrics.add(MetricKind.FAILED, wc.slug, SPIKE - 5 * MINUTE, 22.0)
+    dead_lettered_work(
+        wc, lambda slug, end: 3 if end == SPIKE - 5 * MINUTE else 0, start=SPIKE - 10 * MINUTE, end=SPIKE
+    )
+    poll_everything(start=SPIKE - 10 * MINUTE, end=SPIKE)
+    slo_alerts_evaluate(now=SPIKE)
+
+    status = SloStatus.objects.get(slo=slo)
+    assert (status.good, status.total) == (8, 11)  # not "8 good of 30 events"
+    assert status.budget_consumed == 3
+    assert status.attempt_failure_ratio == pytest.approx(22 / 30)  # the attempts: a figure of their own
+
+
+def test_a_replayed_dead_letter_is_not_a_failure_until_it_fails_again(db, metrics):
+    wc = WorkloadClassFactory()
+    slo = SloFactory(workload_class=wc, kind="success_ratio", target_percent=Decimal("99"))
+    metrics.add(MetricKind.COMPLETED, wc.slug, SPIKE - 5 * MINUTE, 10.0)
+    dead_lettered_work(
+        wc, lambda slug, end: 2 if end == SPIKE - 5 * MINUTE else 0, start=SPIKE - 10 * MINUTE, end=SPIKE
+    )
+    from workloads.models import DeadLetter
+
+    DeadLetter.objects.filter(pk=DeadLetter.objects.first().pk).update(status="replayed")  # and completed
+    poll_everything(start=SPIKE - 10 * MINUTE, end=SPIKE)
+    slo_alerts_evaluate(now=SPIKE)
+    assert (SloStatus.objects.get(slo=slo).good, SloStatus.objects.get(slo=slo).total) == (10, 11)
 
 
 def test_status_without_traffic_keeps_the_whole_budget(db, metrics):
@@ -163,7 +208,9 @@ def test_the_budget_window_reads_hourly_rollups_once_minutes_are_folded(db, metr
     old = SPIKE - timedelta(days=3)
     metrics.set(MetricKind.OLDEST_UNACKED_AGE, lambda slug, end: 500.0 if end.minute % 4 == 0 else 5.0)
     metrics.set(MetricKind.COMPLETED, lambda slug, end: 10.0)
-    metrics.set(MetricKind.FAILED, lambda slug, end: 1.0 if end.minute % 10 == 0 else 0.0)
+    fail_for_good(
+        metrics, wc, lambda slug, end: 1.0 if end.minute % 10 == 0 else 0.0, start=old, end=old + timedelta(hours=2)
+    )
     poll_everything(start=old, end=old + timedelta(hours=2))
     slo_alerts_evaluate(now=SPIKE)
     before = {s.slo_id: (s.good, s.total) for s in SloStatus.objects.all()}

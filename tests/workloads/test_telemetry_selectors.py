@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from tests.factories import CostRatesFactory, SloFactory, WorkloadClassFactory
-from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics
+from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, distribution, installed_metrics
 from workloads.models import SloAlert, WorkloadClass
 from workloads.providers.base import MetricKind
 from workloads.selectors.telemetry import CHART_RANGES, class_series, class_telemetry, fleet_overview
@@ -71,6 +71,13 @@ def fleet(db, metrics):
     metrics.set(MetricKind.COMPLETED, lambda slug, end: 100.0 if alive(slug, end) else None)
     # low-budget: 0.8 % failures over the window leave it 20 % of a 1 % budget.
     metrics.set(MetricKind.FAILED, lambda slug, end: 0.8 if slug == "low-budget" and alive(slug, end) else None)
+    # ... each a unit of work dead-lettered (4 every 5 minutes: 0.8 a minute).
+    dead_lettered_work(
+        classes["low-budget"],
+        lambda slug, end: 4 if end.minute % 5 == 0 else 0,
+        start=NOW.replace(second=0, microsecond=0) - 3 * 60 * MINUTE,
+        end=NOW,
+    )
     metrics.set(
         MetricKind.COMPLETION_LATENCY,
         lambda slug, end: distribution([0.1] * 90 + [5.0] * 10) if alive(slug, end) else None,

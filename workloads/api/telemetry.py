@@ -135,6 +135,13 @@ class GuardedRuleSerializer(serializers.Serializer):
     text = serializers.CharField(help_text='"guarded: 19 of 20 events"')
 
 
+SLO_EVENTS_HELP = (
+    "Events over the window: for success_ratio each unit of work once, by its final outcome (good: completed; "
+    "bad: dead-lettered), so a failed attempt that a retry completed is not a bad event; for completion_latency "
+    "completions (good: under the threshold); for queue_age minutes (good: age under the threshold)."
+)
+
+
 class SloStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     workload_class = serializers.CharField()
@@ -146,8 +153,8 @@ class SloStatusSerializer(serializers.Serializer):
     window_days = serializers.IntegerField()
     min_traffic = serializers.IntegerField()
     evaluated_at = serializers.DateTimeField(allow_null=True, help_text="Null until the evaluation tick has run.")
-    good = serializers.FloatField(allow_null=True)
-    total = serializers.FloatField(allow_null=True)
+    good = serializers.FloatField(allow_null=True, help_text=SLO_EVENTS_HELP)
+    total = serializers.FloatField(allow_null=True, help_text=SLO_EVENTS_HELP)
     attainment_percent = serializers.FloatField(allow_null=True, help_text="Null without traffic.")
     met = serializers.BooleanField(allow_null=True)
     budget = SloBudgetSerializer(allow_null=True)
@@ -161,6 +168,11 @@ class SloStatusSerializer(serializers.Serializer):
         "window saw fewer than min_traffic events.",
     )
     runbook_url = serializers.CharField()
+    attempt_failure_percent = serializers.FloatField(
+        allow_null=True,
+        help_text="Failed attempts (retried, dead-lettered or timed out) per 100 attempts over the window: how "
+        "hard the work was, which the success ratio leaves out. Null without attempts or evaluation.",
+    )
 
 
 def slo_body(card: selectors.SloCard) -> dict:
@@ -185,6 +197,7 @@ def slo_body(card: selectors.SloCard) -> dict:
         "active_alerts": card.active_alerts,
         "guarded": [],
         "runbook_url": runbook_url(slo),
+        "attempt_failure_percent": card.attempt_failure_percent,
     }
     if status is not None:
         body.update(

@@ -163,6 +163,12 @@ class SloStatus(models.Model):
     # the SLO's min_traffic, so no alert opened: [{"rule", "severity", "events", "min_traffic",
     # "burn_rate"}]. Shown as "guarded: 19 of 20 events" so a red burn without an alert explains itself.
     guarded = models.JSONField(default=list, blank=True)
+    attempt_failure_ratio = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Failed attempts / attempts over the window (retries included); NULL without attempts. "
+        "Its own figure: the success ratio counts each unit of work once, by its final outcome.",
+    )
 
     class Meta:
         verbose_name_plural = "SLO statuses"

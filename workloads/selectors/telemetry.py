@@ -244,6 +244,13 @@ class SloCard:
         return self.status.attainment * 100
 
     @property
+    def attempt_failure_percent(self) -> float | None:
+        """Failed attempts per 100 attempts over the window (its own figure, beside the SLO)."""
+        if self.status is None or self.status.attempt_failure_ratio is None:
+            return None
+        return self.status.attempt_failure_ratio * 100
+
+    @property
     def budget_remaining_percent(self) -> float | None:
         return None if self.status is None else self.status.budget_remaining_percent
 
@@ -537,14 +544,8 @@ def worker_error_budget(*, workload_class: WorkloadClass, now: datetime) -> Work
         attributed = sum(c.events for c in consumers)
         rest = status.budget_consumed - attributed
         if rest > 0:
-            # The Metrics port reports failures as one count (retried, dead-lettered or timed out).
-            consumers.append(
-                BudgetConsumer(
-                    source="failed_completions",
-                    label="Failed completions (retried, dead-lettered or timed out)",
-                    events=rest,
-                )
-            )
+            # Dead-lettered work the breakdown by signature did not name (a row replayed since).
+            consumers.append(BudgetConsumer(source="failed_completions", label="Other dead-lettered work", events=rest))
     return WorkerErrorBudget(card=card, consumers=consumers)
 
 

@@ -17,11 +17,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 
 from workloads.batch_delete import delete_in_batches
 from workloads.models import (
     ClassTelemetry,
+    DeadLetter,
+    DeadLetterStatus,
     MetricRollup,
     PollRun,
     Resolution,
@@ -505,6 +507,20 @@ def _slo_thresholds_sync() -> list[int]:
 _EVENT_COLUMNS = ("completed", "failed", "latency_good", "latency_count", "queue_age_good", "queue_age_minutes")
 
 
+def _dead_lettered_work(*, class_ids: list[int], starts: dict[str, datetime], end: datetime) -> dict[int, dict]:
+    """Units of work whose final outcome is dead-lettered, per class and window: rows of the
+    dead-letter mirror last seen in [start, end). A replay that failed again is the same row, so
+    the work counts once, at its last failure; a replayed row not back (yet) is not a failure, its
+    completion counts as good. Pub/Sub's own forwards (a worker that crashed) count too."""
+    rows = DeadLetter.objects.filter(
+        workload_class_id__in=class_ids, last_seen__gte=min(starts.values()), last_seen__lt=end
+    ).exclude(status=DeadLetterStatus.REPLAYED)
+    aggregates = {
+        f"{window}_dead_lettered": Count("pk", filter=Q(last_seen__gte=start)) for window, start in starts.items()
+    }
+    return {row["workload_class_id"]: row for row in rows.order_by().values("workload_class_id").annotate(**aggregates)}
+
+
 def slo_events(slo: Slo, sums: dict, window: str) -> slo_math.Events:
     """Good and total events of an SLO in one window, from the per-class sums of the rollups."""
 
@@ -512,7 +528,7 @@ def slo_events(slo: Slo, sums: dict, window: str) -> slo_math.Events:
         return sums.get(f"{window}_{column}") or 0
 
     if slo.kind == SloKind.SUCCESS_RATIO:
-        return slo_math.success_events(total("completed"), total("failed"))
+        return slo_math.success_events(total("completed"), total("dead_lettered"))
     if slo.kind == SloKind.COMPLETION_LATENCY:
         return slo_math.Events(good=float(total("latency_good")), total=float(total("latency_count")))
     return slo_math.Events(good=float(total("queue_age_good")), total=float(total("queue_age_minutes")))
@@ -563,6 +579,11 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
         .annotate(**aggregates)
     }
 
+    starts = {f"w{s}": end - timedelta(seconds=s) for s in slo_math.ALERT_WINDOWS}
+    starts |= {f"d{days}": end - timedelta(days=days) for days in {slo.window_days for slo in slos}}
+    for class_id, counts in _dead_lettered_work(class_ids=class_ids, starts=starts, end=end).items():
+        sums[class_id] = {**sums.get(class_id, {}), **counts}
+
     open_alerts = {(a.slo_id, a.rule): a for a in SloAlert.objects.filter(resolved_at__isnull=True)}
     statuses, new_alerts, changed_alerts = [], [], []
     for slo in slos:
@@ -590,6 +611,10 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
                 budget_remaining_percent=status.remaining_fraction * 100,
                 exhaustion_seconds=status.exhaustion_seconds,
                 guarded=[],
+                attempt_failure_ratio=slo_math.attempt_failure_ratio(
+                    class_sums.get(f"d{slo.window_days}_completed") or 0,
+                    class_sums.get(f"d{slo.window_days}_failed") or 0,
+                ),
                 windows={
                     slo_math.window_label(seconds): {
                         "good": events.good,

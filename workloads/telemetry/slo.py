@@ -43,8 +43,17 @@ def budget_fraction(target_percent: Decimal | float | str) -> float:
 
 
 # --- What counts as a good event, per SLO kind ----------------------------------------------------
-def success_events(completed: float, failed: float) -> Events:
-    return Events(good=float(completed), total=float(completed) + float(failed))
+def success_events(completed: float, dead_lettered: float) -> Events:
+    """Each unit of work once, by its final outcome: completed (good) or dead-lettered (bad).
+    A failed attempt that a retry or a replay later completed is not a bad event: attempts are
+    their own figure (`attempt_failure_ratio`)."""
+    return Events(good=float(completed), total=float(completed) + float(dead_lettered))
+
+
+def attempt_failure_ratio(completed: float, failed_attempts: float) -> float | None:
+    """The share of attempts that failed (retried, dead-lettered or timed out); None without any."""
+    attempts = float(completed) + float(failed_attempts)
+    return float(failed_attempts) / attempts if attempts > 0 else None
 
 
 def latency_events(latency_counts: Sequence[int] | None, threshold_seconds: float) -> Events:
