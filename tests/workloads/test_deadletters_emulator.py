@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from tests.workloads.deadletter_helpers import event, exhaust, kit_dead_letter, make_class, waiting
+from workloads.errors import ApplicationError
 from workloads.models import Action, ActionState, DeadLetter, DeadLetterStatus
 from workloads.providers import set_providers
 from workloads.providers.base import ATTR_IDEMPOTENCY_KEY, ATTR_REPLAY_OF, OutboundMessage, Providers
@@ -245,10 +246,20 @@ def test_a_deleted_topic_fails_each_message_with_a_readable_reason(queue, docs, 
     assert DeadLetter.objects.get().status == DeadLetterStatus.NEW
 
 
-def test_seeking_to_a_missing_snapshot_fails_readably(queue, docs, operator):
+def test_a_seek_to_an_unknown_snapshot_is_refused_at_once_on_pubsub(queue, docs, operator):
+    queue.create_snapshot(queue_spec(docs), f"{docs.slug}-kept")
+    with pytest.raises(ApplicationError) as refused:
+        subscription_seek_request(actor=operator, workload_class=docs, snapshot="never-taken", confirm=True)
+    assert refused.value.code == "unknown_snapshot" and refused.value.extra["snapshots"] == [f"{docs.slug}-kept"]
+    assert not Action.objects.filter(kind="seek").exists()
+
+
+def test_a_snapshot_deleted_after_the_seek_was_requested_fails_it_readably(queue, docs, operator):
+    taken = queue.create_snapshot(queue_spec(docs), f"{docs.slug}-gone")
     seek = subscription_seek_request(
-        actor=operator, workload_class=docs, snapshot="never-taken", confirm=True, enqueue=False
+        actor=operator, workload_class=docs, snapshot=f"{docs.slug}-gone", confirm=True, enqueue=False
     )
+    queue._subscriber.delete_snapshot(request={"snapshot": taken.name})
     done = engine.action_run(action_id=seek.pk)
     assert done.state == ActionState.FAILED and "1 of 1 failed" in done.error
     assert "Snapshot does not exist" in done.error
