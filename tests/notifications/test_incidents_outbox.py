@@ -7,8 +7,8 @@ import pytest
 
 from tests.factories import SloFactory, WorkloadClassFactory
 from tests.notifications.helpers import T0, channel, default_route
-from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
-from workloads.models import Notification, SloAlert, SloIncident, SloStatus
+from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, installed_metrics
+from workloads.models import Notification, SloAlert, SloIncident, SloStatus, WorkloadClass
 from workloads.providers.base import MetricKind
 from workloads.services.notifications import notifications_deliver_due
 from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
@@ -28,6 +28,10 @@ def failure_spike(metrics, slug: str, *, until: timedelta = timedelta(hours=7)):
     metrics.set(MetricKind.COMPLETED, lambda s, end: 0.0 if in_spike(end) else 100.0)
     metrics.set(MetricKind.FAILED, lambda s, end: 100.0 if in_spike(end) else 0.0)
     start, end = T0 - timedelta(hours=7), T0 + until
+    # No retries: each failed attempt is a unit of work dead-lettered (the success ratio's bad events).
+    dead_lettered_work(
+        WorkloadClass.objects.get(slug=slug), lambda s, end: 100 if in_spike(end) else 0, start=start, end=end
+    )
     metrics_poll(now=end, window_minutes=int((end - start) / MINUTE))
 
 
@@ -85,6 +89,8 @@ def test_a_burn_held_back_by_the_low_traffic_guard_says_so(db, metrics):
         metrics.add(MetricKind.COMPLETED, wc.slug, T0 - minute * MINUTE, 1.0)
     for minute in range(1, 5):
         metrics.add(MetricKind.FAILED, wc.slug, T0 - minute * MINUTE, 1.0)
+    failed_minutes = {T0 - minute * MINUTE for minute in range(1, 5)}
+    dead_lettered_work(wc, lambda s, end: 1 if end in failed_minutes else 0, start=T0 - 60 * MINUTE, end=T0)
     metrics_poll(now=T0, window_minutes=60)
     slo_alerts_evaluate(now=T0)
 
