@@ -7,7 +7,8 @@ class WorkloadsConfig(AppConfig):
 
     def ready(self) -> None:
         # The project's own system checks (about settings, so they belong to no app) register on
-        # import. Action handlers too: import every kind's module here, so a worker can run any
-        # action whatever else it imported.
+        # import, like workloads.checks (about stored schemas). Action handlers too: import every
+        # kind's module here, so a worker can run any action whatever else it imported.
+        import workloads.checks  # noqa: F401
         from controlplane import checks  # noqa: F401
         from workloads.services import deadletters, incidents, scaling, subscriptions  # noqa: F401

@@ -12,6 +12,8 @@ from functools import lru_cache
 import jsonschema
 from django.core.exceptions import ValidationError
 
+from workloads.schemas import non_local_references, regex_problems
+
 # Google's resource-id rules (Pub/Sub: "Resource names"; Cloud Run: service/worker pool names).
 PROJECT_ID = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
 PUBSUB_ID = r"(?!goog)[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}"
@@ -78,6 +80,21 @@ def validate_payload_schema(schema) -> None:
         raise ValidationError(
             'The payload schema must describe an object: set "type": "object" at the top level.',
             code="schema_not_object",
+        )
+    references = non_local_references(schema)
+    if references:
+        # Validation never fetches (workloads/schemas.py): such a reference could only fail.
+        raise ValidationError(
+            f"The payload schema refers outside itself at {', '.join(references)}: only local references "
+            '("#/$defs/name", "#anchor") are allowed; copy the referenced schema under "$defs".',
+            code="non_local_reference",
+        )
+    problems = regex_problems(schema)
+    if problems:
+        raise ValidationError(
+            f"The payload schema has regular expressions the RE2 engine cannot run at {'; '.join(problems)}. "
+            "Patterns run on RE2 (linear time): backreferences and lookarounds are not available.",
+            code="unsupported_regex",
         )
 
 
