@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from django import forms
 from django.core.exceptions import ValidationError
 
+from workloads.ingestion import MAX_NESTING_DEPTH
 from workloads.models import DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors.deadletters import DeadLetterFilter
 from workloads.services import deadletters as dead_letter_services
@@ -146,6 +147,8 @@ class EditAndReplayForm(forms.Form):
             return json.loads(text)
         except ValueError as exc:
             raise ValidationError(f"This is not JSON: {exc}.") from None
+        except RecursionError:
+            raise ValidationError(f"This JSON nests too deep (at most {MAX_NESTING_DEPTH} levels).") from None
 
 
 class TriageRuleForm(forms.ModelForm):

@@ -4,7 +4,13 @@ Normalization makes equal work look equal before its idempotency key is computed
 spellings of one job ("  Doc-1 " / "Doc-1", "PDF" / "pdf", "2026-11-28T05:00:00+01:00" /
 "2026-11-28T04:00:00Z") deduplicate: schema defaults are applied, strings are trimmed, enum
 values take the schema's spelling when they match it case-insensitively, and date-times become
-RFC 3339 in UTC with a trailing Z.
+RFC 3339 in UTC with a trailing Z; strings are Unicode-normalized to NFC, so the composed and
+decomposed spellings of one id are one id.
+
+Before any of that, `hostile_input_error` refuses what JSON can carry but a payload must not:
+nesting deeper than MAX_NESTING_DEPTH, non-finite numbers (NaN, Infinity, 1e999: not JSON once
+re-encoded), lone UTF-16 surrogates (not encodable as UTF-8) and NUL characters (PostgreSQL
+stores them in neither text nor jsonb). Each is a field error with its path, never a crash.
 """
 
 from __future__ import annotations
@@ -12,11 +18,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-import jsonschema
+from workloads.schemas import Unresolvable, safe_validator
+
+# How deep a payload may nest (objects and arrays). Real payloads stay far below; deeper input only
+# serves to exhaust the recursion of the parsers and validators that walk it.
+MAX_NESTING_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,46 @@ def fingerprint(payload) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
+def _join(path: str, part) -> str:
+    return f"{path}.{part}" if path else str(part)
+
+
+def _bad_string(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain NUL (\\u0000) characters"
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        return "must not contain lone UTF-16 surrogates (such as \\ud800): they are not valid Unicode text"
+    return None
+
+
+def hostile_input_error(value, *, max_depth: int = MAX_NESTING_DEPTH) -> FieldError | None:
+    """The first part of a parsed JSON value no payload may hold, as a field error with its path.
+
+    Iterative (an explicit stack), so input nested past Python's recursion limit is reported too."""
+    stack = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                return FieldError(path, f"The payload nests deeper than {max_depth} levels.", "maxDepth")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    child_path = _join(path, key if isinstance(key, str) else repr(key))
+                    if isinstance(key, str) and (problem := _bad_string(key)):
+                        # The path escapes the name: the answer itself must be valid UTF-8 text.
+                        return FieldError(_join(path, ascii(key)[1:-1]), f"The property name {problem}.", "type")
+                    stack.append((child, child_path, depth + 1))
+            else:
+                stack.extend((child, _join(path, index), depth + 1) for index, child in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return FieldError(
+                path, "Numbers must be finite: NaN, Infinity and overflowing values like 1e999 are not JSON.", "type"
+            )
+        elif isinstance(item, str) and (problem := _bad_string(item)):
+            return FieldError(path, f"The text {problem}.", "type")
+    return None
+
+
 def rfc3339_utc(value: str) -> str | None:
     """'2026-11-28T05:00:00+01:00' -> '2026-11-28T04:00:00Z'; None when not RFC 3339 with an offset."""
     text = value.strip()
@@ -48,7 +100,10 @@ def rfc3339_utc(value: str) -> str | None:
         return None
     if parsed.tzinfo is None:
         return None  # RFC 3339 requires an offset: a bare local time is ambiguous
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        return None  # 0001-01-01T00:00:00+14:00 or 9999-12-31T23:59:59-12:00: outside the representable years
     return parsed.strftime("%Y-%m-%dT%H:%M:%S") + (f".{parsed.microsecond:06d}" if parsed.microsecond else "") + "Z"
 
 
@@ -73,7 +128,7 @@ def _normalize(value, schema, errors: list[FieldError], path: str):
             _normalize(item, items or {}, errors, f"{path}.{i}" if path else str(i)) for i, item in enumerate(value)
         ]
     if isinstance(value, str):
-        text = value.strip()
+        text = unicodedata.normalize("NFC", value.strip())
         enum = schema.get("enum")
         if isinstance(enum, list) and text not in enum:
             matches = [member for member in enum if isinstance(member, str) and member.lower() == text.lower()]
@@ -97,9 +152,7 @@ def _normalize(value, schema, errors: list[FieldError], path: str):
 
 @lru_cache(maxsize=512)
 def _validator_for(schema_json: str):
-    schema = json.loads(schema_json)
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    return safe_validator(json.loads(schema_json))
 
 
 def _path(parts) -> str:
@@ -108,7 +161,13 @@ def _path(parts) -> str:
 
 def _schema_errors(payload, schema_json: str) -> list[FieldError]:
     errors = []
-    for error in _validator_for(schema_json).iter_errors(payload):
+    try:
+        found = list(_validator_for(schema_json).iter_errors(payload))
+    except Unresolvable as exc:
+        # A schema stored before non-local references were refused at save: nothing is fetched.
+        message = f"The class's schema refers to {exc.ref!r}, which is never fetched; an admin must inline it."
+        return [FieldError("", message, "$ref")]
+    for error in found:
         base = _path(error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, dict):
             for name in error.validator_value:
@@ -143,6 +202,9 @@ def normalize_and_validate(event, schema: dict) -> CheckedEvent:
     """Normalize an event, then validate the normalized form against the class schema."""
     if not isinstance(event, dict):
         return CheckedEvent(None, (FieldError("", "An event must be a JSON object.", "type"),))
+    hostile = hostile_input_error(event)
+    if hostile is not None:
+        return CheckedEvent(None, (hostile,))
     normalization_errors: list[FieldError] = []
     normalized = _normalize(event, schema, normalization_errors, "")
     schema_errors = _schema_errors(normalized, canonical_json(schema))

@@ -17,7 +17,9 @@ from controlplane.roles import Role
 from workloads.api.actions import ActionSerializer
 from workloads.api.choices import ChoiceField, ChoiceListingFilterBackend
 from workloads.api.filters import IsoDateTimeFilter
+from workloads.api.parsers import PayloadJSONParser
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
+from workloads.ingestion import hostile_input_error
 from workloads.models import Action, ActionKind, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors.deadletters import (
     ANY_STATUS,
@@ -196,8 +198,20 @@ class DiscardOutputSerializer(serializers.Serializer):
     discarded = serializers.IntegerField()
 
 
+class PayloadField(serializers.JSONField):
+    """A payload as parsed JSON; values no payload may hold (too deep, non-finite numbers, lone
+    surrogates, NUL) are refused naming their path, like at ingestion."""
+
+    def to_internal_value(self, data):
+        problem = hostile_input_error(data)
+        if problem is not None:
+            path = f"payload.{problem.field}" if problem.field else "payload"
+            raise serializers.ValidationError(f"{path}: {problem.message}", code=problem.code)
+        return super().to_internal_value(data)
+
+
 class EditAndReplayInputSerializer(StrictSerializer):
-    payload = serializers.JSONField(help_text="The corrected payload; validated against the class's schema.")
+    payload = PayloadField(help_text="The corrected payload; validated against the class's schema.")
     velocity = serializers.FloatField(required=False, allow_null=True)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
@@ -232,7 +246,8 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Response({"discarded": count})
 
     @extend_schema(request=EditAndReplayInputSerializer, responses={202: ActionSerializer})
-    @route(detail=True, methods=["post"], url_path="edit-and-replay")
+    # The payload is checked by the service, which names the field of a hostile value.
+    @route(detail=True, methods=["post"], url_path="edit-and-replay", parser_classes=[PayloadJSONParser])
     def edit_and_replay(self, request, pk=None):
         """Replay this dead letter with a corrected payload; the original payload is kept."""
         params = EditAndReplayInputSerializer(data=request.data)

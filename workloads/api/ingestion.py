@@ -15,12 +15,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
 from workloads.api.choices import ChoiceField
+from workloads.api.parsers import PayloadJSONParser
 from workloads.api.schema import ErrorSerializer
 from workloads.api.throttles import IngestRateThrottle
 from workloads.models import ApiToken
@@ -120,8 +120,8 @@ Each token may send `INGEST_RATE_LIMIT_REQUESTS` requests per `INGEST_RATE_LIMIT
 class EventIngestView(APIView):
     token_scope_kind = "ingest"
     throttle_classes = [IngestRateThrottle]
-    # DRF's own parser: payloads may carry any JSON; only what is stored as text is checked.
-    parser_classes = [JSONParser]
+    # Each event is checked on its own (nesting, numbers, text) and refused with its path.
+    parser_classes = [PayloadJSONParser]
 
     def required_role(self, request) -> Role:
         # Producers authenticate with ingest-scoped tokens of any role; people need operator.

@@ -3,24 +3,32 @@
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+from workloads.ingestion import MAX_NESTING_DEPTH, hostile_input_error
 
 
-class JSONParser(parsers.JSONParser):
-    """JSON without NUL characters anywhere: PostgreSQL stores them in neither text nor jsonb, so
-    one would otherwise surface as a database error (a 500) deep inside a lookup or a save.
-    The ingestion endpoint keeps DRF's parser: event payloads travel as bytes."""
+class PayloadJSONParser(parsers.JSONParser):
+    """DRF's JSON parser (strict: NaN and Infinity are refused), where input nested past Python's
+    recursion limit is a 400 like any other unparsable body instead of a RecursionError (a 500).
+    The ingestion endpoint uses it as is: event payloads are checked per event, with their path
+    (workloads/ingestion.py: `hostile_input_error`)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(f"JSON parse error - nested too deep (at most {MAX_NESTING_DEPTH} levels).") from None
+
+
+class JSONParser(PayloadJSONParser):
+    """JSON that PostgreSQL can store and that stays JSON: no NUL characters (stored in neither
+    text nor jsonb: a database error, a 500, deep inside a lookup or a save), no lone surrogates,
+    no non-finite numbers such as 1e999, nesting within the payload limit."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
-        if _has_nul(data):
-            raise ParseError("JSON strings may not contain NUL (\\u0000) characters.")
+        # Nesting is measured from the body; a payload inside it gets the same limit on its own.
+        problem = hostile_input_error(data, max_depth=MAX_NESTING_DEPTH + 2)
+        if problem is not None:
+            where = f" at {problem.field}" if problem.field else ""
+            raise ParseError(f"JSON parse error{where}: {problem.message}")
         return data
