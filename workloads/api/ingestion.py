@@ -1,6 +1,7 @@
 """POST /api/v1/classes/<slug>/events: the validating ingestion endpoint."""
 
 import re
+import unicodedata
 import uuid
 
 from django.http import Http404
@@ -42,6 +43,19 @@ def _trace_id(request) -> str:
     if match:
         return match.group(1).lower()
     return uuid.uuid4().hex
+
+
+def _idempotency_key_header(request) -> str | None:
+    """The Idempotency-Key header as text, NFC-normalized like keys built from payloads. WSGI hands
+    header bytes over as latin-1 (PEP 3333): re-read them as UTF-8 (UnicodeDecodeError when not)."""
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8")  # already text (an ASGI server or a test client decoded it)
+    return unicodedata.normalize("NFC", raw.decode("utf-8"))
 
 
 class _FieldErrorSerializer(serializers.Serializer):
@@ -102,7 +116,8 @@ Send one event (a JSON object) or a batch (a JSON array of up to {MAX_BATCH_EVEN
 {MAX_BODY_BYTES // (1024 * 1024)} MB). Each event is normalized (schema defaults, trimmed strings, enum
 spelling, RFC 3339 UTC date-times) and validated against the class's payload schema; valid events are
 published to the class topic with an idempotency key built from the class's key template (or, for a
-single event, the `Idempotency-Key` header, at most {MAX_KEY_LENGTH} characters).
+single event, the `Idempotency-Key` header: UTF-8, at most {MAX_KEY_LENGTH} characters; keys are
+Unicode-normalized to NFC, so composed and decomposed spellings of one id are one key).
 
 Within the class's dedup TTL (`dedup_ttl_seconds` on the class), the same key with the same payload
 returns the original receipt (`200`, `duplicate: true`, same `message_id`); the same key with a
@@ -190,7 +205,18 @@ class EventIngestView(APIView):
             body = request.data
         except ParseError as exc:
             return Response({"type": "parse_error", "detail": str(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
-        header_key = request.headers.get("Idempotency-Key")
+        try:
+            header_key = _idempotency_key_header(request)
+        except UnicodeDecodeError:
+            return Response(
+                {
+                    "type": "validation_error",
+                    "detail": "The Idempotency-Key header must be UTF-8 text.",
+                    "status": Status.REJECTED,
+                    "errors": [{"field": "Idempotency-Key", "message": "Not UTF-8.", "code": "encoding"}],
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         if isinstance(body, list):
             return self._batch(request, workload_class, body, header_key)
         return self._single(request, workload_class, body, header_key)

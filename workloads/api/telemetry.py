@@ -3,6 +3,7 @@ poll runs, the worker error budget and cost reports (JSON or CSV). All reads, fo
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import django_filters
@@ -413,8 +414,20 @@ class CostReportSerializer(serializers.Serializer):
     totals = CostTotalSerializer(many=True, help_text="One total per currency.")
 
 
+# A cell a spreadsheet would read as a formula (OWASP "CSV injection"): names and teams are typed
+# by people, so one starting like this is prefixed with a quote; numbers, negative ones too, stay.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def spreadsheet_safe(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
 class CostCsvRenderer(BaseRenderer):
-    """The cost report's lines as CSV (`?format=csv` or `Accept: text/csv`)."""
+    """The cost report's lines as CSV (`?format=csv` or `Accept: text/csv`), formulas neutralised."""
 
     media_type = "text/csv"
     format = "csv"
@@ -426,10 +439,11 @@ class CostCsvRenderer(BaseRenderer):
         if isinstance(data, dict) and "lines" in data:
             writer.writerow(COST_COLUMNS)
             for line in data["lines"]:
-                writer.writerow(["" if line[c] is None else line[c] for c in COST_COLUMNS])
+                writer.writerow(["" if line[c] is None else spreadsheet_safe(line[c]) for c in COST_COLUMNS])
         else:  # an error body: keep it readable rather than failing to render
             writer.writerow(["type", "detail"])
-            writer.writerow([(data or {}).get("type", "error"), (data or {}).get("detail", "")])
+            body = data or {}
+            writer.writerow([spreadsheet_safe(body.get("type", "error")), spreadsheet_safe(body.get("detail", ""))])
         return out.getvalue().encode(self.charset)
 
 
