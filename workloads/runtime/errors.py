@@ -58,11 +58,22 @@ def error_type(error: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+# C0/C1 control characters except tab and newline, and lone surrogates: PostgreSQL refuses NUL
+# in text and jsonb, surrogates are not UTF-8, and the others garble logs and terminals.
+_UNSAFE_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """The text with each unsafe character written as its escape (NUL becomes the four
+    characters \\x00), so any error a handler raises can be stored, sent and shown."""
+    return _UNSAFE_CHARACTERS.sub(lambda match: ascii(match.group())[1:-1], text)
+
+
 def error_message(error: BaseException) -> str:
     """The error text we record and attach to a dead letter: at most 1,000 characters and, since
     it travels as a Pub/Sub attribute value, at most 1,024 bytes of UTF-8 (cut on a character)."""
     text = str(error) or repr(error)
-    return truncate_utf8(truncate(text), MAX_ATTRIBUTE_VALUE_BYTES)
+    return truncate_utf8(truncate(printable(text)), MAX_ATTRIBUTE_VALUE_BYTES)
 
 
 def truncate(text: str, limit: int = MAX_ERROR_MESSAGE_CHARS) -> str:

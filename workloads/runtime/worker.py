@@ -61,6 +61,7 @@ from workloads.runtime.errors import (
     error_message,
     error_signature,
     error_type,
+    printable,
 )
 from workloads.runtime.registry import Handler
 from workloads.runtime.reporting import Reporter
@@ -456,7 +457,7 @@ class Worker:
         records, tokens = meter.read()
         kind = classify(error)
         etype = error_type(error)
-        full_message = str(error) or repr(error)
+        full_message = printable(str(error) or repr(error))  # hashable, storable, loggable
         signature = error_signature(etype, full_message)
         timed_out = isinstance(error, HandlerTimeout)
         last = attempt >= self.config.max_delivery_attempts
@@ -514,7 +515,7 @@ class Worker:
         comes back, and Pub/Sub (or the local queue) dead-letters it after max attempts anyway."""
         attributes = {
             **message.attributes,
-            ATTR_ERROR_TYPE: truncate_utf8(etype[:200], MAX_ATTRIBUTE_VALUE_BYTES),
+            ATTR_ERROR_TYPE: truncate_utf8(printable(etype)[:200], MAX_ATTRIBUTE_VALUE_BYTES),
             ATTR_ERROR_MESSAGE: text,
             ATTR_ERROR_SIGNATURE: signature,
             ATTR_ATTEMPTS: str(attempt),
