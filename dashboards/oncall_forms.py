@@ -140,6 +140,8 @@ class EditAndReplayForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false", "class": "code-input"}),
     )
     reason = forms.CharField(label="Reason", required=False, max_length=2000)
+    # The dead letter's edit_version when the page was loaded: a later edit by someone else is a 409.
+    edit_version = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
     def clean_payload(self):
         text = self.cleaned_data["payload"]

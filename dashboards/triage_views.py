@@ -110,7 +110,7 @@ def _initial_payload(row: DeadLetter) -> str:
 def dead_letter_detail(request, pk: int):
     _require_role(request, Role.VIEWER)
     row = _dead_letter_or_404(pk)
-    form = EditAndReplayForm(initial={"payload": _initial_payload(row)})
+    form = EditAndReplayForm(initial={"payload": _initial_payload(row), "edit_version": row.edit_version})
     return render(request, "dashboards/dead_letter_detail.html", _detail_context(row, form))
 
 
@@ -275,8 +275,11 @@ def edit_and_replay(request, pk: int):
                 dead_letter=row,
                 payload=form.cleaned_data["payload"],
                 reason=form.cleaned_data.get("reason") or "",
+                expected_version=form.cleaned_data.get("edit_version"),
             )
         except ApplicationError as exc:
+            if exc.code == "edit_conflict":
+                status = 409
             # Field errors from the class's schema go under the editor, one line each.
             for field, problems in (exc.extra.get("errors") or {}).items():
                 for problem in problems:
@@ -288,6 +291,7 @@ def edit_and_replay(request, pk: int):
             if not request.htmx:
                 return redirect("dashboards:action-detail", action_id=action.pk)
             row.refresh_from_db()
+            form = EditAndReplayForm(initial={"payload": _initial_payload(row), "edit_version": row.edit_version})
             context = _detail_context(row, form, action=action)
             return render(request, "dashboards/dead_letter_detail.html#edit-panel", context)
     context = _detail_context(row, form)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import unicodedata
 
 import pytest
@@ -77,3 +78,45 @@ def test_an_idempotency_key_header_that_is_not_utf8_is_a_clear_400(producer):
     response = producer.post(INGEST, _event("doc-1"), format="json", HTTP_IDEMPOTENCY_KEY=latin1_bytes)
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "Idempotency-Key" and "UTF-8" in response.json()["detail"]
+
+
+# --- Concurrent edit-and-replay ---------------------------------------------------------------------------
+@pytest.fixture
+def dead_letter(db):
+    from tests.workloads.deadletter_helpers import dead_letter_row, make_class
+
+    return dead_letter_row(make_class(get_providers().queue, "doc-jobs"))
+
+
+def test_the_second_writer_of_one_dead_letter_gets_a_409_through_the_api(dead_letter, make_user, client_as):
+    url = f"/api/v1/dead-letters/{dead_letter.pk}/edit-and-replay/"
+    first, second = client_as(make_user("op-a", Role.OPERATOR)), client_as(make_user("op-c", Role.OPERATOR))
+    version = first.get(f"/api/v1/dead-letters/{dead_letter.pk}/").json()["edit_version"]
+    assert second.get(f"/api/v1/dead-letters/{dead_letter.pk}/").json()["edit_version"] == version
+    payload = {"tenant_id": "acme", "document_id": "doc-a", "revision": 1}
+    won = first.post(url, {"payload": payload, "edit_version": version}, format="json")
+    assert won.status_code == 202, won.content
+    lost = second.post(url, {"payload": {**payload, "document_id": "doc-c"}, "edit_version": version}, format="json")
+    assert lost.status_code == 409 and lost.json()["type"] == "edit_conflict", lost.content
+    dead_letter.refresh_from_db()
+    assert dead_letter.edited_payload["document_id"] == "doc-a" and dead_letter.edited_by_label == "op-a"
+
+
+def test_the_second_writer_of_one_dead_letter_gets_a_409_in_the_form(dead_letter, make_user, client):
+    from django.test import Client
+
+    url = f"/dead-letters/{dead_letter.pk}/"
+    first, second = Client(), Client()
+    first.force_login(make_user("op-a", Role.OPERATOR))
+    second.force_login(make_user("op-c", Role.OPERATOR))
+    for page in (first.get(url), second.get(url)):  # both load the page, with its hidden version
+        assert 'name="edit_version" value="0"' in page.content.decode()
+    payload = {"tenant_id": "acme", "document_id": "doc-a", "revision": 1}
+    won = first.post(f"{url}edit-and-replay/", {"payload": json.dumps(payload), "edit_version": "0"})
+    assert won.status_code == 302, won.content[:300]
+    lost = second.post(
+        f"{url}edit-and-replay/", {"payload": json.dumps({**payload, "document_id": "doc-c"}), "edit_version": "0"}
+    )
+    assert lost.status_code == 409 and "was edited by op-a" in lost.content.decode()
+    dead_letter.refresh_from_db()
+    assert dead_letter.edited_payload["document_id"] == "doc-a"

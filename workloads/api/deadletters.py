@@ -71,6 +71,7 @@ class DeadLetterSerializer(serializers.ModelSerializer):
             "triaged_at",
             "edited_by_label",
             "edited_at",
+            "edit_version",
         ]
         read_only_fields = fields
 
@@ -212,6 +213,11 @@ class PayloadField(serializers.JSONField):
 
 class EditAndReplayInputSerializer(StrictSerializer):
     payload = PayloadField(help_text="The corrected payload; validated against the class's schema.")
+    edit_version = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="The dead letter's edit_version you read: if someone edited it since, 409 (edit_conflict).",
+    )
     velocity = serializers.FloatField(required=False, allow_null=True)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
@@ -259,6 +265,7 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             payload=data["payload"],
             velocity=data.get("velocity"),
             reason=data.get("reason", ""),
+            expected_version=data.get("edit_version"),
         )
         return Response(ActionSerializer(action).data, status=status.HTTP_202_ACCEPTED)
 

@@ -79,6 +79,9 @@ class DeadLetter(models.Model):
     )
     edited_by_label = models.CharField(max_length=150, blank=True)
     edited_at = models.DateTimeField(null=True, blank=True)
+    # Each edit-and-replay increments it; a writer sends the version it read, and one that read
+    # before another's edit gets a 409 instead of replaying a payload it never saw.
+    edit_version = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-last_seen", "-id"]

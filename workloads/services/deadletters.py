@@ -547,10 +547,20 @@ def dead_letter_edit_and_replay(
     velocity: float | None = None,
     reason: str = "",
     enqueue: bool = True,
+    expected_version: int | None = None,
 ) -> Action:
     """Keep an operator's corrected payload next to the original and replay it. The payload is
-    normalized and validated against the class's schema first (invalid: 400 with field errors)."""
+    normalized and validated against the class's schema first (invalid: 400 with field errors).
+    With expected_version (the `edit_version` the writer read), a concurrent edit is a 409."""
     row = DeadLetter.objects.select_for_update().select_related("workload_class").get(pk=dead_letter.pk)
+    if expected_version is not None and row.edit_version != expected_version:
+        raise ApplicationError(
+            f"Dead letter {row.pk} was edited by {row.edited_by_label or 'someone'} since you loaded it "
+            f"(version {row.edit_version}, yours {expected_version}): reload it and edit again.",
+            code="edit_conflict",
+            status=409,
+            extra={"edit_version": row.edit_version},
+        )
     checked = normalize_and_validate(payload, row.workload_class.payload_schema)
     if not checked.ok:
         raise ApplicationError(
@@ -564,10 +574,11 @@ def dead_letter_edit_and_replay(
     row.edited_by = actor if actor is not None and actor.pk else None
     row.edited_by_label = actor.get_username() if actor is not None else "system"
     row.edited_at = timezone.now()
+    row.edit_version += 1
     refusal = replay_refusal(row)
     if refusal:
         raise ApplicationError(f"Dead letter {row.pk} cannot be replayed: {refusal}", code="not_replayable")
-    row.save(update_fields=["edited_payload", "edited_by", "edited_by_label", "edited_at"])
+    row.save(update_fields=["edited_payload", "edited_by", "edited_by_label", "edited_at", "edit_version"])
     audit_event_record(
         actor=actor,
         action="dead_letter.edit",
