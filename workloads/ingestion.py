@@ -9,8 +9,9 @@ decomposed spellings of one id are one id.
 
 Before any of that, `hostile_input_error` refuses what JSON can carry but a payload must not:
 nesting deeper than MAX_NESTING_DEPTH, non-finite numbers (NaN, Infinity, 1e999: not JSON once
-re-encoded), lone UTF-16 surrogates (not encodable as UTF-8) and NUL characters (PostgreSQL
-stores them in neither text nor jsonb). Each is a field error with its path, never a crash.
+re-encoded) and lone UTF-16 surrogates (not encodable as UTF-8); and, where a payload is stored
+as JSON rather than sent as bytes (an edited dead letter), NUL characters, which PostgreSQL stores
+in neither text nor jsonb. Each is a field error with its path, never a crash.
 """
 
 from __future__ import annotations
@@ -53,16 +54,20 @@ def _join(path: str, part) -> str:
     return f"{path}.{part}" if path else str(part)
 
 
-def _bad_string(text: str) -> str | None:
-    if "\x00" in text:
-        return "must not contain NUL (\\u0000) characters"
+NUL_CODE = "nul"
+
+
+def _bad_string(text: str, allow_nul: bool) -> tuple[str, str] | None:
+    if not allow_nul and "\x00" in text:
+        return "must not contain NUL (\\u0000) characters", NUL_CODE
     if any("\ud800" <= char <= "\udfff" for char in text):
-        return "must not contain lone UTF-16 surrogates (such as \\ud800): they are not valid Unicode text"
+        return "must not contain lone UTF-16 surrogates (such as \\ud800): they are not valid Unicode text", "type"
     return None
 
 
-def hostile_input_error(value, *, max_depth: int = MAX_NESTING_DEPTH) -> FieldError | None:
+def hostile_input_error(value, *, max_depth: int = MAX_NESTING_DEPTH, allow_nul: bool = True) -> FieldError | None:
     """The first part of a parsed JSON value no payload may hold, as a field error with its path.
+    allow_nul=False where the value is stored as JSON in PostgreSQL.
 
     Iterative (an explicit stack), so input nested past Python's recursion limit is reported too."""
     stack = [(value, "", 0)]
@@ -74,9 +79,10 @@ def hostile_input_error(value, *, max_depth: int = MAX_NESTING_DEPTH) -> FieldEr
             if isinstance(item, dict):
                 for key, child in item.items():
                     child_path = _join(path, key if isinstance(key, str) else repr(key))
-                    if isinstance(key, str) and (problem := _bad_string(key)):
+                    if isinstance(key, str) and (problem := _bad_string(key, allow_nul)):
                         # The path escapes the name: the answer itself must be valid UTF-8 text.
-                        return FieldError(_join(path, ascii(key)[1:-1]), f"The property name {problem}.", "type")
+                        message, code = problem
+                        return FieldError(_join(path, ascii(key)[1:-1]), f"The property name {message}.", code)
                     stack.append((child, child_path, depth + 1))
             else:
                 stack.extend((child, _join(path, index), depth + 1) for index, child in enumerate(item))
@@ -84,8 +90,9 @@ def hostile_input_error(value, *, max_depth: int = MAX_NESTING_DEPTH) -> FieldEr
             return FieldError(
                 path, "Numbers must be finite: NaN, Infinity and overflowing values like 1e999 are not JSON.", "type"
             )
-        elif isinstance(item, str) and (problem := _bad_string(item)):
-            return FieldError(path, f"The text {problem}.", "type")
+        elif isinstance(item, str) and (problem := _bad_string(item, allow_nul)):
+            message, code = problem
+            return FieldError(path, f"The text {message}.", code)
     return None
 
 

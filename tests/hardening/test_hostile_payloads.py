@@ -192,3 +192,17 @@ def test_any_json_text_in_the_edit_form_is_answered_without_a_5xx(hostile_class,
     client.force_login(operator)
     response = client.post(f"/dead-letters/{row.pk}/edit-and-replay/", {"payload": json.dumps(payload)})
     assert response.status_code < 500, (payload, response.content[:300])
+
+
+def test_a_nul_in_an_edited_payload_is_a_400_with_its_path(hostile_class, operator_api, operator, client):
+    # Events may carry NUL (they travel as bytes); an edited payload is stored as jsonb, which cannot.
+    raw = BASE + ', "note": "a\\u0000b"}'
+    row = dead_letter_row(hostile_class)
+    api = operator_api.post(
+        f"/api/v1/dead-letters/{row.pk}/edit-and-replay/", '{"payload": ' + raw + "}", content_type="application/json"
+    )
+    assert api.status_code == 400 and "payload.note" in _paths(api.json()), api.content
+    client.force_login(operator)
+    form = client.post(f"/dead-letters/{row.pk}/edit-and-replay/", {"payload": raw})
+    assert form.status_code == 400 and "payload.note:" in form.content.decode()
+    assert DeadLetter.objects.get(pk=row.pk).edited_payload is None

@@ -204,7 +204,7 @@ class PayloadField(serializers.JSONField):
     surrogates, NUL) are refused naming their path, like at ingestion."""
 
     def to_internal_value(self, data):
-        problem = hostile_input_error(data)
+        problem = hostile_input_error(data, allow_nul=False)  # stored as jsonb
         if problem is not None:
             path = f"payload.{problem.field}" if problem.field else "payload"
             raise serializers.ValidationError(f"{path}: {problem.message}", code=problem.code)

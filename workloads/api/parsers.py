@@ -3,7 +3,7 @@
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from workloads.ingestion import MAX_NESTING_DEPTH, hostile_input_error
+from workloads.ingestion import MAX_NESTING_DEPTH, NUL_CODE, hostile_input_error
 
 
 class PayloadJSONParser(parsers.JSONParser):
@@ -27,7 +27,9 @@ class JSONParser(PayloadJSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
         # Nesting is measured from the body; a payload inside it gets the same limit on its own.
-        problem = hostile_input_error(data, max_depth=MAX_NESTING_DEPTH + 2)
+        problem = hostile_input_error(data, max_depth=MAX_NESTING_DEPTH + 2, allow_nul=False)
+        if problem is not None and problem.code == NUL_CODE:
+            raise ParseError("JSON strings may not contain NUL (\\u0000) characters.")
         if problem is not None:
             where = f" at {problem.field}" if problem.field else ""
             raise ParseError(f"JSON parse error{where}: {problem.message}")

@@ -39,7 +39,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from workloads.errors import ApplicationError, NotFoundError
-from workloads.ingestion import canonical_json, normalize_and_validate
+from workloads.ingestion import canonical_json, hostile_input_error, normalize_and_validate
 from workloads.models import (
     Action,
     ActionKind,
@@ -552,6 +552,15 @@ def dead_letter_edit_and_replay(
     """Keep an operator's corrected payload next to the original and replay it. The payload is
     normalized and validated against the class's schema first (invalid: 400 with field errors).
     With expected_version (the `edit_version` the writer read), a concurrent edit is a 409."""
+    stored_as_json = hostile_input_error(payload, allow_nul=False)  # edited_payload is jsonb: no NUL
+    if stored_as_json is not None:
+        field = f"payload.{stored_as_json.field}" if stored_as_json.field else "payload"
+        raise ApplicationError(
+            "The edited payload cannot be stored.",
+            code="validation_error",
+            status=400,
+            extra={"errors": {field: [stored_as_json.message]}},
+        )
     row = DeadLetter.objects.select_for_update().select_related("workload_class").get(pk=dead_letter.pk)
     if expected_version is not None and row.edit_version != expected_version:
         raise ApplicationError(
