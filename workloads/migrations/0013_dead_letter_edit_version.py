@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0011_notifications'),
+        ('workloads', '0012_slo_status_attempt_failure_ratio'),
     ]
 
     operations = [
