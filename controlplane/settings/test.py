@@ -36,9 +36,13 @@ SECURE_SSL_REDIRECT = False
 
 # The contract suite also runs the embedded local provider on SQLite (what `make run` uses), in
 # the same session, through this second alias; the local provider takes the alias to use.
+# Under pytest-xdist each worker has its own file: pytest-django appends the worker's id (_gw0, ...)
+# to TEST NAME, and NAME carries the same suffix from PYTEST_XDIST_WORKER, which the processes a
+# test starts inherit, so they open the file of the worker that started them.
 _contract_sqlite_file = f"/tmp/controlplane-{os.environ.get('TEST_DATABASE_NAME', 'test')}-contract.sqlite3"
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")
 DATABASES["contract_sqlite"] = {
-    **_database_from_url(f"sqlite:///{_contract_sqlite_file}"),
+    **_database_from_url(f"sqlite:///{_contract_sqlite_file}" + (f"_{_xdist_worker}" if _xdist_worker else "")),
     # It needs nothing from `default`: without this, a run selecting only SQLite tests fails with
     # "Circular dependency in TEST[DEPENDENCIES]".
     "TEST": {"NAME": _contract_sqlite_file, "DEPENDENCIES": []},

@@ -135,7 +135,10 @@ def _chart_payload(html: str, key: str) -> dict:
 
 
 def test_polled_telemetry_is_embedded_as_json_for_the_chart_script(ui_client, viewer, polled_fleet):
-    html = ui_client(viewer).get(f"/classes/{BREACHED_SLUG}/?range=6h").content.decode()
+    # Drawn at the poll's instant: a page drawn after the clock crossed into the next 2-minute step
+    # would end on an empty step (the poll covers whole minutes only).
+    with time_machine.travel(polled_fleet, tick=False):
+        html = ui_client(viewer).get(f"/classes/{BREACHED_SLUG}/?range=6h").content.decode()
     assert html.count("data-chart=") == 6 and "No data yet" not in html
     queue_age = _chart_payload(html, "queue-age")
     assert queue_age["threshold"] == {"value": 10.0, "label": "SLO p99 < 10 s"}
