@@ -8,7 +8,9 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (each has its own test databases, Pub/Sub emulator and ports;
 # see README, "Tests"). Most of the suite waits on PostgreSQL, subprocesses and the emulator, so
-# more workers than cores pays. TEST_WORKERS=0 runs the suite serially in one process.
+# more workers than cores pays. TEST_WORKERS=0 runs the suite serially in one process. Not
+# --dist loadgroup/loadscope: they key work by test id and silently drop the 60 schemathesis cases
+# of tests/hardening/test_fuzz_api.py that share one id.
 TEST_WORKERS ?= 4
 # Extra options of `make run`'s supervisor (controlplane/supervisor.py), e.g. RUN_ARGS="-c worker=2"
 # for two Celery worker processes (HONCHO_ARGS, its old name, still works).
@@ -55,7 +57,7 @@ run: $(VENV)/.runtime-installed
 		--port $(PORT) --state $(VAR_DIR)/processes.json $(RUN_ARGS)
 
 test: $(VENV)/.dev-installed
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 # lint-imports checks the layer contracts in .importlinter (see docs/architecture.md, "Layers").
 lint: $(VENV)/.dev-installed

@@ -141,9 +141,6 @@ def _manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-# Under pytest-xdist (`make test`) the tests that start a whole fleet of processes share one worker,
-# so they never compete with each other for the CPU against their deadlines (README, "Tests").
-@pytest.mark.xdist_group("whole_fleets")
 @pytest.mark.timeout(420)
 def test_the_procfile_runs_the_live_fleet_and_stops_cleanly(tmp_path):
     var_dir, port = tmp_path / "var", _free_port()

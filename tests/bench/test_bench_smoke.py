@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from bench.__main__ import BENCHMARKS
 from tests.contract.fakes.emulator import find_emulator
 
@@ -18,9 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NEEDS_EMULATOR = ("(Pub/Sub emulator)", "replay:")
 
 
-# Under pytest-xdist (`make test`) the tests that start a whole fleet of processes share one worker,
-# so they never compete with each other for the CPU against their deadlines (README, "Tests").
-@pytest.mark.xdist_group("whole_fleets")
 def test_every_benchmark_runs_end_to_end_and_prints_its_line(tmp_path):
     database = f"{os.environ.get('TEST_DATABASE_NAME') or 'test'}_bench_smoke"
     run = subprocess.run(

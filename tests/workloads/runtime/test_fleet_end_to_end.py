@@ -17,9 +17,6 @@ from .conftest import document, wait_for
 from .processes import Process, command_env
 
 
-# Under pytest-xdist (`make test`) the tests that start a whole fleet of processes share one worker,
-# so they never compete with each other for the CPU against their deadlines (README, "Tests").
-@pytest.mark.xdist_group("whole_fleets")
 @pytest.mark.django_db(transaction=True, available_apps=["workloads"])
 @pytest.mark.timeout(60)
 def test_a_local_pool_of_two_real_workers_processes_events_then_drains_when_scaled_to_zero():
