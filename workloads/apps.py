@@ -10,5 +10,8 @@ class WorkloadsConfig(AppConfig):
         # import, like workloads.checks (about stored schemas). Action handlers too: import every
         # kind's module here, so a worker can run any action whatever else it imported.
         import workloads.checks  # noqa: F401
+        from workloads import sqlite_regexp
+
+        sqlite_regexp.register()
         from controlplane import checks  # noqa: F401
         from workloads.services import deadletters, incidents, scaling, subscriptions  # noqa: F401
