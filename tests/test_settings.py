@@ -95,6 +95,13 @@ def test_the_embedded_defaults_need_no_server(tmp_path):
     assert (tmp_path / "celery" / "queue").is_dir()
 
 
+def test_a_new_embedded_database_migrates(tmp_path):
+    # `migrate` runs the database checks (stored schemas) before the tables exist.
+    result = _run(["migrate", "--noinput"], DEBUG="1", VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "controlplane.sqlite3").is_file()
+
+
 def test_beat_has_a_folder_for_its_schedule_with_a_server_broker_too(tmp_path):
     # With Redis (the production broker) nothing else creates VAR_DIR/celery, and beat crashes at
     # start without it.

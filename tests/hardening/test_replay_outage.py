@@ -92,6 +92,7 @@ def test_a_replay_into_a_frozen_pubsub_holds_no_transaction_and_finishes_after(p
         selection=DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable"),
         velocity=1000,
         enqueue=False,
+        confirm_count=1,  # the selection is the whole class
     )
 
     proxy.freeze()

@@ -403,7 +403,7 @@ def _check_confirmation(
         return
     slug = selection.workload_class.slug
     scope = f"every {'/'.join(selection.statuses)} dead letter of {slug}" if preview.selects_whole_class else None
-    what = f"{needed} dead letters of {slug}" + (f" ({scope})" if scope else "")
+    what = f"{needed} dead letter{'' if needed == 1 else 's'} of {slug}" + (f" ({scope})" if scope else "")
     if confirm_count is None:
         message = f"This would {verb} {what}: send confirm_count={needed} to confirm."
     else:

@@ -32,7 +32,9 @@ def stop(*_):
     sys.exit(0)
 
 signal.signal(signal.SIGTERM, stop)
-me.with_suffix(".up").write_text(os.environ["CONTROLPLANE_WORKER_INSTANCE"])
+# Written under another name, then renamed: the test reads the file as soon as it exists.
+me.with_suffix(".tmp").write_text(os.environ["CONTROLPLANE_WORKER_INSTANCE"])
+me.with_suffix(".tmp").rename(me.with_suffix(".up"))
 while True:
     time.sleep(0.05)
 """
