@@ -28,6 +28,7 @@ from workloads.models import SloKind
 from workloads.selectors import actions as action_selectors
 from workloads.selectors import audit as audit_selectors
 from workloads.selectors import fleet, schedules
+from workloads.selectors import runtimes as runtime_selectors
 from workloads.selectors import telemetry as telemetry_selectors
 from workloads.selectors.cost import cost_report
 from workloads.services.actions import action_cancel
@@ -133,6 +134,7 @@ def class_detail(request, slug: str):
             schedule=fleet.schedule_status(workload_class, now=now),
             recent_actions=fleet.class_recent_actions(workload_class=workload_class, limit=10),
             recent_changes=fleet.class_config_changes(workload_class=workload_class, limit=10),
+            observation=runtime_selectors.class_observation(workload_class, now=now),
             **class_operations_context(workload_class),
         )
     return _render(request, "dashboards/class_detail.html", "class-charts", context)

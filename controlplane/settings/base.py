@@ -294,6 +294,23 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu does not create its data folders; without them the first publish fails.
     for _folder in ("queue", "processed", "control"):
         (CELERY_DATA_DIR / _folder).mkdir(parents=True, exist_ok=True)
+# The broker of Celery *runtimes* the control plane observes and dispatches to (a class whose
+# runtime is `celery`: its events are sent as tasks there, and `manage.py observe_celery` receives
+# that broker's task events). By default the embedded broker's URL, in folders of its own.
+RUNTIME_CELERY_BROKER_URL = env_str("RUNTIME_CELERY_BROKER_URL", CELERY_BROKER_URL)
+RUNTIME_CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if RUNTIME_CELERY_BROKER_URL.startswith("filesystem://"):
+    _runtime_dir = VAR_DIR / "runtime-celery"
+    RUNTIME_CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_runtime_dir / "queue"),
+        "data_folder_out": str(_runtime_dir / "queue"),
+        "processed_folder": str(_runtime_dir / "processed"),
+        "control_folder": str(_runtime_dir / "control"),
+        "store_processed": False,
+    }
+    for _folder in ("queue", "processed", "control"):
+        (_runtime_dir / _folder).mkdir(parents=True, exist_ok=True)
+RUNTIME_CELERY_REPORT_INTERVAL_SECONDS = env_int("RUNTIME_CELERY_REPORT_INTERVAL_SECONDS", 60, minimum=1)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

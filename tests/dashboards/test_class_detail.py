@@ -218,8 +218,8 @@ def test_queries_do_not_grow_with_history(ui_client, viewer, demo_fleet):
     with CaptureQueriesContext(connection) as long:
         html = client.get(url).content.decode()
     # + 4 for the on-call panels: the last pause, the pool control, the open dead letters, the snapshots;
-    # + 1 for the failing-notification-channel banner every page shows.
-    assert len(long.captured_queries) == len(short.captured_queries) <= 19
+    # + 1 for the failing-notification-channel banner every page shows; + 1 for the runtime's observed figures.
+    assert len(long.captured_queries) == len(short.captured_queries) <= 20
     assert len(_chart_payload(html, "queue-age")["x"]) in (240, 241)  # 30 days in 3-hour steps
 
 
@@ -244,3 +244,13 @@ def _add_hourly_history(slug, *, days, now):
         )
         for h in range(days * 24 - 6)
     )
+
+
+def test_it_shows_what_is_observed_of_the_runtime_and_what_is_missing(ui_client, viewer):
+    WorkloadClassFactory(slug="legacy-fn", runtime="cloud_functions", runtime_resource="process-doc")
+    html = ui_client(viewer).get("/classes/legacy-fn/").content.decode()
+    assert "runs on Cloud Run functions / Cloud Functions" in html
+    assert 'id="observation"' in html
+    assert "cloudfunctions.googleapis.com/function/execution_times" in html
+    assert "missing: no data" in html
+    assert "observed only, never provisioned or scaled" in html

@@ -88,6 +88,8 @@ class WorkloadClassSerializer(StrictModelSerializer):
             "description",
             "tier",
             "runbook_url",
+            "runtime",
+            "runtime_resource",
             "timeout_tier",
             "timeout_seconds",
             "timeout_effective_seconds",

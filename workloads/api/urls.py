@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from workloads.api import deadletters, incidents, notifications, telemetry, views
+from workloads.api import deadletters, incidents, migration, notifications, telemetry, views
 from workloads.api.actions import ActionViewSet
 from workloads.api.ingestion import EventIngestView
 
@@ -29,6 +29,7 @@ urlpatterns = [
     path("alerts/", telemetry.AlertListView.as_view(), name="alert-list"),
     path("poll-runs/", telemetry.PollRunListView.as_view(), name="poll-run-list"),
     path("cost/", telemetry.CostView.as_view(), name="cost"),
+    path("classes/<slug:slug>/observation/", migration.ClassObservationView.as_view(), name="class-observation"),
     path("classes/<slug:slug>/events", EventIngestView.as_view(), name="class-events"),
     path("incident-mode", incidents.IncidentModeView.as_view(), name="incident-mode"),
     path("classes/<slug:slug>/pause", incidents.ClassPauseView.as_view(), name="class-pause"),

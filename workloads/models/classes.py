@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from workloads import validation
+from workloads.runtimes import Runtime, is_managed
 
 SLUG_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9-]{1,46}[a-z0-9]$",
@@ -101,6 +102,20 @@ class WorkloadClass(models.Model):
         max_length=500,
         blank=True,
         help_text="Shown on its alerts and in every notification (default: docs/runbook.md).",
+    )
+
+    # Where it runs: a worker pool we manage, or a runtime we only observe (workloads/runtimes.py)
+    runtime = models.CharField(
+        max_length=24,
+        choices=Runtime.choices,
+        default=Runtime.WORKER_POOL,
+        help_text="worker_pool is provisioned and scaled by the control plane; the others are observed only.",
+    )
+    runtime_resource = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="What the observed runtime is called: a Cloud Run service or job, a function, "
+        "namespace/workload on GKE, an instance group, or the Celery task name.",
     )
 
     # Execution
@@ -230,6 +245,11 @@ class WorkloadClass(models.Model):
     def is_deferrable(self) -> bool:
         return self.tier == Tier.DEFERRABLE
 
+    @property
+    def runs_on_worker_pool(self) -> bool:
+        """Provisioned, scaled and paused by us; observed runtimes never are."""
+        return is_managed(self.runtime)
+
     def default_resource_names(self, *, project: str, region: str) -> dict[str, str]:
         return {
             "topic": f"projects/{project}/topics/{self.slug}",
@@ -261,6 +281,16 @@ class WorkloadClass(models.Model):
         def add(field, error):
             errors.setdefault(field, []).append(error)
 
+        if self.runtime == Runtime.CELERY:
+            if not self.runtime_resource:
+                add("runtime_resource", "Name the Celery task the class's events are sent to (e.g. legacy.process).")
+            elif (
+                WorkloadClass.objects.filter(runtime=Runtime.CELERY, runtime_resource=self.runtime_resource)
+                .exclude(pk=self.pk)
+                .exists()
+            ):
+                # Task events name the task, not the class: one task can be observed for one class only.
+                add("runtime_resource", f"Another Celery class already runs the task {self.runtime_resource}.")
         if self.timeout_tier == TimeoutTier.CUSTOM and not self.timeout_seconds:
             add("timeout_seconds", "Set timeout_seconds (1 to 3600) for the custom timeout tier.")
         if self.timeout_tier != TimeoutTier.CUSTOM and self.timeout_seconds:

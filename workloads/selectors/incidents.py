@@ -11,6 +11,7 @@ from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec
+from workloads.runtimes import Runtime
 
 
 def default_expiry() -> timedelta:
@@ -45,7 +46,7 @@ def retention_warnings(*, expires_in: timedelta | None = None, classes=None) -> 
     before the operator confirms."""
     expires_in = default_expiry() if expires_in is None else expires_in
     if classes is None:
-        classes = WorkloadClass.objects.filter(tier=Tier.DEFERRABLE).order_by("slug")
+        classes = WorkloadClass.objects.filter(tier=Tier.DEFERRABLE, runtime=Runtime.WORKER_POOL).order_by("slug")
     return [w for w in (retention_warning(wc, paused_for=expires_in) for wc in classes) if w]
 
 
@@ -114,7 +115,7 @@ def incident_enter_preview(*, expires_in: timedelta) -> EnterPreview:
     instance count, read from the provider (one call per deferrable pool, only when an operator
     asks for this preview), whether it is already paused on its own, and the retention warnings
     the service would give for this expiry."""
-    classes = list(WorkloadClass.objects.filter(tier=Tier.DEFERRABLE).order_by("slug"))
+    classes = list(WorkloadClass.objects.filter(tier=Tier.DEFERRABLE, runtime=Runtime.WORKER_POOL).order_by("slug"))
     paused = set(
         PoolHold.objects.filter(state__in=OPEN_HOLD_STATES, workload_class__in=classes).values_list(
             "workload_class_id", flat=True

@@ -48,6 +48,7 @@ from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec
+from workloads.runtimes import Runtime
 from workloads.selectors.incidents import default_expiry, duration_text, retention_warning
 from workloads.services.actions import ActionHandler, PlannedStep, action_cancel, action_request, register_handler
 from workloads.services.audit import audit_event_record
@@ -188,7 +189,9 @@ def incident_mode_enter(
         return IncidentResult(IncidentMode.objects.get(ended_at__isnull=True), changed=False)
 
     holds, already_paused = [], []
-    for workload_class in WorkloadClass.objects.filter(tier=Tier.DEFERRABLE).prefetch_related("schedules"):
+    for workload_class in WorkloadClass.objects.filter(
+        tier=Tier.DEFERRABLE, runtime=Runtime.WORKER_POOL
+    ).prefetch_related("schedules"):
         hold = _hold_create(
             workload_class=workload_class,
             incident=incident,
@@ -335,6 +338,12 @@ def pool_pause(
     reason = _checked_reason(reason)
     expires_in = _checked_expiry(expires_in)
     now = now or timezone.now()
+    if not workload_class.runs_on_worker_pool:
+        raise ApplicationError(
+            f"{workload_class.slug} runs on an observed runtime ({workload_class.get_runtime_display()}): "
+            "the control plane has no pool of it to pause.",
+            code="observed_runtime",
+        )
     WorkloadClass.objects.select_for_update().filter(pk=workload_class.pk).first()
     existing = open_hold(workload_class)
     if existing is not None:

@@ -52,8 +52,9 @@ def workload_class_provision(*, workload_class: WorkloadClass, actor, apply: boo
                 if (d.resource, d.setting) not in left
             ]
         report.drift = [f"{d.resource} {d.setting}: want {d.expected}, found {d.actual}" for d in remaining]
-        state = providers.pools.ensure(pool_spec(workload_class), initial_instances=workload_class.min_instances)
-        report.pool_instances = state.instance_count
+        if workload_class.runs_on_worker_pool:  # an observed runtime is deployed by its team
+            state = providers.pools.ensure(pool_spec(workload_class), initial_instances=workload_class.min_instances)
+            report.pool_instances = state.instance_count
     except ProviderError as exc:
         report.error = exc.message
     if report.created or report.updated or report.error:

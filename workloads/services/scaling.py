@@ -116,6 +116,9 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
         summary.classes += 1
         control = pool_control_for(workload_class)
         slug = workload_class.slug
+        if not workload_class.runs_on_worker_pool:
+            summary.skipped[slug] = "observed runtime: not scaled by the control plane"
+            continue
         if not control.controller_enabled:
             summary.skipped[slug] = "controller off"
             continue

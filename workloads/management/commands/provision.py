@@ -31,7 +31,12 @@ class Command(BaseCommand):
                     self.stderr.write(f"{report.slug}: {report.error}")
                     continue
                 created = f", created {len(report.created)}" if report.created else ""
-                self.stdout.write(f"{report.slug}: ready (pool at {report.pool_instances} instances{created})")
+                pool = (
+                    "observed runtime, no pool"
+                    if report.pool_instances is None
+                    else f"pool at {report.pool_instances} instances"
+                )
+                self.stdout.write(f"{report.slug}: ready ({pool}{created})")
                 for line in report.changed:
                     self.stdout.write(f"  changed: {line}")
                 for line in report.drift:
