@@ -111,8 +111,8 @@ RETAINED_ACKS_COST = (
 @admin.register(WorkloadClass)
 class WorkloadClassAdmin(AuditedModelAdmin):
     audit_name = "workload_class"
-    list_display = ["slug", "name", "owner_team", "tier", "timeout_tier", "min_instances", "max_instances"]
-    list_filter = ["tier", "timeout_tier", "owner_team"]
+    list_display = ["slug", "name", "owner_team", "tier", "runtime", "timeout_tier", "min_instances", "max_instances"]
+    list_filter = ["tier", "runtime", "timeout_tier", "owner_team"]
     search_fields = ["slug", "name", "owner_team"]
     inlines = [SloInline, SchedulePolicyInline]
     save_on_top = True
