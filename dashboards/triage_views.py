@@ -212,6 +212,11 @@ def replay(request):
             if not request.htmx:
                 return redirect("dashboards:action-detail", action_id=action.pk)
             context.update(action=action, started=True)
+            response = _panel_response(request, context)
+            # The list below refreshes and drops the selection, as after a discard: a second click
+            # must not replay the same rows again. It refreshes once more when the replay ends.
+            trigger_client_event(response, "dead-letters-changed", {})
+            return response
     except ApplicationError as exc:
         if step == "confirm":
             _audit_refusal(request, exc, selection)

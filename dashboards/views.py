@@ -24,13 +24,14 @@ from dashboards.rendering import render_page as _render
 from dashboards.rendering import require_role as _require_role
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
-from workloads.models import SloKind
+from workloads.models import ActionKind, SloKind
 from workloads.selectors import actions as action_selectors
 from workloads.selectors import audit as audit_selectors
 from workloads.selectors import fleet, schedules
 from workloads.selectors import runtimes as runtime_selectors
 from workloads.selectors import telemetry as telemetry_selectors
 from workloads.selectors.cost import cost_report
+from workloads.selectors.replays import attach_replay_outcomes, outcome_still_watched, replay_outcome
 from workloads.services.actions import action_cancel
 
 # SLO cards in the order of the charts below them.
@@ -132,12 +133,17 @@ def class_detail(request, slug: str):
             # Pages before tickets, then newest first.
             active_alerts=sorted(detail.active_alerts, key=lambda alert: alert.severity != "page"),
             schedule=fleet.schedule_status(workload_class, now=now),
-            recent_actions=fleet.class_recent_actions(workload_class=workload_class, limit=10),
+            recent_actions=_with_replay_outcomes(fleet.class_recent_actions(workload_class=workload_class, limit=10)),
             recent_changes=fleet.class_config_changes(workload_class=workload_class, limit=10),
             observation=runtime_selectors.class_observation(workload_class, now=now),
             **class_operations_context(workload_class),
         )
     return _render(request, "dashboards/class_detail.html", "class-charts", context)
+
+
+def _with_replay_outcomes(actions: list) -> list:
+    attach_replay_outcomes(actions)
+    return actions
 
 
 # --- Cost ------------------------------------------------------------------------------------------
@@ -205,6 +211,8 @@ def action_list(request):
     form = ActionFilterForm(request.GET or None, classes=[wc.slug for wc in fleet.classes_for_choice()])
     filters = form.filters()
     page = Paginator(action_selectors.action_list(**filters), ACTIONS_PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)  # the rows the outcomes are attached to are the ones shown
+    attach_replay_outcomes(page.object_list)
     context = {
         "form": form,
         "page": page,
@@ -247,9 +255,15 @@ def _progress_response(request, action) -> HttpResponse:
     once it has ended, the answer carries htmx's "stop polling" status (286) with the final
     panel, so the last poll both shows the outcome and ends the polling."""
     html = render_to_string("dashboards/action_detail.html#action-progress", {"action": action}, request=request)
-    response = HttpResponseStopPolling(html) if action.is_final else HttpResponse(html)
+    # A finished replay is still watched while its published messages have no outcome yet.
+    watching = outcome_still_watched(action, replay_outcome(action), now=timezone.now())
+    response = HttpResponseStopPolling(html) if action.is_final and not watching else HttpResponse(html)
     # The steps table listens for this to refresh its own rows.
     trigger_client_event(response, "action-progressed", {"id": action.pk, "state": action.state})
+    if action.kind == ActionKind.REPLAY and action.is_final and request.GET.get("ended") != "1":
+        # The poll that sees the replay end (a panel still watching its messages asks with
+        # ended=1): the dead-letter list under the panel shows the rows' new status.
+        trigger_client_event(response, "dead-letters-changed", {"id": action.pk})
     patch_vary_headers(response, ("HX-Request",))
     return response
 

@@ -7,9 +7,12 @@ import math
 from urllib.parse import urlencode
 
 from django import template
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from dashboards.charts import seconds_label
+from workloads.selectors.replays import outcome_still_watched
+from workloads.selectors.replays import replay_outcome as replay_outcome_of
 
 register = template.Library()
 
@@ -57,6 +60,24 @@ def payload_text(row) -> str:
         size = len(base64.b64decode(row.payload_text or ""))
         return f"(binary, {size} bytes, shown as base64)\n{row.payload_text}"
     return row.payload_text
+
+
+@register.simple_tag
+def replay_outcome(action):
+    """What a replay's published messages did afterwards (None for other kinds, and before it
+    published anything): the one attached by a list view (one query for the page), else read now."""
+    if action.kind != "replay":
+        return None
+    outcome = getattr(action, "replay_outcome", None)
+    if outcome is None:
+        outcome = replay_outcome_of(action)
+    return outcome if outcome is not None and outcome.published else None
+
+
+@register.simple_tag
+def outcome_watched(action) -> bool:
+    """A finished replay whose messages have not all settled yet: its panel keeps refreshing."""
+    return outcome_still_watched(action, replay_outcome(action), now=timezone.now())
 
 
 @register.filter

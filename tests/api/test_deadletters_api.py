@@ -323,3 +323,47 @@ def test_a_classs_snapshots_are_listed_and_a_seek_to_another_is_refused_at_once(
         "/api/v1/classes/doc-jobs/seek/", {"snapshot": "before-deploy-1", "confirm": True}, format="json"
     )
     assert seek.status_code == 202
+
+
+def test_a_replay_reports_what_its_messages_did_afterwards(docs, operator, client_as, django_assert_max_num_queries):
+    """ "Succeeded" is the publish; the outcome follows the messages: one comes back to the
+    dead-letter topic (its copy carries cp-replay-of and the sync mirrors it onto the same row)."""
+    from tests.workloads.deadletter_helpers import kit_dead_letter
+    from workloads.providers.base import ATTR_REPLAY_OF
+    from workloads.services.deadletters import dead_letters_sync
+
+    client = client_as(operator)
+    rows = [dead_letter_row(docs) for _ in range(2)]
+    created = client.post(
+        "/api/v1/replays/", {"workload_class": "doc-jobs", "ids": [r.pk for r in rows]}, format="json"
+    )
+    assert created.json()["replay_outcome"]["summary"] == "0 published"  # not started yet
+    engine.action_run(action_id=created.json()["id"], sleep=lambda s: None)
+    detail = client.get(f"/api/v1/actions/{created.json()['id']}/").json()
+    assert detail["state"] == "succeeded"
+    assert detail["replay_outcome"] == {
+        "published": 2,
+        "completed": 0,
+        "dead_lettered_again": 0,
+        "pending": 2,
+        "replayed_again": 0,
+        "tone": "pending",
+        "summary": "2 published, 2 pending",
+    }
+    waiting(get_providers().queue, docs)  # a worker took them; one fails again
+    kit_dead_letter(get_providers().queue, docs, rows[0].payload, extra={ATTR_REPLAY_OF: rows[0].message_id})
+    dead_letters_sync(now=timezone.now() + timedelta(seconds=1), workload_classes=[docs])
+    assert DeadLetter.objects.get(pk=rows[0].pk).status == DeadLetterStatus.NEW
+    for url in (f"/api/v1/replays/{created.json()['id']}/", f"/api/v1/actions/{created.json()['id']}/"):
+        outcome = client.get(url).json()["replay_outcome"]
+        assert (outcome["dead_lettered_again"], outcome["pending"], outcome["tone"]) == (1, 1, "bad"), url
+        assert outcome["summary"] == "2 published, 1 dead-lettered again, 1 pending"
+    # A list reads every replay's outcome in one query, whatever the number of replays on the page.
+    for _ in range(2):  # up to the class's replay limit of 3
+        again = replay_request(actor=None, selection=DeadLetterFilter(workload_class=docs, ids=(rows[1].pk,)))
+        engine.action_run(action_id=again.pk, sleep=lambda s: None)
+    with django_assert_max_num_queries(6):
+        listed = client.get("/api/v1/actions/", {"kind": "replay"}).json()["results"]
+    assert [a["replay_outcome"]["summary"] for a in listed][
+        -1
+    ] == "2 published, 1 dead-lettered again, 1 replayed again later"

@@ -116,7 +116,9 @@ def test_an_operator_replays_the_dead_letters_of_one_signature_and_watches_it_fi
     page.on("request", lambda r: polls.append(r.url) if "/progress/" in r.url else None)
     finished = action_run(action_id=replay.pk, sleep=time.sleep)  # the worker's engine, 0.2 s per message
     assert finished.state == "succeeded"
-    expect(progress).to_contain_text("succeeded", timeout=6_000)
+    # Published, and then followed: a replay is not a green "succeeded" before its messages are done.
+    expect(progress).to_contain_text("all published", timeout=6_000)
+    expect(progress.get_by_test_id("replay-outcome")).to_have_text("4 published, 4 pending")
     expect(progress.locator("progress")).to_have_attribute("value", "100")
     expect(progress).to_contain_text("4 done of 4")
     assert polls, "the progress bar polled the server"

@@ -1,7 +1,7 @@
 """Actions: every change made to the cloud, with progress and per-target results."""
 
 import django_filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action as route
 from rest_framework.generics import get_object_or_404
@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from controlplane.roles import Role
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import Action, ActionStep
+from workloads.selectors.replays import attach_replay_outcomes, replay_outcome
 from workloads.services.actions import action_cancel
 
 
@@ -20,10 +21,26 @@ class ActionStepSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ReplayOutcomeSerializer(serializers.Serializer):
+    published = serializers.IntegerField(help_text="Messages this replay published.")
+    completed = serializers.IntegerField(help_text="... that a worker then completed.")
+    dead_lettered_again = serializers.IntegerField(help_text="... that reached the dead-letter topic again.")
+    pending = serializers.IntegerField(help_text="... with no outcome yet (queued, in progress or retrying).")
+    replayed_again = serializers.IntegerField(help_text="... that a later replay published again (counted there).")
+    tone = serializers.ChoiceField(
+        choices=["ok", "warn", "bad", "pending"],
+        help_text="bad: every message with an outcome came back; warn: some did; ok: all completed.",
+    )
+    summary = serializers.CharField(help_text='E.g. "34 published, 34 dead-lettered again".')
+
+
 class ActionSerializer(serializers.ModelSerializer):
     workload_class = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     percent_done = serializers.IntegerField(read_only=True)
     is_final = serializers.BooleanField(read_only=True)
+    replay_outcome = serializers.SerializerMethodField(
+        help_text="Replays only (null otherwise): what the published messages did afterwards."
+    )
 
     class Meta:
         model = Action
@@ -44,6 +61,7 @@ class ActionSerializer(serializers.ModelSerializer):
             "is_final",
             "error",
             "result",
+            "replay_outcome",
             "cancel_requested",
             "attempts",
             "created_at",
@@ -52,6 +70,11 @@ class ActionSerializer(serializers.ModelSerializer):
             "not_before",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(ReplayOutcomeSerializer(allow_null=True))
+    def get_replay_outcome(self, action: Action) -> dict | None:
+        outcome = getattr(action, "replay_outcome", None) or replay_outcome(action)
+        return outcome.as_dict() if outcome is not None else None
 
 
 class ActionFilter(django_filters.FilterSet):
@@ -64,7 +87,19 @@ class ActionFilter(django_filters.FilterSet):
         fields = ["kind", "state"]
 
 
-class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ReplayOutcomesOnListMixin:
+    """A list of actions reads the outcomes of every replay on the page in one query, not one per row."""
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        if page is not None and self.action == "list":  # other routes may page steps, not actions
+            attach_replay_outcomes(page)
+        return page
+
+
+class ActionViewSet(
+    ReplayOutcomesOnListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Every action with its state and progress. Operators may cancel one that has not ended."""
 
     serializer_class = ActionSerializer

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
-from workloads.api.actions import ActionSerializer
+from workloads.api.actions import ActionSerializer, ReplayOutcomesOnListMixin
 from workloads.api.choices import ChoiceField, ChoiceListingFilterBackend
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.api.parsers import PayloadJSONParser
@@ -363,7 +363,9 @@ class ReplayFilter(django_filters.FilterSet):
         fields = ["state"]
 
 
-class ReplayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ReplayViewSet(
+    ReplayOutcomesOnListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Named replays of dead letters back to their class's topic, with progress and cancel.
 
     Create one with a selection (`ids`) or a filter (signature, type, time range); an empty filter

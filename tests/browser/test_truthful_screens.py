@@ -1,0 +1,109 @@
+"""Issue 19, "Misleading": what the on-call engineer reads must be true, checked in Chromium against
+the live server and the embedded local provider. A replay whose messages fail again says so on the
+panel, the action and the class's recent actions; the message list refreshes and drops the
+selection when a replay is requested and when it ends."""
+
+import json
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot
+from tests.dashboards.helpers import HEALTHY_SLUG
+
+
+@pytest.fixture
+def timeouts(demo_fleet):
+    """Four dead letters of the healthy demo class, mirrored by the real sync from its local
+    dead-letter topic."""
+    from django.utils import timezone
+
+    from tests.workloads.deadletter_helpers import event, kit_dead_letter
+    from workloads.models import WorkloadClass
+    from workloads.providers import get_providers
+    from workloads.providers.specs import queue_spec
+    from workloads.services.deadletters import dead_letters_sync
+
+    wc = WorkloadClass.objects.get(slug=HEALTHY_SLUG)
+    queue = get_providers().queue
+    queue.ensure_resources(queue_spec(wc))
+    for n in range(4):
+        kit_dead_letter(queue, wc, event(n), error_type="Timeout", message="backend timed out", signature="sig-timeout")
+    assert dead_letters_sync(now=timezone.now(), workload_classes=[wc]) == {HEALTHY_SLUG: 4}
+    return wc
+
+
+def _fail_again(wc) -> None:
+    """Every replayed message is taken by a worker and dead-lettered again: its copy carries
+    cp-replay-of, and the sync mirrors it onto the same row."""
+    from django.utils import timezone
+
+    from tests.workloads.deadletter_helpers import kit_dead_letter, waiting
+    from workloads.providers import get_providers
+    from workloads.providers.base import ATTR_REPLAY_OF
+    from workloads.services.deadletters import dead_letters_sync
+
+    queue = get_providers().queue
+    for message in waiting(queue, wc):
+        kit_dead_letter(
+            queue,
+            wc,
+            json.loads(message.data),
+            error_type="Timeout",
+            message="backend timed out",
+            signature="sig-timeout",
+            extra={ATTR_REPLAY_OF: message.attributes[ATTR_REPLAY_OF]},
+        )
+    time.sleep(0.01)
+    dead_letters_sync(now=timezone.now(), workload_classes=[wc])
+
+
+def test_a_replay_whose_messages_fail_again_says_so_and_the_list_drops_its_selection(logged_in_page, timeouts):
+    from workloads.models import Action, DeadLetter
+    from workloads.services.actions import action_run
+
+    wc = timeouts
+    page = logged_in_page("operator")
+    page.goto(f"/dead-letters/messages/?workload_class={wc.slug}&signature=sig-timeout")
+    rows = page.locator("#dead-letter-messages tbody tr")
+    expect(rows).to_have_count(4)
+    page.get_by_label("Select every dead letter on this page").check()
+    expect(page.locator("[data-selection-count]")).to_have_text("4 selected")
+    page.get_by_role("button", name="Replay selected…").click()
+    panel = page.locator("#triage-panel")
+    panel.get_by_role("button", name="Replay 4 dead letters").click()
+    expect(panel.locator("#action-progress")).to_contain_text("pending")
+
+    # Requested: the list was refreshed and nothing is ticked any more, so the button is not armed.
+    expect(page.locator("#dead-letter-messages input[name=ids]:checked")).to_have_count(0)
+    expect(page.locator("[data-select-all-matching]")).not_to_be_checked()
+    expect(page.locator("[data-selection-count]")).to_have_text("")
+
+    replay = Action.objects.get(kind="replay")
+    assert action_run(action_id=replay.pk, sleep=lambda s: None).state == "succeeded"
+    progress = panel.locator("#action-progress")
+    # Ended: the panel says what was published, not a green "succeeded", and the list shows
+    # the rows' new status (replayed rows leave the "new" filter).
+    expect(progress.get_by_test_id("replay-outcome")).to_have_text("4 published, 4 pending", timeout=6_000)
+    expect(progress.locator(".action-state")).to_contain_text("all published")
+    expect(page.locator("#dead-letter-messages")).to_contain_text("No dead letters match this filter")
+
+    _fail_again(wc)
+    assert DeadLetter.objects.filter(workload_class=wc, status="new").count() == 4
+    # The panel keeps watching the published messages (every 10 s) and turns red when they come back.
+    outcome = progress.get_by_test_id("replay-outcome")
+    expect(outcome).to_have_text("⚠ 4 published, 4 dead-lettered again", timeout=15_000)
+    expect(outcome).to_have_class("sub replay-outcome replay-outcome-bad")
+    screenshot(page, "replay-dead-lettered-again")
+
+    # The action page and the class's recent actions say the same.
+    page.goto(f"/actions/{replay.pk}/")
+    expect(page.get_by_test_id("replay-outcome")).to_contain_text("4 published, 4 dead-lettered again")
+    page.goto(f"/classes/{wc.slug}/")
+    recent = page.locator("#recent-title + .table-wrap")
+    expect(recent.get_by_test_id("replay-outcome")).to_contain_text("4 dead-lettered again")
+    expect(recent.locator(".state-succeeded")).to_have_count(0)
+    page.goto("/actions/")
+    expect(page.get_by_test_id("replay-outcome")).to_contain_text("4 dead-lettered again")
+    assert page.js_errors == []
