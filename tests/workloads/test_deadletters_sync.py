@@ -239,3 +239,20 @@ def test_nul_characters_in_attributes_are_stored_replaced(docs):
     services._mirror_batch(docs, [message], now=timezone.now())
     row = DeadLetter.objects.get()
     assert row.error_message == "bad\ufffdbyte" and row.attributes["note"] == "a\ufffdb"
+
+
+def test_the_dead_lettered_counter_counts_each_dead_letter_once(queue, docs, clock):
+    from workloads.models import ClassCounters
+
+    kit_dead_letter(queue, docs, event(1))
+    kit_dead_letter(queue, docs, event(2))
+    queue.failures = 1
+    services.dead_letters_sync(now=timezone.now())
+    assert ClassCounters.objects.get(workload_class=docs).dead_lettered == 2
+    clock.advance(seconds=61)  # the lost ack brings both back: mirrored before, not counted again
+    services.dead_letters_sync(now=timezone.now())
+    kit_dead_letter(queue, docs, event(3))
+    services.dead_letters_sync(now=timezone.now())
+    assert ClassCounters.objects.get(workload_class=docs).dead_lettered == 3
+    DeadLetter.objects.all().delete()  # pruned or discarded rows never take from the total
+    assert ClassCounters.objects.get(workload_class=docs).dead_lettered == 3

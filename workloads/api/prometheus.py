@@ -1,19 +1,23 @@
-"""`/metrics`: the control plane's own gauges in Prometheus text format, for a bearer token of a
-viewer or above (a token limited to ingestion is refused).
+"""`/metrics`: the fleet in Prometheus text format, for a bearer token of a viewer or above (a
+token limited to ingestion or deployments is refused). Metric names and labels: docs/operations.md,
+"Prometheus and Grafana".
 
-The values are read from rollups and SLO snapshots at scrape time through the same selector the
-fleet overview uses, into a registry built per request: nothing is kept in process memory, so
-every web worker answers the same.
+Gauges are read at scrape time through the same selector the fleet overview uses; counters and the
+latency histogram from each class's running totals (ClassCounters), which only ever grow. Both go
+into a registry built per request: nothing is kept in process memory, so every web worker answers
+the same. The response is gzip-compressed when the scraper accepts it (Prometheus does).
 """
 
 from django.http import HttpResponse
 from django.utils import timezone
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from controlplane.roles import Role, has_role
 from workloads.selectors import telemetry as selectors
+from workloads.selectors.exports import HOLD_KINDS, ClassSignals, class_signals, cumulative_latency_buckets
 from workloads.services.tokens import api_token_authenticate, token_allows
 
 
@@ -23,6 +27,7 @@ class FleetCollector:
 
     def collect(self):
         rows = selectors.fleet_overview(now=self.now)
+        signals = class_signals()
         gauges = {
             "queue_age": GaugeMetricFamily(
                 "controlplane_queue_oldest_unacked_age_seconds",
@@ -41,6 +46,22 @@ class FleetCollector:
             ),
             "instances": GaugeMetricFamily(
                 "controlplane_worker_instances", "Worker pool instances (latest minute).", labels=["workload_class"]
+            ),
+            "target": GaugeMetricFamily(
+                "controlplane_worker_instances_target",
+                "The instance count the control plane last set on the pool (scale, pause or restore).",
+                labels=["workload_class"],
+            ),
+            "holds": GaugeMetricFamily(
+                "controlplane_pool_hold",
+                "1 while the hold is on the pool: pause, incident (incident mode), override (the controller "
+                "does not set the pool: turned off or drifted); 0 otherwise.",
+                labels=["workload_class", "hold"],
+            ),
+            "info": GaugeMetricFamily(
+                "controlplane_class_info",
+                "Always 1: the class's owner team and tier.",
+                labels=["workload_class", "owner_team", "tier"],
             ),
             "budget": GaugeMetricFamily(
                 "controlplane_slo_error_budget_remaining_ratio",
@@ -66,8 +87,16 @@ class FleetCollector:
                 labels=["workload_class", "status"],
             ),
         }
+        totals = _Totals()
         for row in rows:
             slug = row.workload_class.slug
+            signal = signals.get(row.workload_class.pk, ClassSignals())
+            totals.add(slug, signal)
+            gauges["info"].add_metric([slug, row.workload_class.owner_team, row.workload_class.tier], 1.0)
+            if signal.target_instances is not None:
+                gauges["target"].add_metric([slug], signal.target_instances)
+            for hold in HOLD_KINDS:
+                gauges["holds"].add_metric([slug, hold], 1.0 if hold in signal.holds else 0.0)
             for key, value in (
                 ("queue_age", row.queue_age_seconds),
                 ("backlog", row.backlog),
@@ -89,6 +118,7 @@ class FleetCollector:
             for status in selectors.STATUSES:
                 gauges["status"].add_metric([slug, status], 1.0 if row.status == status else 0.0)
         yield from gauges.values()
+        yield from totals.families()
 
         last_run = GaugeMetricFamily(
             "controlplane_metric_poll_last_run_timestamp_seconds",
@@ -106,6 +136,58 @@ class FleetCollector:
         yield last_ok
 
 
+class _Totals:
+    """The counters and the latency histogram, from each class's running totals. A class with no
+    totals yet exports zeros, so a series exists from the class's first scrape on (rate() needs
+    two samples)."""
+
+    def __init__(self):
+        labels = ["workload_class"]
+        self.counters = {
+            name: CounterMetricFamily(f"controlplane_{name}", help_text, labels=labels)
+            for name, help_text in (
+                ("completed", "Units of work completed (each success once)."),
+                ("failed", "Failed attempts (retries included)."),
+                ("dead_lettered", "Messages that reached the dead-letter subscription (mirrored)."),
+                ("records", "Records processed, as the worker reported them."),
+                ("tokens", "Tokens used, as the worker reported them."),
+                ("instance_seconds", "Worker pool instance-seconds."),
+            )
+        }
+        self.cost = CounterMetricFamily(
+            "controlplane_cost",
+            "Cost at the class's rates (compute, records, tokens), in the rates' currency.",
+            labels=["workload_class", "currency"],
+        )
+        self.latency = HistogramMetricFamily(
+            "controlplane_completion_latency_seconds",
+            "Completion latency from ingestion to result; le counts completions below the bound.",
+            labels=labels,
+        )
+
+    def add(self, slug: str, signal: ClassSignals) -> None:
+        row = signal.counters
+        for name, family in self.counters.items():
+            family.add_metric([slug], getattr(row, name) if row else 0)
+        if row is not None and row.cost_currency:
+            self.cost.add_metric([slug, row.cost_currency], float(row.cost))
+        buckets = cumulative_latency_buckets(row.latency_buckets if row else [])
+        self.latency.add_metric(
+            [slug],
+            buckets=[(_le(bound), count) for bound, count in buckets],
+            sum_value=row.latency_sum if row else 0.0,
+        )
+
+    def families(self):
+        yield from self.counters.values()
+        yield self.cost
+        yield self.latency
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
 def _unauthorized(message: str) -> HttpResponse:
     response = HttpResponse(message + "\n", status=401, content_type="text/plain; charset=utf-8")
     response["WWW-Authenticate"] = 'Bearer realm="metrics"'
@@ -113,6 +195,7 @@ def _unauthorized(message: str) -> HttpResponse:
 
 
 @require_GET
+@gzip_page
 def prometheus_metrics(request):
     parts = request.headers.get("Authorization", "").split()
     if len(parts) != 2 or parts[0].lower() != "bearer":

@@ -53,6 +53,7 @@ from workloads.models.notifications import (
 from workloads.models.results import WorkOutcome, WorkResult
 from workloads.models.telemetry import (
     AlertSeverity,
+    ClassCounters,
     ClassTelemetry,
     MetricRollup,
     PollRun,
@@ -73,6 +74,7 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "AuditResult",
+    "ClassCounters",
     "ClassTelemetry",
     "CostRates",
     "DeadLetter",

@@ -220,3 +220,35 @@ class SloAlert(models.Model):
     @property
     def is_active(self) -> bool:
         return self.resolved_at is None
+
+
+class ClassCounters(models.Model):
+    """One class's running totals since it was created, for `/metrics`: Prometheus counters must
+    never go down, while rollups are re-polled, folded into hours and pruned. Each poll adds what
+    its minutes gained over the values they had (a minute re-polled with the same values adds
+    nothing); each dead-letter sync adds the dead letters it mirrored. One row per class."""
+
+    workload_class = models.OneToOneField(
+        WorkloadClass, on_delete=models.CASCADE, primary_key=True, related_name="counters"
+    )
+    completed = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    dead_lettered = models.BigIntegerField(default=0)
+    records = models.BigIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    instance_seconds = models.FloatField(default=0)
+    # Cost at the rates in force when each minute was polled, in `cost_currency` (a change of
+    # currency starts a new total).
+    cost = models.DecimalField(max_digits=24, decimal_places=6, default=0)
+    cost_currency = models.CharField(max_length=3, blank=True)
+    # Cumulative completion-latency counts per LATENCY_BUCKET_BOUNDS bucket ([] = none yet).
+    latency_buckets = models.JSONField(default=list, blank=True)
+    latency_count = models.BigIntegerField(default=0)
+    latency_sum = models.FloatField(default=0)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "class counters"
+
+    def __str__(self) -> str:
+        return f"{self.workload_class_id}: {self.completed} completed"

@@ -68,6 +68,7 @@ from workloads.providers.specs import queue_spec
 from workloads.selectors.deadletters import REPLAYABLE_BY_DEFAULT, DeadLetterFilter  # noqa: F401 (the services take it)
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
+from workloads.services.counters import counters_lock, dead_letters_counted
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ def _mirror_batch(
     refs = {m.attributes.get(ATTR_REPLAY_OF, "") for m in unique.values()} - {""}
     changed = 0
     with transaction.atomic():
+        # Serializes the class's mirror batches, so a copy two syncs both leased is counted once.
+        counters_lock([workload_class.pk])
         rows = list(
             DeadLetter.objects.select_for_update()
             .filter(workload_class=workload_class)
@@ -236,6 +239,7 @@ def _mirror_batch(
         # ignore_conflicts: a concurrent sync that leased the same copy after a lease expiry
         # already wrote it.
         DeadLetter.objects.bulk_create(creates, ignore_conflicts=True)
+        dead_letters_counted(workload_class_id=workload_class.pk, count=changed)
     return changed
 
 

@@ -205,6 +205,7 @@ NOT_PRUNED: dict[str, str] = {
     "workloads.TriageRule": "written by operators, a few per class",
     "workloads.ApiToken": "issued by admins",
     "workloads.ClassTelemetry": "one row per class, updated in place",
+    "workloads.ClassCounters": "one row per class, updated in place",
     "workloads.SloStatus": "one row per SLO, updated in place",
     "workloads.PoolControl": "one row per class, updated in place",
     "workloads.IncidentMode": "one per incident declared by an operator: the incident history",

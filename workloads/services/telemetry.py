@@ -45,6 +45,7 @@ from workloads.providers.base import (
 from workloads.providers.specs import metric_target
 from workloads.selectors.rollups import METRIC_FIELDS, POLLED_METRICS, minutes_kept_since, spans_query
 from workloads.services.alert_incidents import SyncSummary, incidents_sync
+from workloads.services.counters import counters_advance
 from workloads.telemetry import histogram
 from workloads.telemetry import slo as slo_math
 from workloads.telemetry.windows import floor_hour, floor_minute, window_spans
@@ -196,6 +197,7 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
 
     with transaction.atomic():
         PollRun.objects.bulk_create(summary.runs)
+        counters_advance(cells, now=now)  # before the upsert: it reads what the minutes held
         summary.rollups_written = _minute_rollups_upsert(cells, newest, fetched_at=now)
         if cells:
             buckets = [bucket for _class_id, bucket in cells]

@@ -1,0 +1,108 @@
+"""Running totals per class (ClassCounters) for the Prometheus export: completed, failed,
+dead-lettered, records, tokens, instance-seconds, cost and the completion-latency histogram.
+
+Rollups cannot serve as counters: a re-poll replaces a minute's values, downsampling folds
+minutes into hours and retention deletes them, so a sum over them would go down. Instead each poll
+adds what each minute gained over the values it held before (in the poll's transaction, with the
+class's counters row locked, so two overlapping polls never add the same gain twice). A re-poll
+that brings a smaller value than before (the provider revised a point down) adds nothing: a
+counter never goes down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import F
+
+from workloads.models import ClassCounters, MetricRollup, Resolution, WorkloadClass
+from workloads.selectors.cost import class_cost
+from workloads.telemetry import histogram
+
+# Rollup counter columns that feed a running total of the same name.
+SUMMED_COLUMNS = ("completed", "failed", "records", "tokens", "instance_seconds")
+_OLD_VALUES = ("workload_class_id", "bucket_start", *SUMMED_COLUMNS, "latency_buckets", "latency_sum")
+
+
+def counters_lock(class_ids: Iterable[int]) -> dict[int, ClassCounters]:
+    """The classes' counters rows (created when missing), locked until the transaction ends."""
+    class_ids = sorted(set(class_ids))
+    ClassCounters.objects.bulk_create(
+        [ClassCounters(workload_class_id=class_id) for class_id in class_ids], ignore_conflicts=True
+    )
+    # In pk order, so two transactions locking overlapping sets cannot deadlock.
+    rows = ClassCounters.objects.select_for_update().filter(workload_class_id__in=class_ids).order_by("pk")
+    return {row.workload_class_id: row for row in rows}
+
+
+def counters_advance(cells: dict[tuple[int, datetime], dict], *, now: datetime) -> None:
+    """Add each polled minute's gain to its class's totals. `cells` maps (class id, minute) to the
+    rollup columns the poll is about to write; call it in the poll's transaction, before the
+    upsert (it reads the values the minutes hold now)."""
+    if not cells:
+        return
+    counters = counters_lock(class_id for class_id, _bucket in cells)
+    buckets = [bucket for _class_id, bucket in cells]
+    before = {
+        (row["workload_class_id"], row["bucket_start"]): row
+        for row in MetricRollup.objects.filter(
+            resolution=Resolution.MINUTE,
+            workload_class_id__in=list(counters),
+            bucket_start__gte=min(buckets),
+            bucket_start__lte=max(buckets),
+        ).values(*_OLD_VALUES)
+    }
+    classes = WorkloadClass.objects.select_related("cost_rates").in_bulk(list(counters))
+    for (class_id, bucket), values in cells.items():
+        total = counters[class_id]
+        old = before.get((class_id, bucket), {})
+        gained = {
+            column: max(0, values[column] - (old.get(column) or 0)) for column in SUMMED_COLUMNS if column in values
+        }
+        for column, gain in gained.items():
+            setattr(total, column, getattr(total, column) + gain)
+        if "latency_buckets" in values:
+            _latency_advance(total, values, old)
+        if gained:
+            _cost_advance(total, classes[class_id], gained)
+        total.updated_at = now
+    ClassCounters.objects.bulk_update(
+        list(counters.values()),
+        [*SUMMED_COLUMNS, "latency_buckets", "latency_count", "latency_sum", "cost", "cost_currency", "updated_at"],
+    )
+
+
+def _latency_advance(total: ClassCounters, values: dict, old: dict) -> None:
+    new_counts = values["latency_buckets"] or []
+    old_counts = old.get("latency_buckets") or []
+    if not new_counts:
+        return
+    gains = [max(0, count - (old_counts[i] if i < len(old_counts) else 0)) for i, count in enumerate(new_counts)]
+    if not any(gains):
+        return
+    cumulative = list(total.latency_buckets) or histogram.empty()
+    histogram.add_into(cumulative, gains)
+    total.latency_buckets = cumulative
+    # The count is the buckets' sum, so the exported _count always equals the +Inf bucket.
+    total.latency_count += sum(gains)
+    total.latency_sum += max(0.0, values["latency_sum"] - (old.get("latency_sum") or 0.0))
+
+
+def _cost_advance(total: ClassCounters, workload_class: WorkloadClass, gained: dict) -> None:
+    line = class_cost(workload_class, gained)
+    if not line.has_rates:
+        return
+    if total.cost_currency != line.currency:
+        # A class moved to rates in another currency: its old total cannot be added to.
+        total.cost, total.cost_currency = Decimal(0), line.currency
+    total.cost += line.total_cost
+
+
+def dead_letters_counted(*, workload_class_id: int, count: int) -> None:
+    """Add `count` newly mirrored dead letters to the class's total (in the mirror's transaction,
+    after counters_lock)."""
+    if count <= 0:
+        return
+    ClassCounters.objects.filter(workload_class_id=workload_class_id).update(dead_lettered=F("dead_lettered") + count)
