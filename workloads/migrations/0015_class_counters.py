@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0013_dead_letter_edit_version'),
+        ('workloads', '0014_workload_class_runtime'),
     ]
 
     operations = [
