@@ -2,9 +2,10 @@
 Google's Pub/Sub emulator through the real adapter.
 
 2000 dead letters (100 with --quick) are published to a class's dead-letter topic the way the worker
-kit does, mirrored by the real sync, then replayed by the action engine in this process; the cap
-is off (the engine's wait between steps does nothing), so the figure is what one worker can do:
-each step locks its row, publishes one message, waits for Pub/Sub's answer and commits. Baselines,
+kit does, mirrored by the real sync, then replayed by the action engine in this process at the
+highest velocity a replay may ask for, with the cap off (the engine's wait between chunks does
+nothing), so the figure is what one worker can do: each chunk of 500 reads its rows, publishes
+their messages as one client batch, awaits the futures together and marks the rows. Baselines,
 same client, same messages, same run: a plain publish of all of them at once (the client batches),
 and the same publish one message at a time, each waited for (the floor a step cannot go below).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 
-from bench.common import Result, emulator_missing, emulator_queue, make_classes, reset_tables
+from bench.common import Result, Target, emulator_missing, emulator_queue, make_classes, reset_tables
 
 SIGNATURE = "sig-bench-replay"
 
@@ -63,7 +64,12 @@ def run(args) -> list[Result]:
     from workloads.providers.base import Providers
     from workloads.providers.specs import queue_spec
     from workloads.services.actions import action_run
-    from workloads.services.deadletters import DeadLetterFilter, replay_message, replay_request
+    from workloads.services.deadletters import (
+        MAX_REPLAY_VELOCITY,
+        DeadLetterFilter,
+        replay_message,
+        replay_request,
+    )
 
     count = 100 if args.quick else 2000
     queue = emulator_queue()
@@ -90,6 +96,7 @@ def run(args) -> list[Result]:
             selection=DeadLetterFilter(workload_class=workload_class, error_signature=SIGNATURE),
             enqueue=False,
             name="bench replay",
+            velocity=MAX_REPLAY_VELOCITY,  # the largest chunks; the engine's wait is off below
             confirm_count=count,  # every dead letter of the class: the bulk guard asks for the count
         )
         started = time.perf_counter()
@@ -103,7 +110,7 @@ def run(args) -> list[Result]:
         batched = time.perf_counter() - started
     finally:
         set_providers(None)
-    note = f"{count} dead letters; one worker, steps in order"
+    note = f"{count} dead letters; one worker, chunks in order"
     return [
         Result(
             "replay: dead letters republished, cap off",
@@ -111,6 +118,7 @@ def run(args) -> list[Result]:
             "msg/s",
             baseline=count / batched,
             baseline_name="plain publish of the same messages, same client (batched by the client)",
+            target=Target(">=", 0.25),
             note=note,
         ),
         Result(

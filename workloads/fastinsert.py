@@ -1,4 +1,5 @@
-"""Lean multi-row INSERTs for the hot paths: ingestion's key claim and the local queue's publish.
+"""Lean multi-row INSERTs for the hot paths (ingestion's key claim, the local queue's publish), and
+the matching multi-row UPDATE by primary key (a replay's chunk of rows and steps).
 
 The ORM's `bulk_create` costs ~0.25 ms of Python per statement here whatever the row count (most
 of a single-event request's time went to building such statements), and with `ignore_conflicts`
@@ -72,3 +73,50 @@ def _insert_unnest(connection, model_fields, rows, insert, suffix, returning) ->
     with connection.cursor() as cursor:
         cursor.execute(f"{insert} SELECT * FROM unnest({arrays}){suffix}", params)
         return [tuple(row) for row in cursor.fetchall()] if returning else []
+
+
+def update_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    where: dict | None = None,
+    using: str = "default",
+) -> int:
+    """UPDATE the model's rows by primary key: each of `rows` is (pk, one value per field), and
+    only where the columns of `where` equal its values; returns how many rows were updated. The
+    ORM's `bulk_update` builds a CASE per field with one WHEN per row (seconds of Python for 500
+    rows of five fields); this is one statement on PostgreSQL (`UPDATE ... FROM unnest(...)`) and
+    one prepared statement run per row on SQLite."""
+    if not rows:
+        return 0
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    model_fields = [pk] + [model._meta.get_field(name) for name in fields]
+    table = quote(model._meta.db_table)
+    params = [
+        [field.get_db_prep_save(row[index], connection) for row in rows] for index, field in enumerate(model_fields)
+    ]
+    conditions = [(model._meta.get_field(name), value) for name, value in (where or {}).items()]
+    condition = "".join(f" AND {table}.{quote(field.column)} = %s" for field, _ in conditions)
+    condition_params = [field.get_db_prep_value(value, connection) for field, value in conditions]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in model_fields)
+            names = ", ".join(f"v{index}" for index in range(len(model_fields)))
+            assignments = ", ".join(
+                f"{quote(field.column)} = v.v{index}" for index, field in enumerate(model_fields) if index
+            )
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS v({names}) "
+                f"WHERE {table}.{quote(pk.column)} = v.v0{condition}",
+                params + condition_params,
+            )
+        else:
+            assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields[1:])
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE {table}.{quote(pk.column)} = %s{condition}",
+                [list(values[1:]) + [values[0]] + condition_params for values in zip(*params, strict=True)],
+            )
+        return cursor.rowcount

@@ -400,6 +400,10 @@ TRIAGE_INTERVAL_SECONDS = env_int("TRIAGE_INTERVAL_SECONDS", 60, minimum=10)
 # A replay or a discard by filter that would act on more dead letters than this, or on every one
 # of its class (in the statuses it selects), needs `confirm_count` naming how many.
 DEAD_LETTER_BULK_CONFIRM_THRESHOLD = env_int("DEAD_LETTER_BULK_CONFIRM_THRESHOLD", 100, minimum=1)
+# A replay publishes at most this many messages as one batch (and at most half a second's worth
+# at its velocity cap). On Pub/Sub a worker killed between a batch's publish and its record
+# republishes that batch once on resume (same idempotency keys), so this bounds those copies.
+REPLAY_CHUNK_SIZE = env_int("REPLAY_CHUNK_SIZE", 500, minimum=1)
 CELERY_BEAT_SCHEDULE["dead-letters-sync"] = {
     "task": "workloads.tasks.dead_letters_sync",
     "schedule": float(DEAD_LETTER_SYNC_INTERVAL_SECONDS),

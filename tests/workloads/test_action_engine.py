@@ -179,9 +179,9 @@ def test_steps_are_recorded_once_even_if_two_runs_race(operator):
     action = _request(operator, ["a"])
     engine._plan(action, ListHandler())
     step = ActionStep.objects.get(action=action)
-    engine._record_step(action, step, state=StepState.DONE, result={}, error="")
+    engine._record_steps(action, [step], [{}])
     with pytest.raises(engine._StepAlreadyRecorded):
-        engine._record_step(action, step, state=StepState.DONE, result={}, error="")
+        engine._record_steps(action, [step], [{}])
     action.refresh_from_db()
     assert action.progress_done == 1
 

@@ -104,23 +104,25 @@ def test_a_replay_round_trip_and_a_second_failure_update_one_row(queue, docs):
 
 
 class Crash(services.ReplayHandler):
-    """Kills the worker in its third step, before or after Pub/Sub accepted that step's message."""
+    """Kills the worker in its second chunk (of two messages), before or after Pub/Sub accepted
+    that chunk's messages and their rows were marked."""
 
     after_publish = False
     calls = 0
 
-    def run_step(self, action, step):
+    def run_steps(self, action, steps):
         Crash.calls += 1
-        if Crash.calls == 3 and not Crash.after_publish:
+        if Crash.calls == 2 and not Crash.after_publish:
             raise SystemExit
-        result = super().run_step(action, step)
-        if Crash.calls == 3:
+        outcomes = super().run_steps(action, steps)
+        if Crash.calls == 2:
             raise SystemExit
-        return result
+        return outcomes
 
 
 @pytest.fixture
-def crash():
+def crash(settings):
+    settings.REPLAY_CHUNK_SIZE = 2
     original = engine.handler_for("replay")
     Crash.calls = 0
     engine.register_handler(Crash())
@@ -148,9 +150,9 @@ def test_a_crash_between_steps_then_resume_publishes_each_message_once(queue, do
 
 
 def test_a_crash_after_a_step_marked_its_row_publishes_each_message_once(queue, docs, crash):
-    # The publish runs outside any transaction and the row is marked replayed (by this action) in
-    # a transaction of its own right after: the resumed action finds that step done, publishes
-    # nothing again. (Only a crash between the publish and the mark would duplicate one message.)
+    # The publish runs outside any transaction and the rows are marked replayed (by this action) in
+    # a transaction of its own right after: the resumed action finds those steps done, publishes
+    # nothing again. (Only a crash between the publish and the mark would duplicate that chunk.)
     crash.after_publish = True
     published = _crash_and_resume(queue, docs, expected=6)
     assert len(published) == 5 and set(published.values()) == {1}

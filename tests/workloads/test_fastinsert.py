@@ -1,5 +1,6 @@
 """insert_rows: what the ORM would insert, in input order, with ON CONFLICT DO NOTHING and RETURNING,
-on PostgreSQL (one array per column) and SQLite (a VALUES list)."""
+on PostgreSQL (one array per column) and SQLite (a VALUES list); update_rows: each row its own
+values, by primary key, with a condition, on both."""
 
 from datetime import UTC, datetime
 
@@ -7,7 +8,7 @@ import pytest
 from django.db import DataError, connections
 
 from tests.workloads.providers.conftest import ALIASES
-from workloads.fastinsert import insert_rows
+from workloads.fastinsert import insert_rows, update_rows
 from workloads.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -73,3 +74,24 @@ def test_a_value_longer_than_its_column_fails_instead_of_being_cut(alias):
     rows = [(topic.pk, b"", {}, "k" * 1025, AT), (topic.pk, b"", {}, "k", AT)]
     with pytest.raises(DataError):
         insert_rows(LocalMessage, ("topic", "data", "attributes", "ordering_key", "published_at"), rows, using=alias)
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_update_rows_gives_each_row_its_own_values_where_the_condition_holds(alias):
+    topic, _subscription = _topic_and_subscription(alias)
+    ids = [pk for pk, _key in _messages(alias, topic, 4)]
+    LocalMessage.objects.using(alias).filter(pk=ids[3]).update(ordering_key="taken")
+    later = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    rows = [(pk, b"new\x00%d" % n, {"n": n, "quote": "it's"}, later) for n, pk in enumerate(ids)]
+    fields = ("data", "attributes", "published_at")
+    updated = update_rows(LocalMessage, fields, rows[1:], where={"ordering_key": "key-1"}, using=alias)
+    assert updated == 1  # ids[1]; ids[2] has key-0, ids[3] was taken
+    stored = {m.pk: m for m in LocalMessage.objects.using(alias).all()}
+    assert bytes(stored[ids[1]].data) == b"new\x001" and stored[ids[1]].attributes == {"n": 1, "quote": "it's"}
+    assert stored[ids[1]].published_at == later
+    assert all(stored[pk].published_at == AT for pk in (ids[0], ids[2], ids[3]))
+    assert update_rows(LocalMessage, fields, rows, using=alias) == 4
+    assert [bytes(stored.data) for stored in LocalMessage.objects.using(alias).order_by("pk")] == [
+        b"new\x00%d" % n for n in range(4)
+    ]
+    assert update_rows(LocalMessage, fields, [], using=alias) == 0

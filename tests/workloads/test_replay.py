@@ -1,5 +1,6 @@
 """Replays on the local provider: selection, preview, dry run, what is published, the loop guard,
-velocity, cancel, edit-and-replay, discard, and a crash mid-replay that publishes nothing twice."""
+velocity, chunks, cancel, edit-and-replay, discard, and a crash mid-replay that publishes nothing
+twice."""
 
 import json
 from datetime import timedelta
@@ -153,18 +154,62 @@ def test_unknown_ids_are_refused(docs, operator):
 
 
 def test_the_velocity_caps_the_rate(docs, operator):
-    _rows(docs, 3)
+    _rows(docs, 5)
     slept = []
     action = _replay(operator, DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable"), velocity=4)
     engine.action_run(action_id=action.pk, sleep=slept.append)
-    assert slept == [0.25, 0.25]
+    # Chunks of half a second at the cap (2 messages), each followed by its share of the cap.
+    assert slept == [0.5, 0.5]
     with pytest.raises(ApplicationError):
         _replay(operator, DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable"), velocity=0)
 
 
-def test_cancel_stops_a_replay_between_messages(queue, docs, operator):
+@pytest.fixture
+def published_batches(queue, monkeypatch):
+    """The size of each batch the replay hands to the queue (the real queue still publishes it)."""
+    sizes = []
+    republish = queue.republish
+
+    def spy(spec, messages, **kwargs):
+        sizes.append(len(messages))
+        return republish(spec, messages, **kwargs)
+
+    monkeypatch.setattr(queue, "republish", spy)
+    return sizes
+
+
+def test_a_replay_publishes_in_chunks_of_the_configured_size(queue, docs, operator, settings, published_batches):
+    settings.REPLAY_CHUNK_SIZE = 2
+    rows = _rows(docs, 5)
+    selection = DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable")
+    done = _run(_replay(operator, selection, velocity=1000))
+    assert done.state == ActionState.SUCCEEDED and done.progress_done == 5
+    assert published_batches == [2, 2, 1]
+    assert sorted(m.attributes[ATTR_REPLAY_OF] for m in waiting(queue, docs)) == sorted(r.message_id for r in rows)
+    assert DeadLetter.objects.filter(status=DeadLetterStatus.REPLAYED, replay_count=1).count() == 5
+    assert {step.result["message_id"] for step in done.steps.all()} == set(
+        DeadLetter.objects.values_list("replayed_message_id", flat=True)
+    )
+
+
+def test_a_message_the_queue_refuses_fails_alone_in_its_chunk(queue, docs, operator, published_batches):
+    first, bad, last = _rows(docs, 3)
+    DeadLetter.objects.filter(pk=bad.pk).update(attributes={"k" * 300: "too long a key for Pub/Sub"})
+    selection = DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable")
+    done = _run(_replay(operator, selection, velocity=1000))
+    assert done.state == ActionState.PARTIALLY_FAILED and (done.progress_done, done.progress_failed) == (2, 1)
+    failed = done.steps.get(state=StepState.FAILED)
+    assert failed.key == bad.message_id and "over Pub/Sub's limit" in failed.error
+    assert sorted(m.attributes[ATTR_REPLAY_OF] for m in waiting(queue, docs)) == sorted(
+        [first.message_id, last.message_id]
+    )
+    assert DeadLetter.objects.get(pk=bad.pk).status == DeadLetterStatus.NEW
+
+
+def test_cancel_stops_a_replay_between_chunks(queue, docs, operator):
     _rows(docs, 3)
-    action = _replay(operator, DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable"), velocity=100)
+    # At 2 messages/s a chunk is one message.
+    action = _replay(operator, DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable"), velocity=2)
 
     def sleep(_seconds):
         if not Action.objects.get(pk=action.pk).cancel_requested:
@@ -184,20 +229,21 @@ def test_a_filter_replay_takes_only_what_matched_when_it_was_asked_for(queue, do
 
 
 class CrashAfterPublishing(services.ReplayHandler):
-    """Dies right after publishing the second message, before its step is recorded."""
+    """Dies right after publishing the second chunk, before its steps are recorded."""
 
     calls = 0
 
-    def run_step(self, action, step):
-        result = super().run_step(action, step)
+    def run_steps(self, action, steps):
+        outcomes = super().run_steps(action, steps)
         CrashAfterPublishing.calls += 1
         if CrashAfterPublishing.calls == 2:
             raise SystemExit  # a killed worker: nothing after this line runs
-        return result
+        return outcomes
 
 
 @pytest.fixture
-def crashing_handler():
+def crashing_handler(settings):
+    settings.REPLAY_CHUNK_SIZE = 2
     original = engine.handler_for("replay")
     CrashAfterPublishing.calls = 0
     engine.register_handler(CrashAfterPublishing())
@@ -206,21 +252,21 @@ def crashing_handler():
 
 
 def test_a_crash_mid_replay_then_resume_publishes_each_message_exactly_once(queue, docs, operator, crashing_handler):
-    rows = _rows(docs, 4)
+    rows = _rows(docs, 5)
     action = _replay(operator, DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable"))
     with pytest.raises(SystemExit):
         _run(action)
     action.refresh_from_db()
-    assert action.state == ActionState.RUNNING and action.progress_done == 1
+    assert action.state == ActionState.RUNNING and action.progress_done == 2
     # The worker is gone; once its heartbeat is stale the resume tick hands the action to another.
     Action.objects.filter(pk=action.pk).update(heartbeat_at=timezone.now() - engine.STALE_AFTER * 2)
     assert engine.actions_resume(now=timezone.now()) == [action.pk]
     done = _run(action)
-    assert done.state == ActionState.SUCCEEDED and done.progress_done == 4
+    assert done.state == ActionState.SUCCEEDED and done.progress_done == 5
     published = waiting(queue, docs)
     assert sorted(m.attributes[ATTR_REPLAY_OF] for m in published) == sorted(r.message_id for r in rows)
-    assert len(published) == 4
-    assert DeadLetter.objects.filter(status=DeadLetterStatus.REPLAYED, replay_count=1).count() == 4
+    assert len(published) == 5
+    assert DeadLetter.objects.filter(status=DeadLetterStatus.REPLAYED, replay_count=1).count() == 5
 
 
 def test_edit_and_replay_validates_keeps_the_original_and_publishes_the_edit(queue, docs, operator):

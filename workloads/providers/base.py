@@ -269,7 +269,8 @@ class Queue(ABC):
     ) -> list[str]:
         """Publish to the class topic at most `velocity` messages per second (None = no cap),
         calling `on_published(index, message_id)` after each so the caller can record progress
-        as it goes. Returns the message ids in input order."""
+        as it goes (also for those published before a failure, which is raised after). Without a
+        cap the messages go out together, as one batch. Returns the message ids in input order."""
 
     @abstractmethod
     def seek(self, spec: QueueSpec, *, to_time: datetime | None = None, to_snapshot: str | None = None) -> None:

@@ -7,7 +7,9 @@ engine owns everything else, identically for every kind:
   broker is down the action simply stays pending and `actions_resume` picks it up later.
 - `action_run` claims with a conditional UPDATE (two workers never run one action), plans once,
   then runs pending steps in order, recording each step's result before starting the next, so a
-  crashed worker's action is resumed by the next without repeating finished steps.
+  crashed worker's action is resumed by the next without repeating finished steps. A handler
+  that can do many steps in one go (a replay publishes a chunk of messages as one batch) takes
+  them in chunks (`chunk_size`); a chunk's results are recorded together.
 - Transient provider errors release the claim and propagate, so the Celery task retries with
   backoff; permanent ones fail only that step with a readable message, and the action ends
   succeeded, partially failed or failed with a per-target summary.
@@ -26,10 +28,11 @@ from datetime import datetime, timedelta
 
 from celery import current_app
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from workloads.errors import ApplicationError
+from workloads.fastinsert import insert_rows, update_rows
 from workloads.models import Action, ActionState, ActionStep, AuditResult, StepState, WorkloadClass
 from workloads.models.actions import FINAL_ACTION_STATES
 from workloads.providers.base import ProviderError
@@ -60,9 +63,14 @@ class ActionHandler:
     # what makes a step exactly-once); False for slow cloud calls such as waiting on an LRO.
     atomic_steps: bool = False
 
-    # Minimum seconds between two steps (a velocity cap), read from the action's parameters.
+    # Minimum seconds between two steps (a velocity cap), read from the action's parameters. With
+    # chunks, the engine waits this long per step of the previous chunk before the next one.
     def step_interval(self, action: Action) -> float:
         return 0.0
+
+    # How many steps `run_steps` is given at once.
+    def chunk_size(self, action: Action) -> int:
+        return 1
 
     def plan(self, action: Action) -> list[PlannedStep]:
         raise NotImplementedError
@@ -70,6 +78,12 @@ class ActionHandler:
     def run_step(self, action: Action, step: ActionStep) -> dict:
         """Do one step; return its result (JSON). Raise ProviderError or ApplicationError to fail."""
         raise NotImplementedError
+
+    def run_steps(self, action: Action, steps: list[ActionStep]) -> list[dict | ApplicationError | ProviderError]:
+        """Do a chunk of steps (see `chunk_size`); return one outcome per step, in order: its result,
+        or the ApplicationError or permanent ProviderError that failed that step alone. Raising
+        fails the whole chunk (a transient ProviderError gives the action back, as for one step)."""
+        return [self.run_step(action, step) for step in steps]
 
     def finish(self, action: Action) -> None:
         """Called once when every step has an outcome (before the final state is saved)."""
@@ -166,7 +180,6 @@ def _claim(action_id: int, *, worker: str, now: datetime) -> bool:
 
 
 def _claimable_q(now: datetime):
-    from django.db.models import Q
 
     due = Q(not_before__isnull=True) | Q(not_before__lte=now)
     return (Q(state=ActionState.PENDING) & due) | Q(state=ActionState.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
@@ -178,59 +191,74 @@ def _plan(action: Action, handler: ActionHandler) -> None:
         if locked.planned:
             return
         steps = handler.plan(locked)
-        ActionStep.objects.bulk_create(
-            [ActionStep(action=locked, position=i, key=s.key[:255], payload=s.payload) for i, s in enumerate(steps)]
+        insert_rows(  # a replay plans thousands of steps: bulk_create would take a second of Python
+            ActionStep,
+            ["action", "position", "key", "payload", "state", "result", "error"],
+            [(locked.pk, i, s.key[:255], s.payload, StepState.PENDING, {}, "") for i, s in enumerate(steps)],
         )
         Action.objects.filter(pk=locked.pk).update(planned=True, progress_total=len(steps), started_at=timezone.now())
 
 
-def _record_step(action: Action, step: ActionStep, *, state: str, result: dict | None, error: str) -> None:
+def _record_steps(action: Action, steps: list[ActionStep], outcomes: list) -> None:
+    """Record each step's outcome (a result dict, or the error that failed it) and the progress."""
     now = timezone.now()
-    updated = ActionStep.objects.filter(pk=step.pk, state=StepState.PENDING).update(
-        state=state, result=result or {}, error=error[:2000], finished_at=now
-    )
-    if updated != 1:
-        # Someone else recorded it (a duplicate run): roll back our effect in atomic steps.
+    rows = [
+        (step.pk, StepState.FAILED, {}, outcome.message[:2000], now)
+        if isinstance(outcome, Exception)
+        else (step.pk, StepState.DONE, outcome or {}, "", now)
+        for step, outcome in zip(steps, outcomes, strict=True)
+    ]
+    fields = ["state", "result", "error", "finished_at"]
+    if update_rows(ActionStep, fields, rows, where={"state": StepState.PENDING}) != len(rows):
+        # Someone else recorded them (a duplicate run): roll back ours (and our effect in atomic steps).
         raise _StepAlreadyRecorded()
-    counter = "progress_done" if state == StepState.DONE else "progress_failed"
-    Action.objects.filter(pk=action.pk).update(**{counter: F(counter) + 1, "heartbeat_at": now})
+    failed = sum(row[1] == StepState.FAILED for row in rows)
+    Action.objects.filter(pk=action.pk).update(
+        progress_done=F("progress_done") + len(steps) - failed,
+        progress_failed=F("progress_failed") + failed,
+        heartbeat_at=now,
+    )
 
 
 class _StepAlreadyRecorded(Exception):
     pass
 
 
-def _run_one(action: Action, handler: ActionHandler, step: ActionStep) -> None:
+def _run_chunk(action: Action, handler: ActionHandler, steps: list[ActionStep]) -> None:
     try:
         if handler.atomic_steps:
             with transaction.atomic():
-                result = handler.run_step(action, step)
-                _record_step(action, step, state=StepState.DONE, result=result, error="")
+                outcomes = handler.run_steps(action, steps)
+                _record_steps(action, steps, outcomes)
         else:
-            result = handler.run_step(action, step)
+            outcomes = handler.run_steps(action, steps)
             with transaction.atomic():
-                _record_step(action, step, state=StepState.DONE, result=result, error="")
+                _record_steps(action, steps, outcomes)
     except _StepAlreadyRecorded:
         return
     except ProviderError as exc:
         if not exc.permanent:
             raise
         with transaction.atomic():
-            _record_step(action, step, state=StepState.FAILED, result=None, error=exc.message)
+            _record_steps(action, steps, [exc] * len(steps))
     except ApplicationError as exc:
         with transaction.atomic():
-            _record_step(action, step, state=StepState.FAILED, result=None, error=exc.message)
+            _record_steps(action, steps, [exc] * len(steps))
 
 
 def _summary(action: Action, handler: ActionHandler) -> tuple[str, str]:
-    steps = list(action.steps.all())
-    failed = [s for s in steps if s.state == StepState.FAILED]
-    done = [s for s in steps if s.state == StepState.DONE]
+    # Counted in the database and only the first failures read: a replay can have many steps.
+    counts = action.steps.aggregate(
+        total=Count("pk"),
+        done=Count("pk", filter=Q(state=StepState.DONE)),
+        failed=Count("pk", filter=Q(state=StepState.FAILED)),
+    )
+    done, failed = counts["done"], counts["failed"]
     if not failed:
         return ActionState.SUCCEEDED, ""
-    outcome = handler.describe_outcome(action, done=len(done), failed=len(failed), total=len(steps))
-    details = "; ".join(handler.describe_failure(s) for s in failed[:5])
-    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+    outcome = handler.describe_outcome(action, done=done, failed=failed, total=counts["total"])
+    details = "; ".join(handler.describe_failure(s) for s in action.steps.filter(state=StepState.FAILED)[:5])
+    more = f" (and {failed - 5} more)" if failed > 5 else ""
     if not done:
         return ActionState.FAILED, f"{outcome}: {details}{more}"
     return ActionState.PARTIALLY_FAILED, f"{outcome}; {details}{more}"
@@ -301,19 +329,21 @@ def _run_claimed(action_id: int, worker: str, sleep: Callable[[float], None]) ->
     try:
         _plan(action, handler)
         interval = handler.step_interval(action)
-        first = True
+        size = max(1, handler.chunk_size(action))
+        previous = 0  # steps in the chunk before: the velocity cap waits `interval` for each
         while True:
-            step = ActionStep.objects.filter(action=action, state=StepState.PENDING).order_by("position").first()
-            if step is None:
+            pending = ActionStep.objects.filter(action=action, state=StepState.PENDING).order_by("position")
+            steps = list(pending[:size])
+            if not steps:
                 break
-            if interval and not first:
-                sleep(interval)
-            first = False
+            if interval and previous:
+                sleep(interval * previous)
+            previous = len(steps)
             action.refresh_from_db(fields=["cancel_requested"])
             if action.cancel_requested:
                 ActionStep.objects.filter(action=action, state=StepState.PENDING).update(state=StepState.SKIPPED)
                 return _finish(action, handler, state=ActionState.CANCELLED, error="Cancelled on request.")
-            _run_one(action, handler, step)
+            _run_chunk(action, handler, steps)
         return _finish(action, handler)
     except ProviderError as exc:
         # Transient: give the action back so the task's retry (or the resume loop) claims it again.

@@ -7,19 +7,20 @@ same message ids and upserts nothing twice. A replayed message carries `cp-repla
 first dead-letter message id), so when it fails again its new dead-letter copy updates that row
 (count, last seen, error) instead of making a new one.
 
-Replay. A named replay is an Action of kind `replay` whose steps are dead-letter rows. Each step,
-in one transaction, locks its row, checks the loop guard, republishes one message to the class's
-topic (original attributes without the dead-letter and error ones, the idempotency key, the replay
-counter plus one) and marks the row replayed with the new message id.
+Replay. A named replay is an Action of kind `replay` whose steps are dead-letter rows, run in chunks
+(at most REPLAY_CHUNK_SIZE, and half a second of messages at the velocity cap). Each chunk reads
+its rows, checks the loop guard, republishes their messages to the class's topic as one batch
+(original attributes without the dead-letter and error ones, the idempotency key, the replay
+counter plus one) and marks the rows replayed with their new message ids.
 
 - Local provider: the publish is a row insert on the same database connection, so it commits or
-  rolls back together with the step's record: a crash at any point publishes each message exactly
-  once.
-- Pub/Sub: the publish cannot join the transaction. A worker that dies after Pub/Sub accepted the
-  message but before the step committed leaves the step pending, and the resumed action publishes
-  that one message again (at most one duplicate per crash, with the same idempotency key). The
-  worker kit acks a message whose idempotency key already completed without running its handler,
-  and its result rows are unique per key for successes, so the duplicate is absorbed.
+  rolls back together with the chunk's record: a crash at any point publishes each message
+  exactly once.
+- Pub/Sub: the publish cannot join the transaction. A worker that dies after Pub/Sub accepted a
+  chunk but before its rows were marked leaves its steps pending, and the resumed action publishes
+  that chunk again (at most one chunk of duplicates per crash, with the same idempotency keys).
+  The worker kit acks a message whose idempotency key already completed without running its
+  handler, and its result rows are unique per key for successes, so the duplicates are absorbed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from workloads.errors import ApplicationError, NotFoundError
+from workloads.fastinsert import update_rows
 from workloads.ingestion import canonical_json, hostile_input_error, normalize_and_validate
 from workloads.models import (
     Action,
@@ -88,6 +90,8 @@ DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
 DEFAULT_REPLAY_VELOCITY = 50.0  # messages per second
 MIN_REPLAY_VELOCITY, MAX_REPLAY_VELOCITY = 0.1, 1000.0
 MAX_SELECTED_IDS = 1000
+# A replay publishes its messages in chunks of at most this many seconds at its velocity cap.
+REPLAY_CHUNK_SECONDS = 0.5
 
 
 def fallback_signature(error_type: str) -> str:
@@ -612,16 +616,63 @@ def dead_letter_edit_and_replay(
     )
 
 
+def _replayed(row: DeadLetter) -> dict:
+    return {"message_id": row.replayed_message_id, "replay_count": row.replay_count, "edited": row.is_edited}
+
+
+def _mark_replayed(action: Action, published: list[tuple[DeadLetter, str]]) -> None:
+    if not published:
+        return
+    now = timezone.now()
+    for row, message_id in published:
+        row.status = DeadLetterStatus.REPLAYED
+        row.replayed_message_id = message_id
+        row.replayed_at = now
+        row.replay_action = action
+        row.replay_count += 1
+    update_rows(
+        DeadLetter,
+        ["status", "replayed_message_id", "replayed_at", "replay_action", "replay_count"],
+        [(row.pk, row.status, message_id, now, action.pk, row.replay_count) for row, message_id in published],
+    )
+
+
+def _republish(action: Action, rows: list[DeadLetter]) -> list[dict | ProviderError]:
+    """Publish the rows' messages as one batch and mark the published rows replayed; one outcome
+    per row. A transient failure propagates (the action is given back and retried) once the rows
+    that were published are marked, so the retry does not publish them again."""
+    published: dict[int, str] = {}  # position in rows -> message id, as the queue accepts them
+    failure: ProviderError | None = None
+    try:
+        get_providers().queue.republish(
+            queue_spec(rows[0].workload_class),
+            [replay_message(row) for row in rows],
+            on_published=published.__setitem__,
+        )
+    except ProviderError as exc:
+        if not exc.permanent:
+            raise
+        failure = exc
+    finally:
+        _mark_replayed(action, [(rows[n], message_id) for n, message_id in published.items()])
+    if failure is None:
+        return [_replayed(row) for row in rows]
+    if len(rows) == 1:
+        return [failure]
+    # A message refused for good (too large, say) must not fail the others: one at a time.
+    return [_replayed(row) if n in published else _republish(action, [row])[0] for n, row in enumerate(rows)]
+
+
 class ReplayHandler(ActionHandler):
     kind = ActionKind.REPLAY
 
     @property
     def atomic_steps(self) -> bool:
-        """The publish and the row's "replayed" mark commit together where the publish is a write
+        """The publish and the rows' "replayed" mark commit together where the publish is a write
         to our own database (the local provider: exactly once). A publish over the network
-        (Pub/Sub) never runs inside a transaction: the row is marked in a transaction of its own
-        right after it, and a crash in between republishes that one message (same idempotency
-        key, which the worker kit's completed-key check absorbs)."""
+        (Pub/Sub) never runs inside a transaction: the rows are marked in a statement of their own
+        right after it, and a crash in between republishes that chunk (same idempotency keys,
+        which the worker kit's completed-key check absorbs)."""
         return get_providers().queue.publish_joins_transaction
 
     def step_interval(self, action: Action) -> float:
@@ -641,32 +692,45 @@ class ReplayHandler(ActionHandler):
             for pk, message_id in rows.order_by("last_seen", "pk").values_list("pk", "message_id")
         ]
 
-    def run_step(self, action: Action, step: ActionStep) -> dict:
-        rows = DeadLetter.objects.select_related("workload_class").filter(pk=step.payload["dead_letter_id"])
-        if transaction.get_connection().in_atomic_block:  # an atomic step: hold the row until the commit
-            rows = rows.select_for_update(of=("self",))
-        row = rows.first()
-        if row is None:
-            raise ApplicationError("The dead letter no longer exists (its class was deleted).")
-        if row.status == DeadLetterStatus.REPLAYED and row.replay_action_id == action.pk:
-            # This action published and marked it, then died before recording the step (on Pub/Sub
-            # those are separate transactions): done already, not to be published again.
-            return {"message_id": row.replayed_message_id, "replay_count": row.replay_count, "edited": row.is_edited}
-        refusal = replay_refusal(row, action=action)
-        if refusal:
-            raise ApplicationError(refusal)
-        message = replay_message(row)
-        [message_id] = get_providers().queue.republish(queue_spec(row.workload_class), [message])
-        now = timezone.now()
-        with transaction.atomic():
-            DeadLetter.objects.filter(pk=row.pk).update(
-                status=DeadLetterStatus.REPLAYED,
-                replayed_message_id=message_id,
-                replayed_at=now,
-                replay_action=action,
-                replay_count=row.replay_count + 1,
-            )
-        return {"message_id": message_id, "replay_count": row.replay_count + 1, "edited": row.is_edited}
+    def chunk_size(self, action: Action) -> int:
+        """At most REPLAY_CHUNK_SECONDS of messages at the velocity cap (and REPLAY_CHUNK_SIZE): the
+        engine waits for the chunk's share of the cap before the next one, so a chunk is the cap's
+        largest burst."""
+        velocity = float(action.parameters.get("velocity") or MAX_REPLAY_VELOCITY)
+        return max(1, min(settings.REPLAY_CHUNK_SIZE, int(velocity * REPLAY_CHUNK_SECONDS)))
+
+    def run_steps(self, action: Action, steps: list[ActionStep]) -> list[dict | ApplicationError]:
+        """Publish a chunk's messages as one batch (the client's batching, futures awaited
+        together), then mark their rows replayed, all in one statement per table."""
+        workload_class = action.workload_class
+        rows = DeadLetter.objects.filter(
+            workload_class=workload_class, pk__in=[step.payload["dead_letter_id"] for step in steps]
+        )
+        if transaction.get_connection().in_atomic_block:  # atomic steps: hold the rows until the commit
+            rows = rows.select_for_update().order_by("pk")
+        by_id = {}
+        for row in rows:
+            row.workload_class = workload_class  # the action's, read once (not once per row)
+            by_id[row.pk] = row
+        outcomes: list = [None] * len(steps)
+        to_publish: list[tuple[int, DeadLetter]] = []
+        for index, step in enumerate(steps):
+            row = by_id.get(step.payload["dead_letter_id"])
+            if row is None:
+                outcomes[index] = ApplicationError("The dead letter no longer exists (its class was deleted).")
+            elif row.status == DeadLetterStatus.REPLAYED and row.replay_action_id == action.pk:
+                # This action published and marked it, then died before recording the step (on
+                # Pub/Sub those are separate transactions): done already, not to be published again.
+                outcomes[index] = _replayed(row)
+            elif refusal := replay_refusal(row, action=action):
+                outcomes[index] = ApplicationError(refusal)
+            else:
+                to_publish.append((index, row))
+        if to_publish:
+            chunk_outcomes = _republish(action, [row for _, row in to_publish])
+            for (index, _), outcome in zip(to_publish, chunk_outcomes, strict=True):
+                outcomes[index] = outcome
+        return outcomes
 
     def finish(self, action: Action) -> None:
         Action.objects.filter(pk=action.pk).update(

@@ -371,8 +371,18 @@ class PubSubQueue(Queue):
     ) -> list[str]:
         return self._publish(topic or spec.topic, messages, deadline=deadline)
 
-    def _publish(self, topic: str, messages: Sequence[OutboundMessage], *, deadline: float | None = None) -> list[str]:
-        """With a `deadline` (a caller that must answer in time, e.g. an ingestion request) the
+    def _publish(
+        self,
+        topic: str,
+        messages: Sequence[OutboundMessage],
+        *,
+        deadline: float | None = None,
+        on_published: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
+        """`on_published(index, message_id)` is called for each message Pub/Sub accepted, also
+        when others of the batch failed (the failure is raised after).
+
+        With a `deadline` (a caller that must answer in time, e.g. an ingestion request) the
         library's retries stop at it too, so a publish given up on rarely lands later; when one
         does, its key was released by the caller and the worker kit's completed-key check skips
         the second copy."""
@@ -413,9 +423,11 @@ class PubSubQueue(Queue):
         failure: BaseException | None = None
         paused_keys: set[str] = set()
         give_up_at = time.monotonic() + wait  # one wait for the whole batch, not one per message
-        for message, future in zip(messages, futures, strict=True):
+        for index, (message, future) in enumerate(zip(messages, futures, strict=True)):
             try:
                 ids.append(future.result(timeout=max(0.0, give_up_at - time.monotonic())))
+                if on_published:
+                    on_published(index, ids[-1])
             except FutureTimeoutError:
                 failure = failure or ProviderError(
                     f"Publishing to {topic} did not complete within {wait:g} s; Pub/Sub may be unavailable.",
@@ -451,11 +463,8 @@ class PubSubQueue(Queue):
         on_published: Callable[[int, str], None] | None = None,
     ) -> list[str]:
         if not velocity:
-            ids = self._publish(spec.topic, messages)
-            if on_published:
-                for index, message_id in enumerate(ids):
-                    on_published(index, message_id)
-            return ids
+            # All at once: the client batches them and the futures are awaited together.
+            return self._publish(spec.topic, messages, on_published=on_published)
         # One at a time on a fixed schedule, so the cap holds and progress is exact after a crash.
         interval = 1.0 / velocity
         started = time.monotonic()
