@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from django import forms
+from django.core import validators
 from django.core.exceptions import ValidationError
 
 from workloads.ingestion import MAX_NESTING_DEPTH
@@ -251,6 +252,23 @@ class PauseForm(forms.Form):
         super().__init__(*args, **kwargs)
         field = self.fields["expires_in_minutes"]
         field.choices = expiry_choices(retention_seconds=retention_seconds, default_minutes=default_minutes)
+        field.initial = default_minutes
+
+
+class OverrideForm(forms.Form):
+    """A manual instance count for a set time: a hold like a pause, at a count."""
+
+    instances = forms.IntegerField(label="Instances", min_value=1)
+    reason = forms.CharField(label="Reason", max_length=2000)
+    expires_in_minutes = ExpiryField()
+
+    def __init__(self, *args, max_instances: int, default_minutes: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["instances"].max_value = max_instances
+        self.fields["instances"].validators.append(validators.MaxValueValidator(max_instances))
+        self.fields["instances"].widget.attrs["max"] = max_instances
+        field = self.fields["expires_in_minutes"]
+        field.choices = expiry_choices(default_minutes=default_minutes)
         field.initial = default_minutes
 
 

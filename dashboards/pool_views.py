@@ -14,12 +14,13 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.roles import Role
-from dashboards.oncall_forms import ExtendForm, PauseForm, SeekForm, SnapshotForm
+from dashboards.oncall_forms import ExtendForm, OverrideForm, PauseForm, SeekForm, SnapshotForm
 from dashboards.rendering import login_required_htmx
 from dashboards.rendering import require_role as _require_role
 from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, DeadLetterStatus, PoolHold, WorkloadClass
 from workloads.providers.base import ProviderError
+from workloads.selectors.fleet import hold_summary
 from workloads.selectors.scaling import pool_control_of
 from workloads.selectors.subscriptions import class_snapshots, snapshot_short_name
 from workloads.services import incidents as incident_services
@@ -39,7 +40,7 @@ def _default_minutes() -> int:
     return settings.INCIDENT_DEFAULT_EXPIRY_MINUTES
 
 
-def pool_context(workload_class: WorkloadClass, *, pause_form=None, extend_form=None) -> dict:
+def pool_context(workload_class: WorkloadClass, *, pause_form=None, extend_form=None, override_form=None) -> dict:
     """What the pool panel shows: the pause in force (or the last one), the action moving the
     pool, and the controller's view of it."""
     hold = (
@@ -59,11 +60,16 @@ def pool_context(workload_class: WorkloadClass, *, pause_form=None, extend_form=
         "workload_class": workload_class,
         "hold": hold,
         "paused": hold is not None and hold.is_open,
+        "hold_summary": hold_summary(hold) if hold is not None and hold.is_open else "",
         "moving": moving,
         "control": pool_control_of(workload_class),
         "pause_form": pause_form
         or PauseForm(retention_seconds=retention, default_minutes=_default_minutes(), auto_id="pause_%s"),
         "extend_form": extend_form or ExtendForm(default_minutes=_default_minutes(), auto_id="extend_%s"),
+        "override_form": override_form
+        or OverrideForm(
+            max_instances=workload_class.max_instances, default_minutes=_default_minutes(), auto_id="override_%s"
+        ),
     }
 
 
@@ -170,6 +176,40 @@ def class_resume(request, slug: str):
             messages.success(request, f"Resuming {workload_class.slug}: its pool is being restored.")
         else:
             messages.info(request, f"{workload_class.slug} is not paused; nothing new was done.")
+    return _pool_response(request, workload_class)
+
+
+@require_POST
+@login_required_htmx
+def class_override(request, slug: str):
+    """Hold the pool at a count for a set time (a pause at a count): the API's
+    `POST classes/<slug>/pause` with `instances`."""
+    _require_role(request, Role.OPERATOR)
+    workload_class = _class_or_404(slug)
+    form = OverrideForm(
+        request.POST,
+        max_instances=workload_class.max_instances,
+        default_minutes=_default_minutes(),
+        auto_id="override_%s",
+    )
+    if not form.is_valid():
+        return _pool_response(request, workload_class, status=400, override_form=form)
+    try:
+        result = incident_services.pool_pause(
+            workload_class=workload_class,
+            actor=request.user,
+            reason=form.cleaned_data["reason"],
+            expires_in=timedelta(minutes=form.cleaned_data["expires_in_minutes"]),
+            instances=form.cleaned_data["instances"],
+        )
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        return _pool_response(request, workload_class, status=400, override_form=form)
+    count = form.cleaned_data["instances"]
+    if result.changed:
+        messages.success(request, f"Holding {workload_class.slug} at {count} instance{'s' if count != 1 else ''}.")
+    else:
+        messages.info(request, f"{workload_class.slug} is already held; nothing new was done.")
     return _pool_response(request, workload_class)
 
 

@@ -22,6 +22,7 @@ urlpatterns = [
     # A class's pool and subscription
     path("classes/<slug:slug>/pool/", pool_views.class_pool, name="class-pool"),
     path("classes/<slug:slug>/pause/", pool_views.class_pause, name="class-pause"),
+    path("classes/<slug:slug>/override/", pool_views.class_override, name="class-override"),
     path("classes/<slug:slug>/resume/", pool_views.class_resume, name="class-resume"),
     path("classes/<slug:slug>/pause/extend/", pool_views.class_pause_extend, name="class-pause-extend"),
     path("classes/<slug:slug>/scaling/take-over/", pool_views.class_take_over, name="class-take-over"),

@@ -18,6 +18,11 @@ A busy pool drains its backlog as fast as it arrives, so one sample can read 0 w
 Sizing by that sample alone would take a working pool to zero and leave the next arrivals waiting
 for a scale-up; so a pool that completed work in the last few minutes keeps at least one instance
 (where the bounds allow one).
+
+The queue's age is read too: older than the drain target while the backlog asks for no more, the
+workers are either idle (the oldest messages are waiting out retries: more instances would not
+help) or busy with work the backlog undercounts (one more step). And a pool whose workers do no
+work at all (workloads.health: crash-looping, stuck, no handler) gets no more instances.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ class DecisionInputs:
     last_change_at: datetime | None = None  # when we last set the pool
     held: bool = False  # paused by incident mode or on its own
     recent_work: float | None = None  # jobs completed or failed in the last few minutes (None: unknown)
+    recent_work_seconds: float = 300.0  # the span `recent_work` covers
+    unhealthy: str = ""  # why the pool is unhealthy ("crash-looping", ...; workloads.health), else ""
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,36 @@ class Decision:
     target: int  # what the class should run now
     change: bool  # whether to scale the pool to `target` now
     reason: str  # why the target is what it is (recorded on the Action)
-    blocked_by: str = ""  # "", "hysteresis", "cooldown", "held" or "unchanged"
+    blocked_by: str = ""  # "", "hysteresis", "cooldown", "held", "unhealthy" or "unchanged"
+
+
+# Below this share of the pool's capacity (completions and failures over the recent span) the
+# workers count as idle: an old queue with idle workers is waiting out retries, not capacity.
+IDLE_UTILISATION = 0.5
+
+
+def _queue_age_note(inputs: DecisionInputs, target: int, settings: ScalingSettings) -> tuple[int, str]:
+    """Read the queue age as well as the backlog. A queue older than the drain target that the
+    backlog alone would not scale for is either waiting out retries (the oldest messages fail and
+    back off: poison) while the workers idle, and more instances would not help; or the workers
+    are busy with slow work the backlog undercounts, and one more step of instances does."""
+    age, current = inputs.queue_age_seconds, inputs.current
+    if age is None or age <= inputs.drain_target_seconds or target > current or current == 0:
+        return target, ""
+    if inputs.recent_work is None or inputs.unhealthy:
+        return target, ""  # unknown work, or workers that do none at all: health says why
+    capacity = current * inputs.throughput_per_instance * inputs.recent_work_seconds
+    utilisation = inputs.recent_work / capacity if capacity > 0 else 0.0
+    over = f"queue age {age:.0f} s is over the {inputs.drain_target_seconds:g} s drain target"
+    if utilisation < IDLE_UTILISATION:
+        return target, (
+            f"; {over} but the workers are idle ({utilisation:.0%} of capacity): the oldest messages are "
+            "waiting out retries (poison?), more instances would not help"
+        )
+    if current >= inputs.bounds.max_instances:
+        return target, f"; {over} with the workers busy ({utilisation:.0%} of capacity), at the max"
+    stepped = min(inputs.bounds.max_instances, current + hysteresis_band(current, settings.hysteresis))
+    return stepped, f"; {over} with the workers busy ({utilisation:.0%} of capacity): one more instance"
 
 
 def scaling_decision(inputs: DecisionInputs, settings: ScalingSettings = ScalingSettings()) -> Decision:
@@ -118,7 +154,16 @@ def scaling_decision(inputs: DecisionInputs, settings: ScalingSettings = Scaling
         reason += f" ({_bounds_label(bounds)}: max {bounds.max_instances})"
     elif target == bounds.min_instances:
         reason += f" ({_bounds_label(bounds)}: min {bounds.min_instances})"
+    target, note = _queue_age_note(inputs, target, settings)
+    reason += note
 
+    if inputs.unhealthy and target > current:
+        return Decision(
+            current,
+            False,
+            f"{reason}; not scaling up: the pool is unhealthy ({inputs.unhealthy}), more instances would not help",
+            blocked_by="unhealthy",
+        )
     if target == current:
         return Decision(target, False, reason, blocked_by="unchanged")
     if current == 0:

@@ -12,7 +12,15 @@ from rest_framework.views import APIView
 
 from controlplane.roles import Role
 from workloads.api.choices import ChoiceField
-from workloads.models import IncidentEndReason, IncidentMode, PoolControl, PoolHold, RestoreRule, WorkloadClass
+from workloads.models import (
+    IncidentEndReason,
+    IncidentMode,
+    PoolControl,
+    PoolHold,
+    RestoreRule,
+    UnhealthyCause,
+    WorkloadClass,
+)
 from workloads.selectors import comparison as comparison_selectors
 from workloads.selectors import incidents as incident_selectors
 from workloads.selectors import scaling as scaling_selectors
@@ -73,6 +81,7 @@ class PoolHoldSerializer(serializers.ModelSerializer):
             "workload_class",
             "incident",
             "state",
+            "hold_count",
             "reason",
             "expires_at",
             "previous_count",
@@ -252,14 +261,22 @@ def _pause_body(workload_class, hold, *, changed: bool, warnings: list[str]) -> 
 
 class ClassPauseView(APIView):
     """Pause one class's worker pool (0 instances) until resumed or expired, with the same restore
-    rule as incident mode. Pausing a paused class returns its pause (`changed: false`); resuming
-    is safe to retry. A class paused by incident mode can be resumed on its own."""
+    rule as incident mode; with `instances` > 0, hold it at that count instead (a manual override:
+    the controller leaves the pool alone until it ends). Pausing a paused class returns its pause
+    (`changed: false`); resuming is safe to retry. A class paused by incident mode can be resumed
+    on its own."""
 
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
 
     class ClassPauseSerializer(ExpiryInputSerializer):
         reason = serializers.CharField(max_length=2000)
+        instances = serializers.IntegerField(
+            required=False,
+            default=0,
+            min_value=0,
+            help_text="0 (default) pauses; more holds the pool at this count (at most the class's max_instances).",
+        )
 
     class ClassResumeSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
@@ -290,6 +307,7 @@ class ClassPauseView(APIView):
             actor=request.user,
             reason=data.validated_data["reason"],
             expires_in=_minutes(data.validated_data.get("expires_in_minutes")),
+            instances=data.validated_data["instances"],
         )
         return Response(
             _pause_body(workload_class, result.hold, changed=result.changed, warnings=result.warnings),
@@ -333,6 +351,8 @@ class ClassPauseView(APIView):
 class PoolControlSerializer(serializers.ModelSerializer):
     workload_class = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     drifted = serializers.BooleanField(source="is_drifted", read_only=True)
+    # Declared: a read-only model field loses allow_blank, and "" (healthy) is a value.
+    health_cause = ChoiceField(choices=UnhealthyCause.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = PoolControl
@@ -353,14 +373,21 @@ class PoolControlSerializer(serializers.ModelSerializer):
             "last_decided_at",
             "takeover_by_label",
             "takeover_at",
+            "health",
+            "health_cause",
+            "health_detail",
+            "health_since",
+            "health_checked_at",
         ]
         read_only_fields = [f for f in fields if f != "controller_enabled"]
 
 
 class ClassScalingView(APIView):
     """The scaling controller's view of one class's pool: what it last set and saw, its target and
-    why, and drift (someone else changed the pool; the controller leaves it alone until an operator
-    takes over). PATCH turns the controller on or off for the class."""
+    why, drift (someone else changed the pool; the controller leaves it alone until an operator
+    takes over) and worker health (`unhealthy`: instances run and a backlog waits but no worker
+    reports arrive; `health_cause` says crash-looping, no handler, stuck or no reports, and
+    `health_detail` gives the evidence). PATCH turns the controller on or off for the class."""
 
     read_role = Role.VIEWER
     write_role = Role.OPERATOR

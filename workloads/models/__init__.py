@@ -23,8 +23,10 @@ from workloads.models.incidents import (
     IncidentEndReason,
     IncidentMode,
     PoolControl,
+    PoolHealth,
     PoolHold,
     RestoreRule,
+    UnhealthyCause,
 )
 from workloads.models.ingestion import IdempotencyRecord
 from workloads.models.local import (
@@ -107,6 +109,7 @@ __all__ = [
     "IncidentEndReason",
     "IncidentMode",
     "PoolControl",
+    "PoolHealth",
     "PoolHold",
     "RestoreRule",
     "SchedulePolicy",
@@ -116,6 +119,7 @@ __all__ = [
     "SloStatus",
     "SloKind",
     "Tier",
+    "UnhealthyCause",
     "TimeoutTier",
     "TriageAction",
     "TriageRule",

@@ -12,6 +12,7 @@ from django.db import models
 class ActionKind(models.TextChoices):
     SCALE = "scale", "Scale"
     PAUSE = "pause", "Pause"
+    OVERRIDE = "override", "Hold at a count"
     RESUME = "resume", "Resume"
     INCIDENT_ENTER = "incident_enter", "Enter incident mode"
     INCIDENT_EXIT = "incident_exit", "Exit incident mode"

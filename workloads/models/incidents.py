@@ -75,14 +75,16 @@ class RestoreRule(models.TextChoices):
 
 
 class PoolHold(models.Model):
-    """A class's worker pool held at 0 instances, by incident mode or on its own, until it is
-    resumed or expires."""
+    """A class's worker pool held at 0 instances (a pause, by incident mode or on its own) or at
+    `hold_count` instances (a manual override), until it is resumed or expires."""
 
     workload_class = models.ForeignKey("workloads.WorkloadClass", on_delete=models.CASCADE, related_name="holds")
     incident = models.ForeignKey(IncidentMode, null=True, blank=True, on_delete=models.CASCADE, related_name="holds")
     reason = models.TextField()
     expires_at = models.DateTimeField()
     state = models.CharField(max_length=10, choices=HoldState.choices, default=HoldState.ACTIVE, db_index=True)
+    # 0 for a pause; a manual override holds the pool at this many instances instead.
+    hold_count = models.PositiveIntegerField(default=0)
 
     # What the pool looked like when it was paused (the count is read by the pause step itself).
     previous_count = models.PositiveIntegerField(null=True, blank=True)
@@ -138,6 +140,24 @@ class PoolHold(models.Model):
     def is_open(self) -> bool:
         return self.state in OPEN_HOLD_STATES
 
+    @property
+    def is_override(self) -> bool:
+        return self.hold_count > 0
+
+
+class PoolHealth(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class UnhealthyCause(models.TextChoices):
+    CRASH_LOOPING = "crash_looping", "Crash-looping"
+    NO_HANDLER = "no_handler", "No handler"
+    STUCK = "stuck", "Stuck"
+    # Where worker exits cannot be seen (Cloud Run): instances run, no worker reports arrive.
+    NO_REPORTS = "no_reports", "No worker reports"
+
 
 class PoolControl(models.Model):
     """The scaling controller's memory of one class's pool: what it last set, what it last saw,
@@ -166,8 +186,23 @@ class PoolControl(models.Model):
     last_decision = models.CharField(max_length=255, blank=True)
     last_decided_at = models.DateTimeField(null=True, blank=True)
 
+    # Worker health, judged by each controller tick (workloads.health): whether the pool's
+    # instances do any work while a backlog waits, and the evidence for the verdict.
+    health = models.CharField(max_length=10, choices=PoolHealth.choices, default=PoolHealth.UNKNOWN)
+    health_cause = models.CharField(max_length=16, choices=UnhealthyCause.choices, blank=True)
+    health_detail = models.CharField(max_length=255, blank=True)
+    health_since = models.DateTimeField(null=True, blank=True, help_text="When the current health verdict began.")
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    # Since when the pool has had instances and a backlog without a break: a pool that just got
+    # work (or instances) has had no chance to report yet.
+    busy_since = models.DateTimeField(null=True, blank=True)
+
     def __str__(self) -> str:
         return f"{self.workload_class_id}: set {self.last_set_count}, seen {self.last_observed_count}"
+
+    @property
+    def is_unhealthy(self) -> bool:
+        return self.health == PoolHealth.UNHEALTHY
 
     @property
     def is_drifted(self) -> bool:

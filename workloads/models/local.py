@@ -120,6 +120,11 @@ class LocalWorkerPool(models.Model):
     last_modifier = models.CharField(max_length=150, blank=True)
     update_time = models.DateTimeField()
     created_at = models.DateTimeField()
+    # Written by runfleet when a worker exits on its own: the evidence of a crash loop. The count
+    # is of exits in a row, each after less than fleet.HEALTHY_AFTER_SECONDS of life.
+    exits_in_row = models.PositiveIntegerField(default=0)
+    last_exit_at = models.DateTimeField(null=True, blank=True)
+    last_exit_code = models.IntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name

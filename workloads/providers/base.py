@@ -298,6 +298,12 @@ class PoolState:
     last_modifier: str  # who changed the pool last (email on GCP, "controlplane" or a user locally)
     update_time: datetime | None
     message: str = ""  # the terminal condition's message when not ready
+    # Worker exits, where the provider sees them (the local fleet does; Cloud Run's API does not):
+    # exits in a row of workers that died soon after starting, and the last one's time and code.
+    exits_observed: bool = False
+    exits_in_row: int = 0
+    last_exit_at: datetime | None = None
+    last_exit_code: int | None = None
 
 
 class WorkerPools(ABC):

@@ -11,20 +11,29 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from workloads.models import Action, AuditEvent, PoolControl, PoolHold, SchedulePolicy, Tier, WorkloadClass
-from workloads.models.incidents import OPEN_HOLD_STATES
+from workloads.models.incidents import OPEN_HOLD_STATES, HoldState
 from workloads.scheduling import BoundsChange, InstanceBounds, instance_bounds, next_bounds_change
 from workloads.selectors import telemetry
+from workloads.selectors.incidents import duration_text
 from workloads.selectors.telemetry import ClassStatus, ClassTelemetryRow
+
+# The pool's own statuses, shown instead of the SLO status when they say more: an unhealthy pool
+# (its workers do no work) before anything else, a paused or held pool instead of a green OK.
+POOL_UNHEALTHY, POOL_PAUSED, POOL_HELD = "unhealthy", "paused", "held"
 
 # Worst first: sorting by status puts what needs attention at the top.
 STATUS_SEVERITY = {
-    ClassStatus.BREACHED: 0,
-    ClassStatus.AT_RISK: 1,
-    ClassStatus.STALE: 2,
-    ClassStatus.NO_DATA: 3,
-    ClassStatus.OK: 4,
+    POOL_UNHEALTHY: 0,
+    ClassStatus.BREACHED: 1,
+    ClassStatus.AT_RISK: 2,
+    ClassStatus.STALE: 3,
+    ClassStatus.NO_DATA: 4,
+    POOL_PAUSED: 5,
+    POOL_HELD: 6,
+    ClassStatus.OK: 7,
 }
 TIER_RANK = {Tier.CRITICAL: 0, Tier.STANDARD: 1, Tier.DEFERRABLE: 2}
 
@@ -40,6 +49,28 @@ class FleetRow:
     drifted: bool = False
     drift_detail: str = ""
     paused: bool = False  # a pause (on its own or by incident mode) is in force or being restored
+    hold: PoolHold | None = None  # that open hold: a pause (at 0) or a manual override (at a count)
+    unhealthy: bool = False  # the pool's workers do no work while a backlog waits (workloads.health)
+    health_detail: str = ""
+
+    @property
+    def status(self) -> str:
+        """What the status column shows: the pool's health or hold where it says more than the SLOs."""
+        live = self.live.status
+        if self.unhealthy:
+            return POOL_UNHEALTHY
+        if self.hold is not None and live not in (ClassStatus.BREACHED, ClassStatus.AT_RISK):
+            return POOL_HELD if self.hold.is_override else POOL_PAUSED
+        return live
+
+    @property
+    def status_reason(self) -> str:
+        status = self.status
+        if status == POOL_UNHEALTHY:
+            return f"Worker pool unhealthy: {self.health_detail}"
+        if status in (POOL_PAUSED, POOL_HELD):
+            return hold_summary(self.hold)
+        return self.live.status_reason
 
     @property
     def queue_age_over_slo(self) -> bool:
@@ -80,6 +111,17 @@ class FleetRow:
         return len({alert.slo_id for alert in self.live.active_alerts if alert.severity == "page"})
 
 
+def hold_summary(hold: PoolHold, *, now: datetime | None = None) -> str:
+    """'Held at 0 by the pause (incident mode), 3 h 20 min left: reason' and the like."""
+    what = f"Held at {hold.hold_count} by the override" if hold.is_override else "Held at 0 by the pause"
+    by = "incident mode" if hold.incident_id else hold.created_by_label
+    if hold.state == HoldState.RESTORING:
+        return f"{what} ({by}): restoring"
+    left = hold.expires_at - (now or timezone.now())
+    left_text = duration_text(left) if left >= timedelta(minutes=1) else "under a minute"
+    return f"{what} ({by}), {left_text} left: {hold.reason}"
+
+
 def _schedules_prefetch() -> Prefetch:
     return Prefetch("schedules", queryset=SchedulePolicy.objects.order_by("-priority", "name"))
 
@@ -91,7 +133,7 @@ def fleet_teams() -> list[str]:
 def _sort_value(row: FleetRow, key: str):
     live = row.live
     return {
-        "status": STATUS_SEVERITY[live.status],
+        "status": STATUS_SEVERITY[row.status],
         "name": row.workload_class.name.lower(),
         "team": row.workload_class.owner_team.lower(),
         "tier": TIER_RANK.get(row.workload_class.tier, 99),
@@ -151,14 +193,15 @@ def fleet_rows(
     if search:
         classes = classes.filter(Q(slug__icontains=search) | Q(name__icontains=search))
     lives = telemetry.fleet_overview(now=now, classes=classes.order_by("slug"))
-    paused = (
-        set(
-            PoolHold.objects.filter(
+    holds = (
+        {
+            hold.workload_class_id: hold
+            for hold in PoolHold.objects.filter(
                 state__in=OPEN_HOLD_STATES, workload_class_id__in=[live.workload_class.pk for live in lives]
-            ).values_list("workload_class_id", flat=True)
-        )
+            )
+        }
         if lives
-        else set()
+        else {}
     )
     rows = []
     for live in lives:
@@ -172,7 +215,10 @@ def fleet_rows(
                 target_instances=control.last_set_count if control else None,
                 drifted=bool(control and control.is_drifted),
                 drift_detail=control.drift_detail if control else "",
-                paused=wc.pk in paused,
+                paused=wc.pk in holds and not holds[wc.pk].is_override,
+                hold=holds.get(wc.pk),
+                unhealthy=bool(control and control.is_unhealthy),
+                health_detail=control.health_detail if control else "",
             )
         )
     return sort_fleet_rows(rows, sort)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Max, Q, Sum
 
 from workloads.models import ClassTelemetry, MetricRollup, PoolControl, Resolution, WorkloadClass
 from workloads.scaling import desired_instances
@@ -18,6 +18,9 @@ MAX_PREVIEW_HOURS = 14 * 24
 # A pool that completed or failed work this recently keeps one instance even when a sample reads
 # an empty backlog (see workloads.scaling).
 RECENT_WORK_WINDOW = timedelta(minutes=5)
+# How far back the worker-health check looks for the newest report: longer than any verdict needs
+# (a job's timeout is at most an hour), short enough to stay on the rollups' index.
+REPORT_LOOKBACK = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,18 @@ def latest_backlog(workload_class: WorkloadClass, *, now: datetime) -> Backlog:
         workload_class=workload_class, resolution=Resolution.MINUTE, bucket_start__gte=since
     ).aggregate(work=Sum("completed") + Sum("failed"))["work"]
     return Backlog(telemetry.backlog, telemetry.oldest_unacked_age_seconds, float(recent or 0))
+
+
+def last_report_at(workload_class: WorkloadClass, *, now: datetime) -> datetime | None:
+    """When the class's workers last reported work (completions or failures), to the minute: the
+    end of the newest minute rollup that counted any, or None within REPORT_LOOKBACK."""
+    start = MetricRollup.objects.filter(
+        Q(completed__gt=0) | Q(failed__gt=0),
+        workload_class=workload_class,
+        resolution=Resolution.MINUTE,
+        bucket_start__gte=now - REPORT_LOOKBACK,
+    ).aggregate(newest=Max("bucket_start"))["newest"]
+    return None if start is None else min(now, start + timedelta(minutes=1))
 
 
 @dataclass(frozen=True)

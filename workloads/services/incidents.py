@@ -4,7 +4,8 @@ Entering incident mode creates a PoolHold for every deferrable class's pool and 
 (`incident_enter`) with a step per hold; a class already paused on its own keeps its own pause.
 Each pause step reads the pool's count and records it on the hold (committed) BEFORE setting 0,
 so a step retried after a crash or a transient error never mistakes its own 0 for the count to
-restore. Pausing one class is the same with one hold (`pause`).
+restore. Pausing one class is the same with one hold (`pause`); a manual override (`override`) is
+a hold of one class at a count other than 0, with the same expiry and restore rule.
 
 Exiting (or expiry) marks the holds as restoring and runs `incident_exit` (one class: `resume`),
 one step per hold, with this restore rule:
@@ -76,6 +77,20 @@ def _checked_reason(reason: str) -> str:
     return reason
 
 
+def _checked_instances(workload_class: WorkloadClass, instances: int) -> int:
+    """An override may go anywhere from 0 to the class's own max (it overrides schedules, not the
+    class's limit)."""
+    whole = isinstance(instances, int) and not isinstance(instances, bool)
+    if not whole or not 0 <= instances <= workload_class.max_instances:
+        raise ApplicationError(
+            f"instances must be a whole number from 0 to {workload_class.max_instances} "
+            f"({workload_class.slug}'s max instances).",
+            code="invalid_instances",
+            status=400,
+        )
+    return instances
+
+
 def _label(actor) -> str:
     return actor.get_username() if actor is not None else "system"
 
@@ -100,7 +115,14 @@ class HoldResult:
 
 
 def _hold_create(
-    *, workload_class: WorkloadClass, incident: IncidentMode | None, actor, reason: str, expires_at: datetime, now
+    *,
+    workload_class: WorkloadClass,
+    incident: IncidentMode | None,
+    actor,
+    reason: str,
+    expires_at: datetime,
+    now,
+    hold_count: int = 0,
 ) -> PoolHold | None:
     """A new active hold, or None when the class already has an open one (a concurrent pause)."""
     bounds = current_bounds(workload_class, now)
@@ -111,10 +133,12 @@ def _hold_create(
                 incident=incident,
                 reason=reason,
                 expires_at=expires_at,
+                hold_count=hold_count,
                 bounds_min=bounds.min_instances,
                 bounds_max=bounds.max_instances,
                 bounds_source=bounds.source[:64],
-                retention_warning=retention_warning(workload_class, paused_for=expires_at - now),
+                # Held at a count, the pool keeps pulling: only a pause risks the retention.
+                retention_warning="" if hold_count else retention_warning(workload_class, paused_for=expires_at - now),
                 created_by=_user(actor),
                 created_by_label=_label(actor)[:150],
                 created_at=now,
@@ -331,12 +355,15 @@ def pool_pause(
     actor,
     reason: str,
     expires_in: timedelta | None = None,
+    instances: int = 0,
     now: datetime | None = None,
 ) -> HoldResult:
-    """Pause one class's pool until resumed or expired. Already paused (on its own or by incident
-    mode): that hold is returned and nothing new happens."""
+    """Pause one class's pool until resumed or expired; with `instances` > 0, hold it at that count
+    instead (a manual override: the controller leaves it alone, the restore rule is the same).
+    Already held (on its own or by incident mode): that hold is returned and nothing new happens."""
     reason = _checked_reason(reason)
     expires_in = _checked_expiry(expires_in)
+    instances = _checked_instances(workload_class, instances)
     now = now or timezone.now()
     if not workload_class.runs_on_worker_pool:
         raise ApplicationError(
@@ -349,12 +376,18 @@ def pool_pause(
     if existing is not None:
         return HoldResult(existing, changed=False)
     hold = _hold_create(
-        workload_class=workload_class, incident=None, actor=actor, reason=reason, expires_at=now + expires_in, now=now
+        workload_class=workload_class,
+        incident=None,
+        actor=actor,
+        reason=reason,
+        expires_at=now + expires_in,
+        now=now,
+        hold_count=instances,
     )
     if hold is None:
         return HoldResult(open_hold(workload_class), changed=False)
     _holds_pause_request(
-        kind=ActionKind.PAUSE,
+        kind=ActionKind.OVERRIDE if instances else ActionKind.PAUSE,
         holds=[hold],
         actor=actor,
         reason=reason,
@@ -364,11 +397,16 @@ def pool_pause(
     hold.refresh_from_db()
     audit_event_record(
         actor=actor,
-        action="pool.pause",
+        action="pool.override" if instances else "pool.pause",
         target=hold,
         target_repr=f"{workload_class.slug} worker pool",
         workload_class_slug=workload_class.slug,
-        extra={"reason": reason, "expires_at": hold.expires_at, "warning": hold.retention_warning},
+        extra={
+            "reason": reason,
+            "instances": instances,
+            "expires_at": hold.expires_at,
+            "warning": hold.retention_warning,
+        },
     )
     return HoldResult(hold, changed=True, warnings=[hold.retention_warning] if hold.retention_warning else [])
 
@@ -434,7 +472,8 @@ def pool_hold_extend(
         )
     before = hold.expires_at
     hold.expires_at = now + expires_in
-    hold.retention_warning = retention_warning(workload_class, paused_for=hold.expires_at - hold.created_at)
+    if not hold.is_override:
+        hold.retention_warning = retention_warning(workload_class, paused_for=hold.expires_at - hold.created_at)
     hold.save(update_fields=["expires_at", "retention_warning"])
     audit_event_record(
         actor=actor,
@@ -556,7 +595,7 @@ class PauseHandler(_HoldsHandler):
                 count = pools.get(spec).instance_count
                 PoolHold.objects.filter(pk=hold.pk, previous_count__isnull=True).update(previous_count=count)
                 hold.refresh_from_db(fields=["previous_count"])
-            state = pools.set_instances(spec, 0, reason=f"{action.get_kind_display()}: {action.reason}")
+            state = pools.set_instances(spec, hold.hold_count, reason=f"{action.get_kind_display()}: {action.reason}")
         except ProviderError as exc:
             if exc.permanent:
                 self._record_error(hold, exc, state=HoldState.FAILED, ended_at=timezone.now())
@@ -639,5 +678,6 @@ class RestoreHandler(_HoldsHandler):
 
 register_handler(PauseHandler(ActionKind.INCIDENT_ENTER))
 register_handler(PauseHandler(ActionKind.PAUSE))
+register_handler(PauseHandler(ActionKind.OVERRIDE))
 register_handler(RestoreHandler(ActionKind.INCIDENT_EXIT))
 register_handler(RestoreHandler(ActionKind.RESUME))

@@ -26,6 +26,7 @@ from workloads.models import (
     ActionStep,
     PoolControl,
     PoolHold,
+    UnhealthyCause,
     WorkloadClass,
 )
 from workloads.models.actions import FINAL_ACTION_STATES
@@ -35,15 +36,16 @@ from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec
 from workloads.scaling import DecisionInputs, ScalingSettings, clamp, desired_instances, scaling_decision
 from workloads.scheduling import InstanceBounds, instance_bounds
-from workloads.selectors.scaling import latest_backlog
+from workloads.selectors.scaling import RECENT_WORK_WINDOW, latest_backlog
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
+from workloads.services.pool_health import pool_health_record
 
 logger = logging.getLogger(__name__)
 
 # Actions that set a class's pool: while one is open the controller neither decides nor checks drift
 # for that class (the pool is moving on our behalf).
-POOL_ACTION_KINDS = (ActionKind.SCALE, ActionKind.PAUSE, ActionKind.RESUME)
+POOL_ACTION_KINDS = (ActionKind.SCALE, ActionKind.PAUSE, ActionKind.OVERRIDE, ActionKind.RESUME)
 
 
 def scaling_settings() -> ScalingSettings:
@@ -105,13 +107,16 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
     summary = TickSummary()
     tuning = scaling_settings()
     pools = get_providers().pools
-    held = set(PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).values_list("workload_class_id", flat=True))
     busy = set(
         Action.objects.filter(kind__in=POOL_ACTION_KINDS, workload_class__isnull=False)
         .exclude(state__in=FINAL_ACTION_STATES)
         .values_list("workload_class_id", flat=True)
     )
     classes = WorkloadClass.objects.prefetch_related("schedules").order_by("slug")
+    holds = {
+        hold.workload_class_id: hold
+        for hold in PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).select_related("incident")
+    }
     for workload_class in classes:
         summary.classes += 1
         control = pool_control_for(workload_class)
@@ -119,21 +124,27 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
         if not workload_class.runs_on_worker_pool:
             summary.skipped[slug] = "observed runtime: not scaled by the control plane"
             continue
-        if not control.controller_enabled:
-            summary.skipped[slug] = "controller off"
-            continue
-        if workload_class.pk in held:
-            _record_decision(control, target=0, decision="paused: the hold owns the pool until it ends", now=now)
-            summary.skipped[slug] = "paused"
-            continue
-        if workload_class.pk in busy:
-            summary.skipped[slug] = "a pool action is in progress"
-            continue
+        backlog = latest_backlog(workload_class, now=now)
         try:
             state = pools.get(pool_spec(workload_class))
         except ProviderError as exc:
             _record_decision(control, target=control.last_target, decision=f"could not read the pool: {exc}", now=now)
             summary.skipped[slug] = "pool unreadable"
+            continue
+        # Health is judged whoever owns the count: a held or hand-managed pool can crash-loop too.
+        health = pool_health_record(
+            workload_class=workload_class, control=control, state=state, backlog=backlog, now=now
+        )
+        if not control.controller_enabled:
+            summary.skipped[slug] = "controller off"
+            continue
+        if workload_class.pk in holds:
+            hold = holds[workload_class.pk]
+            _record_decision(control, target=hold.hold_count, decision=held_decision(hold), now=now)
+            summary.skipped[slug] = "held" if hold.is_override else "paused"
+            continue
+        if workload_class.pk in busy:
+            summary.skipped[slug] = "a pool action is in progress"
             continue
         actual = state.instance_count
         PoolControl.objects.filter(pk=control.pk).update(
@@ -157,7 +168,6 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
             continue
 
         bounds = instance_bounds(workload_class, list(workload_class.schedules.all()), now)
-        backlog = latest_backlog(workload_class, now=now)
         decision = scaling_decision(
             DecisionInputs(
                 now=now,
@@ -169,6 +179,8 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
                 drain_target_seconds=workload_class.drain_target_seconds,
                 last_change_at=control.last_set_at,
                 recent_work=backlog.recent_work,
+                recent_work_seconds=RECENT_WORK_WINDOW.total_seconds(),
+                unhealthy=UnhealthyCause(health.cause).label.lower() if health.cause else "",
             ),
             tuning,
         )
@@ -178,6 +190,13 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
             scale_request(workload_class=workload_class, count=decision.target, actor=None, reason=decision.reason)
             summary.scaled[slug] = decision.target
     return summary
+
+
+def held_decision(hold: PoolHold) -> str:
+    """What the controller says of a held pool: who holds it, at what count and until when."""
+    by = "incident mode" if hold.incident_id else hold.created_by_label or "an operator"
+    what = f"held at {hold.hold_count} by the override" if hold.is_override else "held at 0 by the pause"
+    return f"{what} ({by}) until {hold.expires_at:%Y-%m-%d %H:%M} UTC; the controller resumes after it ends"
 
 
 def _record_decision(control: PoolControl, *, target: int | None, decision: str, now: datetime) -> None:

@@ -2,6 +2,7 @@
 real `runworker` children that process events, then scale to zero and watch them drain and exit."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -74,3 +75,45 @@ def test_a_local_pool_of_two_real_workers_processes_events_then_drains_when_scal
 def _ingest(workload_class, numbers) -> list[str]:
     results = events_ingest(workload_class=workload_class, events=[document(n) for n in numbers], now=timezone.now())
     return [result.message_id for result in results]
+
+
+@pytest.mark.django_db(transaction=True, available_apps=["workloads"])
+@pytest.mark.timeout(90)
+def test_workers_of_a_class_without_a_handler_crash_loop_and_the_controller_flags_the_pool():
+    """The issue's 20 minutes, compressed: a class whose workers have no handler. runfleet keeps
+    restarting them; each exit is recorded with runworker's no-handler code, and the controller's
+    next look after a report interval calls the pool unhealthy instead of showing it running."""
+    from django.test import override_settings
+
+    from tests.workloads.pools import fresh_backlog
+    from workloads.health import NO_HANDLER_EXIT_CODE
+    from workloads.models import LocalWorkerPool, PoolControl
+    from workloads.services.scaling import scaling_controller_tick
+
+    workload_class = WorkloadClassFactory(slug="no-handler-class", cost_rates=None)
+    providers = get_providers()
+    providers.queue.ensure_resources(queue_spec(workload_class))
+    providers.pools.ensure(pool_spec(workload_class), initial_instances=1)
+    fleet = Process(["runfleet", "--poll", "0.2", "--stop-timeout", "5"], command_env())
+    try:
+        pool = wait_for(
+            lambda: LocalWorkerPool.objects.get(name=workload_class.worker_pool),
+            lambda pool: pool.exits_in_row >= 2,
+            timeout=60,
+        )
+        assert pool.last_exit_code == NO_HANDLER_EXIT_CODE, fleet.output
+        assert "No handler is registered for class 'no-handler-class'" in fleet.output
+        with override_settings(
+            WORKER_REPORT_INTERVAL_SECONDS=10, TELEMETRY_POLL_INTERVAL_SECONDS=10, TELEMETRY_POLL_CURRENT_MINUTE=True
+        ):
+            now = timezone.now()
+            fresh_backlog(workload_class, backlog=25, queue_age=30, now=now)
+            scaling_controller_tick(now=now)  # work waits from here
+            later = now + timedelta(seconds=20)
+            fresh_backlog(workload_class, backlog=25, queue_age=50, now=later)
+            scaling_controller_tick(now=later)
+        control = PoolControl.objects.get(workload_class=workload_class)
+        assert (control.health, control.health_cause) == ("unhealthy", "no_handler"), control.health_detail
+        assert fleet.terminate() == 0, fleet.output
+    finally:
+        fleet.kill_all()

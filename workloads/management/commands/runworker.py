@@ -8,6 +8,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from workloads.health import NO_HANDLER_EXIT_CODE
 from workloads.models import WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
@@ -43,7 +44,9 @@ class Command(BaseCommand):
         try:
             handler = get_handler(slug)
         except HandlerNotFound as exc:
-            raise CommandError(str(exc)) from None
+            # A distinct exit code, so the fleet (and the pool's health) tells a missing handler
+            # from a crash.
+            raise CommandError(str(exc), returncode=NO_HANDLER_EXIT_CODE) from None
         # Cloud Run sets nothing we can rely on for an instance id; runfleet sets this one.
         instance_id = os.environ.get("CONTROLPLANE_WORKER_INSTANCE") or f"{socket.gethostname()}-{os.getpid()}"
         config = worker_config(workload_class)

@@ -5,7 +5,8 @@ Each second or two it reads the pools and starts or stops children (`LOCAL_FLEET
 by default `manage.py runworker <slug>`). A worker is stopped with SIGTERM and given
 `stop_timeout` seconds to finish its in-flight messages before SIGKILL, like Cloud Run does when it
 removes an instance. A worker that exits on its own is restarted, after a delay that doubles with
-each crash in a row (0.5 s up to 30 s), so a broken worker does not spin. Children get their own
+each crash in a row (0.5 s up to 30 s), so a broken worker does not spin; each such exit is kept on
+the pool's row (exits in a row, time, exit code) as the controller's evidence of a crash loop. Children get their own
 session, so a Ctrl-C in the terminal reaches the supervisor only and it stops them in order.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connections
+from django.utils import timezone
 
 from workloads.models import LocalWorkerPool
 
@@ -122,6 +124,7 @@ class Fleet:
             lived = now - child.started_at
             pool.crashes = 1 if lived >= HEALTHY_AFTER_SECONDS else pool.crashes + 1
             pool.next_start_at = now + restart_delay(pool.crashes)
+            self._record_exit(name, pool.crashes, code)
             logger.warning(
                 "Worker %s of %s exited with code %s after %.1f s; restarting in %.1f s",
                 child.instance,
@@ -130,6 +133,17 @@ class Fleet:
                 lived,
                 pool.next_start_at - now,
             )
+
+    def _record_exit(self, name: str, exits_in_row: int, code: int) -> None:
+        """Keep the exit on the pool's row: the scaling controller's evidence of a crash loop
+        (workloads.health), shown on the class page. A failed write loses only this evidence."""
+        try:
+            LocalWorkerPool.objects.using(self.using).filter(name=name).update(
+                exits_in_row=exits_in_row, last_exit_at=timezone.now(), last_exit_code=code
+            )
+        except DatabaseError:
+            logger.exception("Recording a worker exit of %s failed", name)
+            connections[self.using].close()
 
     def _scale(self, name: str, pool: _Pool, count: int, now: float) -> None:
         live = [c for c in pool.children if c.stopping_since is None]

@@ -31,6 +31,10 @@ def _state(pool: LocalWorkerPool) -> PoolState:
         reconciling=False,
         last_modifier=pool.last_modifier,
         update_time=pool.update_time,
+        exits_observed=True,
+        exits_in_row=pool.exits_in_row,
+        last_exit_at=pool.last_exit_at,
+        last_exit_code=pool.last_exit_code,
     )
 
 

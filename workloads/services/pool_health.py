@@ -1,0 +1,76 @@
+"""Worker health of each class's pool: judged on every scaling-controller tick by the pure
+`workloads.health.pool_health`, kept on PoolControl with its evidence (shown on the overview, the
+class page and the scaling API), and audited when a pool turns unhealthy or recovers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from workloads import health as health_rules
+from workloads.models import PoolControl, WorkloadClass
+from workloads.providers.base import PoolState
+from workloads.selectors.scaling import Backlog, last_report_at
+from workloads.services.audit import audit_event_record
+
+
+def poll_lag() -> timedelta:
+    """How late a worker report can reach the rollups the check reads: up to one poll interval,
+    plus the minute under way when polls read ended minutes only."""
+    seconds = settings.TELEMETRY_POLL_INTERVAL_SECONDS
+    if not settings.TELEMETRY_POLL_CURRENT_MINUTE:
+        seconds += 60
+    return timedelta(seconds=seconds)
+
+
+def pool_health_record(
+    *, workload_class: WorkloadClass, control: PoolControl, state: PoolState, backlog: Backlog, now: datetime
+) -> health_rules.Health:
+    """Judge the pool from its state, backlog and reports; store the verdict on `control`."""
+    if backlog.messages is None:
+        busy_since = control.busy_since  # unknown backlog: neither starts nor ends a busy spell
+    elif state.instance_count > 0 and backlog.messages > 0:
+        busy_since = control.busy_since or now
+    else:
+        busy_since = None
+    verdict = health_rules.pool_health(
+        health_rules.HealthInputs(
+            now=now,
+            instances=state.instance_count,
+            backlog=backlog.messages,
+            last_report_at=last_report_at(workload_class, now=now),
+            busy_since=busy_since,
+            report_interval=timedelta(seconds=settings.WORKER_REPORT_INTERVAL_SECONDS),
+            job_timeout=workload_class.timeout,
+            poll_lag=poll_lag(),
+            exits_observed=state.exits_observed,
+            exits_in_row=state.exits_in_row,
+            last_exit_at=state.last_exit_at,
+            last_exit_code=state.last_exit_code,
+        )
+    )
+    was = control.health
+    changed = verdict.state != was or verdict.cause != control.health_cause
+    control.health, control.health_cause, control.health_detail = verdict.state, verdict.cause, verdict.detail[:255]
+    control.health_checked_at, control.busy_since = now, busy_since
+    if changed:
+        control.health_since = now
+    PoolControl.objects.filter(pk=control.pk).update(
+        health=control.health,
+        health_cause=control.health_cause,
+        health_detail=control.health_detail,
+        health_since=control.health_since,
+        health_checked_at=now,
+        busy_since=busy_since,
+    )
+    if changed and health_rules.UNHEALTHY in (verdict.state, was):
+        audit_event_record(
+            actor=None,
+            action="pool.unhealthy" if verdict.state == health_rules.UNHEALTHY else "pool.recovered",
+            target=workload_class,
+            target_repr=f"{workload_class.slug} worker pool",
+            workload_class_slug=workload_class.slug,
+            extra={"health": verdict.state, "cause": verdict.cause, "detail": verdict.detail},
+        )
+    return verdict
