@@ -21,6 +21,7 @@ from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, DeadLetterStatus, PoolHold, WorkloadClass
 from workloads.providers.base import ProviderError
 from workloads.selectors.fleet import hold_summary
+from workloads.selectors.pauses import pause_preview
 from workloads.selectors.scaling import pool_control_of
 from workloads.selectors.subscriptions import class_snapshots, snapshot_short_name
 from workloads.services import incidents as incident_services
@@ -40,7 +41,9 @@ def _default_minutes() -> int:
     return settings.INCIDENT_DEFAULT_EXPIRY_MINUTES
 
 
-def pool_context(workload_class: WorkloadClass, *, pause_form=None, extend_form=None, override_form=None) -> dict:
+def pool_context(
+    workload_class: WorkloadClass, *, pause_form=None, extend_form=None, override_form=None, pause_review=None
+) -> dict:
     """What the pool panel shows: the pause in force (or the last one), the action moving the
     pool, and the controller's view of it."""
     hold = (
@@ -70,6 +73,7 @@ def pool_context(workload_class: WorkloadClass, *, pause_form=None, extend_form=
         or OverrideForm(
             max_instances=workload_class.max_instances, default_minutes=_default_minutes(), auto_id="override_%s"
         ),
+        "pause_review": pause_review,
     }
 
 
@@ -103,9 +107,12 @@ def class_operations_context(workload_class: WorkloadClass) -> dict:
 
 
 def _pool_response(request, workload_class: WorkloadClass, *, status: int = 200, **forms):
-    if not request.htmx:
-        return redirect("dashboards:class-detail", slug=workload_class.slug)
     context = {"pool": pool_context(workload_class, **forms)}
+    if not request.htmx:
+        if forms.get("pause_review") is not None or status != 200:
+            # Without JavaScript the confirmation (or the form's errors) is a page of its own.
+            return render(request, "dashboards/pool_confirm.html", context, status=status)
+        return redirect("dashboards:class-detail", slug=workload_class.slug)
     # htmx swaps only 2xx answers: a form with errors is still the panel to show.
     response = render(request, "dashboards/partials/pool_panel.html", context)
     response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
@@ -141,12 +148,17 @@ def class_pause(request, slug: str):
     )
     if not form.is_valid():
         return _pool_response(request, workload_class, status=400, pause_form=form)
+    expires_in = timedelta(minutes=form.cleaned_data["expires_in_minutes"])
+    if request.POST.get("step") != "confirm":
+        # Resume and "controller off" ask first; so does a pause, with what it holds back.
+        review = pause_preview(workload_class, paused_for=expires_in)
+        return _pool_response(request, workload_class, pause_form=form, pause_review=review)
     try:
         result = incident_services.pool_pause(
             workload_class=workload_class,
             actor=request.user,
             reason=form.cleaned_data["reason"],
-            expires_in=timedelta(minutes=form.cleaned_data["expires_in_minutes"]),
+            expires_in=expires_in,
         )
     except ValidationError as exc:
         _form_errors(form, exc)

@@ -107,3 +107,43 @@ def test_a_replay_whose_messages_fail_again_says_so_and_the_list_drops_its_selec
     page.goto("/actions/")
     expect(page.get_by_test_id("replay-outcome")).to_contain_text("4 dead-lettered again")
     assert page.js_errors == []
+
+
+def test_pause_asks_first_with_the_tier_the_backlog_and_the_retention_risk(logged_in_page, demo_fleet):
+    from django.utils import timezone
+
+    from workloads.models import ClassTelemetry, PoolHold, WorkloadClass
+    from workloads.providers import get_providers
+    from workloads.providers.specs import pool_spec
+    from workloads.services.scaling import scaling_controller_tick
+
+    wc = WorkloadClass.objects.get(slug="batch-enrichment")
+    WorkloadClass.objects.filter(pk=wc.pk).update(message_retention_seconds=3 * 3600)
+    get_providers().pools.ensure(pool_spec(wc), initial_instances=2)
+    scaling_controller_tick(now=timezone.now())
+    ClassTelemetry.objects.update_or_create(
+        workload_class=wc, defaults={"fetched_at": timezone.now(), "backlog": 5000.0, "oldest_unacked_age_seconds": 600}
+    )
+    page = logged_in_page("operator")
+    page.goto(f"/classes/{wc.slug}/")
+    pool = page.locator("#pool-panel")
+    pool.get_by_label("Reason").fill("vendor outage")
+    pool.get_by_label("Ends by itself after").select_option("240")
+    pool.get_by_role("button", name="Pause…").click()
+
+    statement = pool.get_by_test_id("pause-statement")
+    expect(statement).to_contain_text("Deferrable (paused in incident mode) tier")
+    expect(statement).to_contain_text("5000 messages waiting, the oldest for 10 min")
+    expect(pool.get_by_test_id("pause-retention-risk")).to_contain_text("the pause may last 4 h")
+    assert not PoolHold.objects.exists()  # the first click only asked
+    screenshot(page, "pause-confirmation")
+    pool.get_by_role("link", name="Cancel").click()
+    expect(pool.get_by_role("button", name="Pause…")).to_be_visible()
+    assert not PoolHold.objects.exists()
+
+    pool.get_by_label("Reason").fill("vendor outage")
+    pool.get_by_role("button", name="Pause…").click()
+    pool.get_by_role("button", name=f"Pause {wc.slug}: 0 instances").click()
+    expect(pool.get_by_test_id("pool-state")).to_contain_text("paused")
+    assert PoolHold.objects.filter(workload_class=wc, reason="vendor outage").exists()
+    assert page.js_errors == []

@@ -9,7 +9,7 @@ from django.utils import timezone
 from tests.dashboards.conftest import HX
 from tests.dashboards.oncall_fixtures import DEFERRABLE_SLUG, DL_SLUG
 from tests.workloads.pools import run_pending, someone_else_sets
-from workloads.models import Action, IncidentMode, PoolControl, PoolHold, WorkloadClass
+from workloads.models import Action, ClassTelemetry, IncidentMode, PoolControl, PoolHold, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.specs import pool_spec
 from workloads.services.incidents import incident_mode_enter
@@ -126,7 +126,11 @@ def test_pause_resume_and_extend_one_class(ui_client, operator, oncall):
     url = f"/classes/{DEFERRABLE_SLUG}"
     missing = client.post(f"{url}/pause/", {"expires_in_minutes": "60"}, headers=HX).content.decode()
     assert missing.lstrip().startswith('<section id="pool-panel"') and "This field is required." in missing
-    html = client.post(f"{url}/pause/", {"reason": "deploy", "expires_in_minutes": "60"}, headers=HX).content.decode()
+    review = client.post(f"{url}/pause/", {"reason": "deploy", "expires_in_minutes": "60"}, headers=HX).content.decode()
+    assert "Pause batch-enrichment for 60 min?" in review and "Pause batch-enrichment: 0 instances" in review
+    assert not PoolHold.objects.exists()  # asked, not done
+    pause = {"reason": "deploy", "expires_in_minutes": "60", "step": "confirm"}
+    html = client.post(f"{url}/pause/", pause, headers=HX).content.decode()
     assert f'hx-get="/classes/{DEFERRABLE_SLUG}/pool/" hx-trigger="every 2s"' in html  # polls while it pauses
     assert "Pausing batch-enrichment" in html  # the toast
     run_pending()
@@ -140,6 +144,29 @@ def test_pause_resume_and_extend_one_class(ui_client, operator, oncall):
     run_pending()
     assert _count(wc) == 3
     assert client.get(f"{url}/pool/").status_code == 302  # the panel alone is for htmx
+
+
+def test_a_pause_asks_first_with_the_tier_the_backlog_and_the_retention_risk(ui_client, operator, oncall):
+    wc = oncall["deferrable"]
+    WorkloadClass.objects.filter(pk=wc.pk).update(tier="critical", message_retention_seconds=2 * 3600)
+    ClassTelemetry.objects.update_or_create(
+        workload_class=wc, defaults={"fetched_at": timezone.now(), "backlog": 1234.0, "oldest_unacked_age_seconds": 90}
+    )
+    client = ui_client(operator)
+    asked = {"reason": "bad deploy", "expires_in_minutes": "240"}
+    html = client.post(f"/classes/{DEFERRABLE_SLUG}/pause/", asked, headers=HX).content.decode()
+    statement = re.search(r'data-testid="pause-statement">(.*?)</p>', html, re.S).group(1)
+    assert "<strong>Critical</strong> tier: not a class incident mode would pause" in statement
+    assert "<strong>1234</strong> messages waiting, the oldest for 90 s" in statement
+    assert "keeps messages for 2 h" in statement
+    assert "the subscription keeps messages for 2 h but the pause may last 4 h" in html
+    assert not PoolHold.objects.exists()
+    # Without JavaScript the same question is a page, and nothing is paused until it is answered.
+    page = client.post(f"/classes/{DEFERRABLE_SLUG}/pause/", asked)
+    assert page.status_code == 200 and "Pause batch-enrichment: 0 instances" in page.content.decode()
+    assert not PoolHold.objects.exists()
+    done = client.post(f"/classes/{DEFERRABLE_SLUG}/pause/", {**asked, "step": "confirm"})
+    assert done.status_code == 302 and PoolHold.objects.filter(workload_class=wc).exists()
 
 
 def test_the_pause_options_warn_when_longer_than_the_retention(ui_client, operator, oncall):
