@@ -127,8 +127,8 @@ def test_pause_asks_first_with_the_tier_the_backlog_and_the_retention_risk(logge
     page = logged_in_page("operator")
     page.goto(f"/classes/{wc.slug}/")
     pool = page.locator("#pool-panel")
-    pool.get_by_label("Reason").fill("vendor outage")
-    pool.get_by_label("Ends by itself after").select_option("240")
+    pool.locator("#pause_reason").fill("vendor outage")
+    pool.locator("#pause_expires_in_minutes").select_option("240")
     pool.get_by_role("button", name="Pause…").click()
 
     statement = pool.get_by_test_id("pause-statement")
@@ -141,7 +141,7 @@ def test_pause_asks_first_with_the_tier_the_backlog_and_the_retention_risk(logge
     expect(pool.get_by_role("button", name="Pause…")).to_be_visible()
     assert not PoolHold.objects.exists()
 
-    pool.get_by_label("Reason").fill("vendor outage")
+    pool.locator("#pause_reason").fill("vendor outage")
     pool.get_by_role("button", name="Pause…").click()
     pool.get_by_role("button", name=f"Pause {wc.slug}: 0 instances").click()
     expect(pool.get_by_test_id("pool-state")).to_contain_text("paused")
