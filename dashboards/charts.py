@@ -9,14 +9,14 @@ JSON shape (one chart):
      "start": epoch s, "end": epoch s, "x": [epoch s, ...],
      "series": [{"label": str, "values": [float | null, ...]}],     # aligned with x
      "threshold": {"value": float, "label": str} | null,            # e.g. the SLO line
-     "markers": [{"t": epoch s, "label": str, "when": str, "kind": "action" | "change"}],
+     "markers": [{"t": epoch s, "label": str, "when": str, "kind": "action" | "change" | "deploy"}],
      "fetched_at": ISO 8601 | null, "newest_sample_at": ISO 8601 | null}
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from workloads.models import Action, AuditEvent, Slo, SloKind, WorkloadClass
+from workloads.models import Action, AuditEvent, Deployment, Slo, SloKind, WorkloadClass
 from workloads.selectors.telemetry import CHART_RANGES as TELEMETRY_RANGES
 from workloads.selectors.telemetry import ClassDetailTelemetry
 
@@ -80,6 +80,7 @@ ACTION_LABELS = {
     "workload_class.create": "class created",
     "workload_class.update": "settings changed",
     "workload_class.delete": "class deleted",
+    "deployment.record": "deployment",
 }
 
 
@@ -169,10 +170,29 @@ class Chart:
 QUICK_ACTION = timedelta(minutes=2)
 
 
-def chart_markers(*, actions: list[Action], changes: list[AuditEvent], start: datetime, end: datetime) -> list[dict]:
+def chart_markers(
+    *,
+    actions: list[Action],
+    changes: list[AuditEvent],
+    start: datetime,
+    end: datetime,
+    deployments: list[Deployment] = (),
+) -> list[dict]:
     """Markers for the time axis, oldest first: each action where it was requested (and where it
-    ended, when that is in range and later), each configuration change where it happened."""
+    ended, when that is in range and later), each configuration change and each deployment where
+    it happened."""
     markers = []
+    for deployment in deployments:
+        if start <= deployment.deployed_at <= end:
+            who = deployment.deployed_by or deployment.recorded_by_label
+            markers.append(
+                {
+                    "t": _epoch(deployment.deployed_at),
+                    "label": f"deploy {deployment.label} ({who})",
+                    "when": _when(deployment.deployed_at),
+                    "kind": "deploy",
+                }
+            )
     for action in actions:
         who = action.requested_by_label
         name = action.get_kind_display().lower()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import alert_views, incident_views, pool_views, triage_views, views
+from dashboards import alert_views, deployment_views, incident_views, pool_views, triage_views, views
 
 app_name = "dashboards"
 urlpatterns = [
@@ -21,6 +21,11 @@ urlpatterns = [
     path("compare/", incident_views.compare, name="compare"),
     # A class's pool and subscription
     path("classes/<slug:slug>/pool/", pool_views.class_pool, name="class-pool"),
+    path(
+        "classes/<slug:slug>/deployments/",
+        deployment_views.class_deployment_record,
+        name="class-deployment-record",
+    ),
     path("classes/<slug:slug>/pause/", pool_views.class_pause, name="class-pause"),
     path("classes/<slug:slug>/override/", pool_views.class_override, name="class-override"),
     path("classes/<slug:slug>/resume/", pool_views.class_resume, name="class-resume"),

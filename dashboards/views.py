@@ -27,6 +27,7 @@ from workloads.errors import ApplicationError
 from workloads.models import ActionKind, SloKind
 from workloads.selectors import actions as action_selectors
 from workloads.selectors import audit as audit_selectors
+from workloads.selectors import deployments as deployment_selectors
 from workloads.selectors import fleet, schedules
 from workloads.selectors import runtimes as runtime_selectors
 from workloads.selectors import telemetry as telemetry_selectors
@@ -112,6 +113,9 @@ def class_detail(request, slug: str):
     markers = chart_markers(
         actions=fleet.class_actions_in_range(workload_class=workload_class, start=start, end=end),
         changes=fleet.class_config_changes(workload_class=workload_class, start=start),
+        deployments=deployment_selectors.class_deployments(
+            workload_class=workload_class, start=start, end=end, limit=fleet.MAX_MARKERS
+        ),
         start=start,
         end=end,
     )
@@ -135,6 +139,7 @@ def class_detail(request, slug: str):
             schedule=fleet.schedule_status(workload_class, now=now),
             recent_actions=_with_replay_outcomes(fleet.class_recent_actions(workload_class=workload_class, limit=10)),
             recent_changes=fleet.class_config_changes(workload_class=workload_class, limit=10),
+            recent_deployments=deployment_selectors.class_deployments(workload_class=workload_class, limit=10),
             observation=runtime_selectors.class_observation(workload_class, now=now),
             **class_operations_context(workload_class),
         )

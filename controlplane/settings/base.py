@@ -425,6 +425,8 @@ PRUNE_BATCH_SIZE = env_int("PRUNE_BATCH_SIZE", 2000, minimum=1, maximum=100000)
 # Finished actions and their steps are deleted this long after they finished.
 ACTION_RETENTION_DAYS = env_int("ACTION_RETENTION_DAYS", 90, minimum=1)
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 400, minimum=30)
+# Deployment markers (their audit events follow AUDIT_RETENTION_DAYS).
+DEPLOYMENT_RETENTION_DAYS = env_int("DEPLOYMENT_RETENTION_DAYS", 90, minimum=7)
 CELERY_BEAT_SCHEDULE["prune"] = {"task": "workloads.tasks.prune", "schedule": float(PRUNE_INTERVAL_SECONDS)}
 
 # --- Providers ----------------------------------------------------------------------------------

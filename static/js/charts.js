@@ -6,7 +6,7 @@
  *     <script type="application/json" id="chart-data-queue-age">{...}</script>
  *   </figure>
  * JSON: {title, unit, start, end, x: [epoch s], series: [{label, values}], threshold: {value, label} | null,
- *        markers: [{t, label, kind: "action" | "change"}], fetched_at, newest_sample_at}   (see dashboards/charts.py)
+ *        markers: [{t, label, kind: "action" | "change" | "deploy"}], fetched_at, newest_sample_at}   (see dashboards/charts.py)
  *
  * Draws every [data-chart] on load and in content htmx swaps in, follows the container's width,
  * redraws in the other palette when the system switches between light and dark, and writes
@@ -31,6 +31,7 @@
       threshold: cssVar("--bad", "#c0262d"),
       marker: cssVar("--marker", "#7a5af8"),
       change: cssVar("--change", "#0f766e"),
+      deploy: cssVar("--deploy", "#b54708"),
       series: [1, 2, 3, 4].map(function (i) { return cssVar("--chart-" + i, "#2457c5"); }),
     };
   }
@@ -145,11 +146,12 @@
       markers.forEach(function (marker, i) {
         if (marker.t < min || marker.t > max) return;
         var x = Math.round(u.valToPos(marker.t, "x", true));
-        // Actions dashed in one colour, configuration changes (deploy-like) solid in another.
-        var colour = marker.kind === "change" ? colors.change : colors.marker;
+        // Actions dashed in one colour, configuration changes solid in another, deployments
+        // solid and thicker in a third: the line to look for when behaviour changed.
+        var colour = marker.kind === "change" ? colors.change : marker.kind === "deploy" ? colors.deploy : colors.marker;
         ctx.strokeStyle = colour;
-        ctx.lineWidth = 1 * px;
-        ctx.setLineDash(marker.kind === "change" ? [] : [2 * px, 3 * px]);
+        ctx.lineWidth = (marker.kind === "deploy" ? 2 : 1) * px;
+        ctx.setLineDash(marker.kind === "action" ? [2 * px, 3 * px] : []);
         ctx.beginPath();
         ctx.moveTo(x, top);
         ctx.lineTo(x, bottom);

@@ -10,7 +10,7 @@ class RolePermission(BasePermission):
 
     - `read_role` for GET/HEAD/OPTIONS (default viewer), `write_role` for the rest (default admin),
       or a `required_role(request)` method for anything finer;
-    - `token_scope_kind`: "api" (default) or "ingest"; tokens must carry a matching scope.
+    - `token_scope_kind`: "api" (default), "ingest" or "deploy"; tokens must carry a matching scope.
     """
 
     message = "You do not have permission to perform this action."
@@ -21,7 +21,7 @@ class RolePermission(BasePermission):
             return False
         if isinstance(request.auth, ApiToken):
             scope_kind = getattr(view, "token_scope_kind", "api")
-            slug = view.kwargs.get("slug") if scope_kind == "ingest" else None
+            slug = view.kwargs.get("slug") if scope_kind in ("ingest", "deploy") else None
             if not token_allows(request.auth, method=request.method, scope_kind=scope_kind, workload_class_slug=slug):
                 self.message = f"This token's scopes ({', '.join(request.auth.scopes)}) do not allow this request."
                 return False

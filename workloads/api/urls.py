@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from workloads.api import deadletters, incidents, migration, notifications, telemetry, views
+from workloads.api import deadletters, deployments, incidents, migration, notifications, telemetry, views
 from workloads.api.actions import ActionViewSet
 from workloads.api.ingestion import EventIngestView
 
@@ -31,6 +31,7 @@ urlpatterns = [
     path("cost/", telemetry.CostView.as_view(), name="cost"),
     path("classes/<slug:slug>/observation/", migration.ClassObservationView.as_view(), name="class-observation"),
     path("classes/<slug:slug>/events", EventIngestView.as_view(), name="class-events"),
+    path("classes/<slug:slug>/deployments", deployments.ClassDeploymentsView.as_view(), name="class-deployments"),
     path("incident-mode", incidents.IncidentModeView.as_view(), name="incident-mode"),
     path("classes/<slug:slug>/pause", incidents.ClassPauseView.as_view(), name="class-pause"),
     path("classes/<slug:slug>/scaling", incidents.ClassScalingView.as_view(), name="class-scaling"),

@@ -18,6 +18,7 @@ from workloads.models.deadletters import (
     TriageAction,
     TriageRule,
 )
+from workloads.models.deployments import Deployment, DeploymentSource
 from workloads.models.incidents import (
     HoldState,
     IncidentEndReason,
@@ -80,6 +81,8 @@ __all__ = [
     "ClassTelemetry",
     "CostRates",
     "DeadLetter",
+    "Deployment",
+    "DeploymentSource",
     "DeadLetterStatus",
     "LocalDelivery",
     "LocalMessage",

@@ -37,6 +37,7 @@ from workloads.models.actions import FINAL_ACTION_STATES
 from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.providers.local import local_queue_prune
 from workloads.providers.local.prune import local_pool_changes_prune, local_worker_reports_prune
+from workloads.services.deployments import deployments_prune
 from workloads.services.ingestion import idempotency_records_prune
 from workloads.services.notifications import notifications_prune
 
@@ -157,6 +158,12 @@ PRUNES: tuple[Prune, ...] = (
         ("workloads.Action", "workloads.ActionStep"),
         "ACTION_RETENTION_DAYS",
         run=lambda now, batch: actions_prune(now=now, batch_size=batch),
+    ),
+    Prune(
+        "deployments",
+        ("workloads.Deployment",),
+        "DEPLOYMENT_RETENTION_DAYS",
+        run=lambda now, batch: deployments_prune(now=now, batch_size=batch),
     ),
     Prune(
         "dead-letters",

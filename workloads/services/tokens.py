@@ -19,8 +19,9 @@ from workloads.models.tokens import hash_secret
 from workloads.services.audit import audit_event_record
 
 # "*": everything the token's user may do; "read": GET only; "ingest:<slug>" / "ingest:*": only
-# the ingestion endpoint of those classes (for producers that should not read the registry).
-SCOPE_PATTERN = re.compile(r"^(\*|read|ingest:(\*|[a-z][a-z0-9-]{1,46}[a-z0-9]))$")
+# the ingestion endpoint of those classes (for producers that should not read the registry);
+# "deploy:<slug>" / "deploy:*": only recording deployments of those classes (for CI systems).
+SCOPE_PATTERN = re.compile(r"^(\*|read|(ingest|deploy):(\*|[a-z][a-z0-9-]{1,46}[a-z0-9]))$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 _NO_TOKEN_HASH = hash_secret("no such token")
 
@@ -33,7 +34,10 @@ def validate_scopes(scopes) -> list[str]:
     bad = [s for s in scopes if not SCOPE_PATTERN.match(s)]
     if bad:
         raise ValidationError(
-            {"scopes": f"Unknown scope(s) {', '.join(bad)}: use '*', 'read', 'ingest:*' or 'ingest:<class-slug>'."}
+            {
+                "scopes": f"Unknown scope(s) {', '.join(bad)}: use '*', 'read', 'ingest:*', "
+                "'ingest:<class-slug>', 'deploy:*' or 'deploy:<class-slug>'."
+            }
         )
     return sorted(set(scopes))
 
@@ -159,10 +163,12 @@ def _active_token(key_id: str, now: datetime, *, using: str | None = None) -> tu
 
 def token_allows(token: ApiToken, *, method: str, scope_kind: str, workload_class_slug: str | None = None) -> bool:
     """Whether the token's scopes cover a request. `scope_kind` is what the endpoint needs:
-    "ingest" for the ingestion endpoint, "api" for everything else."""
+    "ingest" for the ingestion endpoint, "deploy" for recording deployments, "api" for everything else."""
     scopes = set(token.scopes or ["*"])
     if "*" in scopes:
         return True
-    if scope_kind == "ingest":
-        return "ingest:*" in scopes or (workload_class_slug is not None and f"ingest:{workload_class_slug}" in scopes)
+    if scope_kind in ("ingest", "deploy"):
+        return f"{scope_kind}:*" in scopes or (
+            workload_class_slug is not None and f"{scope_kind}:{workload_class_slug}" in scopes
+        )
     return "read" in scopes and method in ("GET", "HEAD", "OPTIONS")
