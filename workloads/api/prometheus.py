@@ -8,6 +8,8 @@ into a registry built per request: nothing is kept in process memory, so every w
 the same. The response is gzip-compressed when the scraper accepts it (Prometheus does).
 """
 
+import gc
+
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.gzip import gzip_page
@@ -211,4 +213,19 @@ def prometheus_metrics(request):
         )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(now=timezone.now()))
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(_without_cyclic_gc(generate_latest, registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _without_cyclic_gc(build, *args):
+    """A scrape of 1,000 classes allocates millions of small objects (samples, label dicts) while
+    thousands of model rows are alive, so the cyclic collector ran again and again over all of them
+    and the time per class grew with the fleet (bench 'exports': 11.7 vs 7.6 ms per class at 1,000
+    classes). Nothing built here forms cycles; reference counting frees it all. Other threads of the
+    process lose the cyclic collector for the scrape's duration only."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return build(*args)
+    finally:
+        if enabled:
+            gc.enable()
