@@ -110,12 +110,12 @@ def class_detail(request, slug: str):
     detail = telemetry_selectors.class_telemetry(workload_class=workload_class, range_key=selected.key, now=now)
     # Up to now, not to the series' last whole minute: an action taken seconds ago is marked.
     start, end = detail.series.start, now
+    # One read serves the markers (those in range) and the page's list (the newest ten).
+    deployments = deployment_selectors.class_deployments(workload_class=workload_class, limit=fleet.MAX_MARKERS)
     markers = chart_markers(
         actions=fleet.class_actions_in_range(workload_class=workload_class, start=start, end=end),
         changes=fleet.class_config_changes(workload_class=workload_class, start=start),
-        deployments=deployment_selectors.class_deployments(
-            workload_class=workload_class, start=start, end=end, limit=fleet.MAX_MARKERS
-        ),
+        deployments=deployments,
         start=start,
         end=end,
     )
@@ -139,7 +139,7 @@ def class_detail(request, slug: str):
             schedule=fleet.schedule_status(workload_class, now=now),
             recent_actions=_with_replay_outcomes(fleet.class_recent_actions(workload_class=workload_class, limit=10)),
             recent_changes=fleet.class_config_changes(workload_class=workload_class, limit=10),
-            recent_deployments=deployment_selectors.class_deployments(workload_class=workload_class, limit=10),
+            recent_deployments=deployments[:10],
             observation=runtime_selectors.class_observation(workload_class, now=now),
             **class_operations_context(workload_class),
         )
