@@ -162,7 +162,18 @@ def test_its_counters_only_grow_across_polls_re_polls_downsampling_and_prunes(fl
 def test_it_exports_the_pool_target_and_its_holds(fleet, scrape, operator):
     docs = fleet["docs"]
     other = WorkloadClassFactory(slug="index")
-    PoolControl.objects.create(workload_class=docs, last_set_count=3, controller_enabled=False)
+    PoolControl.objects.create(workload_class=docs, last_set_count=3)
+    PoolHold.objects.create(
+        workload_class=docs,
+        reason="hold at 3 while the index rebuilds",
+        hold_count=3,
+        expires_at=NOW + timedelta(hours=1),
+        bounds_min=0,
+        bounds_max=10,
+        bounds_source="baseline",
+        created_by_label="otto",
+        created_at=NOW,
+    )
     PoolHold.objects.create(
         workload_class=other,
         reason="deploy freeze",

@@ -56,8 +56,8 @@ class FleetCollector:
             ),
             "holds": GaugeMetricFamily(
                 "controlplane_pool_hold",
-                "1 while the hold is on the pool: pause, incident (incident mode), override (the controller "
-                "does not set the pool: turned off or drifted); 0 otherwise.",
+                "1 while the hold is on the pool: pause (at 0), incident (incident mode, at 0), override "
+                "(held at an operator's count); 0 otherwise.",
                 labels=["workload_class", "hold"],
             ),
             "info": GaugeMetricFamily(

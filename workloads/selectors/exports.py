@@ -14,8 +14,8 @@ from workloads.providers.base import LATENCY_BUCKET_BOUNDS
 # about 87 min), so each exported bucket is an exact sum of rollup buckets and a scrape carries
 # 21 buckets per class rather than 41.
 EXPORTED_LATENCY_BOUNDS: tuple[float, ...] = LATENCY_BUCKET_BOUNDS[::2]
-# pause: an operator paused the pool; incident: incident mode did; override: the controller does
-# not set the pool's count (handed elsewhere on purpose, or someone else changed it: drift).
+# pause: an operator paused the pool (0 instances); incident: incident mode did; override: an
+# operator holds it at a count of their choosing (PoolHold.hold_count).
 HOLD_KINDS = ("pause", "incident", "override")
 
 
@@ -47,13 +47,10 @@ def class_signals() -> dict[int, ClassSignals]:
     counters = {row.workload_class_id: row for row in ClassCounters.objects.all()}
     controls = {row.workload_class_id: row for row in PoolControl.objects.all()}
     holds: dict[int, set[str]] = defaultdict(set)
-    for class_id, incident_id in PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).values_list(
-        "workload_class_id", "incident_id"
+    for class_id, incident_id, hold_count in PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).values_list(
+        "workload_class_id", "incident_id", "hold_count"
     ):
-        holds[class_id].add("pause" if incident_id is None else "incident")
-    for class_id, control in controls.items():
-        if not control.controller_enabled or control.is_drifted:
-            holds[class_id].add("override")
+        holds[class_id].add("incident" if incident_id is not None else "override" if hold_count else "pause")
     return {
         class_id: ClassSignals(
             counters=counters.get(class_id),
