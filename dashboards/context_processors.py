@@ -53,6 +53,7 @@ NAV_ITEMS = (
     NavItem("Schedules", "dashboards:schedules", Role.VIEWER),
     NavItem("Cost", "dashboards:cost", Role.VIEWER),
     NavItem("Compare", "dashboards:compare", Role.VIEWER),
+    NavItem("Migrations", "dashboards:migrations", Role.VIEWER, ("dashboards:migration-detail",)),
     NavItem("Actions", "dashboards:actions", Role.VIEWER, ("dashboards:action-detail",)),
     NavItem("Audit", "dashboards:audit", Role.VIEWER),
     NavItem("API docs", "api-docs", Role.VIEWER),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import alert_views, deployment_views, incident_views, pool_views, triage_views, views
+from dashboards import alert_views, deployment_views, incident_views, migration_views, pool_views, triage_views, views
 
 app_name = "dashboards"
 urlpatterns = [
@@ -19,6 +19,12 @@ urlpatterns = [
     path("incidents/extend/", incident_views.incident_extend, name="incident-extend"),
     path("incidents/exit/", incident_views.incident_exit, name="incident-exit"),
     path("compare/", incident_views.compare, name="compare"),
+    # Migration plans (docs/migration.md)
+    path("migrations/", migration_views.migrations, name="migrations"),
+    path("migrations/new/", migration_views.migration_create, name="migration-create"),
+    path("migrations/<int:plan_id>/", migration_views.migration_detail, name="migration-detail"),
+    path("migrations/<int:plan_id>/advance/", migration_views.migration_advance, name="migration-advance"),
+    path("migrations/<int:plan_id>/rollback/", migration_views.migration_rollback, name="migration-rollback"),
     # A class's pool and subscription
     path("classes/<slug:slug>/pool/", pool_views.class_pool, name="class-pool"),
     path(

@@ -12,6 +12,7 @@ Pure data, no database: the model, the API, the screens, the docs and the tests 
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 
 from django.db import models
@@ -214,3 +215,19 @@ def is_managed(runtime: str) -> bool:
 
 def consumes_subscription(runtime: str) -> bool:
     return any(o.source == Source.SUBSCRIPTION for o in profile(runtime).observations)
+
+
+# --- the migration switch -------------------------------------------------------------------------------
+ROUTE_BUCKETS = 10_000  # hundredths of a percent
+
+
+def route_bucket(idempotency_key: str) -> int:
+    """A stable bucket in [0, ROUTE_BUCKETS) for a key: the same on every process and release
+    (sha256, not Python's salted hash), so a key stays on its side while the share only grows."""
+    digest = hashlib.sha256(idempotency_key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % ROUTE_BUCKETS
+
+
+def routes_to_target(idempotency_key: str, percent: int) -> bool:
+    """Whether a migration plan routing `percent` % of the events sends this key to its target."""
+    return route_bucket(idempotency_key) < percent * (ROUTE_BUCKETS // 100)

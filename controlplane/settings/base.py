@@ -274,6 +274,8 @@ SPECTACULAR_SETTINGS = {
         "SloKindEnum": "workloads.models.classes.SloKind",
         "DeadLetterStatusEnum": "workloads.models.deadletters.DeadLetterStatus",
         "EventStatusEnum": "workloads.api.ingestion.EVENT_STATUSES",
+        "MigrationPhaseEnum": "workloads.models.migration.Phase",
+        "MigrationStepEnum": "workloads.api.migration.ADVANCE_PHASES",
     },
 }
 

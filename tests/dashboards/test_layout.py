@@ -29,6 +29,7 @@ SCREENS = [
     "Schedules",
     "Cost",
     "Compare",
+    "Migrations",
     "Actions",
     "Audit",
     "API docs",

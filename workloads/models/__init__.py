@@ -42,6 +42,7 @@ from workloads.models.local import (
     LocalWorkerReport,
     LocalWorkerReportBucket,
 )
+from workloads.models.migration import ACTIVE_PHASES, MigrationDecision, MigrationPlan, Phase
 from workloads.models.notifications import (
     ChannelKind,
     Notification,
@@ -95,6 +96,10 @@ __all__ = [
     "LocalWorkerReport",
     "LocalWorkerReportBucket",
     "MetricRollup",
+    "ACTIVE_PHASES",
+    "MigrationDecision",
+    "MigrationPlan",
+    "Phase",
     "ChannelKind",
     "Notification",
     "NotificationChannel",

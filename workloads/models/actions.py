@@ -21,6 +21,7 @@ class ActionKind(models.TextChoices):
     SEEK = "seek", "Seek subscription"
     SNAPSHOT = "snapshot", "Snapshot subscription"
     ENSURE_RESOURCES = "ensure_resources", "Ensure cloud resources"
+    MIGRATION_STEP = "migration_step", "Migration step"
 
 
 class ActionState(models.TextChoices):

@@ -118,6 +118,11 @@ class WorkloadClass(models.Model):
         "namespace/workload on GKE, an instance group, or the Celery task name.",
     )
 
+    # A migration plan's switch (workloads/models/migration.py): this share of the ingested events,
+    # by a stable hash of the idempotency key, goes to `route_to`'s topic instead of this class's.
+    route_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    route_percent = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+
     # Execution
     timeout_tier = models.CharField(max_length=16, choices=TimeoutTier.choices, default=TimeoutTier.STANDARD)
     timeout_seconds = models.PositiveIntegerField(

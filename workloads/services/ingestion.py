@@ -46,8 +46,10 @@ from workloads.providers.base import (
     ProviderError,
     Queue,
 )
+from workloads.providers.celery import celery_send
 from workloads.providers.limits import MAX_MESSAGE_BYTES, MAX_ORDERING_KEY_BYTES, utf8_len
 from workloads.providers.specs import queue_spec
+from workloads.runtimes import Runtime, routes_to_target
 from workloads.validation import render_key_template
 
 MAX_BATCH_EVENTS = 1000
@@ -188,7 +190,11 @@ def events_ingest(
             unique.append(candidate)
 
     if unique:
-        results.update(_claim_and_publish(workload_class, unique, trace_id=trace_id or uuid.uuid4().hex, now=now))
+        trace_id = trace_id or uuid.uuid4().hex
+        for destination, group in _routed(workload_class, unique):
+            results.update(
+                _claim_and_publish(workload_class, group, destination=destination, trace_id=trace_id, now=now)
+            )
     for repeat in repeats:
         first = results[first_by_key[repeat.key].index]
         same = repeat.fingerprint == first_by_key[repeat.key].fingerprint and first.status != Status.CONFLICT
@@ -196,6 +202,17 @@ def events_ingest(
             repeat.index, repeat.key, same=same, message_id=first.message_id, ordering_key=first.ordering_key
         )
     return [results[index] for index in range(len(events))]
+
+
+def _routed(workload_class: WorkloadClass, candidates: list[_Candidate]) -> list[tuple[WorkloadClass, list]]:
+    """The migration switch: a plan's share of the keys (by a stable hash) goes to its target
+    class, the rest to this class's own runtime. Keys are claimed under this class either way, so
+    an event is deduplicated across both sides and never sent to both."""
+    if not (workload_class.route_percent and workload_class.route_to_id):
+        return [(workload_class, candidates)]
+    moved = [c for c in candidates if routes_to_target(c.key, workload_class.route_percent)]
+    kept = [c for c in candidates if not routes_to_target(c.key, workload_class.route_percent)]
+    return [(side, group) for side, group in ((workload_class, kept), (workload_class.route_to, moved)) if group]
 
 
 def _seen_before(index: int, key: str, *, same: bool, message_id: str, ordering_key: str) -> EventResult:
@@ -206,21 +223,32 @@ def _seen_before(index: int, key: str, *, same: bool, message_id: str, ordering_
 
 
 def _claim_and_publish(
-    workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
+    workload_class: WorkloadClass,
+    candidates: list[_Candidate],
+    *,
+    destination: WorkloadClass,
+    trace_id: str,
+    now: datetime,
 ) -> dict[int, EventResult]:
+    """Claim the keys under `workload_class` and publish to `destination` (the class itself, or a
+    migration plan's target): its topic, or its Celery task when it runs on Celery."""
     results: dict[int, EventResult] = {}
     queue = get_providers().queue
-    if queue.supports_guarded_publish:
-        results = _claim_and_publish_guarded(queue, workload_class, candidates, trace_id=trace_id, now=now)
+    # A Celery broker is a network call outside our database, like Pub/Sub: the general path.
+    local_topic = destination.runtime != Runtime.CELERY
+    if queue.supports_guarded_publish and local_topic:
+        results = _claim_and_publish_guarded(
+            queue, workload_class, candidates, destination=destination, trace_id=trace_id, now=now
+        )
         candidates = [c for c in candidates if c.index not in results]  # their keys were taken
         if not candidates:
             return results
-    if queue.publish_joins_transaction:
+    if queue.publish_joins_transaction and local_topic:
         # The local queue: claims, messages and receipts commit together or not at all.
         with transaction.atomic():
             mine, claimed = _claim(workload_class, candidates, results, trace_id=trace_id, now=now)
             if mine:
-                message_ids = _publish(workload_class, mine, trace_id=trace_id, now=now)
+                message_ids = _publish(destination, mine, trace_id=trace_id, now=now)
                 _store_message_ids([claimed[c.key] for c in mine], message_ids)
                 results.update(_accepted(mine, message_ids))
         return results
@@ -233,7 +261,7 @@ def _claim_and_publish(
         record_ids = [claimed[c.key] for c in mine]
         try:
             message_ids = _publish(
-                workload_class, mine, trace_id=trace_id, now=now, deadline=settings.INGESTION_PUBLISH_TIMEOUT_SECONDS
+                destination, mine, trace_id=trace_id, now=now, deadline=settings.INGESTION_PUBLISH_TIMEOUT_SECONDS
             )
         except BaseException:
             _release_claims(record_ids)
@@ -346,7 +374,13 @@ def _await_receipts(
 
 
 def _claim_and_publish_guarded(
-    queue: Queue, workload_class: WorkloadClass, candidates: list[_Candidate], *, trace_id: str, now: datetime
+    queue: Queue,
+    workload_class: WorkloadClass,
+    candidates: list[_Candidate],
+    *,
+    destination: WorkloadClass,
+    trace_id: str,
+    now: datetime,
 ) -> dict[int, EventResult]:
     """On a queue that can publish guarded by rows (the local queue on PostgreSQL) the keys'
     records are the guards: the claims and the publish are one statement, where the transaction
@@ -354,8 +388,8 @@ def _claim_and_publish_guarded(
     the receipts, COMMIT). Returns the accepted events; the others' keys were taken, and the
     general path below tells duplicates, conflicts and expired keys apart."""
     message_ids = queue.publish_guarded(
-        queue_spec(workload_class),
-        [_outbound(workload_class, c, trace_id=trace_id, now=now) for c in candidates],
+        queue_spec(destination),
+        [_outbound(destination, c, trace_id=trace_id, now=now) for c in candidates],
         _key_record_guards(workload_class, candidates, trace_id=trace_id, now=now),
     )
     return {
@@ -458,6 +492,8 @@ def _publish(
     deadline: float | None = None,
 ) -> list[str]:
     messages = [_outbound(workload_class, c, trace_id=trace_id, now=now) for c in candidates]
+    if workload_class.runtime == Runtime.CELERY:
+        return celery_send(workload_class.runtime_resource, messages)
     return get_providers().queue.publish(queue_spec(workload_class), messages, deadline=deadline)
 
 

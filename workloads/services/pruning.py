@@ -210,6 +210,8 @@ NOT_PRUNED: dict[str, str] = {
     "workloads.Slo": "a few per class",
     "workloads.SchedulePolicy": "a few per class",
     "workloads.TriageRule": "written by operators, a few per class",
+    "workloads.MigrationPlan": "written by people, a few per class moved",
+    "workloads.MigrationDecision": "one per phase change a person makes, a handful per plan",
     "workloads.ApiToken": "issued by admins",
     "workloads.ClassTelemetry": "one row per class, updated in place",
     "workloads.ClassCounters": "one row per class, updated in place",

@@ -1,0 +1,133 @@
+"""Migration plans on screen: where to start, the plans, a plan's evidence and its buttons. Every
+button calls the same service as its API endpoint (workloads/services/migration.py)."""
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from controlplane.roles import Role, has_role
+from dashboards.rendering import login_required_htmx, render_page, require_role
+from workloads.errors import ApplicationError
+from workloads.models import Phase, WorkloadClass
+from workloads.models.migration import FORWARD
+from workloads.runtimes import Runtime
+from workloads.selectors import migration as migration_selectors
+from workloads.services import migration as migration_services
+
+
+class PlanForm(forms.Form):
+    source = forms.ModelChoiceField(
+        queryset=WorkloadClass.objects.exclude(runtime=Runtime.WORKER_POOL).order_by("slug"),
+        to_field_name="slug",
+        help_text="The class to move, on its current runtime.",
+    )
+    target = forms.ModelChoiceField(
+        queryset=WorkloadClass.objects.filter(runtime=Runtime.WORKER_POOL).order_by("slug"),
+        to_field_name="slug",
+        help_text="The Worker Pool class that takes its work over.",
+    )
+    name = forms.CharField(max_length=120, required=False)
+    canary_percent = forms.IntegerField(min_value=1, max_value=99, initial=20)
+    ramp_percent = forms.IntegerField(min_value=1, max_value=99, initial=50)
+
+
+@require_GET
+@login_required_htmx
+def migrations(request):
+    require_role(request, Role.VIEWER)
+    ranking = migration_selectors.migration_candidates(now=timezone.now())
+    context = {
+        "plans": migration_selectors.plans(),
+        "ranking": ranking,
+        "best": migration_selectors.best_candidate(ranking),
+        "form": PlanForm(),
+        "can_create": has_role(request.user, Role.ADMIN),
+    }
+    return render_page(request, "dashboards/migrations.html", "plans", context)
+
+
+@require_POST
+@login_required_htmx
+def migration_create(request):
+    require_role(request, Role.ADMIN)
+    form = PlanForm(request.POST)
+    if not form.is_valid():
+        for field, problems in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(problems)}")
+        return redirect("dashboards:migrations")
+    data = dict(form.cleaned_data)
+    try:
+        plan = migration_services.migration_plan_create(
+            actor=request.user, name=data.pop("name"), source=data.pop("source"), target=data.pop("target"), **data
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("dashboards:migrations")
+    messages.success(request, "Plan created in its baseline phase: nothing is routed yet.")
+    return redirect("dashboards:migration-detail", plan_id=plan.pk)
+
+
+def _plan_or_404(plan_id: int):
+    plan = migration_selectors.plan_for_detail(plan_id)
+    if plan is None:
+        raise Http404("No such migration plan.")
+    return plan
+
+
+@require_GET
+@login_required_htmx
+def migration_detail(request, plan_id: int):
+    require_role(request, Role.VIEWER)
+    plan = _plan_or_404(plan_id)
+    report = migration_selectors.plan_evidence(plan, now=timezone.now())
+    steps = [Phase.BASELINE, Phase.CANARY, Phase.RAMP, Phase.CUT_OVER]
+    context = {
+        "plan": plan,
+        "report": report,
+        "steps": [(p, p.label, plan.route_percent_for(p)) for p in steps],
+        "next_phases": [(p, p.label, plan.route_percent_for(p)) for p in FORWARD[Phase(plan.phase)]],
+        "decisions": plan.decisions.select_related("action").all(),
+        "can_operate": has_role(request.user, Role.OPERATOR),
+        "csv_url": reverse("api:migration-plan-evidence", args=[plan.pk]) + "?format=csv",
+        "route_percent": plan.source.route_percent if plan.source.route_to_id == plan.target_id else 0,
+    }
+    return render_page(request, "dashboards/migration_detail.html", "evidence", context)
+
+
+def _step(request, plan_id: int, to_phase: str):
+    plan = _plan_or_404(plan_id)
+    try:
+        decision = migration_services.migration_plan_advance(
+            plan=plan,
+            to_phase=to_phase,
+            actor=request.user,
+            reason=request.POST.get("reason", "")[:2000],
+            override=request.POST.get("override") == "on",
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("dashboards:migration-detail", plan_id=plan.pk)
+    messages.success(
+        request,
+        f"{Phase(to_phase).label}: routing {plan.route_percent_for(to_phase)} % to {plan.target.slug} "
+        f"(gate: {decision.verdict}{', overridden' if decision.overridden else ''}).",
+    )
+    return redirect("dashboards:action-detail", action_id=decision.action_id)
+
+
+@require_POST
+@login_required_htmx
+def migration_advance(request, plan_id: int):
+    require_role(request, Role.OPERATOR)
+    return _step(request, plan_id, request.POST.get("to_phase", ""))
+
+
+@require_POST
+@login_required_htmx
+def migration_rollback(request, plan_id: int):
+    require_role(request, Role.OPERATOR)
+    return _step(request, plan_id, Phase.ROLLED_BACK)
