@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -25,7 +26,7 @@ from dashboards.rendering import render_page as _render
 from dashboards.rendering import require_role as _require_role
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
-from workloads.models import IncidentMode, WorkloadClass
+from workloads.models import HoldState, IncidentMode, WorkloadClass
 from workloads.selectors import comparison as comparison_selectors
 from workloads.selectors import incidents as incident_selectors
 from workloads.services import incidents as services
@@ -78,7 +79,34 @@ def incidents(request):
     _require_role(request, Role.VIEWER)
     if _wants_fragment(request) and request.htmx.target == "incident-history":
         return render(request, "dashboards/incidents.html#incident-history", _page_context(request))
-    return _render(request, "dashboards/incidents.html", "incident-state", _page_context(request))
+    context = _page_context(request)
+    response = _render(request, "dashboards/incidents.html", "incident-state", context)
+    if _wants_fragment(request) and request.htmx.target == "incident-state" and context["moving"] is None:
+        _settled(request, response, context)
+    return response
+
+
+def _settled(request, response, context: dict) -> None:
+    """The state polls itself only while an enter or exit action runs, so an answer without one
+    is the last poll: the history on the same page and the toast that announced the action
+    ("being restored") would otherwise keep saying what is no longer true. Both come along out of
+    band, the toast replaced by what the action did."""
+    incident, holds = context["incident"], context["holds"]
+    if incident is None:
+        return
+    failed = [hold for hold in holds if hold.last_error or hold.state == HoldState.FAILED]
+    problems = f" {len(failed)} need{'s' if len(failed) == 1 else ''} attention: see the table." if failed else ""
+    if context["active"] is not None:
+        paused = sum(1 for hold in holds if hold.state == HoldState.ACTIVE and hold.paused_at)
+        text = f"Incident mode is on: {paused} pool{'s' if paused != 1 else ''} paused.{problems}"
+    else:
+        restored = sum(1 for hold in holds if hold.state == HoldState.RESTORED)
+        text = f"Incident #{incident.pk} ended: {restored} pool{'s' if restored != 1 else ''} restored.{problems}"
+    (messages.warning if failed else messages.success)(request, text)
+    response.content += render_to_string(
+        "dashboards/incidents.html#incident-history", {**context, "oob": True}, request=request
+    ).encode()
+    response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
 
 
 def _to_incidents(request):

@@ -147,3 +147,42 @@ def test_pause_asks_first_with_the_tier_the_backlog_and_the_retention_risk(logge
     expect(pool.get_by_test_id("pool-state")).to_contain_text("paused")
     assert PoolHold.objects.filter(workload_class=wc, reason="vendor outage").exists()
     assert page.js_errors == []
+
+
+def test_after_leaving_incident_mode_the_history_and_the_toast_follow_the_restore(logged_in_page, demo_fleet):
+    from django.utils import timezone
+
+    from workloads.models import IncidentMode, WorkloadClass
+    from workloads.providers import get_providers
+    from workloads.providers.specs import pool_spec
+    from workloads.services.actions import action_run
+    from workloads.services.incidents import incident_mode_enter
+    from workloads.services.scaling import scaling_controller_tick
+
+    pools = get_providers().pools
+    for wc in WorkloadClass.objects.all():
+        pools.ensure(pool_spec(wc), initial_instances=3 if wc.slug == "batch-enrichment" else 1)
+    scaling_controller_tick(now=timezone.now())
+    incident_mode_enter(actor=None, reason="database failover", expires_in=timezone.timedelta(hours=1))
+    assert action_run(action_id=IncidentMode.objects.get().enter_action_id).state == "succeeded"
+
+    page = logged_in_page("operator")
+    page.goto("/incidents/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Exit incident mode").click()
+    expect(page.locator("#incident-state")).to_contain_text("Restoring the pools")
+    toasts = page.locator("#toasts")
+    expect(toasts).to_contain_text("the paused pools are being restored")
+    history = page.locator("#incident-history")
+    expect(history).to_contain_text("restoring")
+
+    incident = IncidentMode.objects.get()
+    assert action_run(action_id=incident.exit_action_id).state == "succeeded"
+    # Same page, no reload: the last poll of the state brings the history and the toast up to date.
+    expect(page.locator("#incident-state")).to_contain_text("Incident mode is not active", timeout=6_000)
+    expect(history).to_contain_text("batch-enrichment: 3 → 0 → restored to 3")
+    expect(history).not_to_contain_text("restoring")
+    expect(toasts).to_contain_text(f"Incident #{incident.pk} ended: 1 pool restored.")
+    expect(toasts).not_to_contain_text("being restored")
+    screenshot(page, "incident-exit-settled")
+    assert page.js_errors == []

@@ -64,8 +64,9 @@ def test_entering_pauses_and_the_state_shows_it_until_exit_restores(ui_client, o
     assert "Exit incident mode" not in state  # a viewer gets no button
 
     run_pending()
-    state = client.get("/incidents/", headers=HX).content.decode()
+    state = client.get("/incidents/", headers={**HX, "HX-Target": "incident-state"}).content.decode()
     assert 'hx-trigger="every 2s"' not in state  # the action ended: the polling stops
+    assert "Incident mode is on: 1 pool paused." in state  # the toast "being paused" is replaced
     row = re.search(rf'<tr class="hold-active" data-class="{DEFERRABLE_SLUG}">.*?</tr>', state, re.S).group(0)
     assert '<td class="num" data-col="had">3</td>' in row and "<strong>0</strong>" in row
     assert _count(oncall["deferrable"]) == 0 and "Exit incident mode" in state
@@ -73,8 +74,16 @@ def test_entering_pauses_and_the_state_shows_it_until_exit_restores(ui_client, o
     assert client.post("/incidents/exit/", {"reason": "failover done"}, headers=HX)["HX-Redirect"] == "/incidents/"
     page = client.get("/incidents/").content.decode()
     assert 'class="incident-banner"' not in page and "Restoring the pools of incident" in page
+    history = client.get("/incidents/", headers={**HX, "HX-Target": "incident-state"}).content.decode()
+    assert "Restoring the pools" in history and 'id="incident-history"' not in history  # still moving
     run_pending()
     assert _count(oncall["deferrable"]) == 3
+    # The last poll brings the history and the toasts along: neither still says "restoring".
+    last = client.get("/incidents/", headers={**HX, "HX-Target": "incident-state"}).content.decode()
+    oob_history = re.search(r'<section id="incident-history"[^>]*hx-swap-oob="true".*?</section>', last, re.S).group(0)
+    assert "restored to <strong>3</strong>" in oob_history and "restoring" not in oob_history
+    toasts = re.search(r'<div id="toasts"[^>]*hx-swap-oob="true">.*?</div>\s*</div>', last, re.S).group(0)
+    assert f"Incident #{incident.pk} ended: 1 pool restored." in toasts and "being restored" not in toasts
     page = client.get("/incidents/").content.decode()
     assert "Incident mode is not active" in page
     assert re.search(r"batch-enrichment</code>: 3 → 0 → restored to <strong>3</strong> \(the count it had\)", page)
