@@ -55,15 +55,19 @@ def _measure(client, count: int, *, repeat: int, now) -> dict:
         if response.status_code != 200:
             raise RuntimeError(f"GET /metrics answered {response.status_code}")
     # Counted with a wrapper: CaptureQueriesContext loses them (each request resets the query log).
-    queries = []
-    with connection.execute_wrapper(lambda execute, sql, *rest: queries.append(sql) or execute(sql, *rest)):
-        plain = client.get("/metrics").content
+    # The fewer of two scrapes: the token's last-used time is written at most once a minute.
+    counts = []
+    for _ in range(2):
+        queries = []
+        with connection.execute_wrapper(lambda execute, sql, *rest, q=queries: q.append(sql) or execute(sql, *rest)):
+            plain = client.get("/metrics").content
+        counts.append(len(queries))
     zipped = client.get("/metrics", HTTP_ACCEPT_ENCODING="gzip")
     if zipped.get("Content-Encoding") != "gzip" or gzip.decompress(zipped.content).count(b"\n") != plain.count(b"\n"):
         raise RuntimeError("the gzipped scrape differs from the plain one")
     return {
         "seconds": median(seconds),
-        "queries": len(queries),
+        "queries": min(counts),
         "bytes": len(plain),
         "gzip_bytes": len(zipped.content),
         "lines": plain.count(b"\n"),

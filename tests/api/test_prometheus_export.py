@@ -218,3 +218,30 @@ def test_it_is_gzipped_for_a_scraper_that_accepts_it(fleet, scrape, viewer):
         response = APIClient().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {raw}", HTTP_ACCEPT_ENCODING="gzip")
     assert response["Content-Encoding"] == "gzip"
     assert gzip.decompress(response.content).decode() == plain
+
+
+def test_it_exports_slo_thresholds_targets_and_the_last_deployment(fleet, scrape):
+    from tests.factories import SloFactory
+    from workloads.models import DeploymentSource
+    from workloads.services.deployments import deployment_record
+
+    docs = fleet["docs"]
+    SloFactory(
+        workload_class=docs,
+        kind="queue_age",
+        percentile=Decimal("95"),
+        threshold_seconds=90,
+        target_percent=Decimal("99.5"),
+    )
+    found = samples(scrape())
+    assert ("controlplane_last_deployment_timestamp_seconds", frozenset({("workload_class", "docs")})) not in found
+    deployment_record(workload_class=docs, actor=None, source=DeploymentSource.API, now=NOW, version="v1")
+    deployed = deployment_record(
+        workload_class=docs, actor=None, source=DeploymentSource.API, now=NOW + MINUTE, version="v2"
+    )
+    found = samples(scrape())
+    assert value(found, "controlplane_slo_threshold_seconds", workload_class="docs", slo="queue_age") == 90
+    assert value(found, "controlplane_slo_target_ratio", workload_class="docs", slo="queue_age") == 0.995
+    assert value(found, "controlplane_last_deployment_timestamp_seconds", workload_class="docs") == (
+        deployed.deployed_at.timestamp()
+    )

@@ -60,6 +60,22 @@ class FleetCollector:
                 "(held at an operator's count); 0 otherwise.",
                 labels=["workload_class", "hold"],
             ),
+            "slo_threshold": GaugeMetricFamily(
+                "controlplane_slo_threshold_seconds",
+                "The SLO's threshold (queue age, completion latency): draw it beside the measured value.",
+                labels=["workload_class", "slo"],
+            ),
+            "slo_target": GaugeMetricFamily(
+                "controlplane_slo_target_ratio",
+                "The SLO's target: the share of events (or minutes) that must be good, e.g. 0.99.",
+                labels=["workload_class", "slo"],
+            ),
+            "deployed": GaugeMetricFamily(
+                "controlplane_last_deployment_timestamp_seconds",
+                "When the class's newest recorded deployment happened (absent when none is kept); "
+                "changes() of it marks deployments on Grafana panels.",
+                labels=["workload_class"],
+            ),
             "info": GaugeMetricFamily(
                 "controlplane_class_info",
                 "Always 1: the class's owner team and tier.",
@@ -108,7 +124,13 @@ class FleetCollector:
             ):
                 if value is not None:
                     gauges[key].add_metric([slug], value)
+            if signal.last_deployed_at is not None:
+                gauges["deployed"].add_metric([slug], signal.last_deployed_at.timestamp())
             for card in row.slo_cards:
+                if card.slo.threshold_seconds is not None:
+                    gauges["slo_threshold"].add_metric([slug, card.slo.kind], card.slo.threshold_seconds)
+                if card.slo.target_percent is not None:
+                    gauges["slo_target"].add_metric([slug, card.slo.kind], float(card.slo.target_percent) / 100)
                 if card.budget_remaining_percent is not None:
                     gauges["budget"].add_metric([slug, card.slo.kind], card.budget_remaining_percent / 100)
                 for window, rate in card.burn_rates.items():

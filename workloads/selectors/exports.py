@@ -1,12 +1,16 @@
 """What `/metrics` exports beyond the fleet overview's live values: each class's running totals,
-the pool's target and the holds on it. Three queries whatever the number of classes."""
+the pool's target, the holds on it and its last deployment. Four queries whatever the number of
+classes."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
-from workloads.models import ClassCounters, PoolControl, PoolHold
+from django.db.models import Max
+
+from workloads.models import ClassCounters, Deployment, PoolControl, PoolHold
 from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.providers.base import LATENCY_BUCKET_BOUNDS
 
@@ -24,6 +28,7 @@ class ClassSignals:
     counters: ClassCounters | None = None
     target_instances: int | None = None
     holds: frozenset[str] = frozenset()
+    last_deployed_at: datetime | None = None
 
 
 def cumulative_latency_buckets(counts: list[int]) -> list[tuple[float, int]]:
@@ -51,11 +56,18 @@ def class_signals() -> dict[int, ClassSignals]:
         "workload_class_id", "incident_id", "hold_count"
     ):
         holds[class_id].add("incident" if incident_id is not None else "override" if hold_count else "pause")
+    deployed = dict(
+        Deployment.objects.order_by()
+        .values("workload_class_id")
+        .annotate(last=Max("deployed_at"))
+        .values_list("workload_class_id", "last")
+    )
     return {
         class_id: ClassSignals(
             counters=counters.get(class_id),
             target_instances=controls[class_id].last_set_count if class_id in controls else None,
             holds=frozenset(holds.get(class_id, ())),
+            last_deployed_at=deployed.get(class_id),
         )
-        for class_id in set(counters) | set(controls) | set(holds)
+        for class_id in set(counters) | set(controls) | set(holds) | set(deployed)
     }
