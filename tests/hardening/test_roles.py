@@ -80,6 +80,7 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "dashboards:incident-extend"): OPERATOR,
     ("POST", "dashboards:incident-exit"): OPERATOR,
     ("POST", "dashboards:class-pause"): OPERATOR,
+    ("POST", "dashboards:class-override"): OPERATOR,
     ("POST", "dashboards:class-resume"): OPERATOR,
     ("POST", "dashboards:class-pause-extend"): OPERATOR,
     ("POST", "dashboards:class-take-over"): OPERATOR,
