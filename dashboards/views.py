@@ -179,6 +179,7 @@ def cost(request):
         "without_rates": [line for line in report.lines if not line.has_rates],
         "csv_url": f"{reverse('api:cost')}?{urlencode(params)}",
         "now": now,
+        "minute_retention_days": settings.TELEMETRY_MINUTE_RETENTION_DAYS,
     }
     return _render(request, "dashboards/cost.html", "cost-report", context)
 

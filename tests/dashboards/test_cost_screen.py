@@ -118,3 +118,37 @@ def test_queries_do_not_grow_with_the_number_of_classes(ui_client, viewer, db):
     with CaptureQueriesContext(connection) as many:
         client.get("/cost/?period=30d")
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_instance_time_of_an_unhealthy_pool_is_shown_as_waste(db, ui_client, viewer):
+    """The pool was unhealthy from 10:05 to 10:20 (the health check's audit events): its 15
+    minutes of two instances are waste, part of the totals, in the screen and the API."""
+    from datetime import timedelta
+
+    from tests.factories import WorkloadClassFactory
+    from workloads.models import AuditEvent, MetricRollup, Resolution
+
+    rates = CostRatesFactory(vcpu_second=Decimal("0.001"), gib_second=Decimal("0"))
+    wc = WorkloadClassFactory(slug="crashy", cost_rates=rates, vcpu_per_instance=Decimal("1"))
+    start = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    for minute in range(30):
+        MetricRollup.objects.create(
+            workload_class=wc,
+            resolution=Resolution.MINUTE,
+            bucket_start=start + timedelta(minutes=minute),
+            instances=2,
+            instance_seconds=120,
+            fetched_at=start,
+        )
+    for action, minute in (("pool.unhealthy", 5), ("pool.recovered", 20)):
+        event = AuditEvent.objects.create(action=action, target_type="workload_class", workload_class_slug="crashy")
+        AuditEvent.objects.filter(pk=event.pk).update(occurred_at=start + timedelta(minutes=minute))
+    now = start + timedelta(minutes=30)
+    [line] = cost_report(start=start, end=now, now=now).lines
+    assert line.instance_seconds == Decimal("3600.000") and line.waste_instance_seconds == Decimal("1800.000")
+    assert line.waste_cost == Decimal("1.800000") and line.compute_cost == Decimal("3.600000")
+    with time_machine.travel(now, tick=False):
+        html = ui_client(viewer).get("/cost/?period=today").content.decode()
+        api = ui_client(viewer).get("/api/v1/cost/?start=2026-03-02T10:00:00Z&end=2026-03-02T10:30:00Z").json()
+    assert "0.5 h wasted" in _lines(html)["crashy"] and "while unhealthy" in _lines(html)["crashy"]
+    assert api["lines"][0]["waste_instance_seconds"] == "1800.000" and api["lines"][0]["waste_cost"] == "1.800000"

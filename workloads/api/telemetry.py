@@ -395,6 +395,15 @@ class CostLineSerializer(serializers.Serializer):
     total_cost = serializers.DecimalField(max_digits=20, decimal_places=6)
     cost_per_1k_records = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
     cost_per_completed_job = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+    waste_instance_seconds = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=3,
+        help_text="Instance time while the pool was unhealthy (instances ran, workers did no work); part of "
+        "instance_seconds.",
+    )
+    waste_cost = serializers.DecimalField(
+        max_digits=20, decimal_places=6, help_text="The compute cost of waste_instance_seconds; part of compute_cost."
+    )
 
 
 # The CSV's columns: the line serializer's fields, in its order (one list for JSON and CSV).

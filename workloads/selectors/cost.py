@@ -1,17 +1,18 @@
 """Cost attribution: what each class (or owner team) cost over a period, from the rollups'
-instance-seconds, records and tokens at the class's rates. Only reads."""
+instance-seconds, records and tokens at the class's rates, and the waste in it: instance time
+while the class's pool was unhealthy (its workers did no work). Only reads."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
-from workloads.models import MetricRollup, WorkloadClass
+from workloads.models import AuditEvent, MetricRollup, Resolution, WorkloadClass
 from workloads.selectors.rollups import minutes_kept_since, spans_query
 from workloads.telemetry.windows import window_spans
 
@@ -41,6 +42,10 @@ class CostLine:
     compute_cost: Decimal = Decimal(0)
     records_cost: Decimal = Decimal(0)
     tokens_cost: Decimal = Decimal(0)
+    # Instance time while the pool was unhealthy (its workers did no work; workloads.health), and
+    # its compute cost: part of the totals above, shown apart as waste.
+    waste_instance_seconds: Decimal = Decimal(0)
+    waste_cost: Decimal = Decimal(0)
 
     @property
     def total_cost(self) -> Decimal:
@@ -85,10 +90,13 @@ def class_cost(wc: WorkloadClass, usage: dict) -> CostLine:
         completed=int(usage.get("completed") or 0),
         failed=int(usage.get("failed") or 0),
     )
+    line.waste_instance_seconds = Decimal(str(round(usage.get("waste_instance_seconds") or 0.0, 3)))
     if rates is not None:
         line.compute_cost = (line.vcpu_seconds * rates.vcpu_second + line.gib_seconds * rates.gib_second).quantize(
             _MONEY
         )
+        per_instance_second = wc.vcpu_per_instance * rates.vcpu_second + wc.memory_gib_per_instance * rates.gib_second
+        line.waste_cost = (line.waste_instance_seconds * per_instance_second).quantize(_MONEY)
         line.records_cost = (line.records * rates.per_record).quantize(_MONEY)
         line.tokens_cost = (Decimal(line.tokens) / 1000 * rates.per_1k_tokens).quantize(_MONEY)
     return line
@@ -107,6 +115,55 @@ def class_usage(*, start: datetime, end: datetime, class_ids: Iterable[int] | No
     return {row.pop("workload_class_id"): row for row in totals}
 
 
+# How far before a period an unhealthy spell may have begun and still be found (its opening audit
+# event); pools are not left unhealthy for longer without someone acting.
+SPELL_LOOKBACK = timedelta(days=7)
+
+
+def unhealthy_spells(*, slugs: Iterable[str], start: datetime, end: datetime) -> dict[str, list[tuple]]:
+    """{slug: [(from, to), ...]}: when each class's pool was unhealthy within [start, end), from the
+    audit events the health check writes (`pool.unhealthy` opens a spell, `pool.recovered` ends it)."""
+    events = (
+        AuditEvent.objects.filter(
+            action__in=("pool.unhealthy", "pool.recovered"),
+            workload_class_slug__in=list(slugs),
+            occurred_at__gte=start - SPELL_LOOKBACK,
+            occurred_at__lt=end,
+        )
+        .order_by("occurred_at", "id")
+        .values_list("workload_class_slug", "action", "occurred_at")
+    )
+    opened: dict[str, datetime] = {}
+    spells: dict[str, list[tuple]] = {}
+    for slug, action, at in events:
+        if action == "pool.unhealthy":
+            opened.setdefault(slug, at)
+        elif slug in opened:
+            spells.setdefault(slug, []).append((opened.pop(slug), at))
+    for slug, at in opened.items():
+        spells.setdefault(slug, []).append((at, end))
+    return {
+        slug: [(max(a, start), min(b, end)) for a, b in found if b > start and a < end]
+        for slug, found in spells.items()
+    }
+
+
+def _waste_seconds(classes: list[WorkloadClass], *, start: datetime, end: datetime) -> dict[int, float]:
+    """Instance-seconds of the minute rollups inside each class's unhealthy spells."""
+    spells = unhealthy_spells(slugs=[wc.slug for wc in classes], start=start, end=end)
+    waste = {}
+    for wc in classes:
+        condition = Q()
+        for a, b in spells.get(wc.slug, []):
+            condition |= Q(bucket_start__gte=a, bucket_start__lt=b)
+        if condition:
+            total = MetricRollup.objects.filter(condition, workload_class=wc, resolution=Resolution.MINUTE).aggregate(
+                seconds=Sum("instance_seconds")
+            )["seconds"]
+            waste[wc.pk] = total or 0.0
+    return waste
+
+
 def cost_report(*, start: datetime, end: datetime, group_by: str = "class", now: datetime | None = None) -> CostReport:
     """Cost per class (or per owner team) for [start, end): instance-seconds from the instance
     series x vCPU and memory x the class's rates, plus records and tokens at their rates. Teams
@@ -116,7 +173,8 @@ def cost_report(*, start: datetime, end: datetime, group_by: str = "class", now:
     now = now or timezone.now()
     classes = list(WorkloadClass.objects.select_related("cost_rates").order_by("slug"))
     usage = class_usage(start=start, end=end, now=now)
-    lines = [class_cost(wc, usage.get(wc.pk, {})) for wc in classes]
+    waste = _waste_seconds(classes, start=start, end=end)
+    lines = [class_cost(wc, usage.get(wc.pk, {}) | {"waste_instance_seconds": waste.get(wc.pk)}) for wc in classes]
     if group_by == "team":
         teams: dict[tuple[str, str], CostLine] = {}
         for line in lines:
