@@ -17,6 +17,7 @@ from workloads.models.migration import FORWARD
 from workloads.runtimes import Runtime
 from workloads.selectors import migration as migration_selectors
 from workloads.services import migration as migration_services
+from workloads.services.runtime_control import control_signal_send
 
 
 class PlanForm(forms.Form):
@@ -91,7 +92,6 @@ def migration_detail(request, plan_id: int):
         "steps": [(p, p.label, plan.route_percent_for(p)) for p in steps],
         "next_phases": [(p, p.label, plan.route_percent_for(p)) for p in FORWARD[Phase(plan.phase)]],
         "decisions": plan.decisions.select_related("action").all(),
-        "can_operate": has_role(request.user, Role.OPERATOR),
         "csv_url": reverse("api:migration-plan-evidence", args=[plan.pk]) + "?format=csv",
         "route_percent": plan.source.route_percent if plan.source.route_to_id == plan.target_id else 0,
     }
@@ -131,3 +131,25 @@ def migration_advance(request, plan_id: int):
 def migration_rollback(request, plan_id: int):
     require_role(request, Role.OPERATOR)
     return _step(request, plan_id, Phase.ROLLED_BACK)
+
+
+@require_POST
+@login_required_htmx
+def class_control_signal(request, slug: str):
+    """Send pause or resume to an observed runtime's control webhook (the escape hatch)."""
+    require_role(request, Role.OPERATOR)
+    workload_class = WorkloadClass.objects.filter(slug=slug).first()
+    if workload_class is None:
+        raise Http404(f"No workload class {slug!r}.")
+    try:
+        signal = control_signal_send(
+            workload_class=workload_class,
+            kind=request.POST.get("kind", ""),
+            actor=request.user,
+            reason=request.POST.get("reason", "")[:2000],
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{signal.get_kind_display()} signal sent to {slug}; acknowledged ones show below.")
+    return redirect(reverse("dashboards:class-detail", args=[slug]) + "#runtime-control")

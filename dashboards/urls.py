@@ -21,6 +21,7 @@ urlpatterns = [
     path("compare/", incident_views.compare, name="compare"),
     # Migration plans (docs/migration.md)
     path("migrations/", migration_views.migrations, name="migrations"),
+    path("classes/<slug:slug>/control-signal/", migration_views.class_control_signal, name="class-control-signal"),
     path("migrations/new/", migration_views.migration_create, name="migration-create"),
     path("migrations/<int:plan_id>/", migration_views.migration_detail, name="migration-detail"),
     path("migrations/<int:plan_id>/advance/", migration_views.migration_advance, name="migration-advance"),

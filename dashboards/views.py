@@ -141,6 +141,9 @@ def class_detail(request, slug: str):
             recent_changes=fleet.class_config_changes(workload_class=workload_class, limit=10),
             recent_deployments=deployments[:10],
             observation=runtime_selectors.class_observation(workload_class, now=now),
+            control_signals=[]
+            if workload_class.runs_on_worker_pool
+            else runtime_selectors.class_control_signals(workload_class, now=now),
             **class_operations_context(workload_class),
         )
     return _render(request, "dashboards/class_detail.html", "class-charts", context)

@@ -14,4 +14,4 @@ class WorkloadsConfig(AppConfig):
 
         sqlite_regexp.register()
         from controlplane import checks  # noqa: F401
-        from workloads.services import deadletters, incidents, migration, scaling, subscriptions  # noqa: F401
+        from workloads.services import deadletters, incidents, migration, runtime_control, scaling, subscriptions  # noqa: F401

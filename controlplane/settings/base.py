@@ -313,6 +313,11 @@ if RUNTIME_CELERY_BROKER_URL.startswith("filesystem://"):
     for _folder in ("queue", "processed", "control"):
         (_runtime_dir / _folder).mkdir(parents=True, exist_ok=True)
 RUNTIME_CELERY_REPORT_INTERVAL_SECONDS = env_int("RUNTIME_CELERY_REPORT_INTERVAL_SECONDS", 60, minimum=1)
+# The escape hatch's control signals to observed runtimes (docs/migration.md): the HMAC secret of
+# their signature (empty: signals go unsigned) and how long a sent
+# signal may go unacknowledged before the screen calls the runtime silent.
+RUNTIME_CONTROL_SIGNING_SECRET = env_str("RUNTIME_CONTROL_SIGNING_SECRET", "")
+RUNTIME_CONTROL_ACK_SECONDS = env_int("RUNTIME_CONTROL_ACK_SECONDS", 120, minimum=1)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -16,13 +16,14 @@ from controlplane.roles import Role
 from workloads.api.choices import ChoiceField
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.api.telemetry import spreadsheet_safe
-from workloads.models import MigrationDecision, MigrationPlan, WorkloadClass
+from workloads.models import ControlSignal, MigrationDecision, MigrationPlan, SignalKind, WorkloadClass
 from workloads.runtimes import profile
 from workloads.selectors import migration as migration_selectors
 from workloads.selectors.migration import plan_evidence
-from workloads.selectors.runtimes import class_observation
+from workloads.selectors.runtimes import class_observation, signal_state
 from workloads.services import migration as migration_services
 from workloads.services.migration import THRESHOLD_FIELDS
+from workloads.services.runtime_control import control_signal_acknowledge, control_signal_send
 
 
 class ObservationSourceSerializer(serializers.Serializer):
@@ -319,3 +320,57 @@ class MigrationCandidatesView(APIView):
         ranking = migration_selectors.migration_candidates(now=timezone.now())
         body = {"best": migration_selectors.best_candidate(ranking), "ranking": ranking}
         return Response(CandidatesSerializer(body).data)
+
+
+# --- the escape hatch: control signals -------------------------------------------------------------------
+class ControlSignalSerializer(serializers.ModelSerializer):
+    state = serializers.SerializerMethodField(help_text="pending, failed, sent, acknowledged or silent.")
+
+    class Meta:
+        model = ControlSignal
+        fields = ["id", "kind", "reason", "incident", "requested_by_label", "action", "created_at", "sent_at",
+                  "last_error", "acknowledged_at", "acknowledged_by_label", "state"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_state(self, signal: ControlSignal) -> str:
+        return signal_state(signal, now=timezone.now())
+
+
+class SignalInputSerializer(StrictSerializer):
+    kind = ChoiceField(choices=SignalKind.values)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class ClassControlSignalsView(APIView):
+    """Control signals of a class on an observed runtime: GET lists the latest, POST (operator)
+    sends `pause` or `resume` to its control webhook (an action, 202)."""
+
+    read_role = Role.VIEWER
+    write_role = Role.OPERATOR
+
+    @extend_schema(responses=ControlSignalSerializer(many=True))
+    def get(self, request, slug: str):
+        workload_class = get_object_or_404(WorkloadClass, slug=slug)
+        signals = ControlSignal.objects.filter(workload_class=workload_class).select_related("action")[:50]
+        return Response(ControlSignalSerializer(signals, many=True).data)
+
+    @extend_schema(request=SignalInputSerializer, responses={202: ControlSignalSerializer})
+    def post(self, request, slug: str):
+        workload_class = get_object_or_404(WorkloadClass, slug=slug)
+        body = SignalInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        signal = control_signal_send(workload_class=workload_class, actor=request.user, **body.validated_data)
+        return Response(ControlSignalSerializer(signal).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ControlSignalAckView(APIView):
+    """The runtime acknowledges a signal it acted on (operator role: give the runtime a token)."""
+
+    write_role = Role.OPERATOR
+
+    @extend_schema(request=None, responses=ControlSignalSerializer)
+    def post(self, request, slug: str, signal_id: int):
+        signal = get_object_or_404(ControlSignal.objects.select_related("workload_class"), pk=signal_id,
+                                   workload_class__slug=slug)  # fmt: skip
+        signal = control_signal_acknowledge(signal=signal, actor=request.user)
+        return Response(ControlSignalSerializer(signal).data)

@@ -90,6 +90,7 @@ class WorkloadClassSerializer(StrictModelSerializer):
             "runbook_url",
             "runtime",
             "runtime_resource",
+            "control_webhook_url",
             "timeout_tier",
             "timeout_seconds",
             "timeout_effective_seconds",

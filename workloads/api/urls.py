@@ -30,6 +30,16 @@ urlpatterns = [
     path("poll-runs/", telemetry.PollRunListView.as_view(), name="poll-run-list"),
     path("cost/", telemetry.CostView.as_view(), name="cost"),
     path("classes/<slug:slug>/observation/", migration.ClassObservationView.as_view(), name="class-observation"),
+    path(
+        "classes/<slug:slug>/control-signals/",
+        migration.ClassControlSignalsView.as_view(),
+        name="class-control-signals",
+    ),
+    path(
+        "classes/<slug:slug>/control-signals/<int:signal_id>/ack",
+        migration.ControlSignalAckView.as_view(),
+        name="class-control-signal-ack",
+    ),
     path("migration-plans/", migration.MigrationPlanListView.as_view(), name="migration-plans"),
     path("migration-plans/<int:plan_id>/", migration.MigrationPlanDetailView.as_view(), name="migration-plan"),
     path(

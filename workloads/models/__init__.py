@@ -55,6 +55,7 @@ from workloads.models.notifications import (
     SloIncident,
 )
 from workloads.models.results import WorkOutcome, WorkResult
+from workloads.models.runtime_control import ControlSignal, SignalKind
 from workloads.models.telemetry import (
     AlertSeverity,
     ClassCounters,
@@ -98,6 +99,8 @@ __all__ = [
     "MetricRollup",
     "ACTIVE_PHASES",
     "MigrationDecision",
+    "ControlSignal",
+    "SignalKind",
     "MigrationPlan",
     "Phase",
     "ChannelKind",

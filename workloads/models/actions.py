@@ -22,6 +22,7 @@ class ActionKind(models.TextChoices):
     SNAPSHOT = "snapshot", "Snapshot subscription"
     ENSURE_RESOURCES = "ensure_resources", "Ensure cloud resources"
     MIGRATION_STEP = "migration_step", "Migration step"
+    CONTROL_SIGNAL = "control_signal", "Send a control signal"
 
 
 class ActionState(models.TextChoices):

@@ -118,6 +118,14 @@ class WorkloadClass(models.Model):
         "namespace/workload on GKE, an instance group, or the Celery task name.",
     )
 
+    # The escape hatch: where pause, resume and incident mode reach an observed runtime (a signed
+    # webhook the runtime acknowledges through the API; workloads/services/runtime_control.py).
+    control_webhook_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Observed runtimes: receives signed pause and resume signals (docs/migration.md).",
+    )
+
     # A migration plan's switch (workloads/models/migration.py): this share of the ingested events,
     # by a stable hash of the idempotency key, goes to `route_to`'s topic instead of this class's.
     route_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Max, Sum
 
-from workloads.models import MetricRollup, Resolution, WorkloadClass
+from workloads.models import ControlSignal, MetricRollup, Resolution, WorkloadClass
 from workloads.runtimes import SOURCE_LABELS, Figure, Observation, Runtime, Source, profile
 
 RECENT = timedelta(hours=1)
@@ -111,3 +112,21 @@ def celery_classes_by_task() -> dict[str, str]:
         .exclude(runtime_resource="")
         .values_list("runtime_resource", "slug")
     )
+
+
+def signal_state(signal: ControlSignal, *, now: datetime) -> str:
+    """pending (not delivered yet), failed, sent, acknowledged, or silent (sent, unacknowledged
+    for longer than RUNTIME_CONTROL_ACK_SECONDS)."""
+    if signal.acknowledged_at is not None:
+        return "acknowledged"
+    if signal.sent_at is None:
+        return "failed" if signal.action is not None and signal.action.state == "failed" else "pending"
+    if now - signal.sent_at > timedelta(seconds=settings.RUNTIME_CONTROL_ACK_SECONDS):
+        return "silent"
+    return "sent"
+
+
+def class_control_signals(workload_class: WorkloadClass, *, now: datetime, limit: int = 10) -> list[tuple]:
+    """The class's latest control signals with their state: [(signal, state)]."""
+    signals = ControlSignal.objects.filter(workload_class=workload_class).select_related("action")[:limit]
+    return [(signal, signal_state(signal, now=now)) for signal in signals]

@@ -53,6 +53,7 @@ from workloads.runtimes import Runtime
 from workloads.selectors.incidents import default_expiry, duration_text, retention_warning
 from workloads.services.actions import ActionHandler, PlannedStep, action_cancel, action_request, register_handler
 from workloads.services.audit import audit_event_record
+from workloads.services.runtime_control import incident_signals_send
 from workloads.services.scaling import current_bounds, pool_control_record_set, schedule_target
 
 logger = logging.getLogger(__name__)
@@ -237,6 +238,8 @@ def incident_mode_enter(
     )
     incident.enter_action = action
     incident.save(update_fields=["enter_action"])
+    # Observed runtimes have no pool to pause: their control webhook is told instead.
+    signalled = incident_signals_send(incident=incident, kind="pause", actor=actor, reason=f"incident mode: {reason}")
     warnings = [h.retention_warning for h in holds if h.retention_warning]
     audit_event_record(
         actor=actor,
@@ -248,6 +251,7 @@ def incident_mode_enter(
             "expires_at": incident.expires_at,
             "classes": [h.workload_class.slug for h in holds],
             "already_paused": already_paused,
+            "signalled": signalled,
             "warnings": warnings,
         },
     )
@@ -285,11 +289,12 @@ def incident_mode_exit(
         target=f"{len(holds)} paused pool{'s' if len(holds) != 1 else ''}",
     )
     incident.save()
+    signalled = incident_signals_send(incident=incident, kind="resume", actor=actor, reason=why)
     audit_event_record(
         actor=actor,
         action="incident_mode.expire" if expired else "incident_mode.exit",
         target=incident,
-        extra={"reason": why, "classes": [h.workload_class.slug for h in holds]},
+        extra={"reason": why, "classes": [h.workload_class.slug for h in holds], "signalled": signalled},
     )
     return IncidentResult(incident, changed=True)
 
@@ -368,7 +373,8 @@ def pool_pause(
     if not workload_class.runs_on_worker_pool:
         raise ApplicationError(
             f"{workload_class.slug} runs on an observed runtime ({workload_class.get_runtime_display()}): "
-            "the control plane has no pool of it to pause.",
+            "the control plane has no pool of it to pause; send it a control signal instead "
+            f"(POST /api/v1/classes/{workload_class.slug}/control-signals/).",
             code="observed_runtime",
         )
     WorkloadClass.objects.select_for_update().filter(pk=workload_class.pk).first()

@@ -211,6 +211,7 @@ NOT_PRUNED: dict[str, str] = {
     "workloads.SchedulePolicy": "a few per class",
     "workloads.TriageRule": "written by operators, a few per class",
     "workloads.MigrationPlan": "written by people, a few per class moved",
+    "workloads.ControlSignal": "one per pause, resume or incident of an observed runtime",
     "workloads.MigrationDecision": "one per phase change a person makes, a handful per plan",
     "workloads.ApiToken": "issued by admins",
     "workloads.ClassTelemetry": "one row per class, updated in place",
