@@ -59,6 +59,10 @@ class Harness(ABC):
         """Make the pool exist with this count (GCP: in the fake Cloud Run server)."""
 
     @abstractmethod
+    def deploy_revision(self, spec: PoolSpec) -> None:
+        """Roll the pool to a new revision (GCP: a deploy in the fake; local: what runfleet does when it starts)."""
+
+    @abstractmethod
     def make_backlog(self, target: MetricTarget, count: int) -> None:
         """Arrange for the class to have `count` undelivered messages as the Metrics port sees them
         (local: publish them; GCP: the fake Monitoring server reports them)."""

@@ -34,6 +34,9 @@ class GcpHarness(Harness):
     def create_pool(self, spec: PoolSpec, *, instance_count: int) -> None:
         self.fakes.run.add_pool(spec.worker_pool, instance_count=instance_count)
 
+    def deploy_revision(self, spec: PoolSpec) -> None:
+        self.fakes.run.roll_revision(spec.worker_pool)
+
     def make_backlog(self, target: MetricTarget, count: int) -> None:
         # Real messages in the emulator, and the backlog Monitoring would then report (the emulator
         # feeds no metrics): one sample a minute over the last five minutes.

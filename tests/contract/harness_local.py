@@ -16,6 +16,7 @@ import pytest
 from tests.contract.harness import Harness
 from workloads.providers.base import OutboundMessage, PoolSpec, Providers
 from workloads.providers.local import build_local_providers
+from workloads.providers.local.pools import local_pools_new_revision
 
 
 @dataclass
@@ -29,6 +30,9 @@ class LocalHarness(Harness):
         pools = self.providers.pools
         pools.ensure(spec, initial_instances=instance_count)
         pools.set_instances(spec, instance_count, reason="contract test set-up")
+
+    def deploy_revision(self, spec: PoolSpec) -> None:
+        local_pools_new_revision(using=self.providers.pools.using)
 
     def make_backlog(self, target, count: int) -> None:
         spec = self.ready_queue(slug=target.slug)

@@ -61,3 +61,12 @@ def test_permission_denied_is_permanent_and_changes_nothing(harness):
     assert caught.value.permanent
     assert "roles/run.developer" in caught.value.message  # says which role is missing
     assert harness.providers.pools.get(spec).instance_count == 2
+
+
+def test_get_reports_the_revision_and_a_new_one_after_a_deploy(harness):
+    spec = harness.pool_spec()
+    harness.create_pool(spec, instance_count=1)
+    before = harness.providers.pools.get(spec).revision
+    harness.deploy_revision(spec)
+    after = harness.providers.pools.get(spec).revision
+    assert after and after != before

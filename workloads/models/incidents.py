@@ -185,6 +185,9 @@ class PoolControl(models.Model):
     last_target = models.PositiveIntegerField(null=True, blank=True)
     last_decision = models.CharField(max_length=255, blank=True)
     last_decided_at = models.DateTimeField(null=True, blank=True)
+    last_revision = models.CharField(
+        max_length=300, blank=True, help_text="The pool's revision when last read: a change is a deployment."
+    )
 
     # Worker health, judged by each controller tick (workloads.health): whether the pool's
     # instances do any work while a backlog waits, and the evidence for the verdict.

@@ -125,6 +125,9 @@ class LocalWorkerPool(models.Model):
     exits_in_row = models.PositiveIntegerField(default=0)
     last_exit_at = models.DateTimeField(null=True, blank=True)
     last_exit_code = models.IntegerField(null=True, blank=True)
+    # Cloud Run's revisions, simulated: each start of runfleet runs the code anew, so it gives
+    # every pool a new revision (a deployment, as a new revision on Cloud Run is).
+    revision = models.CharField(max_length=100, blank=True)
 
     def __str__(self) -> str:
         return self.name

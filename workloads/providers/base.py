@@ -304,6 +304,9 @@ class PoolState:
     exits_in_row: int = 0
     last_exit_at: datetime | None = None
     last_exit_code: int | None = None
+    # The revision the pool runs (Cloud Run: latestReadyRevision; local: runfleet's start). A
+    # change is a deployment, recorded by the scaling controller's read of the pool.
+    revision: str = ""
 
 
 class WorkerPools(ABC):

@@ -1,5 +1,5 @@
-"""Record deployments of a class's worker code, audited: from CI through the API and from the class
-page."""
+"""Record deployments of a class's worker code, audited: from CI through the API, from the class
+page, and from the pool's revision changing (seen by the scaling controller's read of the pool)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 
 from workloads.batch_delete import delete_in_batches
-from workloads.models import Deployment, WorkloadClass
+from workloads.models import Deployment, DeploymentSource, PoolControl, WorkloadClass
 from workloads.services.audit import audit_event_record
 
 COMMIT_PATTERN = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -96,6 +96,21 @@ def deployment_record(
             },
         )
     return deployment
+
+
+def deployment_from_revision(*, control: PoolControl, workload_class: WorkloadClass, revision: str, now: datetime):
+    """The scaling controller read the pool: when its revision differs from the one it read last,
+    record a deployment nobody announced. The first revision ever read is only remembered."""
+    if not revision or revision == control.last_revision:
+        return None
+    previous = control.last_revision
+    PoolControl.objects.filter(pk=control.pk).update(last_revision=revision[:300])
+    control.last_revision = revision[:300]
+    if not previous:
+        return None
+    return deployment_record(
+        workload_class=workload_class, actor=None, source=DeploymentSource.REVISION, now=now, revision=revision
+    )
 
 
 def deployments_prune(*, now: datetime, batch_size: int) -> int:

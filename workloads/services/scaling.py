@@ -39,6 +39,7 @@ from workloads.scheduling import InstanceBounds, instance_bounds
 from workloads.selectors.scaling import RECENT_WORK_WINDOW, latest_backlog
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
+from workloads.services.deployments import deployment_from_revision
 from workloads.services.pool_health import pool_health_record
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
             _record_decision(control, target=control.last_target, decision=f"could not read the pool: {exc}", now=now)
             summary.skipped[slug] = "pool unreadable"
             continue
+        deployment_from_revision(control=control, workload_class=workload_class, revision=state.revision, now=now)
         # Health is judged whoever owns the count: a held or hand-managed pool can crash-loop too.
         health = pool_health_record(
             workload_class=workload_class, control=control, state=state, backlog=backlog, now=now

@@ -110,6 +110,15 @@ class FakeCloudRun:
         with self._lock:
             self.pools[name] = pool
 
+    def roll_revision(self, name: str) -> None:
+        """A deploy: the pool's next revision becomes its latest created and ready one."""
+        with self._lock:
+            pool = self.pools[name]
+            short, number, suffix = pool.latest_ready_revision.rsplit("-", 2)
+            revision = f"{short}-{int(number) + 1:05d}-{suffix}"
+            pool.latest_ready_revision = pool.latest_created_revision = revision
+            pool.update_time = _now()
+
     def handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
         return (
             grpc.method_handlers_generic_handler(

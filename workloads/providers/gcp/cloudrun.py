@@ -43,6 +43,7 @@ def pool_state(pool: run_v2.WorkerPool) -> PoolState:
         last_modifier=pool.last_modifier,
         update_time=update_time if isinstance(update_time, datetime) and update_time.timestamp() > 0 else None,
         message="" if ready else pool.terminal_condition.message,
+        revision=pool.latest_ready_revision,
     )
 
 

@@ -27,6 +27,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from workloads.models import LocalWorkerPool
+from workloads.providers.local.pools import local_pools_new_revision
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +214,8 @@ def fleet_run(
 ) -> None:
     """Supervise until `stop` is set, then stop every worker cleanly."""
     fleet = Fleet(using=using, command=command, cwd=cwd, stop_timeout=stop_timeout)
-    logger.info("Fleet supervisor started: workers run %s", fleet.command)
+    revision = local_pools_new_revision(using=using)
+    logger.info("Fleet supervisor started: workers run %s (revision %s)", fleet.command, revision)
     try:
         while not stop.is_set():
             fleet.tick()

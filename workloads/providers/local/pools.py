@@ -35,6 +35,7 @@ def _state(pool: LocalWorkerPool) -> PoolState:
         exits_in_row=pool.exits_in_row,
         last_exit_at=pool.last_exit_at,
         last_exit_code=pool.last_exit_code,
+        revision=pool.revision,
     )
 
 
@@ -115,3 +116,12 @@ class LocalWorkerPools(WorkerPools):
 def _check_count(spec: PoolSpec, count: int) -> None:
     if not isinstance(count, int) or count < 0:
         raise invalid(f"The instance count of {spec.worker_pool} must be a whole number >= 0, got {count!r}.")
+
+
+def local_pools_new_revision(*, using: str = "default", now: datetime | None = None) -> str:
+    """Give every local pool a new revision, as Cloud Run does on a deploy: runfleet calls it when
+    it starts, since the workers it starts run the code as it is now. Returns the revision."""
+    now = now or timezone.now()
+    revision = f"local-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
+    LocalWorkerPool.objects.using(using).update(revision=revision)
+    return revision
