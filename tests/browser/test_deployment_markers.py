@@ -16,12 +16,11 @@ def revision_deployed(demo_fleet):
 
     from django.utils import timezone
 
-    from workloads.providers.local.pools import local_pools_new_revision
-    from workloads.services.scaling import scaling_controller_tick
-
     from workloads.models import WorkloadClass
     from workloads.providers import get_providers
+    from workloads.providers.local.pools import local_pools_new_revision
     from workloads.providers.specs import pool_spec
+    from workloads.services.scaling import scaling_controller_tick
 
     now = timezone.now()
     feed_demo_telemetry(now)
