@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0018_migration_plans'),
+        ('workloads', '0019_runtime_control_signals'),
     ]
 
     operations = [
