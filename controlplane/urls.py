@@ -16,6 +16,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # OpenID Connect sign-in (controlplane/oidc.py); answers 404 unless OIDC_CLIENT_ID is set.
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("workloads.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI's stylesheet draws its icons as data: SVG images: allowed on this page only.

@@ -1,5 +1,6 @@
 """The login page, with failed-login limits (see `workloads.services.login_limits`)."""
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 
 from controlplane import request_context
@@ -12,7 +13,19 @@ def _source_ip() -> str | None:
 
 
 class LoginView(auth_views.LoginView):
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            local_password_login=settings.LOCAL_PASSWORD_LOGIN,
+            oidc_enabled=settings.OIDC_ENABLED,
+            oidc_provider_name=settings.OIDC_PROVIDER_NAME,
+            **kwargs,
+        )
+
     def post(self, request, *args, **kwargs):
+        if not settings.LOCAL_PASSWORD_LOGIN:
+            # Turned off: no password is checked (ModelBackend is not even installed then).
+            context = self.get_context_data(form=self.get_form_class()(request))
+            return self.render_to_response(context, status=403)
         # Counted before the password is checked, so concurrent guesses cannot all pass the limit.
         self.attempt = login_attempt_begin(username=request.POST.get("username", ""), ip=_source_ip())
         if self.attempt.refused:

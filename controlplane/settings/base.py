@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from controlplane.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from controlplane.role_rules import parse_role_rules
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -64,6 +65,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "controlplane.iap.IapMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -148,6 +150,46 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboards:overview"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Single sign-on (docs/operations.md, "Single sign-on") ----------------------------------------
+# Roles of people who sign in through OIDC or IAP: KIND:VALUE=ROLE rules (controlplane/role_rules.py).
+try:
+    SSO_ROLE_RULES = parse_role_rules(env_str("SSO_ROLE_RULES", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"The environment variable SSO_ROLE_RULES is not valid: {exc}.") from None
+# Off: the login form is gone and passwords are refused everywhere; SSO and API tokens stay.
+LOCAL_PASSWORD_LOGIN = env_bool("LOCAL_PASSWORD_LOGIN", True)
+# Any OpenID Connect provider, through mozilla-django-oidc (code flow with PKCE). On when a client id is set.
+OIDC_RP_CLIENT_ID = env_str("OIDC_CLIENT_ID", "")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET", "")  # empty for a public client (PKCE only)
+OIDC_OP_ISSUER = env_str("OIDC_ISSUER", "", required=OIDC_ENABLED)
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_AUTHORIZATION_ENDPOINT", "", required=OIDC_ENABLED)
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_TOKEN_ENDPOINT", "", required=OIDC_ENABLED)
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_USERINFO_ENDPOINT", "", required=OIDC_ENABLED)
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_JWKS_URI", "", required=OIDC_ENABLED)
+OIDC_RP_SIGN_ALGO = env_choice("OIDC_SIGN_ALGO", ("rs256", "es256", "ps256"), "rs256").upper()
+OIDC_RP_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")  # "Sign in with <name>"
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+OIDC_CALLBACK_CLASS = "controlplane.oidc.OidcCallbackView"
+OIDC_AUTHENTICATE_CLASS = "controlplane.oidc.OidcAuthenticateView"
+LOGIN_REDIRECT_URL_FAILURE = "login"
+# Identity-Aware Proxy in front of the service: its signed header signs people in. The audience is
+# /projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID (or .../apps/PROJECT_ID for App Engine).
+IAP_AUDIENCE = env_str("IAP_AUDIENCE", "")
+IAP_CERTS_URL = env_str("IAP_CERTS_URL", "https://www.gstatic.com/iap/verify/public_key")
+if not LOCAL_PASSWORD_LOGIN and not (OIDC_ENABLED or IAP_AUDIENCE):
+    raise ImproperlyConfigured(
+        "LOCAL_PASSWORD_LOGIN=0 needs single sign-on: set OIDC_CLIENT_ID (and the OIDC_* endpoints) or IAP_AUDIENCE."
+    )
+AUTHENTICATION_BACKENDS = (
+    (["django.contrib.auth.backends.ModelBackend"] if LOCAL_PASSWORD_LOGIN else [])
+    + (["controlplane.oidc.OidcBackend"] if OIDC_ENABLED else [])
+    + (["controlplane.iap.IapBackend"] if IAP_AUDIENCE else [])
+)
 
 
 # --- Cache and rate limits ------------------------------------------------------------------------

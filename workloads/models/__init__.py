@@ -19,6 +19,7 @@ from workloads.models.deadletters import (
     TriageRule,
 )
 from workloads.models.deployments import Deployment, DeploymentSource
+from workloads.models.identity import SsoProvider, UserIdentity
 from workloads.models.incidents import (
     HoldState,
     IncidentEndReason,
@@ -116,6 +117,8 @@ __all__ = [
     "PollRun",
     "Resolution",
     "IdempotencyRecord",
+    "SsoProvider",
+    "UserIdentity",
     "HoldState",
     "IncidentEndReason",
     "IncidentMode",

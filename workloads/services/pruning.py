@@ -214,6 +214,7 @@ NOT_PRUNED: dict[str, str] = {
     "workloads.ControlSignal": "one per pause, resume or incident of an observed runtime",
     "workloads.MigrationDecision": "one per phase change a person makes, a handful per plan",
     "workloads.ApiToken": "issued by admins",
+    "workloads.UserIdentity": "one row per user, updated in place at each sign-in",
     "workloads.ClassTelemetry": "one row per class, updated in place",
     "workloads.ClassCounters": "one row per class, updated in place",
     "workloads.SloStatus": "one row per SLO, updated in place",

@@ -1,0 +1,112 @@
+"""Single sign-on: turn a verified identity (OIDC claims or an IAP assertion) into a user with the
+role the rules give (controlplane/role_rules.py). The caller has verified the signature,
+audience, issuer and expiry; this decides who the person is here and what they may do.
+
+People are found by e-mail address (case-insensitive), created on their first sign-in, and their
+role is set again from the rules at every sign-in, so a change of groups at the identity provider
+takes effect the next time they sign in. A person no rule matches is refused, and so is a
+deactivated account: both are audited as denied sign-ins.
+"""
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from controlplane.role_rules import RoleRule, role_from_rules
+from controlplane.roles import Role
+from workloads.models import AuditResult, SsoProvider
+from workloads.services.audit import audit_event_record
+from workloads.services.users import user_create, user_set_role, user_sso_sign_in_recorded
+
+
+class SsoSignInRefused(Exception):
+    """The identity is genuine but may not sign in here; the message says why, for the person."""
+
+
+@dataclass(frozen=True)
+class VerifiedIdentity:
+    provider: SsoProvider
+    subject: str
+    email: str
+    email_verified: bool = True
+    groups: tuple[str, ...] = ()
+
+
+def _username_for(email: str) -> str:
+    User = get_user_model()
+    base = email[:150]
+    candidate, n = base, 1
+    while User.objects.filter(username=candidate).exists():
+        n += 1
+        suffix = f"-{n}"
+        candidate = base[: 150 - len(suffix)] + suffix
+    return candidate
+
+
+def _refuse(identity: VerifiedIdentity, user, reason: str) -> SsoSignInRefused:
+    audit_event_record(
+        actor=user,
+        action="user.sso_sign_in",
+        target=user,
+        target_repr=identity.email or identity.subject,
+        result=AuditResult.DENIED,
+        extra={"provider": identity.provider.value, "subject": identity.subject, "reason": reason},
+    )
+    return SsoSignInRefused(reason)
+
+
+def sso_sign_in(*, identity: VerifiedIdentity, rules: tuple[RoleRule, ...]):
+    """The user for a verified identity, created or updated; SsoSignInRefused (audited) otherwise."""
+    email = identity.email.strip()
+    if not email:
+        raise _refuse(identity, None, "The identity provider sent no e-mail address for this account.")
+    if not identity.email_verified:
+        raise _refuse(identity, None, f"The identity provider has not verified the e-mail address {email}.")
+    users = list(get_user_model().objects.filter(email__iexact=email)[:2])
+    if len(users) > 1:
+        raise _refuse(
+            identity, None, f"Several accounts here have the e-mail address {email}; ask an admin to merge them."
+        )
+    user = users[0] if users else None
+    if user is not None and not user.is_active:
+        raise _refuse(identity, user, f"The account for {email} is deactivated; ask an admin.")
+    decision = role_from_rules(rules, email=email, groups=identity.groups)
+    if decision.role is Role.NONE:
+        raise _refuse(identity, user, f"No role rule gives {email} a role here; ask an admin to add one.")
+    source = f"{identity.provider.label} {decision.source}"
+    try:
+        with transaction.atomic():
+            if user is None:
+                user = user_create(
+                    actor=None, username=_username_for(email), email=email, role=decision.role, source=source
+                )
+            else:
+                user_set_role(actor=None, user=user, role=decision.role, source=source)
+            user_sso_sign_in_recorded(user=user, provider=identity.provider.value, subject=identity.subject)
+            audit_event_record(
+                actor=user,
+                action="user.sso_sign_in",
+                target=user,
+                extra={
+                    "provider": identity.provider.value,
+                    "subject": identity.subject,
+                    "role": decision.role.group_name,
+                    "source": source,
+                },
+            )
+    except ValidationError as exc:  # e.g. the rules would demote the last admin
+        raise _refuse(identity, user, " ".join(exc.messages)) from None
+    return user
+
+
+def sso_sign_in_failed(*, provider: SsoProvider, reason: str) -> None:
+    """Audit a sign-in whose proof did not hold (bad signature, audience, expiry, state...)."""
+    audit_event_record(
+        actor=None,
+        action="user.sso_sign_in",
+        target_repr=f"{provider.label} sign-in",
+        result=AuditResult.FAILURE,
+        extra={"provider": provider.value, "reason": reason[:500]},
+    )
