@@ -56,6 +56,7 @@ NAV_ITEMS = (
     NavItem("Migrations", "dashboards:migrations", Role.VIEWER, ("dashboards:migration-detail",)),
     NavItem("Actions", "dashboards:actions", Role.VIEWER, ("dashboards:action-detail",)),
     NavItem("Audit", "dashboards:audit", Role.VIEWER),
+    NavItem("Users", "dashboards:users", Role.ADMIN, ("dashboards:user-detail",)),
     NavItem("API docs", "api-docs", Role.VIEWER),
     NavItem("Admin", "admin:index", Role.ADMIN),
 )

@@ -1,6 +1,15 @@
 from django.urls import path
 
-from dashboards import alert_views, deployment_views, incident_views, migration_views, pool_views, triage_views, views
+from dashboards import (
+    alert_views,
+    deployment_views,
+    incident_views,
+    migration_views,
+    pool_views,
+    triage_views,
+    user_views,
+    views,
+)
 
 app_name = "dashboards"
 urlpatterns = [
@@ -13,6 +22,13 @@ urlpatterns = [
     path("actions/<int:action_id>/progress/", views.action_progress, name="action-progress"),
     path("actions/<int:action_id>/cancel/", views.action_cancel_view, name="action-cancel"),
     path("audit/", views.audit_log, name="audit"),
+    # People: roles, sign-in, tokens (admins)
+    path("users/", user_views.users, name="users"),
+    path("users/<str:username>/", user_views.user_detail, name="user-detail"),
+    path("users/<str:username>/role/", user_views.user_role, name="user-role"),
+    path("users/<str:username>/active/", user_views.user_active, name="user-active"),
+    path("users/<str:username>/tokens/revoke/", user_views.user_tokens_revoke, name="user-tokens-revoke"),
+    path("users/<str:username>/tokens/<int:token_id>/revoke/", user_views.user_token_revoke, name="user-token-revoke"),
     # Incident mode and the migration comparison
     path("incidents/", incident_views.incidents, name="incidents"),
     path("incidents/enter/", incident_views.incident_enter, name="incident-enter"),

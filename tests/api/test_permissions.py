@@ -73,6 +73,12 @@ MATRIX = [
     ("post", "/api/v1/tokens/", lambda w: {"name": "bot", "scopes": ["read"]}, _expect(admin=201)),
     ("delete", "/api/v1/tokens/{token_id}/", None, _expect(admin=204)),
     ("get", "/api/v1/me/", None, READ_BY_VIEWERS),
+    ("get", "/api/v1/users/", None, ADMIN_ONLY_READ),
+    ("get", "/api/v1/users/viewer-user/", None, ADMIN_ONLY_READ),
+    ("get", "/api/v1/users/viewer-user/tokens/", None, ADMIN_ONLY_READ),
+    ("post", "/api/v1/users/", lambda w: {"username": "newcomer", "role": "viewer"}, _expect(admin=201)),
+    ("patch", "/api/v1/users/viewer-user/", lambda w: {"role": "operator"}, _expect()),
+    ("post", "/api/v1/users/root-admin/revoke-tokens/", None, _expect()),
 ]
 
 

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from workloads.api import deadletters, deployments, incidents, migration, notifications, telemetry, views
+from workloads.api import deadletters, deployments, incidents, migration, notifications, telemetry, users, views
 from workloads.api.actions import ActionViewSet
 from workloads.api.ingestion import EventIngestView
 
@@ -11,6 +11,7 @@ router.register("classes", views.WorkloadClassViewSet, basename="workload-class"
 router.register("cost-rates", views.CostRatesViewSet, basename="cost-rates")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")
+router.register("users", users.UserViewSet, basename="user")
 router.register("actions", ActionViewSet, basename="action")
 router.register("dead-letters", deadletters.DeadLetterViewSet, basename="dead-letter")
 router.register("replays", deadletters.ReplayViewSet, basename="replay")

@@ -138,3 +138,12 @@ def user_sso_sign_in_recorded(*, user, provider: str, subject: str) -> None:
         user=user,
         defaults={"sso_provider": provider, "sso_subject": subject[:255], "last_sso_sign_in_at": timezone.now()},
     )
+
+
+@transaction.atomic
+def user_update(*, actor, user, role: Role | None = None, is_active: bool | None = None) -> None:
+    """What an admin changes on the users screen or with PATCH /api/v1/users/<username>/."""
+    if role is not None:
+        user_set_role(actor=actor, user=user, role=role)
+    if is_active is not None:
+        user_set_active(actor=actor, user=user, active=is_active)
