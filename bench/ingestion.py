@@ -1,4 +1,4 @@
-"""Ingestion throughput: events/s through `POST /api/v1/classes/<slug>/events`, one event per request
+"""Ingestion throughput: events/s through `POST /api/v1/classes/<slug>/events/`, one event per request
 and batches of 500, against a bare Django JSON echo endpoint served by the same gunicorn (same
 workers, threads, middleware and settings) and driven by the same client in the same run.
 
@@ -53,7 +53,7 @@ def _event(run: str, kind: str, n: int) -> bytes:
 
 
 def request_factories(slug: str, run: str) -> dict[str, callable]:
-    path = f"/api/v1/classes/{slug}/events"
+    path = f"/api/v1/classes/{slug}/events/"
     return {
         "echo": lambda n: Request("/bench/echo", _event(run, "e", n), 200, b'"tenant_id"'),
         "durable": lambda n: Request("/bench/durable", _event(run, "d", n), 200, b'"tenant_id"'),

@@ -312,6 +312,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "workloads.api.schema.mark_old_spellings",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "SloKindEnum": "workloads.models.classes.SloKind",
         "DeadLetterStatusEnum": "workloads.models.deadletters.DeadLetterStatus",

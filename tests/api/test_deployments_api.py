@@ -1,4 +1,4 @@
-"""POST/GET /api/v1/classes/<slug>/deployments: deploy-scoped tokens for CI, operator sessions,
+"""POST/GET /api/v1/classes/<slug>/deployments/: deploy-scoped tokens for CI, operator sessions,
 validation, the audit event, and who may not."""
 
 from datetime import timedelta
@@ -12,7 +12,7 @@ from tests.factories import WorkloadClassFactory
 from workloads.models import AuditEvent, Deployment, DeploymentSource
 from workloads.services.tokens import api_token_issue
 
-URL = "/api/v1/classes/docs/deployments"
+URL = "/api/v1/classes/docs/deployments/"
 BODY = {
     "version": "v2.4.1",
     "commit": "9FCEB02D0AE598E95DC970B74767F19372D61AF8",
@@ -46,17 +46,17 @@ def test_it_records_a_deployment_from_ci_with_a_deploy_scoped_token(classes, mak
     assert event.workload_class_slug == "docs" and event.actor_label == "ci (token ci)" and event.via == "api"
     assert event.extra["version"] == "v2.4.1" and event.extra["link"] == BODY["link"]
     # The same token cannot record for another class, read the registry, or scrape metrics.
-    assert client.post("/api/v1/classes/index/deployments", BODY, format="json").status_code == 403
+    assert client.post("/api/v1/classes/index/deployments/", BODY, format="json").status_code == 403
     assert client.get(URL).status_code == 403
     assert client.get("/metrics").status_code == 403
 
 
 def test_a_deploy_star_token_records_for_any_class_and_a_read_token_lists(classes, make_user):
     ci = _token_client(make_user("ci", Role.VIEWER), ["deploy:*"])
-    assert ci.post("/api/v1/classes/index/deployments", {"commit": "abcdef1"}, format="json").status_code == 201
+    assert ci.post("/api/v1/classes/index/deployments/", {"commit": "abcdef1"}, format="json").status_code == 201
     reader = _token_client(make_user("reader", Role.VIEWER), ["read"])
-    assert reader.post("/api/v1/classes/index/deployments", {"commit": "abcdef1"}, format="json").status_code == 403
-    listed = reader.get("/api/v1/classes/index/deployments").json()
+    assert reader.post("/api/v1/classes/index/deployments/", {"commit": "abcdef1"}, format="json").status_code == 403
+    listed = reader.get("/api/v1/classes/index/deployments/").json()
     assert [d["label"] for d in listed] == ["abcdef1"] and listed[0]["deployed_by"] == "ci"
 
 
@@ -94,7 +94,7 @@ def test_bad_input_is_a_400_naming_the_field(classes, make_user, body, field):
 
 def test_an_unknown_class_is_a_404_and_a_bad_limit_a_400(classes, make_user):
     client = _token_client(make_user("ci", Role.VIEWER), ["*"])
-    assert client.post("/api/v1/classes/nope/deployments", BODY, format="json").status_code == 404
+    assert client.post("/api/v1/classes/nope/deployments/", BODY, format="json").status_code == 404
     assert client.get(URL, {"limit": "0"}).status_code == 400
     assert client.get(URL, {"limit": "abc"}).status_code == 400
 

@@ -36,7 +36,7 @@ def _create(admin_api, **body):
 
 
 def _advance(api, plan_id, to_phase, **extra):
-    return api.post(f"/api/v1/migration-plans/{plan_id}/advance", {"to_phase": to_phase, **extra}, format="json")
+    return api.post(f"/api/v1/migration-plans/{plan_id}/advance/", {"to_phase": to_phase, **extra}, format="json")
 
 
 def _route(slug="docs-legacy") -> int:

@@ -48,12 +48,12 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("PUT", "/api/v1/classes/{slug}/"): ADMIN,
     ("PATCH", "/api/v1/classes/{slug}/"): ADMIN,
     ("DELETE", "/api/v1/classes/{slug}/"): ADMIN,
-    ("POST", "/api/v1/classes/{slug}/events"): INGEST,
-    ("POST", "/api/v1/classes/{slug}/pause"): OPERATOR,
-    ("PATCH", "/api/v1/classes/{slug}/pause"): OPERATOR,
-    ("DELETE", "/api/v1/classes/{slug}/pause"): OPERATOR,
-    ("PATCH", "/api/v1/classes/{slug}/scaling"): OPERATOR,
-    ("POST", "/api/v1/classes/{slug}/scaling/take-over"): OPERATOR,
+    ("POST", "/api/v1/classes/{slug}/events/"): INGEST,
+    ("POST", "/api/v1/classes/{slug}/pause/"): OPERATOR,
+    ("PATCH", "/api/v1/classes/{slug}/pause/"): OPERATOR,
+    ("DELETE", "/api/v1/classes/{slug}/pause/"): OPERATOR,
+    ("PATCH", "/api/v1/classes/{slug}/scaling/"): OPERATOR,
+    ("POST", "/api/v1/classes/{slug}/scaling/take-over/"): OPERATOR,
     ("POST", "/api/v1/classes/{slug}/seek/"): OPERATOR,
     ("POST", "/api/v1/classes/{slug}/snapshots/"): OPERATOR,
     ("POST", "/api/v1/cost-rates/"): ADMIN,
@@ -62,9 +62,9 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("DELETE", "/api/v1/cost-rates/{name}/"): ADMIN,
     ("POST", "/api/v1/dead-letters/{id}/edit-and-replay/"): OPERATOR,
     ("POST", "/api/v1/dead-letters/discard/"): OPERATOR,
-    ("POST", "/api/v1/incident-mode"): OPERATOR,
-    ("PATCH", "/api/v1/incident-mode"): OPERATOR,
-    ("DELETE", "/api/v1/incident-mode"): OPERATOR,
+    ("POST", "/api/v1/incident-mode/"): OPERATOR,
+    ("PATCH", "/api/v1/incident-mode/"): OPERATOR,
+    ("DELETE", "/api/v1/incident-mode/"): OPERATOR,
     ("POST", "/api/v1/replays/"): OPERATOR,
     ("POST", "/api/v1/replays/{id}/cancel/"): OPERATOR,
     ("POST", "/api/v1/replays/preview/"): OPERATOR,
@@ -101,6 +101,16 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "dashboards:alert-channel-test"): OPERATOR,
     ("POST", "dashboards:alert-routes"): ADMIN,
 }
+# The spellings without the trailing slash that round 1 published (deprecated, workloads/api/urls.py)
+# need what their twins need.
+OLD_SPELLINGS = {
+    "/api/v1/classes/{slug}/events",
+    "/api/v1/classes/{slug}/pause",
+    "/api/v1/classes/{slug}/scaling",
+    "/api/v1/classes/{slug}/scaling/take-over",
+    "/api/v1/incident-mode",
+}
+REQUIRED |= {(method, path[:-1]): role for (method, path), role in REQUIRED.items() if path[:-1] in OLD_SPELLINGS}
 # Who is calling: (session role or None for no role, token scopes or None for a session).
 CALLERS = {
     "anonymous": None,

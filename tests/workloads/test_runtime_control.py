@@ -61,14 +61,14 @@ def test_a_pause_reaches_the_runtime_signed_and_it_acknowledges(custom_class, re
         now=time.time(),
     )
     signal_id = body["signal_id"]
-    assert body["acknowledge_url"].endswith(f"/api/v1/classes/own-runtime/control-signals/{signal_id}/ack")
+    assert body["acknowledge_url"].endswith(f"/api/v1/classes/own-runtime/control-signals/{signal_id}/ack/")
     listed = client_as(viewer).get("/api/v1/classes/own-runtime/control-signals/").json()
     assert listed[0]["state"] == "sent"
 
-    ack = api.post(f"/api/v1/classes/own-runtime/control-signals/{signal_id}/ack")
+    ack = api.post(f"/api/v1/classes/own-runtime/control-signals/{signal_id}/ack/")
     assert ack.status_code == 200 and ack.json()["state"] == "acknowledged"
-    assert api.post(f"/api/v1/classes/own-runtime/control-signals/{signal_id}/ack").status_code == 200  # idempotent
-    assert client_as(viewer).post(f"/api/v1/classes/own-runtime/control-signals/{signal_id}/ack").status_code == 403
+    assert api.post(f"/api/v1/classes/own-runtime/control-signals/{signal_id}/ack/").status_code == 200  # idempotent
+    assert client_as(viewer).post(f"/api/v1/classes/own-runtime/control-signals/{signal_id}/ack/").status_code == 403
     actions = set(AuditEvent.objects.filter(action__startswith="runtime_control.").values_list("action", flat=True))
     assert actions == {"runtime_control.pause", "runtime_control.acknowledge"}
 

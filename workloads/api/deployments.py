@@ -1,4 +1,4 @@
-"""`/api/v1/classes/<slug>/deployments`: CI systems record a deployment of the class's worker code
+"""`/api/v1/classes/<slug>/deployments/`: CI systems record a deployment of the class's worker code
 (version, commit, who, link); viewers list them. Deployments mark the class's charts, the audit
 log and the comparison screen (docs/api.md, "Deployments")."""
 

@@ -1,4 +1,4 @@
-"""POST /api/v1/classes/<slug>/events: the validating ingestion endpoint."""
+"""POST /api/v1/classes/<slug>/events/: the validating ingestion endpoint."""
 
 import re
 import unicodedata

@@ -79,3 +79,26 @@ class ControlPlaneAutoSchema(AutoSchema):
             codes.append("429")
         codes.append("503")
         return codes
+
+
+# URL names of the spellings without a trailing slash that round 1 published (see `api/urls.py`).
+OLD_SPELLING_SUFFIX = "-without-slash"
+
+
+def mark_old_spellings(result, generator, request, public):
+    """drf-spectacular postprocessing hook: an API path without its trailing slash whose twin with
+    the slash exists is the old spelling of one operation: deprecated, and with an operationId of its
+    own (operationIds must be unique, and drf-spectacular derives both from the same path words)."""
+    paths = result.get("paths", {})
+    for route, operations in paths.items():
+        if route.endswith("/") or f"{route}/" not in paths:
+            continue
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and "operationId" in operation:
+                operation["deprecated"] = True
+                operation["operationId"] += "_without_slash"
+                operation["description"] = (
+                    f"Deprecated spelling of `{method.upper()} {route}/`, kept for existing clients. "
+                    + operation.get("description", "")
+                ).strip()
+    return result

@@ -4,7 +4,9 @@ from rest_framework.routers import DefaultRouter
 from workloads.api import deadletters, deployments, incidents, migration, notifications, telemetry, users, views
 from workloads.api.actions import ActionViewSet
 from workloads.api.ingestion import EventIngestView
+from workloads.api.schema import OLD_SPELLING_SUFFIX
 
+# One convention: every API path ends with a slash, as the router's do.
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("classes", views.WorkloadClassViewSet, basename="workload-class")
@@ -20,6 +22,14 @@ router.register("alert-incidents", notifications.IncidentViewSet, basename="aler
 router.register("silences", notifications.SilenceViewSet, basename="silence")
 router.register("notification-channels", notifications.ChannelViewSet, basename="notification-channel")
 router.register("notification-routes", notifications.RouteViewSet, basename="notification-route")
+
+
+def with_old_spelling(route: str, view, *, name: str) -> list:
+    """The path with its trailing slash, and the spelling without it that round 1 published: clients
+    keep working, and the schema marks the old spelling deprecated (`schema.mark_old_spellings`).
+    Django's APPEND_SLASH cannot stand in: it redirects, and a redirected POST loses its body."""
+    return [path(f"{route}/", view, name=name), path(route, view, name=f"{name}{OLD_SPELLING_SUFFIX}")]
+
 
 app_name = "api"
 urlpatterns = [
@@ -37,44 +47,44 @@ urlpatterns = [
         name="class-control-signals",
     ),
     path(
-        "classes/<slug:slug>/control-signals/<int:signal_id>/ack",
+        "classes/<slug:slug>/control-signals/<int:signal_id>/ack/",
         migration.ControlSignalAckView.as_view(),
         name="class-control-signal-ack",
     ),
     path("migration-plans/", migration.MigrationPlanListView.as_view(), name="migration-plans"),
     path("migration-plans/<int:plan_id>/", migration.MigrationPlanDetailView.as_view(), name="migration-plan"),
     path(
-        "migration-plans/<int:plan_id>/advance",
+        "migration-plans/<int:plan_id>/advance/",
         migration.MigrationPlanAdvanceView.as_view(),
         name="migration-plan-advance",
     ),
     path(
-        "migration-plans/<int:plan_id>/rollback",
+        "migration-plans/<int:plan_id>/rollback/",
         migration.MigrationPlanRollbackView.as_view(),
         name="migration-plan-rollback",
     ),
     path(
-        "migration-plans/<int:plan_id>/evidence",
+        "migration-plans/<int:plan_id>/evidence/",
         migration.MigrationPlanEvidenceView.as_view(),
         name="migration-plan-evidence",
     ),
     path("migration-candidates/", migration.MigrationCandidatesView.as_view(), name="migration-candidates"),
-    path("classes/<slug:slug>/events", EventIngestView.as_view(), name="class-events"),
-    path("classes/<slug:slug>/deployments", deployments.ClassDeploymentsView.as_view(), name="class-deployments"),
-    path("incident-mode", incidents.IncidentModeView.as_view(), name="incident-mode"),
-    path("classes/<slug:slug>/pause", incidents.ClassPauseView.as_view(), name="class-pause"),
-    path("classes/<slug:slug>/scaling", incidents.ClassScalingView.as_view(), name="class-scaling"),
-    path(
+    path("classes/<slug:slug>/deployments/", deployments.ClassDeploymentsView.as_view(), name="class-deployments"),
+    *with_old_spelling("classes/<slug:slug>/events", EventIngestView.as_view(), name="class-events"),
+    *with_old_spelling("incident-mode", incidents.IncidentModeView.as_view(), name="incident-mode"),
+    *with_old_spelling("classes/<slug:slug>/pause", incidents.ClassPauseView.as_view(), name="class-pause"),
+    *with_old_spelling("classes/<slug:slug>/scaling", incidents.ClassScalingView.as_view(), name="class-scaling"),
+    *with_old_spelling(
         "classes/<slug:slug>/scaling/take-over",
         incidents.ClassScalingTakeOverView.as_view(),
         name="class-scaling-take-over",
     ),
-    path(
+    *with_old_spelling(
         "classes/<slug:slug>/schedule-preview",
         incidents.SchedulePreviewView.as_view(),
         name="class-schedule-preview",
     ),
-    path("comparisons", incidents.ComparisonView.as_view(), name="comparisons"),
+    *with_old_spelling("comparisons", incidents.ComparisonView.as_view(), name="comparisons"),
     path("classes/<slug:slug>/seek/", deadletters.SeekView.as_view(), name="class-seek"),
     path("classes/<slug:slug>/snapshots/", deadletters.SnapshotView.as_view(), name="class-snapshots"),
     path("dead-letter-groups/", deadletters.DeadLetterGroupListView.as_view(), name="dead-letter-groups"),

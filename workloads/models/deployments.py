@@ -1,4 +1,4 @@
-"""Deployments of a class's worker code: recorded by CI (`POST /api/v1/classes/<slug>/deployments`),
+"""Deployments of a class's worker code: recorded by CI (`POST /api/v1/classes/<slug>/deployments/`),
 by an operator on the class page, or when the worker pool's revision changes. They mark the
 class's charts."""
 

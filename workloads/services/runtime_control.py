@@ -4,7 +4,7 @@ A class on an observed runtime (a `custom` one above all) is never provisioned o
 a pause cannot set an instance count. Instead the control plane sends a control signal: a JSON POST
 to the class's `control_webhook_url`, signed like notification webhooks (HMAC-SHA256 over
 "<timestamp>." + body with RUNTIME_CONTROL_SIGNING_SECRET). The runtime acts on it and acknowledges
-it through the API (`POST /api/v1/classes/<slug>/control-signals/<id>/ack`). Sending is an action
+it through the API (`POST /api/v1/classes/<slug>/control-signals/<id>/ack/`). Sending is an action
 (retried on a transient failure); the screen shows sent, acknowledged or silent.
 """
 

@@ -109,7 +109,7 @@ class _Sender:
             try:
                 if self.connection is None:
                     self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-                self.connection.request("POST", f"/api/v1/classes/{slug}/events", payload, self.headers)
+                self.connection.request("POST", f"/api/v1/classes/{slug}/events/", payload, self.headers)
                 response = self.connection.getresponse()
                 data = json.loads(response.read() or b"{}")
                 return _tally(response.status, data, isinstance(body, list))
