@@ -102,7 +102,7 @@ def test_a_plan_moves_from_baseline_to_cut_over_on_evidence_and_rolls_back(db, a
 
     # Roll-back in one call, never gated: everything goes back to the old runtime.
     response = operator_api.post(
-        f"/api/v1/migration-plans/{plan['id']}/rollback", {"reason": "p95 regressed"}, format="json"
+        f"/api/v1/migration-plans/{plan['id']}/rollback/", {"reason": "p95 regressed"}, format="json"
     )
     assert response.status_code == 202
     run_pending(kind=ActionKind.MIGRATION_STEP)
@@ -150,7 +150,7 @@ def test_the_evidence_comes_as_csv(db, admin_api, operator_api):
     start = _rewind(plan["id"])
     feed(WorkloadClass.objects.get(slug="docs-legacy"), start=start, minutes=5, completed=10, failed=1, latency=2.0,
          instance_seconds=60)  # fmt: skip
-    response = admin_api.get(f"/api/v1/migration-plans/{plan['id']}/evidence?format=csv")
+    response = admin_api.get(f"/api/v1/migration-plans/{plan['id']}/evidence/?format=csv")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][:5] == ["phase", "start", "end", "side", "class"]
