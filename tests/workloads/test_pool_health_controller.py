@@ -80,7 +80,7 @@ def test_workers_without_a_handler_make_the_pool_unhealthy_and_the_controller_st
     assert event.actor is None and event.workload_class_slug == "doc-render"
     assert event.extra["cause"] == "no_handler"
 
-    body = client_as(viewer).get("/api/v1/classes/doc-render/scaling").json()
+    body = client_as(viewer).get("/api/v1/classes/doc-render/scaling/").json()
     assert body["health"] == "unhealthy" and body["health_cause"] == "no_handler"
     assert body["health_detail"] == control.health_detail
 
@@ -113,11 +113,11 @@ def test_running_workers_that_settle_nothing_are_stuck(docs):
 
 def test_an_override_holds_the_pool_at_a_count_and_is_restored_at_expiry(docs, operator, client_as):
     client = client_as(operator)
-    refused = client.post("/api/v1/classes/doc-render/pause", {"reason": "load test", "instances": 11}, format="json")
+    refused = client.post("/api/v1/classes/doc-render/pause/", {"reason": "load test", "instances": 11}, format="json")
     assert refused.status_code == 400 and refused.json()["type"] == "invalid_instances"
 
     response = client.post(
-        "/api/v1/classes/doc-render/pause",
+        "/api/v1/classes/doc-render/pause/",
         {"reason": "load test", "instances": 5, "expires_in_minutes": 30},
         format="json",
     )
