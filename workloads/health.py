@@ -13,8 +13,9 @@ never silent for long. The cause comes from the evidence:
 
 Silence is measured from the later of the last report and the moment the pool got both instances
 and a backlog (a pool that just got work has had no chance to report). Exits are evidence enough
-after one report interval of silence; without exits, the silence must outlast a job's timeout too,
-so a pool busy with long jobs is not called stuck. Reports reach the controller through the
+after one report interval of silence; without exits, the silence must outlast the longest retry
+backoff plus a job's timeout too, so a pool busy with long jobs, or idle in front of messages that
+back off before their next attempt, is not called stuck. Reports reach the controller through the
 metrics poll, so both waits include the poll's lag.
 """
 
@@ -45,6 +46,9 @@ class HealthInputs:
     report_interval: timedelta
     job_timeout: timedelta
     poll_lag: timedelta  # how late a report can reach the controller through the metrics poll
+    # The longest retry backoff: a backlog of messages backing off (poison being retried) is
+    # redelivered within it, so idle workers in front of it are waiting, not stuck.
+    max_backoff: timedelta = timedelta(0)
     exits_observed: bool = False  # whether the provider sees worker exits at all
     exits_in_row: int = 0
     last_exit_at: datetime | None = None
@@ -102,7 +106,10 @@ def pool_health(inputs: HealthInputs) -> Health:
             UNHEALTHY, "crash_looping", f"crash-looping: {exits} (exit code {inputs.last_exit_code}); {evidence}"
         )
 
-    stuck_after = max(2 * inputs.report_interval, inputs.job_timeout + inputs.report_interval) + inputs.poll_lag
+    stuck_after = (
+        max(2 * inputs.report_interval, inputs.max_backoff + inputs.job_timeout + inputs.report_interval)
+        + inputs.poll_lag
+    )
     if silence >= stuck_after:
         if inputs.exits_observed:
             why = f"stuck: workers run but settled nothing for {_seconds(silence)}"

@@ -73,6 +73,12 @@ def test_running_workers_that_settle_nothing_are_stuck_only_after_a_job_could_ha
     assert pool_health(_inputs(last_report_at=T0 - timedelta(seconds=121))).cause == "stuck"
 
 
+def test_idle_workers_in_front_of_messages_backing_off_are_not_stuck_before_the_next_attempt_is_due():
+    backing_off = dict(max_backoff=timedelta(minutes=5), last_report_at=T0 - timedelta(minutes=6))
+    assert pool_health(_inputs(**backing_off)).state == "healthy"  # 5 min + 30 s + 60 s not yet over
+    assert pool_health(_inputs(**{**backing_off, "last_report_at": T0 - timedelta(minutes=7)})).cause == "stuck"
+
+
 def test_where_exits_are_not_seen_silence_reads_as_no_reports_and_waits_for_the_poll_lag():
     cloud = dict(exits_observed=False, poll_lag=timedelta(seconds=120), last_report_at=T0 - timedelta(seconds=200))
     assert pool_health(_inputs(**cloud)).state == "healthy"  # within 2 intervals + the poll's lag

@@ -98,10 +98,11 @@ def test_workers_without_a_handler_make_the_pool_unhealthy_and_the_controller_st
 def test_running_workers_that_settle_nothing_are_stuck(docs):
     t0 = timezone.now().replace(microsecond=0)
     docs.timeout_tier, docs.timeout_seconds = "custom", 20
+    docs.min_backoff_seconds, docs.max_backoff_seconds = 1, 10
     docs.save()
     fresh_backlog(docs, backlog=10, queue_age=30, now=t0)
     scaling_controller_tick(now=t0)
-    t1 = t0 + timedelta(seconds=39)  # the timeout, an interval and the poll's lag are 40 s
+    t1 = t0 + timedelta(seconds=49)  # the longest backoff, the timeout, an interval and the poll's lag: 50 s
     fresh_backlog(docs, backlog=10, queue_age=69, now=t1)
     scaling_controller_tick(now=t1)
     assert PoolControl.objects.get(workload_class=docs).health == "healthy"

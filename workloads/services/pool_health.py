@@ -43,6 +43,7 @@ def pool_health_record(
             busy_since=busy_since,
             report_interval=timedelta(seconds=settings.WORKER_REPORT_INTERVAL_SECONDS),
             job_timeout=workload_class.timeout,
+            max_backoff=timedelta(seconds=workload_class.max_backoff_seconds or 0),
             poll_lag=poll_lag(),
             exits_observed=state.exits_observed,
             exits_in_row=state.exits_in_row,
