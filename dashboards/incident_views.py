@@ -10,8 +10,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import BadRequest, ValidationError
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -26,9 +27,10 @@ from dashboards.rendering import render_page as _render
 from dashboards.rendering import require_role as _require_role
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
-from workloads.models import HoldState, IncidentMode, WorkloadClass
+from workloads.models import Deployment, HoldState, IncidentMode, WorkloadClass
 from workloads.selectors import comparison as comparison_selectors
 from workloads.selectors import incidents as incident_selectors
+from workloads.selectors.deployments import deployment_periods
 from workloads.services import incidents as services
 
 HISTORY_PAGE_SIZE = 10
@@ -211,9 +213,22 @@ def compare(request):
         "b_start": (today - timedelta(days=6)).isoformat(),
         "b_end": today.isoformat(),
     }
-    form = CompareForm(request.GET or defaults, classes=classes)
+    around = _deployment_boundary(request, now)
+    if around is not None:
+        deployment, before, after = around
+        # The form shows the days the two periods fall in; the table compares the exact hours.
+        defaults = {
+            "a_class": deployment.workload_class.slug,
+            "a_start": before.start.date().isoformat(),
+            "a_end": before.end.date().isoformat(),
+            "b_start": after.start.date().isoformat(),
+            "b_end": after.end.date().isoformat(),
+        }
+    form = CompareForm(defaults if around is not None or not request.GET else request.GET, classes=classes)
     result = None
-    if classes and form.is_valid():
+    if around is not None:
+        result = comparison_selectors.comparison(a=around[1], b=around[2], now=now)
+    elif classes and form.is_valid():
         data = form.cleaned_data
         by_slug = {wc.slug: wc for wc in classes}
         a_class = by_slug[data["a_class"]]
@@ -228,5 +243,26 @@ def compare(request):
         "result": result,
         "classes": classes,
         "now": now,
+        "deployment": around[0] if around is not None else None,
+        "hours": int((around[1].end - around[1].start).total_seconds() // 3600) if around is not None else None,
     }
     return _render(request, "dashboards/compare.html", "compare-result", context)
+
+
+def _deployment_boundary(request, now):
+    """(deployment, before, after) for `?deployment=<id>&hours=<1-24>`, None without it; a bad
+    id or hours is a 404 or 400 rather than a silent fallback to the default periods."""
+    raw = request.GET.get("deployment")
+    if raw is None:
+        return None
+    hours = request.GET.get("hours", "1")
+    if not raw.isdigit() or not hours.isdigit():
+        raise BadRequest("deployment and hours are whole numbers.")
+    deployment = Deployment.objects.select_related("workload_class__cost_rates").filter(pk=int(raw)).first()
+    if deployment is None:
+        raise Http404(f"No deployment {raw}.")
+    try:
+        before, after = deployment_periods(deployment, hours=int(hours), now=now)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return deployment, before, after

@@ -105,3 +105,28 @@ def test_an_earlier_deployed_at_is_kept_and_lists_newest_first(classes, make_use
     client.post(URL, {"version": "v1", "deployed_at": earlier}, format="json")
     client.post(URL, {"version": "v2"}, format="json")
     assert [d["version"] for d in client.get(URL).json()] == ["v2", "v1"]
+
+
+def test_a_comparison_around_a_deployment_takes_the_hours_before_and_after(classes, make_user):
+    from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
+    from workloads.providers.base import MetricKind
+    from workloads.services.telemetry import metrics_poll
+
+    now = timezone.now().replace(second=0, microsecond=0)
+    deployed_at = now - timedelta(minutes=90)
+    with installed_metrics(FakeMetrics()) as metrics:
+        # Before the deployment 10 failures a minute, after it none.
+        metrics.set(MetricKind.COMPLETED, lambda slug, end: 20.0)
+        metrics.set(MetricKind.FAILED, lambda slug, end: 10.0 if end <= deployed_at else 0.0)
+        metrics_poll(now=now, window_minutes=180)
+    client = _token_client(make_user("reader", Role.VIEWER), ["read", "deploy:docs"])
+    deployment_id = client.post(URL, {"version": "v5", "deployed_at": deployed_at.isoformat()}, format="json").json()[
+        "id"
+    ]
+    body = client.get("/api/v1/comparisons", {"deployment": deployment_id, "hours": 1}).json()
+    assert body["a"]["start"].startswith((deployed_at - timedelta(hours=1)).isoformat()[:16])
+    assert body["a"]["end"].startswith(deployed_at.isoformat()[:16]) and body["b"]["start"] == body["a"]["end"]
+    assert body["a"]["failed"] == 600 and body["b"]["failed"] == 0 and body["b"]["completed"] == 20 * 60
+    assert body["failure_rate_change"] < 0
+    assert client.get("/api/v1/comparisons", {"deployment": 999999}).status_code == 400
+    assert client.get("/api/v1/comparisons", {"deployment": deployment_id, "hours": 25}).status_code == 400

@@ -73,3 +73,25 @@ def test_viewers_may_not_record_and_bad_input_records_nothing(ui_client, viewer,
     assert not Deployment.objects.exists()
     assert client.post("/classes/nope/deployments/", {"version": "v1"}).status_code == 404
     assert client.get(POST_URL).status_code == 405
+
+
+def test_the_comparison_screen_compares_the_hour_before_and_after_a_deployment(ui_client, viewer, polled_fleet):
+    wc = WorkloadClass.objects.get(slug=BREACHED_SLUG)
+    now = timezone.now()
+    deployment = deployment_record(
+        workload_class=wc,
+        actor=None,
+        source=DeploymentSource.API,
+        now=now,
+        version="v8",
+        deployed_at=now - timedelta(minutes=90),
+    )
+    client = ui_client(viewer)
+    page = client.get(URL).content.decode()
+    assert f'href="/compare/?deployment={deployment.pk}&amp;hours=1"' in page
+    html = client.get("/compare/", {"deployment": deployment.pk, "hours": 1}).content.decode()
+    assert "Deployment v8</strong>" in html and "A is the 1 hour before it, B the 1 hour after" in html
+    assert 'class="grid comparison"' in html
+    assert client.get("/compare/", {"deployment": 999999}).status_code == 404
+    assert client.get("/compare/", {"deployment": deployment.pk, "hours": "x"}).status_code == 400
+    assert client.get("/compare/", {"deployment": deployment.pk, "hours": 48}).status_code == 400

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from controlplane.roles import Role
 from workloads.api.choices import ChoiceField
 from workloads.models import (
+    Deployment,
     IncidentEndReason,
     IncidentMode,
     PoolControl,
@@ -24,6 +25,7 @@ from workloads.models import (
 from workloads.selectors import comparison as comparison_selectors
 from workloads.selectors import incidents as incident_selectors
 from workloads.selectors import scaling as scaling_selectors
+from workloads.selectors.deployments import MAX_BOUNDARY_HOURS, deployment_periods
 from workloads.services import incidents as services
 from workloads.services import scaling as scaling_services
 
@@ -533,8 +535,19 @@ class ComparisonView(APIView):
             attrs.setdefault("b_class", attrs["a_class"])
             return attrs
 
-    @extend_schema(parameters=[InputSerializer], responses=ComparisonSerializer)
+    class DeploymentInputSerializer(serializers.Serializer):
+        deployment = serializers.PrimaryKeyRelatedField(queryset=Deployment.objects.select_related("workload_class"))
+        hours = serializers.IntegerField(min_value=1, max_value=MAX_BOUNDARY_HOURS, default=1)
+
+    @extend_schema(
+        parameters=[InputSerializer, DeploymentInputSerializer],
+        responses=ComparisonSerializer,
+        description="Either two periods (a_class, a_start, a_end, b_class, b_start, b_end), or `deployment` "
+        "(an id) with `hours` (1-24, default 1): the hours before the deployment against the hours after it.",
+    )
     def get(self, request):
+        if "deployment" in request.query_params:
+            return self._around_deployment(request)
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -543,4 +556,17 @@ class ComparisonView(APIView):
             for side in ("a", "b")
         }
         result = comparison_selectors.comparison(a=periods["a"], b=periods["b"], now=timezone.now())
+        return Response(ComparisonSerializer(result).data)
+
+    def _around_deployment(self, request):
+        params = self.DeploymentInputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        now = timezone.now()
+        try:
+            before, after = deployment_periods(
+                params.validated_data["deployment"], hours=params.validated_data["hours"], now=now
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"deployment": str(exc)}) from None
+        result = comparison_selectors.comparison(a=before, b=after, now=now)
         return Response(ComparisonSerializer(result).data)

@@ -1,13 +1,14 @@
 """Reading deployments: a class's recent ones (the API, the class page's marker list and the
-comparison screen's "before vs after" choices) and those inside a window (chart markers, the
+comparison's "before vs after deploy X" periods) and those inside a window (chart markers, the
 controller's and the alerts' reasons). Each reads on the (class, deployed_at) index."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from workloads.models import Deployment, WorkloadClass
+from workloads.selectors.comparison import Period
 
 MAX_DEPLOYMENTS = 100
 
@@ -32,3 +33,19 @@ def latest_deployments(*, class_ids: Iterable[int], start: datetime, end: dateti
     ).order_by("deployed_at", "id"):
         newest[deployment.workload_class_id] = deployment
     return newest
+
+
+MAX_BOUNDARY_HOURS = 24
+
+
+def deployment_periods(deployment: Deployment, *, hours: int, now: datetime) -> tuple[Period, Period]:
+    """The `hours` before the deployment and the `hours` after it (cut at now): a comparison's A
+    and B. ValueError when the deployment is not in the past yet or `hours` is out of range."""
+    if not 1 <= hours <= MAX_BOUNDARY_HOURS:
+        raise ValueError(f"hours must be from 1 to {MAX_BOUNDARY_HOURS}.")
+    at = deployment.deployed_at
+    if at >= now:
+        raise ValueError("The deployment has not happened yet: there is no 'after' to compare.")
+    span = timedelta(hours=hours)
+    wc = deployment.workload_class
+    return Period(wc, at - span, at), Period(wc, at, min(at + span, now))
