@@ -15,7 +15,8 @@ from dashboards.alert_forms import AcknowledgeForm, ChannelForm, RouteForm, Sile
 from dashboards.rendering import login_required_htmx, require_role
 from workloads.errors import ApplicationError
 from workloads.models import NotificationChannel, NotificationRoute, Silence, SloIncident
-from workloads.notifications.runbooks import runbook_url
+from workloads.notifications.runbooks import incident_runbook_url
+from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS
 from workloads.selectors import notifications as selectors
 from workloads.services import alert_incidents as incident_services
 from workloads.services import notifications as services
@@ -32,7 +33,7 @@ def incidents(request):
     resolved = list(selectors.incident_queryset(state="resolved")[:RESOLVED_SHOWN])
     for incident in [*open_incidents, *resolved]:
         incident.state = selectors.incident_state(incident)
-        incident.runbook = runbook_url(incident.slo)
+        incident.runbook = incident_runbook_url(incident)
     return render(
         request,
         "dashboards/alerts.html",
@@ -41,6 +42,7 @@ def incidents(request):
             "resolved_incidents": resolved,
             "silences": selectors.active_silences(now=now),
             "ack_form": AcknowledgeForm(),
+            "retention_seconds": DEAD_LETTER_RETENTION_SECONDS,
             "now": now,
             "tab": "incidents",
         },

@@ -450,6 +450,11 @@ CELERY_BEAT_SCHEDULE["notifications-deliver"] = {
 # Mirror each class's dead-letter subscription into the database, then run the triage rules.
 DEAD_LETTER_SYNC_INTERVAL_SECONDS = env_int("DEAD_LETTER_SYNC_INTERVAL_SECONDS", 30, minimum=5)
 TRIAGE_INTERVAL_SECONDS = env_int("TRIAGE_INTERVAL_SECONDS", 60, minimum=10)
+# The oldest dead letter not mirrored yet, as a share of the dead-letter subscription's retention
+# (7 days), at which the overview warns and an incident opens as a ticket, then as a page
+# (docs/runbook.md): past the retention Pub/Sub drops it.
+DEAD_LETTER_AGE_TICKET_PERCENT = env_int("DEAD_LETTER_AGE_TICKET_PERCENT", 25, minimum=1, maximum=100)
+DEAD_LETTER_AGE_PAGE_PERCENT = env_int("DEAD_LETTER_AGE_PAGE_PERCENT", 50, minimum=1, maximum=100)
 # A replay or a discard by filter that would act on more dead letters than this, or on every one
 # of its class (in the statuses it selects), needs `confirm_count` naming how many.
 DEAD_LETTER_BULK_CONFIRM_THRESHOLD = env_int("DEAD_LETTER_BULK_CONFIRM_THRESHOLD", 100, minimum=1)

@@ -26,7 +26,7 @@ from workloads.models import (
     SloKind,
     Tier,
 )
-from workloads.notifications.runbooks import runbook_url
+from workloads.notifications.runbooks import incident_runbook_url
 from workloads.selectors import notifications as selectors
 from workloads.services import alert_incidents as incident_services
 from workloads.services import notifications as services
@@ -229,9 +229,10 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 class SloIncidentSerializer(serializers.ModelSerializer):
-    workload_class = serializers.CharField(source="slo.workload_class.slug")
-    owner_team = serializers.CharField(source="slo.workload_class.owner_team")
-    slo_kind = serializers.CharField(source="slo.kind")
+    workload_class = serializers.CharField(source="subject_class.slug")
+    owner_team = serializers.CharField(source="subject_class.owner_team")
+    slo_kind = serializers.CharField(source="slo.kind", allow_null=True, default=None)
+    dead_letter_oldest_age_seconds = serializers.FloatField(allow_null=True)
     state = serializers.SerializerMethodField()
     runbook_url = serializers.SerializerMethodField()
     alerts = IncidentAlertSerializer(many=True, read_only=True)
@@ -242,10 +243,12 @@ class SloIncidentSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "key",
+            "kind",
             "workload_class",
             "owner_team",
             "slo",
             "slo_kind",
+            "dead_letter_oldest_age_seconds",
             "severity",
             "state",
             "opened_at",
@@ -263,7 +266,7 @@ class SloIncidentSerializer(serializers.ModelSerializer):
         return selectors.incident_state(incident)
 
     def get_runbook_url(self, incident: SloIncident) -> str:
-        return runbook_url(incident.slo)
+        return incident_runbook_url(incident)
 
 
 class AcknowledgeInputSerializer(StrictSerializer):
@@ -272,8 +275,10 @@ class AcknowledgeInputSerializer(StrictSerializer):
 
 class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     """Incidents, one per SLO: the burn-rate alerts of one SLO open together are one incident with
-    a stable `key` (PagerDuty's dedup_key). `?state=open` for the current ones. Each carries its
-    alerts and every notification with its delivery attempts."""
+    a stable `key` (PagerDuty's dedup_key). `kind` `dead_letter_retention`: a class's oldest
+    un-mirrored dead letter nears the dead-letter subscription's retention (no SLO, no alerts).
+    `?state=open` for the current ones. Each carries its alerts and every notification with its
+    delivery attempts."""
 
     serializer_class = SloIncidentSerializer
     filterset_fields = ["severity"]

@@ -46,6 +46,7 @@ from workloads.models.local import (
 from workloads.models.migration import ACTIVE_PHASES, MigrationDecision, MigrationPlan, Phase
 from workloads.models.notifications import (
     ChannelKind,
+    IncidentKind,
     Notification,
     NotificationChannel,
     NotificationDelivery,
@@ -112,6 +113,7 @@ __all__ = [
     "NotificationRoute",
     "NotificationState",
     "Silence",
+    "IncidentKind",
     "SloIncident",
     "PayloadFormat",
     "PollRun",

@@ -4,7 +4,9 @@ notifications and the log of every delivery attempt, and silences.
 An SloIncident groups the burn-rate alerts (SloAlert) of one SLO that are open together: it opens
 with the first, takes the highest severity of those open, and resolves with the last. Its `key` is
 stable for its whole life, so receivers update one thing (PagerDuty's dedup_key) instead of
-collecting one message per alert window.
+collecting one message per alert window. An incident of kind `dead_letter_retention` has no SLO:
+it belongs to a class whose oldest un-mirrored dead letter nears the dead-letter subscription's
+retention (services/alert_incidents.py), and travels through the same routes and outbox.
 
 A Notification is an outbox row: written in the transaction that changes the incident, one per
 channel the route chose, and delivered later by a Celery task that locks the row; each attempt is
@@ -19,8 +21,18 @@ from workloads.models.classes import Slo, SloKind, Tier
 from workloads.models.telemetry import AlertSeverity
 
 
+class IncidentKind(models.TextChoices):
+    SLO_BURN = "slo_burn", "SLO burn rate"
+    DEAD_LETTER_RETENTION = "dead_letter_retention", "Dead-letter retention"
+
+
 class SloIncident(models.Model):
-    slo = models.ForeignKey(Slo, on_delete=models.CASCADE, related_name="incidents")
+    kind = models.CharField(max_length=24, choices=IncidentKind.choices, default=IncidentKind.SLO_BURN)
+    # Set for SLO burn incidents; a dead-letter retention incident names its class instead.
+    slo = models.ForeignKey(Slo, on_delete=models.CASCADE, related_name="incidents", null=True, blank=True)
+    workload_class = models.ForeignKey(
+        "workloads.WorkloadClass", on_delete=models.CASCADE, related_name="+", null=True, blank=True
+    )
     key = models.CharField(max_length=64, unique=True, help_text="Stable for the incident's life (dedup_key).")
     severity = models.CharField(max_length=8, choices=AlertSeverity.choices)
     # Counts the incident's state changes (open, severity changes, acknowledge, resolve): each
@@ -34,13 +46,25 @@ class SloIncident(models.Model):
     )
     acknowledged_by_label = models.CharField(max_length=150, blank=True)
     acknowledgement_note = models.TextField(blank=True)
+    # Dead-letter retention incidents: the oldest un-mirrored dead letter's age at the last evaluation.
+    dead_letter_oldest_age_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at", "-id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["slo"], condition=Q(resolved_at__isnull=True), name="one_open_incident_per_slo"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["workload_class", "kind"],
+                condition=Q(resolved_at__isnull=True, kind="dead_letter_retention"),
+                name="one_open_retention_incident_per_class",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="slo_burn", slo__isnull=False)
+                | Q(kind="dead_letter_retention", workload_class__isnull=False),
+                name="incident_has_its_subject",
+            ),
         ]
         indexes = [models.Index(fields=["resolved_at", "-opened_at"], name="sloincident_resolved_opened")]
 
@@ -50,6 +74,16 @@ class SloIncident(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+    @property
+    def subject_class(self):
+        """The class the incident is about (the SLO's, for an SLO burn)."""
+        return self.slo.workload_class if self.slo_id else self.workload_class
+
+    @property
+    def subject_label(self) -> str:
+        """What is wrong, in a few words: the SLO's kind, or "dead-letter retention"."""
+        return self.slo.get_kind_display() if self.slo_id else self.get_kind_display()
 
     @property
     def is_acknowledged(self) -> bool:

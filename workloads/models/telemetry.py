@@ -42,6 +42,8 @@ class MetricRollup(models.Model):
     oldest_unacked_age_seconds = models.FloatField(null=True, blank=True)
     backlog = models.FloatField(null=True, blank=True)
     dead_letter_backlog = models.FloatField(null=True, blank=True)
+    # How long the oldest dead letter has waited in the dead-letter subscription (not mirrored yet).
+    dead_letter_oldest_age_seconds = models.FloatField(null=True, blank=True)
     instances = models.FloatField(null=True, blank=True)
     instance_seconds = models.FloatField(default=0)
 
@@ -105,6 +107,7 @@ class ClassTelemetry(models.Model):
     oldest_unacked_age_seconds = models.FloatField(null=True, blank=True)
     backlog = models.FloatField(null=True, blank=True)
     dead_letter_backlog = models.FloatField(null=True, blank=True)
+    dead_letter_oldest_age_seconds = models.FloatField(null=True, blank=True)
     instances = models.FloatField(null=True, blank=True)
     latency_p95_seconds = models.FloatField(null=True, blank=True, help_text="Over the last hour.")
     completed_last_hour = models.BigIntegerField(default=0)

@@ -31,9 +31,8 @@ def summary(context: dict) -> str:
     wc = context["workload_class"]
     severity = incident["severity"]
     verb = _VERB.get(context["event"], context["event"])
-    return f"[{verb}] {severity.upper()}: {wc['slug']} {context['slo']['kind_label']} is burning its error budget"[
-        :1024
-    ]
+    problem = context.get("problem", "is burning its error budget")
+    return f"[{verb}] {severity.upper()}: {wc['slug']} {context['slo']['kind_label']} {problem}"[:1024]
 
 
 def webhook_body(context: dict, *, delivery_id: int) -> dict:
@@ -42,6 +41,8 @@ def webhook_body(context: dict, *, delivery_id: int) -> dict:
 
 
 def _alert_lines(context: dict) -> str:
+    if context.get("detail"):
+        return context["detail"]  # an incident without burn-rate windows says what it measured
     lines = []
     for alert in context.get("alerts", []):
         lines.append(
@@ -130,7 +131,7 @@ def pagerduty_event(context: dict, *, routing_key: str, client_url: str) -> dict
         "timestamp": incident["opened_at"],
         "component": wc["slug"],
         "group": wc["owner_team"],
-        "class": f"slo-burn:{context['slo']['kind']}",
+        "class": context.get("alert_class") or f"slo-burn:{context['slo']['kind']}",
         "custom_details": {
             "slo": context["slo"]["objective"],
             "alerts": context.get("alerts", []),

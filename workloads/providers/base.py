@@ -29,6 +29,11 @@ DEAD_LETTER_SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
 DEAD_LETTER_SOURCE_PROJECT = "CloudPubSubDeadLetterSourceSubscriptionProject"
 DEAD_LETTER_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
 
+# Every provider keeps a dead-letter subscription's messages this long, whatever the class's own
+# retention: only the mirror sync drains it, so this is how long a sync outage may last before
+# dead letters are lost (the most the emulator and most projects accept; docs/gcp.md).
+DEAD_LETTER_RETENTION_SECONDS = 7 * 86400
+
 # Attributes the control plane itself sets on messages.
 ATTR_CLASS = "cp-class"
 ATTR_IDEMPOTENCY_KEY = "cp-idempotency-key"
@@ -332,6 +337,9 @@ class MetricKind(enum.StrEnum):
     OLDEST_UNACKED_AGE = "oldest_unacked_age"  # gauge, seconds (max per step)
     UNDELIVERED_MESSAGES = "undelivered_messages"  # gauge, messages (backlog)
     DEAD_LETTER_BACKLOG = "dead_letter_backlog"  # gauge, messages waiting in the dead-letter subscription
+    # gauge, seconds: the oldest message waiting in the dead-letter subscription, i.e. not yet
+    # mirrored (the sync acks what it mirrored). Read apart from the sync, so a sync outage shows.
+    DEAD_LETTER_OLDEST_AGE = "dead_letter_oldest_age"
     INSTANCE_COUNT = "instance_count"  # gauge, instances (mean per step)
     COMPLETION_LATENCY = "completion_latency"  # distribution, seconds, per step
     COMPLETED = "completed"  # count per step (ok outcomes)
@@ -345,6 +353,7 @@ GAUGE_METRICS = frozenset(
         MetricKind.OLDEST_UNACKED_AGE,
         MetricKind.UNDELIVERED_MESSAGES,
         MetricKind.DEAD_LETTER_BACKLOG,
+        MetricKind.DEAD_LETTER_OLDEST_AGE,
         MetricKind.INSTANCE_COUNT,
     }
 )

@@ -20,7 +20,7 @@ from workloads.models import (
 
 
 def incident_queryset(*, state: str = "") -> QuerySet[SloIncident]:
-    incidents = SloIncident.objects.select_related("slo__workload_class").prefetch_related(
+    incidents = SloIncident.objects.select_related("slo__workload_class", "workload_class").prefetch_related(
         Prefetch("alerts", queryset=SloAlert.objects.order_by("opened_at", "id")),
         Prefetch(
             "notifications",

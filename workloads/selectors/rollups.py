@@ -19,6 +19,7 @@ METRIC_FIELDS: dict[MetricKind, tuple[str, ...]] = {
     MetricKind.OLDEST_UNACKED_AGE: ("oldest_unacked_age_seconds", "queue_age_minutes", "queue_age_good"),
     MetricKind.UNDELIVERED_MESSAGES: ("backlog",),
     MetricKind.DEAD_LETTER_BACKLOG: ("dead_letter_backlog",),
+    MetricKind.DEAD_LETTER_OLDEST_AGE: ("dead_letter_oldest_age_seconds",),
     MetricKind.INSTANCE_COUNT: ("instances", "instance_seconds"),
     MetricKind.COMPLETION_LATENCY: ("latency_buckets", "latency_count", "latency_sum", "latency_good"),
     MetricKind.COMPLETED: ("completed",),

@@ -33,6 +33,7 @@ from workloads.notifications.runbooks import runbook_url
 from workloads.selectors.cost import class_cost, class_usage
 from workloads.selectors.rollups import POLLED_METRICS, minutes_kept_since
 from workloads.telemetry import histogram
+from workloads.telemetry.dead_letters import RetentionRisk, retention_risk
 from workloads.telemetry.windows import floor_minute
 
 # --- Series -----------------------------------------------------------------------------------------
@@ -329,6 +330,9 @@ class ClassTelemetryRow:
     queue_age_threshold_seconds: float | None = None
     backlog: float | None = None
     dead_letter_backlog: float | None = None
+    dead_letter_oldest_age_seconds: float | None = None
+    # Set when the oldest un-mirrored dead letter nears the dead-letter subscription's retention.
+    dead_letter_risk: RetentionRisk | None = None
     instances: float | None = None
     latency_p95_seconds: float | None = None
     latency_threshold_seconds: float | None = None
@@ -424,6 +428,12 @@ def fleet_overview(*, now: datetime, classes: QuerySet[WorkloadClass] | None = N
                 queue_age_threshold_seconds=thresholds.get(SloKind.QUEUE_AGE),
                 backlog=live.backlog if live else None,
                 dead_letter_backlog=live.dead_letter_backlog if live else None,
+                dead_letter_oldest_age_seconds=live.dead_letter_oldest_age_seconds if live else None,
+                dead_letter_risk=retention_risk(
+                    live.dead_letter_oldest_age_seconds if live else None,
+                    ticket_percent=settings.DEAD_LETTER_AGE_TICKET_PERCENT,
+                    page_percent=settings.DEAD_LETTER_AGE_PAGE_PERCENT,
+                ),
                 instances=live.instances if live else None,
                 latency_p95_seconds=live.latency_p95_seconds if live else None,
                 latency_threshold_seconds=thresholds.get(SloKind.COMPLETION_LATENCY),

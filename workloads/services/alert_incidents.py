@@ -23,6 +23,8 @@ from django.urls import reverse
 
 from workloads.errors import ApplicationError
 from workloads.models import (
+    ClassTelemetry,
+    IncidentKind,
     Notification,
     NotificationChannel,
     NotificationEvent,
@@ -33,10 +35,13 @@ from workloads.models import (
     SloAlert,
     SloIncident,
     SloKind,
+    WorkloadClass,
 )
-from workloads.notifications.runbooks import runbook_url
+from workloads.notifications.runbooks import incident_runbook_url
+from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS
 from workloads.services.audit import audit_event_record
 from workloads.telemetry import slo as slo_math
+from workloads.telemetry.dead_letters import retention_risk
 
 SEVERITY_RANK = {"page": 2, "ticket": 1}
 BUSINESS_HOURS = (9, 17)  # Monday to Friday, in the route's time zone
@@ -55,11 +60,34 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
+def _retention_subject(incident: SloIncident) -> dict:
+    """The `slo` part of a dead-letter retention incident's context: what is promised and broken."""
+    detail = incident_detail(incident)
+    return {
+        "id": None,
+        "kind": IncidentKind.DEAD_LETTER_RETENTION,
+        "kind_label": "dead-letter retention",
+        "objective": (
+            "every dead letter is mirrored before the dead-letter subscription's "
+            f"{slo_math.window_label(detail['retention_seconds'])} retention drops it"
+        ),
+        "target_percent": None,
+    }
+
+
+def incident_detail(incident: SloIncident) -> dict:
+    """A retention incident's numbers as last evaluated (age and retention, seconds)."""
+    return {
+        "oldest_age_seconds": incident.dead_letter_oldest_age_seconds,
+        "retention_seconds": DEAD_LETTER_RETENTION_SECONDS,
+    }
+
+
 def incident_context(incident: SloIncident, *, event: str, alerts: list[SloAlert]) -> dict:
     """What every channel's message is built from (workloads.notifications.messages), frozen at
     the change. Also the body of the generic webhook, so its fields are documented in docs/api.md."""
     slo = incident.slo
-    wc = slo.workload_class
+    wc = incident.subject_class
     if incident.resolved_at is not None:
         state = "resolved"
     elif incident.acknowledged_at is not None:
@@ -81,13 +109,17 @@ def incident_context(incident: SloIncident, *, event: str, alerts: list[SloAlert
             "acknowledgement_note": incident.acknowledgement_note,
         },
         "workload_class": {"slug": wc.slug, "name": wc.name, "owner_team": wc.owner_team, "tier": wc.tier},
-        "slo": {
-            "id": slo.pk,
-            "kind": slo.kind,
-            "kind_label": slo.get_kind_display().lower(),
-            "objective": _objective(slo),
-            "target_percent": str(slo.target_percent),
-        },
+        "slo": (
+            {
+                "id": slo.pk,
+                "kind": slo.kind,
+                "kind_label": slo.get_kind_display().lower(),
+                "objective": _objective(slo),
+                "target_percent": str(slo.target_percent),
+            }
+            if slo is not None
+            else _retention_subject(incident)
+        ),
         "alerts": [
             {
                 "rule": alert.rule,
@@ -103,7 +135,30 @@ def incident_context(incident: SloIncident, *, event: str, alerts: list[SloAlert
         ],
         "class_url": settings.CONTROLPLANE_PUBLIC_URL + reverse("dashboards:class-detail", args=[wc.slug]),
         "incident_url": settings.CONTROLPLANE_PUBLIC_URL + reverse("dashboards:alert-incidents") + f"#{incident.key}",
-        "runbook_url": runbook_url(slo),
+        "runbook_url": incident_runbook_url(incident),
+        **_retention_fields(incident),
+    }
+
+
+def _days_or_hours(seconds: float) -> str:
+    return f"{seconds / 86400:.1f} d" if seconds >= 86400 else f"{seconds / 3600:.1f} h"
+
+
+def _retention_fields(incident: SloIncident) -> dict:
+    if incident.kind != IncidentKind.DEAD_LETTER_RETENTION:
+        return {}
+    detail = incident_detail(incident)
+    age, retention = detail["oldest_age_seconds"] or 0.0, detail["retention_seconds"]
+    return {
+        "problem": "has dead letters nearing the end of their retention",
+        "alert_class": "dead-letter-retention",
+        "dead_letters": {**detail, "percent_of_retention": round(100.0 * age / retention, 1)},
+        "detail": (
+            f"The oldest dead letter not mirrored yet is {_days_or_hours(age)} old, "
+            f"{100.0 * age / retention:.0f} % of the dead-letter subscription's "
+            f"{slo_math.window_label(retention)} retention: Pub/Sub drops it at the end. "
+            "Check that the dead-letters-sync tick runs and can read the subscription."
+        ),
     }
 
 
@@ -118,8 +173,9 @@ class IncidentLabels:
 
     @classmethod
     def of(cls, incident: SloIncident) -> IncidentLabels:
-        wc = incident.slo.workload_class
-        return cls(wc.owner_team, wc.tier, wc.slug, incident.slo.kind, incident.severity)
+        wc = incident.subject_class
+        kind = incident.slo.kind if incident.slo_id else incident.kind
+        return cls(wc.owner_team, wc.tier, wc.slug, kind, incident.severity)
 
 
 MATCHER_FIELDS = ("owner_team", "tier", "workload_class_slug", "slo_kind", "severity")
@@ -169,7 +225,9 @@ def _record_change(incident: SloIncident, *, event: str, now: datetime, alerts: 
     heard of the incident (a silenced opening told no one, so its resolve tells no one either),
     even if the severity, and so the route, changed since."""
     incident.sequence += 1
-    incident.save(update_fields=["sequence", "severity", "resolved_at", "acknowledged_at"])
+    incident.save(
+        update_fields=["sequence", "severity", "resolved_at", "acknowledged_at", "dead_letter_oldest_age_seconds"]
+    )
     labels = IncidentLabels.of(incident)
     route = route_for(labels)
     channels = {}
@@ -257,8 +315,8 @@ def incidents_sync(*, now: datetime) -> SyncSummary:
         open_alerts.setdefault(alert.slo_id, []).append(alert)
     incidents = {
         incident.slo_id: incident
-        for incident in SloIncident.objects.select_for_update()
-        .filter(resolved_at__isnull=True)
+        for incident in SloIncident.objects.select_for_update(of=("self",))
+        .filter(resolved_at__isnull=True, kind=IncidentKind.SLO_BURN)
         .select_related("slo__workload_class")
     }
     slos = {
@@ -298,7 +356,69 @@ def incidents_sync(*, now: datetime) -> SyncSummary:
             incident.resolved_at = now
             _record_change(incident, event=NotificationEvent.RESOLVE, now=now, alerts=[])
             summary.resolved.append(incident)
+    retention_incidents_sync(now=now, summary=summary)
     return summary
+
+
+def retention_incidents_sync(*, now: datetime, summary: SyncSummary) -> None:
+    """One incident per class whose oldest un-mirrored dead letter is past
+    DEAD_LETTER_AGE_TICKET_PERCENT of the dead-letter subscription's retention (a page past
+    DEAD_LETTER_AGE_PAGE_PERCENT), from the age the last telemetry poll saw; resolved when it
+    drops back under (the sync mirrored and acked it). A class whose telemetry went stale keeps
+    its incident: the age is unknown, not better."""
+    incidents = {
+        incident.workload_class_id: incident
+        for incident in SloIncident.objects.select_for_update(of=("self",))
+        .filter(resolved_at__isnull=True, kind=IncidentKind.DEAD_LETTER_RETENTION)
+        .select_related("workload_class")
+    }
+    ages = dict(ClassTelemetry.objects.values_list("workload_class_id", "dead_letter_oldest_age_seconds"))
+    stale_before = now - timedelta(seconds=settings.TELEMETRY_STALE_AFTER_SECONDS)
+    fresh = set(
+        ClassTelemetry.objects.filter(newest_sample_at__gte=stale_before).values_list("workload_class_id", flat=True)
+    )
+    classes = {wc.pk: wc for wc in WorkloadClass.objects.filter(pk__in=set(ages) | set(incidents))}
+    for class_id, age in ages.items():
+        risk = retention_risk(
+            age,
+            ticket_percent=settings.DEAD_LETTER_AGE_TICKET_PERCENT,
+            page_percent=settings.DEAD_LETTER_AGE_PAGE_PERCENT,
+        )
+        incident = incidents.pop(class_id, None)
+        if risk is None and incident is not None and class_id not in fresh:
+            continue  # no fresh number says it is fixed
+        if risk is None:
+            if incident is not None:
+                incident.resolved_at = now
+                incident.dead_letter_oldest_age_seconds = age
+                _record_change(incident, event=NotificationEvent.RESOLVE, now=now, alerts=[])
+                summary.resolved.append(incident)
+            continue
+        if incident is None:
+            incident = SloIncident.objects.create(
+                kind=IncidentKind.DEAD_LETTER_RETENTION,
+                workload_class=classes[class_id],
+                key=f"dlr-{class_id}-{int(now.timestamp())}",
+                severity=risk.severity,
+                opened_at=now,
+                dead_letter_oldest_age_seconds=age,
+            )
+            event = NotificationEvent.TRIGGER
+            summary.opened.append(incident)
+        elif incident.severity != risk.severity:
+            incident.severity = risk.severity
+            event = NotificationEvent.UPDATE
+            summary.updated.append(incident)
+        elif _unheard_and_no_longer_silenced(incident, now):
+            event = NotificationEvent.TRIGGER
+            summary.updated.append(incident)
+        else:
+            event = None
+        incident.dead_letter_oldest_age_seconds = age
+        if event is not None:
+            _record_change(incident, event=event, now=now, alerts=[])
+        else:
+            incident.save(update_fields=["dead_letter_oldest_age_seconds"])
 
 
 # --- Acknowledge ---------------------------------------------------------------------------------------
@@ -306,7 +426,11 @@ def incident_acknowledge(*, actor, incident: SloIncident, note: str, now: dateti
     """Record who acknowledged, when and why; later severity changes notify no one, and channels
     that were notified hear of it (PagerDuty gets an `acknowledge` event for the same dedup_key)."""
     with transaction.atomic():
-        incident = SloIncident.objects.select_for_update().select_related("slo__workload_class").get(pk=incident.pk)
+        incident = (
+            SloIncident.objects.select_for_update(of=("self",))
+            .select_related("slo__workload_class", "workload_class")
+            .get(pk=incident.pk)
+        )
         if incident.resolved_at is not None:
             raise ApplicationError("This incident is already resolved.", code="incident_resolved")
         if incident.acknowledged_at is not None:
@@ -326,7 +450,7 @@ def incident_acknowledge(*, actor, incident: SloIncident, note: str, now: dateti
             actor=actor,
             action="incident.acknowledge",
             target=incident,
-            workload_class_slug=incident.slo.workload_class.slug,
+            workload_class_slug=incident.subject_class.slug,
             extra={"note": incident.acknowledgement_note},
         )
     return incident
@@ -339,7 +463,9 @@ MAX_SILENCE = timedelta(days=30)
 def silence_preview(*, matchers: dict, now: datetime) -> list[SloIncident]:
     """The open incidents a silence with these matchers would cover now."""
     probe = Silence(**{name: matchers.get(name) or "" for name in MATCHER_FIELDS})
-    incidents = SloIncident.objects.filter(resolved_at__isnull=True).select_related("slo__workload_class")
+    incidents = SloIncident.objects.filter(resolved_at__isnull=True).select_related(
+        "slo__workload_class", "workload_class"
+    )
     return [incident for incident in incidents if matches(probe, IncidentLabels.of(incident))]
 
 

@@ -265,7 +265,13 @@ def _minute_rollups_upsert(
     return len(cells)
 
 
-_LIVE_GAUGES = ("oldest_unacked_age_seconds", "backlog", "dead_letter_backlog", "instances")
+_LIVE_GAUGES = (
+    "oldest_unacked_age_seconds",
+    "backlog",
+    "dead_letter_backlog",
+    "dead_letter_oldest_age_seconds",
+    "instances",
+)
 
 
 def _class_telemetry_record(
@@ -318,6 +324,7 @@ _FOLD_FIELDS = (
     "oldest_unacked_age_seconds",
     "backlog",
     "dead_letter_backlog",
+    "dead_letter_oldest_age_seconds",
     "instances",
     "instance_seconds",
     "completed",
@@ -343,7 +350,7 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
     """One hour's values from its minute rows: maxima for ages and backlogs, the mean of instance
     samples, sums for counters, SLO events, instance-seconds and histograms, and the minutes'
     queue ages, sorted (so queue-age events can be recounted for a new threshold)."""
-    ages, backlogs, dead_letters, instances = [], [], [], []
+    ages, backlogs, dead_letters, dead_letter_ages, instances = [], [], [], [], []
     sums = dict.fromkeys(_SUMMED, 0)
     latency = histogram.empty()
     latency_count, latency_sum, latency_good = 0, 0.0, 0.0
@@ -353,6 +360,7 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
             (ages, "oldest_unacked_age_seconds"),
             (backlogs, "backlog"),
             (dead_letters, "dead_letter_backlog"),
+            (dead_letter_ages, "dead_letter_oldest_age_seconds"),
             (instances, "instances"),
         ):
             if row[key] is not None:
@@ -371,6 +379,7 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
         "oldest_unacked_age_seconds": max(ages) if ages else None,
         "backlog": max(backlogs) if backlogs else None,
         "dead_letter_backlog": max(dead_letters) if dead_letters else None,
+        "dead_letter_oldest_age_seconds": max(dead_letter_ages) if dead_letter_ages else None,
         "instances": sum(instances) / len(instances) if instances else None,
         **sums,
         "latency_buckets": latency if any(latency) else [],
@@ -554,6 +563,8 @@ def slo_alerts_evaluate(*, now: datetime) -> EvaluationSummary:
     summary = EvaluationSummary(rejudged_classes=_slo_thresholds_sync())
     slos = list(Slo.objects.select_related("workload_class").order_by("pk"))
     if not slos:
+        with transaction.atomic():  # no SLO to judge, but dead letters may still be at risk
+            summary.incidents = incidents_sync(now=now)
         return summary
     end = floor_minute(now)
     kept_since = minutes_kept_since(now)

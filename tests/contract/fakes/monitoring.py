@@ -2,7 +2,8 @@
 `monitoring_v3.MetricServiceClient` talks to over gRPC.
 
 It keeps raw points (seeded by tests, or written through CreateTimeSeries) and answers
-ListTimeSeries the way Monitoring does: it parses the filter (one metric type; `=`, `one_of`,
+ListTimeSeries the way Monitoring does: NOT_FOUND "Cannot find metric(s) that match type" for a
+custom metric no one has written yet (no descriptor), else it parses the filter (one metric type; `=`, `one_of`,
 `starts_with`, `monitoring.regex.full_match` on resource/metric labels), aligns each series into
 periods that end at the interval's end, reduces across series grouped by `group_by_fields`, returns
 points newest first and pages by points. Requests it cannot answer the way Monitoring would
@@ -42,6 +43,11 @@ SYSTEM_METRICS = {
 
 class Invalid(Exception):
     pass
+
+
+class NoSuchMetric(Exception):
+    """Google's answer for a metric type with no descriptor in the project: a custom metric no one
+    has written yet (its descriptor is created by the first write)."""
 
 
 @dataclass
@@ -132,6 +138,8 @@ class FakeMonitoring:
                 output = self._query(request)
         except Invalid as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except NoSuchMetric as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         limit = min(filter(None, (request.page_size, self.page_size, 100_000)))
         offset = int(request.page_token or 0)
         page, points = [], 0
@@ -150,6 +158,10 @@ class FakeMonitoring:
         metric_types = [value for key, (op, value) in clauses.items() if key == "metric.type" and op == "="]
         if len(metric_types) != 1:
             raise Invalid("The filter must specify exactly one metric.type.")
+        if metric_types[0] not in SYSTEM_METRICS and not any(
+            raw.metric_type == metric_types[0] for raw in self.series.values()
+        ):
+            raise NoSuchMetric(f'Cannot find metric(s) that match type = "{metric_types[0]}".')
         end = request.interval.end_time.timestamp()
         start = request.interval.start_time.timestamp() if request.interval.start_time else end
         aggregation = request.aggregation

@@ -113,6 +113,7 @@ def test_the_list_request_is_exactly_what_monitoring_needs(metrics, fake_monitor
     [
         (MetricKind.UNDELIVERED_MESSAGES, "resource.labels.subscription_id", "render-worker", "MAX", "SUM"),
         (MetricKind.DEAD_LETTER_BACKLOG, "resource.labels.subscription_id", "render-dead-letter", "MAX", "SUM"),
+        (MetricKind.DEAD_LETTER_OLDEST_AGE, "resource.labels.subscription_id", "render-dead-letter", "MAX", "MAX"),
         (MetricKind.INSTANCE_COUNT, "resource.labels.worker_pool_name", "render", "MEAN", "SUM"),
         (MetricKind.COMPLETION_LATENCY, "metric.labels.class", "render", "SUM", "SUM"),
         (MetricKind.COMPLETED, "metric.labels.class", "render", "SUM", "SUM"),
@@ -195,6 +196,31 @@ def test_permission_denied_on_read_names_the_viewer_role(metrics, fake_monitorin
     assert caught.value.permanent
     assert f"roles/monitoring.viewer on projects/{PROJECT}" in caught.value.message
     assert len(fake_monitoring.list_requests) == 1
+
+
+def test_a_custom_metric_no_worker_wrote_yet_is_no_data_not_an_error(metrics, fake_monitoring):
+    # A new project or class: Monitoring has no descriptor for the worker kit's metrics until the
+    # first report, and answers NOT_FOUND "Cannot find metric(s) that match type".
+    for metric in (MetricKind.COMPLETED, MetricKind.FAILED, MetricKind.COMPLETION_LATENCY):
+        assert metrics.series(metric, [target("render")], start=START, end=END) == {}
+    assert len(fake_monitoring.list_requests) == 3  # asked once each, not retried
+    # Once a worker reported, the same call reads its points.
+    metrics.write_worker_report(report("render", end=END - timedelta(minutes=2)))
+    assert metrics.series(MetricKind.COMPLETED, [target("render")], start=START, end=END)["render"][-1].value == 3
+
+
+def test_other_not_found_errors_stay_permanent(metrics, fake_monitoring):
+    fake_monitoring.fail_next("NOT_FOUND", 1)
+    with pytest.raises(ProviderError) as caught:
+        metrics.series(MetricKind.UNDELIVERED_MESSAGES, [target("render")], start=START, end=END)
+    assert caught.value.permanent and caught.value.code == "NOT_FOUND"
+
+
+def test_dead_letter_oldest_age_reads_the_dead_letter_subscription(metrics, fake_monitoring):
+    seed_subscription(fake_monitoring, "render-dead-letter", [(at(3), 7200), (at(1), 7320)], metric=AGE)
+    seed_subscription(fake_monitoring, "render-worker", [(at(1), 5)], metric=AGE)
+    result = metrics.series(MetricKind.DEAD_LETTER_OLDEST_AGE, [target("render")], start=START, end=END)
+    assert [point.value for point in result["render"]] == [7200.0, 7320.0]
 
 
 def test_no_targets_no_call(metrics, fake_monitoring):

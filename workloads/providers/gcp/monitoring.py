@@ -16,6 +16,7 @@ REDUCE_SUM gives the per-step total over all instances, histograms included.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import socket
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from workloads.providers.base import (
     Metrics,
     MetricTarget,
     Point,
+    ProviderError,
     WorkerReport,
 )
 from workloads.providers.gcp.errors import (
@@ -42,6 +44,8 @@ from workloads.providers.gcp.errors import (
     Backoff,
     call_with_retry,
 )
+
+logger = logging.getLogger(__name__)
 
 Aligner = monitoring_v3.Aggregation.Aligner
 Reducer = monitoring_v3.Aggregation.Reducer
@@ -95,6 +99,14 @@ QUERIES: dict[MetricKind, Query] = {
         lambda t: _short(t.dead_letter_subscription),
         Aligner.ALIGN_MAX,
         Reducer.REDUCE_SUM,
+    ),
+    MetricKind.DEAD_LETTER_OLDEST_AGE: Query(
+        "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+        "pubsub_subscription",
+        _SUBSCRIPTION,
+        lambda t: _short(t.dead_letter_subscription),
+        Aligner.ALIGN_MAX,
+        Reducer.REDUCE_MAX,
     ),
     MetricKind.INSTANCE_COUNT: Query(
         "run.googleapis.com/container/instance_count",
@@ -182,14 +194,20 @@ class CloudMonitoringMetrics(Metrics):
             ),
             view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
         )
-        found = call_with_retry(
-            # retry=None: this method's default retries UNAVAILABLE for 90 s on its own
-            lambda: list(self._client.list_time_series(request=request, timeout=self._timeout, retry=None)),
-            what=f"read {query.metric_type} for",
-            resource=self._scope,
-            role=MONITORING_READ_ROLE,
-            backoff=self._backoff,
-        )
+        try:
+            found = call_with_retry(
+                # retry=None: this method's default retries UNAVAILABLE for 90 s on its own
+                lambda: list(self._client.list_time_series(request=request, timeout=self._timeout, retry=None)),
+                what=f"read {query.metric_type} for",
+                resource=self._scope,
+                role=MONITORING_READ_ROLE,
+                backoff=self._backoff,
+            )
+        except ProviderError as exc:
+            if not no_data_yet(exc):
+                raise
+            logger.debug("%s has no data in %s yet", query.metric_type, self._scope)
+            return {}
         result: dict[str, list[Point]] = {}
         for series in found:
             value = _label_value(series, query.label)
@@ -263,6 +281,14 @@ class CloudMonitoringMetrics(Metrics):
                 )
             )
         return series
+
+
+def no_data_yet(exc: ProviderError) -> bool:
+    """Monitoring's NOT_FOUND for a metric type without a descriptor in the project: a custom
+    metric before any worker wrote a point (the first write creates the descriptor). That is "no
+    data yet", on every new project and class, not a setting to fix."""
+    detail = str(exc.__cause__ or exc).lower()
+    return exc.code == "NOT_FOUND" and "cannot find metric(s) that match type" in detail
 
 
 # --- filters -------------------------------------------------------------------------------------------

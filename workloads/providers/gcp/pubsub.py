@@ -36,6 +36,7 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from workloads.providers.base import (
+    DEAD_LETTER_RETENTION_SECONDS,
     Disposition,
     EnsureResult,
     MessageHandler,
@@ -67,10 +68,6 @@ logger = logging.getLogger(__name__)
 
 ACK_IDS_PER_REQUEST = 1000  # the client library's own batch size for acks
 DEAD_LETTER_ACK_DEADLINE = 60  # a peeked dead letter stays invisible this long unless acked
-# Dead letters wait in their subscription until the beat sync mirrors them: keep them as long as
-# Pub/Sub allows (7 days, the emulator's and the common cap), whatever the class's own retention,
-# so a sync outage shorter than that loses nothing.
-DEAD_LETTER_RETENTION_SECONDS = 7 * 86400
 PEEK_TIMEOUT = 2.0  # seconds a dead-letter peek waits for messages
 # The library takes attributes as keyword arguments next to these parameters, so an attribute with
 # one of these names would be swallowed by the parameter instead of being sent.

@@ -1,6 +1,6 @@
 """The Metrics port computed from the local provider's own tables, in the GCP adapter's shape.
 
-- Queue gauges (backlog, oldest unacked age, dead-letter backlog) are rebuilt for each step from
+- Queue gauges (backlog, oldest unacked age, dead-letter backlog and its oldest age) are rebuilt for each step from
   the publish and ack times of retained deliveries: a message is in the backlog at t when it was
   published at or before t and not acked by t. One SQL statement per GAUGE_STEPS_PER_QUERY steps,
   grouped by subscription, however many classes. History older than the subscription's retention
@@ -63,7 +63,10 @@ _QUEUE_GAUGES = {
     MetricKind.UNDELIVERED_MESSAGES,
     MetricKind.OLDEST_UNACKED_AGE,
     MetricKind.DEAD_LETTER_BACKLOG,
+    MetricKind.DEAD_LETTER_OLDEST_AGE,
 }
+_DEAD_LETTER_GAUGES = {MetricKind.DEAD_LETTER_BACKLOG, MetricKind.DEAD_LETTER_OLDEST_AGE}
+_AGE_GAUGES = {MetricKind.OLDEST_UNACKED_AGE, MetricKind.DEAD_LETTER_OLDEST_AGE}
 _COUNTER_FIELDS = {
     MetricKind.COMPLETED: "completed",
     MetricKind.FAILED: "failed",
@@ -130,7 +133,7 @@ class LocalMetrics(Metrics):
     ) -> dict[str, list[Point]]:
         slugs_by_subscription: dict[str, list[str]] = defaultdict(list)
         for target in targets:
-            name = target.dead_letter_subscription if metric is MetricKind.DEAD_LETTER_BACKLOG else target.subscription
+            name = target.dead_letter_subscription if metric in _DEAD_LETTER_GAUGES else target.subscription
             slugs_by_subscription[name].append(target.slug)
         at = [min(step, now) for step in steps]  # the running step is measured now
         result: dict[str, list[Point]] = defaultdict(list)
@@ -146,7 +149,7 @@ class LocalMetrics(Metrics):
             columns = {}
             for i in chunk:
                 pending = Q(d__published_at__lte=at[i]) & (Q(d__acked_at__isnull=True) | Q(d__acked_at__gt=at[i]))
-                if metric is MetricKind.OLDEST_UNACKED_AGE:
+                if metric in _AGE_GAUGES:
                     columns[f"s{i}"] = Min("d__published_at", filter=pending)
                 else:
                     columns[f"s{i}"] = Count("d", filter=pending)
@@ -164,7 +167,7 @@ class LocalMetrics(Metrics):
                     if row["created_at"] > at[i]:
                         continue
                     value = row[f"s{i}"]
-                    if metric is MetricKind.OLDEST_UNACKED_AGE:
+                    if metric in _AGE_GAUGES:
                         value = max(0.0, (at[i] - value).total_seconds()) if value is not None else 0.0
                     points.append(Point(end=steps[i], value=float(value)))
                 for slug in slugs_by_subscription[row["name"]]:

@@ -48,6 +48,7 @@ from workloads.models import (
 from workloads.providers.base import (
     DEAD_LETTER_DELIVERY_COUNT,
     DEAD_LETTER_PUBLISH_TIME,
+    DEAD_LETTER_RETENTION_SECONDS,
     DEAD_LETTER_SOURCE_PROJECT,
     DEAD_LETTER_SOURCE_SUBSCRIPTION,
     Disposition,
@@ -71,7 +72,6 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_LIFETIME = timedelta(days=7)  # Pub/Sub's: at most 7 days after the oldest unacked message
 DEAD_LETTER_ACK_DEADLINE_SECONDS = 60  # how long a peeked dead letter stays hidden from other peeks
-DEAD_LETTER_RETENTION_SECONDS = 7 * 86400
 MAX_NACK_DELAY_SECONDS = 600.0
 IDLE_POLL_MIN, IDLE_POLL_MAX = 0.2, 1.0  # consume(): back off while nothing is available
 PUBLISH_BATCH = 500
