@@ -83,6 +83,10 @@ def test_backlog_and_oldest_age_are_rebuilt_for_past_steps(db, clock):
     dead = metrics.series(MetricKind.DEAD_LETTER_BACKLOG, targets, **window)
     assert _values(dead["timeline"]) == list(zip(ends, [1, 1, 1, 0, 0], strict=True))
 
+    # Dead-lettered at t0+20 s and mirrored (acked) at t0+190 s: its age until then, 0 after.
+    dead_age = metrics.series(MetricKind.DEAD_LETTER_OLDEST_AGE, targets, **window)
+    assert _values(dead_age["timeline"]) == list(zip(ends, [40, 100, 160, 0, 0], strict=True))
+
 
 def test_the_running_step_is_measured_now_and_later_steps_are_left_out(db, clock):
     queue, metrics = LocalQueue(now=clock), LocalMetrics(now=clock)
