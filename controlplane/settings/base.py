@@ -449,6 +449,11 @@ CELERY_BEAT_SCHEDULE["notifications-deliver"] = {
 # --- Dead letters -------------------------------------------------------------------------------
 # Mirror each class's dead-letter subscription into the database, then run the triage rules.
 DEAD_LETTER_SYNC_INTERVAL_SECONDS = env_int("DEAD_LETTER_SYNC_INTERVAL_SECONDS", 30, minimum=5)
+# Dead-letter subscriptions read at once (Pub/Sub calls in threads; the mirror's writes stay in
+# the task's own thread). A subscription the last sync found empty is skipped until this long
+# has passed, or the telemetry poll sees dead letters in it.
+DEAD_LETTER_SYNC_CONCURRENCY = env_int("DEAD_LETTER_SYNC_CONCURRENCY", 16, minimum=1, maximum=64)
+DEAD_LETTER_SYNC_RECHECK_SECONDS = env_int("DEAD_LETTER_SYNC_RECHECK_SECONDS", 300, minimum=0)
 TRIAGE_INTERVAL_SECONDS = env_int("TRIAGE_INTERVAL_SECONDS", 60, minimum=10)
 # The oldest dead letter not mirrored yet, as a share of the dead-letter subscription's retention
 # (7 days), at which the overview warns and an incident opens as a ticket, then as a page

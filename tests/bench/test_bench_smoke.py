@@ -13,7 +13,7 @@ from bench.__main__ import BENCHMARKS
 from tests.contract.fakes.emulator import find_emulator
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDS_EMULATOR = ("(Pub/Sub emulator)", "replay:")
+NEEDS_EMULATOR = ("(Pub/Sub emulator)", "replay:", "deadletters:")
 
 
 def test_every_benchmark_runs_end_to_end_and_prints_its_line(tmp_path):
@@ -57,6 +57,7 @@ def test_every_benchmark_runs_end_to_end_and_prints_its_line(tmp_path):
         "load: p99 latency at 100/s",
         "load: errors at 100/s",
         "replay: dead letters republished, cap off",
+        "deadletters: sync tick, 20 classes, every subscription read",
         "retention: rows after day 7 vs day 3",
     ):
         assert expected in names, names

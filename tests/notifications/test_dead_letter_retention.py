@@ -64,7 +64,9 @@ def test_an_ageing_dead_letter_opens_a_ticket_then_a_page_then_resolves(db, metr
     notifications_deliver_due(now=T0 + timedelta(minutes=21))
     opened, paged, resolved = receiver.wait_for(3)
     body = opened.json()
-    assert body["summary"] == "[Opened] TICKET: ledger dead-letter retention has dead letters nearing the end of their retention"
+    assert body["summary"] == (
+        "[Opened] TICKET: ledger dead-letter retention has dead letters nearing the end of their retention"
+    )
     assert body["dead_letters"] == {
         "oldest_age_seconds": 2 * DAY,
         "retention_seconds": DEAD_LETTER_RETENTION_SECONDS,

@@ -265,3 +265,38 @@ def test_a_snapshot_deleted_after_the_seek_was_requested_fails_it_readably(queue
     done = engine.action_run(action_id=seek.pk)
     assert done.state == ActionState.FAILED and "1 of 1 failed" in done.error
     assert "Snapshot does not exist" in done.error
+
+
+def test_the_sync_reads_subscriptions_in_parallel_up_to_the_bound(queue, settings):
+    """An empty peek waits on Pub/Sub (about 1 s on the emulator): read one at a time, 12 classes
+    took 12 of those waits. The reads overlap, never more than DEAD_LETTER_SYNC_CONCURRENCY."""
+    import threading
+
+    settings.DEAD_LETTER_SYNC_CONCURRENCY = 4
+    classes = [make_class(queue, f"par-{uuid.uuid4().hex[:8]}") for _ in range(12)]
+    kit_dead_letter(queue, classes[5], event(1))
+    lock, state = threading.Lock(), {"now": 0, "max": 0, "threads": set()}
+    peek = queue.peek_dead_letters
+
+    def counting_peek(spec, *, max_messages):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+            state["threads"].add(threading.get_ident())
+        try:
+            return peek(spec, max_messages=max_messages)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    queue.peek_dead_letters = counting_peek
+    try:
+        deadline = time.monotonic() + 20
+        counts = services.dead_letters_sync(now=timezone.now(), workload_classes=classes)
+        while DeadLetter.objects.count() < 1 and time.monotonic() < deadline:
+            counts = services.dead_letters_sync(now=timezone.now(), workload_classes=[classes[5]])
+    finally:
+        del queue.peek_dead_letters
+    assert state["max"] == 4 and len(state["threads"]) == 4
+    assert DeadLetter.objects.get().workload_class == classes[5]
+    assert set(counts) <= {wc.slug for wc in classes}

@@ -256,3 +256,55 @@ def test_the_dead_lettered_counter_counts_each_dead_letter_once(queue, docs, clo
     assert ClassCounters.objects.get(workload_class=docs).dead_lettered == 3
     DeadLetter.objects.all().delete()  # pruned or discarded rows never take from the total
     assert ClassCounters.objects.get(workload_class=docs).dead_lettered == 3
+
+
+# --- Which subscriptions a tick reads -------------------------------------------------------------------
+def test_a_subscription_found_empty_is_skipped_until_the_recheck(queue, docs, settings):
+    from workloads.models import DeadLetterSyncState
+
+    settings.DEAD_LETTER_SYNC_RECHECK_SECONDS = 300
+    t0 = timezone.now()
+    assert services.dead_letters_sync(now=t0) == {"doc-jobs": 0}
+    assert DeadLetterSyncState.objects.get(workload_class=docs).empty
+    kit_dead_letter(queue, docs, event(1))
+    # The last check found it empty and nothing says otherwise: not read this tick.
+    assert services.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 0}
+    assert DeadLetter.objects.count() == 0
+    # Rechecked once the interval has passed.
+    assert services.dead_letters_sync(now=t0 + timedelta(seconds=300)) == {"doc-jobs": 1}
+    state = DeadLetterSyncState.objects.get(workload_class=docs)
+    assert not state.empty and state.checked_at == t0 + timedelta(seconds=300)
+    # It had dead letters: the next tick reads it again (and finds it drained).
+    assert services.dead_letters_sync(now=t0 + timedelta(seconds=330)) == {"doc-jobs": 0}
+    assert DeadLetterSyncState.objects.get(workload_class=docs).empty
+
+
+def test_the_telemetry_poll_seeing_dead_letters_makes_a_skipped_subscription_due(queue, docs, settings):
+    from workloads.models import ClassTelemetry
+
+    settings.DEAD_LETTER_SYNC_RECHECK_SECONDS = 300
+    t0 = timezone.now()
+    services.dead_letters_sync(now=t0)
+    kit_dead_letter(queue, docs, event(1))
+    # A sample from before the last check says nothing new.
+    telemetry = ClassTelemetry.objects.create(
+        workload_class=docs, fetched_at=t0, newest_sample_at=t0 - timedelta(seconds=60), dead_letter_backlog=1
+    )
+    assert services.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 0}
+    telemetry.newest_sample_at = t0 + timedelta(seconds=40)
+    telemetry.save()
+    assert services.dead_letters_sync(now=t0 + timedelta(seconds=60)) == {"doc-jobs": 1}
+
+
+def test_a_failed_read_is_retried_next_tick(queue, docs, settings, monkeypatch):
+    settings.DEAD_LETTER_SYNC_RECHECK_SECONDS = 300
+    kit_dead_letter(queue, docs, event(1))
+
+    def denied(spec, *, max_messages):
+        raise ProviderError("Permission denied", permanent=True, code="PERMISSION_DENIED")
+
+    monkeypatch.setattr(queue, "peek_dead_letters", denied)
+    t0 = timezone.now()
+    assert services.dead_letters_sync(now=t0) == {"doc-jobs": 0}
+    monkeypatch.undo()
+    assert services.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 1}

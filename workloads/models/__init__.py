@@ -14,6 +14,7 @@ from workloads.models.classes import (
 from workloads.models.deadletters import (
     DeadLetter,
     DeadLetterStatus,
+    DeadLetterSyncState,
     PayloadFormat,
     TriageAction,
     TriageRule,
@@ -87,6 +88,7 @@ __all__ = [
     "DeadLetter",
     "Deployment",
     "DeploymentSource",
+    "DeadLetterSyncState",
     "DeadLetterStatus",
     "LocalDelivery",
     "LocalMessage",

@@ -210,3 +210,18 @@ def glob_regex(glob: str) -> str:
         else:
             parts.append("\\" + char)
     return "^" + "".join(parts) + "$"
+
+
+class DeadLetterSyncState(models.Model):
+    """What the dead-letter sync last found in one class's dead-letter subscription, so the next
+    syncs can skip a subscription that was empty (rechecked every DEAD_LETTER_SYNC_RECHECK_SECONDS,
+    and at once when the telemetry poll sees dead letters waiting)."""
+
+    workload_class = models.OneToOneField(
+        "workloads.WorkloadClass", on_delete=models.CASCADE, primary_key=True, related_name="dead_letter_sync"
+    )
+    checked_at = models.DateTimeField()
+    empty = models.BooleanField(help_text="The last check found no dead letter waiting.")
+
+    def __str__(self) -> str:
+        return f"{self.workload_class_id}: {'empty' if self.empty else 'had dead letters'} at {self.checked_at}"

@@ -63,7 +63,7 @@ from workloads.providers.base import (
     ATTR_REPLAY_OF,
     DEAD_LETTER_DELIVERY_COUNT,
     OutboundMessage,
-    ProviderError,
+    ProviderError,  # noqa: F401 (callers catch the replay's provider errors from here)
     ReceivedMessage,
 )
 from workloads.providers.specs import queue_spec
@@ -71,6 +71,7 @@ from workloads.selectors.deadletters import REPLAYABLE_BY_DEFAULT, DeadLetterFil
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
 from workloads.services.counters import counters_lock, dead_letters_counted
+from workloads.services.deadletter_sync import classes_due, drain, record_checks
 
 logger = logging.getLogger(__name__)
 
@@ -255,37 +256,35 @@ def dead_letters_sync(
     max_batches: int = SYNC_MAX_BATCHES,
 ) -> dict[str, int]:
     """Beat tick: mirror every class's dead letters, then ack them. Call outside a transaction
-    (the ack must follow the commit). Returns {slug: messages mirrored}; a class whose queue
-    cannot be read (resources not ensured yet, permission denied) is logged and skipped."""
-    queue = get_providers().queue
+    (the ack must follow the commit). Subscriptions are read several at once and one the last sync
+    found empty is skipped for a while (services/deadletter_sync.py). Returns {slug: messages
+    mirrored} for every class; a class whose queue cannot be read (resources not ensured yet,
+    permission denied) is logged and skipped."""
     classes = workload_classes if workload_classes is not None else list(WorkloadClass.objects.order_by("slug"))
-    counts: dict[str, int] = {}
-    for workload_class in classes:
-        spec = queue_spec(workload_class)
-        total = 0
+    due = classes_due(classes, now=now)
+
+    def mirror(workload_class: WorkloadClass, messages: list[ReceivedMessage]) -> None:
         try:
-            for _ in range(max_batches):
-                messages = queue.peek_dead_letters(spec, max_messages=batch_size)
-                if not messages:
-                    break
-                try:
-                    _mirror_batch(workload_class, messages, now=now)
-                except DataError:
-                    # A body the database refused in a form we did not foresee: keep it as base64
-                    # rather than let one message stop the class's mirror for good.
-                    logger.warning("dead-letter sync of %s: storing a batch's payloads as base64", workload_class.slug)
-                    _mirror_batch(workload_class, messages, now=now, binary=True)
-                # Only now, with the rows committed: a failure above leaves the messages where they were.
-                queue.ack_dead_letters(spec, [m.ack_id for m in messages])
-                total += len(messages)
-                if len(messages) < batch_size:
-                    break
-        except ProviderError as exc:
-            logger.warning("dead-letter sync of %s stopped: %s", workload_class.slug, exc.message)
-        except DatabaseError:
-            logger.exception("dead-letter sync of %s failed to write the mirror; nothing acked", workload_class.slug)
-        counts[workload_class.slug] = total
-    return counts
+            _mirror_batch(workload_class, messages, now=now)
+        except DataError:
+            # A body the database refused in a form we did not foresee: keep it as base64 rather
+            # than let one message stop the class's mirror for good.
+            logger.warning("dead-letter sync of %s: storing a batch's payloads as base64", workload_class.slug)
+            _mirror_batch(workload_class, messages, now=now, binary=True)
+
+    counts, empty = drain(
+        get_providers().queue,
+        due,
+        mirror=mirror,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        concurrency=settings.DEAD_LETTER_SYNC_CONCURRENCY,
+    )
+    try:
+        record_checks(empty, now=now)
+    except DatabaseError:
+        logger.exception("dead-letter sync: could not record which subscriptions were empty")
+    return {wc.slug: counts.get(wc.slug, 0) for wc in classes}
 
 
 # --- Filters, preview and dry run --------------------------------------------------------------------

@@ -217,6 +217,7 @@ NOT_PRUNED: dict[str, str] = {
     "workloads.UserIdentity": "one row per user, updated in place at each sign-in",
     "workloads.ClassTelemetry": "one row per class, updated in place",
     "workloads.ClassCounters": "one row per class, updated in place",
+    "workloads.DeadLetterSyncState": "one row per class, updated in place",
     "workloads.SloStatus": "one row per SLO, updated in place",
     "workloads.PoolControl": "one row per class, updated in place",
     "workloads.IncidentMode": "one per incident declared by an operator: the incident history",
