@@ -450,9 +450,11 @@ CELERY_BEAT_SCHEDULE["notifications-deliver"] = {
 # Mirror each class's dead-letter subscription into the database, then run the triage rules.
 DEAD_LETTER_SYNC_INTERVAL_SECONDS = env_int("DEAD_LETTER_SYNC_INTERVAL_SECONDS", 30, minimum=5)
 # Dead-letter subscriptions read at once (Pub/Sub calls in threads; the mirror's writes stay in
-# the task's own thread). A subscription the last sync found empty is skipped until this long
-# has passed, or the telemetry poll sees dead letters in it.
-DEAD_LETTER_SYNC_CONCURRENCY = env_int("DEAD_LETTER_SYNC_CONCURRENCY", 16, minimum=1, maximum=64)
+# the task's own thread): an empty read waits on Pub/Sub (about 1 s), so 200 classes take four
+# such waits; at most 100, about what one gRPC channel carries at once. A subscription the last
+# sync found empty is skipped until this long has passed, or the telemetry poll sees dead letters
+# in it.
+DEAD_LETTER_SYNC_CONCURRENCY = env_int("DEAD_LETTER_SYNC_CONCURRENCY", 50, minimum=1, maximum=100)
 DEAD_LETTER_SYNC_RECHECK_SECONDS = env_int("DEAD_LETTER_SYNC_RECHECK_SECONDS", 300, minimum=0)
 TRIAGE_INTERVAL_SECONDS = env_int("TRIAGE_INTERVAL_SECONDS", 60, minimum=10)
 # The oldest dead letter not mirrored yet, as a share of the dead-letter subscription's retention
