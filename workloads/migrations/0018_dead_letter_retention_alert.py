@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0015_class_counters'),
+        ('workloads', '0017_deployments'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
