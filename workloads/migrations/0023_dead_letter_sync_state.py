@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0020_dead_letter_retention_alert'),
+        ('workloads', '0022_dead_letter_retention_alert'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0019_runtime_control_signals'),
+        ('workloads', '0021_user_identity'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
