@@ -100,3 +100,44 @@ def test_a_burn_held_back_by_the_low_traffic_guard_says_so(db, metrics):
         k: guarded[0][k] for k in ("rule", "events", "min_traffic")
     }
     assert guarded[0]["burn_rate"] > 14.4
+
+
+def test_an_incident_after_a_deployment_names_it(db, metrics, receiver):
+    from workloads.models import DeploymentSource
+    from workloads.notifications.messages import summary
+    from workloads.services.deployments import deployment_record
+
+    default_route(channel("webhook", receiver))
+    wc = WorkloadClassFactory(slug="spiky")
+    SloFactory(workload_class=wc, kind="success_ratio", target_percent=Decimal("99.9"), min_traffic=20)
+    failure_spike(metrics, "spiky", until=timedelta(hours=7))
+    deployment_record(
+        workload_class=wc, actor=None, source=DeploymentSource.API, now=T0, version="v4.2", deployed_at=T0 - 20 * MINUTE
+    )
+    slo_alerts_evaluate(now=T0 + MINUTE)
+    context = Notification.objects.get().context
+    assert context["deployment"]["label"] == "v4.2" and context["deployment"]["source"] == "api"
+    assert summary(context).endswith("is burning its error budget (deploy v4.2 21 min ago)")
+
+
+def test_an_incident_without_a_deployment_in_its_window_says_nothing_of_one(db, metrics, receiver):
+    from workloads.models import DeploymentSource
+    from workloads.notifications.messages import summary
+    from workloads.services.deployments import deployment_record
+
+    default_route(channel("webhook", receiver))
+    wc = WorkloadClassFactory(slug="spiky")
+    SloFactory(workload_class=wc, kind="success_ratio", target_percent=Decimal("99.9"), min_traffic=20)
+    failure_spike(metrics, "spiky", until=timedelta(hours=7))
+    # Older than the longest burning window (3 days for the ticket rule).
+    deployment_record(
+        workload_class=wc,
+        actor=None,
+        source=DeploymentSource.API,
+        now=T0,
+        version="v1",
+        deployed_at=T0 - timedelta(days=4),
+    )
+    slo_alerts_evaluate(now=T0 + MINUTE)
+    context = Notification.objects.get().context
+    assert context["deployment"] is None and "deploy" not in summary(context)

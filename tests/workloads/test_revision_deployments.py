@@ -38,3 +38,45 @@ def test_a_class_whose_controller_is_off_still_records_its_deployments(db):
     local_pools_new_revision(now=timezone.now() + timedelta(seconds=5))
     scaling_controller_tick(now=timezone.now())
     assert Deployment.objects.filter(workload_class=render, source=DeploymentSource.REVISION).count() == 1
+
+
+def test_the_controller_names_a_recent_deployment_in_its_reason(db):
+    from tests.workloads.pools import fresh_backlog
+    from workloads.models import Action, ActionKind
+    from workloads.services.deployments import deployment_record
+
+    render = pooled_class("doc-render", instances=2, throughput_per_instance=1.0, drain_target_seconds=100)
+    now = timezone.now()
+    deployment_record(
+        workload_class=render,
+        actor=None,
+        source=DeploymentSource.API,
+        now=now,
+        version="v2.0",
+        deployed_at=now - timedelta(minutes=12),
+    )
+    fresh_backlog(render, backlog=800, queue_age=60, now=now)
+    scaling_controller_tick(now=now)
+    action = Action.objects.get(kind=ActionKind.SCALE)
+    assert action.reason.endswith("; deploy v2.0 12 min ago"), action.reason
+    assert PoolControl.objects.get(workload_class=render).last_decision.endswith("deploy v2.0 12 min ago")
+
+
+def test_a_deployment_older_than_the_window_is_not_named(db):
+    from tests.workloads.pools import fresh_backlog
+    from workloads.models import Action, ActionKind
+    from workloads.services.deployments import deployment_record
+
+    render = pooled_class("doc-render", instances=2, throughput_per_instance=1.0, drain_target_seconds=100)
+    now = timezone.now()
+    deployment_record(
+        workload_class=render,
+        actor=None,
+        source=DeploymentSource.API,
+        now=now,
+        version="v1",
+        deployed_at=now - timedelta(hours=2),
+    )
+    fresh_backlog(render, backlog=800, queue_age=60, now=now)
+    scaling_controller_tick(now=now)
+    assert "deploy" not in Action.objects.get(kind=ActionKind.SCALE).reason

@@ -32,7 +32,10 @@ def summary(context: dict) -> str:
     severity = incident["severity"]
     verb = _VERB.get(context["event"], context["event"])
     problem = context.get("problem", "is burning its error budget")
-    return f"[{verb}] {severity.upper()}: {wc['slug']} {context['slo']['kind_label']} {problem}"[:1024]
+    text = f"[{verb}] {severity.upper()}: {wc['slug']} {context['slo']['kind_label']} {problem}"
+    if context.get("deployment"):
+        text += f" ({context['deployment']['note']})"
+    return text[:1024]
 
 
 def webhook_body(context: dict, *, delivery_id: int) -> dict:

@@ -49,3 +49,11 @@ def deployment_periods(deployment: Deployment, *, hours: int, now: datetime) -> 
     span = timedelta(hours=hours)
     wc = deployment.workload_class
     return Period(wc, at - span, at), Period(wc, at, min(at + span, now))
+
+
+def deployment_note(deployment: Deployment | None, *, now: datetime) -> str:
+    """'deploy v2.4.1 12 min ago' for a reason or a message; '' without one."""
+    if deployment is None:
+        return ""
+    minutes = max(0, int((now - deployment.deployed_at).total_seconds() // 60))
+    return f"deploy {deployment.label} {minutes} min ago"

@@ -39,6 +39,7 @@ from workloads.models import (
 )
 from workloads.notifications.runbooks import incident_runbook_url
 from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS
+from workloads.selectors.deployments import deployment_note, latest_deployments
 from workloads.services.audit import audit_event_record
 from workloads.telemetry import slo as slo_math
 from workloads.telemetry.dead_letters import retention_risk
@@ -136,7 +137,26 @@ def incident_context(incident: SloIncident, *, event: str, alerts: list[SloAlert
         "class_url": settings.CONTROLPLANE_PUBLIC_URL + reverse("dashboards:class-detail", args=[wc.slug]),
         "incident_url": settings.CONTROLPLANE_PUBLIC_URL + reverse("dashboards:alert-incidents") + f"#{incident.key}",
         "runbook_url": incident_runbook_url(incident),
+        "deployment": _deployment_in_window(incident, alerts),
         **_retention_fields(incident),
+    }
+
+
+def _deployment_in_window(incident: SloIncident, alerts: list[SloAlert]) -> dict | None:
+    """The class's newest deployment inside the burning alerts' longest window (1 h without
+    alerts), so a page says "after deploy v2.4.1" when new code may be the cause."""
+    end = max((alert.last_evaluated_at for alert in alerts), default=incident.opened_at)
+    window = max((alert.long_window_seconds for alert in alerts), default=3600)
+    wc_id = incident.subject_class.pk
+    deployment = latest_deployments(class_ids=[wc_id], start=end - timedelta(seconds=window), end=end).get(wc_id)
+    if deployment is None:
+        return None
+    return {
+        "label": deployment.label,
+        "deployed_at": _iso(deployment.deployed_at),
+        "source": deployment.source,
+        "link": deployment.link,
+        "note": deployment_note(deployment, now=end),
     }
 
 

@@ -36,6 +36,7 @@ from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec
 from workloads.scaling import DecisionInputs, ScalingSettings, clamp, desired_instances, scaling_decision
 from workloads.scheduling import InstanceBounds, instance_bounds
+from workloads.selectors.deployments import deployment_note, latest_deployments
 from workloads.selectors.scaling import RECENT_WORK_WINDOW, latest_backlog
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 # Actions that set a class's pool: while one is open the controller neither decides nor checks drift
 # for that class (the pool is moving on our behalf).
+# How far back a deployment is named in the controller's reasons.
+DEPLOYMENT_NOTE_WINDOW = timedelta(minutes=30)
 POOL_ACTION_KINDS = (ActionKind.SCALE, ActionKind.PAUSE, ActionKind.OVERRIDE, ActionKind.RESUME)
 
 
@@ -118,6 +121,9 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
         hold.workload_class_id: hold
         for hold in PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).select_related("incident")
     }
+    recent_deployments = latest_deployments(
+        class_ids=WorkloadClass.objects.values_list("pk", flat=True), start=now - DEPLOYMENT_NOTE_WINDOW, end=now
+    )
     for workload_class in classes:
         summary.classes += 1
         control = pool_control_for(workload_class)
@@ -186,10 +192,16 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
             ),
             tuning,
         )
-        note = f"{decision.reason} [{decision.blocked_by}]" if decision.blocked_by else decision.reason
+        # A deployment in the last DEPLOYMENT_NOTE_WINDOW is named in the reason: new code is
+        # often why a backlog grew or drained.
+        reason = decision.reason
+        deployed = deployment_note(recent_deployments.get(workload_class.pk), now=now)
+        if deployed:
+            reason = f"{reason}; {deployed}"
+        note = f"{reason} [{decision.blocked_by}]" if decision.blocked_by else reason
         _record_decision(control, target=decision.target, decision=note, now=now)
         if decision.change:
-            scale_request(workload_class=workload_class, count=decision.target, actor=None, reason=decision.reason)
+            scale_request(workload_class=workload_class, count=decision.target, actor=None, reason=reason)
             summary.scaled[slug] = decision.target
     return summary
 
