@@ -69,11 +69,11 @@ def migration_create(request):
         messages.error(request, exc.message)
         return redirect("dashboards:migrations")
     messages.success(request, "Plan created in its baseline phase: nothing is routed yet.")
-    return redirect("dashboards:migration-detail", plan_id=plan.pk)
+    return redirect("dashboards:migration-detail", pk=plan.pk)
 
 
-def _plan_or_404(plan_id: int):
-    plan = migration_selectors.plan_for_detail(plan_id)
+def _plan_or_404(pk: int):
+    plan = migration_selectors.plan_for_detail(pk)
     if plan is None:
         raise Http404("No such migration plan.")
     return plan
@@ -81,9 +81,9 @@ def _plan_or_404(plan_id: int):
 
 @require_GET
 @login_required_htmx
-def migration_detail(request, plan_id: int):
+def migration_detail(request, pk: int):
     require_role(request, Role.VIEWER)
-    plan = _plan_or_404(plan_id)
+    plan = _plan_or_404(pk)
     report = migration_selectors.plan_evidence(plan, now=timezone.now())
     steps = [Phase.BASELINE, Phase.CANARY, Phase.RAMP, Phase.CUT_OVER]
     context = {
@@ -98,8 +98,8 @@ def migration_detail(request, plan_id: int):
     return render_page(request, "dashboards/migration_detail.html", "evidence", context)
 
 
-def _step(request, plan_id: int, to_phase: str):
-    plan = _plan_or_404(plan_id)
+def _step(request, pk: int, to_phase: str):
+    plan = _plan_or_404(pk)
     try:
         decision = migration_services.migration_plan_advance(
             plan=plan,
@@ -110,7 +110,7 @@ def _step(request, plan_id: int, to_phase: str):
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
-        return redirect("dashboards:migration-detail", plan_id=plan.pk)
+        return redirect("dashboards:migration-detail", pk=plan.pk)
     messages.success(
         request,
         f"{Phase(to_phase).label}: routing {plan.route_percent_for(to_phase)} % to {plan.target.slug} "
@@ -121,16 +121,16 @@ def _step(request, plan_id: int, to_phase: str):
 
 @require_POST
 @login_required_htmx
-def migration_advance(request, plan_id: int):
+def migration_advance(request, pk: int):
     require_role(request, Role.OPERATOR)
-    return _step(request, plan_id, request.POST.get("to_phase", ""))
+    return _step(request, pk, request.POST.get("to_phase", ""))
 
 
 @require_POST
 @login_required_htmx
-def migration_rollback(request, plan_id: int):
+def migration_rollback(request, pk: int):
     require_role(request, Role.OPERATOR)
-    return _step(request, plan_id, Phase.ROLLED_BACK)
+    return _step(request, pk, Phase.ROLLED_BACK)
 
 
 @require_POST

@@ -39,9 +39,9 @@ urlpatterns = [
     path("migrations/", migration_views.migrations, name="migrations"),
     path("classes/<slug:slug>/control-signal/", migration_views.class_control_signal, name="class-control-signal"),
     path("migrations/new/", migration_views.migration_create, name="migration-create"),
-    path("migrations/<int:plan_id>/", migration_views.migration_detail, name="migration-detail"),
-    path("migrations/<int:plan_id>/advance/", migration_views.migration_advance, name="migration-advance"),
-    path("migrations/<int:plan_id>/rollback/", migration_views.migration_rollback, name="migration-rollback"),
+    path("migrations/<int:pk>/", migration_views.migration_detail, name="migration-detail"),
+    path("migrations/<int:pk>/advance/", migration_views.migration_advance, name="migration-advance"),
+    path("migrations/<int:pk>/rollback/", migration_views.migration_rollback, name="migration-rollback"),
     # A class's pool and subscription
     path("classes/<slug:slug>/pool/", pool_views.class_pool, name="class-pool"),
     path(

@@ -185,8 +185,8 @@ class MigrationPlanListView(APIView):
         return Response(PlanSerializer(plan).data, status=status.HTTP_201_CREATED)
 
 
-def _plan_or_404(plan_id: int) -> MigrationPlan:
-    plan = migration_selectors.plan_for_detail(plan_id)
+def _plan_or_404(pk: int) -> MigrationPlan:
+    plan = migration_selectors.plan_for_detail(pk)
     if plan is None:
         raise Http404("No such migration plan.")
     return plan
@@ -198,8 +198,8 @@ class MigrationPlanDetailView(APIView):
     read_role = Role.VIEWER
 
     @extend_schema(responses=PlanDetailSerializer)
-    def get(self, request, plan_id: int):
-        return Response(PlanDetailSerializer(_plan_or_404(plan_id)).data)
+    def get(self, request, pk: int):
+        return Response(PlanDetailSerializer(_plan_or_404(pk)).data)
 
 
 ADVANCE_PHASES = ["canary", "ramp", "cut_over", "rolled_back"]
@@ -230,8 +230,8 @@ class MigrationPlanAdvanceView(APIView):
     write_role = Role.OPERATOR
 
     @extend_schema(request=AdvanceInputSerializer, responses={202: StepOutputSerializer})
-    def post(self, request, plan_id: int):
-        plan = _plan_or_404(plan_id)
+    def post(self, request, pk: int):
+        plan = _plan_or_404(pk)
         body = AdvanceInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         decision = migration_services.migration_plan_advance(plan=plan, actor=request.user, **body.validated_data)
@@ -248,8 +248,8 @@ class MigrationPlanRollbackView(APIView):
     write_role = Role.OPERATOR
 
     @extend_schema(request=RollbackInputSerializer, responses={202: StepOutputSerializer})
-    def post(self, request, plan_id: int):
-        plan = _plan_or_404(plan_id)
+    def post(self, request, pk: int):
+        plan = _plan_or_404(pk)
         body = RollbackInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         decision = migration_services.migration_plan_advance(
@@ -284,8 +284,8 @@ class MigrationPlanEvidenceView(APIView):
     renderer_classes = [JSONRenderer, EvidenceCsvRenderer]
 
     @extend_schema(responses=EvidenceSerializer)
-    def get(self, request, plan_id: int):
-        report = plan_evidence(_plan_or_404(plan_id), now=timezone.now())
+    def get(self, request, pk: int):
+        report = plan_evidence(_plan_or_404(pk), now=timezone.now())
         if request.accepted_renderer.format == "csv":
             return Response({"csv_rows": migration_selectors.evidence_csv_rows(report)})
         return Response(EvidenceSerializer(report.as_dict()).data)
@@ -369,8 +369,8 @@ class ControlSignalAckView(APIView):
     write_role = Role.OPERATOR
 
     @extend_schema(request=None, responses=ControlSignalSerializer)
-    def post(self, request, slug: str, signal_id: int):
-        signal = get_object_or_404(ControlSignal.objects.select_related("workload_class"), pk=signal_id,
+    def post(self, request, slug: str, pk: int):
+        signal = get_object_or_404(ControlSignal.objects.select_related("workload_class"), pk=pk,
                                    workload_class__slug=slug)  # fmt: skip
         signal = control_signal_acknowledge(signal=signal, actor=request.user)
         return Response(ControlSignalSerializer(signal).data)
