@@ -6,6 +6,7 @@ The services are the REST API's (`workloads.services.incidents`); entering and e
 a whole-page redirect, so the banner every page shows appears or goes at once.
 """
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -256,7 +257,8 @@ def _deployment_boundary(request, now):
     if raw is None:
         return None
     hours = request.GET.get("hours", "1")
-    if not raw.isdigit() or not hours.isdigit():
+    # ASCII digits only: str.isdigit() accepts '²', which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,18}", raw) or not re.fullmatch(r"[0-9]{1,2}", hours):
         raise BadRequest("deployment and hours are whole numbers.")
     deployment = Deployment.objects.select_related("workload_class__cost_rates").filter(pk=int(raw)).first()
     if deployment is None:

@@ -97,6 +97,7 @@ def test_an_unknown_class_is_a_404_and_a_bad_limit_a_400(classes, make_user):
     assert client.post("/api/v1/classes/nope/deployments/", BODY, format="json").status_code == 404
     assert client.get(URL, {"limit": "0"}).status_code == 400
     assert client.get(URL, {"limit": "abc"}).status_code == 400
+    assert client.get(URL, {"limit": "²"}).status_code == 400
 
 
 def test_an_earlier_deployed_at_is_kept_and_lists_newest_first(classes, make_user):

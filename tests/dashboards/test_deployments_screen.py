@@ -71,6 +71,9 @@ def test_viewers_may_not_record_and_bad_input_records_nothing(ui_client, viewer,
     html = response.content.decode()
     assert "The deployment was not recorded." in html and "commit:" in html and "link:" in html
     assert not Deployment.objects.exists()
+    response = client.post(POST_URL, {"version": "v1\x00"}, follow=True)
+    assert response.status_code == 200 and "version: No control characters." in response.content.decode()
+    assert not Deployment.objects.exists()
     assert client.post("/classes/nope/deployments/", {"version": "v1"}).status_code == 404
     assert client.get(POST_URL).status_code == 405
 
@@ -94,4 +97,6 @@ def test_the_comparison_screen_compares_the_hour_before_and_after_a_deployment(u
     assert 'class="grid comparison"' in html
     assert client.get("/compare/", {"deployment": 999999}).status_code == 404
     assert client.get("/compare/", {"deployment": deployment.pk, "hours": "x"}).status_code == 400
+    assert client.get("/compare/", {"deployment": "²", "hours": "1"}).status_code == 400
+    assert client.get("/compare/", {"deployment": "9" * 30}).status_code == 400
     assert client.get("/compare/", {"deployment": deployment.pk, "hours": 48}).status_code == 400

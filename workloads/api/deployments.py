@@ -2,6 +2,8 @@
 (version, commit, who, link); viewers list them. Deployments mark the class's charts, the audit
 log and the comparison screen (docs/api.md, "Deployments")."""
 
+import re
+
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -60,7 +62,7 @@ class ClassDeploymentsView(APIView):
     def get(self, request, slug: str):
         workload_class = get_object_or_404(WorkloadClass, slug=slug)
         limit = request.query_params.get("limit", "50")
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_DEPLOYMENTS:
+        if not re.fullmatch(r"[0-9]{1,3}", limit) or not 1 <= int(limit) <= MAX_DEPLOYMENTS:
             raise serializers.ValidationError({"limit": f"A whole number from 1 to {MAX_DEPLOYMENTS}."})
         rows = class_deployments(workload_class=workload_class, limit=int(limit))
         return Response(DeploymentSerializer(rows, many=True).data)

@@ -19,6 +19,7 @@ COMMIT_PATTERN = re.compile(r"^[0-9a-fA-F]{7,64}$")
 # A CI clock a little ahead of ours is fine; a deployment days in the future is a mistake.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 _LINK = URLValidator(schemes=["http", "https"])
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _checked(*, version: str, commit: str, deployed_by: str, link: str, revision: str, deployed_at, now) -> None:
@@ -28,6 +29,9 @@ def _checked(*, version: str, commit: str, deployed_by: str, link: str, revision
     for name, value, limit in (("version", version, 100), ("deployed_by", deployed_by, 150), ("link", link, 500)):
         if len(value) > limit:
             errors[name] = f"At most {limit} characters."
+        elif _CONTROL.search(value):
+            # PostgreSQL refuses NUL in text; other control characters would garble markers.
+            errors[name] = "No control characters."
     if commit and not COMMIT_PATTERN.match(commit):
         errors["commit"] = "A commit is 7 to 64 hexadecimal characters."
     if link and "link" not in errors:
