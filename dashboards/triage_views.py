@@ -191,6 +191,7 @@ def replay(request):
     context["velocity"] = f"{velocity or services.DEFAULT_REPLAY_VELOCITY:g}"
     try:
         preview = context["preview"] = services.replay_preview(selection=selection)
+        context["audience"] = services.replay_audience(workload_class=query.workload_class)
         context["confirm_needed"] = services.count_to_confirm(
             selection=selection, preview=preview, count=preview.replayable
         )

@@ -248,6 +248,22 @@ def test_list_snapshots_names_the_ones_the_subscription_can_seek_to(harness):
     assert taken.name in {s.name for s in listed}
 
 
+def test_topic_subscriptions_lists_every_subscription_a_publish_reaches(harness):
+    queue = harness.providers.queue
+    spec = harness.ready_queue()
+    assert queue.topic_subscriptions(spec) == [spec.subscription]
+    # A second consumer on the class topic (an audit sink, say): a replay reaches it too.
+    audit = replace(
+        spec,
+        subscription=spec.subscription.replace("-worker", "-audit"),
+        dead_letter_topic=spec.dead_letter_topic + "-audit",
+        dead_letter_subscription=spec.dead_letter_subscription + "-audit",
+    )
+    queue.ensure_resources(audit)
+    harness.ready_queue()  # another class's topic: not listed
+    assert queue.topic_subscriptions(spec) == sorted([spec.subscription, audit.subscription])
+
+
 def test_seek_needs_exactly_one_target(harness):
     spec = harness.ready_queue()
     with pytest.raises((ValueError, ProviderError)):

@@ -333,11 +333,22 @@ class ReplayPreviewSerializer(serializers.Serializer):
     confirm_count = serializers.IntegerField(
         allow_null=True, help_text="The confirm_count a replay of this selection needs; null when it needs none."
     )
+    other_subscriptions = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Subscriptions on the class topic besides the worker subscription: each receives the replay too.",
+    )
+    other_subscriptions_error = serializers.CharField(
+        required=False, help_text="Why the topic's subscriptions could not be listed (empty when they were)."
+    )
 
 
-def preview_body(selection, preview) -> dict:
+def preview_body(selection, preview, audience=None) -> dict:
     count = services.count_to_confirm(selection=selection, preview=preview, count=preview.replayable)
-    return {**preview.__dict__, "confirm_count": count}
+    body = {**preview.__dict__, "confirm_count": count}
+    if audience is not None:
+        body |= {"other_subscriptions": audience.other_subscriptions, "other_subscriptions_error": audience.error}
+    return body
 
 
 class DryRunItemSerializer(serializers.Serializer):
@@ -410,13 +421,14 @@ class ReplayViewSet(
     @extend_schema(request=SelectionSerializer, responses=ReplayPreviewSerializer)
     @route(detail=False, methods=["post"])
     def preview(self, request):
-        """How many dead letters a replay of this selection would publish, and how many it would refuse."""
+        """How many dead letters a replay of this selection would publish, how many it would refuse,
+        and which other subscriptions on the class topic would receive it too."""
         params = SelectionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         selection = params.selection()
-        return Response(
-            ReplayPreviewSerializer(preview_body(selection, services.replay_preview(selection=selection))).data
-        )
+        preview = services.replay_preview(selection=selection)
+        audience = services.replay_audience(workload_class=selection.workload_class)
+        return Response(ReplayPreviewSerializer(preview_body(selection, preview, audience)).data)
 
     @extend_schema(request=None, responses=ActionSerializer)
     @route(detail=True, methods=["post"])

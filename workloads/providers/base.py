@@ -287,6 +287,11 @@ class Queue(ABC):
         """Snapshot the class subscription's acknowledgment state under `name` (a short id)."""
 
     @abstractmethod
+    def topic_subscriptions(self, spec: QueueSpec) -> list[str]:
+        """Every subscription attached to the class topic (full names, sorted), the class's own
+        included: a message published to the topic (a replay) reaches each of them."""
+
+    @abstractmethod
     def list_snapshots(self, spec: QueueSpec) -> list[SnapshotInfo]:
         """The unexpired snapshots the class subscription can seek to (those of its topic), by name."""
 

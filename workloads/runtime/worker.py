@@ -43,6 +43,7 @@ from workloads.providers.base import (
     ATTR_ERROR_TYPE,
     ATTR_IDEMPOTENCY_KEY,
     ATTR_INGESTED_AT,
+    ATTR_REPLAY_COUNT,
     ATTR_TRACE_ID,
     Disposition,
     OutboundMessage,
@@ -534,8 +535,14 @@ class Worker:
         )
 
     def _latency(self, message: ReceivedMessage) -> float | None:
-        """Seconds from ingestion (cp-ingested-at, else the publish time) to now."""
-        started = _parse_time(message.attributes.get(ATTR_INGESTED_AT, "")) or message.publish_time
+        """Seconds from ingestion (cp-ingested-at, else the publish time) to now. A replayed
+        message (cp-replay-count set) is measured from its replay, its own publish time: it keeps
+        the original cp-ingested-at for tracing, but the days it waited as a dead letter are not
+        the pipeline's latency and would spend the latency SLO's budget (docs/worker-kit.md)."""
+        if message.attributes.get(ATTR_REPLAY_COUNT, "").strip() not in ("", "0"):
+            started = message.publish_time
+        else:
+            started = _parse_time(message.attributes.get(ATTR_INGESTED_AT, "")) or message.publish_time
         if started is None:
             return None
         if timezone.is_naive(started):

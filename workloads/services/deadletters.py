@@ -388,6 +388,26 @@ def replay_preview(*, selection: DeadLetterFilter) -> ReplayPreview:
     )
 
 
+@dataclass(frozen=True)
+class ReplayAudience:
+    """Who else receives a replay: Pub/Sub delivers what is published to the class topic to every
+    subscription on it, not only the class's worker subscription."""
+
+    other_subscriptions: list[str]
+    error: str = ""  # why the subscriptions could not be listed ("" when they were)
+
+
+def replay_audience(*, workload_class: WorkloadClass) -> ReplayAudience:
+    """The subscriptions on the class topic besides its worker subscription (an audit sink, a
+    second consumer, an old subscription someone forgot): each gets every replayed message too."""
+    spec = queue_spec(workload_class)
+    try:
+        names = get_providers().queue.topic_subscriptions(spec)
+    except ProviderError as exc:
+        return ReplayAudience([], error=exc.message)
+    return ReplayAudience([name for name in names if name != spec.subscription])
+
+
 # --- The bulk guard -----------------------------------------------------------------------------------
 def count_to_confirm(*, selection: DeadLetterFilter, preview: ReplayPreview, count: int) -> int | None:
     """How many dead letters an operator must confirm (`confirm_count`) before a replay or discard

@@ -220,3 +220,26 @@ def test_a_completion_event_goes_to_the_completion_topic(setup):
     assert body["outcome"] == "succeeded" and body["records"] == 2 and body["tokens"] == 300
     assert body["result"] == {"document_id": "doc-3"}
     assert event.attributes[ATTR_IDEMPOTENCY_KEY] == "acme:doc-3:1"
+
+
+def test_a_replayed_message_is_timed_from_its_replay_not_its_first_ingestion(setup):
+    """A dead letter replayed two days after it was ingested: its completion latency is the
+    replay's, so the latency SLO does not absorb the dead-letter dwell."""
+    import json
+
+    from workloads.providers.base import ATTR_CLASS, ATTR_INGESTED_AT, ATTR_REPLAY_COUNT, OutboundMessage
+
+    workload_class = setup.make_class()
+    ingested = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    attributes = {ATTR_CLASS: workload_class.slug, ATTR_INGESTED_AT: ingested}
+    replayed = OutboundMessage(
+        json.dumps(document(1)).encode(),
+        {**attributes, ATTR_IDEMPOTENCY_KEY: "acme:doc-1:1", ATTR_REPLAY_COUNT: "1"},
+    )
+    first_time = OutboundMessage(json.dumps(document(2)).encode(), {**attributes, ATTR_IDEMPOTENCY_KEY: "acme:doc-2:1"})
+    setup.providers.queue.publish(queue_spec(workload_class), [replayed, first_time])
+    with running(setup.worker(workload_class, Probe())):
+        rows = wait_for(lambda: setup.results(workload_class), lambda rows: len(rows) == 2)
+    latency = {row.idempotency_key: row.latency_seconds for row in rows}
+    assert latency["acme:doc-1:1"] < 600  # from the replay's publish
+    assert latency["acme:doc-2:1"] >= 2 * 86400  # a first delivery still counts from its ingestion

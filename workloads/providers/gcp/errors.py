@@ -30,6 +30,7 @@ T = TypeVar("T")
 PUBSUB_ADMIN_ROLE = "roles/pubsub.editor"
 PUBSUB_PUBLISHER_ROLE = "roles/pubsub.publisher"
 PUBSUB_SUBSCRIBER_ROLE = "roles/pubsub.subscriber"
+PUBSUB_VIEWER_ROLE = "roles/pubsub.viewer"  # pubsub.topics.listSubscriptions
 RUN_ROLE = "roles/run.developer"
 SERVICE_ACCOUNT_USER_ROLE = "roles/iam.serviceAccountUser"  # iam.serviceAccounts.actAs
 MONITORING_READ_ROLE = "roles/monitoring.viewer"

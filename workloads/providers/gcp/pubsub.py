@@ -56,6 +56,7 @@ from workloads.providers.gcp.errors import (
     PUBSUB_ADMIN_ROLE,
     PUBSUB_PUBLISHER_ROLE,
     PUBSUB_SUBSCRIBER_ROLE,
+    PUBSUB_VIEWER_ROLE,
     TRANSIENT_CODES,
     Backoff,
     call_with_retry,
@@ -659,6 +660,19 @@ class PubSubQueue(Queue):
         )
         expire = snapshot.expire_time
         return SnapshotInfo(name=snapshot.name, expire_time=expire if expire and expire.timestamp() > 0 else None)
+
+    def topic_subscriptions(self, spec: QueueSpec) -> list[str]:
+        names = self._admin(
+            lambda: list(
+                self._publisher.list_topic_subscriptions(
+                    request={"topic": spec.topic}, timeout=self._timeout, retry=None
+                )
+            ),
+            what="list the subscriptions of",
+            resource=spec.topic,
+            role=PUBSUB_VIEWER_ROLE,
+        )
+        return sorted(names)
 
     def list_snapshots(self, spec: QueueSpec) -> list[SnapshotInfo]:
         project = f"projects/{_project(spec.subscription)}"

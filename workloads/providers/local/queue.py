@@ -576,6 +576,10 @@ class LocalQueue(Queue):
             raise not_found("snapshot", full, "create it with Queue.create_snapshot (snapshots expire after 7 days).")
         return snapshot
 
+    def topic_subscriptions(self, spec: QueueSpec) -> list[str]:
+        subscriptions = LocalSubscription.objects.using(self.using).filter(topic__name=spec.topic)
+        return list(subscriptions.order_by("name").values_list("name", flat=True))
+
     def list_snapshots(self, spec: QueueSpec) -> list[SnapshotInfo]:
         subscription = self._subscription(spec.subscription)
         snapshots = LocalSnapshot.objects.using(self.using).filter(
