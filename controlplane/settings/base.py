@@ -530,6 +530,10 @@ WORKER_HANDLER_MODULES = env_list("WORKER_HANDLER_MODULES", ["workloads.runtime.
 # Workers write their counters and latency histogram once per interval (Cloud Monitoring accepts a
 # point per series at most every 5 s; a minute matches the rollups).
 WORKER_REPORT_INTERVAL_SECONDS = env_int("WORKER_REPORT_INTERVAL_SECONDS", 60, minimum=1, maximum=3600)
+# The worker's custom metrics on Cloud Monitoring carry an `instance_id` label so each instance
+# writes its own series; it is one of this many slots (a hash of hostname and pid), not the
+# hostname itself, so a pool's restarts never make new series without end (docs/gcp.md).
+WORKER_METRIC_INSTANCE_SLOTS = env_int("WORKER_METRIC_INSTANCE_SLOTS", 64, minimum=1, maximum=1000)
 # Work results (one per delivery settled) are deleted after this many days. At least 8: longer than
 # the longest dedup TTL (7 days), so a success that still deduplicates a key is never deleted.
 WORK_RESULT_RETENTION_DAYS = env_int("WORK_RESULT_RETENTION_DAYS", 30, minimum=8)

@@ -3,7 +3,9 @@
 
 It keeps raw points (seeded by tests, or written through CreateTimeSeries) and answers
 ListTimeSeries the way Monitoring does: NOT_FOUND "Cannot find metric(s) that match type" for a
-custom metric no one has written yet (no descriptor), else it parses the filter (one metric type; `=`, `one_of`,
+custom metric no one has written yet (no descriptor); metric types, resource types and label names
+must be in Google's published descriptors (google_descriptors.json), else INVALID_ARGUMENT; then it
+parses the filter (one metric type; `=`, `one_of`,
 `starts_with`, `monitoring.regex.full_match` on resource/metric labels), aligns each series into
 periods that end at the interval's end, reduces across series grouped by `group_by_fields`, returns
 points newest first and pages by points. Requests it cannot answer the way Monitoring would
@@ -15,10 +17,12 @@ metrics, GAUGE points without a distinct start time.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from google.api import distribution_pb2, metric_pb2
@@ -33,16 +37,43 @@ Reducer = monitoring_v3.Aggregation.Reducer
 Kind = metric_pb2.MetricDescriptor.MetricKind
 ValueType = metric_pb2.MetricDescriptor.ValueType
 
-# What Monitoring knows about the system metrics the adapter reads.
+# Google's published descriptors (google_descriptors.json): the metric types, kinds, labels and
+# monitored resources Monitoring knows. Custom metric descriptors exist in a project only once a
+# first point was written; until then a read answers NOT_FOUND, as Google does.
+DESCRIPTORS = json.loads((Path(__file__).with_name("google_descriptors.json")).read_text())
+METRICS: dict[str, dict] = DESCRIPTORS["metrics"]
+RESOURCES: dict[str, list[str]] = DESCRIPTORS["monitored_resources"]
 SYSTEM_METRICS = {
-    "pubsub.googleapis.com/subscription/oldest_unacked_message_age": (Kind.GAUGE, ValueType.INT64),
-    "pubsub.googleapis.com/subscription/num_undelivered_messages": (Kind.GAUGE, ValueType.INT64),
-    "run.googleapis.com/container/instance_count": (Kind.GAUGE, ValueType.INT64),
+    name: (Kind.Value(d["kind"]), ValueType.Value(d["value_type"]))
+    for name, d in METRICS.items()
+    if not name.startswith("custom.googleapis.com/")
 }
 
 
 class Invalid(Exception):
     pass
+
+
+def check_labels(metric_type: str, resource_type: str, metric_labels, resource_labels) -> None:
+    """Refuse (Invalid) a metric or resource label, or a resource type, that Google's descriptors
+    do not have: stricter than Monitoring (which may just match nothing), so a misspelt name fails
+    a test instead of reading zeros."""
+    descriptor = METRICS.get(metric_type)
+    if descriptor is None:
+        raise Invalid(f"No descriptor for metric type {metric_type!r} in google_descriptors.json.")
+    if resource_type not in descriptor["resources"]:
+        raise Invalid(
+            "The supplied filter does not specify a valid combination of metric and monitored resource "
+            f"descriptors: {metric_type} is not written for resource type {resource_type!r}."
+        )
+    unknown = set(metric_labels) - set(descriptor["labels"])
+    if unknown:
+        raise Invalid(f"Unknown metric label(s) {sorted(unknown)} for {metric_type}; it has {descriptor['labels']}.")
+    unknown = set(resource_labels) - set(RESOURCES[resource_type])
+    if unknown:
+        raise Invalid(
+            f"Unknown resource label(s) {sorted(unknown)} for {resource_type}; it has {RESOURCES[resource_type]}."
+        )
 
 
 class NoSuchMetric(Exception):
@@ -104,6 +135,7 @@ class FakeMonitoring:
     ) -> None:
         """Add raw points (epoch seconds, value) to a series of a system metric."""
         kind, value_type = SYSTEM_METRICS[metric_type]
+        check_labels(metric_type, resource_type, metric_labels or {}, resource_labels)
         raw = RawSeries(metric_type, dict(metric_labels or {}), resource_type, dict(resource_labels), kind, value_type)
         with self._lock:
             stored = self.series.setdefault(raw.key(), raw)
@@ -158,10 +190,13 @@ class FakeMonitoring:
         metric_types = [value for key, (op, value) in clauses.items() if key == "metric.type" and op == "="]
         if len(metric_types) != 1:
             raise Invalid("The filter must specify exactly one metric.type.")
+        if metric_types[0] not in METRICS:
+            raise Invalid(f"No descriptor for metric type {metric_types[0]!r} in google_descriptors.json.")
         if metric_types[0] not in SYSTEM_METRICS and not any(
             raw.metric_type == metric_types[0] for raw in self.series.values()
         ):
             raise NoSuchMetric(f'Cannot find metric(s) that match type = "{metric_types[0]}".')
+        _check_query(metric_types[0], clauses, request.aggregation.group_by_fields)
         end = request.interval.end_time.timestamp()
         start = request.interval.start_time.timestamp() if request.interval.start_time else end
         aggregation = request.aggregation
@@ -242,6 +277,17 @@ class FakeMonitoring:
                 and point.interval.start_time.timestamp() != end
             ):
                 raise Invalid("A GAUGE point's start time must equal its end time.")
+            check_labels(ts.metric.type, ts.resource.type, ts.metric.labels, ts.resource.labels)
+            descriptor = METRICS[ts.metric.type]
+            if (ts.metric_kind, ts.value_type) != (
+                Kind.Value(descriptor["kind"]),
+                ValueType.Value(descriptor["value_type"]),
+            ):
+                raise Invalid(f"Value type or kind of {ts.metric.type} does not match its descriptor.")
+            if ts.unit and ts.unit != descriptor["unit"]:
+                raise Invalid(
+                    f"Unit {ts.unit!r} of {ts.metric.type} does not match its descriptor's {descriptor['unit']!r}."
+                )
             raw = RawSeries(
                 ts.metric.type,
                 dict(ts.metric.labels),
@@ -270,6 +316,19 @@ class FakeMonitoring:
             pending.append((raw, end, value))
         for raw, end, value in pending:  # all or nothing, like the real API for a valid request
             self.series.setdefault(raw.key(), raw).points.append((end, value))
+
+
+def _check_query(metric_type: str, clauses: dict, group_by_fields) -> None:
+    resource_type = clauses.get("resource.type", ("=", ""))[1]
+    descriptor = METRICS.get(metric_type, {"resources": [resource_type]})
+    if resource_type and resource_type not in descriptor["resources"]:
+        check_labels(metric_type, resource_type, {}, {})  # raises with Google's wording
+    fields = [key for key in clauses if key.startswith(("resource.labels.", "metric.labels."))]
+    fields += list(group_by_fields)
+    metric_labels = [f.split(".", 2)[2] for f in fields if f.startswith("metric.labels.")]
+    resource_labels = [f.split(".", 2)[2] for f in fields if f.startswith("resource.labels.")]
+    if resource_type and metric_type in METRICS:
+        check_labels(metric_type, resource_type, metric_labels, resource_labels)
 
 
 # --- filter ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from workloads.providers.gcp.errors import Backoff
 from workloads.providers.gcp.monitoring import (
     MAX_FILTER_CHARS,
     CloudMonitoringMetrics,
+    instance_label,
     to_distribution,
 )
 
@@ -238,7 +239,7 @@ def test_a_worker_report_becomes_gauge_series_with_the_histogram_intact(metrics,
     assert set(by_type) == {"completed", "failed", "records", "tokens", "completion_latency"}
     for ts in request.time_series:
         assert ts.metric.type.startswith("custom.googleapis.com/controlplane/")
-        assert dict(ts.metric.labels) == {"class": "render", "instance_id": "i-1"}
+        assert dict(ts.metric.labels) == {"class": "render", "instance_id": instance_label("i-1", slots=64)}
         assert ts.resource.type == "global" and ts.resource.labels["project_id"] == PROJECT
         assert ts.metric_kind == metric_pb2.MetricDescriptor.MetricKind.GAUGE
         [point] = ts.points

@@ -52,7 +52,9 @@ def build_gcp_providers() -> Providers:
         queue=PubSubQueue(publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber),
         pools=CloudRunWorkerPools(run_client(settings.CLOUD_RUN_ENDPOINT)),
         metrics=CloudMonitoringMetrics(
-            monitoring_client(settings.CLOUD_MONITORING_ENDPOINT), project=settings.GOOGLE_CLOUD_PROJECT
+            monitoring_client(settings.CLOUD_MONITORING_ENDPOINT),
+            project=settings.GOOGLE_CLOUD_PROJECT,
+            instance_slots=settings.WORKER_METRIC_INSTANCE_SLOTS,
         ),
         name="gcp",
     )

@@ -8,9 +8,11 @@ that the looser filter lets through are dropped here.
 
 Writing: the worker kit's counters and latency histogram are custom metrics under
 `custom.googleapis.com/controlplane/`, one GAUGE point per worker report holding that report's
-interval (custom metrics cannot be DELTA). GAUGE rather than CUMULATIVE keeps the writer stateless
-(no running totals or start times to keep across restarts), and reading them back with ALIGN_SUM +
-REDUCE_SUM gives the per-step total over all instances, histograms included.
+interval (custom metrics cannot be DELTA), labelled `class` and a bounded `instance_id` slot.
+GAUGE rather than CUMULATIVE keeps the writer stateless (no running totals or start times to keep
+across restarts), and reading them back with ALIGN_SUM + REDUCE_SUM gives the per-step total over
+all instances, histograms included. The metric and resource types and label names are Google's
+published descriptors; tests/contract/fakes/google_descriptors.json holds them for the tests.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import bisect
 import logging
 import math
 import socket
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -144,9 +147,11 @@ class CloudMonitoringMetrics(Metrics):
         project: str,
         backoff: Backoff = DEFAULT_BACKOFF,
         timeout: float = 30.0,
+        instance_slots: int = 64,
     ):
         self._client = client
         self._project = project
+        self._instance_slots = instance_slots
         self._backoff = backoff
         self._timeout = timeout
 
@@ -241,7 +246,8 @@ class CloudMonitoringMetrics(Metrics):
             )
 
     def _as_series(self, report: WorkerReport) -> list[monitoring_v3.TimeSeries]:
-        labels = {"class": report.slug, "instance_id": report.instance_id or socket.gethostname()}
+        instance = instance_label(report.instance_id or socket.gethostname(), slots=self._instance_slots)
+        labels = {"class": report.slug, "instance_id": instance}
         resource = {"type": CUSTOM_RESOURCE, "labels": {"project_id": self._project}}
         interval = {"end_time": timestamp_pb2.Timestamp(seconds=int(_utc(report.interval_end).timestamp()))}
         series = [
@@ -281,6 +287,16 @@ class CloudMonitoringMetrics(Metrics):
                 )
             )
         return series
+
+
+def instance_label(instance: str, *, slots: int) -> str:
+    """The `instance_id` label of a worker's series: one of `slots` values, a stable hash of the
+    worker's own id (hostname-pid), so the series stay bounded however often a pool's instances
+    restart. Each instance still writes its own series, which the reads sum (ALIGN_SUM +
+    REDUCE_SUM). Two live instances that share a slot share a series: their GAUGE points interleave
+    and both count; a point Monitoring refuses as out of order is kept by the worker and written
+    with its next report."""
+    return f"slot-{zlib.crc32(instance.encode()) % slots:03d}"
 
 
 def no_data_yet(exc: ProviderError) -> bool:
