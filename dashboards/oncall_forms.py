@@ -191,6 +191,7 @@ class SeekForm(forms.Form):
     )
     reason = forms.CharField(label="Reason", required=False, max_length=2000)
     confirm = forms.BooleanField(required=False)
+    accept_rerun = forms.BooleanField(required=False)
 
     def clean_to_time(self):
         moment = self.cleaned_data.get("to_time")

@@ -320,19 +320,26 @@ def class_seek(request, slug: str):
             actor=request.user,
             workload_class=workload_class,
             confirm=confirmed,
+            accept_rerun=confirmed and bool(data.get("accept_rerun")),
             reason=data.get("reason") or "",
             **target,
         )
     except ApplicationError as exc:
-        if exc.code == "confirmation_required":
+        if exc.code in ("confirmation_required", "rerun_acknowledgement_required"):
             effect = exc.extra.get("effect") or seek_effect(workload_class=workload_class, **target)
-            # Asked again with the box: ticking it is the confirmation.
+            impact = exc.extra.get("impact") or {}
+            if exc.code == "rerun_acknowledgement_required":
+                form.add_error(None, exc.message)
+            # Asked again with the boxes: ticking them is the confirmation.
             return _subscription_response(
                 request,
                 workload_class,
+                status=400 if exc.code == "rerun_acknowledgement_required" else 200,
                 seek_form=form,
                 seek_effect=effect,
                 seek_needs_confirm=True,
+                seek_needs_rerun=bool(impact.get("unprotected")),
+                seek_rerun=impact.get("completed_rerun", 0),
                 seek_reviewed=reviewed,
             )
         form.add_error(None, exc.message)

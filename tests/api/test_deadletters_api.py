@@ -71,7 +71,7 @@ MATRIX = [
     (
         "post",
         "/api/v1/classes/doc-jobs/seek/",
-        lambda w: {"time": "2026-01-01T00:00:00Z", "confirm": True},
+        lambda w: {"time": "2026-01-01T00:00:00Z", "confirm": True, "accept_rerun": True},
         _expect(202),
     ),
     ("post", "/api/v1/classes/doc-jobs/snapshots/", lambda w: {"name": "before-deploy-1"}, _expect(202)),
@@ -158,6 +158,8 @@ def test_a_replay_through_the_api_with_preview_dry_run_and_progress(docs, operat
         "refused_discarded": 0,
         "selects_whole_class": True,
         "confirm_count": 3,
+        "other_subscriptions": [],  # nothing but the class's workers receives the replay
+        "other_subscriptions_error": "",
     }
     dry = client.post("/api/v1/replays/", {**selection, "dry_run": True}, format="json")
     assert dry.status_code == 200 and dry.json()["dry_run"] is True and len(dry.json()["items"]) == 4
@@ -264,10 +266,18 @@ def test_seek_through_the_api_needs_confirmation(docs, operator, client_as):
     refused = client.post("/api/v1/classes/doc-jobs/seek/", body, format="json")
     assert refused.status_code == 400 and refused.json()["type"] == "confirmation_required"
     assert "every message published after 2026-01-01 00:00:00 UTC" in refused.json()["effect"]
-    accepted = client.post("/api/v1/classes/doc-jobs/seek/", {**body, "confirm": True}, format="json")
+    # Months back: past the day deduplication protects, so completed work would run again.
+    assert refused.json()["impact"]["unprotected"] is True
+    unacknowledged = client.post("/api/v1/classes/doc-jobs/seek/", {**body, "confirm": True}, format="json")
+    assert unacknowledged.status_code == 400 and unacknowledged.json()["type"] == "rerun_acknowledgement_required"
+    body |= {"confirm": True, "accept_rerun": True}
+    accepted = client.post("/api/v1/classes/doc-jobs/seek/", body, format="json")
     assert accepted.status_code == 202 and accepted.json()["kind"] == "seek"
-    assert accepted.json()["parameters"]["effect"] == refused.json()["effect"]
-    assert client.post("/api/v1/classes/nope/seek/", {**body, "confirm": True}, format="json").status_code == 404
+    # The same seek, described again when accepted (the dedup window moved on by the time between).
+    seek_sentence = refused.json()["effect"].split(" Deduplication")[0]
+    assert accepted.json()["parameters"]["effect"].split(" Deduplication")[0] == seek_sentence
+    assert accepted.json()["parameters"]["accept_rerun"] is True
+    assert client.post("/api/v1/classes/nope/seek/", body, format="json").status_code == 404
 
 
 def test_a_snapshot_through_the_api_runs_to_completion(docs, operator, client_as):

@@ -236,7 +236,13 @@ def test_seek_shows_the_effect_and_needs_the_box(ui_client, operator, oncall):
     other = {"to_time": "2026-01-02T10:00", "confirm": "on", "reviewed": reviewed}
     assert "to 2026-01-02 10:00:00 UTC" in client.post(url, other, headers=HX).content.decode()
     assert not Action.objects.filter(kind="seek").exists()
-    done = client.post(url, {"to_time": "2026-01-01T10:00", "confirm": "on", "reviewed": reviewed}, headers=HX)
+    # Months back, past the dedup window: a second box, for the completed work that runs again.
+    assert 'name="accept_rerun"' in first
+    asked = client.post(url, {"to_time": "2026-01-01T10:00", "confirm": "on", "reviewed": reviewed}, headers=HX)
+    assert "that deduplication protects" in asked.content.decode()
+    assert not Action.objects.filter(kind="seek").exists()
+    ticked = {"to_time": "2026-01-01T10:00", "confirm": "on", "accept_rerun": "on", "reviewed": reviewed}
+    done = client.post(url, ticked, headers=HX)
     action = Action.objects.get(kind="seek")
     assert action.parameters["to_time"] == "2026-01-01T10:00:00+00:00"
     assert 'id="action-progress"' in done.content.decode()

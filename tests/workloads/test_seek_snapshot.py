@@ -148,3 +148,61 @@ def test_a_snapshot_whose_worker_died_after_taking_it_finishes_on_resume(docs, o
     done = _run(action)
     assert done.state == ActionState.SUCCEEDED and done.attempts == 2
     assert "already existed" in done.steps.get().result["note"]
+
+
+def test_a_seek_preview_says_how_far_dedup_protects_and_a_seek_past_it_needs_acknowledging(docs, operator):
+    from workloads.models import DeadLetter, WorkOutcome, WorkResult
+
+    now = timezone.now()
+    docs.dedup_ttl_seconds = 86400
+    docs.save()
+
+    def completed(key, hours_ago):
+        WorkResult.objects.create(
+            workload_class=docs,
+            idempotency_key=key,
+            message_id=key,
+            outcome=WorkOutcome.SUCCEEDED,
+            attempts=1,
+            completed_at=now - timedelta(hours=hours_ago),
+        )
+
+    completed("k-recent", 2)  # inside the day dedup protects: skipped when redelivered
+    completed("k-old-1", 30)  # completed before the window: runs again
+    completed("k-old-2", 40)
+    completed("k-too-old", 80)  # before the seek's time: not redelivered at all
+    DeadLetter.objects.create(
+        workload_class=docs,
+        message_id="dl-1",
+        last_message_id="dl-1",
+        first_seen=now - timedelta(hours=20),
+        last_seen=now - timedelta(hours=20),
+        mirrored_at=now,
+        error_type="Unavailable",
+        error_signature="sig",
+    )
+    moment = now - timedelta(hours=48)
+    with pytest.raises(ApplicationError) as refused:
+        subscription_seek_request(actor=operator, workload_class=docs, to_time=moment)
+    impact = refused.value.extra["impact"]
+    assert (impact["completed_skipped"], impact["completed_rerun"], impact["dead_lettered"]) == (1, 2, 1)
+    assert impact["unprotected"] is True and impact["dedup_ttl_seconds"] == 86400
+    effect = refused.value.extra["effect"]
+    assert "Deduplication protects work completed in the last 1 d" in effect
+    assert "2 completed keys from before" in effect and "will run again" in effect
+    assert "1 dead-lettered message published since then will be delivered to the workers again" in effect
+
+    with pytest.raises(ApplicationError) as unacknowledged:
+        subscription_seek_request(actor=operator, workload_class=docs, to_time=moment, confirm=True)
+    assert unacknowledged.value.code == "rerun_acknowledgement_required"
+    assert not Action.objects.filter(kind="seek").exists()
+    action = subscription_seek_request(
+        actor=operator, workload_class=docs, to_time=moment, confirm=True, accept_rerun=True, enqueue=False
+    )
+    assert action.parameters["impact"]["completed_rerun"] == 2 and action.parameters["accept_rerun"] is True
+
+    # Inside the window nothing runs again: confirming is enough.
+    recent = subscription_seek_request(
+        actor=operator, workload_class=docs, to_time=now - timedelta(hours=3), confirm=True, enqueue=False
+    )
+    assert recent.parameters["impact"]["unprotected"] is False

@@ -489,13 +489,23 @@ class SeekInputSerializer(StrictSerializer):
     confirm = serializers.BooleanField(
         default=False, help_text="Must be true: without it the answer is 400 with the effect text to confirm."
     )
+    accept_rerun = serializers.BooleanField(
+        default=False,
+        help_text=(
+            "Needed for a seek to a time older than the class's dedup TTL: completed work from before the dedup "
+            "window runs again (400 rerun_acknowledgement_required with the counts without it)."
+        ),
+    )
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
 class SeekView(APIView):
     """Seek the class's whole subscription to a time or a snapshot (needs `confirm: true`). A
     snapshot the subscription cannot seek to is refused at once (400 `unknown_snapshot`, with the
-    ones it can: `GET .../snapshots/`)."""
+    ones it can: `GET .../snapshots/`). The refusal without `confirm` carries the effect text and,
+    for a time, `impact`: how far back dedup protects (`protected_since`), the completed keys it
+    skips and those that would run again, and the dead-lettered messages that come back. A time
+    before `protected_since` also needs `accept_rerun: true`."""
 
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
@@ -512,6 +522,7 @@ class SeekView(APIView):
             to_time=data.get("time"),
             snapshot=data.get("snapshot", ""),
             confirm=data["confirm"],
+            accept_rerun=data["accept_rerun"],
             reason=data.get("reason", ""),
         )
         return Response(ActionSerializer(action).data, status=status.HTTP_202_ACCEPTED)

@@ -4,19 +4,24 @@ Both are actions (kinds `seek` and `snapshot`) with one step each. A seek acts o
 subscription, not on dead letters: it is refused unless the caller confirms, and the refusal
 carries the effect text to show in that confirmation. Re-running a seek after a crash seeks to the
 same point again, which is harmless beyond what the first seek already did (messages processed
-in between are delivered again; the worker kit skips completed idempotency keys).
+in between are delivered again; the worker kit skips completed idempotency keys, but only those
+completed within the class's dedup TTL: a seek further back than that needs `accept_rerun`, and
+its preview says how many completed keys would run again and how many dead-lettered messages
+come back).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from workloads.errors import ApplicationError
-from workloads.models import Action, ActionKind, ActionStep, WorkloadClass
+from workloads.models import Action, ActionKind, ActionStep, DeadLetter, WorkloadClass, WorkOutcome, WorkResult
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import queue_spec
@@ -31,20 +36,111 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def seek_effect(*, workload_class: WorkloadClass, to_time: datetime | None = None, snapshot: str = "") -> str:
+@dataclass(frozen=True)
+class SeekImpact:
+    """What a seek to a time does to work already done. The worker kit skips an idempotency key
+    only while its success is younger than the class's dedup TTL: older completed work published
+    after the seek's time runs again, and every dead-lettered message published after it is
+    delivered to the workers again (Pub/Sub's seek restores the original, not the dead letter)."""
+
+    to_time: datetime
+    dedup_ttl_seconds: int
+    protected_since: datetime  # successes completed after this are skipped when redelivered
+    completed_skipped: int  # completed after the seek's time, inside the dedup window
+    completed_rerun: int  # completed after the seek's time, before the window: they run again
+    dead_lettered: int  # dead letters first seen after the seek's time: their originals come back
+
+    @property
+    def unprotected(self) -> bool:
+        """The seek reaches back past what dedup protects."""
+        return self.to_time < self.protected_since
+
+    def describe(self) -> str:
+        ttl = _duration(self.dedup_ttl_seconds)
+        text = (
+            f"Deduplication protects work completed in the last {ttl} (since {_when(self.protected_since)}): "
+            f"{self.completed_skipped} completed key{_s(self.completed_skipped)} in that window will be skipped."
+        )
+        if self.unprotected:
+            further = _duration((self.protected_since - self.to_time).total_seconds())
+            text += (
+                f" The seek reaches {further} further back: {self.completed_rerun} completed "
+                f"key{_s(self.completed_rerun)} from before {_when(self.protected_since)} will run again "
+                "(their handlers, results and completion events)."
+            )
+        if self.dead_lettered:
+            text += (
+                f" {self.dead_lettered} dead-lettered message{_s(self.dead_lettered)} published since then will be "
+                "delivered to the workers again: one that fails again becomes a new dead letter, so do not also "
+                "replay their dead letters."
+            )
+        return text
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    if seconds >= 7200:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds // 60} min"
+
+
+def seek_impact(*, workload_class: WorkloadClass, to_time: datetime, now: datetime) -> SeekImpact:
+    protected_since = now - timedelta(seconds=workload_class.dedup_ttl_seconds)
+    counts = WorkResult.objects.filter(
+        workload_class=workload_class, outcome=WorkOutcome.SUCCEEDED, superseded=False, completed_at__gt=to_time
+    ).aggregate(
+        skipped=Count("pk", filter=Q(completed_at__gt=protected_since)),
+        rerun=Count("pk", filter=Q(completed_at__lte=protected_since)),
+    )
+    dead_lettered = DeadLetter.objects.filter(workload_class=workload_class, first_seen__gt=to_time).count()
+    return SeekImpact(
+        to_time=to_time,
+        dedup_ttl_seconds=workload_class.dedup_ttl_seconds,
+        protected_since=protected_since,
+        completed_skipped=counts["skipped"],
+        completed_rerun=counts["rerun"],
+        dead_lettered=dead_lettered,
+    )
+
+
+def seek_effect(
+    *, workload_class: WorkloadClass, to_time: datetime | None = None, snapshot: str = "", now: datetime | None = None
+) -> str:
     """What a seek does, in words, for the confirmation."""
     subscription = workload_class.subscription
     if to_time is not None:
+        impact = seek_impact(workload_class=workload_class, to_time=to_time, now=now or timezone.now())
         return (
             f"Seek {subscription} to {_when(to_time)}: every message published after {_when(to_time)} becomes "
             "undelivered again, including ones already processed; every earlier one is marked acknowledged. "
-            "This affects the whole subscription, not only dead letters."
+            "This affects the whole subscription, not only dead letters. " + impact.describe()
         )
+    ttl = _duration(workload_class.dedup_ttl_seconds)
     return (
         f"Seek {subscription} to snapshot {snapshot}: every message that was unacknowledged when the snapshot was "
         "taken, or published after it, becomes undelivered again, including ones already processed; every other "
-        "message is marked acknowledged. This affects the whole subscription, not only dead letters."
+        "message is marked acknowledged. This affects the whole subscription, not only dead letters. "
+        f"Deduplication skips only keys completed in the last {ttl}; older completed work runs again."
     )
+
+
+def _impact_body(impact: SeekImpact | None) -> dict | None:
+    if impact is None:
+        return None
+    return {
+        "dedup_ttl_seconds": impact.dedup_ttl_seconds,
+        "protected_since": impact.protected_since.isoformat(),
+        "unprotected": impact.unprotected,
+        "completed_skipped": impact.completed_skipped,
+        "completed_rerun": impact.completed_rerun,
+        "dead_lettered": impact.dead_lettered,
+    }
 
 
 def _check_snapshot_id(name: str) -> None:
@@ -81,10 +177,13 @@ def subscription_seek_request(
     to_time: datetime | None = None,
     snapshot: str = "",
     confirm: bool = False,
+    accept_rerun: bool = False,
     reason: str = "",
     enqueue: bool = True,
 ) -> Action:
-    """Seek the class's subscription. Without `confirm` it is refused with the effect text."""
+    """Seek the class's subscription. Without `confirm` it is refused with the effect text; a seek
+    to a time older than the class's dedup TTL also needs `accept_rerun` (completed work before
+    the dedup window runs again)."""
     if (to_time is None) == (not snapshot):
         raise ApplicationError("Give either a time or a snapshot to seek to.", code="invalid_seek", status=400)
     if to_time is not None and timezone.is_naive(to_time):
@@ -92,13 +191,25 @@ def subscription_seek_request(
     if snapshot:
         _check_snapshot_id(snapshot)
         _check_snapshot_exists(workload_class, snapshot)
-    effect = seek_effect(workload_class=workload_class, to_time=to_time, snapshot=snapshot)
+    now = timezone.now()
+    effect = seek_effect(workload_class=workload_class, to_time=to_time, snapshot=snapshot, now=now)
+    impact = seek_impact(workload_class=workload_class, to_time=to_time, now=now) if to_time is not None else None
     if not confirm:
         raise ApplicationError(
             f"Confirm this seek (confirm: true). {effect}",
             code="confirmation_required",
             status=400,
-            extra={"effect": effect},
+            extra={"effect": effect, "impact": _impact_body(impact)},
+        )
+    if impact is not None and impact.unprotected and not accept_rerun:
+        raise ApplicationError(
+            f"This seek reaches back past the {_duration(impact.dedup_ttl_seconds)} that deduplication protects: "
+            f"{impact.completed_rerun} completed key{_s(impact.completed_rerun)} would run again. Send "
+            "accept_rerun: true to seek anyway, or seek to a time after "
+            f"{_when(impact.protected_since)}.",
+            code="rerun_acknowledgement_required",
+            status=400,
+            extra={"effect": effect, "impact": _impact_body(impact)},
         )
     return action_request(
         kind=ActionKind.SEEK,
@@ -107,7 +218,13 @@ def subscription_seek_request(
         workload_class=workload_class,
         target=workload_class.subscription,
         name=f"Seek {workload_class.slug} to {snapshot or _when(to_time)}",
-        parameters={"to_time": to_time.isoformat() if to_time else None, "snapshot": snapshot, "effect": effect},
+        parameters={
+            "to_time": to_time.isoformat() if to_time else None,
+            "snapshot": snapshot,
+            "effect": effect,
+            "accept_rerun": bool(accept_rerun),
+            "impact": _impact_body(impact),
+        },
         enqueue=enqueue,
     )
 
