@@ -300,3 +300,35 @@ def test_the_sync_reads_subscriptions_in_parallel_up_to_the_bound(queue, setting
     assert state["max"] == 4 and len(state["threads"]) == 4
     assert DeadLetter.objects.get().workload_class == classes[5]
     assert set(counts) <= {wc.slug for wc in classes}
+
+
+def test_a_seek_past_the_dedup_window_on_pubsub_needs_accept_rerun_and_redelivers(queue, docs, operator):
+    """On the emulator: a completed key from before the class's dedup TTL is counted as one that
+    runs again, the seek is refused until that is accepted, and then Pub/Sub redelivers it."""
+    from datetime import timedelta
+
+    from workloads.models import WorkOutcome, WorkResult
+
+    spec = queue_spec(docs)
+    moment = timezone.now() - timedelta(seconds=2)
+    queue.publish(spec, [OutboundMessage(b"processed", {ATTR_IDEMPOTENCY_KEY: "acme:doc-9:1"})])
+    assert len(_drain(queue, docs, 1)) == 1  # processed and acked
+    # Its success was recorded longer ago than the class's dedup TTL: dedup no longer protects it.
+    WorkResult.objects.create(
+        workload_class=docs,
+        idempotency_key="acme:doc-9:1",
+        message_id="m-9",
+        outcome=WorkOutcome.SUCCEEDED,
+        attempts=1,
+        completed_at=timezone.now() - timedelta(seconds=docs.dedup_ttl_seconds + 60),
+    )
+    past_window = moment - timedelta(seconds=docs.dedup_ttl_seconds + 3600)
+    with pytest.raises(ApplicationError) as refused:
+        subscription_seek_request(actor=operator, workload_class=docs, to_time=past_window, confirm=True)
+    assert refused.value.code == "rerun_acknowledgement_required"
+    assert refused.value.extra["impact"]["completed_rerun"] == 1
+    seek = subscription_seek_request(
+        actor=operator, workload_class=docs, to_time=past_window, confirm=True, accept_rerun=True, enqueue=False
+    )
+    assert engine.action_run(action_id=seek.pk).state == ActionState.SUCCEEDED
+    assert [m.data for m in _drain(queue, docs, 1)] == [b"processed"]  # delivered again: it will run again
