@@ -10,6 +10,7 @@ from django.utils.functional import SimpleLazyObject
 from controlplane.roles import Role, user_role
 from workloads.selectors import incidents
 from workloads.selectors import notifications as notification_selectors
+from workloads.selectors.deadletters import dead_letters_needing_attention
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,17 @@ class NavLink:
     label: str
     url: str
     current: bool
+    count: int | None = None  # a number that needs someone, next to the label ("Dead letters 251")
+    count_label: str = ""
+
+
+def _dead_letter_count(_request) -> tuple[int, str]:
+    total = dead_letters_needing_attention()
+    return total, f"{total} dead letter{'' if total == 1 else 's'} need{'s' if total == 1 else ''} attention"
+
+
+# Counts some sections show in the navigation, read once per full page (the nav is lazy).
+NAV_COUNTS = {"dashboards:dead-letters": _dead_letter_count}
 
 
 def nav_links(request) -> list[NavLink]:
@@ -82,7 +94,8 @@ def nav_links(request) -> list[NavLink]:
         except NoReverseMatch:
             continue
         current = view_name == item.url_name or view_name in item.also_current_for
-        links.append(NavLink(item.label, url, current))
+        count, count_label = NAV_COUNTS[item.url_name](request) if item.url_name in NAV_COUNTS else (None, "")
+        links.append(NavLink(item.label, url, current, count, count_label))
     return links
 
 

@@ -57,7 +57,7 @@ FLEET_COLUMNS = (
     Column("p95", "p95 latency / SLO", numeric=True, first_descending=True),
     Column("budget", "Budget left", numeric=True),
     Column("alerts", "Alerts", numeric=True, first_descending=True),
-    Column("dead_letters", "Dead letters", numeric=True, first_descending=True),
+    Column("dead_letters", "Dead letters to triage", numeric=True, first_descending=True),
     Column("instances", "Instances / target", numeric=True, first_descending=True),
     Column("cost", "Cost today", numeric=True, first_descending=True),
 )

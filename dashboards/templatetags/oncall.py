@@ -47,6 +47,14 @@ def sparkline(values, *, width: int = 96, height: int = 22, label: str = ""):
 
 
 @register.filter
+def trend_words(values) -> str:
+    """A 24 h arrival trend for screen readers and the tooltip."""
+    values = [int(v or 0) for v in (values or [])]
+    last_hour = values[-1] if values else 0
+    return f"{sum(values)} dead letters arrived in the last {len(values)} h, {last_hour} in the last hour"
+
+
+@register.filter
 def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 

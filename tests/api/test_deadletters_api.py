@@ -47,6 +47,7 @@ MATRIX = [
     ),
     ("post", "/api/v1/dead-letters/{dl}/edit-and-replay/", lambda w: {"payload": event(1)}, _expect(202)),
     ("get", "/api/v1/dead-letter-groups/", None, READ),
+    ("get", "/api/v1/dead-letter-attention/", None, READ),
     ("get", "/api/v1/replays/", None, READ),
     ("get", "/api/v1/replays/{replay}/", None, READ),
     ("post", "/api/v1/replays/", lambda w: {"workload_class": "doc-jobs", "ids": [w["dl"]]}, _expect(202)),
@@ -377,3 +378,23 @@ def test_a_replay_reports_what_its_messages_did_afterwards(docs, operator, clien
     assert [a["replay_outcome"]["summary"] for a in listed][
         -1
     ] == "2 published, 1 dead-lettered again, 1 replayed again later"
+
+
+def test_what_needs_attention_per_class_and_in_total(docs, viewer, client_as):
+    """The overview's column and the navigation's count, through the API: new and held rows of
+    the mirror with their 24 h trend, not the dead-letter subscription's drained backlog."""
+    other = make_class(get_providers().queue, "index-jobs")
+    now = timezone.now()
+    dead_letter_row(docs, seen=now - timedelta(minutes=3))
+    dead_letter_row(docs, status=DeadLetterStatus.HELD, seen=now - timedelta(days=2))
+    dead_letter_row(docs, status=DeadLetterStatus.REPLAYED, seen=now - timedelta(minutes=3))
+    for _ in range(3):
+        dead_letter_row(other, seen=now - timedelta(minutes=2))
+    body = client_as(viewer).get("/api/v1/dead-letter-attention/").json()
+    assert body["needs_attention"] == 5
+    assert [(c["workload_class"], c["needs_attention"], c["new"], c["held"]) for c in body["classes"]] == [
+        ("index-jobs", 3, 3, 0),
+        ("doc-jobs", 2, 1, 1),
+    ]
+    doc_trend = body["classes"][1]["trend"]
+    assert len(doc_trend) == 24 and sum(doc_trend) == 2  # the new and the replayed one; the held one is 2 days old

@@ -4,6 +4,7 @@ panel, the action and the class's recent actions; the message list refreshes and
 selection when a replay is requested and when it ends."""
 
 import json
+import re
 import time
 
 import pytest
@@ -185,4 +186,29 @@ def test_after_leaving_incident_mode_the_history_and_the_toast_follow_the_restor
     expect(toasts).to_contain_text(f"Incident #{incident.pk} ended: 1 pool restored.")
     expect(toasts).not_to_contain_text("being restored")
     screenshot(page, "incident-exit-settled")
+    assert page.js_errors == []
+
+
+def test_the_overview_counts_dead_letters_to_triage_and_the_nav_shows_the_total(logged_in_page, timeouts):
+    from workloads.models import ClassTelemetry, WorkloadClass
+
+    # The sync drained the dead-letter subscription: its backlog metric reads 0.
+    ClassTelemetry.objects.update_or_create(
+        workload_class=timeouts, defaults={"fetched_at": timeouts.created_at, "dead_letter_backlog": 0}
+    )
+    other = WorkloadClass.objects.exclude(pk=timeouts.pk).first()
+    page = logged_in_page("viewer")
+    page.goto("/")
+    row = page.locator("#fleet-rows tr").filter(has=page.locator(".slug", has_text=timeouts.slug))
+    cell = row.locator('[data-col="dead_letters"]')
+    expect(cell.get_by_role("link", name="4")).to_have_attribute(
+        "href", f"/dead-letters/?workload_class={timeouts.slug}"
+    )
+    expect(cell.locator("svg.sparkline")).to_have_attribute("aria-label", re.compile("4 dead letters arrived"))
+    other_row = page.locator("#fleet-rows tr").filter(has=page.locator(".slug", has_text=other.slug))
+    expect(other_row.locator('[data-col="dead_letters"]')).to_contain_text("0")
+    nav_count = page.get_by_role("navigation", name="Main").get_by_test_id("nav-count")
+    expect(nav_count).to_have_attribute("title", "4 dead letters need attention")
+    expect(page.get_by_role("link", name=re.compile(r"^Dead letters\s*: 4 dead letters need attention$"))).to_be_visible()
+    screenshot(page, "overview-dead-letters-to-triage")
     assert page.js_errors == []

@@ -125,8 +125,9 @@ def test_live_columns_say_no_data_instead_of_inventing_zeros(ui_client, viewer, 
     body = html[html.index('<tbody id="fleet-rows"') :]
     row = re.search(r"<tr[^>]*>.*?</tr>", body, re.S).group(0)
     assert "No data" in row and "No metrics received yet." in row  # status, and why
-    # Queue age, backlog, p95, budget, alerts, dead letters, instances and cost.
-    assert row.count("no data yet</span>") == 8
+    # Queue age, backlog, p95, budget, alerts, instances and cost; dead letters to triage are the
+    # mirror's rows, counted whatever the metrics (0 here is a count, not a missing value).
+    assert row.count("no data yet</span>") == 7
     assert "no target yet: the scaling controller sets one" in row  # until the controller first runs
     assert "/ 10 s" in row and "/ 5 s" in row  # the SLO thresholds come from the registry
     assert 'data-col="age"' not in row  # no age before the first sample
@@ -213,7 +214,8 @@ def test_live_values_after_a_poll(ui_client, viewer, polled_fleet):
     assert _cell(healthy, "p95") == "2.19 s / 60 s"
     assert _cell(healthy, "budget") == "100.0 %"
     assert _cell(healthy, "alerts") == "0"
-    assert _cell(healthy, "dead_letters") == "3"
+    # The dead-letter subscription's backlog (3 in this poll) is not what needs triage: the mirror is.
+    assert _cell(healthy, "dead_letters").startswith("0 0 dead letters arrived in the last 24 h")
     assert _cell(healthy, "instances").startswith("2 / — no target")
     assert _cell(healthy, "cost").startswith("$")
     assert re.search(r'data-col="age"[^>]*>data \d+(\.\d+)? s old<', healthy)
@@ -247,7 +249,7 @@ def test_a_stale_class_never_looks_healthy(ui_client, viewer, polled_fleet):
 def test_a_class_never_polled_still_has_no_data_next_to_polled_ones(ui_client, viewer, polled_fleet):
     row = _rows(ui_client(viewer).get("/").content.decode())[SILENT_SLUG]
     assert 'class="status status-no-data"' in row
-    assert row.count("no data yet</span>") == 8
+    assert row.count("no data yet</span>") == 7
 
 
 def test_sorting_by_live_values_puts_what_needs_attention_first(ui_client, viewer, polled_fleet):
@@ -297,3 +299,39 @@ def test_queries_do_not_grow_with_classes_or_history(ui_client, viewer):
         html = client.get("/?sort=-backlog").content.decode()
     assert len(_slugs(html)) == 30 and html.count("status-ok") == 30
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_the_dead_letter_column_counts_what_needs_triage_not_the_drained_subscription(ui_client, viewer, polled_fleet):
+    """The sync drains the dead-letter subscription into the mirror, so its backlog reads 0 while
+    hundreds need attention: the column, its sort and the navigation count the mirror's new and held."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.workloads.deadletter_helpers import dead_letter_row
+    from workloads.models import ClassTelemetry, DeadLetterStatus, WorkloadClass
+
+    healthy = WorkloadClass.objects.get(slug=HEALTHY_SLUG)
+    stale = WorkloadClass.objects.get(slug=STALE_SLUG)
+    ClassTelemetry.objects.update(dead_letter_backlog=0)
+    now = timezone.now()
+    for minutes in (5, 10, 130):
+        dead_letter_row(healthy, seen=now - timedelta(minutes=minutes))
+    dead_letter_row(healthy, status=DeadLetterStatus.HELD, seen=now - timedelta(hours=30))
+    dead_letter_row(healthy, status=DeadLetterStatus.REPLAYED, seen=now - timedelta(minutes=1))
+    dead_letter_row(healthy, status=DeadLetterStatus.DISCARDED, seen=now - timedelta(minutes=1))
+    for _ in range(6):
+        dead_letter_row(stale, seen=now - timedelta(hours=3))
+
+    html = ui_client(viewer).get("/?sort=-dead_letters").content.decode()
+    rows = _rows(html)
+    cell = _cell(rows[HEALTHY_SLUG], "dead_letters")
+    assert cell.startswith("4 ") and "5 dead letters arrived in the last 24 h, 4 in the last hour" in cell
+    assert "+4 last hour" in cell
+    assert 'title="3 new, 1 held for a person"' in rows[HEALTHY_SLUG]
+    assert f'href="/dead-letters/?workload_class={HEALTHY_SLUG}"' in rows[HEALTHY_SLUG]
+    assert _cell(rows[STALE_SLUG], "dead_letters").startswith("6 ")
+    assert list(rows)[:2] == [STALE_SLUG, HEALTHY_SLUG]  # most to triage first
+    nav = re.search(r'<nav class="mainnav".*?</nav>', html, re.S).group(0)
+    assert re.search(r'Dead letters<span class="visually-hidden">: 10 dead letters need attention</span>', nav)
+    assert re.search(r'<span class="nav-count"[^>]*aria-hidden="true">10</span>', nav)

@@ -88,8 +88,8 @@ def test_the_query_count_is_fixed(db, django_assert_num_queries):
         SloFactory(workload_class=wc)
         SchedulePolicyFactory(workload_class=wc)
     # Classes with rates, live values and pool control, SLOs with status, schedules, open alerts,
-    # today's usage, open pauses.
-    with django_assert_num_queries(6):
+    # today's usage, open pauses, dead letters needing attention and their trend.
+    with django_assert_num_queries(8):
         rows = fleet_rows(now=NOW, sort="-name")
         for row in rows:
             row.workload_class.cost_rates.currency  # noqa: B018 - touching what the template reads

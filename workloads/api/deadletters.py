@@ -26,6 +26,7 @@ from workloads.selectors.deadletters import (
     REPLAYABLE_BY_DEFAULT,
     TREND_HOURS,
     DeadLetterFilter,
+    dead_letter_attention,
     dead_letter_groups,
 )
 from workloads.selectors.subscriptions import class_snapshots, snapshot_short_name
@@ -305,6 +306,45 @@ class DeadLetterGroupListView(generics.GenericAPIView):
 
     # Only the field filters: search and ordering apply to rows, not to groups.
     filter_backends = [ChoiceListingFilterBackend]
+
+
+class ClassAttentionSerializer(serializers.Serializer):
+    workload_class = serializers.CharField()
+    needs_attention = serializers.IntegerField(help_text="Dead letters new or held for a person.")
+    new = serializers.IntegerField()
+    held = serializers.IntegerField()
+    trend = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text=f"Dead letters (any status) last seen in each of the past {TREND_HOURS} hours (UTC), oldest first.",
+    )
+
+
+class DeadLetterAttentionSerializer(serializers.Serializer):
+    needs_attention = serializers.IntegerField(help_text="The fleet's total: what the navigation shows.")
+    classes = ClassAttentionSerializer(many=True)
+
+
+class DeadLetterAttentionView(APIView):
+    """What the fleet overview's dead-letter column and the navigation show: per class, the dead
+    letters that need a person (new or held, from the mirror; the dead-letter subscription's own
+    backlog is drained by the sync) with a 24-hour trend, most first, and the fleet's total."""
+
+    read_role = Role.VIEWER
+
+    @extend_schema(responses=DeadLetterAttentionSerializer)
+    def get(self, request):
+        attention = dead_letter_attention(now=timezone.now())
+        slugs = dict(WorkloadClass.objects.filter(pk__in=list(attention)).values_list("pk", "slug"))
+        classes = sorted(
+            (
+                {"workload_class": slugs[pk], **vars(item), "trend": list(item.trend)}
+                for pk, item in attention.items()
+                if pk in slugs
+            ),
+            key=lambda item: (-item["needs_attention"], item["workload_class"]),
+        )
+        body = {"needs_attention": sum(item["needs_attention"] for item in classes), "classes": classes}
+        return Response(DeadLetterAttentionSerializer(body).data)
 
 
 # --- Replays --------------------------------------------------------------------------------------------

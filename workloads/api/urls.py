@@ -88,5 +88,6 @@ urlpatterns = [
     path("classes/<slug:slug>/seek/", deadletters.SeekView.as_view(), name="class-seek"),
     path("classes/<slug:slug>/snapshots/", deadletters.SnapshotView.as_view(), name="class-snapshots"),
     path("dead-letter-groups/", deadletters.DeadLetterGroupListView.as_view(), name="dead-letter-groups"),
+    path("dead-letter-attention/", deadletters.DeadLetterAttentionView.as_view(), name="dead-letter-attention"),
     *router.urls,
 ]

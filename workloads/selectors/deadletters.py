@@ -187,3 +187,64 @@ def dead_letter_counts_by_signature(*, workload_class, start: datetime, end: dat
         .annotate(n=Count("pk"), error_type=Max("error_type"))
         .order_by("-n", "error_signature")
     )
+
+
+# What "needs attention" means everywhere (the overview, the nav, the class page, the API): dead
+# letters nobody decided on yet, and those a triage rule held for a person.
+NEEDS_ATTENTION = (DeadLetterStatus.NEW, DeadLetterStatus.HELD)
+
+
+@dataclass(frozen=True)
+class DeadLetterAttention:
+    """One class's dead letters that need a person, and how fast dead letters arrive."""
+
+    needs_attention: int  # new + held
+    new: int
+    held: int
+    trend: tuple[int, ...]  # dead letters (any status) last seen in each of the past 24 hours, oldest first
+
+    @property
+    def last_hour(self) -> int:
+        return self.trend[-1] if self.trend else 0
+
+
+def dead_letter_attention(*, now: datetime) -> dict[int, DeadLetterAttention]:
+    """{class id: attention} for every class with a dead letter needing attention or seen in the
+    last 24 hours. Two grouped queries whatever the number of classes (the status and last-seen
+    indexes); the mirror's rows, not the dead-letter subscription's backlog, which the sync drains."""
+    counts = (
+        DeadLetter.objects.filter(status__in=NEEDS_ATTENTION)
+        .order_by()
+        .values("workload_class_id")
+        .annotate(
+            new=Count("pk", filter=Q(status=DeadLetterStatus.NEW)),
+            held=Count("pk", filter=Q(status=DeadLetterStatus.HELD)),
+        )
+    )
+    start = _hour(now) - timedelta(hours=TREND_HOURS - 1)
+    hours = [start + timedelta(hours=i) for i in range(TREND_HOURS)]
+    per_hour = (
+        DeadLetter.objects.filter(last_seen__gte=start)
+        .order_by()
+        .annotate(hour=TruncHour("last_seen", tzinfo=UTC))
+        .values("workload_class_id", "hour")
+        .annotate(n=Count("pk"))
+    )
+    trends: dict[int, dict[datetime, int]] = {}
+    for item in per_hour:
+        trends.setdefault(item["workload_class_id"], {})[item["hour"]] = item["n"]
+    by_class = {item["workload_class_id"]: item for item in counts}
+    return {
+        class_id: DeadLetterAttention(
+            needs_attention=by_class.get(class_id, {}).get("new", 0) + by_class.get(class_id, {}).get("held", 0),
+            new=by_class.get(class_id, {}).get("new", 0),
+            held=by_class.get(class_id, {}).get("held", 0),
+            trend=tuple(trends.get(class_id, {}).get(hour, 0) for hour in hours),
+        )
+        for class_id in set(by_class) | set(trends)
+    }
+
+
+def dead_letters_needing_attention() -> int:
+    """The fleet's total, for the navigation."""
+    return DeadLetter.objects.filter(status__in=NEEDS_ATTENTION).count()

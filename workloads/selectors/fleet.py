@@ -17,6 +17,7 @@ from workloads.models import Action, AuditEvent, PoolControl, PoolHold, Schedule
 from workloads.models.incidents import OPEN_HOLD_STATES, HoldState
 from workloads.scheduling import BoundsChange, InstanceBounds, instance_bounds, next_bounds_change
 from workloads.selectors import telemetry
+from workloads.selectors.deadletters import TREND_HOURS, DeadLetterAttention, dead_letter_attention
 from workloads.selectors.incidents import duration_text
 from workloads.selectors.telemetry import ClassStatus, ClassTelemetryRow
 
@@ -38,6 +39,9 @@ STATUS_SEVERITY = {
 TIER_RANK = {Tier.CRITICAL: 0, Tier.STANDARD: 1, Tier.DEFERRABLE: 2}
 
 
+NO_DEAD_LETTERS = DeadLetterAttention(needs_attention=0, new=0, held=0, trend=(0,) * TREND_HOURS)
+
+
 @dataclass(frozen=True)
 class FleetRow:
     workload_class: WorkloadClass
@@ -52,6 +56,9 @@ class FleetRow:
     hold: PoolHold | None = None  # that open hold: a pause (at 0) or a manual override (at a count)
     unhealthy: bool = False  # the pool's workers do no work while a backlog waits (workloads.health)
     health_detail: str = ""
+    # Dead letters in the mirror that need a person (new or held) and their 24 h arrival trend:
+    # the dead-letter subscription's backlog reads 0 as soon as the sync has mirrored it.
+    dead_letters: DeadLetterAttention = NO_DEAD_LETTERS
 
     @property
     def status(self) -> str:
@@ -142,7 +149,7 @@ def _sort_value(row: FleetRow, key: str):
         "p95": live.latency_p95_seconds,
         "budget": live.error_budget_remaining_percent,
         "alerts": len({alert.slo_id for alert in live.active_alerts}),
-        "dead_letters": live.dead_letter_backlog,
+        "dead_letters": row.dead_letters.needs_attention,
         "instances": live.instances,
         "cost": live.cost_today,
     }[key]
@@ -182,9 +189,9 @@ def fleet_rows(
     *, now: datetime, team: str = "", tier: str = "", search: str = "", sort: str = "status"
 ) -> list[FleetRow]:
     """Every class matching the filters, one row each with its live telemetry, sorted by `sort`
-    (see sort_fleet_rows). Six queries whatever the number of classes: classes with their rates,
+    (see sort_fleet_rows). Eight queries whatever the number of classes: classes with their rates,
     live values and pool control, SLOs with their status, schedules, open alerts, today's usage,
-    open pauses."""
+    open pauses, dead letters needing attention and their trend."""
     classes = WorkloadClass.objects.select_related("pool_control").prefetch_related(_schedules_prefetch())
     if team:
         classes = classes.filter(owner_team=team)
@@ -203,6 +210,7 @@ def fleet_rows(
         if lives
         else {}
     )
+    attention = dead_letter_attention(now=now) if lives else {}
     rows = []
     for live in lives:
         wc = live.workload_class
@@ -219,6 +227,7 @@ def fleet_rows(
                 hold=holds.get(wc.pk),
                 unhealthy=bool(control and control.is_unhealthy),
                 health_detail=control.health_detail if control else "",
+                dead_letters=attention.get(wc.pk, NO_DEAD_LETTERS),
             )
         )
     return sort_fleet_rows(rows, sort)
