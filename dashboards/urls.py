@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, register_converter
 
 from dashboards import (
     alert_views,
@@ -10,6 +10,21 @@ from dashboards import (
     user_views,
     views,
 )
+
+
+class UsernameConverter:
+    """Django's username characters only: a NUL or other byte the database refuses is a 404."""
+
+    regex = r"[\w.@+-]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(UsernameConverter, "username")
 
 app_name = "dashboards"
 urlpatterns = [
@@ -24,11 +39,15 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit"),
     # People: roles, sign-in, tokens (admins)
     path("users/", user_views.users, name="users"),
-    path("users/<str:username>/", user_views.user_detail, name="user-detail"),
-    path("users/<str:username>/role/", user_views.user_role, name="user-role"),
-    path("users/<str:username>/active/", user_views.user_active, name="user-active"),
-    path("users/<str:username>/tokens/revoke/", user_views.user_tokens_revoke, name="user-tokens-revoke"),
-    path("users/<str:username>/tokens/<int:token_id>/revoke/", user_views.user_token_revoke, name="user-token-revoke"),
+    path("users/<username:username>/", user_views.user_detail, name="user-detail"),
+    path("users/<username:username>/role/", user_views.user_role, name="user-role"),
+    path("users/<username:username>/active/", user_views.user_active, name="user-active"),
+    path("users/<username:username>/tokens/revoke/", user_views.user_tokens_revoke, name="user-tokens-revoke"),
+    path(
+        "users/<username:username>/tokens/<int:token_id>/revoke/",
+        user_views.user_token_revoke,
+        name="user-token-revoke",
+    ),
     # Incident mode and the migration comparison
     path("incidents/", incident_views.incidents, name="incidents"),
     path("incidents/enter/", incident_views.incident_enter, name="incident-enter"),

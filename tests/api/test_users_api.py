@@ -126,3 +126,9 @@ def test_an_admin_sees_and_revokes_a_persons_tokens(admin_api, admin_user, opera
     assert admin_api.post("/api/v1/users/otto-operator/revoke-tokens/").json() == {"revoked": 2}
     assert not ApiToken.objects.active().filter(user=operator).exists()
     assert AuditEvent.objects.filter(action="api_token.revoke", actor=admin_user).count() == 2
+
+
+def test_a_username_the_database_refuses_is_a_404_not_a_500(admin_api):
+    assert admin_api.get("/api/v1/users/a%00b/").status_code == 404
+    assert admin_api.patch("/api/v1/users/a%00b/", {"role": "viewer"}).status_code == 404
+    assert admin_api.get("/users/a%00b/").status_code == 404

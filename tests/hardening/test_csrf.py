@@ -82,7 +82,7 @@ def test_every_mutating_api_operation_refuses_a_session_without_the_token(admin_
     operations = [(m, path) for path, item in schema["paths"].items() for m in item if m in MUTATING]
     assert len(operations) > 20
     for method, path in operations:
-        url = path.format(slug="csrf-class", id=pending_action.pk, name="x")
+        url = path.format(slug="csrf-class", id=pending_action.pk, name="x", username="x")
         response = getattr(admin_session, method)(url, "{}", content_type="application/json")
         assert response.status_code == 403, (method, url)
         assert response.json()["detail"].startswith("CSRF Failed"), (method, url)

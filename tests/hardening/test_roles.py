@@ -79,6 +79,9 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("PUT", "/api/v1/triage-rules/{id}/"): OPERATOR,
     ("PATCH", "/api/v1/triage-rules/{id}/"): OPERATOR,
     ("DELETE", "/api/v1/triage-rules/{id}/"): OPERATOR,
+    ("POST", "/api/v1/users/"): ADMIN,
+    ("PATCH", "/api/v1/users/{username}/"): ADMIN,
+    ("POST", "/api/v1/users/{username}/revoke-tokens/"): ADMIN,
     # The browser's buttons (URL names; every other dashboards route is GET-only, see below).
     ("POST", "dashboards:action-cancel"): OPERATOR,
     ("POST", "dashboards:incident-enter"): OPERATOR,
@@ -109,6 +112,11 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "dashboards:alert-channels"): ADMIN,
     ("POST", "dashboards:alert-channel-test"): OPERATOR,
     ("POST", "dashboards:alert-routes"): ADMIN,
+    ("POST", "dashboards:users"): ADMIN,
+    ("POST", "dashboards:user-role"): ADMIN,
+    ("POST", "dashboards:user-active"): ADMIN,
+    ("POST", "dashboards:user-tokens-revoke"): ADMIN,
+    ("POST", "dashboards:user-token-revoke"): ADMIN,
 }
 # The spellings without the trailing slash that round 1 published (deprecated, workloads/api/urls.py)
 # need what their twins need.
@@ -157,6 +165,10 @@ def _ui_url(name: str, pattern: URLPattern, ids: dict[str, int] | None = None) -
             kwargs[key] = action_request(kind="pause", actor=None, target="sec-class", enqueue=False).pk
         elif key == "pk":
             kwargs[key] = ids.get("triage-rule" if "triage-rule" in name else "dead-letter", 0)
+        elif key == "token_id":
+            kwargs[key] = ids.get("token", 0)
+        elif key == "username":
+            kwargs[key] = "token-owner"
         else:
             kwargs[key] = "sec-class"
     return reverse(name, kwargs=kwargs)
@@ -219,14 +231,15 @@ def world(db, make_user):
                 _token, raw = api_token_issue(actor=None, user=user, name=caller, scopes=scopes)
                 client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
         clients[caller] = client
-    return {"clients": clients, "ids": ids, "ui_ids": {"dead-letter": letter.pk, "triage-rule": rule.pk}}
+    ui_ids = {"dead-letter": letter.pk, "triage-rule": rule.pk, "token": victim.pk}
+    return {"clients": clients, "ids": ids, "ui_ids": ui_ids}
 
 
 def _url(route: str, ids: dict[str, int], ui_ids: dict[str, int] | None = None) -> str:
     if route.startswith("dashboards:"):
         return _ui_url(route, _ui_routes()[route], ui_ids)
     prefix = next((p for p in ids if route.startswith(p)), None)
-    return route.format(slug="sec-class", name="sec-rates", id=ids.get(prefix, 0))
+    return route.format(slug="sec-class", name="sec-rates", username="token-owner", id=ids.get(prefix, 0))
 
 
 def _callers_in_order(required, *, page: bool) -> list[str]:

@@ -102,7 +102,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     read_role = Role.ADMIN
     write_role = Role.ADMIN
     lookup_field = "username"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = r"[\w.@+-]+"  # Django usernames; no NUL or other bytes the database refuses
     filterset_class = UserFilter
     search_fields = ["username", "email"]
     ordering_fields = ["username", "date_joined", "last_login"]
