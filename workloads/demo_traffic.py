@@ -41,6 +41,9 @@ DEMO_TRAFFIC = [
     ClassTraffic("indexing-pipeline", weight=2.0, peak_at=0.45, batch_size=10, poison_rate=0.02),
     ClassTraffic("batch-enrichment", weight=1.5, peak_at=0.90, batch_size=25, poison_rate=0.006),
     ClassTraffic("policy-evaluation", weight=3.0, peak_at=0.50),
+    # The migration demo (workloads/services/demo_migration.py): documents for the legacy Celery
+    # pipeline, of which the plan's canary routes 20 % to the Worker Pool class.
+    ClassTraffic("legacy-documents", weight=0.6, peak_at=0.40),
 ]
 
 
@@ -105,7 +108,7 @@ def make_event(slug: str, rng: random.Random, *, serial: int, poison: bool = Fal
     A poison event fails in the demo handlers on every attempt: a "poison-..." id (see
     workloads/runtime/demo_handlers.py), or for indexing a language the index has no analyzer for
     (a permanent error: dead-lettered at once)."""
-    if slug == "document-processing":
+    if slug in ("document-processing", "legacy-documents"):
         sections = rng.randint(1, 6)
         body = "\n\n".join(
             f"# {_sentence(rng, 3).title()}\n{_sentence(rng, rng.randint(20, 120))}" for _ in range(sections)
@@ -158,7 +161,8 @@ def make_invalid_event(slug: str, rng: random.Random, *, serial: int) -> dict:
     wants a string, an integer or an object."""
     from workloads.services.demo import DEMO_CLASSES
 
-    schema = next(d["fields"]["payload_schema"] for d in DEMO_CLASSES if d["fields"]["slug"] == slug)
+    slug_of_schema = "document-processing" if slug == "legacy-documents" else slug  # the same contract
+    schema = next(d["fields"]["payload_schema"] for d in DEMO_CLASSES if d["fields"]["slug"] == slug_of_schema)
     event = make_event(slug, rng, serial=serial)
     field_name = rng.choice(schema["required"])
     if rng.random() < 0.5:

@@ -52,7 +52,13 @@ def test_provision_creates_queues_and_pools_once(db, capsys):
     out = capsys.readouterr().out
     assert "document-processing: ready (pool at 1 instances, created 4)" in out
     pools = dict(LocalWorkerPool.objects.values_list("slug", "instance_count"))
-    assert pools == {"document-processing": 1, "indexing-pipeline": 1, "batch-enrichment": 0, "policy-evaluation": 2}
+    assert pools == {
+        "document-processing": 1,
+        "indexing-pipeline": 1,
+        "batch-enrichment": 0,
+        "policy-evaluation": 2,
+        "documents-pool": 1,  # the migration demo's Worker Pool side; its legacy side has no pool
+    }
     call_command("provision")
     assert "created" not in capsys.readouterr().out
 

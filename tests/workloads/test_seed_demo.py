@@ -30,6 +30,9 @@ def test_the_demo_fleet_has_the_four_typical_workloads(db):
         "indexing-pipeline": "standard",
         "batch-enrichment": "deferrable",
         "policy-evaluation": "critical",
+        # The migration demo: a legacy Celery workload and the Worker Pool class it moves to.
+        "legacy-documents": "standard",
+        "documents-pool": "standard",
     }
     for workload_class in WorkloadClass.objects.all():
         assert workload_class.slos.exists() and workload_class.schedules.exists()

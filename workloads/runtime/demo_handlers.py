@@ -105,6 +105,7 @@ def document_stats(content: str, content_type: str) -> dict:
     }
 
 
+@handler("documents-pool")  # the migration demo's Worker Pool side: the same work
 @handler("document-processing")
 def process_document(payload: dict, context: WorkContext) -> dict:
     if is_poison(payload, context):

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand
 
 from controlplane import request_context
 from workloads.services.demo import seed_demo_fleet
+from workloads.services.demo_migration import demo_migration_seed
 from workloads.services.notifications import demo_receiver_seed
 
 
@@ -15,5 +16,6 @@ class Command(BaseCommand):
         with request_context.using(via="cli"):
             outcome = seed_demo_fleet(actor=None)
             outcome["demo receiver channel"] = demo_receiver_seed(actor=None)
+            outcome.update(demo_migration_seed(actor=None))
         for name, result in outcome.items():
             self.stdout.write(f"{name}: {result}")
