@@ -16,6 +16,7 @@ from controlplane.roles import Role, has_role
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
 from workloads.services.audit import audit_event_record, diff, snapshot
 from workloads.services.classes import workload_class_snapshot
+from workloads.services.provisioning import cloud_specs, workload_class_provision_if_changed
 from workloads.services.tokens import api_token_issue, api_token_revoke, validate_scopes
 
 
@@ -132,6 +133,27 @@ class WorkloadClassAdmin(AuditedModelAdmin):
 
     def audit_class_slug(self, obj):
         return obj.slug
+
+    # Provisioning follows the class's lifecycle here too, as in the API: a new class, or a change of
+    # what lives in the cloud, starts an ensure_resources action (messages link to it).
+    def save_model(self, request, obj, form, change):
+        request._cloud_before = cloud_specs(type(obj).objects.get(pk=obj.pk)) if change and obj.pk else None
+        super().save_model(request, obj, form, change)
+
+    def log_addition(self, request, obj, message):
+        entry = super().log_addition(request, obj, message)
+        self._provision(request, obj, before=None)
+        return entry
+
+    def log_change(self, request, obj, message):
+        entry = super().log_change(request, obj, message)
+        self._provision(request, obj, before=getattr(request, "_cloud_before", None) or cloud_specs(obj))
+        return entry
+
+    def _provision(self, request, obj, *, before):
+        action = workload_class_provision_if_changed(actor=request.user, workload_class=obj, before=before)
+        if action is not None:
+            self.message_user(request, f"Provisioning its cloud resources: action {action.pk} (/actions/{action.pk}/).")
 
 
 @admin.register(CostRates)

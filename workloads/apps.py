@@ -14,4 +14,12 @@ class WorkloadsConfig(AppConfig):
 
         sqlite_regexp.register()
         from controlplane import checks  # noqa: F401
-        from workloads.services import deadletters, incidents, migration, runtime_control, scaling, subscriptions  # noqa: F401
+        from workloads.services import (  # noqa: F401
+            deadletters,
+            incidents,
+            migration,
+            provisioning,
+            runtime_control,
+            scaling,
+            subscriptions,
+        )

@@ -55,7 +55,8 @@ def test_the_audit_log_is_browsable_and_filterable_through_the_api(admin_user, c
     client.post("/api/v1/classes/", class_payload(), format="json")
     client.post("/api/v1/cost-rates/", {"name": "rates"}, format="json")
     events = client.get("/api/v1/audit-events/?workload_class=doc-jobs").json()["results"]
-    assert [e["action"] for e in events] == ["workload_class.create"]
+    # Newest first: the class, then the request to provision its resources (same transaction).
+    assert [e["action"] for e in events] == ["action.ensure_resources.request", "workload_class.create"]
     events = client.get("/api/v1/audit-events/?action=cost_rates").json()["results"]
     assert [e["action"] for e in events] == ["cost_rates.create"]
 
@@ -73,6 +74,8 @@ def _admin_class_form(workload_class, **overrides):
         "owner_team": workload_class.owner_team,
         "description": "",
         "tier": workload_class.tier,
+        "runtime": workload_class.runtime,
+        "route_percent": workload_class.route_percent,
         "timeout_tier": workload_class.timeout_tier,
         "timeout_seconds": "",
         "max_concurrency": 4,

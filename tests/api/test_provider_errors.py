@@ -20,11 +20,11 @@ def test_ingesting_into_a_class_whose_queue_does_not_exist_says_so_and_keeps_not
 
     response = client.post(url, EVENT, format="json")
 
-    assert response.status_code == 502
+    # Not a 502: the producer did nothing wrong and its retry succeeds once the class is provisioned.
+    assert response.status_code == 503 and response["Retry-After"] == "30"
     body = response.json()
-    assert body["type"] == "provider_error" and body["code"] == "NOT_FOUND" and body["permanent"] is True
-    assert body["resource"] == workload_class.topic
-    assert "does not exist" in body["detail"]
+    assert body["type"] == "resources_not_ready" and body["provisioning_action"] is None
+    assert f"{workload_class.topic} does not exist" in body["detail"]
     assert not IdempotencyRecord.objects.exists()  # a retry after provisioning is not a "duplicate"
 
     get_providers().queue.ensure_resources(queue_spec(workload_class))

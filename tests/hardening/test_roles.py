@@ -82,6 +82,7 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "/api/v1/users/"): ADMIN,
     ("PATCH", "/api/v1/users/{username}/"): ADMIN,
     ("POST", "/api/v1/users/{username}/revoke-tokens/"): ADMIN,
+    ("POST", "/api/v1/classes/{slug}/provision/"): ADMIN,
     # The browser's buttons (URL names; every other dashboards route is GET-only, see below).
     ("POST", "dashboards:action-cancel"): OPERATOR,
     ("POST", "dashboards:incident-enter"): OPERATOR,

@@ -25,13 +25,40 @@ from workloads.api.parsers import PayloadJSONParser
 from workloads.api.schema import ErrorSerializer
 from workloads.api.throttles import IngestRateThrottle
 from workloads.models import ApiToken
+from workloads.providers.base import ProviderError
 from workloads.selectors.classes import class_get_by_slug
 from workloads.selectors.pauses import class_is_paused
 from workloads.services.ingestion import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_KEY_LENGTH, Status, events_ingest
+from workloads.services.provisioning import provisioning_in_progress
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(/.*)?$")
 PAUSED_RETRY_AFTER_SECONDS = 300
+# A class's topic is missing: being provisioned (seconds) or waiting for someone to provision it.
+PROVISIONING_RETRY_AFTER_SECONDS = 30
+
+
+def _resources_not_ready(workload_class, exc: ProviderError) -> Response:
+    """503, not 502: nothing was queued (the keys were given back) and the producer's retry will
+    succeed once the class's resources exist."""
+    action = provisioning_in_progress(workload_class)
+    if action is not None:
+        detail = (
+            f"The cloud resources of {workload_class.slug} are not ready yet: they are being provisioned "
+            f"(action {action.pk}, /api/v1/actions/{action.pk}/). Retry after {PROVISIONING_RETRY_AFTER_SECONDS} s."
+        )
+    else:
+        detail = (
+            f"The cloud resources of {workload_class.slug} are not ready: {exc.resource or 'its topic'} does not "
+            f"exist. An admin provisions them (POST /api/v1/classes/{workload_class.slug}/provision/ or "
+            "manage.py provision); retry after that."
+        )
+    body = {"type": "resources_not_ready", "detail": detail, "provisioning_action": action.pk if action else None}
+    response = Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    response["Retry-After"] = str(PROVISIONING_RETRY_AFTER_SECONDS)
+    return response
+
+
 EVENT_STATUSES = [Status.ACCEPTED, Status.DUPLICATE, Status.REJECTED, Status.CONFLICT]
 
 
@@ -170,7 +197,8 @@ class EventIngestView(APIView):
             ),
             503: OpenApiResponse(
                 ErrorSerializer,
-                description="Class paused and shedding load, or the database unreachable; see Retry-After",
+                description="Class paused and shedding load, its cloud resources not provisioned yet, or the "
+                "database unreachable; see Retry-After",
             ),
         },
         examples=[
@@ -217,9 +245,14 @@ class EventIngestView(APIView):
                 },
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        if isinstance(body, list):
-            return self._batch(request, workload_class, body, header_key)
-        return self._single(request, workload_class, body, header_key)
+        try:
+            if isinstance(body, list):
+                return self._batch(request, workload_class, body, header_key)
+            return self._single(request, workload_class, body, header_key)
+        except ProviderError as exc:
+            if exc.code != "NOT_FOUND":
+                raise
+            return _resources_not_ready(workload_class, exc)
 
     def _single(self, request, workload_class, event, header_key):
         if header_key is not None and not 1 <= len(header_key) <= MAX_KEY_LENGTH:

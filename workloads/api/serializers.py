@@ -77,6 +77,11 @@ class WorkloadClassSerializer(StrictModelSerializer):
     )
     timeout_effective_seconds = serializers.SerializerMethodField()
     ack_deadline_seconds = serializers.IntegerField(read_only=True)
+    provisioning_action = serializers.SerializerMethodField(
+        help_text="On create, and on a change of what lives in the cloud: the id of the action that "
+        "provisions the class's topics, subscriptions and pool (follow it at /api/v1/actions/<id>/); "
+        "null otherwise."
+    )
 
     class Meta:
         model = WorkloadClass
@@ -123,6 +128,7 @@ class WorkloadClassSerializer(StrictModelSerializer):
             "message_retention_seconds",
             "slos",
             "schedules",
+            "provisioning_action",
             "created_at",
             "updated_at",
         ]
@@ -130,6 +136,10 @@ class WorkloadClassSerializer(StrictModelSerializer):
 
     def get_timeout_effective_seconds(self, workload_class: WorkloadClass) -> int:
         return int(workload_class.timeout.total_seconds())
+
+    def get_provisioning_action(self, workload_class: WorkloadClass) -> int | None:
+        action = getattr(workload_class, "provisioning_action", None)  # set by the create/update service
+        return action.pk if action is not None else None
 
 
 class CostRatesSerializer(StrictModelSerializer):

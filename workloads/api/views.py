@@ -4,14 +4,17 @@ import django_filters
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role, user_role
 from workloads.api import serializers as s
+from workloads.api.actions import ActionSerializer
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
 from workloads.services import classes as class_services
+from workloads.services import provisioning as provisioning_services
 from workloads.services import tokens as token_services
 
 
@@ -57,6 +60,7 @@ class WorkloadClassViewSet(viewsets.ModelViewSet):
             actor=self.request.user, fields=fields, slos=slos, schedules=schedules
         )
         serializer.instance = self._fresh(created)
+        serializer.instance.provisioning_action = created.provisioning_action
 
     def perform_update(self, serializer):
         fields, slos, schedules = self._split(serializer.validated_data)
@@ -64,9 +68,21 @@ class WorkloadClassViewSet(viewsets.ModelViewSet):
             actor=self.request.user, workload_class=serializer.instance, fields=fields, slos=slos, schedules=schedules
         )
         serializer.instance = self._fresh(updated)
+        serializer.instance.provisioning_action = updated.provisioning_action
 
     def perform_destroy(self, instance):
         class_services.workload_class_delete(actor=self.request.user, workload_class=instance)
+
+    @extend_schema(request=None, responses={202: ActionSerializer})
+    @action(detail=True, methods=["post"])
+    def provision(self, request, slug=None):
+        """Provision the class's topics, subscriptions and pool again, or bring them in line with its
+        settings (drift repair), as an action (admins)."""
+        workload_class = self.get_object()
+        started = provisioning_services.workload_class_provision_request(
+            actor=request.user, workload_class=workload_class, reason="requested"
+        )
+        return Response(ActionSerializer(started).data, status=status.HTTP_202_ACCEPTED)
 
 
 class CostRatesViewSet(viewsets.ModelViewSet):

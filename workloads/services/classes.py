@@ -10,6 +10,7 @@ from django.db import transaction
 from workloads.errors import ApplicationError
 from workloads.models import CostRates, SchedulePolicy, Slo, WorkloadClass
 from workloads.services.audit import audit_event_record, diff, snapshot
+from workloads.services.provisioning import cloud_specs, workload_class_provision_if_changed
 
 # Children are matched by natural key, so updating a class keeps their ids (alert history
 # refers to SLOs) and a PUT that repeats a child unchanged changes nothing.
@@ -76,8 +77,14 @@ def _clean_class(workload_class: WorkloadClass) -> None:
 
 @transaction.atomic
 def workload_class_create(
-    *, actor, fields: dict, slos: list[dict] | None = None, schedules: list[dict] | None = None
+    *,
+    actor,
+    fields: dict,
+    slos: list[dict] | None = None,
+    schedules: list[dict] | None = None,
+    provision: bool = True,
 ) -> WorkloadClass:
+    """`provision=False` for bulk callers that provision every class themselves afterwards."""
     workload_class = WorkloadClass(**fields)
     _clean_class(workload_class)
     workload_class.save()
@@ -90,6 +97,13 @@ def workload_class_create(
         changes=diff({}, workload_class_snapshot(workload_class)),
         workload_class_slug=workload_class.slug,
     )
+    # Its topics, subscriptions and pool are made by an action, so ingestion works without a
+    # separate `manage.py provision` (which stays for bulk use and drift repair).
+    workload_class.provisioning_action = (
+        workload_class_provision_if_changed(actor=actor, workload_class=workload_class, before=None)
+        if provision
+        else None
+    )
     return workload_class
 
 
@@ -101,6 +115,7 @@ def workload_class_update(
     fields: dict,
     slos: list[dict] | None = None,
     schedules: list[dict] | None = None,
+    provision: bool = True,
 ) -> WorkloadClass:
     """Change some fields (and, when given, replace the SLOs or schedules). The slug is stable."""
     workload_class = WorkloadClass.objects.select_for_update().get(pk=workload_class.pk)
@@ -109,6 +124,7 @@ def workload_class_update(
             {"slug": "The slug is a stable identifier and cannot change; create a new class instead."}
         )
     before = workload_class_snapshot(workload_class)
+    cloud_before = cloud_specs(workload_class)
     for field, value in fields.items():
         setattr(workload_class, field, value)
     _clean_class(workload_class)
@@ -127,6 +143,11 @@ def workload_class_update(
             changes=changes,
             workload_class_slug=workload_class.slug,
         )
+    workload_class.provisioning_action = (
+        workload_class_provision_if_changed(actor=actor, workload_class=workload_class, before=cloud_before)
+        if provision
+        else None
+    )
     return workload_class
 
 

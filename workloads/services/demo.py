@@ -357,8 +357,13 @@ def seed_demo_fleet(*, actor=None) -> dict[str, str]:
         slug = fields["slug"]
         existing = WorkloadClass.objects.filter(slug=slug).first()
         if existing is None:
+            # `make run` provisions the whole demo fleet right after seeding (manage.py provision).
             workload_class_create(
-                actor=actor, fields=fields, slos=definition["slos"], schedules=definition["schedules"]
+                actor=actor,
+                fields=fields,
+                slos=definition["slos"],
+                schedules=definition["schedules"],
+                provision=False,
             )
             outcome[slug] = "created"
         else:
@@ -369,6 +374,7 @@ def seed_demo_fleet(*, actor=None) -> dict[str, str]:
                 fields=fields,
                 slos=definition["slos"],
                 schedules=definition["schedules"],
+                provision=False,
             )
             outcome[slug] = "unchanged" if workload_class_snapshot(updated) == before else "updated"
     return outcome

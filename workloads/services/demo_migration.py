@@ -58,7 +58,8 @@ def demo_migration_seed(*, actor=None) -> dict[str, str]:
             from workloads.models import CostRates
 
             fields["cost_rates"] = CostRates.objects.get(name=fields["cost_rates"])
-            workload_class_create(actor=actor, fields=fields, slos=slos, schedules=schedules)
+            # Provisioned with the rest of the demo fleet by `make run` (manage.py provision).
+            workload_class_create(actor=actor, fields=fields, slos=slos, schedules=schedules, provision=False)
             outcome[slug] = "created"
         if MigrationPlan.objects.filter(source__slug=LEGACY_SLUG).exists():
             outcome["migration plan"] = "unchanged"

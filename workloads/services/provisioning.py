@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from workloads.models import WorkloadClass
+from workloads.errors import ApplicationError
+from workloads.models import Action, ActionKind, ActionState, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec, queue_spec
+from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
 
 
@@ -74,3 +76,69 @@ def workload_class_provision(*, workload_class: WorkloadClass, actor, apply: boo
                 },
             )
     return report
+
+
+# --- Provisioning as part of the class's lifecycle -------------------------------------------------
+def cloud_specs(workload_class: WorkloadClass) -> tuple:
+    """What of a class lives in the cloud: a change here needs provisioning."""
+    pool = pool_spec(workload_class) if workload_class.runs_on_worker_pool else None
+    return queue_spec(workload_class), pool
+
+
+def workload_class_provision_request(*, actor, workload_class: WorkloadClass, reason: str) -> Action:
+    """An `ensure_resources` action (audited, with progress at /actions/<id>/), run by a worker."""
+    return action_request(
+        kind=ActionKind.ENSURE_RESOURCES,
+        actor=actor,
+        workload_class=workload_class,
+        target=workload_class.slug,
+        reason=reason,
+    )
+
+
+def workload_class_provision_if_changed(*, actor, workload_class: WorkloadClass, before: tuple | None) -> Action | None:
+    """After a create (`before` None) or an update: provision when what lives in the cloud changed."""
+    if before is not None and before == cloud_specs(workload_class):
+        return None
+    reason = "class created" if before is None else "cloud settings changed"
+    return workload_class_provision_request(actor=actor, workload_class=workload_class, reason=reason)
+
+
+def provisioning_in_progress(workload_class: WorkloadClass) -> Action | None:
+    return (
+        Action.objects.filter(
+            workload_class=workload_class,
+            kind=ActionKind.ENSURE_RESOURCES,
+            state__in=[ActionState.PENDING, ActionState.RUNNING],
+        )
+        .order_by("-pk")
+        .first()
+    )
+
+
+class ProvisionHandler(ActionHandler):
+    """One step: create the class's topics, subscriptions and pool, or bring them in line."""
+
+    kind = ActionKind.ENSURE_RESOURCES
+
+    def plan(self, action: Action) -> list[PlannedStep]:
+        if action.workload_class is None:
+            raise ApplicationError("The class was deleted before its resources were provisioned.", code="gone")
+        return [PlannedStep(key=action.workload_class.slug)]
+
+    def run_step(self, action: Action, step) -> dict:
+        if action.workload_class is None:
+            raise ApplicationError("The class was deleted before its resources were provisioned.", code="gone")
+        report = workload_class_provision(workload_class=action.workload_class, actor=action.requested_by, apply=True)
+        if report.error:
+            raise ProviderError(report.error, permanent=True)
+        return {
+            "created": report.created,
+            "updated": report.updated,
+            "changed": report.changed,
+            "drift": report.drift,
+            "pool_instances": report.pool_instances,
+        }
+
+
+register_handler(ProvisionHandler())
