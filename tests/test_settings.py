@@ -109,3 +109,27 @@ def test_beat_has_a_folder_for_its_schedule_with_a_server_broker_too(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "var" / "celery").is_dir()
     assert not (tmp_path / "var" / "celery" / "queue").exists()  # no filesystem-broker folders
+
+
+SSO_ENV = {
+    "OIDC_CLIENT_ID": "controlplane",
+    "OIDC_ISSUER": "https://idp.example.com",
+    "OIDC_AUTHORIZATION_ENDPOINT": "https://idp.example.com/authorize",
+    "OIDC_TOKEN_ENDPOINT": "https://idp.example.com/token",
+    "OIDC_USERINFO_ENDPOINT": "https://idp.example.com/userinfo",
+    "OIDC_JWKS_URI": "https://idp.example.com/jwks",
+    "IAP_AUDIENCE": "/projects/123/global/backendServices/456",
+    "SSO_ROLE_RULES": "group:oncall=operator, domain:example.com=viewer",
+    "LOCAL_PASSWORD_LOGIN": "0",
+}
+
+
+def test_check_deploy_is_clean_with_single_sign_on_and_passwords_off(tmp_path):
+    result = _check_deploy(tmp_path, CACHE_URL="redis://127.0.0.1:6379/1", **SSO_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_oidc_without_its_endpoints_fails_at_start_naming_them(tmp_path):
+    result = _run(["check"], VAR_DIR=str(tmp_path), DEBUG="1", OIDC_CLIENT_ID="controlplane")
+    assert result.returncode != 0
+    assert "OIDC_ISSUER" in result.stderr
