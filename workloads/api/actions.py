@@ -8,6 +8,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from controlplane.roles import Role
+from workloads.api.choices import ChoiceField
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import Action, ActionStep
 from workloads.selectors.replays import attach_replay_outcomes, replay_outcome
@@ -27,7 +28,7 @@ class ReplayOutcomeSerializer(serializers.Serializer):
     dead_lettered_again = serializers.IntegerField(help_text="... that reached the dead-letter topic again.")
     pending = serializers.IntegerField(help_text="... with no outcome yet (queued, in progress or retrying).")
     replayed_again = serializers.IntegerField(help_text="... that a later replay published again (counted there).")
-    tone = serializers.ChoiceField(
+    tone = ChoiceField(
         choices=["ok", "warn", "bad", "pending"],
         help_text="bad: every message with an outcome came back; warn: some did; ok: all completed.",
     )

@@ -6,7 +6,7 @@ import io
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -37,7 +37,7 @@ class ObservationSourceSerializer(serializers.Serializer):
 class ObservationFigureSerializer(serializers.Serializer):
     figure = serializers.CharField()
     label = serializers.CharField()
-    status = serializers.ChoiceField(
+    status = ChoiceField(
         choices=["received", "no data", "not read"], help_text="Whether data arrived in the last hour."
     )
     sources = ObservationSourceSerializer(many=True)
@@ -111,7 +111,7 @@ class SideSerializer(serializers.Serializer):
 
 class CheckSerializer(serializers.Serializer):
     name = serializers.CharField()
-    verdict = serializers.ChoiceField(choices=["pass", "fail", "insufficient"])
+    verdict = ChoiceField(choices=["pass", "fail", "insufficient"])
     detail = serializers.CharField()
 
 
@@ -283,7 +283,14 @@ class MigrationPlanEvidenceView(APIView):
     read_role = Role.VIEWER
     renderer_classes = [JSONRenderer, EvidenceCsvRenderer]
 
-    @extend_schema(responses=EvidenceSerializer)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "format", str, enum=["json", "csv"], description="`json` (default) or `csv` for a spreadsheet download."
+            )
+        ],
+        responses=EvidenceSerializer,
+    )
     def get(self, request, pk: int):
         report = plan_evidence(_plan_or_404(pk), now=timezone.now())
         if request.accepted_renderer.format == "csv":

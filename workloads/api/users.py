@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from controlplane.roles import ASSIGNABLE_ROLES, Role
+from workloads.api.choices import ChoiceField
 from workloads.api.serializers import ApiTokenSerializer
 from workloads.models import ApiToken
 from workloads.selectors.users import user_list_queryset, user_role_name
@@ -57,7 +58,7 @@ class UserSerializer(serializers.Serializer):
 class UserCreateSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
-    role = serializers.ChoiceField(choices=ROLE_CHOICES)
+    role = ChoiceField(choices=ROLE_CHOICES)
     password = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -68,7 +69,7 @@ class UserCreateSerializer(serializers.Serializer):
 
 
 class UserUpdateSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=ROLE_CHOICES, required=False)
+    role = ChoiceField(choices=ROLE_CHOICES, required=False)
     is_active = serializers.BooleanField(
         required=False, help_text="false deactivates: sessions and tokens stop working"
     )
