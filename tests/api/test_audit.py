@@ -120,7 +120,9 @@ def _admin_class_form(workload_class, **overrides):
 def test_admin_create_update_delete_are_audited_with_the_diff(admin_browser):
     template = WorkloadClass(slug="from-admin", name="From admin", owner_team="ops")
     response = admin_browser.post("/admin/workloads/workloadclass/add/", _admin_class_form(template, slug="from-admin"))
-    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response.status_code
+    assert response.status_code == 302, (
+        response.context["adminform"].form.errors if response.context else response.status_code
+    )
     created = AuditEvent.objects.get(action="workload_class.create")
     assert created.via == "admin" and created.changes["slug"] == [None, "from-admin"]
 
