@@ -26,6 +26,7 @@ from workloads.services.deadletters import DeadLetterFilter, replay_request
 from workloads.services.tokens import api_token_issue
 
 INGEST = "ingest"  # sessions need the operator role; tokens need an ingest scope (any role)
+DEPLOY = "deploy"  # the same with a deploy scope: CI records deployments
 OPERATOR, ADMIN = Role.OPERATOR, Role.ADMIN
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -113,6 +114,8 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "dashboards:alert-channels"): ADMIN,
     ("POST", "dashboards:alert-channel-test"): OPERATOR,
     ("POST", "dashboards:alert-routes"): ADMIN,
+    ("POST", "/api/v1/classes/{slug}/deployments/"): DEPLOY,
+    ("POST", "dashboards:class-deployment-record"): OPERATOR,
     ("POST", "dashboards:users"): ADMIN,
     ("POST", "dashboards:user-role"): ADMIN,
     ("POST", "dashboards:user-active"): ADMIN,
@@ -194,8 +197,8 @@ def _allowed(required: Role | str, caller: str, *, page: bool = False) -> bool:
     if page and scopes is not None:
         return False
     role = role or Role.NONE
-    if required == INGEST:
-        return role >= Role.OPERATOR if scopes is None else any(s in ("*", "ingest:*") for s in scopes)
+    if required in (INGEST, DEPLOY):
+        return role >= Role.OPERATOR if scopes is None else any(s in ("*", f"{required}:*") for s in scopes)
     if scopes is not None and "*" not in scopes:
         return False  # read and ingest tokens change nothing else
     return role >= required
