@@ -26,11 +26,15 @@ def insert_rows(
     *,
     using: str = "default",
     ignore_conflicts: bool = False,
+    unique_fields: Sequence[str] = (),
+    update_fields: Sequence[str] = (),
     returning: Sequence[str] = (),
 ) -> list[tuple]:
     """INSERT `rows` (values in the order of `fields`) into the model's table; returns the
     `returning` columns of the inserted rows, in insertion order (as `bulk_create` assumes).
-    With `ignore_conflicts`, rows that hit a unique constraint are skipped and not returned."""
+    With `ignore_conflicts`, rows that hit a unique constraint are skipped and not returned; with
+    `unique_fields` and `update_fields`, a row whose unique fields exist already updates those
+    fields of it instead (an upsert, as `bulk_create(update_conflicts=True)`)."""
     connection = connections[using]
     quote = connection.ops.quote_name
     model_fields = [model._meta.get_field(name) for name in fields]
@@ -38,6 +42,10 @@ def insert_rows(
     columns = ", ".join(quote(field.column) for field in model_fields)
     row_placeholder = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
     suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    if update_fields:
+        unique = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
+        updates = (quote(model._meta.get_field(name).column) for name in update_fields)
+        suffix = f" ON CONFLICT ({unique}) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)
     if returning:
         suffix += " RETURNING " + ", ".join(quote(model._meta.get_field(name).column) for name in returning)
     if connection.vendor == "postgresql" and len(rows) > 1:

@@ -95,3 +95,24 @@ def test_update_rows_gives_each_row_its_own_values_where_the_condition_holds(ali
         b"new\x00%d" % n for n in range(4)
     ]
     assert update_rows(LocalMessage, fields, [], using=alias) == 0
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_an_upsert_updates_only_the_named_fields_of_existing_rows(alias):
+    topic, subscription = _topic_and_subscription(alias)
+    message_ids = [pk for pk, _key in _messages(alias, topic, 3)]
+    fields = ("subscription", "message", "ordering_key", "published_at", "attempts", "visible_at")
+    fields += ("lease_token", "acked_at", "dead_lettered")
+    insert_rows(
+        LocalDelivery, fields, [(subscription.pk, message_ids[0], "old", AT, 1, AT, "", None, False)], using=alias
+    )
+    later = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+    rows = [(subscription.pk, pk, "new", later, 7, later, "", None, False) for pk in message_ids[:2]]
+    insert_rows(
+        LocalDelivery, fields, rows, using=alias, unique_fields=("subscription", "message"), update_fields=("attempts",)
+    )
+    stored = {d.message_id: d for d in LocalDelivery.objects.using(alias).all()}
+    assert set(stored) == set(message_ids[:2])
+    # The existing row takes only the updated field; the new one is inserted whole.
+    assert (stored[message_ids[0]].attempts, stored[message_ids[0]].ordering_key) == (7, "old")
+    assert (stored[message_ids[1]].attempts, stored[message_ids[1]].ordering_key) == (7, "new")

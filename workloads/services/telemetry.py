@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 
 from workloads.batch_delete import delete_in_batches
+from workloads.fastinsert import insert_rows
 from workloads.models import (
     ClassTelemetry,
     DeadLetter,
@@ -57,6 +58,9 @@ _STEP = timedelta(seconds=STEP_SECONDS)
 _HOUR = timedelta(hours=1)
 
 _ROLLUP_UNIQUE = ["workload_class", "resolution", "bucket_start"]
+# Every column a new rollup row is written with, and the model's default for each.
+_ROLLUP_COLUMNS = [field.name for field in MetricRollup._meta.concrete_fields if not field.primary_key]
+_ROLLUP_DEFAULTS = {field.name: field.get_default() for field in MetricRollup._meta.concrete_fields}
 
 
 @dataclass(frozen=True)
@@ -242,23 +246,25 @@ def _minute_rollups_upsert(
 ) -> int:
     # Rows are grouped by the columns they carry, because one upsert statement updates the same
     # columns for every row: a minute with only a backlog sample must not reset its counters.
-    groups: dict[frozenset[str], list[MetricRollup]] = defaultdict(list)
+    # insert_rows, not bulk_create: the ORM spent seconds of Python per 10k rows preparing them.
+    groups: dict[frozenset[str], list[dict]] = defaultdict(list)
     for (class_id, bucket), values in cells.items():
         groups[frozenset(values)].append(
-            MetricRollup(
-                workload_class_id=class_id,
-                resolution=Resolution.MINUTE,
-                bucket_start=bucket,
-                fetched_at=fetched_at,
-                newest_sample_age_seconds=max(0.0, (fetched_at - newest[class_id]).total_seconds()),
+            {
+                **_ROLLUP_DEFAULTS,
+                "workload_class": class_id,
+                "resolution": Resolution.MINUTE,
+                "bucket_start": bucket,
+                "fetched_at": fetched_at,
+                "newest_sample_age_seconds": max(0.0, (fetched_at - newest[class_id]).total_seconds()),
                 **values,
-            )
+            }
         )
     for columns, rows in groups.items():
-        MetricRollup.objects.bulk_create(
-            rows,
-            batch_size=1000,
-            update_conflicts=True,
+        insert_rows(
+            MetricRollup,
+            _ROLLUP_COLUMNS,
+            [[row[name] for name in _ROLLUP_COLUMNS] for row in rows],
             unique_fields=_ROLLUP_UNIQUE,
             update_fields=[*sorted(columns), "fetched_at", "newest_sample_age_seconds"],
         )
