@@ -36,7 +36,7 @@ GUNICORN_THREADS = 4
 class Target:
     """What a result should show: `ratio >= 0.6`, or a bound on the figure itself (`figure <= 150`)."""
 
-    op: str  # ">=", "<=" or "=="
+    op: str  # ">=", "<=", "<" or "=="
     value: float
     on: str = "ratio"  # "ratio" or "figure"
 
@@ -45,6 +45,8 @@ class Target:
             return number >= self.value
         if self.op == "<=":
             return number <= self.value
+        if self.op == "<":
+            return number < self.value
         return abs(number - self.value) < 1e-9
 
     def describe(self, unit: str) -> str:
