@@ -22,7 +22,18 @@ from pathlib import Path
 
 from bench.common import BASE_DIR, Result, database_url, drop_database, migrate, recreate_database, setup_django
 
-BENCHMARKS = ("ingestion", "rollups", "dashboards", "polling", "exports", "replay", "deadletters", "load", "retention")
+BENCHMARKS = (
+    "ingestion",
+    "rollups",
+    "dashboards",
+    "polling",
+    "exports",
+    "scale",
+    "replay",
+    "deadletters",
+    "load",
+    "retention",
+)
 
 
 def _arguments(argv):

@@ -64,3 +64,5 @@ def test_every_benchmark_runs_end_to_end_and_prints_its_line(tmp_path):
     assert any(name.startswith("dashboards: overview, ") for name in names)
     assert any(name.startswith("polling: provider calls per tick, ") for name in names)
     assert any(name.startswith("exports: /metrics queries, ") for name in names)
+    assert any(name.startswith("scale: overview, ") for name in names)
+    assert any(name.startswith("scale: scaling controller tick with ") for name in names)
