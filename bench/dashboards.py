@@ -77,12 +77,16 @@ def _live_values(now) -> None:
 def _viewer_client():
     import secrets
 
+    from django.contrib.auth import get_user_model
     from django.test import Client
 
     from controlplane.roles import Role
     from workloads.services.users import user_create
 
-    user = user_create(actor=None, username="bench-viewer", role=Role.VIEWER, password=secrets.token_urlsafe(24))
+    # Another benchmark of the same run may have made it already (users survive reset_tables).
+    user = get_user_model().objects.filter(username="bench-viewer").first() or user_create(
+        actor=None, username="bench-viewer", role=Role.VIEWER, password=secrets.token_urlsafe(24)
+    )
     client = Client()
     client.force_login(user)
     return client
