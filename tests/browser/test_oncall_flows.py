@@ -103,6 +103,11 @@ def test_an_operator_replays_the_dead_letters_of_one_signature_and_watches_it_fi
     panel.get_by_role("button", name="Dry run").click()
     expect(panel.locator(".dry-run tbody tr")).to_have_count(4)
     expect(panel.locator(".dry-run")).to_contain_text("cp-replay-count=1")
+    # A dry run never looks like a real replay: each row "would publish" (no green "published"),
+    # under one line that sums it up.
+    expect(panel.get_by_test_id("dry-run-summary")).to_have_text("Would publish 4 of the 4 selected.")
+    expect(panel.locator(".dry-run tbody .pill")).to_have_text(["would publish"] * 4)
+    expect(panel.locator(".dry-run .state-succeeded")).to_have_count(0)
     screenshot(page, "dead-letter-replay-confirm")
     panel.get_by_label("Velocity (messages/s)").fill("5")
     panel.get_by_role("button", name="Replay 4 dead letters").click()

@@ -74,6 +74,8 @@ def test_the_overview_shows_live_numbers_after_a_poll(logged_in_page, demo_fleet
 def test_statuses_explain_themselves_and_a_stale_class_never_looks_healthy(logged_in_page, demo_fleet):
     from django.utils import timezone
 
+    from workloads.models import SloAlert
+
     feed_demo_telemetry(timezone.now())
     page = logged_in_page("viewer")
     page.goto("/")
@@ -88,6 +90,11 @@ def test_statuses_explain_themselves_and_a_stale_class_never_looks_healthy(logge
     expect(breached.locator(".status-tip")).to_be_visible()
     expect(breached.locator(".status-tip")).to_contain_text("Paging")
     screenshot(page, "fleet-overview-statuses")
+    # Without a paging alert, a breach says what is wrong: attainment, not "below its target" (which
+    # reads like good news for a queue age).
+    SloAlert.objects.filter(slo__workload_class__slug=BREACHED_SLUG).delete()
+    page.reload()
+    expect(breached.locator(".status-reason")).to_have_text(re.compile(r"^(Queue age|Completion latency): attainment below target over the SLO window\.$"))
     dark = logged_in_page("viewer", color_scheme="dark")
     dark.goto("/")
     screenshot(dark, "fleet-overview-statuses-dark")
