@@ -11,6 +11,7 @@ from controlplane.roles import Role, user_role
 from workloads.selectors import incidents
 from workloads.selectors import notifications as notification_selectors
 from workloads.selectors.deadletters import dead_letters_needing_attention
+from workloads.selectors.users import user_time_display
 
 
 @dataclass(frozen=True)
@@ -111,3 +112,8 @@ def incident(request):
 def failing_channels(request):
     # Lazy like the incident banner: a notification channel failing for 15 minutes is a banner.
     return {"failing_channels": SimpleLazyObject(lambda: notification_selectors.failing_channels(now=timezone.now()))}
+
+
+def time_display(request):
+    # "utc" or "local", on <html data-time-display> for static/js/app.js; lazy, as partials never use it.
+    return {"time_display": SimpleLazyObject(lambda: user_time_display(getattr(request, "user", None)))}

@@ -6,6 +6,7 @@ from dashboards import (
     incident_views,
     migration_views,
     pool_views,
+    preference_views,
     triage_views,
     user_views,
     views,
@@ -29,6 +30,7 @@ register_converter(UsernameConverter, "username")
 app_name = "dashboards"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("preferences/time-display/", preference_views.time_display, name="time-display"),
     path("classes/<slug:slug>/", views.class_detail, name="class-detail"),
     path("schedules/", views.schedule_week, name="schedules"),
     path("cost/", views.cost, name="cost"),

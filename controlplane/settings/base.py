@@ -90,6 +90,7 @@ TEMPLATES = [
                 "dashboards.context_processors.navigation",
                 "dashboards.context_processors.incident",
                 "dashboards.context_processors.failing_channels",
+                "dashboards.context_processors.time_display",
                 "controlplane.context_processors.process_exits",
             ],
         },

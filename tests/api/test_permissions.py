@@ -79,6 +79,7 @@ MATRIX = [
     ("post", "/api/v1/users/", lambda w: {"username": "newcomer", "role": "viewer"}, _expect(admin=201)),
     ("patch", "/api/v1/users/viewer-user/", lambda w: {"role": "operator"}, _expect()),
     ("post", "/api/v1/users/root-admin/revoke-tokens/", None, _expect()),
+    ("patch", "/api/v1/me/", lambda w: {"time_display": "local"}, _expect(viewer=200, operator=200)),
 ]
 
 

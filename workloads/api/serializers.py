@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from workloads.api.choices import ChoiceField
-from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
+from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, TimeDisplay, WorkloadClass
 
 
 class StrictFieldsMixin:
@@ -234,3 +234,8 @@ class MeSerializer(serializers.Serializer):
     role = serializers.CharField()
     token = serializers.CharField(allow_null=True)
     scopes = serializers.ListField(child=serializers.CharField())
+    time_display = ChoiceField(choices=TimeDisplay.choices)
+
+
+class MePreferencesSerializer(StrictSerializer):
+    time_display = ChoiceField(choices=TimeDisplay.choices)

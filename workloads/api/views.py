@@ -13,9 +13,11 @@ from workloads.api import serializers as s
 from workloads.api.actions import ActionSerializer
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
+from workloads.selectors.users import user_time_display
 from workloads.services import classes as class_services
 from workloads.services import provisioning as provisioning_services
 from workloads.services import tokens as token_services
+from workloads.services import users as user_services
 
 
 class WorkloadClassFilter(django_filters.FilterSet):
@@ -174,17 +176,32 @@ class ApiTokenViewSet(
 
 
 class MeView(APIView):
-    """Who the API thinks you are: user, role and, for a token, its scopes."""
+    """Who the API thinks you are: user, role and, for a token, its scopes; and how the screens
+    show you times (PATCH `{"time_display": "utc" | "local"}` changes it, for you only)."""
 
     read_role = Role.VIEWER
+    write_role = Role.VIEWER  # everyone who may look may choose their own clock
 
-    @extend_schema(responses=s.MeSerializer)
-    def get(self, request):
+    def _me(self, request):
         token = request.auth if isinstance(request.auth, ApiToken) else None
         data = {
             "username": request.user.get_username(),
             "role": user_role(request.user).name.lower(),
             "token": token.name if token else None,
             "scopes": token.scopes if token else ["*"],
+            "time_display": user_time_display(request.user),
         }
         return Response(s.MeSerializer(data).data)
+
+    @extend_schema(responses=s.MeSerializer)
+    def get(self, request):
+        return self._me(request)
+
+    @extend_schema(request=s.MePreferencesSerializer, responses=s.MeSerializer)
+    def patch(self, request):
+        serializer = s.MePreferencesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user_services.user_time_display_set(
+            actor=request.user, user=request.user, time_display=serializer.validated_data["time_display"]
+        )
+        return self._me(request)

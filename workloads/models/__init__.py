@@ -57,6 +57,7 @@ from workloads.models.notifications import (
     Silence,
     SloIncident,
 )
+from workloads.models.preferences import TimeDisplay, UserPreference
 from workloads.models.results import WorkOutcome, WorkResult
 from workloads.models.runtime_control import ControlSignal, SignalKind
 from workloads.models.telemetry import (
@@ -144,4 +145,6 @@ __all__ = [
     "WorkloadClass",
     "WorkOutcome",
     "WorkResult",
+    "TimeDisplay",
+    "UserPreference",
 ]

@@ -1,9 +1,11 @@
-"""People for the users screen and `/api/v1/users/`: one query for the users, one for their groups."""
+"""People for the users screen and `/api/v1/users/`: one query for the users, one for their groups;
+and what a user chose for themselves (the clock the screens show times in)."""
 
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from controlplane.roles import ASSIGNABLE_ROLES, Role
+from workloads.models import TimeDisplay, UserPreference
 
 _ROLE_BY_GROUP = {role.group_name: role for role in ASSIGNABLE_ROLES}
 
@@ -26,3 +28,11 @@ def user_role_name(user) -> str:
     names = [group.name for group in groups] if groups is not None else user.groups.values_list("name", flat=True)
     role = max((_ROLE_BY_GROUP[name] for name in names if name in _ROLE_BY_GROUP), default=Role.NONE)
     return role.name.lower()
+
+
+def user_time_display(user) -> str:
+    """The clock the screens show `user` times in: "utc" (the default) or "local"."""
+    if user is None or not user.is_authenticated:
+        return TimeDisplay.UTC
+    chosen = UserPreference.objects.filter(user=user).values_list("time_display", flat=True).first()
+    return chosen or TimeDisplay.UTC

@@ -223,6 +223,7 @@ NOT_PRUNED: dict[str, str] = {
     "workloads.IncidentMode": "one per incident declared by an operator: the incident history",
     "workloads.PoolHold": "one per pause an operator or an incident made: the pause history",
     "workloads.NotificationChannel": "configured by admins",
+    "workloads.UserPreference": "at most one row per user",
     "workloads.NotificationRoute": "configured by admins",
     "workloads.LocalTopic": "local provider: a few per class",
     "workloads.LocalSubscription": "local provider: a few per class",

@@ -10,7 +10,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.roles import ASSIGNABLE_ROLES, Role
-from workloads.models import ApiToken, UserIdentity
+from workloads.errors import ApplicationError
+from workloads.models import ApiToken, TimeDisplay, UserIdentity, UserPreference
 from workloads.services.audit import audit_event_record
 from workloads.services.tokens import api_token_revoke
 
@@ -147,3 +148,27 @@ def user_update(*, actor, user, role: Role | None = None, is_active: bool | None
         user_set_role(actor=actor, user=user, role=role)
     if is_active is not None:
         user_set_active(actor=actor, user=user, active=is_active)
+
+
+@transaction.atomic
+def user_time_display_set(*, actor, user, time_display: str) -> UserPreference:
+    """Choose the clock the screens show `user` times in ("utc" or "local"), kept with the user so
+    every browser they sign in from shows the same. Audited like any other change."""
+    if time_display not in TimeDisplay.values:
+        raise ApplicationError(
+            f"time_display must be one of {', '.join(TimeDisplay.values)}, not {time_display!r}.",
+            code="invalid_time_display",
+            status=400,
+        )
+    preference, _ = UserPreference.objects.select_for_update().get_or_create(user=user)
+    before = preference.time_display
+    if before != time_display:
+        preference.time_display = time_display
+        preference.save(update_fields=["time_display", "updated_at"])
+        audit_event_record(
+            actor=actor,
+            action="user.time_display",
+            target=user,
+            changes={"time_display": [before, time_display]},
+        )
+    return preference
