@@ -190,6 +190,7 @@ def chart_markers(
                     "t": _epoch(deployment.deployed_at),
                     "label": f"deploy {deployment.label} ({who})",
                     "when": _when(deployment.deployed_at),
+                    "at": _iso(deployment.deployed_at),
                     "kind": "deploy",
                 }
             )
@@ -205,6 +206,7 @@ def chart_markers(
                     "t": _epoch(action.created_at),
                     "label": f"{name} #{action.pk} ({who}, {state})",
                     "when": _when(action.created_at),
+                    "at": _iso(action.created_at),
                     "kind": "action",
                 }
             )
@@ -214,6 +216,7 @@ def chart_markers(
                     "t": _epoch(action.finished_at),
                     "label": f"{name} #{action.pk} {state}",
                     "when": _when(action.finished_at),
+                    "at": _iso(action.finished_at),
                     "kind": "action",
                 }
             )
@@ -224,6 +227,7 @@ def chart_markers(
                     "t": _epoch(event.occurred_at),
                     "label": f"{action_label(event.action)} ({event.actor_label})",
                     "when": _when(event.occurred_at),
+                    "at": _iso(event.occurred_at),
                     "kind": "change",
                 }
             )

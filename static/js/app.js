@@ -1,17 +1,52 @@
 /* Small behaviours every page shares. Pages work without this file; it only adds comfort:
- * dismissible toasts, times shown in the browser's time zone, metric ages that keep counting,
+ * dismissible toasts, times in the clock the user chose (UTC or local, always named), metric ages that keep counting,
  * and a visible note when a live refresh fails (instead of silently showing old numbers). */
 (function () {
   "use strict";
 
   var pad = function (n) { return String(n).padStart(2, "0"); };
 
-  function formatLocal(date, style) {
-    var hm = pad(date.getHours()) + ":" + pad(date.getMinutes());
-    if (style === "time") return hm + ":" + pad(date.getSeconds());
-    var days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    var months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    return days[date.getDay()] + " " + date.getDate() + " " + months[date.getMonth()] + " " + hm;
+  // Every time on every screen is shown in one clock, named next to it: UTC, or the browser's own
+  // zone when the user chose "Local" in the top bar (kept with the user: <html data-time-display>).
+  function timeDisplay() {
+    return document.documentElement.dataset.timeDisplay === "local" ? "local" : "utc";
+  }
+
+  function zoneName(date) {
+    if (timeDisplay() === "utc") return "UTC";
+    var part = new Intl.DateTimeFormat("en-GB", { timeZoneName: "short" }).formatToParts(date)
+      .filter(function (p) { return p.type === "timeZoneName"; })[0];
+    return part ? part.value : "local time";
+  }
+
+  function fields(date) {
+    var utc = timeDisplay() === "utc";
+    return {
+      year: utc ? date.getUTCFullYear() : date.getFullYear(),
+      month: utc ? date.getUTCMonth() : date.getMonth(),
+      day: utc ? date.getUTCDate() : date.getDate(),
+      weekday: utc ? date.getUTCDay() : date.getDay(),
+      hours: utc ? date.getUTCHours() : date.getHours(),
+      minutes: utc ? date.getUTCMinutes() : date.getMinutes(),
+      seconds: utc ? date.getUTCSeconds() : date.getSeconds(),
+    };
+  }
+
+  var DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+  // Styles (data-local="..."): "time" 14:05:09, "hm" 14:05, "datetime" Thu 3 Dec 14:05,
+  // "datetime-year" Thu 3 Dec 2026 14:05, "seconds" 2026-12-03 14:05:09; each followed by the zone.
+  function formatTime(date, style) {
+    var f = fields(date);
+    var hm = pad(f.hours) + ":" + pad(f.minutes);
+    var text;
+    if (style === "time") text = hm + ":" + pad(f.seconds);
+    else if (style === "hm") text = hm;
+    else if (style === "seconds") text = f.year + "-" + pad(f.month + 1) + "-" + pad(f.day) + " " + hm + ":" + pad(f.seconds);
+    else if (style === "datetime-year") text = DAYS[f.weekday] + " " + f.day + " " + MONTHS[f.month] + " " + f.year + " " + hm;
+    else text = DAYS[f.weekday] + " " + f.day + " " + MONTHS[f.month] + " " + hm;
+    return text + " " + zoneName(date);
   }
 
   function ago(ms) {
@@ -33,13 +68,33 @@
 
   function asOfText(date, now) {
     var age = (now || Date.now()) - date.getTime();
-    return "data as of " + pad(date.getHours()) + ":" + pad(date.getMinutes()) + " (" + ago(age) + ")";
+    return "data as of " + formatTime(date, "hm") + " (" + ago(age) + ")";
+  }
+
+  // "49 s", "3 min", "1.5 h": the per-row age of the newest sample, counted here from its timestamp
+  // so it keeps growing while refreshes fail (a number the server wrote would freeze and look fresh).
+  function ageLabel(ms) {
+    var seconds = Math.max(0, ms / 1000);
+    if (seconds < 120) return Math.floor(seconds) + " s";
+    if (seconds < 7200) return Math.floor(seconds / 60) + " min";
+    if (seconds < 172800) return (Math.floor(seconds / 360) / 10) + " h";
+    return Math.floor(seconds / 86400) + " d";
+  }
+
+  function refreshAges(root) {
+    (root || document).querySelectorAll("[data-age-since]").forEach(function (el) {
+      var date = new Date(el.dataset.ageSince);
+      if (isNaN(date)) return;
+      var age = Date.now() - date.getTime();
+      el.textContent = "data " + ageLabel(age) + " old";
+      el.classList.toggle("metric-age-stale", isStale(age));
+    });
   }
 
   function refreshTimes(root) {
     (root || document).querySelectorAll("time[data-local]").forEach(function (el) {
       var date = new Date(el.getAttribute("datetime"));
-      if (!isNaN(date)) el.textContent = formatLocal(date, el.dataset.local);
+      if (!isNaN(date)) el.textContent = formatTime(date, el.dataset.local);
     });
     (root || document).querySelectorAll("[data-as-of]").forEach(function (el) {
       var date = new Date(el.dataset.asOf);
@@ -99,15 +154,91 @@
   });
   document.addEventListener("htmx:load", function (event) {
     refreshTimes(event.detail.elt);
+    refreshAges(event.detail.elt);
     wireToasts(event.detail.elt);
   });
   document.addEventListener("DOMContentLoaded", function () {
     refreshTimes(document);
+    refreshAges(document);
     wireToasts(document);
     setInterval(function () { refreshTimes(document); }, 30000);
+    setInterval(function () { refreshAges(document); }, 5000);
   });
 
-  window.ControlPlane = { toast: toast, refreshTimes: refreshTimes, ago: ago, asOfText: asOfText, isStale: isStale };
+  window.ControlPlane = {
+    toast: toast, refreshTimes: refreshTimes, refreshAges: refreshAges, ageLabel: ageLabel,
+    formatTime: formatTime, timeDisplay: timeDisplay, timeFields: fields, zoneName: zoneName,
+    ago: ago, asOfText: asOfText, isStale: isStale,
+  };
+})();
+
+/* Live refreshes swap with hx-swap="morph" (idiomorph, static/vendor/idiomorph): the new HTML is
+ * merged into the elements already on the page instead of replacing them, so the element with
+ * keyboard focus stays focused and a screen reader keeps its place. Rows carry ids so a row that
+ * moves keeps its own elements. A <details> someone opened stays open (the server renders them
+ * closed and knows nothing of it): the morph never touches their `open` attribute. */
+(function () {
+  "use strict";
+  if (!window.Idiomorph) return;
+  Idiomorph.defaults.callbacks.beforeAttributeUpdated = function (name, element) {
+    if (name === "open" && element.tagName === "DETAILS") return false;
+    return true;
+  };
+})();
+
+/* The triage panel (replay or discard confirmation on the dead-letter messages screen) takes
+ * keyboard focus when it opens, so the next Tab is inside it and a screen reader reads it; Esc or
+ * its Cancel link closes it and puts focus back on the button that opened it. */
+(function () {
+  "use strict";
+
+  var opener = null;
+
+  function panel() { return document.getElementById("triage-panel"); }
+
+  function focusPanel(target) {
+    var heading = target.querySelector("h2");
+    var where = heading || target.querySelector(".triage-panel") || target;
+    if (!where.hasAttribute("tabindex")) where.setAttribute("tabindex", "-1");
+    where.focus();
+  }
+
+  function closePanel() {
+    var target = panel();
+    if (!target || !target.firstElementChild) return false;
+    target.innerHTML = "";
+    if (opener && opener.isConnected) opener.focus();
+    opener = null;
+    return true;
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || target.id !== "triage-panel") return;
+    // Opened from outside the panel (the selection bar): remember where to return on close.
+    var from = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (from && !target.contains(from)) opener = from;
+  });
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var target = event.detail.target;
+    if (!target || target.id !== "triage-panel" || !target.firstElementChild) return;
+    // Focus moves in when the panel opens, and whenever the swap took the focused element away
+    // (a confirmed replay replaces its form), never away from a field being used.
+    var active = document.activeElement;
+    if (!active || active === document.body || !active.isConnected || !target.contains(active)) focusPanel(target);
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || event.defaultPrevented) return;
+    var target = panel();
+    if (!target || !target.firstElementChild) return;
+    var active = document.activeElement;
+    if (active && active !== document.body && !target.contains(active)) return;
+    if (closePanel()) event.preventDefault();
+  });
+
+  window.ControlPlaneTriagePanel = { close: closePanel };
 })();
 
 /* Dead-letter selection: "select the page" ticks every row, the count says how many are chosen,
@@ -149,7 +280,8 @@
     var panel = link.closest("#triage-panel");
     if (!panel) return;
     event.preventDefault();
-    panel.innerHTML = "";
+    if (window.ControlPlaneTriagePanel) window.ControlPlaneTriagePanel.close();
+    else panel.innerHTML = "";
   });
 
   document.addEventListener("htmx:load", function (event) {

@@ -90,17 +90,24 @@
 
   var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-  // 24-hour clock times for short ranges, dates (with the time when not midnight) for long ones.
+  // 24-hour clock times for short ranges, dates (with the time when not midnight) for long ones,
+  // in the clock the user chose (app.js: UTC or the browser's zone; the legend names it).
   function timeTicks(span) {
     return function (u, splits) {
       return splits.map(function (ts) {
-        var d = new Date(ts * 1000);
-        var hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+        var d = window.ControlPlane.timeFields(new Date(ts * 1000));
+        var hm = pad(d.hours) + ":" + pad(d.minutes);
         if (span <= 36 * 3600) return hm;
-        var day = d.getDate() + " " + MONTHS[d.getMonth()];
-        return d.getHours() === 0 && d.getMinutes() === 0 ? day : day + " " + hm;
+        var day = d.day + " " + MONTHS[d.month];
+        return d.hours === 0 && d.minutes === 0 ? day : day + " " + hm;
       });
     };
+  }
+
+  // uPlot places its time ticks on the hours and days of this zone.
+  function tzDate(ts) {
+    var date = new Date(ts * 1000);
+    return window.ControlPlane.timeDisplay() === "utc" ? uPlot.tzDate(date, "Etc/UTC") : date;
   }
 
   // --- drawing hooks ------------------------------------------------------------------------------
@@ -209,7 +216,8 @@
           },
         },
       },
-      series: [{ value: "{YYYY}-{MM}-{DD} {HH}:{mm}" }].concat(
+      tzDate: tzDate,
+      series: [{ value: function (u, ts) { return ts == null ? "" : window.ControlPlane.formatTime(new Date(ts * 1000), "datetime"); } }].concat(
         payload.series.map(function (s, i) {
           return {
             label: s.label,
@@ -271,7 +279,10 @@
     // Charts whose markup htmx swapped out are gone: release them.
     Array.from(charts.keys()).forEach(function (container) { if (!container.isConnected) destroy(container); });
     (root || document).querySelectorAll("[data-chart]").forEach(function (container) {
-      if (charts.has(container)) return;
+      // A live refresh morphs the figure in place (hx-swap="morph"), which empties the container
+      // of the plot drawn before: draw it again from the new data.
+      var entry = charts.get(container);
+      if (entry && container.contains(entry.plot.root)) return;
       var source = document.getElementById(container.dataset.chart);
       if (!source) return;
       try {

@@ -66,15 +66,15 @@ def browser(django_db_blocker):
 
 @pytest.fixture
 def new_page(browser, live_server):
-    """new_page(color_scheme="light", viewport=(1280, 860)) -> a page in a fresh browser context
-    whose relative URLs go to the live server. Every context is closed after the test."""
+    """new_page(color_scheme="light", viewport=(1280, 860), timezone_id="UTC") -> a page in a fresh
+    browser context whose relative URLs go to the live server. Every context is closed after the test."""
 
-    def make(*, color_scheme: str = "light", viewport: tuple[int, int] = (1280, 860)):
+    def make(*, color_scheme: str = "light", viewport: tuple[int, int] = (1280, 860), timezone_id: str = "UTC"):
         context = browser.new_context(
             base_url=live_server.url,
             color_scheme=color_scheme,
             viewport={"width": viewport[0], "height": viewport[1]},
-            timezone_id="UTC",
+            timezone_id=timezone_id,
             locale="en-GB",
         )
         context.set_default_timeout(10_000)

@@ -94,7 +94,9 @@ def test_statuses_explain_themselves_and_a_stale_class_never_looks_healthy(logge
     # reads like good news for a queue age).
     SloAlert.objects.filter(slo__workload_class__slug=BREACHED_SLUG).delete()
     page.reload()
-    expect(breached.locator(".status-reason")).to_have_text(re.compile(r"^(Queue age|Completion latency): attainment below target over the SLO window\.$"))
+    expect(breached.locator(".status-reason")).to_have_text(
+        re.compile(r"^(Queue age|Completion latency): attainment below target over the SLO window\.$")
+    )
     dark = logged_in_page("viewer", color_scheme="dark")
     dark.goto("/")
     screenshot(dark, "fleet-overview-statuses-dark")

@@ -177,7 +177,7 @@ def test_an_operator_cancels_with_the_csrf_token_htmx_sends(operator, db, steps_
     client.force_login(operator)
     html = client.get(f"/actions/{action.pk}/").content.decode()
     # htmx sends the token from <body hx-headers>; without it the POST is refused.
-    token = re.search(r'<body hx-headers=\'\{"x-csrftoken": "([^"]+)"\}\'>', html).group(1)
+    token = re.search(r'<body hx-headers=\'\{"x-csrftoken": "([^"]+)"\}\'[^>]*>', html).group(1)
     assert client.post(f"/actions/{action.pk}/cancel/", headers=HX).status_code == 403
     response = client.post(f"/actions/{action.pk}/cancel/", headers={**HX, "X-CSRFToken": token})
     assert response.status_code == 286  # not started yet: cancelled at once, so polling stops

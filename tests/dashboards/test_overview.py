@@ -58,7 +58,7 @@ def test_the_page_polls_its_table_body_every_15_seconds(ui_client, viewer, demo_
     body = re.search(r"<tbody id=\"fleet-rows\"[^>]*>", html).group(0)
     assert 'hx-trigger="every 15s"' in body
     assert 'hx-get="/?team=search"' in body  # the refresh keeps the filters
-    assert 'hx-swap="outerHTML"' in body
+    assert 'hx-swap="morph"' in body  # merged into the page: focus and open details survive
 
 
 def test_htmx_gets_only_the_table_body(ui_client, viewer, demo_fleet):
