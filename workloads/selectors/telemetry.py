@@ -360,7 +360,10 @@ def _class_status(
     if pages:
         return ClassStatus.BREACHED, f"Paging: {pages[0].slo.get_kind_display()} is burning its budget fast."
     if breached:
-        return ClassStatus.BREACHED, f"{breached[0].slo.get_kind_display()}: attainment below target over the SLO window."
+        return (
+            ClassStatus.BREACHED,
+            f"{breached[0].slo.get_kind_display()}: attainment below target over the SLO window.",
+        )
     if alerts:
         return ClassStatus.AT_RISK, f"Ticket: {alerts[0].slo.get_kind_display()} is burning its budget."
     low = [
