@@ -148,6 +148,7 @@ def test_a_token_acts_with_its_users_role(make_user, token_client):
         "role": "viewer",
         "token": "test-token",
         "scopes": ["*"],
+        "time_display": "utc",
     }
 
 

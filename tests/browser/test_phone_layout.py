@@ -92,6 +92,8 @@ def test_the_fleet_is_one_card_per_class_with_key_numbers_first(logged_in_page, 
     page = logged_in_page("viewer", viewport=PHONE)
     page.goto("/")
     _check_screen(page, "fleet")
+    # What a phone shows first (docs/images/overview-phone.png is one of these).
+    page.screenshot(path=str(screenshot(page, "phone-fleet").with_name("phone-fleet-first-screen.png")))
     wrap = page.locator(".fleet-wrap")
     # No hidden sideways scroller: every column is on the card.
     assert page.evaluate("(el) => el.scrollWidth <= el.clientWidth + 1", wrap.element_handle())
