@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0016_pool_health_and_overrides'),
+        ('workloads', '0020_pool_revisions'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
