@@ -100,16 +100,16 @@ def test_actions_and_config_changes_in_the_range_become_markers_oldest_first(db)
     markers = chart_markers(actions=[running, quick_action, long_action], changes=changes, start=START, end=END)
     assert markers == [
         {"t": int(long_action.created_at.timestamp()), "label": "replay dead letters #7 (otto, succeeded)",
-         "when": "Wed 04 Mar 06:05 UTC", "kind": "action"},
+         "when": "Wed 04 Mar 06:05 UTC", "at": long_action.created_at.isoformat(), "kind": "action"},
         {"t": int(long_action.finished_at.timestamp()), "label": "replay dead letters #7 succeeded",
-         "when": "Wed 04 Mar 06:50 UTC", "kind": "action"},
+         "when": "Wed 04 Mar 06:50 UTC", "at": long_action.finished_at.isoformat(), "kind": "action"},
         {"t": int((END - timedelta(hours=1)).timestamp()), "label": "settings changed (ada)",
-         "when": "Wed 04 Mar 11:00 UTC", "kind": "change"},
+         "when": "Wed 04 Mar 11:00 UTC", "at": (END - timedelta(hours=1)).isoformat(), "kind": "change"},
         # A quick action is one marker that says how it ended.
         {"t": int(quick_action.created_at.timestamp()), "label": "scale #8 (system, failed)",
-         "when": "Wed 04 Mar 11:30 UTC", "kind": "action"},
+         "when": "Wed 04 Mar 11:30 UTC", "at": quick_action.created_at.isoformat(), "kind": "action"},
         {"t": int(running.created_at.timestamp()), "label": "pause #9 (ada, running)",
-         "when": "Wed 04 Mar 11:59 UTC", "kind": "action"},
+         "when": "Wed 04 Mar 11:59 UTC", "at": running.created_at.isoformat(), "kind": "action"},
     ]  # fmt: skip
 
 

@@ -190,4 +190,4 @@ def test_pages_tell_the_browser_the_servers_staleness_threshold(ui_client, viewe
     # static/js/app.js reads it, so the browser calls data stale exactly when the server does.
     settings.TELEMETRY_STALE_AFTER_SECONDS = 120
     html = ui_client(viewer).get("/").content.decode()
-    assert '<html lang="en" data-stale-after-seconds="120">' in html
+    assert '<html lang="en" data-stale-after-seconds="120" data-time-display="utc">' in html
