@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workloads', '0020_pool_revisions'),
+        ('workloads', '0023_dead_letter_sync_state'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
