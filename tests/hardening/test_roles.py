@@ -27,7 +27,7 @@ from workloads.services.tokens import api_token_issue
 
 INGEST = "ingest"  # sessions need the operator role; tokens need an ingest scope (any role)
 DEPLOY = "deploy"  # the same with a deploy scope: CI records deployments
-OPERATOR, ADMIN = Role.OPERATOR, Role.ADMIN
+VIEWER, OPERATOR, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 REQUIRED: dict[tuple[str, str], Role | str] = {
@@ -82,6 +82,7 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("DELETE", "/api/v1/triage-rules/{id}/"): OPERATOR,
     ("POST", "/api/v1/users/"): ADMIN,
     ("PATCH", "/api/v1/users/{username}/"): ADMIN,
+    ("PATCH", "/api/v1/me/"): VIEWER,  # one's own clock for the screens
     ("POST", "/api/v1/users/{username}/revoke-tokens/"): ADMIN,
     ("POST", "/api/v1/classes/{slug}/provision/"): ADMIN,
     # The browser's buttons (URL names; every other dashboards route is GET-only, see below).
@@ -116,6 +117,7 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "dashboards:alert-routes"): ADMIN,
     ("POST", "/api/v1/classes/{slug}/deployments/"): DEPLOY,
     ("POST", "dashboards:class-deployment-record"): OPERATOR,
+    ("POST", "dashboards:time-display"): VIEWER,
     ("POST", "dashboards:users"): ADMIN,
     ("POST", "dashboards:user-role"): ADMIN,
     ("POST", "dashboards:user-active"): ADMIN,
