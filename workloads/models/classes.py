@@ -128,8 +128,11 @@ class WorkloadClass(models.Model):
 
     # A migration plan's switch (workloads/models/migration.py): this share of the ingested events,
     # by a stable hash of the idempotency key, goes to `route_to`'s topic instead of this class's.
-    route_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    route_percent = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    # Changed by a plan's steps only (never in a form): editable=False keeps them out of the admin.
+    route_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    route_percent = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)], editable=False)
 
     # Execution
     timeout_tier = models.CharField(max_length=16, choices=TimeoutTier.choices, default=TimeoutTier.STANDARD)
