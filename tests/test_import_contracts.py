@@ -58,3 +58,11 @@ def test_a_planted_violation_breaks_its_contract(tmp_path, module, planted, name
     broken = [line for line in run.stdout.splitlines() if " BROKEN" in line]
     assert [line for line in broken if line.startswith(named)], run.stdout
     assert module.removesuffix(".py").replace("/", ".") in run.stdout
+
+
+def test_every_dashboard_view_module_is_in_the_views_contract():
+    # A screen's module left out of the layers could import another screen's helpers unchecked.
+    contract = (ROOT / ".importlinter").read_text().split("[importlinter:contract:dashboard-views]")[1]
+    contract = contract.split("[importlinter:contract:")[0]
+    for module in sorted((ROOT / "dashboards").glob("*views.py")):
+        assert f"dashboards.{module.stem}" in contract, f"dashboards.{module.stem} is not in the dashboard-views layers"
