@@ -23,7 +23,7 @@ ROLE_CHOICES = [role.group_name for role in ASSIGNABLE_ROLES]
 class UserSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     username = serializers.CharField(read_only=True)
-    email = serializers.EmailField(read_only=True)
+    email = serializers.CharField(read_only=True, help_text="The address, or empty when none is known.")
     role = serializers.SerializerMethodField(help_text="viewer, operator, admin, or none")
     role_source = serializers.SerializerMethodField(
         help_text="Where the role came from: who set it, or the single sign-on rule that gave it."
