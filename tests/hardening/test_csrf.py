@@ -97,4 +97,4 @@ def test_every_form_in_the_templates_carries_the_token():
                 assert "{% csrf_token %}" in form, f"{template.relative_to(TEMPLATES)}: {form[:120]}"
     assert forms >= 3
     # htmx requests (hx-post and friends) take it from the body's hx-headers, on every page.
-    assert """<body hx-headers='{"x-csrftoken": "{{ csrf_token }}"}'>""" in (TEMPLATES / "base.html").read_text()
+    assert """<body hx-headers='{"x-csrftoken": "{{ csrf_token }}"}'""" in (TEMPLATES / "base.html").read_text()

@@ -38,7 +38,13 @@ def test_issuetoken_prints_a_token_the_api_accepts(db, capsys):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     me = client.get("/api/v1/me/").json()
-    assert me == {"username": "incident-bot", "role": "operator", "token": "cli-incident-bot", "scopes": ["read"]}
+    assert me == {
+        "username": "incident-bot",
+        "role": "operator",
+        "token": "cli-incident-bot",
+        "scopes": ["read"],
+        "time_display": "utc",
+    }
 
 
 @pytest.mark.parametrize("args", [["nobody"], ["someone", "--scope", "write-everything"]])
