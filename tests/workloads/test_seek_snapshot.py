@@ -206,3 +206,42 @@ def test_a_seek_preview_says_how_far_dedup_protects_and_a_seek_past_it_needs_ack
         actor=operator, workload_class=docs, to_time=now - timedelta(hours=3), confirm=True, enqueue=False
     )
     assert recent.parameters["impact"]["unprotected"] is False
+
+
+def test_a_seek_to_a_snapshot_holding_work_older_than_dedup_needs_acknowledging(queue, docs, operator):
+    from workloads.models import WorkOutcome, WorkResult
+    from workloads.models.local import LocalDelivery, LocalMessage
+
+    now = timezone.now()
+    docs.dedup_ttl_seconds = 86400
+    docs.save()
+    # A fresh snapshot of an empty backlog reaches back to its own moment: confirming is enough.
+    queue.create_snapshot(queue_spec(docs), "fresh")
+    subscription_seek_request(actor=operator, workload_class=docs, snapshot="fresh", confirm=True, enqueue=False)
+
+    # A message left unacknowledged for two days: a snapshot keeps it, and a seek back to the
+    # snapshot redelivers everything completed since it was published.
+    _publish(queue, docs, b"stuck")
+    two_days_ago = now - timedelta(hours=48)
+    LocalMessage.objects.update(published_at=two_days_ago)
+    LocalDelivery.objects.update(published_at=two_days_ago)
+    for key, hours_ago in (("k-recent", 2), ("k-old", 30)):
+        WorkResult.objects.create(
+            workload_class=docs,
+            idempotency_key=key,
+            message_id=key,
+            outcome=WorkOutcome.SUCCEEDED,
+            attempts=1,
+            completed_at=now - timedelta(hours=hours_ago),
+        )
+    queue.create_snapshot(queue_spec(docs), "with-backlog")
+    with pytest.raises(ApplicationError) as unacknowledged:
+        subscription_seek_request(actor=operator, workload_class=docs, snapshot="with-backlog", confirm=True)
+    assert unacknowledged.value.code == "rerun_acknowledgement_required"
+    impact = unacknowledged.value.extra["impact"]
+    assert (impact["completed_skipped"], impact["completed_rerun"], impact["unprotected"]) == (1, 1, True)
+    assert "1 completed key from before" in unacknowledged.value.extra["effect"]
+    action = subscription_seek_request(
+        actor=operator, workload_class=docs, snapshot="with-backlog", confirm=True, accept_rerun=True, enqueue=False
+    )
+    assert action.parameters["accept_rerun"] is True and action.parameters["impact"]["completed_rerun"] == 1

@@ -5,7 +5,8 @@ subscription, not on dead letters: it is refused unless the caller confirms, and
 carries the effect text to show in that confirmation. Re-running a seek after a crash seeks to the
 same point again, which is harmless beyond what the first seek already did (messages processed
 in between are delivered again; the worker kit skips completed idempotency keys, but only those
-completed within the class's dedup TTL: a seek further back than that needs `accept_rerun`, and
+completed within the class's dedup TTL: a seek further back than that (to a time, or to a snapshot
+keeping an older message) needs `accept_rerun`, and
 its preview says how many completed keys would run again and how many dead-lettered messages
 come back).
 """
@@ -121,13 +122,17 @@ def seek_effect(
             "undelivered again, including ones already processed; every earlier one is marked acknowledged. "
             "This affects the whole subscription, not only dead letters. " + impact.describe()
         )
-    ttl = _duration(workload_class.dedup_ttl_seconds)
-    return (
+    text = (
         f"Seek {subscription} to snapshot {snapshot}: every message that was unacknowledged when the snapshot was "
         "taken, or published after it, becomes undelivered again, including ones already processed; every other "
         "message is marked acknowledged. This affects the whole subscription, not only dead letters. "
-        f"Deduplication skips only keys completed in the last {ttl}; older completed work runs again."
     )
+    reach = snapshot_reach(workload_class, snapshot)
+    if reach is not None:
+        impact = seek_impact(workload_class=workload_class, to_time=reach, now=now or timezone.now())
+        return text + f"Its oldest kept message was published {_when(reach)}. " + impact.describe()
+    ttl = _duration(workload_class.dedup_ttl_seconds)
+    return text + f"Deduplication skips only keys completed in the last {ttl}; older completed work runs again."
 
 
 def _impact_body(impact: SeekImpact | None) -> dict | None:
@@ -151,6 +156,21 @@ def _check_snapshot_id(name: str) -> None:
             code="invalid_snapshot",
             status=400,
         )
+
+
+# Pub/Sub expires a snapshot 7 days after the oldest unacknowledged message it keeps.
+SNAPSHOT_RETENTION = timedelta(days=7)
+
+
+def snapshot_reach(workload_class: WorkloadClass, snapshot: str) -> datetime | None:
+    """The earliest publish time a seek to the snapshot can bring back: its oldest kept message was
+    published SNAPSHOT_RETENTION before the snapshot expires (at or before the snapshot was taken,
+    so judging dedup from there never understates what runs again). None when the provider gives no
+    expiry."""
+    for info in class_snapshots(workload_class):
+        if snapshot in (info.name, snapshot_short_name(info)) and info.expire_time is not None:
+            return info.expire_time - SNAPSHOT_RETENTION
+    return None
 
 
 def _check_snapshot_exists(workload_class: WorkloadClass, snapshot: str) -> None:
@@ -188,12 +208,14 @@ def subscription_seek_request(
         raise ApplicationError("Give either a time or a snapshot to seek to.", code="invalid_seek", status=400)
     if to_time is not None and timezone.is_naive(to_time):
         raise ApplicationError("The time must carry a time zone (e.g. ...Z).", code="invalid_seek", status=400)
+    reach = to_time
     if snapshot:
         _check_snapshot_id(snapshot)
         _check_snapshot_exists(workload_class, snapshot)
+        reach = snapshot_reach(workload_class, snapshot)
     now = timezone.now()
     effect = seek_effect(workload_class=workload_class, to_time=to_time, snapshot=snapshot, now=now)
-    impact = seek_impact(workload_class=workload_class, to_time=to_time, now=now) if to_time is not None else None
+    impact = seek_impact(workload_class=workload_class, to_time=reach, now=now) if reach is not None else None
     if not confirm:
         raise ApplicationError(
             f"Confirm this seek (confirm: true). {effect}",
