@@ -463,6 +463,9 @@ TRIAGE_INTERVAL_SECONDS = env_int("TRIAGE_INTERVAL_SECONDS", 60, minimum=10)
 # (docs/runbook.md): past the retention Pub/Sub drops it.
 DEAD_LETTER_AGE_TICKET_PERCENT = env_int("DEAD_LETTER_AGE_TICKET_PERCENT", 25, minimum=1, maximum=100)
 DEAD_LETTER_AGE_PAGE_PERCENT = env_int("DEAD_LETTER_AGE_PAGE_PERCENT", 50, minimum=1, maximum=100)
+# The severity of the incident an unhealthy pool opens (docs/runbook.md section 6): its backlog
+# waits with no worker doing anything, so by default someone is paged.
+POOL_UNHEALTHY_SEVERITY = env_choice("POOL_UNHEALTHY_SEVERITY", ("page", "ticket"), "page")
 # A replay or a discard by filter that would act on more dead letters than this, or on every one
 # of its class (in the statuses it selects), needs `confirm_count` naming how many.
 DEAD_LETTER_BULK_CONFIRM_THRESHOLD = env_int("DEAD_LETTER_BULK_CONFIRM_THRESHOLD", 100, minimum=1)

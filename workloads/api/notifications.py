@@ -276,7 +276,8 @@ class AcknowledgeInputSerializer(StrictSerializer):
 class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     """Incidents, one per SLO: the burn-rate alerts of one SLO open together are one incident with
     a stable `key` (PagerDuty's dedup_key). `kind` `dead_letter_retention`: a class's oldest
-    un-mirrored dead letter nears the dead-letter subscription's retention (no SLO, no alerts).
+    un-mirrored dead letter nears the dead-letter subscription's retention; `pool_unhealthy`: its
+    pool is judged unhealthy (neither has an SLO or alerts).
     `?state=open` for the current ones. Each carries its alerts and every notification with its
     delivery attempts."""
 

@@ -6,7 +6,8 @@ with the first, takes the highest severity of those open, and resolves with the 
 stable for its whole life, so receivers update one thing (PagerDuty's dedup_key) instead of
 collecting one message per alert window. An incident of kind `dead_letter_retention` has no SLO:
 it belongs to a class whose oldest un-mirrored dead letter nears the dead-letter subscription's
-retention (services/alert_incidents.py), and travels through the same routes and outbox.
+retention (services/alert_incidents.py), and travels through the same routes and outbox; so does one of
+kind `pool_unhealthy`, open while the class's pool is judged unhealthy (workloads.health).
 
 A Notification is an outbox row: written in the transaction that changes the incident, one per
 channel the route chose, and delivered later by a Celery task that locks the row; each attempt is
@@ -24,6 +25,7 @@ from workloads.models.telemetry import AlertSeverity
 class IncidentKind(models.TextChoices):
     SLO_BURN = "slo_burn", "SLO burn rate"
     DEAD_LETTER_RETENTION = "dead_letter_retention", "Dead-letter retention"
+    POOL_UNHEALTHY = "pool_unhealthy", "Unhealthy pool"
 
 
 class SloIncident(models.Model):
@@ -60,9 +62,15 @@ class SloIncident(models.Model):
                 condition=Q(resolved_at__isnull=True, kind="dead_letter_retention"),
                 name="one_open_retention_incident_per_class",
             ),
+            models.UniqueConstraint(
+                fields=["workload_class", "kind"],
+                condition=Q(resolved_at__isnull=True, kind="pool_unhealthy"),
+                name="one_open_pool_incident_per_class",
+            ),
             models.CheckConstraint(
                 condition=Q(kind="slo_burn", slo__isnull=False)
-                | Q(kind="dead_letter_retention", workload_class__isnull=False),
+                | Q(kind="dead_letter_retention", workload_class__isnull=False)
+                | Q(kind="pool_unhealthy", workload_class__isnull=False),
                 name="incident_has_its_subject",
             ),
         ]

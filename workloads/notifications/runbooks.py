@@ -11,6 +11,7 @@ RUNBOOK_SECTIONS = {
     SloKind.COMPLETION_LATENCY: "#4-page-success-ratio-or-latency",
 }
 RETENTION_SECTION = "#7-dead-letters-near-the-end-of-their-retention"
+POOL_SECTION = "#6-a-pool-is-unhealthy"
 
 
 def runbook_url(slo: Slo) -> str:
@@ -21,4 +22,6 @@ def incident_runbook_url(incident: SloIncident) -> str:
     if incident.kind == IncidentKind.DEAD_LETTER_RETENTION:
         wc = incident.workload_class
         return wc.runbook_url or settings.RUNBOOK_BASE_URL + RETENTION_SECTION
+    if incident.kind == IncidentKind.POOL_UNHEALTHY:
+        return incident.workload_class.runbook_url or settings.RUNBOOK_BASE_URL + POOL_SECTION
     return runbook_url(incident.slo)

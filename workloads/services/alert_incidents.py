@@ -30,6 +30,8 @@ from workloads.models import (
     NotificationEvent,
     NotificationRoute,
     NotificationState,
+    PoolControl,
+    PoolHealth,
     Silence,
     Slo,
     SloAlert,
@@ -76,6 +78,34 @@ def _retention_subject(incident: SloIncident) -> dict:
     }
 
 
+def _pool_subject(incident: SloIncident) -> dict:
+    """The `slo` part of an unhealthy-pool incident's context: what is promised and broken."""
+    return {
+        "id": None,
+        "kind": IncidentKind.POOL_UNHEALTHY,
+        "kind_label": "unhealthy pool",
+        "objective": "the pool's instances report and complete work while a backlog waits",
+        "target_percent": None,
+    }
+
+
+def _pool_fields(incident: SloIncident) -> dict:
+    if incident.kind != IncidentKind.POOL_UNHEALTHY:
+        return {}
+    control = PoolControl.objects.filter(workload_class_id=incident.workload_class_id).first()
+    cause = control.get_health_cause_display() if control and control.health_cause else "unhealthy"
+    evidence = control.health_detail if control else ""
+    return {
+        "problem": f"has an unhealthy worker pool ({cause.lower()})",
+        "alert_class": "pool-unhealthy",
+        "pool": {"cause": control.health_cause if control else "", "evidence": evidence},
+        "detail": (
+            f"Its instances do no work while a backlog waits: {evidence or cause}. The controller adds no "
+            "instances to it; see the runbook for crash loops, missing handlers and stuck workers."
+        ),
+    }
+
+
 def incident_detail(incident: SloIncident) -> dict:
     """A retention incident's numbers as last evaluated (age and retention, seconds)."""
     return {
@@ -119,6 +149,8 @@ def incident_context(incident: SloIncident, *, event: str, alerts: list[SloAlert
                 "target_percent": str(slo.target_percent),
             }
             if slo is not None
+            else _pool_subject(incident)
+            if incident.kind == IncidentKind.POOL_UNHEALTHY
             else _retention_subject(incident)
         ),
         "alerts": [
@@ -139,6 +171,7 @@ def incident_context(incident: SloIncident, *, event: str, alerts: list[SloAlert
         "runbook_url": incident_runbook_url(incident),
         "deployment": _deployment_in_window(incident, alerts),
         **_retention_fields(incident),
+        **_pool_fields(incident),
     }
 
 
@@ -377,7 +410,40 @@ def incidents_sync(*, now: datetime) -> SyncSummary:
             _record_change(incident, event=NotificationEvent.RESOLVE, now=now, alerts=[])
             summary.resolved.append(incident)
     retention_incidents_sync(now=now, summary=summary)
+    pool_incidents_sync(now=now, summary=summary)
     return summary
+
+
+def pool_incidents_sync(*, now: datetime, summary: SyncSummary) -> None:
+    """One incident per class whose pool the controller judged unhealthy (workloads.health), opened
+    when the verdict began, at POOL_UNHEALTHY_SEVERITY; resolved when the pool is judged otherwise."""
+    incidents = {
+        incident.workload_class_id: incident
+        for incident in SloIncident.objects.select_for_update(of=("self",))
+        .filter(resolved_at__isnull=True, kind=IncidentKind.POOL_UNHEALTHY)
+        .select_related("workload_class")
+    }
+    unhealthy = PoolControl.objects.filter(health=PoolHealth.UNHEALTHY).select_related("workload_class")
+    for control in unhealthy:
+        incident = incidents.pop(control.workload_class_id, None)
+        if incident is None:
+            opened_at = control.health_since or now
+            incident = SloIncident.objects.create(
+                kind=IncidentKind.POOL_UNHEALTHY,
+                workload_class=control.workload_class,
+                key=f"pool-{control.workload_class_id}-{int(opened_at.timestamp())}",
+                severity=settings.POOL_UNHEALTHY_SEVERITY,
+                opened_at=opened_at,
+            )
+            summary.opened.append(incident)
+            _record_change(incident, event=NotificationEvent.TRIGGER, now=now, alerts=[])
+        elif _unheard_and_no_longer_silenced(incident, now):
+            summary.updated.append(incident)
+            _record_change(incident, event=NotificationEvent.TRIGGER, now=now, alerts=[])
+    for incident in incidents.values():
+        incident.resolved_at = now
+        _record_change(incident, event=NotificationEvent.RESOLVE, now=now, alerts=[])
+        summary.resolved.append(incident)
 
 
 def retention_incidents_sync(*, now: datetime, summary: SyncSummary) -> None:
