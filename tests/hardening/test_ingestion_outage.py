@@ -145,5 +145,8 @@ def test_a_frozen_pubsub_gets_a_prompt_503_holds_no_transaction_and_the_retry_is
     assert again.status_code == 200 and again.json()["message_id"] == retried.json()["message_id"]
 
     messages = queue.pull(spec, max_messages=10, timeout=2)
-    assert [m.attributes[ATTR_IDEMPOTENCY_KEY] for m in messages] == ["outage-1"]
-    assert messages[0].message_id == retried.json()["message_id"]
+    # The publish that timed out may still have reached Pub/Sub (the frozen connection delivers it
+    # after the thaw, as a real network may): then it is a second copy with the same idempotency
+    # key, which the worker kit skips. Nothing is lost and no other key appears.
+    assert {m.attributes[ATTR_IDEMPOTENCY_KEY] for m in messages} == {"outage-1"} and len(messages) <= 2
+    assert retried.json()["message_id"] in {m.message_id for m in messages}

@@ -29,8 +29,9 @@ GRACE_SECONDS = 4
 EXIT_MARGIN_SECONDS = 2  # the process's own teardown after the worker is done
 # The emulator ignores the nack of a message whose streaming pull has closed (Pub/Sub honours a
 # ModifyAckDeadline for any valid ack id; see docs/gcp.md), so here a handed-back message comes
-# back when the stream's lease runs out: 60 s, the client library's default.
-REDELIVERY_TIMEOUT_SECONDS = 120
+# back when the stream's lease runs out: 60 s, the client library's default, or longer once the
+# library has stretched its leases to the slow units' ack times. A wait, not a sleep.
+REDELIVERY_TIMEOUT_SECONDS = 240
 
 
 def _closed_port() -> str:
