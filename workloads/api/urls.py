@@ -1,7 +1,17 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from workloads.api import deadletters, deployments, incidents, migration, notifications, telemetry, users, views
+from workloads.api import (
+    deadletters,
+    deployments,
+    incidents,
+    migration,
+    notifications,
+    subscriptions,
+    telemetry,
+    users,
+    views,
+)
 from workloads.api.actions import ActionViewSet
 from workloads.api.ingestion import EventIngestView
 from workloads.api.schema import OLD_SPELLING_SUFFIX
@@ -85,8 +95,8 @@ urlpatterns = [
         name="class-schedule-preview",
     ),
     *with_old_spelling("comparisons", incidents.ComparisonView.as_view(), name="comparisons"),
-    path("classes/<slug:slug>/seek/", deadletters.SeekView.as_view(), name="class-seek"),
-    path("classes/<slug:slug>/snapshots/", deadletters.SnapshotView.as_view(), name="class-snapshots"),
+    path("classes/<slug:slug>/seek/", subscriptions.SeekView.as_view(), name="class-seek"),
+    path("classes/<slug:slug>/snapshots/", subscriptions.SnapshotView.as_view(), name="class-snapshots"),
     path("dead-letter-groups/", deadletters.DeadLetterGroupListView.as_view(), name="dead-letter-groups"),
     path("dead-letter-attention/", deadletters.DeadLetterAttentionView.as_view(), name="dead-letter-attention"),
     *router.urls,
