@@ -1,5 +1,5 @@
 """What each channel kind sends for one incident change, built from the change's `context` (a
-JSON dict frozen when the change was written; see services.alert_incidents.incident_context).
+JSON dict frozen when the change was written; see services.incident_context).
 
 - webhook: our own JSON document, schema "controlplane.notification/v1" (docs/api.md);
 - slack: an incoming-webhook message with Block Kit blocks. Incoming webhooks cannot edit a posted
