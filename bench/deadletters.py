@@ -35,7 +35,7 @@ def _tick(classes, *, concurrency: int) -> tuple[float, dict[str, int]]:
     from django.conf import settings
     from django.utils import timezone
 
-    from workloads.services.deadletters import dead_letters_sync
+    from workloads.services.deadletter_mirror import dead_letters_sync
 
     before = settings.DEAD_LETTER_SYNC_CONCURRENCY
     settings.DEAD_LETTER_SYNC_CONCURRENCY = concurrency

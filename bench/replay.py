@@ -49,7 +49,7 @@ def _mirror(workload_class, count: int, *, timeout: float = 120.0) -> None:
     from django.utils import timezone
 
     from workloads.models import DeadLetter
-    from workloads.services.deadletters import dead_letters_sync
+    from workloads.services.deadletter_mirror import dead_letters_sync
 
     deadline = time.monotonic() + timeout
     while DeadLetter.objects.filter(workload_class=workload_class).count() < count:

@@ -65,7 +65,7 @@ def _local_ticks(classes, now) -> dict[str, tuple[float, int]]:
     from workloads.providers import set_providers
     from workloads.providers.local import build_local_providers
     from workloads.providers.specs import pool_spec, queue_spec
-    from workloads.services.deadletters import dead_letters_sync
+    from workloads.services.deadletter_mirror import dead_letters_sync
     from workloads.services.incidents import pool_holds_expire
     from workloads.services.scaling import scaling_controller_tick
     from workloads.services.telemetry import slo_alerts_evaluate

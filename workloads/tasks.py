@@ -74,7 +74,7 @@ def pool_holds_expire() -> None:
 
 @shared_task(ignore_result=True, soft_time_limit=110, time_limit=120)
 def dead_letters_sync() -> None:
-    from workloads.services.deadletters import dead_letters_sync as sync
+    from workloads.services.deadletter_mirror import dead_letters_sync as sync
 
     sync(now=timezone.now())
 

@@ -341,7 +341,7 @@ def test_a_replay_reports_what_its_messages_did_afterwards(docs, operator, clien
     dead-letter topic (its copy carries cp-replay-of and the sync mirrors it onto the same row)."""
     from tests.workloads.deadletter_helpers import kit_dead_letter
     from workloads.providers.base import ATTR_REPLAY_OF
-    from workloads.services.deadletters import dead_letters_sync
+    from workloads.services.deadletter_mirror import dead_letters_sync
 
     client = client_as(operator)
     rows = [dead_letter_row(docs) for _ in range(2)]

@@ -13,7 +13,7 @@ from workloads.providers import set_providers
 from workloads.providers.base import Providers
 from workloads.providers.local import LocalMetrics, LocalQueue, LocalWorkerPools
 from workloads.providers.specs import queue_spec
-from workloads.services.deadletters import dead_letters_sync
+from workloads.services.deadletter_mirror import dead_letters_sync
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def dead_letters(demo_fleet):
     from workloads.models import WorkloadClass
     from workloads.providers import get_providers
     from workloads.providers.specs import queue_spec
-    from workloads.services.deadletters import dead_letters_sync
+    from workloads.services.deadletter_mirror import dead_letters_sync
 
     wc = WorkloadClass.objects.get(slug=HEALTHY_SLUG)
     queue = get_providers().queue

@@ -24,7 +24,7 @@ def timeouts(demo_fleet):
     from workloads.models import WorkloadClass
     from workloads.providers import get_providers
     from workloads.providers.specs import queue_spec
-    from workloads.services.deadletters import dead_letters_sync
+    from workloads.services.deadletter_mirror import dead_letters_sync
 
     wc = WorkloadClass.objects.get(slug=HEALTHY_SLUG)
     queue = get_providers().queue
@@ -43,7 +43,7 @@ def _fail_again(wc) -> None:
     from tests.workloads.deadletter_helpers import kit_dead_letter, waiting
     from workloads.providers import get_providers
     from workloads.providers.base import ATTR_REPLAY_OF
-    from workloads.services.deadletters import dead_letters_sync
+    from workloads.services.deadletter_mirror import dead_letters_sync
 
     queue = get_providers().queue
     for message in waiting(queue, wc):

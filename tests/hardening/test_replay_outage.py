@@ -26,6 +26,7 @@ from workloads.providers.base import ATTR_REPLAY_OF, Providers
 from workloads.providers.gcp.errors import Backoff
 from workloads.providers.gcp.pubsub import PubSubQueue
 from workloads.services import actions as engine
+from workloads.services import deadletter_mirror as mirror
 from workloads.services import deadletters as services
 from workloads.services.deadletters import DeadLetterFilter
 
@@ -86,7 +87,7 @@ def test_a_replay_into_a_frozen_pubsub_holds_no_transaction_and_finishes_after(p
     deadline = time.monotonic() + 20
     while not DeadLetter.objects.exists():
         assert time.monotonic() < deadline, "the dead letter was not mirrored"
-        services.dead_letters_sync(now=timezone.now())
+        mirror.dead_letters_sync(now=timezone.now())
     action = services.replay_request(
         actor=None,
         selection=DeadLetterFilter(workload_class=docs, error_signature="sig-unavailable"),

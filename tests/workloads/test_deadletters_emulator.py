@@ -19,6 +19,7 @@ from workloads.providers.gcp.errors import Backoff
 from workloads.providers.gcp.pubsub import PubSubQueue
 from workloads.providers.specs import queue_spec
 from workloads.services import actions as engine
+from workloads.services import deadletter_mirror as mirror
 from workloads.services import deadletters as services
 from workloads.services.deadletters import DeadLetterFilter
 from workloads.services.subscriptions import snapshot_create_request, subscription_seek_request
@@ -47,7 +48,7 @@ def _sync_until(rows: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while DeadLetter.objects.count() < rows:
         assert time.monotonic() < deadline, f"only {DeadLetter.objects.count()} of {rows} dead letters mirrored"
-        services.dead_letters_sync(now=timezone.now())
+        mirror.dead_letters_sync(now=timezone.now())
 
 
 def _drain(queue, docs, expected: int, timeout: float = 20.0):
@@ -74,7 +75,7 @@ def test_the_sync_mirrors_kit_and_backstop_dead_letters_then_acks_them(queue, do
     kit = DeadLetter.objects.get(message_id=kit_id)
     assert (kit.error_type, kit.error_signature, kit.delivery_attempts) == ("Unavailable", "sig-unavailable", 2)
     backstop = DeadLetter.objects.exclude(message_id=kit_id).get()
-    assert backstop.error_type == services.BACKSTOP_ERROR_TYPE and backstop.idempotency_key == "backstop-1"
+    assert backstop.error_type == mirror.BACKSTOP_ERROR_TYPE and backstop.idempotency_key == "backstop-1"
     assert backstop.delivery_attempts == spec.max_delivery_attempts
     assert backstop.payload == {"tenant_id": "acme"}
     assert queue.peek_dead_letters(spec, max_messages=10) == []  # acked there: the mirror has them
@@ -97,7 +98,7 @@ def test_a_replay_round_trip_and_a_second_failure_update_one_row(queue, docs):
     deadline = time.monotonic() + 20
     while DeadLetter.objects.get().dead_letter_count < 2:
         assert time.monotonic() < deadline
-        services.dead_letters_sync(now=timezone.now())
+        mirror.dead_letters_sync(now=timezone.now())
     row.refresh_from_db()
     assert DeadLetter.objects.count() == 1
     assert (row.status, row.replay_count, row.error_type) == (DeadLetterStatus.NEW, 1, "Timeout")
@@ -292,9 +293,9 @@ def test_the_sync_reads_subscriptions_in_parallel_up_to_the_bound(queue, setting
     queue.peek_dead_letters = counting_peek
     try:
         deadline = time.monotonic() + 20
-        counts = services.dead_letters_sync(now=timezone.now(), workload_classes=classes)
+        counts = mirror.dead_letters_sync(now=timezone.now(), workload_classes=classes)
         while DeadLetter.objects.count() < 1 and time.monotonic() < deadline:
-            counts = services.dead_letters_sync(now=timezone.now(), workload_classes=[classes[5]])
+            counts = mirror.dead_letters_sync(now=timezone.now(), workload_classes=[classes[5]])
     finally:
         del queue.peek_dead_letters
     assert state["max"] == 4 and len(state["threads"]) == 4

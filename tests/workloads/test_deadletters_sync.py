@@ -16,7 +16,7 @@ from workloads.providers import set_providers
 from workloads.providers.base import ATTR_REPLAY_COUNT, ATTR_REPLAY_OF, ProviderError, Providers
 from workloads.providers.local import LocalMetrics, LocalQueue, LocalWorkerPools
 from workloads.providers.specs import queue_spec
-from workloads.services import deadletters as services
+from workloads.services import deadletter_mirror as mirror
 
 
 class Clock:
@@ -64,7 +64,7 @@ def docs(queue):
 
 def test_a_worker_kit_dead_letter_is_mirrored_with_its_error_and_acked(queue, docs):
     message_id = kit_dead_letter(queue, docs, event(1), attempts=4)
-    assert services.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 1}
+    assert mirror.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 1}
     row = DeadLetter.objects.get()
     assert (row.message_id, row.last_message_id, row.status) == (message_id, message_id, DeadLetterStatus.NEW)
     assert row.payload == event(1) and row.payload_format == PayloadFormat.JSON and not row.payload_truncated
@@ -86,10 +86,10 @@ def test_a_backstop_dead_letter_gets_a_type_and_a_shared_signature(queue, docs):
 
     queue.publish(spec, [OutboundMessage(b'{"a":1}', {"cp-idempotency-key": "k1"}), OutboundMessage(b"{}", {})])
     exhaust(queue, docs, messages=2)
-    services.dead_letters_sync(now=timezone.now())
+    mirror.dead_letters_sync(now=timezone.now())
     rows = list(DeadLetter.objects.order_by("message_id"))
     assert len(rows) == 2
-    assert {r.error_type for r in rows} == {services.BACKSTOP_ERROR_TYPE}
+    assert {r.error_type for r in rows} == {mirror.BACKSTOP_ERROR_TYPE}
     assert len({r.error_signature for r in rows}) == 1 and rows[0].error_signature
     assert rows[0].delivery_attempts == spec.max_delivery_attempts
     assert "Delivered 5 times" in rows[0].error_message
@@ -100,10 +100,10 @@ def test_a_lost_ack_makes_the_next_sync_see_the_same_messages_and_add_nothing(qu
     kit_dead_letter(queue, docs, event(1))
     kit_dead_letter(queue, docs, event(2))
     queue.failures = 1
-    assert services.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 0}
+    assert mirror.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 0}
     assert DeadLetter.objects.count() == 2  # committed before the ack failed
     clock.advance(seconds=61)  # the peek's lease runs out: the messages come back
-    assert services.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 2}
+    assert mirror.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 2}
     assert DeadLetter.objects.count() == 2
     assert sorted(DeadLetter.objects.values_list("dead_letter_count", flat=True)) == [1, 1]
     clock.advance(seconds=61)
@@ -116,17 +116,17 @@ def test_a_failed_mirror_write_acks_nothing(queue, docs, clock, monkeypatch):
     def broken(*args, **kwargs):
         raise DatabaseError("disk full")
 
-    monkeypatch.setattr(services, "_mirror_batch", broken)
-    assert services.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 0}
+    monkeypatch.setattr(mirror, "_mirror_batch", broken)
+    assert mirror.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 0}
     monkeypatch.undo()
     clock.advance(seconds=61)
-    assert services.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 1}
+    assert mirror.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 1}
     assert DeadLetter.objects.count() == 1
 
 
 def test_a_replay_that_fails_again_updates_its_row(queue, docs):
     first = kit_dead_letter(queue, docs, event(1))
-    services.dead_letters_sync(now=timezone.now())
+    mirror.dead_letters_sync(now=timezone.now())
     row = DeadLetter.objects.get()
     row.status = DeadLetterStatus.REPLAYED
     row.save()
@@ -138,7 +138,7 @@ def test_a_replay_that_fails_again_updates_its_row(queue, docs):
         signature="sig-timeout",
         extra={ATTR_REPLAY_OF: first, ATTR_REPLAY_COUNT: "1"},
     )
-    services.dead_letters_sync(now=timezone.now())
+    mirror.dead_letters_sync(now=timezone.now())
     row.refresh_from_db()
     assert DeadLetter.objects.count() == 1
     assert (row.message_id, row.last_message_id) == (first, second)
@@ -152,13 +152,13 @@ def test_classes_whose_queues_do_not_exist_yet_are_skipped(queue, docs):
 
     WorkloadClassFactory(slug="no-queue-yet")
     kit_dead_letter(queue, docs, event(1))
-    assert services.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 1, "no-queue-yet": 0}
+    assert mirror.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 1, "no-queue-yet": 0}
 
 
 def test_large_batches_drain_over_several_peeks(queue, docs):
     for n in range(7):
         kit_dead_letter(queue, docs, event(n))
-    assert services.dead_letters_sync(now=timezone.now(), batch_size=3) == {"doc-jobs": 7}
+    assert mirror.dead_letters_sync(now=timezone.now(), batch_size=3) == {"doc-jobs": 7}
     assert DeadLetter.objects.count() == 7
 
 
@@ -177,7 +177,7 @@ def test_large_batches_drain_over_several_peeks(queue, docs):
 )
 def test_payloads_are_kept_in_a_form_the_database_can_store(queue, docs, body, fmt, check):
     kit_dead_letter(queue, docs, None, data=body)
-    services.dead_letters_sync(now=timezone.now())
+    mirror.dead_letters_sync(now=timezone.now())
     row = DeadLetter.objects.get()
     assert row.payload_format == fmt and check(row) and row.payload_size == len(body)
 
@@ -186,7 +186,7 @@ def test_a_payload_over_the_limit_is_cut_and_flagged(queue, docs):
     # An odd prefix, so the cut falls inside a two-byte character.
     big = json.dumps({"blob": "x" + "é" * PAYLOAD_LIMIT_BYTES}, ensure_ascii=False).encode()
     kit_dead_letter(queue, docs, None, data=big)
-    services.dead_letters_sync(now=timezone.now())
+    mirror.dead_letters_sync(now=timezone.now())
     row = DeadLetter.objects.get()
     assert row.payload_truncated and row.payload_size == len(big)
     assert row.payload_format == PayloadFormat.TEXT
@@ -212,11 +212,11 @@ def test_a_body_the_database_refuses_is_kept_as_base64_instead_of_blocking_the_m
     import re
 
     # Pretend the guard did not know lone surrogates: PostgreSQL's jsonb then refuses the row.
-    monkeypatch.setattr(services, "_JSONB_UNSAFE", re.compile("(?!)"))
+    monkeypatch.setattr(mirror, "_JSONB_UNSAFE", re.compile("(?!)"))
     body = b'{"a": "\\ud800"}'
     kit_dead_letter(queue, docs, None, data=body)
     kit_dead_letter(queue, docs, event(2))
-    assert services.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 2}
+    assert mirror.dead_letters_sync(now=timezone.now()) == {"doc-jobs": 2}
     formats = sorted(DeadLetter.objects.values_list("payload_format", flat=True))
     assert formats == [PayloadFormat.BASE64, PayloadFormat.BASE64]
     row = DeadLetter.objects.get(payload_size=len(body))
@@ -236,7 +236,7 @@ def test_nul_characters_in_attributes_are_stored_replaced(docs):
         delivery_attempt=1,
         publish_time=timezone.now(),
     )
-    services._mirror_batch(docs, [message], now=timezone.now())
+    mirror._mirror_batch(docs, [message], now=timezone.now())
     row = DeadLetter.objects.get()
     assert row.error_message == "bad\ufffdbyte" and row.attributes["note"] == "a\ufffdb"
 
@@ -247,12 +247,12 @@ def test_the_dead_lettered_counter_counts_each_dead_letter_once(queue, docs, clo
     kit_dead_letter(queue, docs, event(1))
     kit_dead_letter(queue, docs, event(2))
     queue.failures = 1
-    services.dead_letters_sync(now=timezone.now())
+    mirror.dead_letters_sync(now=timezone.now())
     assert ClassCounters.objects.get(workload_class=docs).dead_lettered == 2
     clock.advance(seconds=61)  # the lost ack brings both back: mirrored before, not counted again
-    services.dead_letters_sync(now=timezone.now())
+    mirror.dead_letters_sync(now=timezone.now())
     kit_dead_letter(queue, docs, event(3))
-    services.dead_letters_sync(now=timezone.now())
+    mirror.dead_letters_sync(now=timezone.now())
     assert ClassCounters.objects.get(workload_class=docs).dead_lettered == 3
     DeadLetter.objects.all().delete()  # pruned or discarded rows never take from the total
     assert ClassCounters.objects.get(workload_class=docs).dead_lettered == 3
@@ -264,18 +264,18 @@ def test_a_subscription_found_empty_is_skipped_until_the_recheck(queue, docs, se
 
     settings.DEAD_LETTER_SYNC_RECHECK_SECONDS = 300
     t0 = timezone.now()
-    assert services.dead_letters_sync(now=t0) == {"doc-jobs": 0}
+    assert mirror.dead_letters_sync(now=t0) == {"doc-jobs": 0}
     assert DeadLetterSyncState.objects.get(workload_class=docs).empty
     kit_dead_letter(queue, docs, event(1))
     # The last check found it empty and nothing says otherwise: not read this tick.
-    assert services.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 0}
+    assert mirror.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 0}
     assert DeadLetter.objects.count() == 0
     # Rechecked once the interval has passed.
-    assert services.dead_letters_sync(now=t0 + timedelta(seconds=300)) == {"doc-jobs": 1}
+    assert mirror.dead_letters_sync(now=t0 + timedelta(seconds=300)) == {"doc-jobs": 1}
     state = DeadLetterSyncState.objects.get(workload_class=docs)
     assert not state.empty and state.checked_at == t0 + timedelta(seconds=300)
     # It had dead letters: the next tick reads it again (and finds it drained).
-    assert services.dead_letters_sync(now=t0 + timedelta(seconds=330)) == {"doc-jobs": 0}
+    assert mirror.dead_letters_sync(now=t0 + timedelta(seconds=330)) == {"doc-jobs": 0}
     assert DeadLetterSyncState.objects.get(workload_class=docs).empty
 
 
@@ -284,16 +284,16 @@ def test_the_telemetry_poll_seeing_dead_letters_makes_a_skipped_subscription_due
 
     settings.DEAD_LETTER_SYNC_RECHECK_SECONDS = 300
     t0 = timezone.now()
-    services.dead_letters_sync(now=t0)
+    mirror.dead_letters_sync(now=t0)
     kit_dead_letter(queue, docs, event(1))
     # A sample from before the last check says nothing new.
     telemetry = ClassTelemetry.objects.create(
         workload_class=docs, fetched_at=t0, newest_sample_at=t0 - timedelta(seconds=60), dead_letter_backlog=1
     )
-    assert services.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 0}
+    assert mirror.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 0}
     telemetry.newest_sample_at = t0 + timedelta(seconds=40)
     telemetry.save()
-    assert services.dead_letters_sync(now=t0 + timedelta(seconds=60)) == {"doc-jobs": 1}
+    assert mirror.dead_letters_sync(now=t0 + timedelta(seconds=60)) == {"doc-jobs": 1}
 
 
 def test_a_failed_read_is_retried_next_tick(queue, docs, settings, monkeypatch):
@@ -305,6 +305,6 @@ def test_a_failed_read_is_retried_next_tick(queue, docs, settings, monkeypatch):
 
     monkeypatch.setattr(queue, "peek_dead_letters", denied)
     t0 = timezone.now()
-    assert services.dead_letters_sync(now=t0) == {"doc-jobs": 0}
+    assert mirror.dead_letters_sync(now=t0) == {"doc-jobs": 0}
     monkeypatch.undo()
-    assert services.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 1}
+    assert mirror.dead_letters_sync(now=t0 + timedelta(seconds=30)) == {"doc-jobs": 1}

@@ -12,7 +12,7 @@ from tests.workloads.deadletter_helpers import dead_letter_row, event, kit_dead_
 from workloads.models import Action, ActionState, AuditEvent, DeadLetter, DeadLetterStatus, TriageAction, TriageRule
 from workloads.providers import get_providers
 from workloads.services import actions as engine
-from workloads.services import deadletters as services
+from workloads.services import deadletter_mirror as mirror
 from workloads.services.triage import triage_rule_create, triage_rule_matches, triage_rules_run
 
 
@@ -66,7 +66,7 @@ def test_replay_unavailable_after_ten_minutes_at_most_three_times(queue, docs, o
     kit_dead_letter(queue, docs, event(1), error_type="Unavailable")
     kit_dead_letter(queue, docs, event(2), error_type="ValueError", signature="sig-value")
     for attempt in range(1, 5):
-        services.dead_letters_sync(now=timezone.now())
+        mirror.dead_letters_sync(now=timezone.now())
         applied = triage_rules_run(now=timezone.now())
         row = DeadLetter.objects.get(error_type="Unavailable")
         if attempt == 4:  # replayed three times: the rule leaves it to a person

@@ -15,6 +15,7 @@ from workloads.selectors.deadletters import DeadLetterFilter
 from workloads.selectors.replays import replay_outcome
 from workloads.services import actions as engine
 from workloads.services import deadletters as dead_letter_services
+from workloads.services.deadletter_mirror import dead_letters_sync
 
 from .conftest import document, running, wait_for
 
@@ -32,7 +33,7 @@ class Handler:
 
 
 def _sync(workload_class) -> None:
-    dead_letter_services.dead_letters_sync(now=timezone.now(), workload_classes=[workload_class])
+    dead_letters_sync(now=timezone.now(), workload_classes=[workload_class])
 
 
 def test_a_replay_reports_the_messages_that_were_dead_lettered_again_and_those_completed(local_setup, operator):
