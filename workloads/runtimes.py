@@ -142,7 +142,7 @@ PROFILES: dict[Runtime, RuntimeProfile] = {
         observations=_runtime_metrics(
             "cloud_run_job",
             (Figure.EXECUTIONS, "run.googleapis.com/job/completed_execution_count"),
-            (Figure.ERRORS, "run.googleapis.com/job/completed_task_attempt_count"),  # result=failed
+            (Figure.ERRORS, "run.googleapis.com/job/completed_execution_count"),  # result=failed
             (Figure.INSTANCE_TIME, "run.googleapis.com/container/billable_instance_time"),
         )
         + WORKER_KIT_OBSERVATIONS,
@@ -169,7 +169,7 @@ PROFILES: dict[Runtime, RuntimeProfile] = {
         + _runtime_metrics(
             "k8s_container",
             (Figure.INSTANCE_TIME, "kubernetes.io/container/cpu/core_usage_time"),
-            (Figure.ERRORS, "kubernetes.io/container/restart_count"),
+            (Figure.ERRORS, "kubernetes.io/container/restart_count"),  # listed, not read
         )
         + WORKER_KIT_OBSERVATIONS,
     ),

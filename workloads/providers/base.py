@@ -104,6 +104,10 @@ class MetricTarget:
     subscription: str
     dead_letter_subscription: str
     worker_pool: str
+    # What runs the class (workloads.runtimes.Runtime) and its name there: the runtime's own
+    # metrics (Metrics.runtime_series) are found by it.
+    runtime: str = "worker_pool"
+    runtime_resource: str = ""
 
 
 # --- Queue ------------------------------------------------------------------------------------------
@@ -379,13 +383,31 @@ class Distribution:
     bounds: tuple[float, ...] = LATENCY_BUCKET_BOUNDS
 
 
+class RuntimeMetric(enum.StrEnum):
+    """What the control plane reads of an observed runtime's own metrics (Cloud Monitoring's
+    system metrics on GCP; docs/migration.md section 2). Each is one or more Google metric types,
+    depending on the runtime."""
+
+    OUTCOMES = "runtime_outcomes"  # Outcomes per step: executions (requests), errors among them
+    LATENCY = "runtime_latency"  # distribution, seconds, per step (execution or request time)
+    INSTANCE_TIME = "runtime_instance_time"  # instance-seconds per step (what the runtime bills)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """A step of RuntimeMetric.OUTCOMES: executions, and how many of them failed."""
+
+    executions: float
+    errors: float
+
+
 @dataclass(frozen=True)
 class Point:
     """One step of a series: `end` is the end of the step it aggregates (aligned to the step).
     `value` is a float for gauges and counts, a Distribution for latency."""
 
     end: datetime
-    value: float | Distribution
+    value: float | Distribution | Outcomes
 
 
 @dataclass(frozen=True)
@@ -419,6 +441,21 @@ class Metrics(ABC):
         """Points of one metric for ALL the given classes, keyed by slug, oldest first: exactly one
         provider call (one list_time_series on GCP) whatever the number of classes. Steps
         without data are absent (a gap, never a zero)."""
+
+    def runtime_series(
+        self,
+        metric: RuntimeMetric,
+        targets: Sequence[MetricTarget],
+        *,
+        start: datetime,
+        end: datetime,
+        step_seconds: int = 60,
+    ) -> dict[str, list[Point]]:
+        """Points of one of the observed runtimes' own metrics for the given classes (those whose
+        runtime publishes it), keyed by slug, oldest first: one provider call per Google metric
+        type and resource type, whatever the number of classes. A backend that has no such
+        metrics (the local provider) answers nothing: the figure stays "no data"."""
+        return {}
 
     @abstractmethod
     def write_worker_report(self, report: WorkerReport) -> None:

@@ -32,4 +32,6 @@ def metric_target(workload_class) -> MetricTarget:
         subscription=workload_class.subscription,
         dead_letter_subscription=workload_class.dead_letter_subscription,
         worker_pool=workload_class.worker_pool,
+        runtime=workload_class.runtime,
+        runtime_resource=workload_class.runtime_resource,
     )

@@ -28,6 +28,9 @@ FIGURE_LABELS = {
 READ_SOURCES = frozenset({Source.SUBSCRIPTION, Source.WORKER_KIT, Source.CELERY_EVENTS, Source.POOL})
 # Figures read from a source that lands in no rollup column.
 UNREAD = {(Figure.ACKS, Source.SUBSCRIPTION)}
+# Google metric types a runtime publishes that the control plane lists but does not read (a
+# container restart is not an execution's outcome).
+UNREAD_METRIC_TYPES = frozenset({"kubernetes.io/container/restart_count"})
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,11 @@ class FigureRow:
 
 
 def _source_row(observation: Observation) -> SourceRow:
-    read = observation.source in READ_SOURCES and (observation.figure, observation.source) not in UNREAD
+    read = (
+        observation.source in READ_SOURCES
+        and (observation.figure, observation.source) not in UNREAD
+        and observation.metric_type not in UNREAD_METRIC_TYPES
+    )
     return SourceRow(
         observation.source,
         SOURCE_LABELS[observation.source],

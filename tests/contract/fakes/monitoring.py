@@ -398,20 +398,47 @@ def _group_labels(raw: RawSeries, fields) -> tuple[dict, dict]:
 
 
 # --- alignment and reduction ---------------------------------------------------------------------------------
-_NUMERIC_ALIGNERS = {Aligner.ALIGN_MAX, Aligner.ALIGN_MIN, Aligner.ALIGN_MEAN, Aligner.ALIGN_SUM, Aligner.ALIGN_COUNT}
+_NUMERIC_ALIGNERS = {
+    Aligner.ALIGN_MAX,
+    Aligner.ALIGN_MIN,
+    Aligner.ALIGN_MEAN,
+    Aligner.ALIGN_SUM,
+    Aligner.ALIGN_COUNT,
+    Aligner.ALIGN_DELTA,
+}
 
 
 def _check_aligner(raw: RawSeries, aligner) -> None:
     if raw.kind == Kind.GAUGE and aligner in (Aligner.ALIGN_DELTA, Aligner.ALIGN_RATE):
         raise Invalid(f"The aligner {Aligner(aligner).name} cannot be applied to GAUGE metric {raw.metric_type}.")
-    if raw.value_type == ValueType.DISTRIBUTION and aligner not in (Aligner.ALIGN_NONE, Aligner.ALIGN_SUM):
-        raise Invalid(f"The fake supports only ALIGN_SUM on DISTRIBUTION metrics, got {Aligner(aligner).name}.")
+    if raw.kind == Kind.CUMULATIVE and aligner not in (Aligner.ALIGN_NONE, Aligner.ALIGN_DELTA):
+        # Monitoring accepts more (ALIGN_RATE, ...); the fake implements what the adapters use.
+        raise Invalid(f"The fake supports only ALIGN_DELTA on CUMULATIVE metrics, got {Aligner(aligner).name}.")
+    if raw.value_type == ValueType.DISTRIBUTION and aligner not in (
+        Aligner.ALIGN_NONE,
+        Aligner.ALIGN_SUM,
+        Aligner.ALIGN_DELTA,
+    ):
+        raise Invalid(f"The fake supports ALIGN_SUM and ALIGN_DELTA on distributions, not {Aligner(aligner).name}.")
     if raw.value_type != ValueType.DISTRIBUTION and aligner not in _NUMERIC_ALIGNERS | {Aligner.ALIGN_NONE}:
         raise Invalid(f"The fake does not implement {Aligner(aligner).name}.")
 
 
+def _cumulative_deltas(points: list[tuple[float, object]]) -> list[tuple[float, object]]:
+    """A CUMULATIVE series as the increase since its previous point (a drop is a restart: the
+    count began again from zero), which ALIGN_DELTA then sums per period, as Monitoring does."""
+    deltas, previous = [], None
+    for t, value in points:
+        deltas.append((t, value if previous is None or value < previous else value - previous))
+        previous = value
+    return deltas
+
+
 def _align(raw: RawSeries, aligner, period: float, start: float, end: float) -> dict[float, object]:
-    inside = [(t, v) for t, v in raw.points if start < t <= end]
+    points = raw.points
+    if raw.kind == Kind.CUMULATIVE and aligner == Aligner.ALIGN_DELTA:
+        points = _cumulative_deltas(points)
+    inside = [(t, v) for t, v in points if start < t <= end]
     if aligner == Aligner.ALIGN_NONE:
         return dict(inside)
     buckets: dict[float, list] = {}
@@ -422,7 +449,7 @@ def _align(raw: RawSeries, aligner, period: float, start: float, end: float) -> 
 
 
 def _aggregate(values: list, aligner):
-    if aligner == Aligner.ALIGN_SUM:
+    if aligner in (Aligner.ALIGN_SUM, Aligner.ALIGN_DELTA):  # DELTA points (or CUMULATIVE increases) add up
         return _sum(values)
     if aligner == Aligner.ALIGN_MAX:
         return max(values)

@@ -38,6 +38,7 @@ from workloads.providers.base import (
     MetricTarget,
     Point,
     ProviderError,
+    RuntimeMetric,
     WorkerReport,
 )
 from workloads.providers.gcp.errors import (
@@ -180,8 +181,8 @@ class CloudMonitoringMetrics(Metrics):
         step = max(MIN_ALIGNMENT_SECONDS, int(step_seconds))
         # Monitoring aligns steps backwards from the interval's end: an end on a step boundary
         # makes every point's end a boundary too.
-        end_seconds = int(_utc(end).timestamp()) // step * step
-        start_seconds = int(_utc(start).timestamp())
+        end_seconds = int(utc(end).timestamp()) // step * step
+        start_seconds = int(utc(start).timestamp())
         if end_seconds <= start_seconds:
             return {}
         request = monitoring_v3.ListTimeSeriesRequest(
@@ -218,9 +219,9 @@ class CloudMonitoringMetrics(Metrics):
             # The raw protobuf, not proto-plus's wrapper: reading each field through the wrapper
             # cost more than the rest of a poll with 200 classes.
             series = monitoring_v3.TimeSeries.pb(wrapped)
-            value = _label_value(series, query.label)
+            value = label_value(series, query.label)
             points = [
-                Point(end=_step_end(point.interval.end_time.seconds, step), value=_point_value(point.value, metric))
+                Point(end=step_end(point.interval.end_time.seconds, step), value=_point_value(point.value, metric))
                 for point in series.points
             ]
             for slug in slugs_by_value.get(value, ()):  # others only matched the looser fallback filter
@@ -228,6 +229,30 @@ class CloudMonitoringMetrics(Metrics):
         for points in result.values():
             points.sort(key=lambda point: point.end)  # Monitoring returns newest first
         return result
+
+    def runtime_series(
+        self,
+        metric: RuntimeMetric,
+        targets: Sequence[MetricTarget],
+        *,
+        start: datetime,
+        end: datetime,
+        step_seconds: int = 60,
+    ) -> dict[str, list[Point]]:
+        # Imported here: that module builds on this one's filters and conversions.
+        from workloads.providers.gcp.runtime_metrics import read_runtime_series
+
+        return read_runtime_series(
+            self._client,
+            scope=self._scope,
+            metric=metric,
+            targets=targets,
+            start=start,
+            end=end,
+            step_seconds=step_seconds,
+            backoff=self._backoff,
+            timeout=self._timeout,
+        )
 
     # --- writing ---------------------------------------------------------------------------------------
     def write_worker_report(self, report: WorkerReport) -> None:
@@ -252,7 +277,7 @@ class CloudMonitoringMetrics(Metrics):
         instance = instance_label(report.instance_id or socket.gethostname(), slots=self._instance_slots)
         labels = {"class": report.slug, "instance_id": instance}
         resource = {"type": CUSTOM_RESOURCE, "labels": {"project_id": self._project}}
-        interval = {"end_time": timestamp_pb2.Timestamp(seconds=int(_utc(report.interval_end).timestamp()))}
+        interval = {"end_time": timestamp_pb2.Timestamp(seconds=int(utc(report.interval_end).timestamp()))}
         series = [
             monitoring_v3.TimeSeries(
                 metric={"type": CUSTOM_PREFIX + kind.value, "labels": labels},
@@ -321,40 +346,40 @@ def label_clause(field: str, values: Sequence[str], *, budget: int) -> str:
     """`field = one_of(...)` when it fits the budget; else a regex over the values' shortest shared
     prefixes that fits; else nothing (the caller drops what it did not ask for)."""
     values = sorted(set(values))
-    exact = f"{field} = one_of({', '.join(_quote(v) for v in values)})"
+    exact = f"{field} = one_of({', '.join(quote(v) for v in values)})"
     if len(exact) <= budget:
         return exact
     for length in range(max(map(len, values)), 0, -1):
         prefixes = sorted({value[:length] for value in values})
-        clause = f'{field} = monitoring.regex.full_match("({"|".join(map(_regex_literal, prefixes))}).*")'
+        clause = f'{field} = monitoring.regex.full_match("({"|".join(map(regex_literal, prefixes))}).*")'
         if len(clause) <= budget:
             return clause
     return ""
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _regex_literal(value: str) -> str:
+def regex_literal(value: str) -> str:
     # Resource ids use letters, digits and - _ . ~ + %; a character class escapes the two RE2
     # metacharacters among them without backslashes (which would need escaping again in the filter).
     return "".join(f"[{char}]" if char in ".+" else char for char in value)
 
 
 # --- conversions -----------------------------------------------------------------------------------------
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _label_value(series, label: str) -> str:
+def label_value(series, label: str) -> str:
     """`series`: a raw TimeSeries protobuf."""
     kind, _, name = label.split(".", 2)
     labels = series.resource.labels if kind == "resource" else series.metric.labels
     return labels.get(name, "")
 
 
-def _step_end(seconds: int, step: int) -> datetime:
+def step_end(seconds: int, step: int) -> datetime:
     return datetime.fromtimestamp(seconds // step * step, tz=UTC)
 
 
