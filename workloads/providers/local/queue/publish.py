@@ -1,0 +1,240 @@
+"""Publishing: plain batches (`publish`, `republish`) and ingestion's guarded publish, whose guard
+rows, messages and deliveries go in as one PostgreSQL statement."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import cache
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from workloads.fastinsert import insert_rows
+from workloads.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
+from workloads.providers.base import GuardRows, OutboundMessage, QueueSpec
+from workloads.providers.local.names import not_found
+from workloads.providers.local.queue.common import PUBLISH_BATCH, TOPIC_HINT, check_outbound
+
+
+class PublishingMixin:
+    using: str
+    _now: Callable[[], datetime]
+
+    def _topic_with_subscriptions(self, name: str) -> tuple[LocalTopic, list[int]]:
+        """The topic and its subscriptions' ids in one query (publishing is the hot path, so plain
+        SQL: the ORM's query building costs more than the query)."""
+        quote = connections[self.using].ops.quote_name
+        topics, subscriptions = quote(LocalTopic._meta.db_table), quote(LocalSubscription._meta.db_table)
+        topic_id, subscription_id = quote(LocalTopic._meta.pk.column), quote(LocalSubscription._meta.pk.column)
+        subscription_topic = quote(LocalSubscription._meta.get_field("topic").column)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(
+                f"SELECT t.{topic_id}, s.{subscription_id} FROM {topics} t LEFT JOIN {subscriptions} s "
+                f"ON s.{subscription_topic} = t.{topic_id} WHERE t.{quote('name')} = %s",
+                [name],
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            raise not_found("topic", name, TOPIC_HINT)
+        topic = LocalTopic(pk=rows[0][0], name=name)
+        return topic, [subscription for _pk, subscription in rows if subscription is not None]
+
+    publish_joins_transaction = True  # rows in the caller's database: no network call to wait for
+
+    def publish(
+        self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "", deadline: float | None = None
+    ) -> list[str]:
+        name = topic or spec.topic
+        ids: list[str] = []
+        topic, subscriptions = self._topic_with_subscriptions(name)
+        for message in messages:
+            check_outbound(message, name)
+        for start in range(0, max(1, len(messages)), PUBLISH_BATCH):
+            # Checked above, so only a database error can fail in here, and that fails the caller's
+            # transaction anyway: no savepoint (ingestion claims its keys and publishes in one).
+            with transaction.atomic(using=self.using, savepoint=False):
+                ids += self._insert(
+                    topic, messages[start : start + PUBLISH_BATCH], self._now(), subscriptions=subscriptions
+                )
+        return ids
+
+    @property
+    def supports_guarded_publish(self) -> bool:
+        # One statement with data-modifying CTEs: PostgreSQL only, and the guard's table is in the
+        # application's database, so the queue has to live there too.
+        return self.using == DEFAULT_DB_ALIAS and connections[self.using].vendor == "postgresql"
+
+    def publish_guarded(
+        self, spec: QueueSpec, messages: Sequence[OutboundMessage], guards: GuardRows
+    ) -> list[str | None]:
+        """The guard rows, the messages whose rows went in and their deliveries in one statement
+        (ingestion's hot path: one round trip where a transaction takes seven). Message ids are
+        drawn from the message table's sequence first, in input order, so each guard row can carry
+        its message's id; an id whose row conflicted is simply skipped."""
+        if not self.supports_guarded_publish:
+            return super().publish_guarded(spec, messages, guards)
+        if len(guards.rows) != len(messages):
+            raise ValueError(f"{len(messages)} messages but {len(guards.rows)} guard rows")
+        if not messages:
+            return []
+        for message in messages:
+            check_outbound(message, spec.topic)
+        connection = connections[self.using]
+        message_values = [
+            _prepared(LocalMessage, connection, data=bytes(m.data), attributes=dict(m.attributes)) for m in messages
+        ]
+        [published_at] = _prepared(LocalMessage, connection, published_at=self._now()).values()
+        params = [
+            spec.topic,
+            LocalMessage._meta.db_table,
+            LocalMessage._meta.pk.column,
+            *(list(column) for column in zip(*guards.rows, strict=True)),  # one array per guard column
+            [values["data"] for values in message_values],
+            [values["attributes"] for values in message_values],
+            [m.ordering_key for m in messages],
+            published_at,  # the messages'
+            published_at,  # the deliveries'
+            published_at,  # visible from
+        ]
+        sql = _guarded_publish_sql(self.using, guards.table, guards.columns, guards.message_id_column)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            [(message_ids,)] = cursor.fetchall()
+        if message_ids is None:  # no topic, so nothing numbered and nothing written
+            raise not_found("topic", spec.topic, TOPIC_HINT)
+        return [None if message_id is None else str(message_id) for message_id in message_ids]
+
+    def _insert(
+        self,
+        topic: LocalTopic,
+        messages: Sequence[OutboundMessage],
+        now: datetime,
+        *,
+        subscriptions: list[int] | None = None,
+    ) -> list[str]:
+        """Write messages and one delivery per subscription of the topic (call inside a transaction).
+        A topic without subscriptions drops its messages, as Pub/Sub does; prune removes the rows."""
+        if not messages:
+            return []
+        for message in messages:
+            check_outbound(message, topic.name)
+        if subscriptions is None:
+            subscriptions = list(
+                LocalSubscription.objects.using(self.using).filter(topic=topic).values_list("pk", flat=True)
+            )
+        message_ids = [
+            message_id
+            for (message_id,) in insert_rows(
+                LocalMessage,
+                ("topic", "data", "attributes", "ordering_key", "published_at"),
+                [(topic.pk, bytes(m.data), dict(m.attributes), m.ordering_key, now) for m in messages],
+                using=self.using,
+                returning=("id",),
+            )
+        ]
+        insert_rows(
+            LocalDelivery,
+            ("subscription", "message", "ordering_key", "published_at", "attempts", "visible_at")
+            + ("lease_token", "acked_at", "dead_lettered"),
+            [
+                (subscription, message_id, message.ordering_key, now, 0, now, "", None, False)
+                for message_id, message in zip(message_ids, messages, strict=True)
+                for subscription in subscriptions
+            ],
+            using=self.using,
+        )
+        return [str(message_id) for message_id in message_ids]
+
+    def republish(
+        self,
+        spec: QueueSpec,
+        messages: Sequence[OutboundMessage],
+        *,
+        velocity: float | None = None,
+        on_published: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
+        if velocity is not None and velocity <= 0:
+            raise ValueError("velocity must be positive (messages per second) or None for no cap")
+        ids: list[str] = []
+        started = time.monotonic()
+        # One message per transaction, so progress reported through on_published is never ahead
+        # of what was committed (a crash mid-way loses nothing and duplicates nothing reported).
+        for index, message in enumerate(messages):
+            if velocity:
+                delay = started + index / velocity - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            with transaction.atomic(using=self.using):
+                [message_id] = self._insert(self._topic(spec.topic), [message], self._now())
+            ids.append(message_id)
+            if on_published is not None:
+                on_published(index, message_id)
+        return ids
+
+    # --- leasing and settling ----------------------------------------------------------------------
+
+
+def _prepared(model, connection, **values) -> dict:
+    """Values adapted by their fields, exactly as the ORM would send them."""
+    return {name: model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()}
+
+
+@cache
+def _guarded_publish_sql(using: str, guard_table: str, guard_columns: tuple, message_id_column: str) -> str:
+    """publish_guarded's statement, built once per guard shape. Every data-modifying CTE runs once
+    and to completion, in one snapshot: a message is inserted only when its guard row was, and
+    deliveries only for those messages, one per subscription of the topic. The answer is one row:
+    the message ids in input order (NULL where the guard conflicted), or NULL for the whole array
+    when the topic does not exist (then nothing was numbered, and nothing written)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    def array_type(model, name):
+        return model._meta.get_field(name).cast_db_type(connection) + "[]"
+
+    guard_aliases = [f"guard_{index}" for index in range(len(guard_columns))]
+    arrays = [f"%s::{sql_type}[]" for _name, sql_type in guard_columns]
+    arrays += [f"%s::{array_type(LocalMessage, name)}" for name in ("data", "attributes", "ordering_key")]
+    at = "%s::" + LocalMessage._meta.get_field("published_at").cast_db_type(connection)
+    topic_id, subscription_topic = column(LocalTopic, "id"), column(LocalSubscription, "topic")
+    return f"""
+        WITH topic AS (
+            SELECT {topic_id} AS id FROM {quote(LocalTopic._meta.db_table)} WHERE {column(LocalTopic, "name")} = %s
+        ), numbered AS MATERIALIZED (
+            SELECT nextval(pg_get_serial_sequence(%s, %s)) AS message_id, input.*
+            FROM topic, unnest({", ".join(arrays)})
+                WITH ORDINALITY AS input({", ".join(guard_aliases)}, data, attributes, ordering_key, position)
+            ORDER BY input.position
+        ), guard (message_id) AS (
+            INSERT INTO {quote(guard_table)} ({", ".join(quote(name) for name, _type in guard_columns)},
+                                              {quote(message_id_column)})
+            SELECT {", ".join(guard_aliases)}, message_id::text FROM numbered ORDER BY {", ".join(guard_aliases)}
+            ON CONFLICT DO NOTHING RETURNING {quote(message_id_column)}
+        ), message AS (
+            INSERT INTO {quote(LocalMessage._meta.db_table)}
+                ({column(LocalMessage, "id")}, {column(LocalMessage, "topic")}, {column(LocalMessage, "data")},
+                 {column(LocalMessage, "attributes")}, {column(LocalMessage, "ordering_key")},
+                 {column(LocalMessage, "published_at")})
+            SELECT numbered.message_id, topic.id, numbered.data, numbered.attributes, numbered.ordering_key, {at}
+            FROM numbered JOIN guard ON guard.message_id = numbered.message_id::text CROSS JOIN topic
+            ORDER BY numbered.message_id
+            RETURNING {column(LocalMessage, "id")} AS id, {column(LocalMessage, "ordering_key")} AS ordering_key
+        ), delivery AS (
+            INSERT INTO {quote(LocalDelivery._meta.db_table)}
+                ({column(LocalDelivery, "subscription")}, {column(LocalDelivery, "message")},
+                 {column(LocalDelivery, "ordering_key")}, {column(LocalDelivery, "published_at")},
+                 {column(LocalDelivery, "visible_at")}, {column(LocalDelivery, "attempts")},
+                 {column(LocalDelivery, "lease_token")}, {column(LocalDelivery, "acked_at")},
+                 {column(LocalDelivery, "dead_lettered")})
+            SELECT s.{column(LocalSubscription, "id")}, message.id, message.ordering_key, {at}, {at}, 0, '', NULL, false
+            FROM {quote(LocalSubscription._meta.db_table)} s, message
+            WHERE s.{subscription_topic} = (SELECT id FROM topic)
+            ORDER BY message.id
+        )
+        SELECT array_agg(message.id ORDER BY numbered.position)
+        FROM numbered LEFT JOIN message ON message.id = numbered.message_id
+    """
