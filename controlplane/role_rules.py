@@ -2,10 +2,14 @@
 
 `SSO_ROLE_RULES` is a comma-separated list of `KIND:VALUE=ROLE` rules, for example
 
-    group:platform-admins=admin, group:oncall=operator, domain:example.com=viewer, email:bob@example.com=operator
+    group:platform-admins=admin, google-group:oncall@example.com=operator, domain:example.com=viewer
 
 - `email:` matches one address, `domain:` the part after the `@` (case-insensitive);
-- `group:` matches one entry of the identity provider's group claim (`OIDC_GROUPS_CLAIM`), exactly.
+- `group:` matches one entry of the identity provider's group claim (`OIDC_GROUPS_CLAIM`), exactly;
+- `google-group:` matches a member of that Google group, directly or through nested groups, asked
+  of the Cloud Identity Groups API (workloads/providers/gcp/groups.py): behind Identity-Aware Proxy
+  there is no group claim. The lookup is made only when such a rule could raise the role; when it
+  fails the rule does not match (fail closed) and the person keeps what the other rules give.
 
 A person gets the highest role any rule gives them, and the rule that gave it is kept as the
 role's source (shown on the users screen and in the API). No matching rule: no sign-in.
@@ -15,7 +19,8 @@ from dataclasses import dataclass
 
 from controlplane.roles import Role
 
-RULE_KINDS = ("email", "domain", "group")
+RULE_KINDS = ("email", "domain", "group", "google-group")
+GOOGLE_GROUP = "google-group"
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,9 @@ class RoleRule:
     def __str__(self) -> str:
         return f"{self.kind}:{self.value}={self.role.group_name}"
 
-    def matches(self, *, email: str, groups: frozenset[str]) -> bool:
+    def matches(self, *, email: str, groups: frozenset[str], google_groups: frozenset[str] = frozenset()) -> bool:
+        if self.kind == GOOGLE_GROUP:
+            return self.value.lower() in google_groups
         if self.kind == "group":
             return self.value in groups
         email = email.strip().lower()
@@ -62,17 +69,40 @@ def parse_role_rules(text: str) -> tuple[RoleRule, ...]:
 class RoleDecision:
     role: Role  # Role.NONE when no rule matched
     rule: RoleRule | None
+    # Set when the Google groups were needed and could not be read (their rules did not match).
+    google_groups_error: str = ""
 
     @property
     def source(self) -> str:
+        if self.rule and self.rule.kind == GOOGLE_GROUP:
+            return f"Google group {self.rule.value} (rule {self.rule})"
         return f"rule {self.rule}" if self.rule else "no rule matched"
 
 
-def role_from_rules(rules: tuple[RoleRule, ...], *, email: str, groups) -> RoleDecision:
+class GoogleGroupsUnavailable(Exception):
+    """Raised by a `google_groups` lookup that could not answer; the message says why."""
+
+
+def role_from_rules(rules: tuple[RoleRule, ...], *, email: str, groups, google_groups=None) -> RoleDecision:
+    """`google_groups(email)`: the person's Google group addresses (lower case), or
+    GoogleGroupsUnavailable; called at most once, and only when a google-group rule could raise the
+    role. Without it google-group rules never match."""
     groups = frozenset(str(group) for group in groups or ())
     best = RoleDecision(role=Role.NONE, rule=None)
+    found: frozenset[str] | None = None
+    error = ""
     for rule in rules:
         # The first rule listed wins among rules giving the same role: the source is predictable.
-        if rule.role > best.role and rule.matches(email=email, groups=groups):
+        if rule.role <= best.role:
+            continue
+        if rule.kind == GOOGLE_GROUP:
+            if found is None and google_groups is not None and not error:
+                try:
+                    found = frozenset(google_groups(email))
+                except GoogleGroupsUnavailable as exc:
+                    error = str(exc) or type(exc).__name__
+            if found is None:
+                continue
+        if rule.matches(email=email, groups=groups, google_groups=found or frozenset()):
             best = RoleDecision(role=rule.role, rule=rule)
-    return best
+    return RoleDecision(role=best.role, rule=best.rule, google_groups_error=error)

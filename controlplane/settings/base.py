@@ -182,6 +182,11 @@ LOGIN_REDIRECT_URL_FAILURE = "login"
 # /projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID (or .../apps/PROJECT_ID for App Engine).
 IAP_AUDIENCE = env_str("IAP_AUDIENCE", "")
 IAP_CERTS_URL = env_str("IAP_CERTS_URL", "https://www.gstatic.com/iap/verify/public_key")
+# google-group: role rules ask the Cloud Identity Groups API (workloads/providers/gcp/groups.py) with
+# the service's credentials; a person's groups are kept this long, and a lookup waits this long.
+GOOGLE_GROUPS_API_URL = env_str("GOOGLE_GROUPS_API_URL", "https://cloudidentity.googleapis.com")
+GOOGLE_GROUPS_CACHE_SECONDS = env_int("GOOGLE_GROUPS_CACHE_SECONDS", 300, minimum=0, maximum=86400)
+GOOGLE_GROUPS_TIMEOUT_SECONDS = env_float("GOOGLE_GROUPS_TIMEOUT_SECONDS", 5.0, minimum=0.5, maximum=60.0)
 if not LOCAL_PASSWORD_LOGIN and not (OIDC_ENABLED or IAP_AUDIENCE):
     raise ImproperlyConfigured(
         "LOCAL_PASSWORD_LOGIN=0 needs single sign-on: set OIDC_CLIENT_ID (and the OIDC_* endpoints) or IAP_AUDIENCE."

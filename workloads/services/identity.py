@@ -8,17 +8,21 @@ takes effect the next time they sign in. A person no rule matches is refused, an
 deactivated account: both are audited as denied sign-ins.
 """
 
+import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from controlplane.role_rules import RoleRule, role_from_rules
+from controlplane.role_rules import GOOGLE_GROUP, GoogleGroupsUnavailable, RoleRule, role_from_rules
 from controlplane.roles import Role
 from workloads.models import AuditResult, SsoProvider
 from workloads.services.audit import audit_event_record
 from workloads.services.users import user_create, user_set_role, user_sso_sign_in_recorded
+
+logger = logging.getLogger(__name__)
 
 
 class SsoSignInRefused(Exception):
@@ -57,6 +61,23 @@ def _refuse(identity: VerifiedIdentity, user, reason: str) -> SsoSignInRefused:
     return SsoSignInRefused(reason)
 
 
+def _google_groups_of(email: str) -> frozenset[str]:
+    """The person's Google groups for google-group rules; fails closed (GoogleGroupsUnavailable,
+    logged) so a Groups API outage costs those rules, never the sign-in."""
+    from workloads.providers.gcp.groups import GroupLookupFailed, google_groups
+
+    client = google_groups(
+        api_url=settings.GOOGLE_GROUPS_API_URL,
+        cache_seconds=settings.GOOGLE_GROUPS_CACHE_SECONDS,
+        timeout_seconds=settings.GOOGLE_GROUPS_TIMEOUT_SECONDS,
+    )
+    try:
+        return client.groups_of(email)
+    except GroupLookupFailed as exc:
+        logger.warning("Google groups of %s could not be read; google-group rules do not match: %s", email, exc)
+        raise GoogleGroupsUnavailable(str(exc)) from None
+
+
 def sso_sign_in(*, identity: VerifiedIdentity, rules: tuple[RoleRule, ...]):
     """The user for a verified identity, created or updated; SsoSignInRefused (audited) otherwise."""
     email = identity.email.strip()
@@ -72,10 +93,16 @@ def sso_sign_in(*, identity: VerifiedIdentity, rules: tuple[RoleRule, ...]):
     user = users[0] if users else None
     if user is not None and not user.is_active:
         raise _refuse(identity, user, f"The account for {email} is deactivated; ask an admin.")
-    decision = role_from_rules(rules, email=email, groups=identity.groups)
+    uses_google_groups = any(rule.kind == GOOGLE_GROUP for rule in rules)
+    decision = role_from_rules(
+        rules, email=email, groups=identity.groups, google_groups=_google_groups_of if uses_google_groups else None
+    )
     if decision.role is Role.NONE:
-        raise _refuse(identity, user, f"No role rule gives {email} a role here; ask an admin to add one.")
-    source = f"{identity.provider.label} {decision.source}"
+        reason = f"No role rule gives {email} a role here; ask an admin to add one."
+        if decision.google_groups_error:
+            reason += " (Your Google groups could not be read just now; try again later.)"
+        raise _refuse(identity, user, reason)
+    source = f"{identity.provider.label} {decision.source}"[:255]
     try:
         with transaction.atomic():
             if user is None:
@@ -94,11 +121,16 @@ def sso_sign_in(*, identity: VerifiedIdentity, rules: tuple[RoleRule, ...]):
                     "subject": identity.subject,
                     "role": decision.role.group_name,
                     "source": source,
+                    **_google_groups_note(decision),
                 },
             )
     except ValidationError as exc:  # e.g. the rules would demote the last admin
         raise _refuse(identity, user, " ".join(exc.messages)) from None
     return user
+
+
+def _google_groups_note(decision) -> dict:
+    return {"google_groups_error": decision.google_groups_error[:500]} if decision.google_groups_error else {}
 
 
 def sso_sign_in_failed(*, provider: SsoProvider, reason: str) -> None:
