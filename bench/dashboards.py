@@ -64,7 +64,8 @@ def _live_values(now) -> None:
     """Each class's live row and SLO status, as the poll and evaluation ticks leave them."""
     from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
     from workloads.providers.base import MetricKind
-    from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+    from workloads.services.polling import metrics_poll
+    from workloads.services.slo_evaluation import slo_alerts_evaluate
 
     with installed_metrics(FakeMetrics()) as fake:
         for metric in MetricKind:

@@ -15,7 +15,8 @@ from bench.common import Result, Target, make_classes, median, reset_tables
 def _fill(count: int, now) -> None:
     from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics, lognormal_latencies
     from workloads.providers.base import MetricKind
-    from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+    from workloads.services.polling import metrics_poll
+    from workloads.services.slo_evaluation import slo_alerts_evaluate
 
     reset_tables()
     make_classes(count, prefix=f"export{count}")

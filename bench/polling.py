@@ -71,7 +71,7 @@ def _measure(fake, metrics, count: int, *, repeat: int) -> tuple[float, float]:
     """(calls per poll, median seconds per poll) with `count` classes."""
     from django.utils import timezone
 
-    from workloads.services.telemetry import metrics_poll
+    from workloads.services.polling import metrics_poll
 
     reset_tables()
     fake.reset()

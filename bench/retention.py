@@ -151,7 +151,7 @@ def run(args) -> list[Result]:
     from workloads.providers.local import LocalQueue
     from workloads.providers.specs import queue_spec
     from workloads.services.pruning import prunes_run
-    from workloads.services.telemetry import rollups_downsample
+    from workloads.services.rollups import rollups_downsample
 
     reset_tables()
     classes = make_classes(2 if args.quick else 4, prefix="retention", slos=False, dedup_ttl_seconds=86400)

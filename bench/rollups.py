@@ -112,7 +112,7 @@ def run(args) -> list[Result]:
 
     from workloads.providers import set_providers
     from workloads.providers.local import build_local_providers
-    from workloads.services.telemetry import metrics_poll
+    from workloads.services.polling import metrics_poll
 
     class_count, minutes, rounds = (20, 10, 2) if args.quick else (200, 60, 3)
     events_per_minute = 50

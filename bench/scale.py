@@ -68,7 +68,7 @@ def _local_ticks(classes, now) -> dict[str, tuple[float, int]]:
     from workloads.services.deadletter_mirror import dead_letters_sync
     from workloads.services.incidents import pool_holds_expire
     from workloads.services.scaling import scaling_controller_tick
-    from workloads.services.telemetry import slo_alerts_evaluate
+    from workloads.services.slo_evaluation import slo_alerts_evaluate
     from workloads.services.triage import triage_rules_run
 
     providers = build_local_providers()

@@ -24,7 +24,7 @@ from workloads.selectors.fleet import hold_summary
 from workloads.selectors.pauses import pause_preview
 from workloads.selectors.scaling import pool_control_of
 from workloads.selectors.subscriptions import class_snapshots, snapshot_short_name
-from workloads.services import incidents as incident_services
+from workloads.services import pauses
 from workloads.services import scaling as scaling_services
 from workloads.services import subscriptions as subscription_services
 from workloads.services.subscriptions import seek_effect
@@ -154,7 +154,7 @@ def class_pause(request, slug: str):
         review = pause_preview(workload_class, paused_for=expires_in)
         return _pool_response(request, workload_class, pause_form=form, pause_review=review)
     try:
-        result = incident_services.pool_pause(
+        result = pauses.pool_pause(
             workload_class=workload_class,
             actor=request.user,
             reason=form.cleaned_data["reason"],
@@ -178,7 +178,7 @@ def class_resume(request, slug: str):
     _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     try:
-        result = incident_services.pool_resume(
+        result = pauses.pool_resume(
             workload_class=workload_class, actor=request.user, reason=request.POST.get("reason", "")
         )
     except ApplicationError as exc:
@@ -207,7 +207,7 @@ def class_override(request, slug: str):
     if not form.is_valid():
         return _pool_response(request, workload_class, status=400, override_form=form)
     try:
-        result = incident_services.pool_pause(
+        result = pauses.pool_pause(
             workload_class=workload_class,
             actor=request.user,
             reason=form.cleaned_data["reason"],
@@ -234,7 +234,7 @@ def class_pause_extend(request, slug: str):
     if not form.is_valid():
         return _pool_response(request, workload_class, status=400, extend_form=form)
     try:
-        result = incident_services.pool_hold_extend(
+        result = pauses.pool_hold_extend(
             workload_class=workload_class,
             actor=request.user,
             expires_in=timedelta(minutes=form.cleaned_data["expires_in_minutes"]),

@@ -33,7 +33,7 @@ def test_the_contracts_hold():
 @pytest.mark.parametrize(
     ("module", "planted", "named"),
     [
-        ("workloads/selectors/planted.py", "from workloads.services import telemetry", "Selectors never import"),
+        ("workloads/selectors/planted.py", "from workloads.services import polling", "Selectors never import"),
         ("workloads/services/planted.py", "from workloads import tasks", "Services never import tasks"),
         ("workloads/models/planted.py", "from workloads.selectors import fleet", "Interfaces -> services"),
         ("dashboards/planted.py", "from workloads.api import errors", "Dashboards never import the API"),

@@ -16,6 +16,7 @@ class WorkloadsConfig(AppConfig):
         from controlplane import checks  # noqa: F401
         from workloads.services import (  # noqa: F401
             deadletters,
+            hold_actions,
             incidents,
             migration,
             provisioning,

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from workloads.providers.base import ProviderError
-from workloads.services import telemetry
+from workloads.services import polling, rollups, slo_evaluation
 
 
 @shared_task(bind=True, acks_late=True, max_retries=20)
@@ -34,12 +34,12 @@ def actions_resume() -> int:
 # that outlives its interval is not worth finishing: the next tick re-reads the same window.
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
 def telemetry_poll() -> None:
-    telemetry.metrics_poll(now=timezone.now())
+    polling.metrics_poll(now=timezone.now())
 
 
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)
 def telemetry_alerts_evaluate() -> None:
-    summary = telemetry.slo_alerts_evaluate(now=timezone.now())
+    summary = slo_evaluation.slo_alerts_evaluate(now=timezone.now())
     changes = summary.incidents
     if changes is not None and (changes.opened or changes.updated or changes.resolved):
         # Deliver now rather than at the next delivery tick (the outbox rows are committed).
@@ -55,7 +55,7 @@ def notifications_deliver() -> None:
 
 @shared_task(ignore_result=True)
 def telemetry_downsample() -> None:
-    telemetry.rollups_downsample(now=timezone.now())
+    rollups.rollups_downsample(now=timezone.now())
 
 
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=55)

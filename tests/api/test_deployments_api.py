@@ -111,7 +111,7 @@ def test_an_earlier_deployed_at_is_kept_and_lists_newest_first(classes, make_use
 def test_a_comparison_around_a_deployment_takes_the_hours_before_and_after(classes, make_user):
     from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
     from workloads.providers.base import MetricKind
-    from workloads.services.telemetry import metrics_poll
+    from workloads.services.polling import metrics_poll
 
     now = timezone.now().replace(second=0, microsecond=0)
     deployed_at = now - timedelta(minutes=90)

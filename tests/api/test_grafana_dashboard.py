@@ -21,7 +21,8 @@ from tests.workloads.telemetry_doubles import FakeMetrics, distribution, install
 from workloads.models import DeploymentSource, PoolControl, PoolHold
 from workloads.providers.base import MetricKind
 from workloads.services.deployments import deployment_record
-from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+from workloads.services.polling import metrics_poll
+from workloads.services.slo_evaluation import slo_alerts_evaluate
 from workloads.services.tokens import api_token_issue
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "controlplane-fleet.json"

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from controlplane.roles import Role
 from tests.workloads.pools import pooled_class, run_pending
 from workloads.models import AuditEvent, IncidentMode, PoolHold
-from workloads.services import incidents
+from workloads.services import incidents, pauses
 from workloads.services.tokens import api_token_issue
 
 CALLERS = ["anonymous", "outsider", "viewer", "operator", "admin", "admin_token", "read_token"]
@@ -29,7 +29,7 @@ def world(db, make_user):
     pooled_class("paused-class", instances=3, tier="deferrable")
     own = pooled_class("own-paused", instances=1, tier="standard")
     incidents.incident_mode_enter(actor=admin, reason="outage")
-    incidents.pool_pause(workload_class=own, actor=admin, reason="bad deploy")
+    pauses.pool_pause(workload_class=own, actor=admin, reason="bad deploy")
     run_pending()
 
     clients = {"anonymous": APIClient()}

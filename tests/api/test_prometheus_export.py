@@ -18,7 +18,8 @@ from tests.workloads.telemetry_doubles import FakeMetrics, distribution, install
 from workloads.models import MetricRollup, PoolControl, PoolHold, Resolution
 from workloads.providers.base import MetricKind
 from workloads.selectors.exports import EXPORTED_LATENCY_BOUNDS
-from workloads.services.telemetry import metrics_poll, rollups_downsample
+from workloads.services.polling import metrics_poll
+from workloads.services.rollups import rollups_downsample
 from workloads.services.tokens import api_token_issue
 from workloads.telemetry import histogram
 

@@ -13,7 +13,8 @@ from controlplane.roles import Role
 from tests.factories import CostRatesFactory, SloFactory, WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, installed_metrics
 from workloads.providers.base import MetricKind, ProviderError
-from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+from workloads.services.polling import metrics_poll
+from workloads.services.slo_evaluation import slo_alerts_evaluate
 from workloads.services.tokens import api_token_issue
 
 NOW = datetime(2026, 3, 2, 10, 0, 20, tzinfo=UTC)

@@ -41,7 +41,7 @@ def test_the_overview_shows_live_numbers_after_a_poll(logged_in_page, demo_fleet
     from workloads.providers.base import OutboundMessage
     from workloads.providers.local import LocalQueue, LocalWorkerPools
     from workloads.providers.specs import pool_spec, queue_spec
-    from workloads.services.telemetry import metrics_poll
+    from workloads.services.polling import metrics_poll
 
     page = logged_in_page("viewer")
     page.clock.install()

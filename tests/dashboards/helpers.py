@@ -19,7 +19,8 @@ def feed_demo_telemetry(now, *, window_minutes: int = 180):
 
     from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics
     from workloads.providers.base import MetricKind
-    from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+    from workloads.services.polling import metrics_poll
+    from workloads.services.slo_evaluation import slo_alerts_evaluate
 
     stopped_at = now - timedelta(minutes=40)
 

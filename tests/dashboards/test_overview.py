@@ -269,7 +269,8 @@ def test_queries_do_not_grow_with_classes_or_history(ui_client, viewer):
 
     from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
     from workloads.providers.base import MetricKind
-    from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+    from workloads.services.polling import metrics_poll
+    from workloads.services.slo_evaluation import slo_alerts_evaluate
 
     def add_classes(count):
         for _ in range(count):

@@ -15,7 +15,7 @@ from workloads.health import NO_HANDLER_EXIT_CODE
 from workloads.models import LocalWorkerPool, PoolHold
 from workloads.providers import get_providers
 from workloads.providers.specs import pool_spec
-from workloads.services.incidents import pool_pause
+from workloads.services.pauses import pool_pause
 from workloads.services.scaling import scaling_controller_tick
 
 

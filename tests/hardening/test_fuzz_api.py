@@ -47,7 +47,7 @@ from workloads.models import Action, AuditEvent, DeadLetterStatus, TriageRule
 from workloads.providers import get_providers
 from workloads.providers.specs import pool_spec
 from workloads.services.deadletters import DeadLetterFilter, replay_request
-from workloads.services.incidents import pool_pause
+from workloads.services.pauses import pool_pause
 from workloads.services.tokens import api_token_issue
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))

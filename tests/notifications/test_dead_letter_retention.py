@@ -13,7 +13,8 @@ from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
 from workloads.models import IncidentKind, Notification, SloIncident
 from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS, MetricKind
 from workloads.services.notifications import notifications_deliver_due
-from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+from workloads.services.polling import metrics_poll
+from workloads.services.slo_evaluation import slo_alerts_evaluate
 from workloads.telemetry.dead_letters import retention_risk
 
 DAY = 86400.0

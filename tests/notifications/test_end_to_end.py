@@ -16,7 +16,8 @@ from workloads.models import ChannelKind, Notification, NotificationChannel, Slo
 from workloads.notifications import transport
 from workloads.providers.base import MetricKind
 from workloads.services.notifications import notifications_deliver_due
-from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+from workloads.services.polling import metrics_poll
+from workloads.services.slo_evaluation import slo_alerts_evaluate
 
 MINUTE = timedelta(minutes=1)
 SPIKE = datetime(2026, 3, 2, 12, 37, tzinfo=UTC)  # not on the hour: windows cross hour boundaries

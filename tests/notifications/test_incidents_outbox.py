@@ -11,7 +11,8 @@ from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, i
 from workloads.models import Notification, SloAlert, SloIncident, SloStatus, WorkloadClass
 from workloads.providers.base import MetricKind
 from workloads.services.notifications import notifications_deliver_due
-from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+from workloads.services.polling import metrics_poll
+from workloads.services.slo_evaluation import slo_alerts_evaluate
 
 MINUTE = timedelta(minutes=1)
 SPIKE_MINUTES = 10

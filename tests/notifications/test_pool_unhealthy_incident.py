@@ -8,7 +8,7 @@ from tests.factories import WorkloadClassFactory
 from tests.notifications.helpers import T0, channel, default_route
 from workloads.models import IncidentKind, Notification, PoolControl, PoolHealth, SloIncident, UnhealthyCause
 from workloads.services.notifications import notifications_deliver_due
-from workloads.services.telemetry import slo_alerts_evaluate
+from workloads.services.slo_evaluation import slo_alerts_evaluate
 
 
 def test_an_unhealthy_pool_pages_through_the_routes_once_and_resolves(db, receiver):

@@ -27,6 +27,7 @@ from workloads.providers.base import ProviderError
 from workloads.selectors.incidents import active_incident, retention_warnings
 from workloads.selectors.pauses import class_is_paused
 from workloads.services import incidents as services
+from workloads.services import pauses
 from workloads.services.actions import STALE_AFTER, action_run, actions_resume
 
 
@@ -176,7 +177,7 @@ def test_expiry_exits_by_itself_and_extension_moves_it(fleet, operator):
 
 
 def test_a_class_paused_on_its_own_keeps_its_pause_through_an_incident(fleet, operator):
-    own = services.pool_pause(workload_class=fleet["docs"], actor=operator, reason="bad deploy")
+    own = pauses.pool_pause(workload_class=fleet["docs"], actor=operator, reason="bad deploy")
     run_pending()
     assert instances(fleet["docs"]) == 0 and own.hold.incident is None
     incident = _enter(operator).incident
@@ -187,29 +188,29 @@ def test_a_class_paused_on_its_own_keeps_its_pause_through_an_incident(fleet, op
     services.incident_mode_exit(actor=operator)
     run_pending()
     assert instances(fleet["docs"]) == 0 and class_is_paused(fleet["docs"])  # still its own pause
-    services.pool_resume(workload_class=fleet["docs"], actor=operator)
+    pauses.pool_resume(workload_class=fleet["docs"], actor=operator)
     run_pending()
     assert instances(fleet["docs"]) == 3
 
 
 def test_pause_and_resume_one_class(fleet, operator):
-    result = services.pool_pause(
+    result = pauses.pool_pause(
         workload_class=fleet["policy"], actor=operator, reason="poison batch", expires_in=timedelta(minutes=30)
     )
     assert result.changed
     [pause] = run_pending()
     assert pause.kind == ActionKind.PAUSE and pause.workload_class == fleet["policy"]
     assert instances(fleet["policy"]) == 0 and class_is_paused(fleet["policy"])
-    again = services.pool_pause(workload_class=fleet["policy"], actor=operator, reason="again")
+    again = pauses.pool_pause(workload_class=fleet["policy"], actor=operator, reason="again")
     assert not again.changed and again.hold == result.hold
 
-    resumed = services.pool_resume(workload_class=fleet["policy"], actor=operator)
+    resumed = pauses.pool_resume(workload_class=fleet["policy"], actor=operator)
     assert resumed.changed and resumed.hold.state == HoldState.RESTORING
     assert class_is_paused(fleet["policy"])  # until the pool is back
     [resume] = run_pending()
     assert resume.kind == ActionKind.RESUME and instances(fleet["policy"]) == 2
     assert not class_is_paused(fleet["policy"])
-    retry = services.pool_resume(workload_class=fleet["policy"], actor=operator)
+    retry = pauses.pool_resume(workload_class=fleet["policy"], actor=operator)
     assert not retry.changed and retry.hold.state == HoldState.RESTORED
     assert list(AuditEvent.objects.filter(actor=operator, action__startswith="pool.").values_list("action", flat=True))[
         ::-1
@@ -218,7 +219,7 @@ def test_pause_and_resume_one_class(fleet, operator):
 
 def test_a_pause_expires_by_itself(fleet, operator):
     start = timezone.now()
-    services.pool_pause(
+    pauses.pool_pause(
         workload_class=fleet["index"], actor=operator, reason="x", expires_in=timedelta(minutes=10), now=start
     )
     run_pending()
@@ -232,7 +233,7 @@ def test_a_pause_expires_by_itself(fleet, operator):
 def test_one_class_can_be_resumed_out_of_an_incident(fleet, operator):
     _enter(operator)
     run_pending()
-    services.pool_resume(workload_class=fleet["index"], actor=operator, reason="needed for the fix")
+    pauses.pool_resume(workload_class=fleet["index"], actor=operator, reason="needed for the fix")
     run_pending()
     assert instances(fleet["index"]) == 5 and active_incident() is not None
     services.incident_mode_exit(actor=operator)
@@ -343,19 +344,19 @@ def test_a_pool_that_does_not_exist_fails_its_pause_and_is_not_counted_as_paused
 
 def test_ingestion_sheds_load_while_a_class_is_paused(db, operator, client_as):
     shedding = pooled_class("doc-render", instances=1, tier="standard", shed_load_when_paused=True)
-    services.pool_pause(workload_class=shedding, actor=operator, reason="x")
+    pauses.pool_pause(workload_class=shedding, actor=operator, reason="x")
     client = client_as(operator)
     response = client.post("/api/v1/classes/doc-render/events", {}, format="json")
     assert response.status_code == 503 and response["Retry-After"] == "300"
     run_pending()
-    services.pool_resume(workload_class=shedding, actor=operator)
+    pauses.pool_resume(workload_class=shedding, actor=operator)
     run_pending()
     assert client.post("/api/v1/classes/doc-render/events", {}, format="json").status_code == 400
 
 
 def test_resuming_one_class_before_the_incident_paused_it_leaves_the_others_to_be_paused(fleet, operator):
     entered = _enter(operator)
-    services.pool_resume(workload_class=fleet["index"], actor=operator)
+    pauses.pool_resume(workload_class=fleet["index"], actor=operator)
     enter = Action.objects.get(pk=entered.incident.enter_action_id)
     assert enter.state == ActionState.PENDING and not enter.cancel_requested
     run_pending()

@@ -15,6 +15,7 @@ from workloads.providers.base import ProviderError
 from workloads.providers.gcp.cloudrun import CloudRunWorkerPools
 from workloads.providers.gcp.errors import Backoff
 from workloads.services import incidents as services
+from workloads.services import pauses
 from workloads.services.actions import PENDING_RETRY_AFTER, action_run, actions_resume
 
 # Retries give up after a fraction of a second here; in production the deadline is a minute.
@@ -138,10 +139,10 @@ def test_pause_resume_and_scale_one_class_on_cloud_run(cloud, fake_cloud_run, op
     from workloads.services.scaling import scale_request
 
     render = cloud["report-build"]
-    services.pool_pause(workload_class=render, actor=operator, reason="bad deploy")
+    pauses.pool_pause(workload_class=render, actor=operator, reason="bad deploy")
     [pause] = run_pending()
     assert pause.state == ActionState.SUCCEEDED and _counts(fake_cloud_run, cloud)["report-build"] == 0
-    services.pool_resume(workload_class=render, actor=operator)
+    pauses.pool_resume(workload_class=render, actor=operator)
     [resume] = run_pending()
     assert resume.state == ActionState.SUCCEEDED and _counts(fake_cloud_run, cloud)["report-build"] == 1
 

@@ -37,7 +37,7 @@ from workloads.models import (
     WorkResult,
 )
 from workloads.services.pruning import NOT_PRUNED, PRUNE_TASK, PRUNES, prunes_run
-from workloads.services.telemetry import rollups_downsample
+from workloads.services.rollups import rollups_downsample
 
 # What the architecture issue names as growing with traffic: these must never slip into NOT_PRUNED.
 GROWS_WITH_TRAFFIC = {

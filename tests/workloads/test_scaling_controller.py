@@ -10,7 +10,7 @@ from django.utils import timezone
 from tests.factories import SchedulePolicyFactory
 from tests.workloads.pools import fresh_backlog, instances, pooled_class, run_pending, someone_else_sets
 from workloads.models import Action, ActionKind, ActionState, AuditEvent, PoolControl
-from workloads.services import incidents
+from workloads.services import incidents, pauses
 from workloads.services.scaling import (
     pool_control_take_over,
     pool_control_update,
@@ -94,7 +94,7 @@ def test_paused_classes_are_left_alone_while_the_incident_lasts(render, operator
 
 def test_a_scale_requested_before_a_pause_does_not_undo_it(render, operator):
     scale = scale_request(workload_class=render, count=7, actor=None, reason="backlog")
-    incidents.pool_pause(workload_class=render, actor=operator, reason="bad deploy")
+    pauses.pool_pause(workload_class=render, actor=operator, reason="bad deploy")
     scale.refresh_from_db()
     assert scale.state == ActionState.CANCELLED
     run_pending()
@@ -136,9 +136,9 @@ def test_a_pool_changed_by_someone_else_is_flagged_as_drifted_and_not_fought(ren
 def test_our_own_pause_is_not_mistaken_for_drift(render, operator):
     now = timezone.now()
     scaling_controller_tick(now=now)
-    incidents.pool_pause(workload_class=render, actor=operator, reason="x")
+    pauses.pool_pause(workload_class=render, actor=operator, reason="x")
     run_pending()
-    incidents.pool_resume(workload_class=render, actor=operator)
+    pauses.pool_resume(workload_class=render, actor=operator)
     run_pending()
     scaling_controller_tick(now=now + timedelta(minutes=1))
     assert not PoolControl.objects.get(workload_class=render).is_drifted

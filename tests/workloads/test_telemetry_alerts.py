@@ -9,7 +9,9 @@ from tests.factories import SloFactory, WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, distribution, installed_metrics
 from workloads.models import SloAlert, SloStatus
 from workloads.providers.base import MetricKind
-from workloads.services.telemetry import metrics_poll, rollups_downsample, slo_alerts_evaluate
+from workloads.services.polling import metrics_poll
+from workloads.services.rollups import rollups_downsample
+from workloads.services.slo_evaluation import slo_alerts_evaluate
 
 MINUTE = timedelta(minutes=1)
 # The spike starts at a minute that is not on the hour, so windows cross hour boundaries (and

@@ -10,7 +10,7 @@ from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
 from workloads.models import MetricRollup, Resolution
 from workloads.providers.base import MetricKind
 from workloads.selectors.cost import cost_report
-from workloads.services.telemetry import metrics_poll
+from workloads.services.polling import metrics_poll
 
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -10,7 +10,7 @@ from workloads.models import ClassTelemetry, MetricRollup, Resolution
 from workloads.providers import get_providers
 from workloads.providers.base import OutboundMessage
 from workloads.providers.specs import queue_spec
-from workloads.services.telemetry import metrics_poll
+from workloads.services.polling import metrics_poll
 
 
 def test_the_minute_under_way_is_polled_and_then_replaced(db, settings):

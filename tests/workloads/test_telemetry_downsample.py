@@ -9,7 +9,8 @@ from tests.workloads.telemetry_doubles import FakeMetrics, distribution, install
 from workloads.models import MetricRollup, PollRun, Resolution
 from workloads.providers.base import MetricKind
 from workloads.selectors.rollups import POLLED_METRICS
-from workloads.services.telemetry import metrics_poll, rollups_downsample
+from workloads.services.polling import metrics_poll
+from workloads.services.rollups import rollups_downsample
 from workloads.telemetry import histogram
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)

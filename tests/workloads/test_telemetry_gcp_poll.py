@@ -13,7 +13,7 @@ from workloads.providers import set_providers
 from workloads.providers.base import MetricKind, Providers
 from workloads.providers.gcp.errors import Backoff
 from workloads.providers.gcp.monitoring import CloudMonitoringMetrics
-from workloads.services.telemetry import metrics_poll
+from workloads.services.polling import metrics_poll
 
 BACKLOG = "pubsub.googleapis.com/subscription/num_undelivered_messages"
 

@@ -8,7 +8,8 @@ from tests.factories import WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics
 from workloads.models import ClassTelemetry, MetricRollup, PollRun, Resolution
 from workloads.providers.base import MetricKind, ProviderError
-from workloads.services.telemetry import POLLED_METRICS, metrics_poll
+from workloads.selectors.rollups import POLLED_METRICS
+from workloads.services.polling import metrics_poll
 from workloads.telemetry import histogram
 
 NOW = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)

@@ -10,7 +10,8 @@ from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, d
 from workloads.models import SloAlert, WorkloadClass
 from workloads.providers.base import MetricKind
 from workloads.selectors.telemetry import CHART_RANGES, class_series, class_telemetry, fleet_overview
-from workloads.services.telemetry import metrics_poll, slo_alerts_evaluate
+from workloads.services.polling import metrics_poll
+from workloads.services.slo_evaluation import slo_alerts_evaluate
 from workloads.telemetry import histogram
 
 NOW = datetime(2026, 3, 2, 10, 0, 20, tzinfo=UTC)

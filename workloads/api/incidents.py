@@ -27,6 +27,7 @@ from workloads.selectors import incidents as incident_selectors
 from workloads.selectors import scaling as scaling_selectors
 from workloads.selectors.deployments import MAX_BOUNDARY_HOURS, deployment_periods
 from workloads.services import incidents as services
+from workloads.services import pauses
 from workloads.services import scaling as scaling_services
 
 MAX_COMPARISON_RANGE = timedelta(days=400)
@@ -254,7 +255,7 @@ class PauseStateSerializer(serializers.Serializer):
 def _pause_body(workload_class, hold, *, changed: bool, warnings: list[str]) -> dict:
     return {
         "workload_class": workload_class.slug,
-        "paused": services.open_hold(workload_class) is not None,
+        "paused": pauses.open_hold(workload_class) is not None,
         "changed": changed,
         "hold": PoolHoldSerializer(hold).data if hold is not None else None,
         "warnings": warnings,
@@ -289,7 +290,7 @@ class ClassPauseView(APIView):
     @extend_schema(responses=PauseStateSerializer)
     def get(self, request, slug: str):
         workload_class = self._class(slug)
-        hold = services.open_hold(workload_class) or PoolHold.objects.filter(workload_class=workload_class).first()
+        hold = pauses.open_hold(workload_class) or PoolHold.objects.filter(workload_class=workload_class).first()
         warnings = [hold.retention_warning] if hold is not None and hold.is_open and hold.retention_warning else []
         return Response(_pause_body(workload_class, hold, changed=False, warnings=warnings))
 
@@ -304,7 +305,7 @@ class ClassPauseView(APIView):
         workload_class = self._class(slug)
         data = self.ClassPauseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.pool_pause(
+        result = pauses.pool_pause(
             workload_class=workload_class,
             actor=request.user,
             reason=data.validated_data["reason"],
@@ -322,7 +323,7 @@ class ClassPauseView(APIView):
         workload_class = self._class(slug)
         data = ExtendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.pool_hold_extend(
+        result = pauses.pool_hold_extend(
             workload_class=workload_class,
             actor=request.user,
             expires_in=_minutes(data.validated_data["expires_in_minutes"]),
@@ -340,7 +341,7 @@ class ClassPauseView(APIView):
         workload_class = self._class(slug)
         data = self.ClassResumeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.pool_resume(
+        result = pauses.pool_resume(
             workload_class=workload_class, actor=request.user, reason=data.validated_data["reason"]
         )
         return Response(

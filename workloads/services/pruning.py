@@ -194,7 +194,7 @@ PRUNES: tuple[Prune, ...] = (
         "NOTIFICATION_RETENTION_DAYS",
         run=lambda now, batch: notifications_prune(now=now, batch_size=batch),
     ),
-    # Folded into hourly rows, then deleted, by the downsample tick (services/telemetry.py).
+    # Folded into hourly rows, then deleted, by the downsample tick (services/rollups.py).
     Prune(
         "telemetry",
         ("workloads.MetricRollup", "workloads.PollRun", "workloads.SloAlert"),

@@ -25,7 +25,7 @@ from workloads.providers.base import OutboundMessage
 from workloads.providers.celery import celery_send, runtime_broker_url, runtime_celery_app
 from workloads.runtime.celery_events import CeleryTaskObserver, observe_celery_events
 from workloads.selectors.runtimes import celery_classes_by_task, class_observation
-from workloads.services.telemetry import metrics_poll
+from workloads.services.polling import metrics_poll
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
