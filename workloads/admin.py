@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from controlplane.roles import Role, has_role
-from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
+from workloads.models import ApiToken, AuditEvent, CostRates, Environment, SchedulePolicy, Slo, WorkloadClass
 from workloads.services.audit import audit_event_record, diff, snapshot
 from workloads.services.classes import workload_class_snapshot
 from workloads.services.provisioning import cloud_specs, workload_class_provision_if_changed
@@ -109,11 +109,18 @@ RETAINED_ACKS_COST = (
 )
 
 
+@admin.register(Environment)
+class EnvironmentAdmin(AuditedModelAdmin):
+    audit_name = "environment"
+    list_display = ["slug", "name", "projects", "regions", "monitoring_project"]
+    search_fields = ["slug", "name"]
+
+
 @admin.register(WorkloadClass)
 class WorkloadClassAdmin(AuditedModelAdmin):
     audit_name = "workload_class"
     list_display = ["slug", "name", "owner_team", "tier", "runtime", "timeout_tier", "min_instances", "max_instances"]
-    list_filter = ["tier", "runtime", "timeout_tier", "owner_team"]
+    list_filter = ["environment", "tier", "runtime", "timeout_tier", "owner_team"]
     search_fields = ["slug", "name", "owner_team"]
     inlines = [SloInline, SchedulePolicyInline]
     save_on_top = True

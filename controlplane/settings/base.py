@@ -511,6 +511,9 @@ if CONTROLPLANE_PROVIDER == "gcp" and GOOGLE_CLOUD_PROJECT == "local-project":
         "The environment variable GOOGLE_CLOUD_PROJECT is required when CONTROLPLANE_PROVIDER=gcp."
     )
 GOOGLE_CLOUD_REGION = env_str("GOOGLE_CLOUD_REGION", "us-central1")
+# The environment (workloads/models/environments.py) a class joins when none is named; created on
+# first use from GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_REGION (the upgrade puts existing classes there).
+DEFAULT_ENVIRONMENT = env_str("DEFAULT_ENVIRONMENT", "default")
 # Endpoint overrides for the Cloud Run Admin and Cloud Monitoring clients (tests, private endpoints).
 CLOUD_RUN_ENDPOINT = env_str("CLOUD_RUN_ENDPOINT")
 CLOUD_MONITORING_ENDPOINT = env_str("CLOUD_MONITORING_ENDPOINT")

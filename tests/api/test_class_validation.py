@@ -3,7 +3,7 @@
 import pytest
 
 from tests.factories import DOCUMENT_SCHEMA, class_payload
-from workloads.models import WorkloadClass
+from workloads.models import Environment, WorkloadClass
 
 URL = "/api/v1/classes/"
 
@@ -86,12 +86,16 @@ def test_it_rejects_invalid_class_settings(admin_api, overrides, field):
         {"ordering_key_template": "{tenant_id}"},
         {"timeout_tier": "custom", "timeout_seconds": 90},
         {
+            "environment": "eu",
             "topic": "projects/my-project-1/topics/doc.jobs~v2",
             "worker_pool": "projects/my-project-1/locations/europe-west1/workerPools/doc-jobs",
         },
     ],
 )
 def test_it_accepts_boundary_values(admin_api, overrides):
+    Environment.objects.create(
+        slug="eu", name="EU", projects=["my-project-1"], regions=["europe-west1"], monitoring_project="my-project-1"
+    )
     response = _post(admin_api, **overrides)
     assert response.status_code == 201, response.content
 

@@ -6,6 +6,8 @@ import django_filters
 from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField
 
+from workloads.models import Environment
+
 
 class UtcIsoDateTimeField(IsoDateTimeField):
     """An ISO 8601 date-time, converted to UTC before it reaches the query. PostgreSQL refuses
@@ -23,3 +25,14 @@ class UtcIsoDateTimeField(IsoDateTimeField):
 
 class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
+
+
+def environment_filter(field_name: str = "environment") -> django_filters.ModelChoiceFilter:
+    """`?environment=<slug>`: only what belongs to that environment's classes; an unknown slug is a 400
+    naming the choice, not an empty list that looks like a quiet environment."""
+    return django_filters.ModelChoiceFilter(
+        field_name=field_name,
+        queryset=Environment.objects.all(),
+        to_field_name="slug",
+        help_text="An environment's slug (GET /api/v1/environments/).",
+    )

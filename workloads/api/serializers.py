@@ -4,7 +4,16 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from workloads.api.choices import ChoiceField
-from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, TimeDisplay, WorkloadClass
+from workloads.models import (
+    ApiToken,
+    AuditEvent,
+    CostRates,
+    Environment,
+    SchedulePolicy,
+    Slo,
+    TimeDisplay,
+    WorkloadClass,
+)
 
 
 class StrictFieldsMixin:
@@ -75,6 +84,13 @@ class WorkloadClassSerializer(StrictModelSerializer):
     cost_rates = serializers.SlugRelatedField(
         slug_field="name", queryset=CostRates.objects.all(), required=False, allow_null=True
     )
+    environment = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Environment.objects.all(),
+        required=False,
+        help_text="The environment's slug (default: DEFAULT_ENVIRONMENT). Its projects and regions bound "
+        "the class's resource names, which default to its first project and region.",
+    )
     timeout_effective_seconds = serializers.SerializerMethodField()
     ack_deadline_seconds = serializers.IntegerField(read_only=True)
     provisioning_action = serializers.SerializerMethodField(
@@ -92,6 +108,7 @@ class WorkloadClassSerializer(StrictModelSerializer):
             "owner_team",
             "description",
             "tier",
+            "environment",
             "runbook_url",
             "runtime",
             "runtime_resource",

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from workloads.api import (
     deadletters,
     deployments,
+    environments,
     incidents,
     migration,
     notifications,
@@ -20,6 +21,7 @@ from workloads.api.schema import OLD_SPELLING_SUFFIX
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("classes", views.WorkloadClassViewSet, basename="workload-class")
+router.register("environments", environments.EnvironmentViewSet, basename="environment")
 router.register("cost-rates", views.CostRatesViewSet, basename="cost-rates")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")

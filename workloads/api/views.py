@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from controlplane.roles import Role, user_role
 from workloads.api import serializers as s
 from workloads.api.actions import ActionSerializer
-from workloads.api.filters import IsoDateTimeFilter
+from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
 from workloads.selectors.users import user_time_display
 from workloads.services import classes as class_services
@@ -21,6 +21,8 @@ from workloads.services import users as user_services
 
 
 class WorkloadClassFilter(django_filters.FilterSet):
+    environment = environment_filter()
+
     class Meta:
         model = WorkloadClass
         fields = {"tier": ["exact"], "owner_team": ["exact"], "timeout_tier": ["exact"]}
@@ -41,7 +43,7 @@ class WorkloadClassViewSet(viewsets.ModelViewSet):
     ordering = ["slug"]
 
     def get_queryset(self):
-        return WorkloadClass.objects.select_related("cost_rates").prefetch_related(
+        return WorkloadClass.objects.select_related("cost_rates", "environment").prefetch_related(
             Prefetch("slos", queryset=Slo.objects.order_by("kind")),
             Prefetch("schedules", queryset=SchedulePolicy.objects.order_by("-priority", "name")),
         )

@@ -20,6 +20,7 @@ from workloads.models.deadletters import (
     TriageRule,
 )
 from workloads.models.deployments import Deployment, DeploymentSource
+from workloads.models.environments import Environment, EnvironmentRole
 from workloads.models.identity import SsoProvider, UserIdentity
 from workloads.models.incidents import (
     HoldState,
@@ -91,6 +92,8 @@ __all__ = [
     "DeploymentSource",
     "DeadLetterSyncState",
     "DeadLetterStatus",
+    "Environment",
+    "EnvironmentRole",
     "LocalDelivery",
     "LocalMessage",
     "LocalPoolChange",

@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from workloads import validation
+from workloads.models.environments import Environment, default_environment_pk
 from workloads.runtimes import Runtime, is_managed
 
 SLUG_VALIDATOR = RegexValidator(
@@ -98,6 +99,17 @@ class WorkloadClass(models.Model):
     owner_team = models.CharField(max_length=80)
     description = models.TextField(blank=True)
     tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.STANDARD)
+    # Which projects and regions its resources may name, the monitoring scope its metrics are
+    # read through, and whose per-environment roles apply to it.
+    # Blank means the default environment (DEFAULT_ENVIRONMENT), filled in when the class is cleaned
+    # or saved, not on instantiation: building an unsaved class never touches the database.
+    environment = models.ForeignKey(
+        Environment,
+        on_delete=models.PROTECT,
+        related_name="workload_classes",
+        blank=True,
+        help_text="Blank: the default environment (DEFAULT_ENVIRONMENT).",
+    )
     runbook_url = models.URLField(
         max_length=500,
         blank=True,
@@ -245,6 +257,11 @@ class WorkloadClass(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def save(self, *args, **kwargs):
+        if self.environment_id is None:
+            self.environment_id = default_environment_pk()
+        super().save(*args, **kwargs)
+
     # --- facts about this class ---------------------------------------------------------------
     @property
     def timeout(self) -> timedelta:
@@ -278,15 +295,24 @@ class WorkloadClass(models.Model):
     def fill_default_resource_names(self) -> None:
         if not self.slug or SLUG_VALIDATOR.regex.match(self.slug) is None:
             return
-        defaults = self.default_resource_names(
-            project=settings.GOOGLE_CLOUD_PROJECT, region=settings.GOOGLE_CLOUD_REGION
-        )
+        project, region = settings.GOOGLE_CLOUD_PROJECT, settings.GOOGLE_CLOUD_REGION
+        environment = self._environment_or_none()
+        if environment is not None and environment.projects and environment.regions:
+            project, region = environment.projects[0], environment.regions[0]
+        defaults = self.default_resource_names(project=project, region=region)
         for field, value in defaults.items():
             if not getattr(self, field):
                 setattr(self, field, value)
 
+    def _environment_or_none(self) -> Environment | None:
+        if self.environment_id is None:
+            return None
+        return self.environment
+
     # --- validation (the one place the admin, the API and the UI share) ------------------------
     def clean_fields(self, exclude=None):
+        if self.environment_id is None:
+            self.environment_id = default_environment_pk()
         # Derived names are filled before field validation so they are validated like typed ones.
         self.fill_default_resource_names()
         super().clean_fields(exclude=exclude)
@@ -344,6 +370,10 @@ class WorkloadClass(models.Model):
                     except ValidationError as exc:
                         add(field, exc)
 
+        environment = self._environment_or_none()
+        if environment is not None:
+            for field, problem in environment_name_problems(self, environment):
+                add(field, problem)
         names = [self.topic, self.dead_letter_topic, self.completion_topic]
         if self.topic and self.topic in (self.dead_letter_topic, self.completion_topic):
             add("dead_letter_topic", "The dead-letter and completion topics must differ from the class topic.")
@@ -353,6 +383,38 @@ class WorkloadClass(models.Model):
             add("dead_letter_subscription", "The dead-letter subscription must differ from the worker subscription.")
         if errors:
             raise ValidationError(errors)
+
+
+_NAME_FIELDS = ("topic", "subscription", "dead_letter_topic", "dead_letter_subscription", "completion_topic")
+
+
+def environment_name_problems(workload_class: WorkloadClass, environment: Environment) -> list[tuple[str, str]]:
+    """Resource names outside the environment: a project it does not name, a region it does not run
+    in. A staging class must not publish to prod's topics."""
+    problems = []
+    for field in (*_NAME_FIELDS, "worker_pool"):
+        value = getattr(workload_class, field)
+        if not value or not value.startswith("projects/"):
+            continue
+        parts = value.split("/")
+        project = parts[1]
+        if project not in environment.projects:
+            problems.append(
+                (
+                    field,
+                    f"The project {project} is not one of environment {environment.slug}'s projects "
+                    f"({', '.join(environment.projects)}).",
+                )
+            )
+        elif field == "worker_pool" and len(parts) > 3 and parts[3] not in environment.regions:
+            problems.append(
+                (
+                    field,
+                    f"The region {parts[3]} is not one of environment {environment.slug}'s regions "
+                    f"({', '.join(environment.regions)}).",
+                )
+            )
+    return problems
 
 
 class SloKind(models.TextChoices):
