@@ -299,6 +299,19 @@ class Queue(ABC):
     def list_snapshots(self, spec: QueueSpec) -> list[SnapshotInfo]:
         """The unexpired snapshots the class subscription can seek to (those of its topic), by name."""
 
+    # Deleting a class's resources (workloads/services/class_deletion.py). Idempotent: a resource
+    # already gone is not an error, so a deletion that stopped halfway can simply run again.
+    @abstractmethod
+    def delete_subscription(self, name: str) -> bool:
+        """Delete the subscription `name` (full name) with its unacked messages, its acked ones kept
+        for seek, and its snapshots' hold on it. True if it was deleted, False if it did not exist."""
+
+    @abstractmethod
+    def delete_topic(self, name: str) -> bool:
+        """Delete the topic `name`. Subscriptions still attached survive, detached (Pub/Sub's
+        behaviour: they stop receiving), so delete the class's own subscriptions first. True if it
+        was deleted, False if it did not exist."""
+
 
 # --- Worker pools ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -332,6 +345,11 @@ class WorkerPools(ABC):
     def set_instances(self, spec: PoolSpec, count: int, *, reason: str) -> PoolState:
         """Set the manual instance count and wait for the change to be accepted (the long-running
         operation); a no-op that returns the current state when already at `count`."""
+
+    @abstractmethod
+    def delete(self, spec: PoolSpec) -> bool:
+        """Delete the class's pool, stopping its workers, and wait until it is gone. True if it was
+        deleted, False if it did not exist (idempotent)."""
 
     def ensure(self, spec: PoolSpec, *, initial_instances: int = 0) -> PoolState:
         """Make sure the class's pool exists and return its state. Where pools are deployed by

@@ -135,6 +135,11 @@ class FakeCloudRun:
                         run_v2.UpdateWorkerPoolRequest.deserialize,
                         operations_pb2.Operation.SerializeToString,
                     ),
+                    "DeleteWorkerPool": _u(
+                        self._delete,
+                        run_v2.DeleteWorkerPoolRequest.deserialize,
+                        operations_pb2.Operation.SerializeToString,
+                    ),
                 },
             ),
             grpc.method_handlers_generic_handler(
@@ -254,6 +259,26 @@ class FakeCloudRun:
             if done:
                 operation.response.Pack(pb)
             self.operations[operation.name] = {"pool": current.name, "polls_left": self.pending_polls}
+            return operation
+
+    def _delete(self, request: run_v2.DeleteWorkerPoolRequest, context) -> operations_pb2.Operation:
+        """Deletes at once and answers with a done operation carrying the deleted pool."""
+        self.requests.append(("DeleteWorkerPool", request))
+        self.faults.check(context, "DeleteWorkerPool")
+        if request.name in self.denied_updates:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Permission 'run.workerpools.delete' denied on resource '{request.name}' (or resource may not exist).",
+            )
+        with self._lock:
+            pool = self._pool_or_abort(request.name, context)
+            del self.pools[request.name]
+            parts = request.name.split("/")
+            operation = operations_pb2.Operation(
+                name=f"projects/{parts[1]}/locations/{parts[3]}/operations/{uuid.uuid4()}", done=True
+            )
+            operation.metadata.Pack(run_v2.WorkerPool.pb(pool))
+            operation.response.Pack(run_v2.WorkerPool.pb(pool))
             return operation
 
     def _get_operation(self, request: operations_pb2.GetOperationRequest, context) -> operations_pb2.Operation:

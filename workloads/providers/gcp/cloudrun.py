@@ -82,6 +82,38 @@ class CloudRunWorkerPools(WorkerPools):
             backoff=self._backoff,
         )
 
+    def delete(self, spec: PoolSpec) -> bool:
+        """Delete the pool (its revisions and instances go with it) and wait for the operation;
+        NOT_FOUND is "already gone". The whole cycle is retried, so a retry after a lost answer
+        finds the pool gone and reports it so."""
+        try:
+            return call_with_retry(
+                lambda: self._delete_once(spec),
+                what="delete the worker pool",
+                resource=spec.worker_pool,
+                role=RUN_ROLE,
+                backoff=self._backoff,
+            )
+        except ProviderError as exc:
+            if exc.code == "NOT_FOUND":
+                return False
+            raise
+
+    def _delete_once(self, spec: PoolSpec) -> bool:
+        operation = self._client.delete_worker_pool(name=spec.worker_pool, timeout=self._timeout)
+        try:
+            operation.result(timeout=self._operation_timeout)
+        except concurrent.futures.TimeoutError:
+            raise ProviderError(
+                f"Cloud Run accepted deleting {spec.worker_pool} but the operation {operation.operation.name} has "
+                f"not finished after {self._operation_timeout:.0f} s; check the Cloud Run console.",
+                permanent=False,
+                code="DEADLINE_EXCEEDED",
+                resource=spec.worker_pool,
+            ) from None
+        logger.info("deleted the worker pool %s", spec.worker_pool)
+        return True
+
     def _set_once(self, spec: PoolSpec, count: int, reason: str) -> PoolState:
         pool = self._client.get_worker_pool(name=spec.worker_pool, timeout=self._timeout)
         if "manual_instance_count" in pool.scaling and pool.scaling.manual_instance_count == count:

@@ -63,6 +63,7 @@ from workloads.providers.gcp.errors import (
     status_code,
     to_provider_error,
 )
+from workloads.providers.gcp.pubsub_deletion import PubSubDeletionMixin
 from workloads.providers.limits import message_problems
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def _project(resource: str) -> str:
     return resource.split("/")[1]
 
 
-class PubSubQueue(Queue):
+class PubSubQueue(PubSubDeletionMixin, Queue):
     def __init__(
         self,
         *,

@@ -29,3 +29,14 @@ def not_found(kind: str, name: str, hint: str) -> ProviderError:
 
 def invalid(message: str, resource: str = "") -> ProviderError:
     return ProviderError(message, permanent=True, code="INVALID_ARGUMENT", resource=resource)
+
+
+def topic_in_use(topic: str, subscriptions: list[str]) -> ProviderError:
+    """A topic is deleted only once no subscription is attached: deleting it would cut them off."""
+    return ProviderError(
+        f"The topic {topic} still has subscriptions attached ({', '.join(subscriptions)}): delete or move "
+        "them first; deleting the topic would cut them off.",
+        permanent=True,
+        code="FAILED_PRECONDITION",
+        resource=topic,
+    )

@@ -98,6 +98,11 @@ class LocalWorkerPools(WorkerPools):
             )
         return _state(pool)
 
+    def delete(self, spec: PoolSpec) -> bool:
+        # runfleet stops the pool's workers once its row is gone; its history goes with it.
+        deleted, _ = LocalWorkerPool.objects.using(self.using).filter(name=spec.worker_pool).delete()
+        return bool(deleted)
+
     def _pool(self, spec: PoolSpec, *, for_update: bool = False) -> LocalWorkerPool:
         pools = LocalWorkerPool.objects.using(self.using)
         if for_update:

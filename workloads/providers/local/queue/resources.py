@@ -10,7 +10,7 @@ from django.db import transaction
 
 from workloads.models import LocalSubscription, LocalTopic
 from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS, EnsureResult, QueueSpec, ResourceDrift
-from workloads.providers.local.names import not_found
+from workloads.providers.local.names import not_found, topic_in_use
 from workloads.providers.local.queue.common import SUBSCRIPTION_HINT, TOPIC_HINT
 
 DEAD_LETTER_ACK_DEADLINE_SECONDS = 60  # how long a peeked dead letter stays hidden from other peeks
@@ -128,3 +128,22 @@ class ResourcesMixin:
     def topic_subscriptions(self, spec: QueueSpec) -> list[str]:
         subscriptions = LocalSubscription.objects.using(self.using).filter(topic__name=spec.topic)
         return list(subscriptions.order_by("name").values_list("name", flat=True))
+
+    # --- deleting ----------------------------------------------------------------------------------
+    def delete_subscription(self, name: str) -> bool:
+        # Its deliveries (acked or not) and snapshots go with it (ON DELETE CASCADE).
+        deleted, _ = LocalSubscription.objects.using(self.using).filter(name=name).delete()
+        return bool(deleted)
+
+    def delete_topic(self, name: str) -> bool:
+        with transaction.atomic(using=self.using):
+            topic = LocalTopic.objects.using(self.using).select_for_update().filter(name=name).first()
+            if topic is None:
+                return False
+            # A local subscription cannot outlive its topic (Pub/Sub would detach it), so a topic
+            # that still has subscriptions is refused on both providers alike.
+            attached = list(topic.subscriptions.order_by("name").values_list("name", flat=True)[:5])
+            if attached:
+                raise topic_in_use(name, attached)
+            topic.delete()
+        return True
