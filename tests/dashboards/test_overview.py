@@ -339,3 +339,37 @@ def test_the_dead_letter_column_counts_what_needs_triage_not_the_drained_subscri
     nav = re.search(r'<nav class="mainnav".*?</nav>', html, re.S).group(0)
     assert re.search(r'Dead letters<span class="visually-hidden">: 10 dead letters need attention</span>', nav)
     assert re.search(r'<span class="nav-count"[^>]*aria-hidden="true">10</span>', nav)
+
+
+def test_the_fleet_is_paged_fifty_a_page_and_the_pages_keep_filters_and_sort(ui_client, viewer):
+    for n in range(55):
+        WorkloadClassFactory(slug=f"paged-{n:02d}", owner_team="paging")
+    WorkloadClassFactory(slug="elsewhere", owner_team="other")
+    client = ui_client(viewer)
+    first = client.get("/?team=paging&sort=name").content.decode()
+    assert _slugs(first) == [f"paged-{n:02d}" for n in range(50)]
+    assert "55 classes match the filters · showing 1–50" in first
+    assert 'href="?team=paging&amp;sort=name&amp;page=2" rel="next"' in first
+    # A sort link starts again from the first page.
+    second = client.get("/?team=paging&sort=name&page=2").content.decode()
+    assert _slugs(second) == [f"paged-{n:02d}" for n in range(50, 55)]
+    assert "Page 2 of 2" in second and 'href="?team=paging&amp;sort=-name"' in second
+    # The 15 s refresh asks for the page it shows.
+    refreshed = client.get("/?team=paging&sort=name&page=2", headers=HX).content.decode()
+    assert _slugs(refreshed) == [f"paged-{n:02d}" for n in range(50, 55)]
+    assert 'hx-get="/?team=paging&amp;sort=name&amp;page=2"' in second
+    # One page of fewer than fifty: no page links.
+    assert 'aria-label="Fleet pages"' not in client.get("/?team=other").content.decode()
+    assert 'aria-label="Fleet pages"' in first
+
+
+def test_status_order_puts_what_is_wrong_first_across_pages(ui_client, viewer, polled_fleet, monkeypatch):
+    """The demo fleet's breached, stale and silent classes before the healthy one, whichever page."""
+    from workloads.selectors import fleet_page
+
+    client = ui_client(viewer)
+    everything = _slugs(client.get("/").content.decode())
+    assert everything == [BREACHED_SLUG, STALE_SLUG, SILENT_SLUG, HEALTHY_SLUG]
+    monkeypatch.setattr(fleet_page, "PAGE_SIZE", 2)
+    pages = [_slugs(client.get(f"/?page={n}").content.decode()) for n in (1, 2)]
+    assert pages == [everything[:2], everything[2:]]

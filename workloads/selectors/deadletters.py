@@ -208,12 +208,16 @@ class DeadLetterAttention:
         return self.trend[-1] if self.trend else 0
 
 
-def dead_letter_attention(*, now: datetime) -> dict[int, DeadLetterAttention]:
-    """{class id: attention} for every class with a dead letter needing attention or seen in the
-    last 24 hours. Two grouped queries whatever the number of classes (the status and last-seen
-    indexes); the mirror's rows, not the dead-letter subscription's backlog, which the sync drains."""
+def dead_letter_attention(*, now: datetime, class_ids: list[int] | None = None) -> dict[int, DeadLetterAttention]:
+    """{class id: attention} for every class (of `class_ids` when given) with a dead letter needing
+    attention or seen in the last 24 hours. Two grouped queries whatever the number of classes (the
+    status and last-seen indexes); the mirror's rows, not the dead-letter subscription's backlog,
+    which the sync drains."""
+    letters = (
+        DeadLetter.objects.all() if class_ids is None else DeadLetter.objects.filter(workload_class_id__in=class_ids)
+    )
     counts = (
-        DeadLetter.objects.filter(status__in=NEEDS_ATTENTION)
+        letters.filter(status__in=NEEDS_ATTENTION)
         .order_by()
         .values("workload_class_id")
         .annotate(
@@ -224,7 +228,7 @@ def dead_letter_attention(*, now: datetime) -> dict[int, DeadLetterAttention]:
     start = _hour(now) - timedelta(hours=TREND_HOURS - 1)
     hours = [start + timedelta(hours=i) for i in range(TREND_HOURS)]
     per_hour = (
-        DeadLetter.objects.filter(last_seen__gte=start)
+        letters.filter(last_seen__gte=start)
         .order_by()
         .annotate(hour=TruncHour("last_seen", tzinfo=UTC))
         .values("workload_class_id", "hour")

@@ -186,13 +186,22 @@ def sort_fleet_rows(rows: list[FleetRow], sort: str) -> list[FleetRow]:
 
 
 def fleet_rows(
-    *, now: datetime, team: str = "", tier: str = "", search: str = "", sort: str = "status"
+    *,
+    now: datetime,
+    team: str = "",
+    tier: str = "",
+    search: str = "",
+    sort: str = "status",
+    class_ids: list[int] | None = None,
 ) -> list[FleetRow]:
-    """Every class matching the filters, one row each with its live telemetry, sorted by `sort`
-    (see sort_fleet_rows). Eight queries whatever the number of classes: classes with their rates,
-    live values and pool control, SLOs with their status, schedules, open alerts, today's usage,
-    open pauses, dead letters needing attention and their trend."""
+    """Every class matching the filters (and among `class_ids` when given: the overview's page,
+    see fleet_page), one row each with its live telemetry, sorted by `sort` (see sort_fleet_rows).
+    Eight queries whatever the number of classes: classes with their rates, live values and pool
+    control, SLOs with their status, schedules, open alerts, today's usage, open pauses, dead
+    letters needing attention and their trend."""
     classes = WorkloadClass.objects.select_related("pool_control").prefetch_related(_schedules_prefetch())
+    if class_ids is not None:
+        classes = classes.filter(pk__in=class_ids)
     if team:
         classes = classes.filter(owner_team=team)
     if tier:
@@ -210,7 +219,7 @@ def fleet_rows(
         if lives
         else {}
     )
-    attention = dead_letter_attention(now=now) if lives else {}
+    attention = dead_letter_attention(now=now, class_ids=class_ids) if lives else {}
     rows = []
     for live in lives:
         wc = live.workload_class
