@@ -2,8 +2,8 @@
 
 import django_filters
 from django.db.models import Prefetch
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,9 +11,11 @@ from rest_framework.views import APIView
 from controlplane.roles import Role, user_role
 from workloads.api import serializers as s
 from workloads.api.actions import ActionSerializer
+from workloads.api.choices import ChoiceField
 from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
 from workloads.selectors.users import user_time_display
+from workloads.services import class_deletion
 from workloads.services import classes as class_services
 from workloads.services import provisioning as provisioning_services
 from workloads.services import tokens as token_services
@@ -26,6 +28,37 @@ class WorkloadClassFilter(django_filters.FilterSet):
     class Meta:
         model = WorkloadClass
         fields = {"tier": ["exact"], "owner_team": ["exact"], "timeout_tier": ["exact"]}
+
+
+class ClassDeleteParameters(serializers.Serializer):
+    resources = ChoiceField(
+        choices=class_deletion.RESOURCE_CHOICES,
+        default=class_deletion.KEEP,
+        help_text="keep (default): delete the class only, its topics, subscriptions and pool stay. delete: "
+        "delete them too, as an action (202); refused (409) for resources another class names.",
+    )
+    force = serializers.BooleanField(
+        default=False, help_text="With resources=delete: go ahead although undelivered dead letters would be lost."
+    )
+
+
+class ClassResourceSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    name = serializers.CharField()
+
+
+class SharedResourceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    classes = serializers.ListField(child=serializers.CharField())
+
+
+class DeletionPreviewSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    resources = ClassResourceSerializer(many=True, help_text="What resources=delete deletes, in order.")
+    shared = SharedResourceSerializer(many=True, help_text="Resources other classes name too: never deleted.")
+    dead_letters = serializers.IntegerField(help_text="Undelivered dead letters resources=delete would lose.")
+    dead_letters_mirrored = serializers.IntegerField(help_text="... new or held here (neither replayed nor discarded)")
+    dead_letters_waiting = serializers.IntegerField(help_text="... in the dead-letter subscription at the last poll")
 
 
 class WorkloadClassViewSet(viewsets.ModelViewSet):
@@ -74,8 +107,33 @@ class WorkloadClassViewSet(viewsets.ModelViewSet):
         serializer.instance = self._fresh(updated)
         serializer.instance.provisioning_action = updated.provisioning_action
 
-    def perform_destroy(self, instance):
-        class_services.workload_class_delete(actor=self.request.user, workload_class=instance)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("resources", str, enum=list(class_deletion.RESOURCE_CHOICES), default="keep"),
+            OpenApiParameter("force", bool, default=False),
+        ],
+        responses={202: ActionSerializer, 204: None},
+    )
+    def destroy(self, request, *args, **kwargs):
+        """Delete the class. `resources=keep` (the default: nothing in the cloud is ever deleted by
+        omission) leaves its topics, subscriptions and pool, and answers 204; `resources=delete`
+        deletes them too, as an action whose progress the 202 answer gives."""
+        parameters = ClassDeleteParameters(data=request.query_params)
+        parameters.is_valid(raise_exception=True)
+        action = class_deletion.workload_class_delete(
+            actor=request.user, workload_class=self.get_object(), **parameters.validated_data
+        )
+        if action is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(ActionSerializer(action).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: DeletionPreviewSerializer})
+    @action(detail=True, methods=["get"], url_path="deletion")
+    def deletion(self, request, slug=None):
+        """What deleting the class with its resources would delete, what is shared with other classes
+        (kept), and how many undelivered dead letters would be lost."""
+        preview = class_deletion.workload_class_deletion_preview(self.get_object())
+        return Response(DeletionPreviewSerializer(preview.as_dict()).data)
 
     @extend_schema(request=None, responses={202: ActionSerializer})
     @action(detail=True, methods=["post"])

@@ -23,6 +23,7 @@ class ActionKind(models.TextChoices):
     ENSURE_RESOURCES = "ensure_resources", "Ensure cloud resources"
     MIGRATION_STEP = "migration_step", "Migration step"
     CONTROL_SIGNAL = "control_signal", "Send a control signal"
+    DELETE_RESOURCES = "delete_resources", "Delete cloud resources"
 
 
 class ActionState(models.TextChoices):

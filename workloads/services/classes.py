@@ -151,17 +151,7 @@ def workload_class_update(
     return workload_class
 
 
-@transaction.atomic
-def workload_class_delete(*, actor, workload_class: WorkloadClass) -> None:
-    before = workload_class_snapshot(workload_class)
-    audit_event_record(
-        actor=actor,
-        action="workload_class.delete",
-        target=workload_class,
-        changes=diff(before, {}),
-        workload_class_slug=workload_class.slug,
-    )
-    workload_class.delete()
+# Deleting a class (with or without its cloud resources): workloads/services/class_deletion.py.
 
 
 # --- Cost rates ------------------------------------------------------------------------------------
