@@ -1,4 +1,5 @@
-"""Deleting a class's topics and subscriptions on Pub/Sub (a mixin of PubSubQueue).
+"""Deleting a class's topics and subscriptions on Pub/Sub (a mixin of PubSubQueue, with the
+other admin calls in admin.py).
 
 Idempotent: NOT_FOUND is "already gone", which also covers a delete that succeeded but whose
 answer was lost and retried. A topic that still has subscriptions attached is refused instead of
