@@ -2,9 +2,15 @@
 
 Roles are Django groups (created by a data migration) ordered viewer < operator < admin; each
 role can do everything the lower ones can. A superuser is an admin.
+
+A user's role may be overridden in one environment (workloads.models.EnvironmentRole): operator
+in staging and viewer in prod. Everything scoped to one class, or to incident mode in one
+environment, asks `environment_role`; everything else uses the user's own role.
 """
 
 from enum import IntEnum
+
+from django.apps import apps
 
 
 class Role(IntEnum):
@@ -56,3 +62,51 @@ def cache_role(user, role: Role) -> None:
 
 def has_role(user, role: Role) -> bool:
     return user_role(user) >= role
+
+
+def environment_overrides(user) -> dict[int, Role]:
+    """The user's roles by environment id (overrides only), read once per request (cached on the user)."""
+    overrides = getattr(user, "_controlplane_environment_roles", None)
+    if overrides is None:
+        # By name: controlplane sits beside the apps and never imports their models at import time.
+        EnvironmentRole = apps.get_model("workloads", "EnvironmentRole")
+        overrides = {
+            environment: Role.from_name(name)
+            for environment, name in EnvironmentRole.objects.filter(user=user).values_list("environment_id", "role")
+        }
+        user._controlplane_environment_roles = overrides
+    return overrides
+
+
+def environment_role(user, environment_id: int | None) -> Role:
+    """The user's role in one environment: its override when there is one, else their own role. A
+    superuser is an admin everywhere."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Role.NONE
+    own = user_role(user)
+    if environment_id is None or user.is_superuser:
+        return own
+    return environment_overrides(user).get(environment_id, own)
+
+
+def class_role(user, slug: str | None) -> Role:
+    """The user's role for the class with this slug (its environment's). Without overrides it is
+    their own role, and the class is not looked up; an unknown slug gets their own role (the view
+    then answers 404)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Role.NONE
+    own = user_role(user)
+    if not slug or user.is_superuser:
+        return own
+    overrides = environment_overrides(user)
+    if not overrides:
+        return own
+    return overrides.get(class_environment_id(slug), own)
+
+
+def class_environment_id(slug: str | None) -> int | None:
+    """The environment of the class with this slug; None when there is no such class."""
+    if not slug:
+        return None
+    WorkloadClass = apps.get_model("workloads", "WorkloadClass")
+    return WorkloadClass.objects.filter(slug=slug).values_list("environment_id", flat=True).first()

@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from controlplane.roles import Role, has_role
+from controlplane.roles import Role, class_role
 
 
 def login_required_htmx(view):
@@ -31,8 +31,13 @@ def login_required_htmx(view):
 
 
 def require_role(request, role: Role) -> None:
-    if not has_role(request.user, role):
-        raise PermissionDenied(f"This page needs the {role.name.lower()} role.")
+    """The user's role for the page: on a class's pages (every `slug` in the dashboards' paths is a
+    class) the role in that class's environment, which may differ from their own (controlplane/roles.py)."""
+    match = getattr(request, "resolver_match", None)
+    slug = match.kwargs.get("slug") if match is not None else None
+    if class_role(request.user, slug) < role:
+        where = " in this class's environment" if slug else ""
+        raise PermissionDenied(f"This page needs the {role.name.lower()} role{where}.")
 
 
 def wants_fragment(request) -> bool:

@@ -43,6 +43,11 @@ urlpatterns = [
     path("users/", user_views.users, name="users"),
     path("users/<username:username>/", user_views.user_detail, name="user-detail"),
     path("users/<username:username>/role/", user_views.user_role, name="user-role"),
+    path(
+        "users/<username:username>/environment-role/",
+        user_views.user_environment_role,
+        name="user-environment-role",
+    ),
     path("users/<username:username>/active/", user_views.user_active, name="user-active"),
     path("users/<username:username>/tokens/revoke/", user_views.user_tokens_revoke, name="user-tokens-revoke"),
     path(

@@ -18,3 +18,9 @@ class UserCreateForm(forms.Form):
 
 class UserRoleForm(forms.Form):
     role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+class UserEnvironmentRoleForm(forms.Form):
+    environment = forms.SlugField()
+    # Empty: the person's own role applies in that environment again.
+    role = forms.ChoiceField(choices=[("", "their own role"), *ROLE_CHOICES], required=False)

@@ -11,9 +11,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from controlplane.roles import Role
 from dashboards.rendering import login_required_htmx, require_role
-from dashboards.user_forms import UserCreateForm, UserRoleForm
-from workloads.models import ApiToken
-from workloads.selectors.users import user_list_queryset, user_role_name
+from dashboards.user_forms import ROLE_CHOICES, UserCreateForm, UserEnvironmentRoleForm, UserRoleForm
+from workloads.models import ApiToken, Environment
+from workloads.selectors.users import user_environment_roles, user_list_queryset, user_role_name
+from workloads.services import environments as environment_services
 from workloads.services import tokens as token_services
 from workloads.services import users as user_services
 
@@ -59,10 +60,18 @@ def user_detail(request, username: str):
     person = get_object_or_404(user_list_queryset(), username=username)
     person.role_name = user_role_name(person)
     tokens = ApiToken.objects.filter(user=person).select_related("created_by").order_by("revoked_at", "-created_at")
+    overrides = {row.environment_id: row for row in user_environment_roles(person)}
+    environment_rows = [(environment, overrides.get(environment.pk)) for environment in Environment.objects.all()]
     return render(
         request,
         "dashboards/user_detail.html",
-        {"person": person, "tokens": tokens, "role_form": UserRoleForm(initial={"role": person.role_name})},
+        {
+            "person": person,
+            "tokens": tokens,
+            "role_form": UserRoleForm(initial={"role": person.role_name}),
+            "environment_rows": environment_rows,
+            "role_choices": ROLE_CHOICES,
+        },
     )
 
 
@@ -89,6 +98,27 @@ def user_role(request, username: str):
     def change(person):
         user_services.user_set_role(actor=request.user, user=person, role=role)
         return f"{person.username} is now {role.group_name}."
+
+    _act(request, username, change)
+    return redirect("dashboards:user-detail", username=username)
+
+
+@require_POST
+@login_required_htmx
+def user_environment_role(request, username: str):
+    """A person's role in one environment, or their own role there again."""
+    require_role(request, Role.ADMIN)
+    form = UserEnvironmentRoleForm(request.POST)
+    environment = Environment.objects.filter(slug=form.data.get("environment", "")).first()
+    if not form.is_valid() or environment is None:
+        messages.error(request, "Choose an environment and viewer, operator, admin or their own role.")
+        return redirect("dashboards:user-detail", username=username)
+    role = Role.from_name(form.cleaned_data["role"]) if form.cleaned_data["role"] else None
+
+    def change(person):
+        environment_services.environment_role_set(actor=request.user, user=person, environment=environment, role=role)
+        what = role.group_name if role else f"{user_role_name(person)} (their own role)"
+        return f"{person.username} is {what} in {environment.slug}."
 
     _act(request, username, change)
     return redirect("dashboards:user-detail", username=username)

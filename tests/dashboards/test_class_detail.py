@@ -220,8 +220,9 @@ def test_queries_do_not_grow_with_history(ui_client, viewer, demo_fleet):
     # + 4 for the on-call panels: the last pause, the pool control, the open dead letters, the snapshots;
     # + 1 for the failing-notification-channel banner every page shows; + 1 for the runtime's observed figures;
     # + 1 for the deployments (markers and list); + 1 for the user's clock (UTC or local); + 1 for the
-    # navigation's count of dead letters that need attention (every page).
-    assert len(long.captured_queries) == len(short.captured_queries) <= 23
+    # navigation's count of dead letters that need attention (every page); + 1 for the viewer's roles by
+    # environment (a class's page follows the role in its environment).
+    assert len(long.captured_queries) == len(short.captured_queries) <= 24
     assert len(_chart_payload(html, "queue-age")["x"]) in (240, 241)  # 30 days in 3-hour steps
 
 

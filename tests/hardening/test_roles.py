@@ -124,6 +124,7 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "dashboards:time-display"): VIEWER,
     ("POST", "dashboards:users"): ADMIN,
     ("POST", "dashboards:user-role"): ADMIN,
+    ("POST", "dashboards:user-environment-role"): ADMIN,
     ("POST", "dashboards:user-active"): ADMIN,
     ("POST", "dashboards:user-tokens-revoke"): ADMIN,
     ("POST", "dashboards:user-token-revoke"): ADMIN,

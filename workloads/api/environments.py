@@ -49,6 +49,7 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
     serializer_class = EnvironmentSerializer
     lookup_field = "slug"
     lookup_value_regex = "[a-z0-9-]+"
+    class_slug_kwarg = None  # its `slug` names an environment, not a class
     read_role = Role.VIEWER
     write_role = Role.ADMIN
     search_fields = ["slug", "name", "description"]

@@ -1,6 +1,6 @@
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from controlplane.roles import Role, user_role
+from controlplane.roles import Role, class_role, environment_overrides, environment_role, user_role
 from workloads.models import ApiToken
 from workloads.services.tokens import token_allows
 
@@ -11,6 +11,13 @@ class RolePermission(BasePermission):
     - `read_role` for GET/HEAD/OPTIONS (default viewer), `write_role` for the rest (default admin),
       or a `required_role(request)` method for anything finer;
     - `token_scope_kind`: "api" (default), "ingest" or "deploy"; tokens must carry a matching scope.
+
+    The role is the user's role in the environment the request is about (an override per
+    environment, controlplane/roles.py): the class named by the URL's `slug` (every `slug` in the
+    API's paths is a class, except where a view names another kwarg in `class_slug_kwarg` or None),
+    or what a view's `permission_environment_id(request)` returns (incident mode in one environment).
+    Objects of one class (`workload_class` on the object) are checked again for their class's
+    environment when the view looks them up.
     """
 
     message = "You do not have permission to perform this action."
@@ -25,14 +32,49 @@ class RolePermission(BasePermission):
             if not token_allows(request.auth, method=request.method, scope_kind=scope_kind, workload_class_slug=slug):
                 self.message = f"This token's scopes ({', '.join(request.auth.scopes)}) do not allow this request."
                 return False
-        if hasattr(view, "required_role"):
-            needed = view.required_role(request)
-        elif request.method in SAFE_METHODS:
-            needed = getattr(view, "read_role", Role.VIEWER)
-        else:
-            needed = getattr(view, "write_role", Role.ADMIN)
-        role = user_role(user)
+        needed = self._needed(request, view)
+        role = self._role(request, view)
         if role < needed:
             self.message = f"This needs the {needed.name.lower()} role; you have {role.name.lower()}."
             return False
         return True
+
+    @staticmethod
+    def _needed(request, view) -> Role:
+        if hasattr(view, "required_role"):
+            return view.required_role(request)
+        if request.method in SAFE_METHODS:
+            return getattr(view, "read_role", Role.VIEWER)
+        return getattr(view, "write_role", Role.ADMIN)
+
+    @staticmethod
+    def _role(request, view) -> Role:
+        if hasattr(view, "permission_environment_id"):
+            return environment_role(request.user, view.permission_environment_id(request))
+        kwarg = getattr(view, "class_slug_kwarg", "slug")
+        if kwarg and view.kwargs.get(kwarg):
+            return class_role(request.user, view.kwargs[kwarg])
+        return user_role(request.user)
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        user = request.user
+        if user.is_superuser or not environment_overrides(user):
+            return True  # the role checked above is the role everywhere
+        environment_id = self._object_environment_id(obj)
+        if environment_id is None:
+            return True
+        needed = self._needed(request, view)
+        role = environment_role(user, environment_id)
+        if role < needed:
+            self.message = (
+                f"This needs the {needed.name.lower()} role in this environment; you have {role.name.lower()}."
+            )
+            return False
+        return True
+
+    @staticmethod
+    def _object_environment_id(obj) -> int | None:
+        if hasattr(obj, "environment_id") and obj._meta.model_name == "workloadclass":
+            return obj.environment_id
+        workload_class = getattr(obj, "workload_class", None) if hasattr(obj, "workload_class_id") else None
+        return workload_class.environment_id if workload_class is not None else None

@@ -5,7 +5,7 @@ goes through `workloads.services.users` and is audited."""
 import django_filters
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -13,11 +13,17 @@ from rest_framework.response import Response
 from controlplane.roles import ASSIGNABLE_ROLES, Role
 from workloads.api.choices import ChoiceField
 from workloads.api.serializers import ApiTokenSerializer
-from workloads.models import ApiToken
-from workloads.selectors.users import user_list_queryset, user_role_name
+from workloads.models import ApiToken, Environment
+from workloads.selectors.users import user_environment_roles, user_list_queryset, user_role_name
 from workloads.services import users as user_services
 
 ROLE_CHOICES = [role.group_name for role in ASSIGNABLE_ROLES]
+
+
+class EnvironmentRoleSerializer(serializers.Serializer):
+    environment = serializers.CharField(source="environment.slug")
+    role = ChoiceField(choices=ROLE_CHOICES)
+    source = serializers.CharField(help_text="Who set it, or the single sign-on rule that gave it.")
 
 
 class UserSerializer(serializers.Serializer):
@@ -28,6 +34,9 @@ class UserSerializer(serializers.Serializer):
     role_source = serializers.SerializerMethodField(
         help_text="Where the role came from: who set it, or the single sign-on rule that gave it."
     )
+    environment_roles = serializers.SerializerMethodField(
+        help_text="Roles in single environments, instead of `role`, for everything about their classes."
+    )
     is_active = serializers.BooleanField(read_only=True)
     sso_provider = serializers.SerializerMethodField(help_text="oidc or iap once signed in that way, else empty")
     last_sso_sign_in_at = serializers.SerializerMethodField()
@@ -37,6 +46,10 @@ class UserSerializer(serializers.Serializer):
 
     def get_role(self, user) -> str:
         return user_role_name(user)
+
+    @extend_schema_field(EnvironmentRoleSerializer(many=True))
+    def get_environment_roles(self, user) -> list:
+        return EnvironmentRoleSerializer(user_environment_roles(user), many=True).data
 
     def _identity(self, user):
         return getattr(user, "identity", None) if hasattr(user, "identity") else None
@@ -73,6 +86,19 @@ class UserUpdateSerializer(serializers.Serializer):
     is_active = serializers.BooleanField(
         required=False, help_text="false deactivates: sessions and tokens stop working"
     )
+    environment_roles = serializers.DictField(
+        child=ChoiceField(choices=ROLE_CHOICES, allow_null=True),
+        required=False,
+        help_text="By environment slug: the role there, or null for their own role there again, e.g. "
+        '{"staging": "operator", "prod": null}.',
+    )
+
+    def validate_environment_roles(self, value: dict) -> dict:
+        known = dict(Environment.objects.filter(slug__in=list(value)).values_list("slug", "pk"))
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown environment(s): {', '.join(unknown)}.")
+        return value
 
 
 class RevokedTokensSerializer(serializers.Serializer):
@@ -136,12 +162,16 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data = UserUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if not data.validated_data:
-            raise serializers.ValidationError({"non_field_errors": ["Send role and/or is_active."]})
+            raise serializers.ValidationError({"non_field_errors": ["Send role, is_active and/or environment_roles."]})
         user_services.user_update(
             actor=request.user,
             user=user,
             role=Role.from_name(data.validated_data["role"]) if "role" in data.validated_data else None,
             is_active=data.validated_data.get("is_active"),
+            environment_roles={
+                slug: Role.from_name(name) if name else None
+                for slug, name in data.validated_data.get("environment_roles", {}).items()
+            },
         )
         return Response(UserSerializer(self._fresh(user)).data)
 

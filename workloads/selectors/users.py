@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from controlplane.roles import ASSIGNABLE_ROLES, Role
-from workloads.models import TimeDisplay, UserPreference
+from workloads.models import EnvironmentRole, TimeDisplay, UserPreference
 
 _ROLE_BY_GROUP = {role.group_name: role for role in ASSIGNABLE_ROLES}
 
@@ -16,8 +16,23 @@ def user_list_queryset() -> QuerySet:
     return (
         get_user_model()
         .objects.select_related("identity")
-        .prefetch_related(Prefetch("groups", queryset=Group.objects.only("name"), to_attr="role_groups"))
+        .prefetch_related(
+            Prefetch("groups", queryset=Group.objects.only("name"), to_attr="role_groups"),
+            Prefetch(
+                "environment_roles",
+                queryset=EnvironmentRole.objects.select_related("environment"),
+                to_attr="environment_role_rows",
+            ),
+        )
     )
+
+
+def user_environment_roles(user) -> list[EnvironmentRole]:
+    """The user's roles by environment (overrides of their own role), from the prefetch when there."""
+    rows = getattr(user, "environment_role_rows", None)
+    if rows is None:
+        rows = list(user.environment_roles.select_related("environment"))
+    return rows
 
 
 def user_role_name(user) -> str:

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from controlplane.roles import ASSIGNABLE_ROLES, Role
 from workloads.errors import ApplicationError
-from workloads.models import ApiToken, TimeDisplay, UserIdentity, UserPreference
+from workloads.models import ApiToken, Environment, TimeDisplay, UserIdentity, UserPreference
 from workloads.services.audit import audit_event_record
+from workloads.services.environments import environment_role_set
 from workloads.services.tokens import api_token_revoke
 
 _ROLE_GROUPS = [r.group_name for r in ASSIGNABLE_ROLES]
@@ -142,12 +143,24 @@ def user_sso_sign_in_recorded(*, user, provider: str, subject: str) -> None:
 
 
 @transaction.atomic
-def user_update(*, actor, user, role: Role | None = None, is_active: bool | None = None) -> None:
-    """What an admin changes on the users screen or with PATCH /api/v1/users/<username>/."""
+@transaction.atomic
+def user_update(
+    *,
+    actor,
+    user,
+    role: Role | None = None,
+    is_active: bool | None = None,
+    environment_roles: dict[str, Role | None] | None = None,
+) -> None:
+    """What an admin changes on the users screen or with PATCH /api/v1/users/<username>/.
+    `environment_roles`: by environment slug, the role there (None: their own role there again)."""
     if role is not None:
         user_set_role(actor=actor, user=user, role=role)
     if is_active is not None:
         user_set_active(actor=actor, user=user, active=is_active)
+    for slug, environment_role in (environment_roles or {}).items():
+        environment = Environment.objects.get(slug=slug)
+        environment_role_set(actor=actor, user=user, environment=environment, role=environment_role)
 
 
 @transaction.atomic

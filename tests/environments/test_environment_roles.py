@@ -1,0 +1,125 @@
+"""A person's role per environment: operator in staging, viewer in prod. Every class-scoped check
+(the API's permission class, the screens' role check, objects of one class) uses the role for the
+class's environment; the users API and screen show and change it, with where it came from."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from controlplane.roles import Role
+from tests.workloads.pools import pooled_class
+from workloads.models import AuditEvent, Environment, EnvironmentRole, PoolHold
+from workloads.services.environments import environment_role_set
+from workloads.services.tokens import api_token_issue
+
+PAUSE = "/api/v1/classes/{}/pause/"
+
+
+@pytest.fixture
+def fleet(db):
+    prod = Environment.objects.create(
+        slug="prod",
+        name="Prod",
+        projects=["local-project"],
+        regions=["us-central1"],
+        monitoring_project="local-project",
+    )
+    staging = Environment.objects.create(
+        slug="staging",
+        name="Staging",
+        projects=["local-staging"],
+        regions=["us-central1"],
+        monitoring_project="local-staging",
+    )
+    pooled_class("prod-docs", instances=2, environment=prod)
+    pooled_class("staging-docs", instances=2, environment=staging)
+    return {"prod": prod, "staging": staging}
+
+
+def test_an_operator_in_staging_pauses_a_staging_class_and_not_a_prod_one(fleet, make_user, client_as):
+    sam = make_user("sam-staging", Role.VIEWER)
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.OPERATOR)
+    client = client_as(sam)
+    staged = client.post(PAUSE.format("staging-docs"), {"reason": "bad deploy"}, format="json")
+    assert staged.status_code == 202, staged.content
+    refused = client.post(PAUSE.format("prod-docs"), {"reason": "bad deploy"}, format="json")
+    assert refused.status_code == 403 and "operator" in refused.json()["detail"]
+    assert list(PoolHold.objects.values_list("workload_class__slug", flat=True)) == ["staging-docs"]
+    # Reading prod is still theirs, by their own role.
+    assert client.get(PAUSE.format("prod-docs")).status_code == 200
+
+
+def test_an_override_also_lowers_a_role_and_tokens_follow_it(fleet, make_user, client_as, token_client):
+    otto = make_user("otto-ops", Role.OPERATOR)
+    environment_role_set(actor=None, user=otto, environment=fleet["prod"], role=Role.VIEWER)
+    assert client_as(otto).post(PAUSE.format("prod-docs"), {"reason": "x"}, format="json").status_code == 403
+    assert client_as(otto).post(PAUSE.format("staging-docs"), {"reason": "x"}, format="json").status_code == 202
+    _token, raw = api_token_issue(actor=None, user=otto, name="bot")
+    bot = APIClient()
+    bot.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert bot.delete(PAUSE.format("prod-docs")).status_code == 403
+    assert bot.delete(PAUSE.format("staging-docs")).status_code == 202
+
+
+def test_the_screens_use_the_role_of_the_class_environment(fleet, make_user, client):
+    sam = make_user("sam-staging", Role.VIEWER)
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.OPERATOR)
+    client.force_login(sam)
+    form = {"reason": "bad deploy", "expires_in_minutes": 60, "step": "confirm"}
+    staged = client.post("/classes/staging-docs/pause/", form)
+    assert staged.status_code in (200, 302), staged.status_code
+    assert client.post("/classes/prod-docs/pause/", form).status_code == 403
+    assert list(PoolHold.objects.values_list("workload_class__slug", flat=True)) == ["staging-docs"]
+    # The buttons follow the same role: the staging class's page offers the pause, prod's does not.
+    assert b"/classes/staging-docs/resume/" in client.get("/classes/staging-docs/pool/", HTTP_HX_REQUEST="true").content
+    assert b"/classes/prod-docs/pause/" not in client.get("/classes/prod-docs/pool/", HTTP_HX_REQUEST="true").content
+    assert b"/classes/prod-docs/pause/" in _as_operator_everywhere(client, "/classes/prod-docs/pool/")
+
+
+def _as_operator_everywhere(client, url: str) -> bytes:
+    """The same page for someone who may pause anywhere: the probe above is not blind."""
+    from django.contrib.auth import get_user_model
+
+    from workloads.services.users import user_create
+
+    operator = get_user_model().objects.filter(username="any-operator").first() or user_create(
+        actor=None, username="any-operator", role=Role.OPERATOR, password="correct-horse-battery-9"
+    )
+    client.force_login(operator)
+    return client.get(url, HTTP_HX_REQUEST="true").content
+
+
+def test_admins_set_roles_by_environment_through_the_users_api(fleet, make_user, client_as, admin_user):
+    make_user("sam-staging", Role.VIEWER)
+    api = client_as(admin_user)
+    changed = api.patch("/api/v1/users/sam-staging/", {"environment_roles": {"staging": "operator"}}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["role"] == "viewer"
+    assert changed.json()["environment_roles"] == [
+        {"environment": "staging", "role": "operator", "source": "set by ada-admin"}
+    ]
+    event = AuditEvent.objects.get(action="user.environment_role")
+    assert event.changes == {"role@staging": [None, "operator"]} and event.actor_label.startswith("ada-admin")
+
+    back = api.patch("/api/v1/users/sam-staging/", {"environment_roles": {"staging": None}}, format="json")
+    assert back.status_code == 200 and back.json()["environment_roles"] == []
+    unknown = api.patch("/api/v1/users/sam-staging/", {"environment_roles": {"moon": "admin"}}, format="json")
+    assert unknown.status_code == 400 and "environment_roles" in unknown.json()["errors"]
+    bad_role = api.patch("/api/v1/users/sam-staging/", {"environment_roles": {"prod": "root"}}, format="json")
+    assert bad_role.status_code == 400
+    assert not EnvironmentRole.objects.exists()
+
+
+def test_the_user_screen_shows_and_sets_roles_by_environment(fleet, make_user, client, admin_user):
+    make_user("sam-staging", Role.VIEWER)
+    client.force_login(admin_user)
+    response = client.post("/users/sam-staging/environment-role/", {"environment": "staging", "role": "operator"})
+    assert response.status_code == 302
+    page = client.get("/users/sam-staging/").content.decode()
+    staging_row = page.split('data-environment="staging"')[1].split("</tr>")[0]
+    prod_row = page.split('data-environment="prod"')[1].split("</tr>")[0]
+    assert "<strong>operator</strong>" in staging_row and "set by ada-admin" in staging_row
+    assert "their own role" in prod_row
+    assert (
+        client.post("/users/sam-staging/environment-role/", {"environment": "moon", "role": "admin"}).status_code == 302
+    )
+    assert EnvironmentRole.objects.get().role == "operator"
