@@ -63,6 +63,11 @@ class DeletionPreview:
     dead_letters_waiting: int = 0  # in the dead-letter subscription at the last poll, not mirrored yet
 
     @property
+    def rows(self) -> list[tuple[ClassResource, list[str]]]:
+        """Each resource with the other classes that name it (kept), for the confirmation."""
+        return [(resource, self.shared.get(resource.name, [])) for resource in self.resources]
+
+    @property
     def dead_letters(self) -> int:
         return self.dead_letters_mirrored + self.dead_letters_waiting
 
