@@ -104,9 +104,14 @@ class SideSerializer(serializers.Serializer):
     lead_time_p50 = IntervalSerializer(help_text="Seconds, ingestion to completion.")
     lead_time_p95 = IntervalSerializer(help_text="Seconds, ingestion to completion.")
     queue_age_attainment = IntervalSerializer(help_text="Share of minutes within the queue-age SLO; n = minutes.")
-    cost_per_1k_records = IntervalSerializer()
+    cost_per_1k_records = IntervalSerializer(
+        help_text="No estimate when the side's instance time is unknown (cost_source says why)."
+    )
     currency = serializers.CharField()
     records = serializers.IntegerField()
+    cost_source = serializers.CharField(
+        help_text="Where the side's instance time (compute cost) comes from, or why it is unknown."
+    )
 
 
 class CheckSerializer(serializers.Serializer):

@@ -389,10 +389,25 @@ class CostLineSerializer(serializers.Serializer):
     tokens = serializers.IntegerField()
     completed = serializers.IntegerField()
     failed = serializers.IntegerField()
-    compute_cost = serializers.DecimalField(max_digits=20, decimal_places=6)
+    instance_time_known = serializers.BooleanField(
+        help_text="False for a class on an observed runtime whose instance time did not arrive: its compute cost, "
+        "cost per 1k records and per job are unknown (null), never $0."
+    )
+    instance_time_source = serializers.CharField(
+        help_text="Where the instance time (compute cost) comes from: the pool's instance count, the runtime's own "
+        "Cloud Monitoring metrics, or why it is unknown."
+    )
+    compute_cost = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        allow_null=True,
+        help_text="Null when instance_time_known is false.",
+    )
     records_cost = serializers.DecimalField(max_digits=20, decimal_places=6)
     tokens_cost = serializers.DecimalField(max_digits=20, decimal_places=6)
-    total_cost = serializers.DecimalField(max_digits=20, decimal_places=6)
+    total_cost = serializers.DecimalField(
+        max_digits=20, decimal_places=6, help_text="Without compute when instance_time_known is false."
+    )
     cost_per_1k_records = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
     cost_per_completed_job = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
     waste_instance_seconds = serializers.DecimalField(
@@ -499,7 +514,11 @@ class CostView(APIView):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         report = cost_selectors.cost_report(start=data["start"], end=data["end"], group_by=data["group_by"])
-        lines = [{c: getattr(line, c) for c in COST_COLUMNS} for line in report.lines]
+        # compute_cost is null, not 0, where the instance time is unknown.
+        lines = [
+            {**{c: getattr(line, c) for c in COST_COLUMNS}, "compute_cost": line.known_compute_cost}
+            for line in report.lines
+        ]
         totals: dict[str, object] = {}
         for line in report.lines:
             if line.currency:

@@ -24,6 +24,7 @@ class ActionKind(models.TextChoices):
     MIGRATION_STEP = "migration_step", "Migration step"
     CONTROL_SIGNAL = "control_signal", "Send a control signal"
     DELETE_RESOURCES = "delete_resources", "Delete cloud resources"
+    BACKFILL = "backfill", "Backfill from Cloud Monitoring"
 
 
 class ActionState(models.TextChoices):

@@ -57,6 +57,17 @@ class MetricRollup(models.Model):
     latency_buckets = models.JSONField(default=list, blank=True)
     latency_count = models.BigIntegerField(default=0)
     latency_sum = models.FloatField(default=0)
+    # An observed runtime's own figures (its Cloud Monitoring metrics; workloads/runtimes.py):
+    # executions and the errors among them, and execution (or request) latency over
+    # LATENCY_BUCKET_BOUNDS. Apart from the worker kit's completions and lead time above, which
+    # measure something else (a unit of work, from ingestion) and may arrive for the same class.
+    # Its instance time lands in `instances` / `instance_seconds`, like a pool's.
+    executions = models.BigIntegerField(default=0)
+    execution_errors = models.BigIntegerField(default=0)
+    runtime_latency_buckets = models.JSONField(default=list, blank=True)
+    runtime_latency_count = models.BigIntegerField(default=0)
+    runtime_latency_sum = models.FloatField(default=0)
+
     # Hourly rows only: their minutes' oldest-unacked ages, sorted, so queue-age good minutes can
     # be recounted exactly against a new threshold after the minutes are gone (a histogram would
     # blur the minutes that sit near the threshold).

@@ -44,7 +44,8 @@ class PeriodFigures:
     instance_seconds: Decimal
     total_cost: Decimal | None  # None when the class has no price sheet
     currency: str
-    cost_per_1k_records: Decimal | None
+    cost_per_1k_records: Decimal | None  # None without a price sheet, records or known instance time
+    instance_time_source: str = ""  # where the compute cost comes from (selectors.cost)
 
     @property
     def outcomes(self) -> int:
@@ -95,6 +96,7 @@ def period_figures(period: Period, *, now: datetime) -> PeriodFigures:
         total_cost=line.total_cost if line.has_rates else None,
         currency=line.currency,
         cost_per_1k_records=line.cost_per_1k_records if line.has_rates else None,
+        instance_time_source=line.instance_time_source,
     )
 
 
@@ -114,6 +116,11 @@ def comparison(*, a: Period, b: Period, now: datetime) -> Comparison:
             )
         if figures.total_cost is None:
             notes.append(f"{name} ({figures.period.workload_class.slug}) has no price sheet: no cost.")
+        elif figures.instance_time_source.startswith("unknown"):
+            notes.append(
+                f"{name} ({figures.period.workload_class.slug}): instance time {figures.instance_time_source}, "
+                "so its compute cost and cost per 1k records are unknown."
+            )
     same_currency = fa.currency == fb.currency
     if fa.total_cost is not None and fb.total_cost is not None and not same_currency:
         notes.append(f"A is priced in {fa.currency} and B in {fb.currency}: costs are not compared.")

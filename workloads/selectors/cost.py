@@ -9,10 +9,11 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from workloads.models import AuditEvent, MetricRollup, Resolution, WorkloadClass
+from workloads.runtimes import Figure, Runtime, Source, profile
 from workloads.selectors.rollups import minutes_kept_since, spans_query
 from workloads.telemetry.windows import window_spans
 
@@ -21,7 +22,26 @@ _MONEY = Decimal("0.000001")
 # The rollup columns a cost line is computed from, summed over the period (class_usage).
 USAGE_FIELDS = ("instance_seconds", "records", "tokens", "completed", "failed")
 # A line's fields that name it rather than count something: adding lines (a team's) leaves them.
-_LABEL_FIELDS = frozenset({"key", "name", "owner_team", "currency", "has_rates"})
+_LABEL_FIELDS = frozenset(
+    {"key", "name", "owner_team", "currency", "has_rates", "instance_time_known", "instance_time_source"}
+)
+
+
+def instance_time_source(wc: WorkloadClass, *, known: bool) -> str:
+    """Where a class's instance time (its compute cost) comes from, for people: a pool's instance
+    count, an observed runtime's own Monitoring metrics, or nothing (then its cost is unknown)."""
+    if wc.runtime == Runtime.WORKER_POOL:
+        return "the worker pool's instance count"
+    metrics = [
+        o.metric_type
+        for o in profile(wc.runtime).figures().get(Figure.INSTANCE_TIME, [])
+        if o.source == Source.RUNTIME_METRICS
+    ]
+    if known:
+        return f"the runtime's own Cloud Monitoring metrics ({', '.join(metrics)})" if metrics else "received"
+    if metrics:
+        return f"unknown: no {', '.join(metrics)} received for the period"
+    return f"unknown: {Runtime(wc.runtime).label} reports no instance time"
 
 
 @dataclass
@@ -46,23 +66,37 @@ class CostLine:
     # its compute cost: part of the totals above, shown apart as waste.
     waste_instance_seconds: Decimal = Decimal(0)
     waste_cost: Decimal = Decimal(0)
+    # False for a class on an observed runtime whose instance time did not arrive (none read, or
+    # its runtime has none): its compute cost is unknown, not $0, and so is its cost per 1k.
+    instance_time_known: bool = True
+    instance_time_source: str = ""
 
     @property
     def total_cost(self) -> Decimal:
+        """What is known of the cost: without compute when instance_time_known is false."""
         return self.compute_cost + self.records_cost + self.tokens_cost
 
     @property
+    def known_compute_cost(self) -> Decimal | None:
+        return self.compute_cost if self.instance_time_known else None
+
+    @property
     def cost_per_1k_records(self) -> Decimal | None:
-        return (self.total_cost * 1000 / self.records).quantize(_MONEY) if self.records else None
+        if not self.records or not self.instance_time_known:
+            return None
+        return (self.total_cost * 1000 / self.records).quantize(_MONEY)
 
     @property
     def cost_per_completed_job(self) -> Decimal | None:
+        if not self.instance_time_known:
+            return None
         return (self.total_cost / self.completed).quantize(_MONEY) if self.completed else None
 
     def add(self, other: CostLine) -> None:
         for name in (f.name for f in fields(self) if f.name not in _LABEL_FIELDS):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.has_rates = self.has_rates and other.has_rates
+        self.instance_time_known = self.instance_time_known and other.instance_time_known
 
 
 @dataclass
@@ -76,6 +110,9 @@ class CostReport:
 def class_cost(wc: WorkloadClass, usage: dict) -> CostLine:
     rates = wc.cost_rates
     instance_seconds = Decimal(str(round(usage.get("instance_seconds") or 0.0, 3)))
+    # A pool's instance count is always read (0 instances is a real zero); an observed runtime's
+    # instance time is known only where samples arrived.
+    known = wc.runtime == Runtime.WORKER_POOL or bool(usage.get("instance_samples")) or instance_seconds > 0
     line = CostLine(
         key=wc.slug,
         name=wc.name,
@@ -89,6 +126,8 @@ def class_cost(wc: WorkloadClass, usage: dict) -> CostLine:
         tokens=int(usage.get("tokens") or 0),
         completed=int(usage.get("completed") or 0),
         failed=int(usage.get("failed") or 0),
+        instance_time_known=known,
+        instance_time_source=instance_time_source(wc, known=known),
     )
     line.waste_instance_seconds = Decimal(str(round(usage.get("waste_instance_seconds") or 0.0, 3)))
     if rates is not None:
@@ -103,15 +142,20 @@ def class_cost(wc: WorkloadClass, usage: dict) -> CostLine:
 
 
 def class_usage(*, start: datetime, end: datetime, class_ids: Iterable[int] | None = None, now: datetime) -> dict:
-    """{class_id: {instance_seconds, records, tokens, completed, failed}} summed in SQL over the
-    rollups covering [start, end)."""
+    """{class_id: {instance_seconds, records, tokens, completed, failed, instance_samples}} summed
+    in SQL over the rollups covering [start, end); instance_samples counts the rows with an
+    instance sample (a gap is NULL, not 0)."""
     spans = window_spans(start, end, minutes_kept_since=minutes_kept_since(now))
     if not spans:
         return {}
     rows = MetricRollup.objects.filter(spans_query(spans))
     if class_ids is not None:
         rows = rows.filter(workload_class_id__in=list(class_ids))
-    totals = rows.order_by().values("workload_class_id").annotate(**{name: Sum(name) for name in USAGE_FIELDS})
+    totals = (
+        rows.order_by()
+        .values("workload_class_id")
+        .annotate(**{name: Sum(name) for name in USAGE_FIELDS}, instance_samples=Count("instances"))
+    )
     return {row.pop("workload_class_id"): row for row in totals}
 
 

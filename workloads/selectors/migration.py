@@ -16,7 +16,7 @@ from django.db.models import Count, Q
 from workloads.models import MetricRollup, MigrationPlan, Phase, SloAlert, WorkloadClass
 from workloads.models.migration import ACTIVE_PHASES
 from workloads.runtimes import Runtime
-from workloads.selectors.cost import class_cost, class_usage
+from workloads.selectors.cost import class_cost, class_usage, instance_time_source
 from workloads.selectors.rollups import minutes_kept_since, spans_query
 from workloads.telemetry import evidence, histogram
 from workloads.telemetry.evidence import Interval
@@ -36,6 +36,7 @@ class SideEvidence:
     cost_per_1k_records: Interval
     currency: str
     records: int
+    cost_source: str = ""  # where its instance time (compute cost) comes from, or why it is unknown
 
     @property
     def outcomes(self) -> int:
@@ -92,6 +93,7 @@ def side_evidence(workload_class: WorkloadClass, *, start: datetime, end: dateti
             "instance_seconds",
             "records",
             "tokens",
+            "instances",
         )  # fmt: skip
     )
     completed = sum(r[0] for r in rows)
@@ -101,7 +103,9 @@ def side_evidence(workload_class: WorkloadClass, *, start: datetime, end: dateti
     minutes = sum(r[4] for r in rows)
     unit = _unit_cost(workload_class)
     cost = evidence.NO_DATA
-    if unit is not None:
+    # An observed runtime without instance time has an unknown cost, not a cheaper one.
+    known = workload_class.runtime == Runtime.WORKER_POOL or any(r[8] is not None or r[5] for r in rows)
+    if unit is not None and known:
         per_second, per_record, per_token = unit
         pairs = [(float(Decimal(str(r[5])) * per_second + r[6] * per_record + r[7] * per_token), r[6]) for r in rows]
         cost = evidence.ratio_interval(pairs, scale=1000)
@@ -117,6 +121,7 @@ def side_evidence(workload_class: WorkloadClass, *, start: datetime, end: dateti
         cost_per_1k_records=cost,
         currency=workload_class.cost_rates.currency if workload_class.cost_rates else "",
         records=sum(r[6] for r in rows),
+        cost_source=instance_time_source(workload_class, known=known),
     )
 
 
