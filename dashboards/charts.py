@@ -7,6 +7,7 @@ of steps per range); this module only decides how they are drawn.
 JSON shape (one chart):
     {"title": str, "unit": "s" | "count" | "per_min" | "instances" | <ISO currency>,
      "start": epoch s, "end": epoch s, "x": [epoch s, ...],
+     "zoom_group": str,                                            # charts sharing a crosshair and zoom
      "series": [{"label": str, "values": [float | null, ...]}],     # aligned with x
      "threshold": {"value": float, "label": str} | null,            # e.g. the SLO line
      "markers": [{"t": epoch s, "label": str, "when": str, "kind": "action" | "change" | "deploy"}],
@@ -71,6 +72,7 @@ CHART_DEFINITIONS = (
         (("completed", "Completed"), ("failed", "Failed")),
         rate_per=60,
     ),
+    # Drawn from the selector's whole counts per step, not the "instances" mean (see build_charts).
     ChartDefinition("instances", "Instances", "instances", (("instances", "Instances"),)),
     ChartDefinition("cost", "Cost per hour", "currency", (("cost", "Cost per hour"),), rate_per=3600),
 )
@@ -107,6 +109,15 @@ def seconds_label(seconds: float) -> str:
     return f"{seconds / 86400:.3g} d"
 
 
+def step_label(seconds: int) -> str:
+    """'minute', '2 min', 'hour', '3 h', 'day': the step a chart's points stand for."""
+    if seconds % 86400 == 0:
+        return "day" if seconds == 86400 else f"{seconds // 86400} d"
+    if seconds % 3600 == 0:
+        return "hour" if seconds == 3600 else f"{seconds // 3600} h"
+    return "minute" if seconds == 60 else f"{seconds // 60} min"
+
+
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
@@ -132,6 +143,7 @@ class Chart:
     markers: list[dict] = field(default_factory=list)
     fetched_at: datetime | None = None
     newest_sample_at: datetime | None = None
+    zoom_group: str = ""
 
     @property
     def script_id(self) -> str:
@@ -159,6 +171,7 @@ class Chart:
             "start": _epoch(self.start),
             "end": _epoch(self.end),
             "x": self.x,
+            "zoom_group": self.zoom_group,
             "series": self.series,
             "threshold": self.threshold,
             "markers": self.markers,
@@ -239,7 +252,10 @@ def build_charts(
     *, workload_class: WorkloadClass, detail: ClassDetailTelemetry, markers: list[dict], end: datetime | None = None
 ) -> list[Chart]:
     """One Chart per definition from the class's telemetry: series, SLO threshold lines, markers.
-    The time axis runs to `end` (default: the series' end), so markers up to now fit on it.
+    The time axis runs to `end` (default: the series' end), so markers up to now fit on it, and
+    starts where the class's data (or a marker) does when that is later than the range's start:
+    a class younger than the range fills the width instead of its last few pixels. Every chart
+    of the class shares that axis (the browser syncs their crosshair and zoom).
     Reads only what `detail` and the class (with its cost rates) already hold: no queries."""
     series = detail.series
     slos = {card.slo.kind: card.slo for card in detail.slo_cards}
@@ -248,6 +264,8 @@ def build_charts(
     # right edge of a throughput chart does not dip just because the step is still filling.
     series_end = _epoch(series.end)
     covered = [max(60, min(series.step_seconds, series_end - t)) for t in series.timestamps]
+    axis_end = max(end or series.end, series.end)
+    axis_start = _axis_start(series, markers, axis_end)
     charts = []
     for definition in CHART_DEFINITIONS:
         slo = slos.get(definition.slo_kind) if definition.slo_kind else None
@@ -257,6 +275,10 @@ def build_charts(
         lines = []
         for name, label in definition.series:
             values = series.values.get(name, [])
+            if name == "instances":
+                values = series.instance_counts
+                how = "most running at once" if series.instance_counts_basis == "peak" else "mean, rounded"
+                label = f"{label} ({how}, per {step_label(series.step_seconds)})"
             if definition.rate_per:
                 per = definition.rate_per
                 values = [None if v is None else v * per / span for v, span in zip(values, covered, strict=True)]
@@ -266,14 +288,33 @@ def build_charts(
                 key=definition.key,
                 title=definition.title,
                 unit=currency if definition.unit == "currency" else definition.unit,
-                start=series.start,
-                end=max(end or series.end, series.end),
+                start=axis_start,
+                end=axis_end,
                 x=list(series.timestamps),
                 series=lines,
                 threshold=threshold,
                 markers=markers,
                 fetched_at=series.fetched_at,
                 newest_sample_at=series.newest_sample_at,
+                zoom_group=f"class-{workload_class.slug}",
             )
         )
     return charts
+
+
+# The shortest axis a young class gets, so a handful of points do not stretch across the width.
+MIN_AXIS_SPAN = timedelta(minutes=10)
+
+
+def _axis_start(series, markers: list[dict], end: datetime) -> datetime:
+    """The range's start, or the first step with data (or the first marker) when later."""
+    with_data = [
+        t
+        for i, t in enumerate(series.timestamps)
+        if any(values[i] is not None for values in series.values.values()) or series.instance_counts[i] is not None
+    ]
+    first = min([*with_data[:1], *(m["t"] for m in markers[:1])], default=None)
+    if first is None:
+        return series.start
+    earliest = datetime.fromtimestamp(first, tz=series.start.tzinfo)
+    return max(series.start, min(earliest, end - MIN_AXIS_SPAN))

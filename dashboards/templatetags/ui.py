@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from dashboards.charts import action_label, seconds_label, slo_summary
 from dashboards.diffs import readable_changes
 from workloads.models import SloKind
+from workloads.selectors.telemetry import peak_instances
 from workloads.telemetry.slo import ALERT_WINDOWS, window_label
 
 register = template.Library()
@@ -24,6 +25,14 @@ def duration(seconds) -> str:
     if hasattr(seconds, "total_seconds"):
         seconds = seconds.total_seconds()
     return seconds_label(float(seconds))
+
+
+@register.filter
+def instance_count(minute_mean) -> str:
+    """A minute's mean instance count as the whole number that ran at its peak: 0.8 -> '1'."""
+    if minute_mean is None or minute_mean == "":
+        return ""
+    return str(peak_instances(float(minute_mean)))
 
 
 @register.simple_tag

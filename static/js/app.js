@@ -176,12 +176,15 @@
  * merged into the elements already on the page instead of replacing them, so the element with
  * keyboard focus stays focused and a screen reader keeps its place. Rows carry ids so a row that
  * moves keeps its own elements. A <details> someone opened stays open (the server renders them
- * closed and knows nothing of it): the morph never touches their `open` attribute. */
+ * closed and knows nothing of it): the morph never touches their `open` attribute, nor the
+ * `hidden` of the charts' reset-zoom button. */
 (function () {
   "use strict";
   if (!window.Idiomorph) return;
   Idiomorph.defaults.callbacks.beforeAttributeUpdated = function (name, element) {
     if (name === "open" && element.tagName === "DETAILS") return false;
+    // The charts' zoom is the browser's (static/js/charts.js shows its reset button while zoomed).
+    if (name === "hidden" && element.hasAttribute("data-chart-zoom-reset")) return false;
     return true;
   };
 })();

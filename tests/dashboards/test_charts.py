@@ -168,3 +168,43 @@ def test_a_last_step_cut_short_by_the_range_end_is_a_rate_over_what_it_covers(db
     charts = {c.key: c for c in build_charts(workload_class=wc, detail=detail, markers=[])}
     assert charts["throughput"].series[0]["values"] == [2.0, 2.0, 1.0]  # per minute
     assert charts["cost"].series[0]["values"] == [1.0, 1.0, 0.5]  # per hour
+
+
+def test_instances_are_drawn_as_whole_counts_and_say_how(db):
+    wc = WorkloadClassFactory()
+    # Minute rows hold a minute's time-weighted mean: 0.8 means one instance ran part of it.
+    minutes = SeriesSet(
+        start=START,
+        end=START + timedelta(minutes=5),
+        step_seconds=60,
+        resolution="minute",
+        timestamps=[int(START.timestamp()) + 60 * n for n in range(5)],
+        values={**{name: [None] * 5 for name in telemetry.SERIES}, "instances": [0.8, 1.6, None, 2.0000000001, 0.0]},
+        units={name: unit for name, (unit, _how) in telemetry.SERIES.items()},
+    )
+    assert minutes.instance_counts == [1, 2, None, 2, 0] and minutes.instance_counts_basis == "peak"
+    detail = ClassDetailTelemetry("1h", minutes, {}, [], [], [], None)
+    chart = next(c for c in build_charts(workload_class=wc, detail=detail, markers=[]) if c.key == "instances")
+    assert chart.series == [{"label": "Instances (most running at once, per minute)", "values": [1, 2, None, 2, 0]}]
+    # An hour's mean says nothing of its peak: hourly steps are the mean, rounded, and say so.
+    hourly = build_charts(workload_class=wc, detail=_detail(wc, instances=[0.4, 1.5, 2.6, None, 3.0, 1.0]), markers=[])
+    chart = next(c for c in hourly if c.key == "instances")
+    assert chart.series == [{"label": "Instances (mean, rounded, per hour)", "values": [0, 2, 3, None, 3, 1]}]
+
+
+def test_the_time_axis_starts_where_a_young_classs_data_or_first_marker_does(db):
+    wc = WorkloadClassFactory()
+    stamps = list(range(int(START.timestamp()), int(END.timestamp()), STEP))
+
+    def start_of(markers=(), **values):
+        return build_charts(workload_class=wc, detail=_detail(wc, **values), markers=list(markers))[0].start
+
+    assert start_of() == START  # nothing to fit: the whole range
+    assert start_of(backlog=[None, None, None, None, 5.0, 6.0]) == datetime.fromtimestamp(stamps[4], UTC)
+    earlier = {"t": stamps[3] + 60, "label": "class created", "when": "", "kind": "change"}
+    assert start_of([earlier], backlog=[None, None, None, None, 5.0, 6.0]).timestamp() == stamps[3] + 60
+    assert start_of(backlog=[1.0] + [None] * 5) == START  # data from the start: the whole range
+    # One point a minute old still gets a readable axis, not a few seconds' worth.
+    assert start_of([{"t": int(END.timestamp()) - 30, "label": "x", "when": "", "kind": "change"}]) == END - timedelta(
+        minutes=10
+    )

@@ -118,6 +118,18 @@ class SeriesSet:
     units: dict[str, str]
     fetched_at: datetime | None = None
     newest_sample_at: datetime | None = None
+    # Whole instances per step for charts (instance_counts_basis says how): "instances" is a
+    # time-weighted mean, and "0.8 instances" is no count anyone ran.
+    instance_counts: list[int | None] = field(default_factory=list)
+    instance_counts_basis: str = "peak"
+
+    def __post_init__(self):
+        # A SeriesSet built from values alone (tests, other callers) counts from its means.
+        if not self.instance_counts:
+            means = self.values.get("instances") or [None] * len(self.timestamps)
+            rows = [[] if v is None else [{"instances": v}] for v in means]
+            self.instance_counts = [_instance_count(r, self.resolution) for r in rows]
+            self.instance_counts_basis = "peak" if self.resolution == Resolution.MINUTE else "mean"
 
     def points(self, name: str) -> list[tuple[datetime, float]]:
         """(step start, value) for the steps that have data: gaps are absent, never zero."""
@@ -181,9 +193,11 @@ def class_series(
             newest_sample_at = max(sample_at, newest_sample_at or sample_at)
 
     values: dict[str, list[float | None]] = {name: [None] * len(timestamps) for name in names}
+    instance_counts: list[int | None] = [None] * len(timestamps)
     for i, step_rows in enumerate(buckets):
         if not step_rows:
             continue
+        instance_counts[i] = _instance_count(step_rows, resolution)
         merged = None
         for name in names:
             how = SERIES[name][1]
@@ -216,7 +230,29 @@ def class_series(
         units={name: SERIES[name][0] for name in names},
         fetched_at=fetched_at,
         newest_sample_at=newest_sample_at,
+        instance_counts=instance_counts,
+        instance_counts_basis="peak" if resolution == Resolution.MINUTE else "mean",
     )
+
+
+def _instance_count(rows: list[dict], resolution: str) -> int | None:
+    """A step's instances as a whole number. A minute row holds the minute's time-weighted mean of
+    a whole count, so some moment of the minute ran at least ceil(mean) instances (exactly the
+    peak when the count moved by one within the minute): the step's peak is the largest of those.
+    An hourly row's mean says little about its peak, so hourly steps show the mean, rounded."""
+    samples = [r["instances"] for r in rows if r["instances"] is not None]
+    if not samples:
+        return None
+    if resolution == Resolution.MINUTE:
+        return max(peak_instances(s) for s in samples)
+    return round(sum(samples) / len(samples))
+
+
+def peak_instances(minute_mean: float) -> int:
+    """The most instances running at once in a minute whose time-weighted mean was `minute_mean`
+    (exact when the count moved by at most one within it; never fewer than really ran)."""
+    # The tolerance keeps a float sum such as 2.0000000001 from reading as 3.
+    return max(0, math.ceil(minute_mean - 1e-6))
 
 
 # --- SLO cards and alerts -------------------------------------------------------------------------
