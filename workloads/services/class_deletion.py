@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from workloads.errors import ApplicationError
-from workloads.models import Action, ActionKind, ClassTelemetry, DeadLetter, WorkloadClass
+from workloads.models import Action, ActionKind, ClassTelemetry, DeadLetter, StepState, WorkloadClass
 from workloads.models.deadletters import DeadLetterStatus
 from workloads.providers import get_providers
 from workloads.providers.base import PoolSpec
@@ -187,6 +187,30 @@ def workload_class_delete(
         if action is not None:
             action.refresh_from_db()  # its class is null now
     return action
+
+
+def delete_resources_again(*, actor, action: Action) -> Action:
+    """A new delete_resources action for what a finished one did not delete (a step refused for a
+    missing IAM role, say, once the role is granted). The class is gone by then, so this is how a
+    deletion is completed; `manage.py delete_resources ACTION_ID` calls it."""
+    if action.kind != ActionKind.DELETE_RESOURCES:
+        raise ApplicationError(f"Action {action.pk} is not a deletion of resources.", code="invalid", status=400)
+    if not action.is_final:
+        raise ApplicationError(f"Action {action.pk} has not finished yet.", code="not_finished")
+    left = [
+        {"kind": step.payload.get("kind"), "name": step.key}
+        for step in action.steps.exclude(state=StepState.DONE).order_by("position")
+    ]
+    if not left:
+        raise ApplicationError(f"Action {action.pk} deleted every resource; nothing is left.", code="nothing_left")
+    slug = action.parameters.get("slug", action.target)
+    return action_request(
+        kind=ActionKind.DELETE_RESOURCES,
+        actor=actor,
+        target=slug,
+        reason=f"what action {action.pk} left of class {slug}",
+        parameters={"slug": slug, "resources": left, "force": action.parameters.get("force", False)},
+    )
 
 
 class DeleteResourcesHandler(ActionHandler):
