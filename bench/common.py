@@ -248,8 +248,11 @@ def make_classes(count: int, *, prefix: str = "bench", slos: bool = True, **fiel
     from decimal import Decimal
 
     from workloads.models import CostRates, Slo, SloKind, WorkloadClass
+    from workloads.models.environments import default_environment_pk
 
     rates, _ = CostRates.objects.get_or_create(name="bench", defaults={"vcpu_second": Decimal("0.000018")})
+    # bulk_create skips the clean that fills in the default environment (the bench's project).
+    fields.setdefault("environment_id", default_environment_pk())
     classes = []
     for n in range(count):
         wc = WorkloadClass(

@@ -33,28 +33,62 @@ class Backlog:
 def latest_backlog(workload_class: WorkloadClass, *, now: datetime) -> Backlog:
     """The backlog and queue age of the latest poll, or unknown when telemetry is stale: sizing a
     pool from a backlog read half an hour ago would be worse than leaving it alone."""
-    telemetry = ClassTelemetry.objects.filter(workload_class=workload_class).first()
-    if telemetry is None or telemetry.newest_sample_at is None:
-        return Backlog(None, None)
-    if now - telemetry.newest_sample_at > timedelta(seconds=settings.TELEMETRY_STALE_AFTER_SECONDS):
-        return Backlog(None, None)
-    since = now - RECENT_WORK_WINDOW
-    recent = MetricRollup.objects.filter(
-        workload_class=workload_class, resolution=Resolution.MINUTE, bucket_start__gte=since
-    ).aggregate(work=Sum("completed") + Sum("failed"))["work"]
-    return Backlog(telemetry.backlog, telemetry.oldest_unacked_age_seconds, float(recent or 0))
+    return latest_backlogs([workload_class.pk], now=now)[workload_class.pk]
+
+
+def latest_backlogs(class_ids: list[int], *, now: datetime) -> dict[int, Backlog]:
+    """latest_backlog of each class, in two queries whatever their number (the scaling controller
+    reads every class each tick): the live rows, and the recent minutes' work grouped by class."""
+    stale_before = now - timedelta(seconds=settings.TELEMETRY_STALE_AFTER_SECONDS)
+    fresh = {
+        row.workload_class_id: row
+        for row in ClassTelemetry.objects.filter(
+            workload_class_id__in=class_ids, newest_sample_at__isnull=False, newest_sample_at__gte=stale_before
+        )
+    }
+    recent = {}
+    if fresh:
+        recent = dict(
+            MetricRollup.objects.filter(
+                workload_class_id__in=list(fresh),
+                resolution=Resolution.MINUTE,
+                bucket_start__gte=now - RECENT_WORK_WINDOW,
+            )
+            .order_by()
+            .values("workload_class_id")
+            .annotate(work=Sum("completed") + Sum("failed"))
+            .values_list("workload_class_id", "work")
+        )
+    unknown = Backlog(None, None)
+    return {
+        pk: Backlog(fresh[pk].backlog, fresh[pk].oldest_unacked_age_seconds, float(recent.get(pk) or 0))
+        if pk in fresh
+        else unknown
+        for pk in class_ids
+    }
 
 
 def last_report_at(workload_class: WorkloadClass, *, now: datetime) -> datetime | None:
     """When the class's workers last reported work (completions or failures), to the minute: the
     end of the newest minute rollup that counted any, or None within REPORT_LOOKBACK."""
-    start = MetricRollup.objects.filter(
-        Q(completed__gt=0) | Q(failed__gt=0),
-        workload_class=workload_class,
-        resolution=Resolution.MINUTE,
-        bucket_start__gte=now - REPORT_LOOKBACK,
-    ).aggregate(newest=Max("bucket_start"))["newest"]
-    return None if start is None else min(now, start + timedelta(minutes=1))
+    return last_reports_at([workload_class.pk], now=now)[workload_class.pk]
+
+
+def last_reports_at(class_ids: list[int], *, now: datetime) -> dict[int, datetime | None]:
+    """last_report_at of each class in one grouped query."""
+    newest = dict(
+        MetricRollup.objects.filter(
+            Q(completed__gt=0) | Q(failed__gt=0),
+            workload_class_id__in=class_ids,
+            resolution=Resolution.MINUTE,
+            bucket_start__gte=now - REPORT_LOOKBACK,
+        )
+        .order_by()
+        .values("workload_class_id")
+        .annotate(newest=Max("bucket_start"))
+        .values_list("workload_class_id", "newest")
+    )
+    return {pk: None if pk not in newest else min(now, newest[pk] + timedelta(minutes=1)) for pk in class_ids}
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,38 @@ def poll_lag() -> timedelta:
     return timedelta(seconds=seconds)
 
 
+# The PoolControl fields a verdict sets (pool_health_judge), for whoever saves them.
+HEALTH_FIELDS = ("health", "health_cause", "health_detail", "health_since", "health_checked_at", "busy_since")
+
+
 def pool_health_record(
     *, workload_class: WorkloadClass, control: PoolControl, state: PoolState, backlog: Backlog, now: datetime
 ) -> health_rules.Health:
     """Judge the pool from its state, backlog and reports; store the verdict on `control`."""
+    verdict = pool_health_judge(
+        workload_class=workload_class,
+        control=control,
+        state=state,
+        backlog=backlog,
+        now=now,
+        last_report=last_report_at(workload_class, now=now),
+    )
+    PoolControl.objects.filter(pk=control.pk).update(**{name: getattr(control, name) for name in HEALTH_FIELDS})
+    return verdict
+
+
+def pool_health_judge(
+    *,
+    workload_class: WorkloadClass,
+    control: PoolControl,
+    state: PoolState,
+    backlog: Backlog,
+    now: datetime,
+    last_report: datetime | None,
+) -> health_rules.Health:
+    """The verdict, set on `control` in memory (HEALTH_FIELDS; the caller saves them: the scaling
+    controller saves every class's in one statement) and audited when a pool turns unhealthy or
+    recovers. `last_report`: last_report_at of the class."""
     if backlog.messages is None:
         busy_since = control.busy_since  # unknown backlog: neither starts nor ends a busy spell
     elif state.instance_count > 0 and backlog.messages > 0:
@@ -39,7 +67,7 @@ def pool_health_record(
             now=now,
             instances=state.instance_count,
             backlog=backlog.messages,
-            last_report_at=last_report_at(workload_class, now=now),
+            last_report_at=last_report,
             busy_since=busy_since,
             report_interval=timedelta(seconds=settings.WORKER_REPORT_INTERVAL_SECONDS),
             job_timeout=workload_class.timeout,
@@ -57,14 +85,6 @@ def pool_health_record(
     control.health_checked_at, control.busy_since = now, busy_since
     if changed:
         control.health_since = now
-    PoolControl.objects.filter(pk=control.pk).update(
-        health=control.health,
-        health_cause=control.health_cause,
-        health_detail=control.health_detail,
-        health_since=control.health_since,
-        health_checked_at=now,
-        busy_since=busy_since,
-    )
     if changed and health_rules.UNHEALTHY in (verdict.state, was):
         audit_event_record(
             actor=None,

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from workloads.fastinsert import update_rows
 from workloads.models import (
     Action,
     ActionKind,
@@ -37,11 +38,11 @@ from workloads.providers.specs import pool_spec
 from workloads.scaling import DecisionInputs, ScalingSettings, clamp, desired_instances, scaling_decision
 from workloads.scheduling import InstanceBounds, instance_bounds
 from workloads.selectors.deployments import deployment_note, latest_deployments
-from workloads.selectors.scaling import RECENT_WORK_WINDOW, latest_backlog
+from workloads.selectors.scaling import RECENT_WORK_WINDOW, last_reports_at, latest_backlog, latest_backlogs
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
 from workloads.services.deployments import deployment_from_revision
-from workloads.services.pool_health import pool_health_record
+from workloads.services.pool_health import HEALTH_FIELDS, pool_health_judge
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +106,32 @@ class TickSummary:
     skipped: dict[str, str] = field(default_factory=dict)  # slug -> why
 
 
+# What a tick writes on every class's PoolControl, saved for all classes in one statement at the
+# end (update_rows): the health verdict and the decision on every class read, the observation on
+# the classes the controller owns now. The fields the actions write (last_set_*) are not among them.
+DECISION_FIELDS = (*HEALTH_FIELDS, "last_target", "last_decision", "last_decided_at")
+OBSERVED_FIELDS = ("last_observed_count", "last_observed_at", "last_modifier")
+
+
+def pool_controls_for(class_ids: list[int]) -> dict[int, PoolControl]:
+    """{class id: PoolControl}, created where missing: two statements whatever the number of classes."""
+    PoolControl.objects.bulk_create(
+        [PoolControl(workload_class_id=pk) for pk in class_ids], ignore_conflicts=True, batch_size=1000
+    )
+    return {control.pk: control for control in PoolControl.objects.filter(workload_class_id__in=class_ids)}
+
+
+def _save_controls(controls: list[PoolControl], fields: tuple[str, ...]) -> None:
+    update_rows(PoolControl, fields, [(c.pk, *(getattr(c, name) for name in fields)) for c in controls])
+
+
 def scaling_controller_tick(*, now: datetime) -> TickSummary:
     """One pass over every class. Safe to run late or twice: a change already requested keeps the
-    class busy until its action ends, and decisions are recomputed from the current state."""
+    class busy until its action ends, and decisions are recomputed from the current state.
+
+    The reads are batched (one query per table for all classes: pool controls, backlogs, worker
+    reports, holds, actions, deployments) and the per-class writes saved together at the end, so a
+    thousand classes cost a thousand pool reads (the provider's), not ten queries each."""
     summary = TickSummary()
     tuning = scaling_settings()
     pools = get_providers().pools
@@ -116,93 +140,114 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
         .exclude(state__in=FINAL_ACTION_STATES)
         .values_list("workload_class_id", flat=True)
     )
-    classes = WorkloadClass.objects.prefetch_related("schedules").order_by("slug")
+    classes = list(WorkloadClass.objects.prefetch_related("schedules").order_by("slug"))
+    class_ids = [wc.pk for wc in classes]
+    controls = pool_controls_for(class_ids)
+    backlogs = latest_backlogs(class_ids, now=now)
+    reports = last_reports_at(class_ids, now=now)
     holds = {
         hold.workload_class_id: hold
         for hold in PoolHold.objects.filter(state__in=OPEN_HOLD_STATES).select_related("incident")
     }
-    recent_deployments = latest_deployments(
-        class_ids=WorkloadClass.objects.values_list("pk", flat=True), start=now - DEPLOYMENT_NOTE_WINDOW, end=now
-    )
-    for workload_class in classes:
-        summary.classes += 1
-        control = pool_control_for(workload_class)
-        slug = workload_class.slug
-        if not workload_class.runs_on_worker_pool:
-            summary.skipped[slug] = "observed runtime: not scaled by the control plane"
-            continue
-        backlog = latest_backlog(workload_class, now=now)
-        try:
-            state = pools.get(pool_spec(workload_class))
-        except ProviderError as exc:
-            _record_decision(control, target=control.last_target, decision=f"could not read the pool: {exc}", now=now)
-            summary.skipped[slug] = "pool unreadable"
-            continue
-        deployment_from_revision(control=control, workload_class=workload_class, revision=state.revision, now=now)
-        # Health is judged whoever owns the count: a held or hand-managed pool can crash-loop too.
-        health = pool_health_record(
-            workload_class=workload_class, control=control, state=state, backlog=backlog, now=now
-        )
-        if not control.controller_enabled:
-            summary.skipped[slug] = "controller off"
-            continue
-        if workload_class.pk in holds:
-            hold = holds[workload_class.pk]
-            _record_decision(control, target=hold.hold_count, decision=held_decision(hold), now=now)
-            summary.skipped[slug] = "held" if hold.is_override else "paused"
-            continue
-        if workload_class.pk in busy:
-            summary.skipped[slug] = "a pool action is in progress"
-            continue
-        actual = state.instance_count
-        PoolControl.objects.filter(pk=control.pk).update(
-            last_observed_count=actual, last_observed_at=now, last_modifier=state.last_modifier[:255]
-        )
-        if control.last_set_count is None:
-            # Never set by us: adopt what is there as the starting point.
-            PoolControl.objects.filter(pk=control.pk, last_set_count__isnull=True).update(last_set_count=actual)
-        elif actual != control.last_set_count and control.drifted_since is None:
-            if _flag_drift(workload_class, actual=actual, modifier=state.last_modifier, now=now):
-                summary.drifted.append(slug)
-        control.refresh_from_db()
-        if control.drifted_since is not None:
-            _record_decision(
-                control,
-                target=control.last_target,
-                decision=f"drifted: left alone until an operator takes over ({control.drift_detail})",
+    recent_deployments = latest_deployments(class_ids=class_ids, start=now - DEPLOYMENT_NOTE_WINDOW, end=now)
+    decided: list[PoolControl] = []
+    observed: list[PoolControl] = []
+    try:
+        for workload_class in classes:
+            summary.classes += 1
+            control = controls[workload_class.pk]
+            slug = workload_class.slug
+            if not workload_class.runs_on_worker_pool:
+                summary.skipped[slug] = "observed runtime: not scaled by the control plane"
+                continue
+            decided.append(control)
+            backlog = backlogs[workload_class.pk]
+            try:
+                state = pools.get(pool_spec(workload_class))
+            except ProviderError as exc:
+                _note_decision(control, target=control.last_target, decision=f"could not read the pool: {exc}", now=now)
+                summary.skipped[slug] = "pool unreadable"
+                continue
+            deployment_from_revision(control=control, workload_class=workload_class, revision=state.revision, now=now)
+            # Health is judged whoever owns the count: a held or hand-managed pool can crash-loop too.
+            health = pool_health_judge(
+                workload_class=workload_class,
+                control=control,
+                state=state,
+                backlog=backlog,
                 now=now,
+                last_report=reports[workload_class.pk],
             )
-            summary.skipped[slug] = "drifted"
-            continue
+            if not control.controller_enabled:
+                summary.skipped[slug] = "controller off"
+                continue
+            if workload_class.pk in holds:
+                hold = holds[workload_class.pk]
+                _note_decision(control, target=hold.hold_count, decision=held_decision(hold), now=now)
+                summary.skipped[slug] = "held" if hold.is_override else "paused"
+                continue
+            if workload_class.pk in busy:
+                summary.skipped[slug] = "a pool action is in progress"
+                continue
+            actual = state.instance_count
+            control.last_observed_count, control.last_observed_at = actual, now
+            control.last_modifier = state.last_modifier[:255]
+            observed.append(control)
+            if control.last_set_count is None:
+                # Never set by us: adopt what is there as the starting point.
+                PoolControl.objects.filter(pk=control.pk, last_set_count__isnull=True).update(last_set_count=actual)
+                control.refresh_from_db(fields=["last_set_count"])
+            elif actual != control.last_set_count and control.drifted_since is None:
+                if _flag_drift(workload_class, actual=actual, modifier=state.last_modifier, now=now):
+                    summary.drifted.append(slug)
+                control.refresh_from_db(fields=["last_set_count", "drifted_since", "drift_detail"])
+            if control.drifted_since is not None:
+                _note_decision(
+                    control,
+                    target=control.last_target,
+                    decision=f"drifted: left alone until an operator takes over ({control.drift_detail})",
+                    now=now,
+                )
+                summary.skipped[slug] = "drifted"
+                continue
 
-        bounds = instance_bounds(workload_class, list(workload_class.schedules.all()), now)
-        decision = scaling_decision(
-            DecisionInputs(
-                now=now,
-                current=actual,
-                bounds=bounds,
-                backlog=backlog.messages,
-                queue_age_seconds=backlog.queue_age_seconds,
-                throughput_per_instance=workload_class.throughput_per_instance,
-                drain_target_seconds=workload_class.drain_target_seconds,
-                last_change_at=control.last_set_at,
-                recent_work=backlog.recent_work,
-                recent_work_seconds=RECENT_WORK_WINDOW.total_seconds(),
-                unhealthy=UnhealthyCause(health.cause).label.lower() if health.cause else "",
-            ),
-            tuning,
-        )
-        # A deployment in the last DEPLOYMENT_NOTE_WINDOW is named in the reason: new code is
-        # often why a backlog grew or drained.
-        reason = decision.reason
-        deployed = deployment_note(recent_deployments.get(workload_class.pk), now=now)
-        if deployed:
-            reason = f"{reason}; {deployed}"
-        note = f"{reason} [{decision.blocked_by}]" if decision.blocked_by else reason
-        _record_decision(control, target=decision.target, decision=note, now=now)
-        if decision.change:
-            scale_request(workload_class=workload_class, count=decision.target, actor=None, reason=reason)
-            summary.scaled[slug] = decision.target
+            bounds = instance_bounds(workload_class, list(workload_class.schedules.all()), now)
+            decision = scaling_decision(
+                DecisionInputs(
+                    now=now,
+                    current=actual,
+                    bounds=bounds,
+                    backlog=backlog.messages,
+                    queue_age_seconds=backlog.queue_age_seconds,
+                    throughput_per_instance=workload_class.throughput_per_instance,
+                    drain_target_seconds=workload_class.drain_target_seconds,
+                    last_change_at=control.last_set_at,
+                    recent_work=backlog.recent_work,
+                    recent_work_seconds=RECENT_WORK_WINDOW.total_seconds(),
+                    unhealthy=UnhealthyCause(health.cause).label.lower() if health.cause else "",
+                ),
+                tuning,
+            )
+            # A deployment in the last DEPLOYMENT_NOTE_WINDOW is named in the reason: new code is
+            # often why a backlog grew or drained.
+            reason = decision.reason
+            deployed = deployment_note(recent_deployments.get(workload_class.pk), now=now)
+            if deployed:
+                reason = f"{reason}; {deployed}"
+            note = f"{reason} [{decision.blocked_by}]" if decision.blocked_by else reason
+            _note_decision(control, target=decision.target, decision=note, now=now)
+            if decision.change:
+                # The scale action records what it sets (pool_control_record_set, the observation
+                # included): this class's row is saved now, before it, and left out of the end's save.
+                control.save(update_fields=[*DECISION_FIELDS, *OBSERVED_FIELDS])
+                decided.remove(control)
+                observed.remove(control)
+                scale_request(workload_class=workload_class, count=decision.target, actor=None, reason=reason)
+                summary.scaled[slug] = decision.target
+    finally:
+        # Saved even when a class's read raised: what was judged before it stands.
+        _save_controls(decided, DECISION_FIELDS)
+        _save_controls(observed, OBSERVED_FIELDS)
     return summary
 
 
@@ -213,9 +258,9 @@ def held_decision(hold: PoolHold) -> str:
     return f"{what} ({by}) until {hold.expires_at:%Y-%m-%d %H:%M} UTC; the controller resumes after it ends"
 
 
-def _record_decision(control: PoolControl, *, target: int | None, decision: str, now: datetime) -> None:
+def _note_decision(control: PoolControl, *, target: int | None, decision: str, now: datetime) -> None:
+    """Set in memory; the tick saves every class's decision at its end."""
     control.last_target, control.last_decision, control.last_decided_at = target, decision[:255], now
-    control.save(update_fields=["last_target", "last_decision", "last_decided_at"])
 
 
 @transaction.atomic
