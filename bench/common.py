@@ -222,7 +222,8 @@ def reset_tables() -> None:
     instant where a cascading delete of millions of rollups is not)."""
     from django.db import connection
 
-    from workloads.models import LocalTopic, LocalWorkerPool, LocalWorkerReport, WorkloadClass
+    from workloads.models import WorkloadClass
+    from workloads.providers.local.models import LocalTopic, LocalWorkerPool, LocalWorkerReport
 
     tables = [m._meta.db_table for m in (WorkloadClass, LocalTopic, LocalWorkerPool, LocalWorkerReport)]
     with connection.cursor() as cursor:

@@ -53,16 +53,18 @@ def _traffic(classes, queue, specs, clock, *, events: int, reports: int) -> int:
         DeadLetter,
         DeadLetterStatus,
         IdempotencyRecord,
-        LocalPoolChange,
-        LocalWorkerPool,
-        LocalWorkerReport,
-        LocalWorkerReportBucket,
         PollRun,
         StepState,
         WorkOutcome,
         WorkResult,
     )
     from workloads.providers.base import OutboundMessage
+    from workloads.providers.local.models import (
+        LocalPoolChange,
+        LocalWorkerPool,
+        LocalWorkerReport,
+        LocalWorkerReportBucket,
+    )
 
     now = clock.now
     written = 0

@@ -23,7 +23,7 @@ SCRATCH = "bench_rollup_ceiling"
 
 def _write_reports(classes, *, minutes: int, end, events_per_minute: int) -> int:
     """One report per class and minute, with `events_per_minute` completions; returns the total."""
-    from workloads.models import LocalWorkerReport, LocalWorkerReportBucket
+    from workloads.providers.local.models import LocalWorkerReport, LocalWorkerReportBucket
     from workloads.telemetry import histogram
 
     rng = random.Random(11)

@@ -39,6 +39,11 @@ def test_the_contracts_hold():
         ("dashboards/planted.py", "from workloads.api import errors", "Dashboards never import the API"),
         ("workloads/services/planted.py", "from google.cloud import pubsub_v1", "Only the gcp providers"),
         ("workloads/providers/local/planted.py", "import grpc", "Only the gcp providers"),
+        (
+            "workloads/services/planted.py",
+            "from workloads.providers.local.models import LocalTopic",
+            "Only the local provider imports its tables",
+        ),
         ("dashboards/planted_views.py", "from dashboards.views import overview", None),
     ],
 )

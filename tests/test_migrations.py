@@ -1,4 +1,11 @@
+from datetime import UTC, datetime
+
+import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def test_models_and_migrations_agree(db):
@@ -9,3 +16,37 @@ def test_the_role_groups_exist(db):
     from django.contrib.auth.models import Group
 
     assert set(Group.objects.values_list("name", flat=True)) >= {"viewer", "operator", "admin"}
+
+
+BEFORE_THE_MOVE = [("workloads", "0029_runtime_metrics_backfill"), ("localcloud", None)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_local_tables_move_to_the_localcloud_app_with_their_rows():
+    """A database from before the local provider's models became the app `localcloud` migrates:
+    the rows written then are read through the new models, and no table is created, renamed or
+    dropped (the move is state only)."""
+    from workloads.providers.local.models import LocalMessage, LocalTopic
+
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    tables_now = set(connection.introspection.table_names())
+    executor.migrate(BEFORE_THE_MOVE)
+    try:
+        old = MigrationExecutor(connection).loader.project_state(BEFORE_THE_MOVE[0]).apps
+        assert old.get_model("workloads", "LocalTopic")._meta.db_table == "workloads_localtopic"
+        topic = old.get_model("workloads", "LocalTopic").objects.create(name="projects/p/topics/t", created_at=NOW)
+        old.get_model("workloads", "LocalMessage").objects.create(
+            topic_id=topic.pk, data=b"kept", attributes={"a": "1"}, published_at=NOW
+        )
+        assert set(connection.introspection.table_names()) == tables_now
+    finally:
+        MigrationExecutor(connection).migrate(leaves)
+    assert set(connection.introspection.table_names()) == tables_now
+    [message] = LocalMessage.objects.select_related("topic")
+    assert (message.topic.name, bytes(message.data), message.attributes) == ("projects/p/topics/t", b"kept", {"a": "1"})
+    assert LocalTopic._meta.app_label == "localcloud"
+    new_topic = LocalTopic.objects.create(name="projects/p/topics/u", created_at=NOW)  # the sequence carries on
+    assert new_topic.pk > topic.pk
+    state = MigrationExecutor(connection).loader.project_state(leaves)
+    assert not [model for app, model in state.models if app == "workloads" and model.startswith("local")]

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "workloads",
+    "workloads.providers.local",  # the app `localcloud`: the embedded provider's tables
     "dashboards",
 ]
 

@@ -19,8 +19,9 @@ def test_held_and_unhealthy_pools_have_their_own_status(logged_in_page, demo_fle
 
     from tests.workloads.pools import fresh_backlog, run_pending
     from workloads.health import NO_HANDLER_EXIT_CODE
-    from workloads.models import LocalWorkerPool, WorkloadClass
+    from workloads.models import WorkloadClass
     from workloads.providers import get_providers
+    from workloads.providers.local.models import LocalWorkerPool
     from workloads.providers.specs import pool_spec
     from workloads.services.scaling import scaling_controller_tick
 

@@ -11,9 +11,9 @@ import pytest
 
 # Handler threads only see committed rows, so the local params run as transactional tests on their
 # own database alias (marks are read at collection, when pytest-django decides which test
-# databases to create). The flush after each test is limited to the workloads app's tables, so
+# databases to create). The flush after each test is limited to the workloads and localcloud apps' tables, so
 # the data migrations' rows (the role groups) survive for the tests that run later.
-LOCAL_APPS = ["workloads"]
+LOCAL_APPS = ["workloads", "workloads.providers.local"]
 PROVIDERS = [
     pytest.param(
         "local-postgres",

@@ -5,8 +5,9 @@ import pytest
 
 from tests.factories import WorkloadClassFactory
 from tests.workloads.deadletter_helpers import dead_letter_row, make_class
-from workloads.models import Action, LocalTopic, LocalWorkerPool, WorkloadClass
+from workloads.models import Action, WorkloadClass
 from workloads.providers import get_providers
+from workloads.providers.local.models import LocalTopic, LocalWorkerPool
 from workloads.providers.specs import pool_spec
 from workloads.services.actions import action_run
 

@@ -35,7 +35,7 @@ def test_the_enter_preview_shows_the_pools_their_counts_and_warnings(ui_client, 
 
 
 def test_a_pool_that_cannot_be_read_is_named_in_the_preview(ui_client, operator, demo_fleet):
-    from workloads.models import LocalWorkerPool
+    from workloads.providers.local.models import LocalWorkerPool
 
     LocalWorkerPool.objects.all().delete()  # the pools were never created
     html = ui_client(operator).post("/incidents/enter/", ENTER, headers=HX).content.decode()

@@ -12,8 +12,9 @@ from tests.dashboards.conftest import HX
 from tests.dashboards.oncall_fixtures import DEFERRABLE_SLUG, DL_SLUG
 from tests.workloads.pools import fresh_backlog, run_pending
 from workloads.health import NO_HANDLER_EXIT_CODE
-from workloads.models import LocalWorkerPool, PoolHold
+from workloads.models import PoolHold
 from workloads.providers import get_providers
+from workloads.providers.local.models import LocalWorkerPool
 from workloads.providers.specs import pool_spec
 from workloads.services.pauses import pool_pause
 from workloads.services.scaling import scaling_controller_tick

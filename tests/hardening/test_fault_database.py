@@ -14,8 +14,9 @@ from django.db import connection
 
 from controlplane.roles import Role
 from tests.factories import WorkloadClassFactory
-from workloads.models import IdempotencyRecord, LocalDelivery, LocalMessage
+from workloads.models import IdempotencyRecord
 from workloads.providers import get_providers
+from workloads.providers.local.models import LocalDelivery, LocalMessage
 from workloads.providers.specs import queue_spec
 
 EVENT = {"tenant_id": "acme", "document_id": "doc-1", "revision": 1}

@@ -12,8 +12,9 @@ from django.utils import timezone
 from tests.factories import WorkloadClassFactory
 from tests.workloads.runtime.conftest import document, wait_for
 from tests.workloads.runtime.processes import Process, command_env
-from workloads.models import LocalDelivery, WorkOutcome, WorkResult
+from workloads.models import WorkOutcome, WorkResult
 from workloads.providers import get_providers
+from workloads.providers.local.models import LocalDelivery
 from workloads.providers.specs import queue_spec
 from workloads.services.ingestion import events_ingest
 
@@ -27,7 +28,7 @@ def _worker(**env: str) -> Process:
     )
 
 
-@pytest.mark.django_db(transaction=True, available_apps=["workloads"])
+@pytest.mark.django_db(transaction=True, available_apps=["workloads", "workloads.providers.local"])
 def test_a_message_of_a_killed_worker_is_redelivered_and_processed_once():
     # A 10 s timeout makes a 10 s ack deadline (Pub/Sub's minimum): the lease the dead worker
     # stops extending runs out in at most 10 s.

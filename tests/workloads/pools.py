@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from tests.factories import WorkloadClassFactory
-from workloads.models import Action, ActionState, ClassTelemetry, LocalWorkerPool, WorkloadClass
+from workloads.models import Action, ActionState, ClassTelemetry, WorkloadClass
 from workloads.providers import get_providers
+from workloads.providers.local.models import LocalWorkerPool
 from workloads.providers.local.pools import LocalWorkerPools
 from workloads.providers.specs import pool_spec
 from workloads.services.actions import action_run

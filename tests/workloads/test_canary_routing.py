@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
 from tests.hardening.test_fault_broker import ThrowawayRedis, _free_port
-from workloads.models import LocalMessage
 from workloads.providers import get_providers
 from workloads.providers.celery import runtime_celery_app
+from workloads.providers.local.models import LocalMessage
 from workloads.providers.specs import queue_spec
 from workloads.runtimes import route_bucket, routes_to_target
 from workloads.services.ingestion import Status, events_ingest

@@ -7,8 +7,9 @@ from django.core.management import call_command
 
 from workloads.demo_traffic import DEMO_TRAFFIC, TrafficPlan, daily_shape, make_event, make_invalid_event
 from workloads.ingestion import normalize_and_validate
-from workloads.models import IdempotencyRecord, LocalWorkerPool, WorkloadClass
+from workloads.models import IdempotencyRecord, WorkloadClass
 from workloads.providers import get_providers
+from workloads.providers.local.models import LocalWorkerPool
 from workloads.providers.specs import queue_spec
 from workloads.runtime import demo_handlers  # noqa: F401 (registers the demo handlers)
 from workloads.runtime.context import WorkContext

@@ -9,7 +9,7 @@ from django.db import DataError, connections
 
 from tests.workloads.providers.conftest import ALIASES
 from workloads.fastinsert import insert_rows, update_rows
-from workloads.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
+from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

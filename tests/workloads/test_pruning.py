@@ -26,15 +26,17 @@ from workloads.models import (
     HoldState,
     IdempotencyRecord,
     IncidentMode,
-    LocalPoolChange,
-    LocalWorkerPool,
-    LocalWorkerReport,
-    LocalWorkerReportBucket,
     PollRun,
     PoolHold,
     StepState,
     WorkOutcome,
     WorkResult,
+)
+from workloads.providers.local.models import (
+    LocalPoolChange,
+    LocalWorkerPool,
+    LocalWorkerReport,
+    LocalWorkerReportBucket,
 )
 from workloads.services.pruning import NOT_PRUNED, PRUNE_TASK, PRUNES, prunes_run
 from workloads.services.rollups import rollups_downsample
@@ -42,10 +44,10 @@ from workloads.services.rollups import rollups_downsample
 # What the architecture issue names as growing with traffic: these must never slip into NOT_PRUNED.
 GROWS_WITH_TRAFFIC = {
     "workloads.IdempotencyRecord",
-    "workloads.LocalMessage",
-    "workloads.LocalDelivery",
-    "workloads.LocalWorkerReport",
-    "workloads.LocalWorkerReportBucket",
+    "localcloud.LocalMessage",
+    "localcloud.LocalDelivery",
+    "localcloud.LocalWorkerReport",
+    "localcloud.LocalWorkerReportBucket",
     "workloads.WorkResult",
     "workloads.Action",
     "workloads.ActionStep",

@@ -9,9 +9,9 @@ from django.utils import timezone
 from tests.workloads.deadletter_helpers import make_class, waiting
 from workloads.errors import ApplicationError
 from workloads.models import Action, ActionState, AuditEvent
-from workloads.models.local import LocalSnapshot
 from workloads.providers import get_providers
 from workloads.providers.base import OutboundMessage
+from workloads.providers.local.models import LocalSnapshot
 from workloads.providers.specs import queue_spec
 from workloads.services import actions as engine
 from workloads.services.subscriptions import seek_effect, snapshot_create_request, subscription_seek_request
@@ -210,7 +210,7 @@ def test_a_seek_preview_says_how_far_dedup_protects_and_a_seek_past_it_needs_ack
 
 def test_a_seek_to_a_snapshot_holding_work_older_than_dedup_needs_acknowledging(queue, docs, operator):
     from workloads.models import WorkOutcome, WorkResult
-    from workloads.models.local import LocalDelivery, LocalMessage
+    from workloads.providers.local.models import LocalDelivery, LocalMessage
 
     now = timezone.now()
     docs.dedup_ttl_seconds = 86400

@@ -33,18 +33,6 @@ from workloads.models.incidents import (
     UnhealthyCause,
 )
 from workloads.models.ingestion import IdempotencyRecord
-from workloads.models.local import (
-    LocalDelivery,
-    LocalMessage,
-    LocalPoolChange,
-    LocalSnapshot,
-    LocalSnapshotMessage,
-    LocalSubscription,
-    LocalTopic,
-    LocalWorkerPool,
-    LocalWorkerReport,
-    LocalWorkerReportBucket,
-)
 from workloads.models.migration import ACTIVE_PHASES, MigrationDecision, MigrationPlan, Phase
 from workloads.models.notifications import (
     ChannelKind,
@@ -94,16 +82,6 @@ __all__ = [
     "DeadLetterStatus",
     "Environment",
     "EnvironmentRole",
-    "LocalDelivery",
-    "LocalMessage",
-    "LocalPoolChange",
-    "LocalSnapshot",
-    "LocalSnapshotMessage",
-    "LocalSubscription",
-    "LocalTopic",
-    "LocalWorkerPool",
-    "LocalWorkerReport",
-    "LocalWorkerReportBucket",
     "MetricRollup",
     "ACTIVE_PHASES",
     "MigrationDecision",

@@ -123,17 +123,17 @@ PRUNES: tuple[Prune, ...] = (
     Prune(
         "local-queue",
         (
-            "workloads.LocalMessage",
-            "workloads.LocalDelivery",
-            "workloads.LocalSnapshot",
-            "workloads.LocalSnapshotMessage",
+            "localcloud.LocalMessage",
+            "localcloud.LocalDelivery",
+            "localcloud.LocalSnapshot",
+            "localcloud.LocalSnapshotMessage",
         ),
         "each subscription's message_retention_seconds",
         run=lambda now, batch: local_queue_prune(now=now, batch_size=batch),
     ),
     Prune(
         "local-worker-reports",
-        ("workloads.LocalWorkerReport", "workloads.LocalWorkerReportBucket"),
+        ("localcloud.LocalWorkerReport", "localcloud.LocalWorkerReportBucket"),
         "LOCAL_WORKER_REPORT_RETENTION_DAYS",
         run=lambda now, batch: local_worker_reports_prune(
             now=now, retention=_days("LOCAL_WORKER_REPORT_RETENTION_DAYS"), batch_size=batch
@@ -141,7 +141,7 @@ PRUNES: tuple[Prune, ...] = (
     ),
     Prune(
         "local-pool-changes",
-        ("workloads.LocalPoolChange",),
+        ("localcloud.LocalPoolChange",),
         "LOCAL_POOL_CHANGE_RETENTION_DAYS",
         run=lambda now, batch: local_pool_changes_prune(
             now=now, retention=_days("LOCAL_POOL_CHANGE_RETENTION_DAYS"), batch_size=batch
@@ -225,9 +225,9 @@ NOT_PRUNED: dict[str, str] = {
     "workloads.NotificationChannel": "configured by admins",
     "workloads.UserPreference": "at most one row per user",
     "workloads.NotificationRoute": "configured by admins",
-    "workloads.LocalTopic": "local provider: a few per class",
-    "workloads.LocalSubscription": "local provider: a few per class",
-    "workloads.LocalWorkerPool": "local provider: one per class",
+    "localcloud.LocalTopic": "local provider: a few per class",
+    "localcloud.LocalSubscription": "local provider: a few per class",
+    "localcloud.LocalWorkerPool": "local provider: one per class",
     "auth.User": "people",
     "auth.Group": "roles",
     "auth.Permission": "one per model and permission",

@@ -9,8 +9,8 @@ PROJECT = "local-proj"
 
 # Tests with threads or processes need committed rows: they run as transactional tests, on
 # PostgreSQL and on the SQLite alias the contract suite also uses. Their flush is limited to the
-# workloads app's tables, so the role groups (a data migration) survive for later tests.
-LOCAL_APPS = ["workloads"]
+# workloads and localcloud apps' tables, so the role groups (a data migration) survive for later tests.
+LOCAL_APPS = ["workloads", "workloads.providers.local"]
 ALIASES = [
     pytest.param(
         "default",

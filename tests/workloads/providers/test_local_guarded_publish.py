@@ -10,9 +10,10 @@ from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
 from tests.workloads.providers.conftest import queue_spec
-from workloads.models import IdempotencyRecord, LocalDelivery, LocalMessage
+from workloads.models import IdempotencyRecord
 from workloads.providers.base import GuardRows, OutboundMessage, ProviderError
 from workloads.providers.local import LocalQueue
+from workloads.providers.local.models import LocalDelivery, LocalMessage
 
 pytestmark = pytest.mark.django_db
 

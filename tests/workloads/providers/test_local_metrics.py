@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 
 from tests.workloads.providers.conftest import PROJECT, queue_spec
-from workloads.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 from workloads.providers.base import (
     LATENCY_BUCKET_BOUNDS,
     Distribution,
@@ -19,6 +18,7 @@ from workloads.providers.base import (
     WorkerReport,
 )
 from workloads.providers.local import LocalMetrics, LocalQueue, LocalWorkerPools
+from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 
 
 def _target(slug):

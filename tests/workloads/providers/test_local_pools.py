@@ -3,9 +3,9 @@
 import pytest
 
 from tests.workloads.providers.conftest import PROJECT
-from workloads.models import LocalPoolChange
 from workloads.providers.base import PoolSpec, ProviderError
 from workloads.providers.local import LocalWorkerPools
+from workloads.providers.local.models import LocalPoolChange
 
 
 def _spec(slug="ocr"):

@@ -15,7 +15,6 @@ import pytest
 from django.db import connections
 
 from tests.workloads.providers.conftest import ALIASES, queue_spec
-from workloads.models import LocalDelivery, LocalMessage, LocalSnapshot, LocalSubscription
 from workloads.providers.base import (
     DEAD_LETTER_DELIVERY_COUNT,
     DEAD_LETTER_PUBLISH_TIME,
@@ -25,6 +24,7 @@ from workloads.providers.base import (
     ProviderError,
 )
 from workloads.providers.local import LocalQueue, local_queue_prune
+from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSnapshot, LocalSubscription
 from workloads.providers.local.queue import retry_backoff_seconds
 
 ROOT = Path(__file__).resolve().parents[3]

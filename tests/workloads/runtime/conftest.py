@@ -30,7 +30,7 @@ from workloads.providers.base import (
 from workloads.providers.specs import queue_spec
 from workloads.runtime.worker import Worker, worker_config
 
-LOCAL_APPS = ["workloads"]
+LOCAL_APPS = ["workloads", "workloads.providers.local"]
 
 
 def _db(alias: str):

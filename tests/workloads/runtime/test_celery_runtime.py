@@ -19,10 +19,11 @@ from tests.hardening.test_fault_broker import ThrowawayRedis, _free_port
 from tests.workloads.runtime.conftest import wait_for
 from tests.workloads.runtime.processes import Process, command_env
 from workloads.demo_legacy import TASK_NAME
-from workloads.models import LocalWorkerReport, MetricRollup
+from workloads.models import MetricRollup
 from workloads.providers import get_providers
 from workloads.providers.base import OutboundMessage
 from workloads.providers.celery import celery_send, runtime_broker_url, runtime_celery_app
+from workloads.providers.local.models import LocalWorkerReport
 from workloads.runtime.celery_events import CeleryTaskObserver, observe_celery_events
 from workloads.selectors.runtimes import celery_classes_by_task, class_observation
 from workloads.services.polling import metrics_poll

@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
-from workloads.models import LocalDelivery, WorkOutcome, WorkResult
+from workloads.models import WorkOutcome, WorkResult
 from workloads.providers import get_providers
+from workloads.providers.local.models import LocalDelivery
 from workloads.providers.specs import pool_spec, queue_spec
 from workloads.services.ingestion import events_ingest
 
@@ -18,7 +19,7 @@ from .conftest import document, wait_for
 from .processes import Process, command_env
 
 
-@pytest.mark.django_db(transaction=True, available_apps=["workloads"])
+@pytest.mark.django_db(transaction=True, available_apps=["workloads", "workloads.providers.local"])
 @pytest.mark.timeout(60)
 def test_a_local_pool_of_two_real_workers_processes_events_then_drains_when_scaled_to_zero():
     started = time.monotonic()
@@ -77,7 +78,7 @@ def _ingest(workload_class, numbers) -> list[str]:
     return [result.message_id for result in results]
 
 
-@pytest.mark.django_db(transaction=True, available_apps=["workloads"])
+@pytest.mark.django_db(transaction=True, available_apps=["workloads", "workloads.providers.local"])
 @pytest.mark.timeout(90)
 def test_workers_of_a_class_without_a_handler_crash_loop_and_the_controller_flags_the_pool():
     """The issue's 20 minutes, compressed: a class whose workers have no handler. runfleet keeps
@@ -87,7 +88,8 @@ def test_workers_of_a_class_without_a_handler_crash_loop_and_the_controller_flag
 
     from tests.workloads.pools import fresh_backlog
     from workloads.health import NO_HANDLER_EXIT_CODE
-    from workloads.models import LocalWorkerPool, PoolControl
+    from workloads.models import PoolControl
+    from workloads.providers.local.models import LocalWorkerPool
     from workloads.services.scaling import scaling_controller_tick
 
     workload_class = WorkloadClassFactory(slug="no-handler-class", cost_rates=None)

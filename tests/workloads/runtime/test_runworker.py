@@ -11,9 +11,10 @@ from rest_framework.test import APIClient
 
 from controlplane.roles import Role
 from tests.factories import WorkloadClassFactory
-from workloads.models import LocalDelivery, LocalWorkerReport, WorkloadClass, WorkOutcome, WorkResult
+from workloads.models import WorkloadClass, WorkOutcome, WorkResult
 from workloads.providers import get_providers, set_providers
 from workloads.providers.base import Providers
+from workloads.providers.local.models import LocalDelivery, LocalWorkerReport
 from workloads.providers.specs import queue_spec
 from workloads.services.demo import seed_demo_fleet
 from workloads.services.tokens import api_token_issue
@@ -23,7 +24,7 @@ from . import slow_handlers
 from .conftest import document, wait_for
 from .processes import Process, command_env
 
-LOCAL_APPS = ["workloads"]
+LOCAL_APPS = ["workloads", "workloads.providers.local"]
 DEMO_DOCUMENT = {
     "tenant_id": "acme",
     "document_id": "contract-7",

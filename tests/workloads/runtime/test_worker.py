@@ -169,7 +169,7 @@ def test_a_success_records_its_result_and_reports_metrics_in_one_batch(setup):
     if setup.name == "gcp":
         assert len(setup.fakes.monitoring.create_requests) == 1
     else:
-        from workloads.models import LocalWorkerReport
+        from workloads.providers.local.models import LocalWorkerReport
 
         assert LocalWorkerReport.objects.using(setup.alias).filter(slug=workload_class.slug).count() == 1
 

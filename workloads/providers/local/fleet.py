@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from workloads.models import LocalWorkerPool
+from workloads.providers.local.models import LocalWorkerPool
 from workloads.providers.local.pools import local_pools_new_revision
 
 logger = logging.getLogger(__name__)

@@ -37,12 +37,6 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from workloads.models import (
-    LocalPoolChange,
-    LocalSubscription,
-    LocalWorkerReport,
-    LocalWorkerReportBucket,
-)
 from workloads.providers.base import (
     LATENCY_BUCKET_BOUNDS,
     Distribution,
@@ -51,6 +45,12 @@ from workloads.providers.base import (
     MetricTarget,
     Point,
     WorkerReport,
+)
+from workloads.providers.local.models import (
+    LocalPoolChange,
+    LocalSubscription,
+    LocalWorkerReport,
+    LocalWorkerReportBucket,
 )
 from workloads.providers.local.names import invalid
 

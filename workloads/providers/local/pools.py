@@ -14,8 +14,8 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from workloads.models import LocalPoolChange, LocalWorkerPool
 from workloads.providers.base import PoolSpec, PoolState, WorkerPools
+from workloads.providers.local.models import LocalPoolChange, LocalWorkerPool
 from workloads.providers.local.names import invalid, not_found
 
 MODIFIER = "controlplane"

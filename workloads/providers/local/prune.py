@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.db.models import Exists, OuterRef, Q
 
 from workloads.batch_delete import DEFAULT_BATCH_SIZE, delete_in_batches
-from workloads.models import LocalPoolChange, LocalWorkerReport
+from workloads.providers.local.models import LocalPoolChange, LocalWorkerReport
 
 
 def local_worker_reports_prune(

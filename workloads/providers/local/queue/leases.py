@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 
-from workloads.models import LocalDelivery, LocalSubscription
 from workloads.providers.base import (
     DEAD_LETTER_DELIVERY_COUNT,
     DEAD_LETTER_PUBLISH_TIME,
@@ -24,6 +23,7 @@ from workloads.providers.base import (
     ReceivedMessage,
     retry_backoff_seconds,
 )
+from workloads.providers.local.models import LocalDelivery, LocalSubscription
 from workloads.providers.local.names import project_id, short_id
 from workloads.providers.local.queue.common import parse_ack_ids, rfc3339
 

@@ -8,7 +8,13 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from workloads.batch_delete import DEFAULT_BATCH_SIZE, delete_in_batches
-from workloads.models import LocalDelivery, LocalMessage, LocalSnapshot, LocalSnapshotMessage, LocalSubscription
+from workloads.providers.local.models import (
+    LocalDelivery,
+    LocalMessage,
+    LocalSnapshot,
+    LocalSnapshotMessage,
+    LocalSubscription,
+)
 
 
 def local_queue_prune(

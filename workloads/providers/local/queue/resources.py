@@ -8,8 +8,8 @@ from datetime import datetime
 
 from django.db import transaction
 
-from workloads.models import LocalSubscription, LocalTopic
 from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS, EnsureResult, QueueSpec, ResourceDrift
+from workloads.providers.local.models import LocalSubscription, LocalTopic
 from workloads.providers.local.names import not_found, topic_in_use
 from workloads.providers.local.queue.common import SUBSCRIPTION_HINT, TOPIC_HINT
 

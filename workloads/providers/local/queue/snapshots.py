@@ -10,8 +10,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from workloads.models import LocalDelivery, LocalSnapshot, LocalSnapshotMessage
 from workloads.providers.base import ProviderError, QueueSpec, SnapshotInfo
+from workloads.providers.local.models import LocalDelivery, LocalSnapshot, LocalSnapshotMessage
 from workloads.providers.local.names import invalid, not_found, snapshot_name
 from workloads.providers.local.queue.common import PUBLISH_BATCH
 

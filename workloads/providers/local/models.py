@@ -1,6 +1,10 @@
-"""Tables of the embedded `local` provider (workloads/providers/local/): a durable queue with
-Pub/Sub's semantics, worker pools run as local processes, and the worker reports its metrics are
-computed from. Only that provider reads and writes them; nothing else should.
+"""Tables of the embedded `local` provider, the app `localcloud` (workloads/providers/local/): a
+durable queue with Pub/Sub's semantics, worker pools run as local processes, and the worker reports
+its metrics are computed from. Only that provider reads and writes them; nothing else should (a
+contract in .importlinter checks it).
+
+The tables were made by the `workloads` app, whose models these were, and keep its names
+(`db_table`): migrations/0001_initial.py only moved them into this app's state.
 
 Times are written by the provider from its own clock (no auto_now), so tests can build timelines.
 """
@@ -12,6 +16,9 @@ from django.db.models import Q
 class LocalTopic(models.Model):
     name = models.CharField(max_length=300, unique=True, help_text="projects/P/topics/T")
     created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "workloads_localtopic"
 
     def __str__(self) -> str:
         return self.name
@@ -33,6 +40,9 @@ class LocalSubscription(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
+    class Meta:
+        db_table = "workloads_localsubscription"
+
     def __str__(self) -> str:
         return self.name
 
@@ -45,6 +55,9 @@ class LocalMessage(models.Model):
     attributes = models.JSONField(default=dict)
     ordering_key = models.CharField(max_length=1024, blank=True)
     published_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "workloads_localmessage"
 
     def __str__(self) -> str:
         return f"message {self.pk}"
@@ -66,6 +79,7 @@ class LocalDelivery(models.Model):
     dead_lettered = models.BooleanField(default=False)
 
     class Meta:
+        db_table = "workloads_localdelivery"
         constraints = [models.UniqueConstraint(fields=["subscription", "message"], name="localdelivery_once")]
         indexes = [
             # Leasing walks the unacked deliveries in publish order; ordering keys look back within a key.
@@ -93,6 +107,9 @@ class LocalSnapshot(models.Model):
     created_at = models.DateTimeField()
     expire_time = models.DateTimeField()
 
+    class Meta:
+        db_table = "workloads_localsnapshot"
+
     def __str__(self) -> str:
         return self.name
 
@@ -104,6 +121,7 @@ class LocalSnapshotMessage(models.Model):
     message = models.ForeignKey(LocalMessage, on_delete=models.CASCADE, related_name="snapshot_entries")
 
     class Meta:
+        db_table = "workloads_localsnapshotmessage"
         constraints = [models.UniqueConstraint(fields=["snapshot", "message"], name="localsnapshotmessage_once")]
 
     def __str__(self) -> str:
@@ -129,6 +147,9 @@ class LocalWorkerPool(models.Model):
     # every pool a new revision (a deployment, as a new revision on Cloud Run is).
     revision = models.CharField(max_length=100, blank=True)
 
+    class Meta:
+        db_table = "workloads_localworkerpool"
+
     def __str__(self) -> str:
         return self.name
 
@@ -144,6 +165,7 @@ class LocalPoolChange(models.Model):
     reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        db_table = "workloads_localpoolchange"
         indexes = [models.Index(fields=["pool", "changed_at"], name="localpoolchange_pool_time")]
 
     def __str__(self) -> str:
@@ -169,6 +191,7 @@ class LocalWorkerReport(models.Model):
     latency_sum = models.FloatField(default=0.0)
 
     class Meta:
+        db_table = "workloads_localworkerreport"
         indexes = [models.Index(fields=["slug", "interval_end_ms"], name="localworkerreport_slug_end")]
 
     def __str__(self) -> str:
@@ -184,6 +207,7 @@ class LocalWorkerReportBucket(models.Model):
     count = models.PositiveBigIntegerField()
 
     class Meta:
+        db_table = "workloads_localworkerreportbucket"
         constraints = [models.UniqueConstraint(fields=["report", "index"], name="localworkerreportbucket_once")]
 
     def __str__(self) -> str:
