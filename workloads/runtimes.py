@@ -205,6 +205,27 @@ PROFILES: dict[Runtime, RuntimeProfile] = {
 }
 
 
+# Google metric types a runtime publishes that the control plane lists but does not read (a
+# container restart is not an execution's outcome).
+UNREAD_METRIC_TYPES = frozenset({"kubernetes.io/container/restart_count"})
+# What the poll reads of a runtime's own metrics (workloads.providers.base.RuntimeMetric values),
+# and the figure each one gives.
+RUNTIME_METRIC_FIGURES = {
+    "runtime_outcomes": Figure.EXECUTIONS,
+    "runtime_latency": Figure.LATENCY,
+    "runtime_instance_time": Figure.INSTANCE_TIME,
+}
+
+
+def reads_runtime_metrics(runtime: str, runtime_metric: str) -> bool:
+    """Whether the runtime publishes (and the control plane reads) that one of its own metrics."""
+    figure = RUNTIME_METRIC_FIGURES[runtime_metric]
+    return any(
+        o.figure == figure and o.source == Source.RUNTIME_METRICS and o.metric_type not in UNREAD_METRIC_TYPES
+        for o in PROFILES[Runtime(runtime)].observations
+    )
+
+
 def profile(runtime: str) -> RuntimeProfile:
     return PROFILES[Runtime(runtime)]
 

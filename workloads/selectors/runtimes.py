@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Max, Sum
 
 from workloads.models import ControlSignal, MetricRollup, Resolution, WorkloadClass
-from workloads.runtimes import SOURCE_LABELS, Figure, Observation, Runtime, Source, profile
+from workloads.runtimes import SOURCE_LABELS, UNREAD_METRIC_TYPES, Figure, Observation, Runtime, Source, profile
 
 RECENT = timedelta(hours=1)
 
@@ -25,12 +25,11 @@ FIGURE_LABELS = {
 }
 # Sources the control plane reads today; the others are listed so a team sees what Google
 # publishes for its runtime, and marked as not read.
-READ_SOURCES = frozenset({Source.SUBSCRIPTION, Source.WORKER_KIT, Source.CELERY_EVENTS, Source.POOL})
+READ_SOURCES = frozenset(
+    {Source.SUBSCRIPTION, Source.RUNTIME_METRICS, Source.WORKER_KIT, Source.CELERY_EVENTS, Source.POOL}
+)
 # Figures read from a source that lands in no rollup column.
 UNREAD = {(Figure.ACKS, Source.SUBSCRIPTION)}
-# Google metric types a runtime publishes that the control plane lists but does not read (a
-# container restart is not an execution's outcome).
-UNREAD_METRIC_TYPES = frozenset({"kubernetes.io/container/restart_count"})
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,8 @@ def _received(workload_class: WorkloadClass, *, now: datetime) -> set[Figure]:
         completed=Sum("completed"),
         failed=Sum("failed"),
         latency=Sum("latency_count"),
+        executions=Sum("executions"),
+        runtime_latency=Sum("runtime_latency_count"),
     )
     found = set()
     if rows["age"] is not None:
@@ -90,8 +91,10 @@ def _received(workload_class: WorkloadClass, *, now: datetime) -> set[Figure]:
         found.add(Figure.INSTANCE_TIME)
     if rows["completed"] or rows["failed"]:
         found |= {Figure.COMPLETIONS, Figure.EXECUTIONS, Figure.ERRORS}
-    if rows["latency"]:
+    if rows["latency"] or rows["runtime_latency"]:
         found.add(Figure.LATENCY)
+    if rows["executions"]:  # the runtime's own count: its errors are a share of these
+        found |= {Figure.EXECUTIONS, Figure.ERRORS}
     return found
 
 

@@ -25,10 +25,15 @@ from workloads.providers.base import (
     LATENCY_BUCKET_BOUNDS,
     Distribution,
     MetricKind,
+    Metrics,
+    MetricTarget,
+    Outcomes,
     Point,
     ProviderError,
+    RuntimeMetric,
 )
 from workloads.providers.specs import metric_target
+from workloads.runtimes import reads_runtime_metrics
 from workloads.selectors.rollups import METRIC_FIELDS, POLLED_METRICS
 from workloads.services.counters import counters_advance
 from workloads.services.rollups import hourly_rollups_upsert, minute_rows
@@ -60,13 +65,36 @@ class PollSummary:
         return [run for run in self.runs if not run.ok]
 
 
-def _point_fields(metric: MetricKind, value, thresholds: Thresholds) -> dict:
+def _histogram(metric, value) -> list[int]:
+    if not isinstance(value, Distribution):
+        raise ValueError(f"{metric} points must be Distributions, got {type(value).__name__}.")
+    if tuple(value.bounds) != LATENCY_BUCKET_BOUNDS or len(value.bucket_counts) != histogram.BUCKETS:
+        raise ValueError(f"{metric} points must use LATENCY_BUCKET_BOUNDS ({histogram.BUCKETS} buckets).")
+    return [int(c) for c in value.bucket_counts]
+
+
+def _runtime_point_fields(metric: RuntimeMetric, value) -> dict:
+    """An observed runtime's own figures: in their own columns, apart from the worker kit's."""
+    if metric is RuntimeMetric.OUTCOMES:
+        if not isinstance(value, Outcomes):
+            raise ValueError(f"{metric} points must be Outcomes, got {type(value).__name__}.")
+        return {"executions": round(value.executions), "execution_errors": round(value.errors)}
+    if metric is RuntimeMetric.LATENCY:
+        counts = _histogram(metric, value)
+        return {
+            "runtime_latency_buckets": counts,
+            "runtime_latency_count": int(value.count),
+            "runtime_latency_sum": float(value.sum),
+        }
+    seconds = float(value)  # INSTANCE_TIME: instance-seconds in the step
+    return {"instance_seconds": seconds, "instances": seconds / STEP_SECONDS}
+
+
+def _point_fields(metric: MetricKind | RuntimeMetric, value, thresholds: Thresholds) -> dict:
+    if isinstance(metric, RuntimeMetric):
+        return _runtime_point_fields(metric, value)
     if metric is MetricKind.COMPLETION_LATENCY:
-        if not isinstance(value, Distribution):
-            raise ValueError(f"{metric} points must be Distributions, got {type(value).__name__}.")
-        if tuple(value.bounds) != LATENCY_BUCKET_BOUNDS or len(value.bucket_counts) != histogram.BUCKETS:
-            raise ValueError(f"{metric} points must use LATENCY_BUCKET_BOUNDS ({histogram.BUCKETS} buckets).")
-        counts = [int(c) for c in value.bucket_counts]
+        counts = _histogram(metric, value)
         return {
             "latency_buckets": counts,
             "latency_count": int(value.count),
@@ -111,7 +139,7 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
     summary = PollSummary(window_start=start, window_end=end)
     classes = list(
         WorkloadClass.objects.order_by("pk").only(
-            "pk", "slug", "subscription", "dead_letter_subscription", "worker_pool"
+            "pk", "slug", "subscription", "dead_letter_subscription", "worker_pool", "runtime", "runtime_resource"
         )
     )
     if not classes:
@@ -128,39 +156,14 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
         else current.get(wc.pk, Thresholds())
         for wc in classes
     }
-    metrics_port = get_providers().metrics
-
-    cells: dict[tuple[int, datetime], dict] = defaultdict(dict)
-    newest: dict[int, datetime] = {}
-    clock = time.monotonic()
-    for metric in POLLED_METRICS:
-        run = PollRun(
-            metric=metric.value,
-            started_at=now + timedelta(seconds=time.monotonic() - clock),
-            window_start=start,
-            window_end=end,
-            classes=len(targets),
-        )
-        try:
-            series = metrics_port.series(metric, targets, start=start, end=end, step_seconds=STEP_SECONDS)
-            received, latest = _cells_from_series(metric, series, class_ids, thresholds, start=start, end=end)
-        except Exception as exc:  # any failure of one metric must leave the other metrics' polls running
-            logger.warning("metric poll failed for %s: %s", metric.value, exc, exc_info=True)
-            run.ok, run.error = False, _describe_error(exc)
-        else:
-            for key, values in received.items():
-                cells[key].update(values)
-            for class_id, moment in latest.items():
-                moment = min(moment, now)  # a step still under way holds samples up to now only
-                newest[class_id] = max(moment, newest.get(class_id, moment))
-            run.ok, run.points = True, len(received)
-        run.finished_at = now + timedelta(seconds=time.monotonic() - clock)
-        summary.runs.append(run)
+    cells, newest = collect_cells(
+        get_providers().metrics, targets, class_ids, thresholds, start=start, end=end, now=now, runs=summary.runs
+    )
 
     with transaction.atomic():
         PollRun.objects.bulk_create(summary.runs)
         counters_advance(cells, now=now)  # before the upsert: it reads what the minutes held
-        summary.rollups_written = _minute_rollups_upsert(cells, newest, fetched_at=now)
+        summary.rollups_written = minute_rollups_upsert(cells, newest, fetched_at=now)
         if cells:
             buckets = [bucket for _class_id, bucket in cells]
             hours_start, hours_end = floor_hour(min(buckets)), floor_hour(max(buckets)) + _HOUR
@@ -173,8 +176,62 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
     return summary
 
 
+def collect_cells(
+    metrics_port: Metrics,
+    targets: list[MetricTarget],
+    class_ids: dict[str, int],
+    thresholds: dict[int, Thresholds],
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    runs: list[PollRun],
+) -> tuple[dict[tuple[int, datetime], dict], dict[int, datetime]]:
+    """Every polled metric of the targets over [start, end), as rollup cells {(class id, minute):
+    columns} and each class's newest sample; one PollRun per call appended to `runs`. Then the
+    observed runtimes' own metrics, for the classes whose runtime publishes them (one read per
+    RuntimeMetric, which the adapter makes one call per Google metric type). Shared by the poll
+    and the backfill (workloads/services/backfill.py)."""
+    observed = [t for t in targets if t.runtime_resource]
+    reads: list[tuple[MetricKind | RuntimeMetric, list[MetricTarget]]] = [(m, targets) for m in POLLED_METRICS]
+    for metric in RuntimeMetric:
+        readers = [t for t in observed if reads_runtime_metrics(t.runtime, metric.value)]
+        if readers:
+            reads.append((metric, readers))
+    cells: dict[tuple[int, datetime], dict] = defaultdict(dict)
+    newest: dict[int, datetime] = {}
+    clock = time.monotonic()
+    for metric, asked in reads:
+        run = PollRun(
+            metric=metric.value,
+            started_at=now + timedelta(seconds=time.monotonic() - clock),
+            window_start=start,
+            window_end=end,
+            classes=len(asked),
+        )
+        try:
+            if isinstance(metric, RuntimeMetric):
+                series = metrics_port.runtime_series(metric, asked, start=start, end=end, step_seconds=STEP_SECONDS)
+            else:
+                series = metrics_port.series(metric, asked, start=start, end=end, step_seconds=STEP_SECONDS)
+            received, latest = _cells_from_series(metric, series, class_ids, thresholds, start=start, end=end)
+        except Exception as exc:  # any failure of one metric must leave the other metrics' polls running
+            logger.warning("metric poll failed for %s: %s", metric.value, exc, exc_info=True)
+            run.ok, run.error = False, _describe_error(exc)
+        else:
+            for key, values in received.items():
+                cells[key].update(values)
+            for class_id, moment in latest.items():
+                moment = min(moment, now)  # a step still under way holds samples up to now only
+                newest[class_id] = max(moment, newest.get(class_id, moment))
+            run.ok, run.points = True, len(received)
+        run.finished_at = now + timedelta(seconds=time.monotonic() - clock)
+        runs.append(run)
+    return cells, newest
+
+
 def _cells_from_series(
-    metric: MetricKind,
+    metric: MetricKind | RuntimeMetric,
     series: dict[str, list[Point]],
     class_ids: dict[str, int],
     thresholds: dict[int, Thresholds],
@@ -199,7 +256,7 @@ def _cells_from_series(
     return received, latest
 
 
-def _minute_rollups_upsert(
+def minute_rollups_upsert(
     cells: dict[tuple[int, datetime], dict], newest: dict[int, datetime], *, fetched_at: datetime
 ) -> int:
     # Rows are grouped by the columns they carry, because one upsert statement updates the same

@@ -42,10 +42,27 @@ _FOLD_FIELDS = (
     "latency_good",
     "queue_age_minutes",
     "queue_age_good",
+    "executions",
+    "execution_errors",
+    "runtime_latency_buckets",
+    "runtime_latency_count",
+    "runtime_latency_sum",
     "fetched_at",
     "newest_sample_age_seconds",
 )
-_SUMMED = ("instance_seconds", "completed", "failed", "records", "tokens", "queue_age_minutes", "queue_age_good")
+_SUMMED = (
+    "instance_seconds",
+    "completed",
+    "failed",
+    "records",
+    "tokens",
+    "queue_age_minutes",
+    "queue_age_good",
+    "executions",
+    "execution_errors",
+    "runtime_latency_count",
+    "runtime_latency_sum",
+)
 _HOURLY_UPDATE_FIELDS = [name for name in _FOLD_FIELDS if name not in ("workload_class_id", "bucket_start")] + [
     "queue_ages"
 ]
@@ -57,7 +74,7 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
     queue ages, sorted (so queue-age events can be recounted for a new threshold)."""
     ages, backlogs, dead_letters, dead_letter_ages, instances = [], [], [], [], []
     sums = dict.fromkeys(_SUMMED, 0)
-    latency = histogram.empty()
+    latency, runtime_latency = histogram.empty(), histogram.empty()
     latency_count, latency_sum, latency_good = 0, 0.0, 0.0
     fetched_at, newest_age = None, None
     for row in minutes:
@@ -73,6 +90,7 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
         for key in _SUMMED:
             sums[key] += row[key]
         histogram.add_into(latency, row["latency_buckets"])
+        histogram.add_into(runtime_latency, row["runtime_latency_buckets"])
         latency_count += row["latency_count"]
         latency_sum += row["latency_sum"]
         latency_good += row["latency_good"]
@@ -91,6 +109,7 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
         "latency_count": latency_count,
         "latency_sum": latency_sum,
         "latency_good": latency_good,
+        "runtime_latency_buckets": runtime_latency if any(runtime_latency) else [],
         "queue_ages": sorted(ages),
         "fetched_at": fetched_at,
         "newest_sample_age_seconds": newest_age,
