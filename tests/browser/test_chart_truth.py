@@ -24,7 +24,7 @@ def young_class(demo_fleet):
     from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics
     from workloads.models import AuditEvent
     from workloads.providers.base import MetricKind
-    from workloads.services.telemetry import metrics_poll
+    from workloads.services.polling import metrics_poll
 
     now = timezone.now()
     first = now - timedelta(minutes=YOUNG_MINUTES)
