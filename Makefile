@@ -46,6 +46,9 @@ run: export SCALING_COOLDOWN_UP_SECONDS ?= 30
 run: export SCALING_COOLDOWN_DOWN_SECONDS ?= 120
 run: export DEAD_LETTER_SYNC_INTERVAL_SECONDS ?= 10
 run: export WORKER_REPORT_INTERVAL_SECONDS ?= 10
+# DEBUG (below) is for reloading and the demo's defaults; people trying the product still meet its
+# own 404 and 500 pages, not Django's technical ones (controlplane/error_views.py).
+run: export PRODUCT_ERROR_PAGES_IN_DEBUG ?= 1
 run: $(VENV)/.runtime-installed
 	mkdir -p $(VAR_DIR)
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput

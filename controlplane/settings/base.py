@@ -22,6 +22,9 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 SUPERVISOR_STATE_FILE = VAR_DIR / "processes.json"
 
 DEBUG = env_bool("DEBUG", False)
+# The product's 404/500 pages even under DEBUG, outside /admin/ (`make run` sets it; see
+# controlplane/error_views.py). Off: DEBUG shows Django's technical pages, for development.
+PRODUCT_ERROR_PAGES_IN_DEBUG = env_bool("PRODUCT_ERROR_PAGES_IN_DEBUG", False)
 
 _DEV_SECRET_KEY = "django-insecure-dev-only-key-never-used-when-debug-is-off"
 SECRET_KEY = env_str("SECRET_KEY")
@@ -70,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "controlplane.error_views.ProductErrorPagesMiddleware",
     "dashboards.errors.ErrorPageMiddleware",
 ]
 
