@@ -30,7 +30,7 @@ def fill(now, *, minute_days: float, hour_days: float) -> int:
     class, ending now; returns the number of rows."""
     from django.db import connection
 
-    from workloads.telemetry import histogram
+    from workloads.domain import histogram
 
     latency = histogram.from_values([0.05] * 60 + [0.4] * 30 + [3.0] * 10)
     end = now.replace(second=0, microsecond=0)

@@ -23,8 +23,8 @@ SCRATCH = "bench_rollup_ceiling"
 
 def _write_reports(classes, *, minutes: int, end, events_per_minute: int) -> int:
     """One report per class and minute, with `events_per_minute` completions; returns the total."""
+    from workloads.domain import histogram
     from workloads.providers.local.models import LocalWorkerReport, LocalWorkerReportBucket
-    from workloads.telemetry import histogram
 
     rng = random.Random(11)
     reports, histograms, events = [], [], 0

@@ -10,7 +10,7 @@ from django import forms
 from django.core import validators
 from django.core.exceptions import ValidationError
 
-from workloads.ingestion import MAX_NESTING_DEPTH
+from workloads.domain.payloads import MAX_NESTING_DEPTH
 from workloads.models import DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors.deadletters import DeadLetterFilter
 from workloads.services import deadletters as dead_letter_services

@@ -34,6 +34,10 @@ def test_the_contracts_hold():
     ("module", "planted", "named"),
     [
         ("workloads/selectors/planted.py", "from workloads.services import polling", "Selectors never import"),
+        ("workloads/domain/planted.py", "from django.utils import timezone", "The domain needs no Django"),
+        ("workloads/domain/planted.py", "from workloads.models import Slo", "The domain needs no Django"),
+        # Indirectly: a domain module importing a Django-importing helper breaks it as well.
+        ("workloads/domain/planted.py", "from workloads import batch_delete", "The domain needs no Django"),
         ("workloads/services/planted.py", "from workloads import tasks", "Services never import tasks"),
         ("workloads/models/planted.py", "from workloads.selectors import fleet", "Interfaces -> services"),
         ("dashboards/planted.py", "from workloads.api import errors", "Dashboards never import the API"),
@@ -71,3 +75,24 @@ def test_every_dashboard_view_module_is_in_the_views_contract():
     contract = contract.split("[importlinter:contract:")[0]
     for module in sorted((ROOT / "dashboards").glob("*views.py")):
         assert f"dashboards.{module.stem}" in contract, f"dashboards.{module.stem} is not in the dashboard-views layers"
+
+
+def test_the_domain_loads_without_django():
+    # The contract reads imports; this runs them: every domain module imports in a bare
+    # interpreter (no settings, no apps) and leaves Django and the models unloaded.
+    code = (
+        "import importlib, pkgutil, sys, workloads.domain as d\n"
+        "for m in pkgutil.iter_modules(d.__path__): importlib.import_module('workloads.domain.' + m.name)\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('django', 'rest_framework') "
+        "or k.startswith(('workloads.models', 'workloads.providers'))))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

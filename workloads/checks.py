@@ -3,7 +3,7 @@
 
 from django.core import checks
 
-from workloads.schemas import non_local_references, regex_problems
+from workloads.domain.schemas import non_local_references, regex_problems
 
 
 @checks.register(checks.Tags.database)

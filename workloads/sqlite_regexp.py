@@ -8,7 +8,7 @@ this way. Registered for every SQLite connection from WorkloadsConfig.ready().
 
 from django.db.backends.signals import connection_created
 
-from workloads.schemas import compile_re2
+from workloads.domain.schemas import compile_re2
 
 
 def _re2_regexp(pattern, string):

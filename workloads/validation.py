@@ -12,7 +12,7 @@ from functools import lru_cache
 import jsonschema
 from django.core.exceptions import ValidationError
 
-from workloads.schemas import non_local_references, regex_problems
+from workloads.domain.schemas import non_local_references, regex_problems
 
 # Google's resource-id rules (Pub/Sub: "Resource names"; Cloud Run: service/worker pool names).
 PROJECT_ID = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
@@ -83,7 +83,7 @@ def validate_payload_schema(schema) -> None:
         )
     references = non_local_references(schema)
     if references:
-        # Validation never fetches (workloads/schemas.py): such a reference could only fail.
+        # Validation never fetches (workloads/domain/schemas.py): such a reference could only fail.
         raise ValidationError(
             f"The payload schema refers outside itself at {', '.join(references)}: only local references "
             '("#/$defs/name", "#anchor") are allowed; copy the referenced schema under "$defs".',

@@ -10,9 +10,9 @@ from django.utils.html import format_html
 
 from dashboards.charts import action_label, seconds_label, slo_summary
 from dashboards.diffs import readable_changes
+from workloads.domain.slo import ALERT_WINDOWS, window_label
 from workloads.models import SloKind
 from workloads.selectors.telemetry import peak_instances
-from workloads.telemetry.slo import ALERT_WINDOWS, window_label
 
 register = template.Library()
 

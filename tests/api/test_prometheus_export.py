@@ -15,13 +15,13 @@ from rest_framework.test import APIClient
 
 from tests.factories import CostRatesFactory, WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics, lognormal_latencies
+from workloads.domain import histogram
 from workloads.models import MetricRollup, PoolControl, PoolHold, Resolution
 from workloads.providers.base import MetricKind
 from workloads.selectors.exports import EXPORTED_LATENCY_BOUNDS
 from workloads.services.polling import metrics_poll
 from workloads.services.rollups import rollups_downsample
 from workloads.services.tokens import api_token_issue
-from workloads.telemetry import histogram
 
 NOW = datetime(2026, 3, 2, 10, 0, 20, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

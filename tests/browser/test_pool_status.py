@@ -18,7 +18,7 @@ def test_held_and_unhealthy_pools_have_their_own_status(logged_in_page, demo_fle
     from django.utils import timezone
 
     from tests.workloads.pools import fresh_backlog, run_pending
-    from workloads.health import NO_HANDLER_EXIT_CODE
+    from workloads.domain.health import NO_HANDLER_EXIT_CODE
     from workloads.models import WorkloadClass
     from workloads.providers import get_providers
     from workloads.providers.local.models import LocalWorkerPool

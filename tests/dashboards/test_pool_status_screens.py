@@ -11,7 +11,7 @@ from django.utils import timezone
 from tests.dashboards.conftest import HX
 from tests.dashboards.oncall_fixtures import DEFERRABLE_SLUG, DL_SLUG
 from tests.workloads.pools import fresh_backlog, run_pending
-from workloads.health import NO_HANDLER_EXIT_CODE
+from workloads.domain.health import NO_HANDLER_EXIT_CODE
 from workloads.models import PoolHold
 from workloads.providers import get_providers
 from workloads.providers.local.models import LocalWorkerPool

@@ -18,7 +18,7 @@ from workloads.providers import get_providers
 from workloads.providers.specs import queue_spec
 
 INGEST = "/api/v1/classes/hostile-jobs/events"
-NESTING_LIMIT = 64  # documented in docs/operations.md (workloads.ingestion.MAX_NESTING_DEPTH)
+NESTING_LIMIT = 64  # documented in docs/operations.md (workloads.domain.payloads.MAX_NESTING_DEPTH)
 
 SCHEMA = copy.deepcopy(DOCUMENT_SCHEMA)
 SCHEMA["properties"].update(

@@ -16,7 +16,7 @@ import pytest
 from django.core import checks
 
 from tests.factories import DOCUMENT_SCHEMA, WorkloadClassFactory, class_payload
-from workloads.ingestion import normalize_and_validate
+from workloads.domain.payloads import normalize_and_validate
 from workloads.models import WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.specs import queue_spec
@@ -170,7 +170,7 @@ def test_a_database_check_names_classes_whose_stored_schema_refers_outside(db):
 # process with a timeout; a regression fails there instead of hanging the run.
 _VALIDATE_IN_CHILD = """
 import json, sys
-from workloads.ingestion import normalize_and_validate
+from workloads.domain.payloads import normalize_and_validate
 schema, payload = json.load(sys.stdin)
 print(json.dumps([error.as_dict() for error in normalize_and_validate(payload, schema).errors]))
 """

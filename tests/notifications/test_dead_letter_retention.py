@@ -10,12 +10,12 @@ import pytest
 from tests.factories import WorkloadClassFactory
 from tests.notifications.helpers import T0, channel, default_route
 from tests.workloads.telemetry_doubles import FakeMetrics, installed_metrics
+from workloads.domain.dead_letters import retention_risk
 from workloads.models import IncidentKind, Notification, SloIncident
 from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS, MetricKind
 from workloads.services.notifications import notifications_deliver_due
 from workloads.services.polling import metrics_poll
 from workloads.services.slo_evaluation import slo_alerts_evaluate
-from workloads.telemetry.dead_letters import retention_risk
 
 DAY = 86400.0
 

@@ -1,5 +1,5 @@
 """An unhealthy pool is alerted through the routes: while the controller judges a class's pool
-unhealthy (workloads.health), the alert evaluation keeps one incident open for it, delivered through
+unhealthy (workloads.domain.health), the alert evaluation keeps one incident open for it, delivered through
 the same routes and outbox as SLO incidents, and resolves it when the verdict changes."""
 
 from datetime import timedelta

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tests.factories import CostRatesFactory, WorkloadClassFactory
+from workloads.domain import histogram
 from workloads.models import MetricRollup
-from workloads.telemetry import histogram
 
 
 def migration_pair(*, old_runtime: str = "cloud_run_service"):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from workloads.domain import histogram
 from workloads.providers import set_providers
 from workloads.providers.base import (
     Distribution,
@@ -25,7 +26,6 @@ from workloads.providers.base import (
     Providers,
     WorkerReport,
 )
-from workloads.telemetry import histogram
 
 ValueFn = Callable[[str, datetime], "float | Distribution | None"]
 

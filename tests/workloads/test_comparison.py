@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
+from workloads.domain import histogram
 from workloads.models import MetricRollup, Resolution
 from workloads.selectors.comparison import Period, comparison
-from workloads.telemetry import histogram
 
 NOW = timezone.now().replace(second=0, microsecond=0)
 BEFORE = NOW - timedelta(days=2)

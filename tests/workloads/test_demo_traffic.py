@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from workloads.demo_traffic import DEMO_TRAFFIC, TrafficPlan, daily_shape, make_event, make_invalid_event
-from workloads.ingestion import normalize_and_validate
+from workloads.domain.payloads import normalize_and_validate
 from workloads.models import IdempotencyRecord, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.local.models import LocalWorkerPool

@@ -9,7 +9,7 @@ import time_machine
 
 from tests.dashboards.helpers import registered_steps_handler, request_steps_action
 from tests.factories import SchedulePolicyFactory, SloFactory, WorkloadClassFactory
-from workloads.scheduling import InstanceBounds
+from workloads.domain.scheduling import InstanceBounds
 from workloads.selectors.fleet import (
     FleetRow,
     class_actions_in_range,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from workloads.telemetry import evidence
+from workloads.domain import evidence
 
 
 def test_wilson_matches_the_hand_computed_interval():

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, time, timedelta
 
 from tests.factories import SchedulePolicyFactory, WorkloadClassFactory
-from workloads.scheduling import InstanceBounds, next_bounds_change
+from workloads.domain.scheduling import InstanceBounds, next_bounds_change
 
 
 def _at(text: str) -> datetime:

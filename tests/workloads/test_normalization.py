@@ -2,7 +2,7 @@
 
 import pytest
 
-from workloads.ingestion import fingerprint, normalize_and_validate, rfc3339_utc
+from workloads.domain.payloads import fingerprint, normalize_and_validate, rfc3339_utc
 
 SCHEMA = {
     "type": "object",

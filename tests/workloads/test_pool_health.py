@@ -1,12 +1,12 @@
-"""Worker health, the pure verdict (workloads.health): unhealthy when instances run and a backlog
+"""Worker health, the pure verdict (workloads.domain.health): unhealthy when instances run and a backlog
 waits but no worker reports arrive, with its cause from the evidence; and how the controller's
-decision reads health and queue age (workloads.scaling)."""
+decision reads health and queue age (workloads.domain.scaling)."""
 
 from datetime import UTC, datetime, timedelta
 
-from workloads.health import NO_HANDLER_EXIT_CODE, HealthInputs, pool_health
-from workloads.scaling import DecisionInputs, scaling_decision
-from workloads.scheduling import InstanceBounds
+from workloads.domain.health import NO_HANDLER_EXIT_CODE, HealthInputs, pool_health
+from workloads.domain.scaling import DecisionInputs, scaling_decision
+from workloads.domain.scheduling import InstanceBounds
 
 T0 = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=60)

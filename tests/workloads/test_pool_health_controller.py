@@ -10,7 +10,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from tests.workloads.pools import fresh_backlog, instances, pooled_class, run_pending
-from workloads.health import NO_HANDLER_EXIT_CODE
+from workloads.domain.health import NO_HANDLER_EXIT_CODE
 from workloads.models import Action, ActionKind, AuditEvent, MetricRollup, PoolControl, PoolHold, Resolution
 from workloads.providers.local.models import LocalWorkerPool
 from workloads.services import incidents

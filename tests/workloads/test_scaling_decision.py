@@ -5,8 +5,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from workloads.models import SchedulePolicy, WorkloadClass
-from workloads.scaling import (
+from workloads.domain.scaling import (
     DecisionInputs,
     ScalingSettings,
     desired_instances,
@@ -14,7 +13,8 @@ from workloads.scaling import (
     hysteresis_band,
     scaling_decision,
 )
-from workloads.scheduling import InstanceBounds, instance_bounds
+from workloads.domain.scheduling import InstanceBounds, instance_bounds
+from workloads.models import SchedulePolicy, WorkloadClass
 
 BASELINE = InstanceBounds(1, 30, "baseline")
 T0 = datetime(2026, 3, 6, 23, 30, tzinfo=UTC)  # a Friday, half an hour before the weekend window

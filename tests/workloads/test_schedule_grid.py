@@ -1,4 +1,4 @@
-"""The schedules screen's week grid: bounds per hour from workloads.scheduling, overlaps resolved
+"""The schedules screen's week grid: bounds per hour from workloads.domain.scheduling, overlaps resolved
 by its precedence, changes inside an hour, the viewer's time zone."""
 
 from datetime import UTC, datetime, time
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 import pytest
 
 from tests.factories import SchedulePolicyFactory, WorkloadClassFactory
-from workloads.scheduling import InstanceBounds
+from workloads.domain.scheduling import InstanceBounds
 from workloads.selectors.schedules import target_preview, week_grid
 
 WEDNESDAY = datetime(2026, 3, 4, 12, 30, tzinfo=UTC)  # before Europe's DST change on 29 March

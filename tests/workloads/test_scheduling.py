@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, time
 
 from tests.factories import SchedulePolicyFactory, WorkloadClassFactory
-from workloads.scheduling import active_policy, instance_bounds, is_active_at
+from workloads.domain.scheduling import active_policy, instance_bounds, is_active_at
 
 
 def _at(text: str) -> datetime:

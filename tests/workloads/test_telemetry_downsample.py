@@ -6,12 +6,12 @@ import pytest
 
 from tests.factories import WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics
+from workloads.domain import histogram
 from workloads.models import MetricRollup, PollRun, Resolution
 from workloads.providers.base import MetricKind
 from workloads.selectors.rollups import POLLED_METRICS
 from workloads.services.polling import metrics_poll
 from workloads.services.rollups import rollups_downsample
-from workloads.telemetry import histogram
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 OLD = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)  # 19 days before NOW: past the 14-day minute retention

@@ -3,8 +3,8 @@ import random
 import pytest
 
 from tests.workloads.telemetry_doubles import lognormal_latencies
-from workloads.telemetry import histogram
-from workloads.telemetry.histogram import BOUNDS, BUCKETS
+from workloads.domain import histogram
+from workloads.domain.histogram import BOUNDS, BUCKETS
 
 
 def exact_percentile(values: list[float], q: float) -> float:

@@ -6,11 +6,11 @@ import pytest
 
 from tests.factories import WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, distribution, installed_metrics
+from workloads.domain import histogram
 from workloads.models import ClassTelemetry, MetricRollup, PollRun, Resolution
 from workloads.providers.base import MetricKind, ProviderError
 from workloads.selectors.rollups import POLLED_METRICS
 from workloads.services.polling import metrics_poll
-from workloads.telemetry import histogram
 
 NOW = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -7,12 +7,12 @@ import pytest
 
 from tests.factories import CostRatesFactory, SloFactory, WorkloadClassFactory
 from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, distribution, installed_metrics
+from workloads.domain import histogram
 from workloads.models import SloAlert, WorkloadClass
 from workloads.providers.base import MetricKind
 from workloads.selectors.telemetry import CHART_RANGES, class_series, class_telemetry, fleet_overview
 from workloads.services.polling import metrics_poll
 from workloads.services.slo_evaluation import slo_alerts_evaluate
-from workloads.telemetry import histogram
 
 NOW = datetime(2026, 3, 2, 10, 0, 20, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

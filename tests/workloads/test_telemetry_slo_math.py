@@ -2,8 +2,8 @@
 
 import pytest
 
-from workloads.telemetry import slo
-from workloads.telemetry.slo import BURN_RULES, DAY, HOUR, MINUTE, Events
+from workloads.domain import slo
+from workloads.domain.slo import BURN_RULES, DAY, HOUR, MINUTE, Events
 
 PAGE_FAST, PAGE_SLOW, TICKET = BURN_RULES
 WINDOW_28D = 28 * DAY

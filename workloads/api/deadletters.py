@@ -18,7 +18,7 @@ from workloads.api.choices import ChoiceField, ChoiceListingFilterBackend
 from workloads.api.filters import IsoDateTimeFilter
 from workloads.api.parsers import PayloadJSONParser
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
-from workloads.ingestion import hostile_input_error
+from workloads.domain.payloads import hostile_input_error
 from workloads.models import Action, ActionKind, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors.deadletters import (
     ANY_STATUS,

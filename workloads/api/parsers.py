@@ -3,14 +3,14 @@
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from workloads.ingestion import MAX_NESTING_DEPTH, NUL_CODE, hostile_input_error
+from workloads.domain.payloads import MAX_NESTING_DEPTH, NUL_CODE, hostile_input_error
 
 
 class PayloadJSONParser(parsers.JSONParser):
     """DRF's JSON parser (strict: NaN and Infinity are refused), where input nested past Python's
     recursion limit is a 400 like any other unparsable body instead of a RecursionError (a 500).
     The ingestion endpoint uses it as is: event payloads are checked per event, with their path
-    (workloads/ingestion.py: `hostile_input_error`)."""
+    (workloads/domain/payloads.py: `hostile_input_error`)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:

@@ -495,7 +495,7 @@ class SchedulePolicy(models.Model):
     `end_time` the same day, or the next day when `end_time` is not after `start_time` (a
     nightly 22:00-06:00 window). When windows overlap, the one with the highest priority wins,
     then the shorter window (the more specific override), then the name: see
-    `workloads.scheduling.active_policy`.
+    `workloads.domain.scheduling.active_policy`.
     """
 
     workload_class = models.ForeignKey(WorkloadClass, on_delete=models.CASCADE, related_name="schedules")

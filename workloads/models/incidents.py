@@ -189,7 +189,7 @@ class PoolControl(models.Model):
         max_length=300, blank=True, help_text="The pool's revision when last read: a change is a deployment."
     )
 
-    # Worker health, judged by each controller tick (workloads.health): whether the pool's
+    # Worker health, judged by each controller tick (workloads.domain.health): whether the pool's
     # instances do any work while a backlog waits, and the evidence for the verdict.
     health = models.CharField(max_length=10, choices=PoolHealth.choices, default=PoolHealth.UNKNOWN)
     health_cause = models.CharField(max_length=16, choices=UnhealthyCause.choices, blank=True)

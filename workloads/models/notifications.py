@@ -7,7 +7,7 @@ stable for its whole life, so receivers update one thing (PagerDuty's dedup_key)
 collecting one message per alert window. An incident of kind `dead_letter_retention` has no SLO:
 it belongs to a class whose oldest un-mirrored dead letter nears the dead-letter subscription's
 retention (services/alert_incidents.py), and travels through the same routes and outbox; so does one of
-kind `pool_unhealthy`, open while the class's pool is judged unhealthy (workloads.health).
+kind `pool_unhealthy`, open while the class's pool is judged unhealthy (workloads.domain.health).
 
 A Notification is an outbox row: written in the transaction that changes the incident, one per
 channel the route chose, and delivered later by a Celery task that locks the row; each attempt is

@@ -23,16 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from workloads.domain.dead_letters import DEAD_LETTER_RETENTION_SECONDS  # noqa: F401 (re-exported)
+from workloads.domain.histogram import LATENCY_BUCKET_BOUNDS
+
 # Attributes Pub/Sub adds to a dead-lettered copy; the local provider adds the same ones.
 DEAD_LETTER_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
 DEAD_LETTER_SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
 DEAD_LETTER_SOURCE_PROJECT = "CloudPubSubDeadLetterSourceSubscriptionProject"
 DEAD_LETTER_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
 
-# Every provider keeps a dead-letter subscription's messages this long, whatever the class's own
-# retention: only the mirror sync drains it, so this is how long a sync outage may last before
-# dead letters are lost (the most the emulator and most projects accept; docs/gcp.md).
-DEAD_LETTER_RETENTION_SECONDS = 7 * 86400
+# How long every provider keeps a dead letter: workloads/domain/dead_letters.py.
 
 # Attributes the control plane itself sets on messages.
 ATTR_CLASS = "cp-class"
@@ -385,10 +385,7 @@ GAUGE_METRICS = frozenset(
     }
 )
 
-# Fixed, log-spaced latency bucket bounds (seconds) shared by every class, writer and reader, so
-# histograms merge across minutes and classes by adding counts. N bounds => N + 1 buckets:
-# bucket 0 is (-inf, b0), bucket i is [b(i-1), b(i)), the last is [b(N-1), +inf).
-LATENCY_BUCKET_BOUNDS: tuple[float, ...] = tuple(round(0.01 * (2 ** (i / 2)), 6) for i in range(0, 40))
+# The latency histograms' bucket bounds, shared by every writer and reader: workloads/domain/histogram.py.
 
 
 @dataclass(frozen=True)

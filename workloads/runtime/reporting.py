@@ -14,8 +14,8 @@ from datetime import datetime
 from django.db import connections
 from django.utils import timezone
 
+from workloads.domain.histogram import BUCKETS, bucket_index
 from workloads.providers.base import Distribution, Metrics, WorkerReport
-from workloads.telemetry.histogram import BUCKETS, bucket_index
 
 logger = logging.getLogger(__name__)
 

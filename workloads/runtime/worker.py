@@ -34,7 +34,7 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
-from workloads.ingestion import normalize_and_validate
+from workloads.domain.payloads import normalize_and_validate
 from workloads.models import WorkOutcome
 from workloads.providers.base import (
     ATTR_ATTEMPTS,

@@ -14,11 +14,11 @@ from decimal import Decimal
 
 from django.db.models import Q
 
+from workloads.domain import histogram
+from workloads.domain.windows import window_spans
 from workloads.models import MetricRollup, WorkloadClass
 from workloads.selectors.cost import class_cost, class_usage
 from workloads.selectors.rollups import minutes_kept_since
-from workloads.telemetry import histogram
-from workloads.telemetry.windows import window_spans
 
 # Fewer outcomes than this and a side's rates are flagged as thin evidence.
 MIN_OUTCOMES = 100

@@ -12,10 +12,10 @@ from decimal import Decimal
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from workloads.domain.windows import window_spans
 from workloads.models import AuditEvent, MetricRollup, Resolution, WorkloadClass
 from workloads.runtimes import Figure, Runtime, Source, profile
 from workloads.selectors.rollups import minutes_kept_since, spans_query
-from workloads.telemetry.windows import window_spans
 
 GROUP_BY_CHOICES = ("class", "team")
 _MONEY = Decimal("0.000001")
@@ -62,7 +62,7 @@ class CostLine:
     compute_cost: Decimal = Decimal(0)
     records_cost: Decimal = Decimal(0)
     tokens_cost: Decimal = Decimal(0)
-    # Instance time while the pool was unhealthy (its workers did no work; workloads.health), and
+    # Instance time while the pool was unhealthy (its workers did no work; workloads.domain.health), and
     # its compute cost: part of the totals above, shown apart as waste.
     waste_instance_seconds: Decimal = Decimal(0)
     waste_cost: Decimal = Decimal(0)

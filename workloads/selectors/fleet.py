@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from workloads.domain.scheduling import BoundsChange, InstanceBounds, instance_bounds, next_bounds_change
 from workloads.models import Action, AuditEvent, PoolControl, PoolHold, SchedulePolicy, Tier, WorkloadClass
 from workloads.models.incidents import OPEN_HOLD_STATES, HoldState
-from workloads.scheduling import BoundsChange, InstanceBounds, instance_bounds, next_bounds_change
 from workloads.selectors import telemetry
 from workloads.selectors.deadletters import TREND_HOURS, DeadLetterAttention, dead_letter_attention
 from workloads.selectors.incidents import duration_text
@@ -54,7 +54,7 @@ class FleetRow:
     drift_detail: str = ""
     paused: bool = False  # a pause (on its own or by incident mode) is in force or being restored
     hold: PoolHold | None = None  # that open hold: a pause (at 0) or a manual override (at a count)
-    unhealthy: bool = False  # the pool's workers do no work while a backlog waits (workloads.health)
+    unhealthy: bool = False  # the pool's workers do no work while a backlog waits (workloads.domain.health)
     health_detail: str = ""
     # Dead letters in the mirror that need a person (new or held) and their 24 h arrival trend:
     # the dead-letter subscription's backlog reads 0 as soon as the sync has mirrored it.

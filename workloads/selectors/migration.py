@@ -2,7 +2,7 @@
 sample size and 95 % interval, the gate's verdict; and "where to start", the noisiest workloads.
 
 Both sides are read from the telemetry rollups, the same rows the comparison and the cost report
-read (workloads/telemetry/evidence.py has the statistics).
+read (workloads/domain/evidence.py has the statistics).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from decimal import Decimal
 
 from django.db.models import Count, Q
 
+from workloads.domain import evidence, histogram
+from workloads.domain.evidence import Interval
+from workloads.domain.windows import window_spans
 from workloads.models import MetricRollup, MigrationPlan, Phase, SloAlert, WorkloadClass
 from workloads.models.migration import ACTIVE_PHASES
 from workloads.runtimes import Runtime
 from workloads.selectors.cost import class_cost, class_usage, instance_time_source
 from workloads.selectors.rollups import minutes_kept_since, spans_query
-from workloads.telemetry import evidence, histogram
-from workloads.telemetry.evidence import Interval
-from workloads.telemetry.windows import window_spans
 
 
 @dataclass(frozen=True)

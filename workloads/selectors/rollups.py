@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Q
 
+from workloads.domain.windows import Span, floor_hour
 from workloads.providers.base import MetricKind
-from workloads.telemetry.windows import Span, floor_hour
 
 # Which rollup columns each metric sets. A poll updates only the columns of metrics that answered,
 # so one failing metric never blanks another's values.

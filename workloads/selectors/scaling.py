@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Max, Q, Sum
 
+from workloads.domain.scaling import desired_instances
+from workloads.domain.scheduling import InstanceBounds, instance_bounds, next_bounds_change
 from workloads.models import ClassTelemetry, MetricRollup, PoolControl, Resolution, WorkloadClass
-from workloads.scaling import desired_instances
-from workloads.scheduling import InstanceBounds, instance_bounds, next_bounds_change
 
 MAX_PREVIEW_HOURS = 14 * 24
 
 # A pool that completed or failed work this recently keeps one instance even when a sample reads
-# an empty backlog (see workloads.scaling).
+# an empty backlog (see workloads.domain.scaling).
 RECENT_WORK_WINDOW = timedelta(minutes=5)
 # How far back the worker-health check looks for the newest report: longer than any verdict needs
 # (a job's timeout is at most an hour), short enough to stay on the rollups' index.

@@ -1,6 +1,6 @@
 """Read side of the schedules screen: a class's week as a 7 x 24 grid of instance bounds.
 
-Every cell is decided by `workloads.scheduling` (the functions the scaling controller uses), so the
+Every cell is decided by `workloads.domain.scheduling` (the functions the scaling controller uses), so the
 grid shows exactly what the controller will apply, overlaps resolved the same way.
 """
 
@@ -8,8 +8,7 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from workloads.models import SchedulePolicy, WorkloadClass
-from workloads.scheduling import (
+from workloads.domain.scheduling import (
     BoundsChange,
     InstanceBounds,
     instance_bounds,
@@ -18,6 +17,7 @@ from workloads.scheduling import (
     precedence_key,
     window_edges,
 )
+from workloads.models import SchedulePolicy, WorkloadClass
 from workloads.selectors.scaling import SchedulePreview, latest_backlog, schedule_preview
 
 PALETTE_SIZE = 6  # colours for windows in the grid (static/css: .sched-1 ... .sched-6); 0 = baseline

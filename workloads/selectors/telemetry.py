@@ -17,6 +17,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
+from workloads.domain import histogram
+from workloads.domain.dead_letters import RetentionRisk, retention_risk
+from workloads.domain.windows import floor_minute
 from workloads.models import (
     ClassTelemetry,
     MetricRollup,
@@ -32,9 +35,6 @@ from workloads.models.telemetry import RESOLUTION_SECONDS
 from workloads.notifications.runbooks import runbook_url
 from workloads.selectors.cost import class_cost, class_usage
 from workloads.selectors.rollups import POLLED_METRICS, minutes_kept_since
-from workloads.telemetry import histogram
-from workloads.telemetry.dead_letters import RetentionRisk, retention_risk
-from workloads.telemetry.windows import floor_minute
 
 # --- Series -----------------------------------------------------------------------------------------
 # name -> (unit, how steps combine)

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from workloads.domain.dead_letters import retention_risk
 from workloads.errors import ApplicationError
 from workloads.models import (
     ClassTelemetry,
@@ -39,7 +40,6 @@ from workloads.models import (
 )
 from workloads.services.audit import audit_event_record
 from workloads.services.incident_context import incident_context
-from workloads.telemetry.dead_letters import retention_risk
 
 SEVERITY_RANK = {"page": 2, "ticket": 1}
 BUSINESS_HOURS = (9, 17)  # Monday to Friday, in the route's time zone
@@ -245,7 +245,7 @@ def incidents_sync(*, now: datetime) -> SyncSummary:
 
 
 def pool_incidents_sync(*, now: datetime, summary: SyncSummary) -> None:
-    """One incident per class whose pool the controller judged unhealthy (workloads.health), opened
+    """One incident per class whose pool the controller judged unhealthy (workloads.domain.health), opened
     when the verdict began, at POOL_UNHEALTHY_SEVERITY; resolved when the pool is judged otherwise."""
     incidents = {
         incident.workload_class_id: incident

@@ -17,10 +17,10 @@ from decimal import Decimal
 
 from django.db.models import F
 
+from workloads.domain import histogram
 from workloads.fastinsert import update_rows
 from workloads.models import ClassCounters, MetricRollup, Resolution, WorkloadClass
 from workloads.selectors.cost import class_cost
-from workloads.telemetry import histogram
 
 # Rollup counter columns that feed a running total of the same name.
 SUMMED_COLUMNS = ("completed", "failed", "records", "tokens", "instance_seconds")

@@ -29,9 +29,9 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from workloads.domain.payloads import canonical_json, hostile_input_error, normalize_and_validate
 from workloads.errors import ApplicationError, NotFoundError
 from workloads.fastinsert import update_rows
-from workloads.ingestion import canonical_json, hostile_input_error, normalize_and_validate
 from workloads.models import (
     Action,
     ActionKind,

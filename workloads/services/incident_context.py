@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.urls import reverse
 
+from workloads.domain import slo as slo_math
 from workloads.models import IncidentKind, PoolControl, Slo, SloAlert, SloIncident, SloKind
 from workloads.notifications.runbooks import incident_runbook_url
 from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS
 from workloads.selectors.deployments import deployment_note, latest_deployments
-from workloads.telemetry import slo as slo_math
 
 
 def _objective(slo: Slo) -> str:

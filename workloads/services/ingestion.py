@@ -31,8 +31,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
+from workloads.domain.payloads import CheckedEvent, FieldError, canonical_json, normalize_and_validate
 from workloads.fastinsert import insert_rows
-from workloads.ingestion import CheckedEvent, FieldError, canonical_json, normalize_and_validate
 from workloads.models import IdempotencyRecord, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import (

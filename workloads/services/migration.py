@@ -15,6 +15,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from workloads.domain.evidence import PASS
 from workloads.errors import ApplicationError
 from workloads.models import (
     Action,
@@ -31,7 +32,6 @@ from workloads.runtimes import Runtime
 from workloads.selectors.migration import plan_evidence
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
-from workloads.telemetry.evidence import PASS
 
 THRESHOLD_FIELDS = (
     "canary_percent",

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
+from workloads.domain import histogram
+from workloads.domain.windows import floor_hour, floor_minute
 from workloads.fastinsert import insert_rows
 from workloads.models import ClassTelemetry, MetricRollup, PollRun, Resolution, WorkloadClass
 from workloads.providers import get_providers
@@ -38,8 +40,6 @@ from workloads.selectors.rollups import METRIC_FIELDS, POLLED_METRICS
 from workloads.services.counters import counters_advance
 from workloads.services.rollups import hourly_rollups_upsert, minute_rows
 from workloads.services.slo_thresholds import Thresholds, latency_good, queue_age_good, slo_thresholds
-from workloads.telemetry import histogram
-from workloads.telemetry.windows import floor_hour, floor_minute
 
 logger = logging.getLogger(__name__)
 

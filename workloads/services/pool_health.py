@@ -1,5 +1,5 @@
 """Worker health of each class's pool: judged on every scaling-controller tick by the pure
-`workloads.health.pool_health`, kept on PoolControl with its evidence (shown on the overview, the
+`workloads.domain.health.pool_health`, kept on PoolControl with its evidence (shown on the overview, the
 class page and the scaling API), and audited when a pool turns unhealthy or recovers."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from workloads import health as health_rules
+from workloads.domain import health as health_rules
 from workloads.models import PoolControl, WorkloadClass
 from workloads.providers.base import PoolState
 from workloads.selectors.scaling import Backlog, last_report_at

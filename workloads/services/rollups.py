@@ -15,10 +15,10 @@ from django.conf import settings
 from django.db import transaction
 
 from workloads.batch_delete import delete_in_batches
+from workloads.domain import histogram
+from workloads.domain.windows import floor_hour
 from workloads.models import MetricRollup, PollRun, Resolution, SloAlert
 from workloads.selectors.rollups import minutes_kept_since
-from workloads.telemetry import histogram
-from workloads.telemetry.windows import floor_hour
 
 _HOUR = timedelta(hours=1)
 _ROLLUP_UNIQUE = ["workload_class", "resolution", "bucket_start"]

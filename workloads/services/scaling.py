@@ -1,7 +1,7 @@
 """The scaling controller: a beat tick that sizes each class's worker pool from its backlog within
 the schedule's bounds, and the `scale` action that carries out each change.
 
-The decision itself is the pure `workloads.scaling.scaling_decision`; this module reads the state
+The decision itself is the pure `workloads.domain.scaling.scaling_decision`; this module reads the state
 it needs (telemetry, schedules, holds, the pool through the WorkerPools port), records what it
 saw in PoolControl, and requests an Action per change, with its reason.
 
@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from workloads.domain.scaling import DecisionInputs, ScalingSettings, clamp, desired_instances, scaling_decision
+from workloads.domain.scheduling import InstanceBounds, instance_bounds
 from workloads.fastinsert import update_rows
 from workloads.models import (
     Action,
@@ -35,8 +37,6 @@ from workloads.models.incidents import OPEN_HOLD_STATES
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import pool_spec
-from workloads.scaling import DecisionInputs, ScalingSettings, clamp, desired_instances, scaling_decision
-from workloads.scheduling import InstanceBounds, instance_bounds
 from workloads.selectors.deployments import deployment_note, latest_deployments
 from workloads.selectors.scaling import RECENT_WORK_WINDOW, last_reports_at, latest_backlog, latest_backlogs
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 
+from workloads.domain import slo as slo_math
+from workloads.domain.windows import floor_minute, window_spans
 from workloads.models import DeadLetter, DeadLetterStatus, MetricRollup, Slo, SloAlert, SloKind, SloStatus
 from workloads.selectors.rollups import minutes_kept_since, spans_query
 from workloads.services.alert_incidents import SyncSummary, incidents_sync
 from workloads.services.slo_thresholds import slo_thresholds_sync
-from workloads.telemetry import slo as slo_math
-from workloads.telemetry.windows import floor_minute, window_spans
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from workloads.domain import slo as slo_math
 from workloads.models import ClassTelemetry, MetricRollup, Resolution, Slo, SloKind
-from workloads.telemetry import slo as slo_math
 
 logger = logging.getLogger(__name__)
 

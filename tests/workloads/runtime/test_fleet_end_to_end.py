@@ -87,7 +87,7 @@ def test_workers_of_a_class_without_a_handler_crash_loop_and_the_controller_flag
     from django.test import override_settings
 
     from tests.workloads.pools import fresh_backlog
-    from workloads.health import NO_HANDLER_EXIT_CODE
+    from workloads.domain.health import NO_HANDLER_EXIT_CODE
     from workloads.models import PoolControl
     from workloads.providers.local.models import LocalWorkerPool
     from workloads.services.scaling import scaling_controller_tick

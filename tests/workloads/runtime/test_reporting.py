@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from workloads.domain.histogram import bucket_index
 from workloads.providers.base import LATENCY_BUCKET_BOUNDS, MetricKind, Metrics, ProviderError, WorkerReport
 from workloads.runtime.reporting import Reporter
-from workloads.telemetry.histogram import bucket_index
 
 
 class RecordingMetrics(Metrics):

@@ -8,7 +8,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from workloads.health import NO_HANDLER_EXIT_CODE
+from workloads.domain.health import NO_HANDLER_EXIT_CODE
 from workloads.models import WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError

@@ -137,7 +137,7 @@ class Fleet:
 
     def _record_exit(self, name: str, exits_in_row: int, code: int) -> None:
         """Keep the exit on the pool's row: the scaling controller's evidence of a crash loop
-        (workloads.health), shown on the class page. A failed write loses only this evidence."""
+        (workloads.domain.health), shown on the class page. A failed write loses only this evidence."""
         try:
             LocalWorkerPool.objects.using(self.using).filter(name=name).update(
                 exits_in_row=exits_in_row, last_exit_at=timezone.now(), last_exit_code=code

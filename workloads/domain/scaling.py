@@ -22,7 +22,7 @@ for a scale-up; so a pool that completed work in the last few minutes keeps at l
 The queue's age is read too: older than the drain target while the backlog asks for no more, the
 workers are either idle (the oldest messages are waiting out retries: more instances would not
 help) or busy with work the backlog undercounts (one more step). And a pool whose workers do no
-work at all (workloads.health: crash-looping, stuck, no handler) gets no more instances.
+work at all (workloads.domain.health: crash-looping, stuck, no handler) gets no more instances.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from workloads.scheduling import InstanceBounds
+from workloads.domain.scheduling import InstanceBounds
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class DecisionInputs:
     held: bool = False  # paused by incident mode or on its own
     recent_work: float | None = None  # jobs completed or failed in the last few minutes (None: unknown)
     recent_work_seconds: float = 300.0  # the span `recent_work` covers
-    unhealthy: str = ""  # why the pool is unhealthy ("crash-looping", ...; workloads.health), else ""
+    unhealthy: str = ""  # why the pool is unhealthy ("crash-looping", ...; workloads.domain.health), else ""
 
 
 @dataclass(frozen=True)

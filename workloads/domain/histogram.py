@@ -10,7 +10,10 @@ counts, and a percentile read from a merged histogram is off by at most the widt
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 
-from workloads.providers.base import LATENCY_BUCKET_BOUNDS
+# Fixed, log-spaced latency bucket bounds (seconds) shared by every class, writer and reader, so
+# histograms merge across minutes and classes by adding counts. N bounds => N + 1 buckets:
+# bucket 0 is (-inf, b0), bucket i is [b(i-1), b(i)), the last is [b(N-1), +inf).
+LATENCY_BUCKET_BOUNDS: tuple[float, ...] = tuple(round(0.01 * (2 ** (i / 2)), 6) for i in range(0, 40))
 
 BOUNDS = LATENCY_BUCKET_BOUNDS
 BUCKETS = len(BOUNDS) + 1

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workloads.telemetry import histogram
+from workloads.domain import histogram
 
 Z95 = 1.959963984540054
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workloads.providers.base import DEAD_LETTER_RETENTION_SECONDS
+# Every provider keeps a dead-letter subscription's messages this long, whatever the class's own
+# retention: only the mirror sync drains it, so this is how long a sync outage may last before
+# dead letters are lost (the most the emulator and most projects accept; docs/gcp.md).
+DEAD_LETTER_RETENTION_SECONDS = 7 * 86400
 
 
 @dataclass(frozen=True)

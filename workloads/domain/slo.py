@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from workloads.telemetry import histogram
+from workloads.domain import histogram
 
 MINUTE = 60
 HOUR = 3600

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from workloads.schemas import Unresolvable, safe_validator
+from workloads.domain.schemas import Unresolvable, safe_validator
 
 # How deep a payload may nest (objects and arrays). Real payloads stay far below; deeper input only
 # serves to exhaust the recursion of the parsers and validators that walk it.

@@ -1,1 +1,0 @@
-"""Telemetry math with no Django: latency histograms and SLO arithmetic."""
