@@ -8,17 +8,9 @@ import pytest
 from controlplane.roles import Role
 from tests.factories import WorkloadClassFactory
 from tests.workloads.deadletter_helpers import dead_letter_row, make_class
-from workloads.models import (
-    Action,
-    ActionKind,
-    AuditEvent,
-    ClassTelemetry,
-    LocalSubscription,
-    LocalTopic,
-    LocalWorkerPool,
-    WorkloadClass,
-)
+from workloads.models import Action, ActionKind, AuditEvent, ClassTelemetry, WorkloadClass
 from workloads.providers import get_providers
+from workloads.providers.local.models import LocalSubscription, LocalTopic, LocalWorkerPool
 from workloads.providers.specs import pool_spec
 from workloads.services.actions import action_run
 
@@ -168,3 +160,15 @@ def test_operators_may_not_delete_a_class(client_as, make_user, docs):
     operator = client_as(make_user("op", Role.OPERATOR))
     assert operator.delete("/api/v1/classes/doc-jobs/?resources=delete").status_code == 403
     assert WorkloadClass.objects.filter(slug="doc-jobs").exists()
+
+
+def test_a_class_another_one_routes_to_is_a_409_and_nothing_changes(admin_api, docs):
+    WorkloadClassFactory(slug="legacy-jobs", route_to=docs, route_percent=10)
+    for resources in ("keep", "delete"):
+        response = admin_api.delete(f"/api/v1/classes/doc-jobs/?resources={resources}")
+        assert response.status_code == 409, response.content
+        assert response.json()["type"] == "in_use"
+        assert "legacy-jobs" in response.json()["detail"]
+    assert WorkloadClass.objects.filter(slug="doc-jobs").exists()
+    assert not AuditEvent.objects.filter(action="workload_class.delete").exists()
+    assert not Action.objects.filter(kind=ActionKind.DELETE_RESOURCES).exists()

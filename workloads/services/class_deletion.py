@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q, RestrictedError
 
 from workloads.errors import ApplicationError
 from workloads.models import Action, ActionKind, ClassTelemetry, DeadLetter, StepState, WorkloadClass
@@ -183,7 +183,18 @@ def workload_class_delete(
                     "force": force,
                 },
             )
-        workload_class.delete()
+        try:
+            workload_class.delete()
+        except (ProtectedError, RestrictedError) as exc:
+            # A migration plan, or a class routing its events here, still needs it; nothing above
+            # (the audit event, the action) survives the rollback.
+            referrers = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+            users = sorted({f"{obj._meta.verbose_name} {obj}" for obj in referrers})[:5]
+            raise ApplicationError(
+                f"{workload_class.slug} cannot be deleted while these still refer to it: {', '.join(users)}. "
+                "Finish or delete the migration plans, and stop routing other classes' events to it, first.",
+                code="in_use",
+            ) from None
         if action is not None:
             action.refresh_from_db()  # its class is null now
     return action
