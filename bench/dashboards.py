@@ -46,9 +46,10 @@ def fill(now, *, minute_days: float, hour_days: float) -> int:
                     workload_class_id, resolution, bucket_start, oldest_unacked_age_seconds, backlog,
                     dead_letter_backlog, instances, instance_seconds, completed, failed, records, tokens,
                     latency_buckets, latency_count, latency_sum, queue_ages, fetched_at, newest_sample_age_seconds,
-                    queue_age_minutes, queue_age_good, latency_good)
+                    queue_age_minutes, queue_age_good, latency_good,
+                    executions, execution_errors, runtime_latency_buckets, runtime_latency_count, runtime_latency_sum)
                 SELECT c.id, %s, g, 10, 100, 1, 2, 120, 100, 1, 100, 0, %s::jsonb, 100, 50.0, %s::jsonb,
-                       g + interval '3 minutes', 120, %s, %s, %s
+                       g + interval '3 minutes', 120, %s, %s, %s, 0, 0, '[]'::jsonb, 0, 0
                 FROM workloads_workloadclass c,
                      generate_series(%s::timestamptz - %s::interval, %s::timestamptz - %s::interval, %s::interval) g
                 """,
