@@ -522,6 +522,11 @@ DEFAULT_ENVIRONMENT = env_str("DEFAULT_ENVIRONMENT", "default")
 # Endpoint overrides for the Cloud Run Admin and Cloud Monitoring clients (tests, private endpoints).
 CLOUD_RUN_ENDPOINT = env_str("CLOUD_RUN_ENDPOINT")
 CLOUD_MONITORING_ENDPOINT = env_str("CLOUD_MONITORING_ENDPOINT")
+# The longest a consuming worker extends a message's lease at a time (and its stream's ack
+# deadline); 0 keeps the client library's default. A worker that vanishes without a nack Pub/Sub
+# accepts (killed, or the emulator after the stream closed: docs/gcp.md) has its messages
+# redelivered within this; shorter means more ModifyAckDeadline calls while handlers run.
+PUBSUB_MAX_LEASE_EXTENSION_SECONDS = env_int("PUBSUB_MAX_LEASE_EXTENSION_SECONDS", 0, minimum=0, maximum=600)
 # How long an ingestion request waits for Pub/Sub to take its events. Past it the request answers
 # 503 with Retry-After and gives its idempotency keys back, so a web thread is never held for the
 # library's whole retry budget (60 s) during an outage; see docs/gcp.md, "Ingestion during an outage".

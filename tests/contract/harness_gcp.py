@@ -14,6 +14,9 @@ from workloads.providers.gcp.pubsub import PubSubQueue
 
 # Short waits keep retry tests quick; the policy itself is the production one.
 TEST_BACKOFF = Backoff(initial=0.05, maximum=0.5, deadline=10.0)
+# Leases extended 10 s at a time (the library's least): a message released as a stream closes,
+# whose nack the emulator ignores (docs/gcp.md), comes back within 10 s instead of 60 s or more.
+TEST_LEASE_EXTENSION_SECONDS = 10
 BACKLOG_METRIC = "pubsub.googleapis.com/subscription/num_undelivered_messages"
 
 
@@ -24,7 +27,11 @@ class GcpHarness(Harness):
         self.fakes = fakes
         self.providers = Providers(
             queue=PubSubQueue(
-                publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber, backoff=TEST_BACKOFF
+                publisher=publisher,
+                ordered_publisher=ordered_publisher,
+                subscriber=subscriber,
+                backoff=TEST_BACKOFF,
+                max_lease_extension_seconds=TEST_LEASE_EXTENSION_SECONDS,
             ),
             pools=CloudRunWorkerPools(fakes.run_client, backoff=TEST_BACKOFF, operation_timeout=30),
             metrics=CloudMonitoringMetrics(fakes.monitoring_client, project=self.project, backoff=TEST_BACKOFF),

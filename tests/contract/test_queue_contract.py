@@ -327,7 +327,8 @@ def test_in_flight_work_finishes_after_stop_and_nothing_is_lost(harness):
     assert not thread.is_alive()
     assert 1 <= len(finished) <= 6
     # Released messages come back: at once where the nack is honoured; on the emulator, which
-    # ignores a nack sent as the stream closes (docs/gcp.md), when the library's lease runs out.
-    rest = _pull_all(queue, spec, 6 - len(finished), timeout=3 * WAIT)
+    # ignores a nack sent as the stream closes (docs/gcp.md), when the library's lease runs out
+    # (the harness extends leases 10 s at a time: TEST_LEASE_EXTENSION_SECONDS).
+    rest = _pull_all(queue, spec, 6 - len(finished), timeout=WAIT)
     assert len(rest) == 6 - len(finished)
     assert not {m.message_id for m in rest} & set(finished)

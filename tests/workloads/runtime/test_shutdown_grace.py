@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
-from workloads.models import WorkOutcome, WorkResult
+from workloads.models import Environment, WorkOutcome, WorkResult
 from workloads.providers import set_providers
 from workloads.providers.base import Providers
 from workloads.providers.specs import queue_spec
@@ -29,9 +29,11 @@ GRACE_SECONDS = 4
 EXIT_MARGIN_SECONDS = 2  # the process's own teardown after the worker is done
 # The emulator ignores the nack of a message whose streaming pull has closed (Pub/Sub honours a
 # ModifyAckDeadline for any valid ack id; see docs/gcp.md), so here a handed-back message comes
-# back when the stream's lease runs out: 60 s, the client library's default, or longer once the
-# library has stretched its leases to the slow units' ack times. A wait, not a sleep.
-REDELIVERY_TIMEOUT_SECONDS = 240
+# back when its lease runs out. The workers extend leases LEASE_EXTENSION_SECONDS at a time, so
+# that is within about that long (the library's default would be 60 s, or longer once it has
+# stretched its leases to the slow units' ack times). A wait, not a sleep.
+LEASE_EXTENSION_SECONDS = 10
+REDELIVERY_TIMEOUT_SECONDS = 120
 
 
 def _closed_port() -> str:
@@ -57,7 +59,12 @@ def test_sigterm_with_monitoring_down_exits_within_the_grace_and_hands_work_back
     workers: list[Process] = []
     try:
         suffix = uuid.uuid4().hex[:8]
+        # The class's resources live in the workers' project, so its environment names that project.
+        grace_environment = Environment.objects.create(
+            slug="grace", name="Grace", projects=["grace-proj"], regions=["us-central1"], monitoring_project="grace-proj"
+        )
         workload_class = WorkloadClassFactory(
+            environment=grace_environment,
             slug=slow_handlers.SLUG,
             max_concurrency=3,
             cost_rates=None,
@@ -81,6 +88,7 @@ def test_sigterm_with_monitoring_down_exits_within_the_grace_and_hands_work_back
                 CLOUD_RUN_ENDPOINT=fakes.address,
                 WORKER_HANDLER_MODULES="tests.workloads.runtime.slow_handlers",
                 WORKER_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
+                PUBSUB_MAX_LEASE_EXTENSION_SECONDS=str(LEASE_EXTENSION_SECONDS),
                 **extra,
             )
 

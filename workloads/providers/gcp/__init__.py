@@ -49,7 +49,12 @@ def pubsub_clients() -> tuple[pubsub_v1.PublisherClient, pubsub_v1.PublisherClie
 def build_gcp_providers() -> Providers:
     publisher, ordered_publisher, subscriber = pubsub_clients()
     return Providers(
-        queue=PubSubQueue(publisher=publisher, ordered_publisher=ordered_publisher, subscriber=subscriber),
+        queue=PubSubQueue(
+            publisher=publisher,
+            ordered_publisher=ordered_publisher,
+            subscriber=subscriber,
+            max_lease_extension_seconds=settings.PUBSUB_MAX_LEASE_EXTENSION_SECONDS,
+        ),
         pools=CloudRunWorkerPools(run_client(settings.CLOUD_RUN_ENDPOINT)),
         metrics=CloudMonitoringMetrics(
             monitoring_client(settings.CLOUD_MONITORING_ENDPOINT),

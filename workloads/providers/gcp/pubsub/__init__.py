@@ -14,7 +14,9 @@ Decisions worth knowing:
 - Message ordering cannot change after a subscription is created: a difference is reported as
   drift on every run, also with apply=True, until someone recreates the subscription.
 - Consuming uses streaming pull with FlowControl(max_messages=max_concurrency) on a bounded thread
-  pool.
+  pool. `max_lease_extension_seconds` (PUBSUB_MAX_LEASE_EXTENSION_SECONDS) caps each lease
+  extension, and with it the stream's ack deadline: a message whose consumer vanished without a
+  nack Pub/Sub accepts comes back within that time instead of the library's 60 s or more.
 
 One module per concern, each a mixin of `PubSubQueue` (assembled here): admin.py (topics,
 subscriptions, drift), deletion.py (deleting them), publisher.py (publishing, ordering,
@@ -59,6 +61,7 @@ class PubSubQueue(
         backoff: Backoff = DEFAULT_BACKOFF,
         admin_timeout: float = 30.0,
         settle_timeout: float = 10.0,
+        max_lease_extension_seconds: int = 0,
     ):
         """`publisher` publishes messages without an ordering key; `ordered_publisher` (message
         ordering enabled) those with one. They are kept apart because a publisher with ordering
@@ -72,6 +75,9 @@ class PubSubQueue(
         self._backoff = backoff
         self._timeout = admin_timeout
         self._settle_timeout = settle_timeout  # ack / nack: small requests that should answer fast
+        # 0: the library's default (leases stretched to the 99th percentile of ack times, a 60 s
+        # stream deadline); otherwise FlowControl.max_duration_per_lease_extension (10 to 600 s).
+        self._max_lease_extension = max_lease_extension_seconds
         # How long to wait for a publish: past the library's last retry (it stops starting attempts
         # at the backoff deadline; the last one may run for a whole RPC timeout) and a margin. A
         # shorter wait could report a failure that a late retry then turns into a published copy,

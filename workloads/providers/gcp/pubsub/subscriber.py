@@ -42,7 +42,9 @@ class ConsumingMixin:
         future = self._subscriber.subscribe(
             spec.subscription,
             callback=lambda message: self._deliver(spec, handler, message, stop),
-            flow_control=pubsub_v1.types.FlowControl(max_messages=max_concurrency),
+            flow_control=pubsub_v1.types.FlowControl(
+                max_messages=max_concurrency, max_duration_per_lease_extension=self._max_lease_extension
+            ),
             scheduler=ThreadScheduler(executor),
             # In-flight handlers finish (and ack) before shutdown; messages not yet handed out are nacked.
             await_callbacks_on_shutdown=True,
