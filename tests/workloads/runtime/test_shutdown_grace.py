@@ -61,7 +61,11 @@ def test_sigterm_with_monitoring_down_exits_within_the_grace_and_hands_work_back
         suffix = uuid.uuid4().hex[:8]
         # The class's resources live in the workers' project, so its environment names that project.
         grace_environment = Environment.objects.create(
-            slug="grace", name="Grace", projects=["grace-proj"], regions=["us-central1"], monitoring_project="grace-proj"
+            slug="grace",
+            name="Grace",
+            projects=["grace-proj"],
+            regions=["us-central1"],
+            monitoring_project="grace-proj",
         )
         workload_class = WorkloadClassFactory(
             environment=grace_environment,
