@@ -3,6 +3,7 @@ from django.urls import path, register_converter
 from dashboards import (
     alert_views,
     class_delete_views,
+    class_edit_views,
     deployment_views,
     incident_views,
     migration_views,
@@ -34,6 +35,7 @@ urlpatterns = [
     path("preferences/time-display/", preference_views.time_display, name="time-display"),
     path("classes/<slug:slug>/", views.class_detail, name="class-detail"),
     path("classes/<slug:slug>/delete/", class_delete_views.class_delete, name="class-delete"),
+    path("classes/<slug:slug>/edit/", class_edit_views.class_edit, name="class-edit"),
     path("schedules/", views.schedule_week, name="schedules"),
     path("cost/", views.cost, name="cost"),
     path("actions/", views.action_list, name="actions"),

@@ -129,6 +129,7 @@ REQUIRED: dict[tuple[str, str], Role | str] = {
     ("POST", "dashboards:user-tokens-revoke"): ADMIN,
     ("POST", "dashboards:user-token-revoke"): ADMIN,
     ("POST", "dashboards:class-delete"): ADMIN,
+    ("POST", "dashboards:class-edit"): ADMIN,
 }
 # The spellings without the trailing slash that round 1 published (deprecated, workloads/api/urls.py)
 # need what their twins need.
