@@ -172,3 +172,15 @@ def test_a_class_another_one_routes_to_is_a_409_and_nothing_changes(admin_api, d
     assert WorkloadClass.objects.filter(slug="doc-jobs").exists()
     assert not AuditEvent.objects.filter(action="workload_class.delete").exists()
     assert not Action.objects.filter(kind=ActionKind.DELETE_RESOURCES).exists()
+
+
+def test_a_second_deletion_of_the_same_class_finds_it_gone(admin_user, docs):
+    from workloads.errors import NotFoundError
+    from workloads.services.class_deletion import workload_class_delete
+
+    stale = WorkloadClass.objects.get(slug="doc-jobs")  # loaded by a second request before the first ran
+    workload_class_delete(actor=admin_user, workload_class=docs, resources="delete")
+    with pytest.raises(NotFoundError):
+        workload_class_delete(actor=admin_user, workload_class=stale, resources="delete")
+    assert AuditEvent.objects.filter(action="workload_class.delete").count() == 1
+    assert Action.objects.filter(kind=ActionKind.DELETE_RESOURCES).count() == 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import ProtectedError, Q, RestrictedError
 
-from workloads.errors import ApplicationError
+from workloads.errors import ApplicationError, NotFoundError
 from workloads.models import Action, ActionKind, ClassTelemetry, DeadLetter, StepState, WorkloadClass
 from workloads.models.deadletters import DeadLetterStatus
 from workloads.providers import get_providers
@@ -155,6 +155,10 @@ def workload_class_delete(
         if refused is not None:
             raise refused
     with transaction.atomic():
+        # Two deletions at once: the second waits here, then finds the class gone (one audit event,
+        # at most one action).
+        if not WorkloadClass.objects.select_for_update().filter(pk=workload_class.pk).exists():
+            raise NotFoundError(f"The class {workload_class.slug} was deleted meanwhile.")
         before = workload_class_snapshot(workload_class)
         audit_event_record(
             actor=actor,
