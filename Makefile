@@ -11,6 +11,9 @@ PYTEST_ARGS ?=
 # more workers than cores pays. TEST_WORKERS=0 runs the suite serially in one process. Not
 # --dist loadgroup/loadscope: they key work by test id and silently drop the 60 schemathesis cases
 # of tests/hardening/test_fuzz_api.py that share one id.
+# --maxschedchunk 4: a worker is handed at most 4 tests at a time, so the known-long tests that
+# tests/scheduling.py puts first (4 apart) start at once on different workers instead of queueing
+# behind each other on one.
 TEST_WORKERS ?= 4
 # Extra options of `make run`'s supervisor (controlplane/supervisor.py), e.g. RUN_ARGS="-c worker=2"
 # for two Celery worker processes (HONCHO_ARGS, its old name, still works).
@@ -60,7 +63,7 @@ run: $(VENV)/.runtime-installed
 		--port $(PORT) --state $(VAR_DIR)/processes.json $(RUN_ARGS)
 
 test: $(VENV)/.dev-installed
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 4 $(PYTEST_ARGS)
 
 # lint-imports checks the layer contracts in .importlinter (see docs/architecture.md, "Layers").
 lint: $(VENV)/.dev-installed

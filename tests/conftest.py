@@ -122,3 +122,11 @@ def pytest_terminal_summary(terminalreporter):
     if counts["failed"] or counts["error"]:
         line += f", {counts['failed'] + counts['error']} failed"
     terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's sort into its three runs
+def pytest_collection_modifyitems(items):
+    """Known-long tests first in their run, spread over the workers (tests/scheduling.py)."""
+    from tests.scheduling import long_tests_first
+
+    long_tests_first(items)
