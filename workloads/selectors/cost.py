@@ -15,12 +15,10 @@ from django.utils import timezone
 from workloads.domain.windows import window_spans
 from workloads.models import AuditEvent, MetricRollup, Resolution, WorkloadClass
 from workloads.runtimes import Figure, Runtime, Source, profile
-from workloads.selectors.rollups import minutes_kept_since, spans_query
+from workloads.selectors.rollups import USAGE_COLUMNS, minutes_kept_since, spans_query
 
 GROUP_BY_CHOICES = ("class", "team")
 _MONEY = Decimal("0.000001")
-# The rollup columns a cost line is computed from, summed over the period (class_usage).
-USAGE_FIELDS = ("instance_seconds", "records", "tokens", "completed", "failed")
 # A line's fields that name it rather than count something: adding lines (a team's) leaves them.
 _LABEL_FIELDS = frozenset(
     {"key", "name", "owner_team", "currency", "has_rates", "instance_time_known", "instance_time_source"}
@@ -154,7 +152,7 @@ def class_usage(*, start: datetime, end: datetime, class_ids: Iterable[int] | No
     totals = (
         rows.order_by()
         .values("workload_class_id")
-        .annotate(**{name: Sum(name) for name in USAGE_FIELDS}, instance_samples=Count("instances"))
+        .annotate(**{name: Sum(name) for name in USAGE_COLUMNS}, instance_samples=Count("instances"))
     )
     return {row.pop("workload_class_id"): row for row in totals}
 

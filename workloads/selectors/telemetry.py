@@ -34,7 +34,7 @@ from workloads.models import (
 from workloads.models.telemetry import RESOLUTION_SECONDS
 from workloads.notifications.runbooks import runbook_url
 from workloads.selectors.cost import class_cost, class_usage
-from workloads.selectors.rollups import POLLED_METRICS, minutes_kept_since
+from workloads.selectors.rollups import GAUGE_COLUMNS, POLLED_METRICS, USAGE_COLUMNS, minutes_kept_since
 
 # --- Series -----------------------------------------------------------------------------------------
 # name -> (unit, how steps combine)
@@ -52,28 +52,18 @@ SERIES: dict[str, tuple[str, str]] = {
     "latency_p99": ("seconds", "histogram"),
     "cost": ("currency", "sum"),
 }
+# The rollup column a gauge or usage series reads: its own name (queue age: in seconds).
 _ROW_COLUMN = {
-    "oldest_unacked_age": "oldest_unacked_age_seconds",
-    "backlog": "backlog",
-    "dead_letter_backlog": "dead_letter_backlog",
-    "instances": "instances",
-    "completed": "completed",
-    "failed": "failed",
-    "records": "records",
-    "tokens": "tokens",
+    name: column
+    for column in (*GAUGE_COLUMNS, *USAGE_COLUMNS)
+    for name in (column, column.removesuffix("_seconds"))
+    if name in SERIES and SERIES[name][1] != "histogram"
 }
 _PERCENTILES = {"latency_p50": 50.0, "latency_p95": 95.0, "latency_p99": 99.0}
 _SERIES_FIELDS = (
     "bucket_start",
-    "oldest_unacked_age_seconds",
-    "backlog",
-    "dead_letter_backlog",
-    "instances",
-    "instance_seconds",
-    "completed",
-    "failed",
-    "records",
-    "tokens",
+    *GAUGE_COLUMNS,
+    *USAGE_COLUMNS,
     "latency_buckets",
     "fetched_at",
     "newest_sample_age_seconds",

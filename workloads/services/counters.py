@@ -21,9 +21,10 @@ from workloads.domain import histogram
 from workloads.fastinsert import update_rows
 from workloads.models import ClassCounters, MetricRollup, Resolution, WorkloadClass
 from workloads.selectors.cost import class_cost
+from workloads.selectors.rollups import USAGE_COLUMNS
 
 # Rollup counter columns that feed a running total of the same name.
-SUMMED_COLUMNS = ("completed", "failed", "records", "tokens", "instance_seconds")
+SUMMED_COLUMNS = USAGE_COLUMNS
 _OLD_VALUES = ("workload_class_id", "bucket_start", *SUMMED_COLUMNS, "latency_buckets", "latency_sum")
 
 

@@ -36,7 +36,7 @@ from workloads.providers.base import (
 )
 from workloads.providers.specs import metric_target
 from workloads.runtimes import reads_runtime_metrics
-from workloads.selectors.rollups import METRIC_FIELDS, POLLED_METRICS
+from workloads.selectors.rollups import GAUGE_COLUMNS, METRIC_FIELDS, POLLED_METRICS
 from workloads.services.counters import counters_advance
 from workloads.services.rollups import hourly_rollups_upsert, minute_rows
 from workloads.services.slo_thresholds import Thresholds, latency_good, queue_age_good, slo_thresholds
@@ -286,15 +286,6 @@ def minute_rollups_upsert(
     return len(cells)
 
 
-_LIVE_GAUGES = (
-    "oldest_unacked_age_seconds",
-    "backlog",
-    "dead_letter_backlog",
-    "dead_letter_oldest_age_seconds",
-    "instances",
-)
-
-
 def _class_telemetry_record(
     rows: dict[int, list[dict]],
     newest: dict[int, datetime],
@@ -322,7 +313,7 @@ def _class_telemetry_record(
         for row in rows.get(class_id, []):
             if not live_start <= row["bucket_start"] < live_end:
                 continue
-            for gauge in _LIVE_GAUGES:
+            for gauge in GAUGE_COLUMNS:
                 if row[gauge] is not None:
                     setattr(record, gauge, row[gauge])  # rows are oldest first: the last one wins
             histogram.add_into(latency, row["latency_buckets"])

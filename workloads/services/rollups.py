@@ -18,7 +18,14 @@ from workloads.batch_delete import delete_in_batches
 from workloads.domain import histogram
 from workloads.domain.windows import floor_hour
 from workloads.models import MetricRollup, PollRun, Resolution, SloAlert
-from workloads.selectors.rollups import minutes_kept_since
+from workloads.selectors.rollups import (
+    GAUGE_COLUMNS,
+    LATENCY_COLUMNS,
+    QUEUE_AGE_EVENT_COLUMNS,
+    RUNTIME_COLUMNS,
+    USAGE_COLUMNS,
+    minutes_kept_since,
+)
 
 _HOUR = timedelta(hours=1)
 _ROLLUP_UNIQUE = ["workload_class", "resolution", "bucket_start"]
@@ -26,42 +33,18 @@ _ROLLUP_UNIQUE = ["workload_class", "resolution", "bucket_start"]
 _FOLD_FIELDS = (
     "workload_class_id",
     "bucket_start",
-    "oldest_unacked_age_seconds",
-    "backlog",
-    "dead_letter_backlog",
-    "dead_letter_oldest_age_seconds",
-    "instances",
-    "instance_seconds",
-    "completed",
-    "failed",
-    "records",
-    "tokens",
-    "latency_buckets",
-    "latency_count",
-    "latency_sum",
-    "latency_good",
-    "queue_age_minutes",
-    "queue_age_good",
-    "executions",
-    "execution_errors",
-    "runtime_latency_buckets",
-    "runtime_latency_count",
-    "runtime_latency_sum",
+    *GAUGE_COLUMNS,
+    *USAGE_COLUMNS,
+    *LATENCY_COLUMNS,
+    *QUEUE_AGE_EVENT_COLUMNS,
+    *RUNTIME_COLUMNS,
     "fetched_at",
     "newest_sample_age_seconds",
 )
 _SUMMED = (
-    "instance_seconds",
-    "completed",
-    "failed",
-    "records",
-    "tokens",
-    "queue_age_minutes",
-    "queue_age_good",
-    "executions",
-    "execution_errors",
-    "runtime_latency_count",
-    "runtime_latency_sum",
+    *USAGE_COLUMNS,
+    *QUEUE_AGE_EVENT_COLUMNS,
+    *(name for name in RUNTIME_COLUMNS if not name.endswith("_buckets")),
 )
 _HOURLY_UPDATE_FIELDS = [name for name in _FOLD_FIELDS if name not in ("workload_class_id", "bucket_start")] + [
     "queue_ages"
@@ -72,19 +55,13 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
     """One hour's values from its minute rows: maxima for ages and backlogs, the mean of instance
     samples, sums for counters, SLO events, instance-seconds and histograms, and the minutes'
     queue ages, sorted (so queue-age events can be recounted for a new threshold)."""
-    ages, backlogs, dead_letters, dead_letter_ages, instances = [], [], [], [], []
+    gauges: dict[str, list] = {name: [] for name in GAUGE_COLUMNS}
     sums = dict.fromkeys(_SUMMED, 0)
     latency, runtime_latency = histogram.empty(), histogram.empty()
     latency_count, latency_sum, latency_good = 0, 0.0, 0.0
     fetched_at, newest_age = None, None
     for row in minutes:
-        for values, key in (
-            (ages, "oldest_unacked_age_seconds"),
-            (backlogs, "backlog"),
-            (dead_letters, "dead_letter_backlog"),
-            (dead_letter_ages, "dead_letter_oldest_age_seconds"),
-            (instances, "instances"),
-        ):
+        for key, values in gauges.items():
             if row[key] is not None:
                 values.append(row[key])
         for key in _SUMMED:
@@ -99,18 +76,15 @@ def fold_minutes(minutes: Iterable[dict]) -> dict:
         if row["newest_sample_age_seconds"] is not None:
             newest_age = min(row["newest_sample_age_seconds"], newest_age if newest_age is not None else float("inf"))
     return {
-        "oldest_unacked_age_seconds": max(ages) if ages else None,
-        "backlog": max(backlogs) if backlogs else None,
-        "dead_letter_backlog": max(dead_letters) if dead_letters else None,
-        "dead_letter_oldest_age_seconds": max(dead_letter_ages) if dead_letter_ages else None,
-        "instances": sum(instances) / len(instances) if instances else None,
+        **{key: max(values) if values else None for key, values in gauges.items()},
+        "instances": sum(instances) / len(instances) if (instances := gauges["instances"]) else None,
         **sums,
         "latency_buckets": latency if any(latency) else [],
         "latency_count": latency_count,
         "latency_sum": latency_sum,
         "latency_good": latency_good,
         "runtime_latency_buckets": runtime_latency if any(runtime_latency) else [],
-        "queue_ages": sorted(ages),
+        "queue_ages": sorted(gauges["oldest_unacked_age_seconds"]),
         "fetched_at": fetched_at,
         "newest_sample_age_seconds": newest_age,
     }
