@@ -32,7 +32,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from workloads.errors import ApplicationError
-from workloads.fastinsert import insert_rows, update_rows
+from workloads.fastsql import insert_rows, update_rows
 from workloads.models import Action, ActionState, ActionStep, AuditResult, StepState, WorkloadClass
 from workloads.models.actions import FINAL_ACTION_STATES
 from workloads.providers.base import ProviderError

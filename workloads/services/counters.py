@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.db.models import F
 
 from workloads.domain import histogram
-from workloads.fastinsert import update_rows
+from workloads.fastsql import update_rows
 from workloads.models import ClassCounters, MetricRollup, Resolution, WorkloadClass
 from workloads.selectors.cost import class_cost
 from workloads.selectors.rollups import USAGE_COLUMNS

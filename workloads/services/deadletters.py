@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from workloads.domain.payloads import canonical_json, hostile_input_error, normalize_and_validate
 from workloads.errors import ApplicationError, NotFoundError
-from workloads.fastinsert import update_rows
+from workloads.fastsql import update_rows
 from workloads.models import (
     Action,
     ActionKind,

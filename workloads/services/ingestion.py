@@ -32,7 +32,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
 from workloads.domain.payloads import CheckedEvent, FieldError, canonical_json, normalize_and_validate
-from workloads.fastinsert import insert_rows
+from workloads.fastsql import insert_rows, set_field_by_pk
 from workloads.models import IdempotencyRecord, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import (
@@ -474,13 +474,9 @@ def _stored_records(workload_class: WorkloadClass, candidates: list[_Candidate])
 
 
 def _store_message_ids(record_ids: list[int], message_ids: list[str]) -> None:
-    """The receipt a duplicate gets back. A plain UPDATE per record, sent together (executemany
-    pipelines them on PostgreSQL), instead of the ORM's CASE WHEN `bulk_update` that cost more to
-    build than to run."""
-    quote = connection.ops.quote_name
-    sql = f"UPDATE {quote(IdempotencyRecord._meta.db_table)} SET {quote('message_id')} = %s WHERE {quote('id')} = %s"
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, list(zip(message_ids, record_ids, strict=True)))
+    """The receipt a duplicate gets back: a plain UPDATE per record, sent together, instead of
+    the ORM's CASE WHEN `bulk_update` that cost more to build than to run."""
+    set_field_by_pk(IdempotencyRecord, "message_id", zip(message_ids, record_ids, strict=True))
 
 
 def _publish(

@@ -19,7 +19,7 @@ from django.db import transaction
 
 from workloads.domain import histogram
 from workloads.domain.windows import floor_hour, floor_minute
-from workloads.fastinsert import insert_rows
+from workloads.fastsql import insert_rows
 from workloads.models import ClassTelemetry, MetricRollup, PollRun, Resolution, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import (

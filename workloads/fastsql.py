@@ -1,0 +1,312 @@
+"""Plain SQL where the ORM's own Python, not the database, is what costs: every statement the
+product writes or reads by hand for speed lives here, so there is one place to re-check them.
+
+Why: on the hot paths (every ingested event, every API request, the local queue's publish, a
+replay's chunk of rows) building the ORM's statements cost more than running them. `bulk_create`
+took ~0.25 ms of Python per statement whatever its row count and cannot say which rows went in
+with `ignore_conflicts`; `bulk_update` builds a CASE per field with one WHEN per row (seconds of
+Python for 500 rows of five fields); a token lookup through the ORM took 0.9 ms against 0.1 ms
+here, a class lookup 0.75-1.0 ms against 0.17-0.21 ms.
+
+The rule that keeps them honest: values go out through each field's own adaptation
+(`get_db_prep_save` / `get_db_prep_value`; on PostgreSQL, `insert_rows` passes as they are the
+values that adaptation would return unchanged) and come back through the ORM's own converters
+(`ops.get_db_converters`, `Field.get_db_converters`, `Model.from_db`), and a SELECT is the
+ORM's own compiled statement where it can be, so the database sees, and callers get, exactly
+what the ORM would send and load. Those are Django internals: the statements were checked
+against Django CHECKED_WITH_DJANGO, and tests/workloads/test_fastsql.py fails on any other
+version until its comparisons with the ORM have been re-run there and the constant moved.
+
+The local provider's own statements stay with it (the queue's topic lookup and guarded publish
+in workloads/providers/local/queue/publish.py, the metrics' raw reads of grouped rows in
+workloads/providers/local/metrics.py): they work on the embedded cloud's tables, which only that
+provider may import (.importlinter), and build on `insert_rows` or the ORM's compiled SQL.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from workloads.models import ApiToken
+
+# The Django version (major, minor) whose internals the statements below were checked against.
+CHECKED_WITH_DJANGO = (5, 2)
+
+# SQLite binds at most 32766 parameters per statement; PostgreSQL 65535.
+MAX_PARAMETERS = 30000
+
+
+# --- writes ------------------------------------------------------------------------------------------
+
+
+def insert_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    using: str = "default",
+    ignore_conflicts: bool = False,
+    unique_fields: Sequence[str] = (),
+    update_fields: Sequence[str] = (),
+    returning: Sequence[str] = (),
+) -> list[tuple]:
+    """INSERT `rows` (values in the order of `fields`) into the model's table; returns the
+    `returning` columns of the inserted rows, in insertion order (as `bulk_create` assumes).
+    With `ignore_conflicts`, rows that hit a unique constraint are skipped and not returned; with
+    `unique_fields` and `update_fields`, a row whose unique fields exist already updates those
+    fields of it instead (an upsert, as `bulk_create(update_conflicts=True)`)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    model_fields = [model._meta.get_field(name) for name in fields]
+    table = quote(model._meta.db_table)
+    columns = ", ".join(quote(field.column) for field in model_fields)
+    row_placeholder = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
+    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    if update_fields:
+        unique = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
+        updates = (quote(model._meta.get_field(name).column) for name in update_fields)
+        suffix = f" ON CONFLICT ({unique}) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)
+    if returning:
+        suffix += " RETURNING " + ", ".join(quote(model._meta.get_field(name).column) for name in returning)
+    if connection.vendor == "postgresql" and len(rows) > 1:
+        return _insert_unnest(connection, model_fields, rows, f"INSERT INTO {table} ({columns})", suffix, returning)
+    rows_per_statement = max(1, MAX_PARAMETERS // len(model_fields))
+    returned: list[tuple] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), rows_per_statement):
+            chunk = rows[start : start + rows_per_statement]
+            params = [
+                field.get_db_prep_save(value, connection)
+                for row in chunk
+                for field, value in zip(model_fields, row, strict=True)
+            ]
+            values = ", ".join([row_placeholder] * len(chunk))
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}", params)
+            if returning:
+                returned += [tuple(row) for row in cursor.fetchall()]
+    return returned
+
+
+def _insert_unnest(connection, model_fields, rows, insert, suffix, returning) -> list[tuple]:
+    """PostgreSQL: one array per column, `INSERT ... SELECT * FROM unnest(...)`, as Django's own
+    bulk_create does since 5.2. The statement's text is the same whatever the row count, so the
+    driver converts it once and PostgreSQL plans it once (a VALUES list of 500 rows cost 16 ms of
+    driver time per statement, re-splitting its 4,500 placeholders). Rows go in, and come back
+    through RETURNING, in the arrays' order."""
+    # Without the length (varchar, not varchar(255)): a cast would truncate where the INSERT fails.
+    arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in model_fields)
+    params = [_column(connection, field, [row[index] for row in rows]) for index, field in enumerate(model_fields)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{insert} SELECT * FROM unnest({arrays}){suffix}", params)
+        return [tuple(row) for row in cursor.fetchall()] if returning else []
+
+
+# PostgreSQL: values of these Python types go to the driver as they are for fields of these types:
+# what each field's get_db_prep_save returns for them unchanged, minus its calls (seconds per
+# 100k values: a poll upserts some 20 columns of 12,000 rollups).
+_AS_IS = {
+    "IntegerField": int,
+    "BigIntegerField": int,
+    "PositiveIntegerField": int,
+    "PositiveBigIntegerField": int,
+    "SmallIntegerField": int,
+    "FloatField": float,
+    "CharField": str,
+    "TextField": str,
+    "BooleanField": bool,
+}
+
+
+def _column(connection, field, values: list) -> list:
+    """One column's values prepared as the field would, skipping the field for values it keeps as
+    they are: None, the field's own Python type (an int in a FloatField is converted, as it must be:
+    one array holds one type), and aware datetimes in a DateTimeField."""
+    target = field.target_field if field.is_relation else field
+    kind = target.get_internal_type()
+    prepare = field.get_db_prep_save
+    if kind == "DateTimeField":
+        return [
+            value
+            if value is None or (type(value) is datetime and value.utcoffset() is not None)
+            else prepare(value, connection)
+            for value in values
+        ]
+    as_is = _AS_IS.get(kind)
+    if as_is is None:
+        return [prepare(value, connection) for value in values]
+    return [value if value is None or type(value) is as_is else prepare(value, connection) for value in values]
+
+
+def update_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    where: dict | None = None,
+    using: str = "default",
+) -> int:
+    """UPDATE the model's rows by primary key: each of `rows` is (pk, one value per field), and
+    only where the columns of `where` equal its values; returns how many rows were updated. The
+    ORM's `bulk_update` builds a CASE per field with one WHEN per row (seconds of Python for 500
+    rows of five fields); this is one statement on PostgreSQL (`UPDATE ... FROM unnest(...)`) and
+    one prepared statement run per row on SQLite."""
+    if not rows:
+        return 0
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    model_fields = [pk] + [model._meta.get_field(name) for name in fields]
+    table = quote(model._meta.db_table)
+    params = [
+        [field.get_db_prep_save(row[index], connection) for row in rows] for index, field in enumerate(model_fields)
+    ]
+    conditions = [(model._meta.get_field(name), value) for name, value in (where or {}).items()]
+    condition = "".join(f" AND {table}.{quote(field.column)} = %s" for field, _ in conditions)
+    condition_params = [field.get_db_prep_value(value, connection) for field, value in conditions]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in model_fields)
+            names = ", ".join(f"v{index}" for index in range(len(model_fields)))
+            assignments = ", ".join(
+                f"{quote(field.column)} = v.v{index}" for index, field in enumerate(model_fields) if index
+            )
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS v({names}) "
+                f"WHERE {table}.{quote(pk.column)} = v.v0{condition}",
+                params + condition_params,
+            )
+        else:
+            assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields[1:])
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE {table}.{quote(pk.column)} = %s{condition}",
+                [list(values[1:]) + [values[0]] + condition_params for values in zip(*params, strict=True)],
+            )
+        return cursor.rowcount
+
+
+def set_field_by_pk(
+    model: type[models.Model], field: str, values: Iterable[tuple[Any, Any]], *, using: str = "default"
+) -> None:
+    """Set one field of many rows, each to its own value: `values` is (value, pk) pairs. A plain
+    UPDATE per row sent together (executemany pipelines them on PostgreSQL), instead of the ORM's
+    CASE WHEN `bulk_update` that costs more to build than to run for a few rows."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    model_field = model._meta.get_field(field)
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} SET {quote(model_field.column)} = %s "
+        f"WHERE {quote(model._meta.pk.column)} = %s"
+    )
+    params = [
+        (model_field.get_db_prep_save(value, connection), model._meta.pk.get_db_prep_value(pk, connection))
+        for value, pk in values
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+# --- reads -------------------------------------------------------------------------------------------
+@functools.cache
+def _converters(model: type[models.Model], alias: str, attnames: tuple[str, ...]) -> tuple:
+    """Per field, in `attnames` order: (column expression, the backend's and the field's converters),
+    the lists the ORM's compiler builds for a query, built once per model, database and field set.
+    The converters keep no per-connection state; each call passes the calling thread's connection."""
+    connection = connections[alias]
+    fields = {field.attname: field for field in model._meta.concrete_fields}
+    result = []
+    for attname in attnames:
+        column = fields[attname].get_col(model._meta.db_table)
+        result.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
+    return tuple(result)
+
+
+def instance_from_row(model: type[models.Model], connection: BaseDatabaseWrapper, values: dict[str, Any]):
+    """An instance of `model` from {attname: value as the database returned it}, as the ORM would
+    load it with `only(*values)`: the fields not given are deferred and load on access."""
+    attnames = tuple(field.attname for field in model._meta.concrete_fields if field.attname in values)
+    loaded = []
+    for attname, (column, converters) in zip(attnames, _converters(model, connection.alias, attnames), strict=True):
+        value = values[attname]
+        for convert in converters:
+            value = convert(value, column, connection)
+        loaded.append(value)
+    return model.from_db(connection.alias, list(attnames), loaded)
+
+
+@functools.cache
+def _filter_sql(model: type[models.Model], alias: str, field: str) -> tuple[str, tuple[str, ...]]:
+    """The ORM's own SELECT for `filter(<field>=...)` and the fields it reads, compiled once per
+    model, database and field."""
+    compiler = model._default_manager.using(alias).filter(**{field: ""}).order_by().query.get_compiler(alias)
+    sql, _ = compiler.as_sql()
+    return sql, tuple(column.target.attname for column, _, _ in compiler.select)
+
+
+def get_by_field(model: type[models.Model], field: str, value: Any, *, using: str) -> models.Model | None:
+    """The row whose `field` (a unique one) equals `value`, loaded exactly as
+    `model.objects.get(<field>=value)` would load it, or None; the query is compiled once."""
+    connection = connections[using]
+    sql, attnames = _filter_sql(model, connection.alias, field)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [model._meta.get_field(field).get_db_prep_value(value, connection)])
+        row = cursor.fetchone()
+    return None if row is None else instance_from_row(model, connection, dict(zip(attnames, row, strict=True)))
+
+
+# --- the API token check -----------------------------------------------------------------------------
+_TOKEN_FIELDS = ("id", "name", "user_id", "key_id", "secret_hash", "scopes")
+_USER_FIELDS = ("id", "username", "is_active", "is_staff", "is_superuser")
+
+
+@functools.cache
+def _active_token_sql(alias: str, role_values: tuple[int, ...]) -> str:
+    """The query of `active_token_row`, built once per database (it only depends on table names)."""
+    user_model = get_user_model()
+    quote = connections[alias].ops.quote_name
+    group_link = user_model.groups.through._meta
+    role_case = " ".join(f"WHEN %s THEN {int(role)}" for role in role_values)
+    return f"""
+        SELECT {", ".join(f"t.{quote(field)}" for field in _TOKEN_FIELDS)},
+               {", ".join(f"u.{quote(field)}" for field in _USER_FIELDS)},
+               (SELECT MAX(CASE g.{quote("name")} {role_case} ELSE 0 END)
+                  FROM {quote(group_link.db_table)} ug JOIN {quote(Group._meta.db_table)} g
+                    ON g.{quote("id")} = ug.{quote("group_id")}
+                 WHERE ug.{quote(group_link.get_field("user").column)} = u.{quote("id")}),
+               (t.{quote("last_used_at")} IS NULL OR t.{quote("last_used_at")} < %s)
+          FROM {quote(ApiToken._meta.db_table)} t JOIN {quote(user_model._meta.db_table)} u
+            ON u.{quote("id")} = t.{quote("user_id")}
+         WHERE t.{quote("key_id")} = %s AND t.{quote("revoked_at")} IS NULL
+           AND (t.{quote("expires_at")} IS NULL OR t.{quote("expires_at")} > %s)
+    """
+
+
+def active_token_row(
+    key_id: str, now: datetime, *, stale_before: datetime, role_groups: Sequence[tuple[str, int]], using: str
+) -> tuple[models.Model, models.Model, int, bool] | None:
+    """The unrevoked, unexpired API token with this key id, its user, the highest role value of
+    the user's groups (`role_groups`: group name -> role value; 0 for none) and whether the token's
+    last use is older than `stale_before`; None when there is no such token. One query, not the
+    ORM's three; the fields not selected load on access, as with `only()`."""
+    connection = connections[using]
+    when = connection.ops.adapt_datetimefield_value
+    sql = _active_token_sql(connection.alias, tuple(value for _name, value in role_groups))
+    params = [name for name, _value in role_groups] + [when(stale_before), key_id, when(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token_values = dict(zip(_TOKEN_FIELDS, row[: len(_TOKEN_FIELDS)], strict=True))
+    user_values = dict(zip(_USER_FIELDS, row[len(_TOKEN_FIELDS) : -2], strict=True))
+    group_role, last_used_is_stale = row[-2:]
+    token = instance_from_row(ApiToken, connection, token_values)
+    user = instance_from_row(get_user_model(), connection, user_values)
+    return token, user, group_role or 0, bool(last_used_is_stale)
