@@ -130,3 +130,16 @@ def pytest_collection_modifyitems(items):
     from tests.scheduling import long_tests_first
 
     long_tests_first(items)
+
+
+@pytest.hookimpl(trylast=True)  # Django is set up by then (pytest-django's pytest_configure)
+def pytest_configure(config):
+    from tests import template_database
+
+    template_database.build(config)
+
+
+def pytest_unconfigure(config):
+    from tests import template_database
+
+    template_database.drop(config)

@@ -24,6 +24,9 @@ from controlplane.settings.base import DATABASES, _database_from_url  # noqa: E4
 # Several checkouts may run their suites at once on one server: TEST_DATABASE_NAME keeps them apart.
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
+# Under pytest-xdist the workers' databases are copies of one migrated template (tests/template_database.py).
+if os.environ.get("TEST_DATABASE_TEMPLATE"):
+    DATABASES["default"].setdefault("TEST", {})["TEMPLATE"] = os.environ["TEST_DATABASE_TEMPLATE"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
