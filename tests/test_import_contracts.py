@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("workloads", "dashboards", "controlplane")
+PACKAGES = ("workloads", "dashboards", "controlplane", "demo")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
@@ -43,6 +43,7 @@ def test_the_contracts_hold():
         ("dashboards/planted.py", "from workloads.api import errors", "Dashboards never import the API"),
         ("workloads/services/planted.py", "from google.cloud import pubsub_v1", "Only the gcp providers"),
         ("workloads/providers/local/planted.py", "import grpc", "Only the gcp providers"),
+        ("workloads/services/planted.py", "from demo import fleet", "The product never imports the demo"),
         (
             "workloads/services/planted.py",
             "from workloads.providers.local.models import LocalTopic",

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "workloads",
     "workloads.providers.local",  # the app `localcloud`: the embedded provider's tables
     "dashboards",
+    "demo",  # seed_demo, generate_traffic; the product never imports it
 ]
 
 MIDDLEWARE = [
@@ -548,7 +549,7 @@ LOCAL_POOL_CHANGE_RETENTION_DAYS = env_int("LOCAL_POOL_CHANGE_RETENTION_DAYS", 3
 
 # --- Worker kit (`manage.py runworker <class>`, the Worker Pool's entrypoint) -----------------------
 # Modules whose @handler functions runworker registers; the demo's four handlers by default.
-WORKER_HANDLER_MODULES = env_list("WORKER_HANDLER_MODULES", ["workloads.runtime.demo_handlers"])
+WORKER_HANDLER_MODULES = env_list("WORKER_HANDLER_MODULES", ["demo.handlers"])
 # Workers write their counters and latency histogram once per interval (Cloud Monitoring accepts a
 # point per series at most every 5 s; a minute matches the rollups).
 WORKER_REPORT_INTERVAL_SECONDS = env_int("WORKER_REPORT_INTERVAL_SECONDS", 60, minimum=1, maximum=3600)

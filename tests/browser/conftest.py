@@ -171,7 +171,7 @@ def logged_in_page(new_page, live_server, make_browser_user):
 
 @pytest.fixture
 def demo_fleet(transactional_db):
-    from workloads.services.demo import seed_demo_fleet
+    from demo.fleet import seed_demo_fleet
 
     seed_demo_fleet()
 

@@ -22,7 +22,7 @@ def ui_client():
 
 @pytest.fixture
 def demo_fleet(db):
-    from workloads.services.demo import seed_demo_fleet
+    from demo.fleet import seed_demo_fleet
 
     seed_demo_fleet()
 

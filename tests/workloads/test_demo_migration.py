@@ -6,7 +6,7 @@ import random
 from django.core.management import call_command
 from django.utils import timezone
 
-from workloads.demo_traffic import DEMO_TRAFFIC, make_event, make_invalid_event
+from demo.traffic import DEMO_TRAFFIC, make_event, make_invalid_event
 from workloads.domain.payloads import normalize_and_validate
 from workloads.models import MigrationPlan, WorkloadClass
 from workloads.runtime.registry import get_handler

@@ -5,16 +5,16 @@ from datetime import UTC, datetime
 import pytest
 from django.core.management import call_command
 
-from workloads.demo_traffic import DEMO_TRAFFIC, TrafficPlan, daily_shape, make_event, make_invalid_event
+from demo import handlers as demo_handlers  # noqa: F401 (registers the demo handlers)
+from demo.fleet import DEMO_CLASSES
+from demo.traffic import DEMO_TRAFFIC, TrafficPlan, daily_shape, make_event, make_invalid_event
 from workloads.domain.payloads import normalize_and_validate
 from workloads.models import IdempotencyRecord, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.local.models import LocalWorkerPool
 from workloads.providers.specs import queue_spec
-from workloads.runtime import demo_handlers  # noqa: F401 (registers the demo handlers)
 from workloads.runtime.context import WorkContext
 from workloads.runtime.registry import get_handler
-from workloads.services.demo import DEMO_CLASSES
 
 SCHEMAS = {d["fields"]["slug"]: d["fields"]["payload_schema"] for d in DEMO_CLASSES}
 

@@ -14,11 +14,11 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from demo.legacy import TASK_NAME
 from tests.factories import WorkloadClassFactory
 from tests.hardening.test_fault_broker import ThrowawayRedis, _free_port
 from tests.workloads.runtime.conftest import wait_for
 from tests.workloads.runtime.processes import Process, command_env
-from workloads.demo_legacy import TASK_NAME
 from workloads.models import MetricRollup
 from workloads.providers import get_providers
 from workloads.providers.base import OutboundMessage
@@ -48,7 +48,7 @@ def legacy_worker(redis_broker):
     worker = Process(
         [
             "-A",
-            "workloads.demo_legacy",
+            "demo.legacy",
             "worker",
             "-E",
             "--pool",

@@ -3,16 +3,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from demo import handlers as demo_handlers
+from demo.fleet import DEMO_SLUGS, seed_demo_fleet
 from workloads.models import WorkloadClass, WorkOutcome, WorkResult
 from workloads.providers import get_providers
 from workloads.providers.base import ATTR_ERROR_TYPE, ATTR_IDEMPOTENCY_KEY, Outcome, ReceivedMessage
 from workloads.providers.specs import queue_spec
-from workloads.runtime import demo_handlers
 from workloads.runtime.context import WorkContext
 from workloads.runtime.errors import PermanentError
 from workloads.runtime.registry import get_handler, registered
 from workloads.runtime.worker import Worker, worker_config
-from workloads.services.demo import DEMO_SLUGS, seed_demo_fleet
 
 
 def test_a_document_is_parsed_into_words_and_sections():
@@ -166,7 +166,7 @@ def test_demo_poison_is_retried_until_the_last_attempt_then_dead_lettered(demo_f
         assert worker.handle(_message(payload, key="poison-key", attempt=attempt)).outcome is Outcome.NACK
     assert worker.handle(_message(payload, key="poison-key", attempt=5)).outcome is Outcome.ACK
     outcomes = list(WorkResult.objects.order_by("pk").values_list("outcome", "error_type"))
-    error = "workloads.runtime.demo_handlers.DocumentCorrupt"
+    error = "demo.handlers.DocumentCorrupt"
     assert outcomes == [(WorkOutcome.FAILED, error)] * 4 + [(WorkOutcome.DEAD_LETTERED, error)]
     spec = queue_spec(WorkloadClass.objects.get(slug="document-processing"))
     [dead] = get_providers().queue.peek_dead_letters(spec, max_messages=5)

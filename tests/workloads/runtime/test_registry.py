@@ -33,6 +33,6 @@ def test_a_class_cannot_have_two_handlers():
 
 
 def test_the_configured_modules_register_the_demo_handlers(settings):
-    settings.WORKER_HANDLER_MODULES = ["workloads.runtime.demo_handlers"]
+    settings.WORKER_HANDLER_MODULES = ["demo.handlers"]
     load_handler_modules()
     assert get_handler("policy-evaluation").__name__ == "evaluate"

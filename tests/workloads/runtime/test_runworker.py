@@ -10,13 +10,13 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from controlplane.roles import Role
+from demo.fleet import seed_demo_fleet
 from tests.factories import WorkloadClassFactory
 from workloads.models import WorkloadClass, WorkOutcome, WorkResult
 from workloads.providers import get_providers, set_providers
 from workloads.providers.base import Providers
 from workloads.providers.local.models import LocalDelivery, LocalWorkerReport
 from workloads.providers.specs import queue_spec
-from workloads.services.demo import seed_demo_fleet
 from workloads.services.tokens import api_token_issue
 from workloads.services.users import user_create
 
@@ -151,7 +151,7 @@ def test_an_event_posted_to_the_api_is_processed_by_runworker_on_the_pubsub_emul
         dead = WorkResult.objects.get(outcome=WorkOutcome.DEAD_LETTERED)
         assert (dead.idempotency_key, dead.attempts) == ("acme:poison-3:3", workload_class.max_delivery_attempts)
         [letter] = queue.peek_dead_letters(spec, max_messages=5)
-        assert letter.attributes["cp-error-type"] == "workloads.runtime.demo_handlers.DocumentCorrupt"
+        assert letter.attributes["cp-error-type"] == "demo.handlers.DocumentCorrupt"
         assert "poison-3" in letter.attributes["cp-error-message"]
         # One line per failure, with the signature; none per success.
         assert worker.count(f"[{dead.error_signature}]") == workload_class.max_delivery_attempts

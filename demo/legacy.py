@@ -1,7 +1,7 @@
 """The demo's legacy workload: a plain Celery app, as a team would run it before migrating.
 
 It knows nothing of the control plane (no Django): `make run` starts it as its own Procfile line
-(`legacy: celery -A workloads.demo_legacy worker -E ...`), the control plane sends the events of a
+(`legacy: celery -A demo.legacy worker -E ...`), the control plane sends the events of a
 class whose runtime is `celery` to its task, and `manage.py observe_celery` watches its task events.
 It reads the same broker variables as the control plane's settings (RUNTIME_CELERY_BROKER_URL,
 VAR_DIR), so both ends meet on the same broker.

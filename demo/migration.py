@@ -1,5 +1,5 @@
 """The demo's migration: a legacy workload on a real Celery worker (the Procfile's `legacy` line,
-workloads/demo_legacy.py) moving to a local Worker Pool at a 20 % canary, so the migration screens
+demo/legacy.py) moving to a local Worker Pool at a 20 % canary, so the migration screens
 show two runtimes side by side within minutes of `make run`.
 
 Idempotent like `seed_demo_fleet`: the classes are created once (then left as they are), and the
@@ -12,11 +12,11 @@ import copy
 
 from django.db import transaction
 
-from workloads.demo_legacy import TASK_NAME
+from demo.fleet import DEMO_CLASSES
+from demo.legacy import TASK_NAME
 from workloads.models import MigrationPlan, WorkloadClass
 from workloads.services.actions import action_run
 from workloads.services.classes import workload_class_create
-from workloads.services.demo import DEMO_CLASSES
 from workloads.services.migration import migration_plan_advance, migration_plan_create
 
 LEGACY_SLUG = "legacy-documents"

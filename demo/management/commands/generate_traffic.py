@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from controlplane import request_context
 from controlplane.roles import Role
-from workloads.demo_traffic import DEMO_TRAFFIC, TrafficPlan, make_event, make_invalid_event
+from demo.traffic import DEMO_TRAFFIC, TrafficPlan, make_event, make_invalid_event
 from workloads.models import WorkloadClass
 from workloads.services.tokens import api_token_issue
 from workloads.services.users import user_create

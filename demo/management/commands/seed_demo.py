@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand
 
 from controlplane import request_context
-from workloads.services.demo import seed_demo_fleet
-from workloads.services.demo_migration import demo_migration_seed
+from demo.fleet import seed_demo_fleet
+from demo.migration import demo_migration_seed
 from workloads.services.notifications import demo_receiver_seed
 
 

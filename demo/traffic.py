@@ -41,7 +41,7 @@ DEMO_TRAFFIC = [
     ClassTraffic("indexing-pipeline", weight=2.0, peak_at=0.45, batch_size=10, poison_rate=0.02),
     ClassTraffic("batch-enrichment", weight=1.5, peak_at=0.90, batch_size=25, poison_rate=0.006),
     ClassTraffic("policy-evaluation", weight=3.0, peak_at=0.50),
-    # The migration demo (workloads/services/demo_migration.py): documents for the legacy Celery
+    # The migration demo (demo/migration.py): documents for the legacy Celery
     # pipeline, of which the plan's canary routes 20 % to the Worker Pool class.
     ClassTraffic("legacy-documents", weight=0.6, peak_at=0.40),
 ]
@@ -103,10 +103,10 @@ def _sentence(rng: random.Random, words: int) -> str:
 
 
 def make_event(slug: str, rng: random.Random, *, serial: int, poison: bool = False) -> dict:
-    """A valid payload for one of the demo classes (see workloads/services/demo.py for the schemas).
+    """A valid payload for one of the demo classes (see demo/fleet.py for the schemas).
 
     A poison event fails in the demo handlers on every attempt: a "poison-..." id (see
-    workloads/runtime/demo_handlers.py), or for indexing a language the index has no analyzer for
+    demo/handlers.py), or for indexing a language the index has no analyzer for
     (a permanent error: dead-lettered at once)."""
     if slug in ("document-processing", "legacy-documents"):
         sections = rng.randint(1, 6)
@@ -159,7 +159,7 @@ def make_event(slug: str, rng: random.Random, *, serial: int, poison: bool = Fal
 def make_invalid_event(slug: str, rng: random.Random, *, serial: int) -> dict:
     """A payload the class's schema rejects: a required field missing, or null where the schema
     wants a string, an integer or an object."""
-    from workloads.services.demo import DEMO_CLASSES
+    from demo.fleet import DEMO_CLASSES
 
     slug_of_schema = "document-processing" if slug == "legacy-documents" else slug  # the same contract
     schema = next(d["fields"]["payload_schema"] for d in DEMO_CLASSES if d["fields"]["slug"] == slug_of_schema)
