@@ -97,16 +97,25 @@ def slo_summary(slo: Slo) -> str:
     return f"p{slo.percentile.normalize():f} < {seconds_label(slo.threshold_seconds)}"
 
 
+# The units a duration is written in, on the server and in the browser alike (base.html puts them
+# on <html data-duration-units>; static/js/app.js and charts.js read them from there): a duration
+# below `limit` seconds (None: any) is written in units of `size` seconds named `name`.
+DURATION_UNITS: tuple[tuple[float | None, float, str], ...] = (
+    (1, 0.001, "ms"),
+    (120, 1, "s"),
+    (7200, 60, "min"),
+    (86400, 3600, "h"),
+    (None, 86400, "d"),
+)
+
+
+def duration_unit(seconds: float) -> tuple[float | None, float, str]:
+    return next(unit for unit in DURATION_UNITS if unit[0] is None or abs(seconds) < unit[0])
+
+
 def seconds_label(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.3g} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.3g} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.3g} h"
-    return f"{seconds / 86400:.3g} d"
+    _limit, size, name = duration_unit(seconds)
+    return f"{seconds / size:.0f} {name}" if name == "ms" else f"{seconds / size:.3g} {name}"
 
 
 def step_label(seconds: int) -> str:

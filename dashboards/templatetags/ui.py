@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.html import format_html
 
-from dashboards.charts import action_label, seconds_label, slo_summary
+from dashboards.charts import DURATION_UNITS, action_label, seconds_label, slo_summary
 from dashboards.diffs import readable_changes
 from workloads.domain.slo import ALERT_WINDOWS, window_label
 from workloads.models import SloKind
@@ -33,6 +33,12 @@ def instance_count(minute_mean) -> str:
     if minute_mean is None or minute_mean == "":
         return ""
     return str(peak_instances(float(minute_mean)))
+
+
+@register.simple_tag
+def duration_units() -> str:
+    """DURATION_UNITS as JSON, for the browser (base.html's <html data-duration-units>)."""
+    return json.dumps([list(unit) for unit in DURATION_UNITS])
 
 
 @register.simple_tag

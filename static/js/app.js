@@ -71,14 +71,41 @@
     return "data as of " + formatTime(date, "hm") + " (" + ago(age) + ")";
   }
 
+  // Durations are written in the server's units (dashboards/charts.py DURATION_UNITS, which
+  // base.html puts on <html data-duration-units> as [limit, size, name]: below `limit` seconds,
+  // null for any, in units of `size` seconds). Without the attribute everything is in seconds.
+  var durationUnitList = null;
+  function durationUnits() {
+    if (durationUnitList === null) {
+      try {
+        durationUnitList = JSON.parse(document.documentElement.dataset.durationUnits || "[]");
+      } catch (e) { durationUnitList = []; }
+      if (!Array.isArray(durationUnitList) || !durationUnitList.length) durationUnitList = [[null, 1, "s"]];
+    }
+    return durationUnitList;
+  }
+
+  function durationUnit(seconds) {
+    var units = durationUnits(), abs = Math.abs(seconds);
+    for (var i = 0; i < units.length; i++) if (units[i][0] == null || abs < units[i][0]) return units[i];
+    return units[units.length - 1];
+  }
+
+  // As the server writes it (seconds_label): three significant digits, milliseconds whole.
+  function formatDuration(seconds) {
+    var unit = durationUnit(seconds), value = seconds / unit[1];
+    return (unit[2] === "ms" ? Math.round(value) : +value.toPrecision(3)) + " " + unit[2];
+  }
+
   // "49 s", "3 min", "1.5 h": the per-row age of the newest sample, counted here from its timestamp
   // so it keeps growing while refreshes fail (a number the server wrote would freeze and look fresh).
+  // In the server's units, never below whole seconds, floored so an age never reads older than it
+  // is; hours keep a tenth.
   function ageLabel(ms) {
     var seconds = Math.max(0, ms / 1000);
-    if (seconds < 120) return Math.floor(seconds) + " s";
-    if (seconds < 7200) return Math.floor(seconds / 60) + " min";
-    if (seconds < 172800) return (Math.floor(seconds / 360) / 10) + " h";
-    return Math.floor(seconds / 86400) + " d";
+    var unit = durationUnit(Math.max(seconds, 1)), value = seconds / unit[1];
+    value = unit[2] === "h" ? Math.floor(value * 10) / 10 : Math.floor(value);
+    return value + " " + unit[2];
   }
 
   function refreshAges(root) {
@@ -167,6 +194,7 @@
 
   window.ControlPlane = {
     toast: toast, refreshTimes: refreshTimes, refreshAges: refreshAges, ageLabel: ageLabel,
+    durationUnit: durationUnit, formatDuration: formatDuration,
     formatTime: formatTime, timeDisplay: timeDisplay, timeFields: fields, zoneName: zoneName,
     ago: ago, asOfText: asOfText, isStale: isStale,
   };

@@ -50,25 +50,18 @@
     return String(+v.toFixed(abs < 10 ? 2 : 1));
   }
 
+  // Durations in the server's units and digits (app.js's formatDuration).
   function seconds(v) {
-    var abs = Math.abs(v);
-    if (abs === 0) return "0 s";
-    if (abs < 1) return Math.round(v * 1000) + " ms";
-    if (abs < 120) return +v.toFixed(abs < 10 ? 1 : 0) + " s";
-    if (abs < 7200) return +(v / 60).toFixed(1) + " min";
-    if (abs < 172800) return +(v / 3600).toFixed(1) + " h";
-    return +(v / 86400).toFixed(1) + " d";
+    return v === 0 ? "0 s" : window.ControlPlane.formatDuration(v);
   }
 
   // One unit for every tick of an axis, chosen from its largest tick: "0 s, 50 s, 100 s" or
-  // "0 min, 2 min, 4 min", never "100 s, 3.3 min".
-  var SECOND_UNITS = [[1e-3, "ms"], [1, "s"], [60, "min"], [3600, "h"], [86400, "d"]];
-  var SECOND_LIMITS = [1, 120, 7200, 172800, Infinity];
+  // "0 min, 2 min, 4 min", never "100 s, 3.3 min". The units are the server's (app.js).
   var COUNT_UNITS = [[1, ""], [1e3, "k"], [1e6, "M"], [1e9, "G"]];
 
   function secondsUnit(largest) {
-    for (var i = 0; i < SECOND_LIMITS.length; i++) if (largest < SECOND_LIMITS[i]) return SECOND_UNITS[i];
-    return SECOND_UNITS[SECOND_UNITS.length - 1];
+    var unit = window.ControlPlane.durationUnit(largest);
+    return [unit[1], unit[2]];
   }
 
   function countUnit(largest) {

@@ -6,6 +6,7 @@ import re
 
 from playwright.sync_api import expect
 
+from dashboards.charts import seconds_label
 from tests.browser.test_oncall_flows import dead_letters  # noqa: F401 (a fixture)
 from tests.dashboards.helpers import (
     BREACHED_SLUG,
@@ -160,3 +161,12 @@ def test_age_labels_read_like_the_servers(logged_in_page, demo_fleet):
     cases = {0: "0 s", 59.9: "59 s", 150: "2 min", 7200: "2 h", 10800: "3 h", 9000: "2.5 h", 3 * 86400: "3 d"}
     labels = page.evaluate("(cases) => cases.map((s) => ControlPlane.ageLabel(s * 1000))", list(cases))
     assert labels == list(cases.values())
+
+
+def test_durations_read_like_the_servers(logged_in_page, demo_fleet):
+    # The units come from the page (<html data-duration-units>), the digits follow seconds_label.
+    page = logged_in_page("viewer")
+    page.goto("/")
+    cases = [0.25, 5, 59.9, 90, 150, 300, 5400, 9000, 21600, 86400, 129600, 172800]
+    labels = page.evaluate("(cases) => cases.map((s) => ControlPlane.formatDuration(s))", cases)
+    assert labels == [seconds_label(s) for s in cases]

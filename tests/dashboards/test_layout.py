@@ -1,8 +1,11 @@
 """The layout every page shares: navigation by role, the user and role, logout, skip link, CSRF
 for htmx, messages as toasts, the incident banner; and no asset from the internet."""
 
+import json
 import re
 from datetime import UTC, datetime
+from html import escape as html_escape
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.contrib.sessions.backends.db import SessionStore
 from django.template.loader import render_to_string
 from django.test import Client, RequestFactory
+
+from dashboards.charts import DURATION_UNITS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,4 +195,16 @@ def test_pages_tell_the_browser_the_servers_staleness_threshold(ui_client, viewe
     # static/js/app.js reads it, so the browser calls data stale exactly when the server does.
     settings.TELEMETRY_STALE_AFTER_SECONDS = 120
     html = ui_client(viewer).get("/").content.decode()
-    assert '<html lang="en" data-stale-after-seconds="120" data-time-display="utc">' in html
+    units = html_escape(json.dumps([list(unit) for unit in DURATION_UNITS]))
+    assert (
+        f'<html lang="en" data-stale-after-seconds="120" data-duration-units="{units}" data-time-display="utc">' in html
+    )
+
+
+def test_pages_tell_the_browser_the_servers_duration_units(ui_client, viewer):
+    # static/js/app.js and charts.js write durations in these units, as seconds_label does.
+    html = ui_client(viewer).get("/").content.decode()
+    attribute = re.search(r'<html [^>]*data-duration-units="([^"]*)"', html).group(1)
+    units = json.loads(unescape(attribute))
+    assert [unit[2] for unit in units] == ["ms", "s", "min", "h", "d"]
+    assert units == [list(unit) for unit in DURATION_UNITS]
