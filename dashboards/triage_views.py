@@ -36,7 +36,7 @@ from dashboards.rendering import login_required_htmx
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import require_role as _require_role
 from workloads.errors import ApplicationError
-from workloads.models import AuditResult, DeadLetter, TriageRule
+from workloads.models import AuditResult, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors import fleet
 from workloads.selectors.deadletters import dead_letter_groups
 from workloads.services import deadletters as services
@@ -348,11 +348,42 @@ def triage_rule_new(request):
             if done is not None:
                 return done
         return render(request, "dashboards/triage_rule_form.html", {"form": form, "rule": None}, status=400)
-    initial = {k: request.GET[k] for k in ("error_signature",) if request.GET.get(k)}
+    # Prefilled from a dead-letter group ("Create a rule from this group") or any link alike.
+    initial = {k: request.GET[k] for k in ("name", "error_signature", "attribute_pattern") if request.GET.get(k)}
     if request.GET.get("workload_class"):
         initial["workload_class"] = request.GET["workload_class"]
     form = TriageRuleForm(initial=initial)
     return render(request, "dashboards/triage_rule_form.html", {"form": form, "rule": None})
+
+
+@require_GET
+@login_required_htmx
+def triage_rule_preview(request):
+    """How many dead letters the rule being written would match now, asked by its form as it is
+    typed (htmx): the matching is the triage tick's own (triage_rule_matches, the DeadLetterFilter
+    that the lists, replay and discard select rows with), on an unsaved rule. Reads only."""
+    _require_role(request, Role.OPERATOR)
+    slug = request.GET.get("workload_class") or ""
+    workload_class = WorkloadClass.objects.filter(slug=slug).first() if slug else None
+    rule = TriageRule(
+        workload_class=workload_class,
+        error_signature=(request.GET.get("error_signature") or "").strip()[:64],
+        attribute_pattern=(request.GET.get("attribute_pattern") or "").strip()[:300],
+    )
+    context = {"rule": rule, "unknown_class": slug if slug and workload_class is None else ""}
+    try:
+        rule.clean()
+    except ValidationError as exc:
+        context["problem"] = " ".join(message for messages_ in exc.message_dict.values() for message in messages_)
+    else:
+        matches = triage_services.triage_rule_matches(rule)
+        context["matched"] = matches.count()
+        context["new"] = matches.filter(status=DeadLetterStatus.NEW).count()
+        if workload_class is not None and not rule.attribute_pattern:
+            # The same rows on the messages list: its filter is the same class and signature.
+            query = {"workload_class": slug, "error_signature": rule.error_signature, "status": "all"}
+            context["list_url"] = f"{reverse('dashboards:dead-letter-messages')}?{urlencode(query)}"
+    return render(request, "dashboards/partials/triage_rule_preview.html", context)
 
 
 @require_http_methods(["GET", "POST"])

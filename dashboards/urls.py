@@ -96,6 +96,7 @@ urlpatterns = [
     path("dead-letters/<int:pk>/edit-and-replay/", triage_views.edit_and_replay, name="dead-letter-edit-replay"),
     path("dead-letters/rules/", triage_views.triage_rules, name="triage-rules"),
     path("dead-letters/rules/new/", triage_views.triage_rule_new, name="triage-rule-new"),
+    path("dead-letters/rules/preview/", triage_views.triage_rule_preview, name="triage-rule-preview"),
     path("dead-letters/rules/<int:pk>/", triage_views.triage_rule_edit, name="triage-rule-edit"),
     path("dead-letters/rules/<int:pk>/toggle/", triage_views.triage_rule_toggle, name="triage-rule-toggle"),
     path("dead-letters/rules/<int:pk>/delete/", triage_views.triage_rule_delete, name="triage-rule-delete"),
