@@ -29,10 +29,12 @@ from dashboards.rendering import require_role as _require_role
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
 from workloads.models import Deployment, HoldState, IncidentMode, WorkloadClass
+from workloads.runtimes import Runtime
 from workloads.selectors import comparison as comparison_selectors
 from workloads.selectors import incidents as incident_selectors
 from workloads.selectors.deployments import deployment_periods
 from workloads.services import incidents as services
+from workloads.services.backfill import history_missing
 
 HISTORY_PAGE_SIZE = 10
 
@@ -242,12 +244,30 @@ def compare(request):
     context = {
         "form": form,
         "result": result,
+        "backfill_offers": _backfill_offers(result),
         "classes": classes,
         "now": now,
         "deployment": around[0] if around is not None else None,
         "hours": int((around[1].end - around[1].start).total_seconds() // 3600) if around is not None else None,
     }
     return _render(request, "dashboards/compare.html", "compare-result", context)
+
+
+def _backfill_offers(result) -> list[dict]:
+    """The compared periods of observed runtimes that lack history: the screen offers to read them
+    from Cloud Monitoring (workloads/services/backfill.py)."""
+    if result is None:
+        return []
+    offers, seen = [], set()
+    for figures in (result.a, result.b):
+        period = figures.period
+        key = (period.workload_class.pk, period.start, period.end)
+        if period.workload_class.runtime == Runtime.WORKER_POOL or key in seen:
+            continue
+        seen.add(key)
+        if history_missing(period.workload_class, start=period.start, end=period.end):
+            offers.append({"slug": period.workload_class.slug, "start": period.start, "end": period.end})
+    return offers
 
 
 def _deployment_boundary(request, now):

@@ -7,6 +7,8 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.roles import Role, has_role
@@ -17,6 +19,7 @@ from workloads.models.migration import FORWARD
 from workloads.runtimes import Runtime
 from workloads.selectors import migration as migration_selectors
 from workloads.services import migration as migration_services
+from workloads.services.backfill import backfill_request, history_missing, latest_backfill
 from workloads.services.runtime_control import control_signal_send
 
 
@@ -72,6 +75,9 @@ def migration_create(request):
     return redirect("dashboards:migration-detail", pk=plan.pk)
 
 
+BASELINE_BEFORE = migration_services.BASELINE_BEFORE
+
+
 def _plan_or_404(pk: int):
     plan = migration_selectors.plan_for_detail(pk)
     if plan is None:
@@ -94,6 +100,10 @@ def migration_detail(request, pk: int):
         "decisions": plan.decisions.select_related("action").all(),
         "csv_url": reverse("api:migration-plan-evidence", args=[plan.pk]) + "?format=csv",
         "route_percent": plan.source.route_percent if plan.source.route_to_id == plan.target_id else 0,
+        # The old side's week before the plan: read from Cloud Monitoring when it is missing.
+        "baseline_start": plan.created_at - BASELINE_BEFORE,
+        "baseline_missing": history_missing(plan.source, start=plan.created_at - BASELINE_BEFORE, end=plan.created_at),
+        "backfill": latest_backfill(plan.source),
     }
     return render_page(request, "dashboards/migration_detail.html", "evidence", context)
 
@@ -153,3 +163,35 @@ def class_control_signal(request, slug: str):
     else:
         messages.success(request, f"{signal.get_kind_display()} signal sent to {slug}; acknowledged ones show below.")
     return redirect(reverse("dashboards:class-detail", args=[slug]) + "#runtime-control")
+
+
+@require_POST
+@login_required_htmx
+def class_backfill(request, slug: str):
+    """Read the class's past from Cloud Monitoring (an action); from the plan and comparison
+    screens, with the period they lack (or all Monitoring keeps)."""
+    require_role(request, Role.OPERATOR)
+    workload_class = WorkloadClass.objects.filter(slug=slug).first()
+    if workload_class is None:
+        raise Http404(f"No workload class {slug!r}.")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=False):
+        back = reverse("dashboards:class-detail", args=[slug])
+    bounds = {}
+    for name in ("start", "end"):
+        raw = request.POST.get(name, "")
+        if raw:
+            moment = parse_datetime(raw)
+            if moment is None:
+                messages.error(request, f"{name}: not a date and time ({raw[:40]!r}).")
+                return redirect(back)
+            bounds[name] = moment
+    try:
+        action = backfill_request(
+            workload_class=workload_class, actor=request.user, reason=request.POST.get("reason", "")[:2000], **bounds
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(request, f"Reading {slug}'s past from Cloud Monitoring: {action.target}.")
+    return redirect("dashboards:action-detail", action_id=action.pk)

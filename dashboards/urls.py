@@ -68,6 +68,7 @@ urlpatterns = [
     # Migration plans (docs/migration.md)
     path("migrations/", migration_views.migrations, name="migrations"),
     path("classes/<slug:slug>/control-signal/", migration_views.class_control_signal, name="class-control-signal"),
+    path("classes/<slug:slug>/backfill/", migration_views.class_backfill, name="class-backfill"),
     path("migrations/new/", migration_views.migration_create, name="migration-create"),
     path("migrations/<int:pk>/", migration_views.migration_detail, name="migration-detail"),
     path("migrations/<int:pk>/advance/", migration_views.migration_advance, name="migration-advance"),

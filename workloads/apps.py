@@ -15,6 +15,7 @@ class WorkloadsConfig(AppConfig):
         sqlite_regexp.register()
         from controlplane import checks  # noqa: F401
         from workloads.services import (  # noqa: F401
+            backfill,
             class_deletion,
             deadletters,
             hold_actions,

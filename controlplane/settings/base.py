@@ -376,6 +376,11 @@ RUNTIME_CELERY_REPORT_INTERVAL_SECONDS = env_int("RUNTIME_CELERY_REPORT_INTERVAL
 # signal may go unacknowledged before the screen calls the runtime silent.
 RUNTIME_CONTROL_SIGNING_SECRET = env_str("RUNTIME_CONTROL_SIGNING_SECRET", "")
 RUNTIME_CONTROL_ACK_SECONDS = env_int("RUNTIME_CONTROL_ACK_SECONDS", 120, minimum=1)
+# Backfill (docs/migration.md section 2): how far back a class's past is read from Cloud
+# Monitoring (its retention of full-resolution points is 6 weeks), and whether registering a
+# class on an observed runtime that publishes its own metrics reads that past at once.
+RUNTIME_BACKFILL_MAX_DAYS = env_int("RUNTIME_BACKFILL_MAX_DAYS", 42, minimum=1, maximum=42)
+RUNTIME_BACKFILL_ON_REGISTER = env_bool("RUNTIME_BACKFILL_ON_REGISTER", True)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

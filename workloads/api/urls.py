@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from workloads.api import (
+    backfill,
     deadletters,
     deployments,
     environments,
@@ -53,6 +54,7 @@ urlpatterns = [
     path("poll-runs/", telemetry.PollRunListView.as_view(), name="poll-run-list"),
     path("cost/", telemetry.CostView.as_view(), name="cost"),
     path("classes/<slug:slug>/observation/", migration.ClassObservationView.as_view(), name="class-observation"),
+    path("classes/<slug:slug>/backfill/", backfill.ClassBackfillView.as_view(), name="class-backfill"),
     path(
         "classes/<slug:slug>/control-signals/",
         migration.ClassControlSignalsView.as_view(),

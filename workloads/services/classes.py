@@ -10,6 +10,7 @@ from django.db import transaction
 from workloads.errors import ApplicationError
 from workloads.models import CostRates, SchedulePolicy, Slo, WorkloadClass
 from workloads.services.audit import audit_event_record, diff, snapshot
+from workloads.services.backfill import backfill_on_register
 from workloads.services.provisioning import cloud_specs, workload_class_provision_if_changed
 
 # Children are matched by natural key, so updating a class keeps their ids (alert history
@@ -104,6 +105,9 @@ def workload_class_create(
         if provision
         else None
     )
+    # An observed runtime's past is in Cloud Monitoring: read it now, so the class's evidence
+    # does not wait for new history (workloads/services/backfill.py).
+    workload_class.backfill_action = backfill_on_register(workload_class=workload_class, actor=actor)
     return workload_class
 
 
@@ -148,6 +152,9 @@ def workload_class_update(
         if provision
         else None
     )
+    # An observed runtime's past is in Cloud Monitoring: read it now, so the class's evidence
+    # does not wait for new history (workloads/services/backfill.py).
+    workload_class.backfill_action = backfill_on_register(workload_class=workload_class, actor=actor)
     return workload_class
 
 

@@ -10,7 +10,7 @@ back to the old runtime at once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -32,6 +32,10 @@ from workloads.runtimes import Runtime
 from workloads.selectors.migration import plan_evidence
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.audit import audit_event_record
+from workloads.services.backfill import backfill_request, history_missing, publishes_own_metrics
+
+# The old side's "before" period a plan is judged against: read from Cloud Monitoring when missing.
+BASELINE_BEFORE = timedelta(days=7)
 
 THRESHOLD_FIELDS = (
     "canary_percent",
@@ -98,6 +102,12 @@ def migration_plan_create(
         workload_class_slug=source.slug,
         extra={"target": target.slug, **{f: getattr(plan, f) for f in THRESHOLD_FIELDS}},
     )
+    if publishes_own_metrics(source) and history_missing(source, start=now - BASELINE_BEFORE, end=now):
+        # Its baseline should not wait for new history: read the past Monitoring still has.
+        try:
+            backfill_request(workload_class=source, actor=actor, reason=f"{plan.name}: the old side's history")
+        except ApplicationError:
+            pass  # nothing Monitoring could still give (a window shorter than the poll's own)
     return plan
 
 
