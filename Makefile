@@ -22,7 +22,7 @@ RUN_ARGS ?= $(HONCHO_ARGS)
 # Local state of `make run` (SQLite file, broker folders, admin password); the settings read the same variable.
 VAR_DIR ?= var
 
-.PHONY: run test lint bench soak reset clean-venv
+.PHONY: run test lint bench soak screenshots reset clean-venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -80,6 +80,13 @@ SOAK_MINUTES ?= 30
 soak: $(VENV)/.runtime-installed
 	mkdir -p $(VAR_DIR)
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --var-dir $$(mktemp -d $(abspath $(VAR_DIR))/soak-XXXXXX)
+
+# The README's overview screenshots (docs/images/, laptop 1440x900 and phone 390x844), taken with
+# Chromium from `make run` on the demo data in a fresh folder under VAR_DIR (bench/screenshots.py).
+SCREENSHOT_MINUTES ?= 4
+screenshots: $(VENV)/.dev-installed
+	mkdir -p $(VAR_DIR)
+	$(BIN)/python -m bench.screenshots --minutes $(SCREENSHOT_MINUTES) --var-dir $$(mktemp -d $(abspath $(VAR_DIR))/screenshots-XXXXXX)
 
 # Only what `make run` keeps: a VAR_DIR pointed elsewhere may hold other things.
 reset:
