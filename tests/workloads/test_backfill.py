@@ -18,6 +18,7 @@ from workloads.providers.base import Providers
 from workloads.providers.gcp.errors import Backoff
 from workloads.providers.gcp.monitoring import CloudMonitoringMetrics
 from workloads.selectors.comparison import Period, period_figures
+from workloads.selectors.migration import side_evidence
 from workloads.services.actions import action_run
 from workloads.services.backfill import backfill_request
 
@@ -93,6 +94,10 @@ def test_a_backfill_reads_the_past_weeks_once_whatever_runs_it_twice(monitoring,
         Period(legacy, moment - timedelta(hours=1), moment + timedelta(hours=1)), now=datetime.now(UTC)
     )
     assert figures.instance_seconds == 30 and figures.instance_time_source.startswith("the runtime's own")
+    # And a plan's evidence: without worker-kit reports, the runtime's executions are its outcomes.
+    side = side_evidence(legacy, start=moment - timedelta(days=1), end=datetime.now(UTC), now=datetime.now(UTC))
+    assert (side.completed, side.failed) == (18, 2) and side.failure_rate.n == 20
+    assert side.outcomes_source.startswith("the runtime's own")
 
 
 def test_a_backfill_under_way_is_answered_instead_of_a_second(monitoring, operator):

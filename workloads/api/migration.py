@@ -112,6 +112,10 @@ class SideSerializer(serializers.Serializer):
     cost_source = serializers.CharField(
         help_text="Where the side's instance time (compute cost) comes from, or why it is unknown."
     )
+    outcomes_source = serializers.CharField(
+        help_text="Where completed and failed come from: the worker kit's or Celery's reports, or (without "
+        "them) the runtime's own executions and errors."
+    )
 
 
 class CheckSerializer(serializers.Serializer):

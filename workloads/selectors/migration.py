@@ -37,6 +37,7 @@ class SideEvidence:
     currency: str
     records: int
     cost_source: str = ""  # where its instance time (compute cost) comes from, or why it is unknown
+    outcomes_source: str = ""  # where completed and failed come from
 
     @property
     def outcomes(self) -> int:
@@ -94,10 +95,20 @@ def side_evidence(workload_class: WorkloadClass, *, start: datetime, end: dateti
             "records",
             "tokens",
             "instances",
+            "executions",
+            "execution_errors",
         )  # fmt: skip
     )
     completed = sum(r[0] for r in rows)
     failed = sum(r[1] for r in rows)
+    outcomes_source = "worker kit or Celery reports"
+    if not completed + failed and any(r[9] for r in rows):
+        # No unit-of-work reports (no worker kit): the runtime's own executions, each a delivery
+        # attempt that succeeded or not, as the kit's outcomes are. Read from Monitoring, and so
+        # available at once through a backfill.
+        errors = sum(r[10] for r in rows)
+        completed, failed = sum(r[9] for r in rows) - errors, errors
+        outcomes_source = "the runtime's own Cloud Monitoring metrics (executions and errors)"
     latency = histogram.merge(r[2] for r in rows)
     good_minutes = sum(r[3] for r in rows)
     minutes = sum(r[4] for r in rows)
@@ -122,6 +133,7 @@ def side_evidence(workload_class: WorkloadClass, *, start: datetime, end: dateti
         currency=workload_class.cost_rates.currency if workload_class.cost_rates else "",
         records=sum(r[6] for r in rows),
         cost_source=instance_time_source(workload_class, known=known),
+        outcomes_source=outcomes_source,
     )
 
 
