@@ -15,10 +15,10 @@ def test_a_nightly_window_opens_then_closes(db):
     nightly = SchedulePolicyFactory(
         workload_class=wc, name="nightly", start_time=time(22), end_time=time(6), timezone="UTC", max_instances=3
     )
-    change = next_bounds_change(wc, [nightly], _at("2026-03-04T12:00:00"))
+    change = next_bounds_change(wc.baseline_bounds, [nightly], _at("2026-03-04T12:00:00"))
     assert change.at == _at("2026-03-04T22:00:00")
     assert change.bounds == InstanceBounds(0, 3, "nightly")
-    change = next_bounds_change(wc, [nightly], _at("2026-03-04T23:00:00"))  # inside: the close is next
+    change = next_bounds_change(wc.baseline_bounds, [nightly], _at("2026-03-04T23:00:00"))  # inside: the close is next
     assert change.at == _at("2026-03-05T06:00:00")
     assert change.bounds == InstanceBounds(2, 8, "baseline")
 
@@ -36,7 +36,7 @@ def test_edges_are_found_in_the_windows_own_time_zone(db):
         min_instances=3,
         max_instances=20,
     )
-    change = next_bounds_change(wc, [daytime], _at("2026-07-03T20:00:00"))  # Friday 21:00 in London
+    change = next_bounds_change(wc.baseline_bounds, [daytime], _at("2026-07-03T20:00:00"))  # Friday 21:00 in London
     assert change.at == _at("2026-07-06T07:00:00")  # Monday 08:00 London
     assert change.bounds.source == "daytime"
 
@@ -61,7 +61,7 @@ def test_a_handover_to_the_same_numbers_is_not_a_change(db):
         min_instances=1,
         max_instances=9,
     )
-    change = next_bounds_change(wc, [a, b], _at("2026-03-04T06:00:00"))
+    change = next_bounds_change(wc.baseline_bounds, [a, b], _at("2026-03-04T06:00:00"))
     assert change.at == _at("2026-03-04T18:00:00")  # 12:00 hands a -> b with the same bounds: skipped
     assert change.bounds == InstanceBounds(0, 5, "baseline")
 
@@ -82,17 +82,17 @@ def test_priority_decides_what_an_edge_changes_to(db):
         workload_class=wc, name="nightly", start_time=time(22), end_time=time(6), timezone="UTC", max_instances=4
     )
     # Friday 21:00: nightly opens at 22:00, then the weekend (higher priority) wins from midnight.
-    change = next_bounds_change(wc, [weekend, nightly], _at("2026-03-06T21:00:00"))
+    change = next_bounds_change(wc.baseline_bounds, [weekend, nightly], _at("2026-03-06T21:00:00"))
     assert (change.at, change.bounds.source) == (_at("2026-03-06T22:00:00"), "nightly")
-    change = next_bounds_change(wc, [weekend, nightly], change.at)
+    change = next_bounds_change(wc.baseline_bounds, [weekend, nightly], change.at)
     assert (change.at, change.bounds.source) == (_at("2026-03-07T00:00:00"), "weekend")
 
 
 def test_nothing_changes_without_enabled_windows(db):
     wc = WorkloadClassFactory()
     disabled = SchedulePolicyFactory(workload_class=wc, enabled=False)
-    assert next_bounds_change(wc, [], _at("2026-03-04T12:00:00")) is None
-    assert next_bounds_change(wc, [disabled], _at("2026-03-04T12:00:00")) is None
+    assert next_bounds_change(wc.baseline_bounds, [], _at("2026-03-04T12:00:00")) is None
+    assert next_bounds_change(wc.baseline_bounds, [disabled], _at("2026-03-04T12:00:00")) is None
 
 
 def test_a_window_across_a_dst_change_closes_at_local_time(db):
@@ -106,7 +106,7 @@ def test_a_window_across_a_dst_change_closes_at_local_time(db):
         timezone="Europe/Paris",
         max_instances=2,
     )
-    change = next_bounds_change(wc, [nightly], _at("2026-03-28T22:00:00"))  # 23:00 Paris, inside
+    change = next_bounds_change(wc.baseline_bounds, [nightly], _at("2026-03-28T22:00:00"))  # 23:00 Paris, inside
     assert change.at == _at("2026-03-29T04:00:00")  # 06:00 CEST
 
 
@@ -114,5 +114,5 @@ def test_the_horizon_bounds_the_search(db):
     wc = WorkloadClassFactory()
     yearly_ish = SchedulePolicyFactory(workload_class=wc, days_of_week=[0], start_time=time(1), end_time=time(2))
     at = _at("2026-03-03T12:00:00")  # a Tuesday: the next Monday is 6 days away
-    assert next_bounds_change(wc, [yearly_ish], at, horizon=timedelta(days=2)) is None
-    assert next_bounds_change(wc, [yearly_ish], at).at == _at("2026-03-09T01:00:00")
+    assert next_bounds_change(wc.baseline_bounds, [yearly_ish], at, horizon=timedelta(days=2)) is None
+    assert next_bounds_change(wc.baseline_bounds, [yearly_ish], at).at == _at("2026-03-09T01:00:00")

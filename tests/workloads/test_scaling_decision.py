@@ -132,7 +132,7 @@ def test_a_synthetic_backlog_timeline_with_a_weekend_window_and_cooldowns():
             DecisionInputs(
                 now=now,
                 current=current,
-                bounds=instance_bounds(workload_class, [weekend], now),
+                bounds=instance_bounds(workload_class.baseline_bounds, [weekend], now),
                 backlog=backlog_at(minute),
                 queue_age_seconds=None,
                 throughput_per_instance=1.0,

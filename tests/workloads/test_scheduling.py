@@ -74,6 +74,6 @@ def test_bounds_fall_back_to_the_class_baseline(db):
         min_instances=0,
         max_instances=3,
     )
-    assert instance_bounds(workload_class, [nightly], _at("2026-11-28T12:00:00")).max_instances == 9
-    night = instance_bounds(workload_class, [nightly], _at("2026-11-28T23:00:00"))
+    assert instance_bounds(workload_class.baseline_bounds, [nightly], _at("2026-11-28T12:00:00")).max_instances == 9
+    night = instance_bounds(workload_class.baseline_bounds, [nightly], _at("2026-11-28T23:00:00"))
     assert (night.min_instances, night.max_instances, night.source) == (0, 3, "nightly")

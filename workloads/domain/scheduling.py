@@ -59,10 +59,16 @@ class InstanceBounds:
     source: str  # "baseline" or the schedule's name
 
 
-def instance_bounds(workload_class, policies, at: datetime) -> InstanceBounds:
+def baseline_bounds(min_instances: int, max_instances: int) -> InstanceBounds:
+    """A class's own bounds, in force while none of its windows is open."""
+    return InstanceBounds(min_instances, max_instances, "baseline")
+
+
+def instance_bounds(baseline: InstanceBounds, policies, at: datetime) -> InstanceBounds:
+    """The bounds in force at `at`: the winning open window's, else the class's `baseline`."""
     policy = active_policy(policies, at)
     if policy is None:
-        return InstanceBounds(workload_class.min_instances, workload_class.max_instances, "baseline")
+        return baseline
     return InstanceBounds(policy.min_instances, policy.max_instances, policy.name)
 
 
@@ -90,14 +96,14 @@ def window_edges(policies, start: datetime, end: datetime) -> list[datetime]:
     return sorted(edges)
 
 
-def next_bounds_change(workload_class, policies, at: datetime, *, horizon: timedelta = timedelta(days=8)):
+def next_bounds_change(baseline: InstanceBounds, policies, at: datetime, *, horizon: timedelta = timedelta(days=8)):
     """The first instant after `at` (within `horizon`) when the min or max instance count differs
     from the one in force at `at`, with the new bounds; None when nothing changes (no enabled
     windows, or windows that hand over to the same numbers: the pool would not notice)."""
     policies = list(policies)
-    current = instance_bounds(workload_class, policies, at)
+    current = instance_bounds(baseline, policies, at)
     for edge in window_edges(policies, at, at + horizon):
-        bounds = instance_bounds(workload_class, policies, edge)
+        bounds = instance_bounds(baseline, policies, edge)
         if (bounds.min_instances, bounds.max_instances) != (current.min_instances, current.max_instances):
             return BoundsChange(at=edge, bounds=bounds)
     return None

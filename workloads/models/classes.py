@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from workloads import validation
+from workloads.domain.scheduling import InstanceBounds, baseline_bounds
 from workloads.models.environments import Environment, default_environment_pk
 from workloads.runtimes import Runtime, is_managed
 
@@ -273,6 +274,11 @@ class WorkloadClass(models.Model):
     def ack_deadline_seconds(self) -> int:
         # Pub/Sub allows 10..600 s; leases are extended by the client beyond that for long tiers.
         return max(10, min(600, int(self.timeout.total_seconds())))
+
+    @property
+    def baseline_bounds(self) -> InstanceBounds:
+        """Its own min and max instances, as the schedule rules take them (workloads/domain/scheduling.py)."""
+        return baseline_bounds(self.min_instances, self.max_instances)
 
     @property
     def is_deferrable(self) -> bool:

@@ -227,7 +227,7 @@ def fleet_rows(
         rows.append(
             FleetRow(
                 workload_class=wc,
-                bounds=instance_bounds(wc, wc.schedules.all(), now),
+                bounds=instance_bounds(wc.baseline_bounds, wc.schedules.all(), now),
                 live=live,
                 target_instances=control.last_set_count if control else None,
                 drifted=bool(control and control.is_drifted),
@@ -269,10 +269,10 @@ def workload_class_for_detail(slug: str) -> WorkloadClass | None:
 
 def schedule_status(workload_class: WorkloadClass, *, now: datetime) -> ScheduleStatus:
     policies = list(workload_class.schedules.all())
-    bounds = instance_bounds(workload_class, policies, now)
+    bounds = instance_bounds(workload_class.baseline_bounds, policies, now)
     return ScheduleStatus(
         bounds=bounds,
-        next_change=next_bounds_change(workload_class, policies, now),
+        next_change=next_bounds_change(workload_class.baseline_bounds, policies, now),
         active_policy_name=None if bounds.source == "baseline" else bounds.source,
     )
 

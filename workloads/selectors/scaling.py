@@ -131,13 +131,13 @@ def schedule_preview(
     policies = list(workload_class.schedules.all())
     end = start + timedelta(hours=hours)
     points = [
-        _point(workload_class, at, instance_bounds(workload_class, policies, at), backlog)
+        _point(workload_class, at, instance_bounds(workload_class.baseline_bounds, policies, at), backlog)
         for at in (start + timedelta(hours=i) for i in range(hours))
     ]
     changes = []
     at = start
     while True:
-        change = next_bounds_change(workload_class, policies, at, horizon=end - at)
+        change = next_bounds_change(workload_class.baseline_bounds, policies, at, horizon=end - at)
         if change is None or change.at >= end:
             break
         changes.append(_point(workload_class, change.at, change.bounds, backlog))

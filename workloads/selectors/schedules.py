@@ -117,12 +117,12 @@ def week_grid(*, workload_class: WorkloadClass, tz_name: str, now: datetime) -> 
         for h in range(24):
             start = starts[d * 24 + h]
             end = starts[d * 24 + h + 1] if d * 24 + h + 1 < len(starts) else week_end
-            bounds = instance_bounds(workload_class, policies, start)
+            bounds = instance_bounds(workload_class.baseline_bounds, policies, start)
             open_windows = tuple(p.name for p in policies if is_active_at(p, start))
             shifts, last = [], bounds
             for edge in edges:
                 if start < edge < end:
-                    after = instance_bounds(workload_class, policies, edge)
+                    after = instance_bounds(workload_class.baseline_bounds, policies, edge)
                     if after != last:
                         shifts.append(BoundsShift(at=edge.astimezone(tz), bounds=after))
                         last = after
@@ -148,8 +148,8 @@ def week_grid(*, workload_class: WorkloadClass, tz_name: str, now: datetime) -> 
             for rank, p in enumerate(policies, start=1)
         ],
         overlaps=overlaps,
-        now_bounds=instance_bounds(workload_class, policies, now),
-        next_change=next_bounds_change(workload_class, policies, now),
+        now_bounds=instance_bounds(workload_class.baseline_bounds, policies, now),
+        next_change=next_bounds_change(workload_class.baseline_bounds, policies, now),
     )
 
 

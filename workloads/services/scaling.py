@@ -62,7 +62,7 @@ def scaling_settings() -> ScalingSettings:
 
 
 def current_bounds(workload_class: WorkloadClass, at: datetime) -> InstanceBounds:
-    return instance_bounds(workload_class, list(workload_class.schedules.all()), at)
+    return instance_bounds(workload_class.baseline_bounds, list(workload_class.schedules.all()), at)
 
 
 def schedule_target(workload_class: WorkloadClass, *, bounds: InstanceBounds, fallback: int, now: datetime) -> int:
@@ -211,7 +211,7 @@ def scaling_controller_tick(*, now: datetime) -> TickSummary:
                 summary.skipped[slug] = "drifted"
                 continue
 
-            bounds = instance_bounds(workload_class, list(workload_class.schedules.all()), now)
+            bounds = instance_bounds(workload_class.baseline_bounds, list(workload_class.schedules.all()), now)
             decision = scaling_decision(
                 DecisionInputs(
                     now=now,
