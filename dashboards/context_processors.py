@@ -8,9 +8,11 @@ from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from controlplane.roles import Role, user_role
+from dashboards.rendering import selected_environment
 from workloads.selectors import incidents
 from workloads.selectors import notifications as notification_selectors
 from workloads.selectors.deadletters import dead_letters_needing_attention
+from workloads.selectors.environments import environment_choices
 from workloads.selectors.users import user_time_display
 
 
@@ -117,3 +119,12 @@ def failing_channels(request):
 def time_display(request):
     # "utc" or "local", on <html data-time-display> for static/js/app.js; lazy, as partials never use it.
     return {"time_display": SimpleLazyObject(lambda: user_time_display(getattr(request, "user", None)))}
+
+
+def environments(request):
+    """The environment switcher: every environment (cached, no query per page) and the one the
+    screens are narrowed to (remembered in the session)."""
+    return {
+        "environment_choices": SimpleLazyObject(environment_choices),
+        "selected_environment": SimpleLazyObject(lambda: selected_environment(request)),
+    }

@@ -23,7 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.roles import Role
 from dashboards.oncall_forms import CompareForm, ExitForm, ExtendForm, IncidentEnterForm
-from dashboards.rendering import login_required_htmx
+from dashboards.rendering import login_required_htmx, selected_environment
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import require_role as _require_role
 from dashboards.rendering import wants_fragment as _wants_fragment
@@ -43,10 +43,13 @@ def _default_minutes() -> int:
     return settings.INCIDENT_DEFAULT_EXPIRY_MINUTES
 
 
-def _state_context() -> dict:
-    """The active incident, or the last one while its pools are still being restored."""
-    active = incident_selectors.active_incident()
-    incident = active or IncidentMode.objects.select_related("exit_action").first()
+def _state_context(environment=None) -> dict:
+    """The active incident, or the last one while its pools are still being restored: of the
+    environment the screens are narrowed to (the switcher), or for every environment."""
+    active = incident_selectors.active_incident(environment, any_environment=False)
+    if environment is not None and active is not None and active.environment_id is None:
+        active = None  # one for every environment shows when no environment is chosen; it is ended there
+    incident = active or IncidentMode.objects.select_related("exit_action").filter(environment=environment).first()
     holds = []
     if incident is not None:
         holds = list(incident_selectors.incident_holds(incident).select_related("workload_class__pool_control"))
@@ -66,15 +69,23 @@ def _state_context() -> dict:
 
 
 def _page_context(request, *, enter_form=None, preview=None, extend_form=None) -> dict:
-    history = Paginator(incident_selectors.incident_history(), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    environment = selected_environment(request)
+    history = incident_selectors.incident_history()
+    if environment is not None:
+        history = history.filter(environment=environment)
+    history = Paginator(history, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    deferrable = WorkloadClass.objects.filter(tier="deferrable").order_by("slug")
+    if environment is not None:
+        deferrable = deferrable.filter(environment=environment)
     return {
-        **_state_context(),
+        **_state_context(environment),
+        "incident_environment": environment,
         "enter_form": enter_form or IncidentEnterForm(default_minutes=_default_minutes()),
         "extend_form": extend_form or ExtendForm(default_minutes=_default_minutes()),
         "exit_form": ExitForm(),
         "preview": preview,
         "history": history,
-        "deferrable": WorkloadClass.objects.filter(tier="deferrable").order_by("slug").values_list("slug", flat=True),
+        "deferrable": deferrable.values_list("slug", flat=True),
     }
 
 
@@ -125,14 +136,15 @@ def _to_incidents(request):
 @login_required_htmx
 def incident_enter(request):
     """First submission: the preview (pools, current counts, retention warnings); with
-    `confirm`: enter incident mode."""
-    _require_role(request, Role.OPERATOR)
+    `confirm`: enter incident mode (in the environment the screens are narrowed to, if any)."""
+    environment = selected_environment(request)
+    _require_role(request, Role.OPERATOR, environment=environment)
     form = IncidentEnterForm(request.POST, default_minutes=_default_minutes())
     if not form.is_valid():
         return _enter_page(request, form, status=400)
     expires_in = timedelta(minutes=form.cleaned_data["expires_in_minutes"])
     if request.POST.get("step") != "confirm":
-        preview = incident_selectors.incident_enter_preview(expires_in=expires_in)
+        preview = incident_selectors.incident_enter_preview(expires_in=expires_in, environment=environment)
         return _enter_page(request, form, preview=preview)
     try:
         result = services.incident_mode_enter(
@@ -140,6 +152,7 @@ def incident_enter(request):
             reason=form.cleaned_data["reason"],
             ticket=form.cleaned_data.get("ticket") or "",
             expires_in=expires_in,
+            environment=environment,
         )
     except ValidationError as exc:
         for field, problems in exc.message_dict.items():
@@ -164,12 +177,15 @@ def _enter_page(request, form, *, preview=None, status: int = 200):
 @require_POST
 @login_required_htmx
 def incident_extend(request):
-    _require_role(request, Role.OPERATOR)
+    environment = selected_environment(request)
+    _require_role(request, Role.OPERATOR, environment=environment)
     form = ExtendForm(request.POST, default_minutes=_default_minutes())
     if form.is_valid():
         try:
             result = services.incident_mode_extend(
-                actor=request.user, expires_in=timedelta(minutes=form.cleaned_data["expires_in_minutes"])
+                actor=request.user,
+                expires_in=timedelta(minutes=form.cleaned_data["expires_in_minutes"]),
+                environment=environment,
             )
         except ApplicationError as exc:
             messages.error(request, exc.message)
@@ -185,11 +201,14 @@ def incident_extend(request):
 @require_POST
 @login_required_htmx
 def incident_exit(request):
-    _require_role(request, Role.OPERATOR)
+    environment = selected_environment(request)
+    _require_role(request, Role.OPERATOR, environment=environment)
     form = ExitForm(request.POST)
     form.is_valid()
     try:
-        result = services.incident_mode_exit(actor=request.user, reason=form.cleaned_data.get("reason") or "")
+        result = services.incident_mode_exit(
+            actor=request.user, reason=form.cleaned_data.get("reason") or "", environment=environment
+        )
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

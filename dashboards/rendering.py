@@ -11,7 +11,9 @@ from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from controlplane.roles import Role, class_role
+from controlplane.roles import Role, class_role, environment_role
+from workloads.models import Environment
+from workloads.selectors.environments import environment_by_slug
 
 
 def login_required_htmx(view):
@@ -30,14 +32,38 @@ def login_required_htmx(view):
     return wrapper
 
 
-def require_role(request, role: Role) -> None:
+def require_role(request, role: Role, *, environment: Environment | None = None) -> None:
     """The user's role for the page: on a class's pages (every `slug` in the dashboards' paths is a
-    class) the role in that class's environment, which may differ from their own (controlplane/roles.py)."""
+    class) the role in that class's environment, which may differ from their own (controlplane/roles.py);
+    with `environment` (incident mode in one environment), the role there."""
+    if environment is not None:
+        if environment_role(request.user, environment.pk) < role:
+            raise PermissionDenied(f"This needs the {role.name.lower()} role in {environment.slug}.")
+        return
     match = getattr(request, "resolver_match", None)
     slug = match.kwargs.get("slug") if match is not None else None
     if class_role(request.user, slug) < role:
         where = " in this class's environment" if slug else ""
         raise PermissionDenied(f"This page needs the {role.name.lower()} role{where}.")
+
+
+SELECTED_ENVIRONMENT_KEY = "environment"
+
+
+def selected_environment(request) -> Environment | None:
+    """The environment the screens are narrowed to: `?environment=<slug>` chooses it (empty: all) and
+    the session remembers it for the other screens. None: every environment."""
+    if hasattr(request, "_selected_environment"):
+        return request._selected_environment
+    session = getattr(request, "session", None)
+    if "environment" in request.GET:
+        environment = environment_by_slug(request.GET["environment"])
+        if session is not None:
+            session[SELECTED_ENVIRONMENT_KEY] = environment.slug if environment else ""
+    else:
+        environment = environment_by_slug(session.get(SELECTED_ENVIRONMENT_KEY, "") if session is not None else "")
+    request._selected_environment = environment
+    return environment
 
 
 def wants_fragment(request) -> bool:

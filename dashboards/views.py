@@ -22,6 +22,7 @@ from dashboards.pool_views import class_operations_context
 from dashboards.rendering import login_required_htmx
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import require_role as _require_role
+from dashboards.rendering import selected_environment as _selected_environment
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
 from workloads.models import ActionKind, SloKind
@@ -86,6 +87,9 @@ def overview(request):
     form = FleetFilterForm(request.GET, teams=fleet.fleet_teams())
     filters = form.filters()
     sort = filters.pop("sort")
+    filtered = FleetFilters(**filters).active  # the form's filters (Clear); the environment is the switcher's
+    environment = _selected_environment(request)
+    filters["environment"] = environment.slug if environment else ""
     now = timezone.now()
     # What is wrong comes first (status is the default order), fifty classes a page: the order is
     # decided in SQL and only the page's rows are built, so the page costs the same at any fleet size.
@@ -97,7 +101,7 @@ def overview(request):
         "page": shown.page,
         "sort": sort,
         "headers": _sort_headers(sort),
-        "filtered": FleetFilters(**filters).active,
+        "filtered": filtered,
         "now": now,
         "newest_sample_at": max((r.live.newest_sample_at for r in rows if r.live.newest_sample_at), default=None),
     }
@@ -169,7 +173,8 @@ def cost(request):
     now = timezone.now()
     period = form.period_range(now)
     group_by = form.grouping()
-    report = cost_report(start=period.start, end=period.end, group_by=group_by, now=now)
+    environment = _selected_environment(request)
+    report = cost_report(start=period.start, end=period.end, group_by=group_by, now=now, environment=environment)
     totals: dict[str, dict] = {}
     for line in report.lines:
         if not line.currency:
@@ -179,6 +184,8 @@ def cost(request):
         total["records"] += line.records
         total["jobs"] += line.completed
     params = {"start": period.start.isoformat(), "end": period.end.isoformat(), "group_by": group_by, "format": "csv"}
+    if environment is not None:
+        params["environment"] = environment.slug
     context = {
         "form": form,
         "period": period,

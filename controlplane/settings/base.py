@@ -97,6 +97,7 @@ TEMPLATES = [
                 "dashboards.context_processors.incident",
                 "dashboards.context_processors.failing_channels",
                 "dashboards.context_processors.time_display",
+                "dashboards.context_processors.environments",
                 "controlplane.context_processors.process_exits",
             ],
         },

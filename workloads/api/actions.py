@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from controlplane.roles import Role
 from workloads.api.choices import ChoiceField
-from workloads.api.filters import IsoDateTimeFilter
+from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.models import Action, ActionStep
 from workloads.selectors.replays import attach_replay_outcomes, replay_outcome
 from workloads.services.actions import action_cancel
@@ -80,6 +80,7 @@ class ActionSerializer(serializers.ModelSerializer):
 
 class ActionFilter(django_filters.FilterSet):
     workload_class = django_filters.CharFilter(field_name="workload_class__slug")
+    environment = environment_filter("workload_class__environment")
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

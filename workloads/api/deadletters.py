@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from controlplane.roles import Role
 from workloads.api.actions import ActionSerializer, ReplayOutcomesOnListMixin
 from workloads.api.choices import ChoiceField, ChoiceListingFilterBackend
-from workloads.api.filters import IsoDateTimeFilter
+from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.api.parsers import PayloadJSONParser
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.domain.payloads import hostile_input_error
@@ -101,6 +101,7 @@ class DeadLetterFilterSet(django_filters.FilterSet):
     the same one replays and discards use, so a list and a replay of the same filter agree."""
 
     workload_class = django_filters.CharFilter(field_name="workload_class__slug")
+    environment = environment_filter("workload_class__environment")
     status = django_filters.MultipleChoiceFilter(choices=DeadLetterStatus.choices, help_text="Default: any status.")
     seen_after = IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte", help_text="On last seen, inclusive.")
     seen_before = IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt", help_text="On last seen, exclusive.")
@@ -125,6 +126,8 @@ class DeadLetterFilterSet(django_filters.FilterSet):
             statuses=tuple(data.get("status") or ANY_STATUS),
         )
         rows = selection.apply(queryset)
+        if data.get("environment") is not None:
+            rows = rows.filter(workload_class__environment=data["environment"])
         # Lookups of single messages, beside the filter.
         for name in ("idempotency_key", "message_id"):
             if data.get(name):
@@ -405,6 +408,7 @@ class DryRunSerializer(serializers.Serializer):
 
 class ReplayFilter(django_filters.FilterSet):
     workload_class = django_filters.CharFilter(field_name="workload_class__slug")
+    environment = environment_filter("workload_class__environment")
 
     class Meta:
         model = Action

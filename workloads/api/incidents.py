@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +14,7 @@ from controlplane.roles import Role
 from workloads.api.choices import ChoiceField
 from workloads.models import (
     Deployment,
+    Environment,
     IncidentEndReason,
     IncidentMode,
     PoolControl,
@@ -31,6 +32,12 @@ from workloads.services import pauses
 from workloads.services import scaling as scaling_services
 
 MAX_COMPARISON_RANGE = timedelta(days=400)
+ENVIRONMENT_PARAMETER = OpenApiParameter(
+    "environment",
+    str,
+    description="An environment's slug: incident mode in that environment only, with your role there. "
+    "Without it: incident mode for every environment.",
+)
 
 
 def _minutes(value: int | None) -> timedelta | None:
@@ -117,10 +124,15 @@ class IncidentSerializer(serializers.ModelSerializer):
     exit_action = ActionRefSerializer(allow_null=True)
     holds = serializers.SerializerMethodField()
 
+    environment = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True, help_text="null: every environment."
+    )
+
     class Meta:
         model = IncidentMode
         fields = [
             "id",
+            "environment",
             "is_active",
             "reason",
             "ticket",
@@ -151,9 +163,9 @@ class IncidentStateSerializer(serializers.Serializer):
     )
 
 
-def _incident_body(incident, *, changed: bool, warnings: list[str]) -> dict:
+def _incident_body(incident, *, changed: bool, warnings: list[str], environment=None) -> dict:
     return {
-        "active": incident_selectors.active_incident() is not None,
+        "active": incident_selectors.active_incident(environment, any_environment=False) is not None,
         "changed": changed,
         "incident": IncidentSerializer(incident).data if incident is not None else None,
         "warnings": warnings,
@@ -172,6 +184,21 @@ class IncidentModeView(APIView):
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
 
+    def _environment(self, request) -> Environment | None:
+        """`?environment=<slug>`: incident mode in that environment only (its deferrable classes), with
+        the role the caller has there. Without it: incident mode for every environment."""
+        if not hasattr(request, "_incident_environment"):
+            slug = request.query_params.get("environment", "")
+            environment = Environment.objects.filter(slug=slug).first() if slug else None
+            if slug and environment is None:
+                raise serializers.ValidationError({"environment": [f"Unknown environment {slug!r}."]})
+            request._incident_environment = environment
+        return request._incident_environment
+
+    def permission_environment_id(self, request) -> int | None:
+        environment = self._environment(request)
+        return environment.pk if environment else None
+
     class IncidentEnterSerializer(ExpiryInputSerializer):
         reason = serializers.CharField(max_length=2000, help_text="Why: shown in the banner on every page.")
         ticket = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -179,24 +206,31 @@ class IncidentModeView(APIView):
     class IncidentExitSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
-    @extend_schema(parameters=[ExpiryInputSerializer], responses=IncidentStateSerializer)
+    @extend_schema(parameters=[ExpiryInputSerializer, ENVIRONMENT_PARAMETER], responses=IncidentStateSerializer)
     def get(self, request):
         """The active incident (or null), and the retention warnings entering now would give for
         `expires_in_minutes` (default 4 h), to show before confirming."""
         params = ExpiryInputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        incident = incident_selectors.active_incident()
+        environment = self._environment(request)
+        incident = incident_selectors.active_incident(environment, any_environment=False)
+        classes = None
+        if environment is not None:
+            classes = WorkloadClass.objects.filter(
+                environment=environment, tier="deferrable", runtime="worker_pool"
+            ).order_by("slug")
         warnings = (
             [h.retention_warning for h in incident.holds.all() if h.retention_warning and h.is_open]
             if incident is not None
             else incident_selectors.retention_warnings(
-                expires_in=_minutes(params.validated_data.get("expires_in_minutes"))
+                expires_in=_minutes(params.validated_data.get("expires_in_minutes")), classes=classes
             )
         )
-        return Response(_incident_body(incident, changed=False, warnings=warnings))
+        return Response(_incident_body(incident, changed=False, warnings=warnings, environment=environment))
 
     @extend_schema(
         request=IncidentEnterSerializer,
+        parameters=[ENVIRONMENT_PARAMETER],
         responses={
             202: OpenApiResponse(IncidentStateSerializer, description="Entered: the pools are being paused."),
             200: OpenApiResponse(IncidentStateSerializer, description="Already in incident mode: nothing new."),
@@ -210,24 +244,34 @@ class IncidentModeView(APIView):
             reason=data.validated_data["reason"],
             ticket=data.validated_data["ticket"],
             expires_in=_minutes(data.validated_data.get("expires_in_minutes")),
+            environment=self._environment(request),
         )
         return Response(
-            _incident_body(result.incident, changed=result.changed, warnings=result.warnings),
+            _incident_body(
+                result.incident,
+                changed=result.changed,
+                warnings=result.warnings,
+                environment=self._environment(request),
+            ),
             status=status.HTTP_202_ACCEPTED if result.changed else status.HTTP_200_OK,
         )
 
-    @extend_schema(request=ExtendInputSerializer, responses=IncidentStateSerializer)
+    @extend_schema(request=ExtendInputSerializer, parameters=[ENVIRONMENT_PARAMETER], responses=IncidentStateSerializer)
     def patch(self, request):
         """Extend: the incident now ends `expires_in_minutes` from now."""
         data = ExtendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        environment = self._environment(request)
         result = services.incident_mode_extend(
-            actor=request.user, expires_in=_minutes(data.validated_data["expires_in_minutes"])
+            actor=request.user, expires_in=_minutes(data.validated_data["expires_in_minutes"]), environment=environment
         )
-        return Response(_incident_body(result.incident, changed=True, warnings=result.warnings))
+        return Response(
+            _incident_body(result.incident, changed=True, warnings=result.warnings, environment=environment)
+        )
 
     @extend_schema(
         request=IncidentExitSerializer,
+        parameters=[ENVIRONMENT_PARAMETER],
         responses={
             202: OpenApiResponse(IncidentStateSerializer, description="Exited: the pools are being restored."),
             200: OpenApiResponse(IncidentStateSerializer, description="Not active: nothing new (safe retry)."),
@@ -236,9 +280,12 @@ class IncidentModeView(APIView):
     def delete(self, request):
         data = self.IncidentExitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.incident_mode_exit(actor=request.user, reason=data.validated_data["reason"])
+        environment = self._environment(request)
+        result = services.incident_mode_exit(
+            actor=request.user, reason=data.validated_data["reason"], environment=environment
+        )
         return Response(
-            _incident_body(result.incident, changed=result.changed, warnings=[]),
+            _incident_body(result.incident, changed=result.changed, warnings=[], environment=environment),
             status=status.HTTP_202_ACCEPTED if result.changed else status.HTTP_200_OK,
         )
 

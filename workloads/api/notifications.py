@@ -5,7 +5,7 @@ Viewers read; operators acknowledge, silence and send tests; admins change chann
 """
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -17,6 +17,7 @@ from workloads.api.choices import ChoiceField
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.models import (
     AlertSeverity,
+    Environment,
     Notification,
     NotificationChannel,
     NotificationDelivery,
@@ -273,6 +274,14 @@ class AcknowledgeInputSerializer(StrictSerializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("state", str, enum=["open", "resolved"], description="Open or resolved ones only."),
+            OpenApiParameter("environment", str, description="An environment's slug: its classes' incidents only."),
+        ]
+    )
+)
 class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     """Incidents, one per SLO: the burn-rate alerts of one SLO open together are one incident with
     a stable `key` (PagerDuty's dedup_key). `kind` `dead_letter_retention`: a class's oldest
@@ -294,7 +303,11 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
         state = self.request.query_params.get("state", "")
         if state and state not in ("open", "resolved"):
             raise ValidationError({"state": "open or resolved"})
-        return selectors.incident_queryset(state=state)
+        slug = self.request.query_params.get("environment", "")
+        environment = Environment.objects.filter(slug=slug).first() if slug else None
+        if slug and environment is None:
+            raise ValidationError({"environment": f"Unknown environment {slug!r}."})
+        return selectors.incident_queryset(state=state, environment=environment)
 
     @extend_schema(request=AcknowledgeInputSerializer, responses={200: SloIncidentSerializer})
     @action(detail=True, methods=["post"])

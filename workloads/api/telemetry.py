@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 
 from controlplane.roles import Role
 from workloads.api.choices import ChoiceField, choices_text
-from workloads.api.filters import IsoDateTimeFilter
-from workloads.models import PollRun, SloAlert, SloKind, WorkloadClass
+from workloads.api.filters import IsoDateTimeFilter, environment_filter
+from workloads.models import Environment, PollRun, SloAlert, SloKind, WorkloadClass
 from workloads.notifications.runbooks import runbook_url
 from workloads.selectors import cost as cost_selectors
 from workloads.selectors import telemetry as selectors
@@ -226,6 +226,7 @@ def slo_body(card: selectors.SloCard) -> dict:
 
 class SloFilter(django_filters.FilterSet):
     workload_class = django_filters.CharFilter(field_name="workload_class__slug")
+    environment = environment_filter("workload_class__environment")
     owner_team = django_filters.CharFilter(field_name="workload_class__owner_team")
     kind = django_filters.ChoiceFilter(choices=SloKind.choices)
 
@@ -288,6 +289,7 @@ class AlertFilter(django_filters.FilterSet):
         choices=[("active", "active"), ("resolved", "resolved")], method="filter_state", label="active or resolved"
     )
     workload_class = django_filters.CharFilter(field_name="slo__workload_class__slug")
+    environment = environment_filter("slo__workload_class__environment")
     opened_after = IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
 
     class Meta:
@@ -492,6 +494,12 @@ class CostView(APIView):
         start = serializers.DateTimeField(required=False, help_text="Default: midnight UTC today.")
         end = serializers.DateTimeField(required=False, help_text="Default: now.")
         group_by = ChoiceField(choices=cost_selectors.GROUP_BY_CHOICES, default="class")
+        environment = serializers.SlugRelatedField(
+            slug_field="slug",
+            queryset=Environment.objects.all(),
+            required=False,
+            help_text="An environment's slug: its classes only.",
+        )
 
         def validate(self, attrs):
             now = timezone.now()
@@ -513,7 +521,9 @@ class CostView(APIView):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        report = cost_selectors.cost_report(start=data["start"], end=data["end"], group_by=data["group_by"])
+        report = cost_selectors.cost_report(
+            start=data["start"], end=data["end"], group_by=data["group_by"], environment=data.get("environment")
+        )
         # compute_cost is null, not 0, where the instance time is unknown.
         lines = [
             {**{c: getattr(line, c) for c in COST_COLUMNS}, "compute_cost": line.known_compute_cost}

@@ -8,12 +8,14 @@ viewer in prod. Without an override the user's own role applies (controlplane/ro
 import re
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
 from workloads import validation
 
+ENVIRONMENT_LIST_CACHE_KEY = "environments:choices"
 ENVIRONMENT_SLUG_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$",
     "Use 2-32 lower-case letters, digits and hyphens, starting with a letter.",
@@ -48,6 +50,15 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        cache.delete(ENVIRONMENT_LIST_CACHE_KEY)  # the screens' switcher lists it
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        cache.delete(ENVIRONMENT_LIST_CACHE_KEY)
+        return result
 
     def clean(self) -> None:
         errors: dict[str, list] = {}

@@ -37,21 +37,35 @@ class IncidentMode(models.Model):
     exit_action = models.ForeignKey(
         "workloads.Action", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Null: every environment's deferrable classes; otherwise only that environment's.
+    environment = models.ForeignKey(
+        "workloads.Environment", null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
         constraints = [
-            # At most one active incident. Every active row has the same end_reason (""), so a
-            # unique index on it restricted to active rows allows exactly one; unlike a constant
-            # expression or NULLS NOT DISTINCT this works on PostgreSQL and SQLite alike.
+            # At most one active incident for every environment at once. Every active row has the
+            # same end_reason (""), so a unique index on it restricted to active rows allows exactly
+            # one; unlike a constant expression or NULLS NOT DISTINCT this works on PostgreSQL and
+            # SQLite alike.
             models.UniqueConstraint(
-                fields=["end_reason"], condition=Q(ended_at__isnull=True), name="one_active_incident_mode"
-            )
+                fields=["end_reason"],
+                condition=Q(ended_at__isnull=True, environment__isnull=True),
+                name="one_active_incident_mode",
+            ),
+            # ... and at most one active incident per environment.
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=Q(ended_at__isnull=True),
+                name="one_active_incident_mode_per_environment",
+            ),
         ]
 
     def __str__(self) -> str:
         state = "active" if self.is_active else self.end_reason
-        return f"Incident mode #{self.pk} ({state})"
+        scope = f" in {self.environment.slug}" if self.environment_id else ""
+        return f"Incident mode #{self.pk}{scope} ({state})"
 
     @property
     def is_active(self) -> bool:

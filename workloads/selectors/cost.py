@@ -206,14 +206,19 @@ def _waste_seconds(classes: list[WorkloadClass], *, start: datetime, end: dateti
     return waste
 
 
-def cost_report(*, start: datetime, end: datetime, group_by: str = "class", now: datetime | None = None) -> CostReport:
+def cost_report(
+    *, start: datetime, end: datetime, group_by: str = "class", now: datetime | None = None, environment=None
+) -> CostReport:
     """Cost per class (or per owner team) for [start, end): instance-seconds from the instance
     series x vCPU and memory x the class's rates, plus records and tokens at their rates. Teams
-    are split by currency, never summed across currencies."""
+    are split by currency, never summed across currencies. `environment`: its classes only."""
     if group_by not in GROUP_BY_CHOICES:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}.")
     now = now or timezone.now()
-    classes = list(WorkloadClass.objects.select_related("cost_rates").order_by("slug"))
+    classes = WorkloadClass.objects.select_related("cost_rates").order_by("slug")
+    if environment is not None:
+        classes = classes.filter(environment=environment)
+    classes = list(classes)
     usage = class_usage(start=start, end=end, now=now)
     waste = _waste_seconds(classes, start=start, end=end)
     lines = [class_cost(wc, usage.get(wc.pk, {}) | {"waste_instance_seconds": waste.get(wc.pk)}) for wc in classes]

@@ -62,6 +62,7 @@ class FleetFilters:
     team: str = ""
     tier: str = ""
     search: str = ""
+    environment: str = ""  # an environment's slug (the screens' switcher)
 
     @property
     def active(self) -> bool:
@@ -74,6 +75,8 @@ def filtered_classes(filters: FleetFilters) -> QuerySet[WorkloadClass]:
         classes = classes.filter(owner_team=filters.team)
     if filters.tier:
         classes = classes.filter(tier=filters.tier)
+    if filters.environment:
+        classes = classes.filter(environment__slug=filters.environment)
     if filters.search:
         classes = classes.filter(Q(slug__icontains=filters.search) | Q(name__icontains=filters.search))
     return classes

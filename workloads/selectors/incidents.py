@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch, Q
 
 from workloads.models import IncidentMode, PoolHold, Tier, WorkloadClass
 from workloads.models.incidents import OPEN_HOLD_STATES
@@ -50,15 +50,28 @@ def retention_warnings(*, expires_in: timedelta | None = None, classes=None) -> 
     return [w for w in (retention_warning(wc, paused_for=expires_in) for wc in classes) if w]
 
 
-def active_incident() -> IncidentMode | None:
+def active_incident(environment=None, *, any_environment: bool = True) -> IncidentMode | None:
     """The incident mode in force now, or None when there is none.
 
     Every page shows a banner while incident mode is active (`dashboards.context_processors`
     calls this once per full page); the banner reads `started_by_label` (kept even after the user
     is deleted), `reason`, `ticket` (may be blank), `started_at` and `expires_at`. An incident
     past its expiry stays active until the expiry tick ends it.
+
+    `environment`: the one in force there (its own, or one for every environment);
+    `any_environment=False` without it: only one for every environment.
     """
-    return IncidentMode.objects.filter(ended_at__isnull=True).select_related("started_by").first()
+    active = IncidentMode.objects.filter(ended_at__isnull=True).select_related("started_by", "environment")
+    if environment is not None:
+        # An incident for every environment covers this one too.
+        return (
+            active.filter(Q(environment=environment) | Q(environment__isnull=True))
+            .order_by(F("environment").asc(nulls_last=True))
+            .first()
+        )
+    if not any_environment:
+        return active.filter(environment__isnull=True).first()
+    return active.first()
 
 
 def incident_holds(incident: IncidentMode):
@@ -110,12 +123,15 @@ class EnterPreview:
         return sum(p.instance_count or 0 for p in self.to_pause)
 
 
-def incident_enter_preview(*, expires_in: timedelta) -> EnterPreview:
+def incident_enter_preview(*, expires_in: timedelta, environment=None) -> EnterPreview:
     """What entering incident mode now would do: every deferrable class's pool with its current
     instance count, read from the provider (one call per deferrable pool, only when an operator
     asks for this preview), whether it is already paused on its own, and the retention warnings
     the service would give for this expiry."""
-    classes = list(WorkloadClass.objects.filter(tier=Tier.DEFERRABLE, runtime=Runtime.WORKER_POOL).order_by("slug"))
+    classes = WorkloadClass.objects.filter(tier=Tier.DEFERRABLE, runtime=Runtime.WORKER_POOL).order_by("slug")
+    if environment is not None:
+        classes = classes.filter(environment=environment)
+    classes = list(classes)
     paused = set(
         PoolHold.objects.filter(state__in=OPEN_HOLD_STATES, workload_class__in=classes).values_list(
             "workload_class_id", flat=True

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from workloads.models import (
     ChannelKind,
@@ -19,7 +19,7 @@ from workloads.models import (
 )
 
 
-def incident_queryset(*, state: str = "") -> QuerySet[SloIncident]:
+def incident_queryset(*, state: str = "", environment=None) -> QuerySet[SloIncident]:
     incidents = SloIncident.objects.select_related("slo__workload_class", "workload_class").prefetch_related(
         Prefetch("alerts", queryset=SloAlert.objects.order_by("opened_at", "id")),
         Prefetch(
@@ -29,6 +29,10 @@ def incident_queryset(*, state: str = "") -> QuerySet[SloIncident]:
             .order_by("sequence", "channel__name"),
         ),
     )
+    if environment is not None:  # an incident's class is its SLO's, or its own for those without an SLO
+        incidents = incidents.filter(
+            Q(slo__workload_class__environment=environment) | Q(workload_class__environment=environment)
+        )
     if state == "open":
         incidents = incidents.filter(resolved_at__isnull=True)
     elif state == "resolved":

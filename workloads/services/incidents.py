@@ -20,7 +20,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from workloads.errors import ApplicationError
-from workloads.models import ActionKind, HoldState, IncidentEndReason, IncidentMode, PoolHold, Tier, WorkloadClass
+from workloads.models import (
+    ActionKind,
+    Environment,
+    HoldState,
+    IncidentEndReason,
+    IncidentMode,
+    PoolHold,
+    Tier,
+    WorkloadClass,
+)
 from workloads.runtimes import Runtime
 from workloads.selectors.incidents import retention_warning
 from workloads.services.audit import audit_event_record
@@ -40,21 +49,39 @@ from workloads.services.pool_holds import (
 from workloads.services.runtime_control import incident_signals_send
 
 
+def _active(environment: Environment | None, *, covering: bool = False) -> IncidentMode | None:
+    """The active incident of this scope (None: for every environment), locked. `covering`: for an
+    environment, one for every environment counts too (it already pauses that environment's pools)."""
+    active = IncidentMode.objects.select_for_update().filter(ended_at__isnull=True)
+    if environment is not None and covering:
+        scoped = active.filter(environment=environment).first()
+        return scoped or active.filter(environment__isnull=True).first()
+    return active.filter(environment=environment).first()
+
+
 @transaction.atomic
 def incident_mode_enter(
-    *, actor, reason: str, ticket: str = "", expires_in: timedelta | None = None, now: datetime | None = None
+    *,
+    actor,
+    reason: str,
+    ticket: str = "",
+    expires_in: timedelta | None = None,
+    now: datetime | None = None,
+    environment: Environment | None = None,
 ) -> IncidentResult:
-    """Pause every deferrable class's pool until exit or expiry. Already in incident mode: the
-    active incident is returned and nothing new happens."""
+    """Pause every deferrable class's pool (of `environment` only, when given) until exit or
+    expiry. Already in incident mode there (or for every environment): the active incident is
+    returned and nothing new happens."""
     reason = checked_reason(reason)
     expires_in = checked_expiry(expires_in)
     now = now or timezone.now()
-    active = IncidentMode.objects.select_for_update().filter(ended_at__isnull=True).first()
+    active = _active(environment, covering=True)
     if active is not None:
         return IncidentResult(active, changed=False)
     try:
         with transaction.atomic():
             incident = IncidentMode.objects.create(
+                environment=environment,
                 reason=reason,
                 ticket=(ticket or "").strip()[:200],
                 started_by=actor_user(actor),
@@ -63,12 +90,13 @@ def incident_mode_enter(
                 expires_at=now + expires_in,
             )
     except IntegrityError:  # another request entered at the same moment: theirs stands
-        return IncidentResult(IncidentMode.objects.get(ended_at__isnull=True), changed=False)
+        return IncidentResult(_active(environment, covering=True), changed=False)
 
     holds, already_paused = [], []
-    for workload_class in WorkloadClass.objects.filter(
-        tier=Tier.DEFERRABLE, runtime=Runtime.WORKER_POOL
-    ).prefetch_related("schedules"):
+    deferrable = WorkloadClass.objects.filter(tier=Tier.DEFERRABLE, runtime=Runtime.WORKER_POOL)
+    if environment is not None:
+        deferrable = deferrable.filter(environment=environment)
+    for workload_class in deferrable.prefetch_related("schedules"):
         hold = hold_create(
             workload_class=workload_class,
             incident=incident,
@@ -101,6 +129,7 @@ def incident_mode_enter(
             "reason": reason,
             "ticket": incident.ticket,
             "expires_at": incident.expires_at,
+            "environment": environment.slug if environment else None,
             "classes": [h.workload_class.slug for h in holds],
             "already_paused": already_paused,
             "signalled": signalled,
@@ -112,15 +141,20 @@ def incident_mode_enter(
 
 @transaction.atomic
 def incident_mode_exit(
-    *, actor, reason: str = "", expired: bool = False, now: datetime | None = None
+    *,
+    actor,
+    reason: str = "",
+    expired: bool = False,
+    now: datetime | None = None,
+    environment: Environment | None = None,
 ) -> IncidentResult:
-    """End incident mode and restore its pools. Safe to retry: with no active incident, holds of
-    the last one that are still not restored (a failed restore) get a new restore action, and
-    otherwise nothing happens."""
+    """End incident mode (the one for `environment`, or for every environment) and restore its
+    pools. Safe to retry: with no active incident, holds of the last one that are still not
+    restored (a failed restore) get a new restore action, and otherwise nothing happens."""
     now = now or timezone.now()
-    incident = IncidentMode.objects.select_for_update().filter(ended_at__isnull=True).first()
+    incident = _active(environment)
     if incident is None:
-        latest = IncidentMode.objects.select_for_update().first()
+        latest = IncidentMode.objects.select_for_update().filter(environment=environment).first()
         if latest is None:
             raise ApplicationError("Incident mode is not active.", code="not_active")
         return IncidentResult(latest, changed=_restore_retry(latest, actor=actor))
@@ -173,11 +207,14 @@ def _restore_retry(incident: IncidentMode, *, actor) -> bool:
 
 
 @transaction.atomic
-def incident_mode_extend(*, actor, expires_in: timedelta, now: datetime | None = None) -> IncidentResult:
-    """Move the active incident's expiry to `expires_in` from now (its holds with it)."""
+def incident_mode_extend(
+    *, actor, expires_in: timedelta, now: datetime | None = None, environment: Environment | None = None
+) -> IncidentResult:
+    """Move the active incident's expiry (for `environment`, or for every environment) to
+    `expires_in` from now (its holds with it)."""
     expires_in = checked_expiry(expires_in)
     now = now or timezone.now()
-    incident = IncidentMode.objects.select_for_update().filter(ended_at__isnull=True).first()
+    incident = _active(environment)
     if incident is None:
         raise ApplicationError("Incident mode is not active.", code="not_active")
     before = incident.expires_at
@@ -213,7 +250,7 @@ def pool_holds_expire(*, now: datetime) -> ExpirySummary:
     shows) about holds that may outlast their subscription's retention. Safe to run twice."""
     summary = ExpirySummary()
     for incident in IncidentMode.objects.filter(ended_at__isnull=True, expires_at__lte=now):
-        result = incident_mode_exit(actor=None, expired=True, now=now)
+        result = incident_mode_exit(actor=None, expired=True, now=now, environment=incident.environment)
         if result.changed:
             summary.incidents_expired.append(incident.pk)
     due = PoolHold.objects.filter(state=HoldState.ACTIVE, incident__isnull=True, expires_at__lte=now)

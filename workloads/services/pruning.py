@@ -206,6 +206,8 @@ PRUNES: tuple[Prune, ...] = (
 # Every other model, and why its table does not grow with traffic.
 NOT_PRUNED: dict[str, str] = {
     "workloads.WorkloadClass": "one row per class",
+    "workloads.Environment": "one row per environment (prod, staging...)",
+    "workloads.EnvironmentRole": "at most one row per user and environment, changed in place",
     "workloads.CostRates": "one row per rate card",
     "workloads.Slo": "a few per class",
     "workloads.SchedulePolicy": "a few per class",

@@ -88,6 +88,8 @@ def incident_signals_send(*, incident, kind: str, actor, reason: str) -> list[st
     classes = (
         WorkloadClass.objects.filter(tier="deferrable").exclude(runtime="worker_pool").exclude(control_webhook_url="")
     )
+    if incident.environment_id is not None:  # incident mode in one environment reaches only its classes
+        classes = classes.filter(environment_id=incident.environment_id)
     sent = []
     for workload_class in classes.order_by("slug"):
         control_signal_send(workload_class=workload_class, kind=kind, actor=actor, reason=reason, incident=incident)

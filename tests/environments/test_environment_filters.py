@@ -1,0 +1,125 @@
+"""Narrowing to one environment: `?environment=` on the API's lists, the screens' switcher (kept in
+the session) on the overview, cost and incidents screens, and incident mode in one environment."""
+
+import pytest
+from django.utils import timezone
+
+from controlplane.roles import Role
+from tests.workloads.deadletter_helpers import dead_letter_row
+from tests.workloads.pools import pooled_class
+from workloads.models import Environment, HoldState, IncidentMode, PoolHold
+from workloads.services.environments import environment_role_set
+
+INCIDENT_MODE = "/api/v1/incident-mode/"
+
+
+@pytest.fixture
+def fleet(db):
+    prod = Environment.objects.create(
+        slug="prod",
+        name="Prod",
+        projects=["local-project"],
+        regions=["us-central1"],
+        monitoring_project="local-project",
+    )
+    staging = Environment.objects.create(
+        slug="staging",
+        name="Staging",
+        projects=["local-staging"],
+        regions=["us-central1"],
+        monitoring_project="local-staging",
+    )
+    classes = {
+        "prod-batch": pooled_class("prod-batch", instances=2, environment=prod),
+        "prod-api": pooled_class("prod-api", instances=2, tier="critical", environment=prod),
+        "staging-batch": pooled_class("staging-batch", instances=1, environment=staging),
+    }
+    return {"prod": prod, "staging": staging, **classes}
+
+
+def _slugs(response, key="workload_class") -> list[str]:
+    assert response.status_code == 200, response.content
+    return sorted(row[key] for row in response.json()["results"])
+
+
+def test_the_api_lists_narrow_to_one_environment(fleet, client_as, viewer):
+    api = client_as(viewer)
+    dead_letter_row(fleet["prod-batch"])
+    dead_letter_row(fleet["staging-batch"])
+    assert _slugs(api.get("/api/v1/dead-letters/?environment=staging")) == ["staging-batch"]
+    assert _slugs(api.get("/api/v1/dead-letters/")) == ["prod-batch", "staging-batch"]
+    cost = api.get("/api/v1/cost/?environment=staging").json()
+    assert [line["key"] for line in cost["lines"]] == ["staging-batch"]
+    everything = api.get("/api/v1/cost/").json()
+    assert len(everything["lines"]) == 3
+    for url in (
+        "/api/v1/dead-letters/?environment=moon",
+        "/api/v1/cost/?environment=moon",
+        "/api/v1/alert-incidents/?environment=moon",
+        "/api/v1/actions/?environment=moon",
+        INCIDENT_MODE + "?environment=moon",
+    ):
+        response = api.get(url)
+        assert response.status_code == 400 and "environment" in response.json()["errors"], (url, response.content)
+    assert api.get("/api/v1/alert-incidents/?environment=staging").status_code == 200
+
+
+def test_incident_mode_in_one_environment_pauses_only_its_deferrable_pools(fleet, client_as, make_user):
+    sam = make_user("sam-staging", Role.VIEWER)
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.OPERATOR)
+    api = client_as(sam)
+    # Their own role cannot enter incident mode for every environment, nor in prod.
+    assert api.post(INCIDENT_MODE, {"reason": "noisy"}, format="json").status_code == 403
+    assert api.post(INCIDENT_MODE + "?environment=prod", {"reason": "noisy"}, format="json").status_code == 403
+    entered = api.post(INCIDENT_MODE + "?environment=staging", {"reason": "load test"}, format="json")
+    assert entered.status_code == 202, entered.content
+    body = entered.json()
+    assert body["active"] and body["incident"]["environment"] == "staging"
+    assert [h["workload_class"] for h in body["incident"]["holds"]] == ["staging-batch"]
+    # Nothing for every environment is active, and prod can have one of its own at the same time.
+    assert api.get(INCIDENT_MODE).json()["active"] is False
+    assert api.get(INCIDENT_MODE + "?environment=staging").json()["active"] is True
+    admin = client_as(make_user("root-admin", Role.ADMIN))
+    prod = admin.post(INCIDENT_MODE + "?environment=prod", {"reason": "prod too"}, format="json")
+    assert prod.status_code == 202 and [h["workload_class"] for h in prod.json()["incident"]["holds"]] == ["prod-batch"]
+    assert IncidentMode.objects.filter(ended_at__isnull=True).count() == 2
+
+    exited = api.delete(INCIDENT_MODE + "?environment=staging")
+    assert exited.status_code == 202, exited.content
+    assert set(PoolHold.objects.filter(state=HoldState.ACTIVE).values_list("workload_class__slug", flat=True)) == {
+        "prod-batch"
+    }
+    assert IncidentMode.objects.get(environment=fleet["prod"]).ended_at is None
+
+
+def test_the_switcher_narrows_the_screens_and_the_session_remembers_it(fleet, client, viewer):
+    client.force_login(viewer)
+    everything = client.get("/").content.decode()
+    assert 'data-testid="env-switch"' in everything
+    assert "prod-api" in everything and "staging-batch" in everything
+    staged = client.get("/?environment=staging").content.decode()
+    assert "staging-batch" in staged and "prod-api" not in staged and "1 class in staging" in staged
+    # The choice follows the viewer to the next screens.
+    again = client.get("/").content.decode()
+    assert "prod-api" not in again
+    cost = client.get("/cost/").content.decode()
+    assert "staging-batch" in cost and "prod-batch" not in cost and "environment=staging" in cost
+    cleared = client.get("/?environment=").content.decode()
+    assert "prod-api" in cleared and "staging-batch" in cleared
+
+
+def test_the_incidents_screen_enters_incident_mode_in_the_chosen_environment(fleet, client, make_user):
+    sam = make_user("sam-staging", Role.VIEWER)
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.OPERATOR)
+    client.force_login(sam)
+    form = {"reason": "load test", "expires_in_minutes": 60, "step": "confirm"}
+    assert client.post("/incidents/enter/", form).status_code == 403  # every environment: not theirs
+    assert "staging" in client.get("/incidents/?environment=staging").content.decode()
+    entered = client.post("/incidents/enter/", form)
+    assert entered.status_code == 302, entered.status_code
+    incident = IncidentMode.objects.get()
+    assert incident.environment == fleet["staging"]
+    assert list(incident.holds.values_list("workload_class__slug", flat=True)) == ["staging-batch"]
+    banner = client.get("/").content.decode()
+    assert "Incident mode is active in staging" in banner
+    assert incident.expires_at > timezone.now()

@@ -1,0 +1,20 @@
+"""Environments for the screens: the switcher's list on every full page, kept in the cache so a
+page does not pay a query for it (Environment.save and delete drop the cached list)."""
+
+from django.core.cache import cache
+
+from workloads.models import Environment
+from workloads.models.environments import ENVIRONMENT_LIST_CACHE_KEY
+
+
+def environment_choices() -> list[tuple[str, str]]:
+    """(slug, name) of every environment, by slug."""
+    choices = cache.get(ENVIRONMENT_LIST_CACHE_KEY)
+    if choices is None:
+        choices = list(Environment.objects.order_by("slug").values_list("slug", "name"))
+        cache.set(ENVIRONMENT_LIST_CACHE_KEY, choices, 300)
+    return choices
+
+
+def environment_by_slug(slug: str) -> Environment | None:
+    return Environment.objects.filter(slug=slug).first() if slug else None
