@@ -1,4 +1,6 @@
-"""The demo fleet: the four typical workloads, with realistic contracts, SLOs and schedules.
+"""The demo fleet: the four typical workloads, with realistic contracts, SLOs and schedules, in
+the 'prod' environment, and a smaller copy of two of them in 'staging' (no schedules, at most two
+instances; demo/traffic.py sends them a trickle of the same traffic).
 
 `seed_demo_fleet` is idempotent: it creates what is missing and brings existing demo classes
 back to these definitions through the same services an admin uses (so the first run is audited
@@ -8,9 +10,10 @@ and later runs, changing nothing, write nothing).
 from datetime import time
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 
-from workloads.models import CostRates, WorkloadClass
+from workloads.models import CostRates, Environment, WorkloadClass
 from workloads.services.audit import snapshot
 from workloads.services.classes import (
     cost_rates_create,
@@ -19,6 +22,7 @@ from workloads.services.classes import (
     workload_class_snapshot,
     workload_class_update,
 )
+from workloads.services.environments import environment_create
 
 # Cloud Run instance-based billing, tier 1 region list prices (rounded), plus per-record and
 # model-token prices for the work the handlers call out to.
@@ -336,11 +340,56 @@ DEMO_CLASSES = [
 ]
 
 DEMO_SLUGS = [definition["fields"]["slug"] for definition in DEMO_CLASSES]
+STAGING_COPIES = ("document-processing", "batch-enrichment")
+STAGING_SLUGS = [f"{slug}-staging" for slug in STAGING_COPIES]
+
+
+def demo_environments() -> list[dict]:
+    """prod runs in the deployment's project; staging in a project of its own, which is also its
+    own Monitoring scoping project."""
+    project, region = settings.GOOGLE_CLOUD_PROJECT, settings.GOOGLE_CLOUD_REGION
+    staging_project = f"{project[:22]}-staging"
+    return [
+        {
+            "slug": "prod",
+            "name": "Production",
+            "projects": [project],
+            "regions": [region],
+            "monitoring_project": project,
+        },
+        {
+            "slug": "staging",
+            "name": "Staging",
+            "projects": [staging_project],
+            "regions": [region],
+            "monitoring_project": staging_project,
+        },
+    ]
+
+
+def _staging_copy(definition: dict) -> dict:
+    fields = dict(definition["fields"])
+    fields.update(
+        slug=f"{fields['slug']}-staging",
+        name=f"{fields['name']} (staging)",
+        min_instances=0,
+        max_instances=2,
+    )
+    return {"fields": fields, "slos": definition["slos"], "schedules": [], "environment": "staging"}
+
+
+def demo_class_definitions(*, staging: bool) -> list[dict]:
+    """Every demo class with the environment it belongs to."""
+    prod = [{**definition, "environment": "prod"} for definition in DEMO_CLASSES]
+    if not staging:
+        return prod
+    return prod + [_staging_copy(d) for d in DEMO_CLASSES if d["fields"]["slug"] in STAGING_COPIES]
 
 
 @transaction.atomic
-def seed_demo_fleet(*, actor=None) -> dict[str, str]:
-    """Create or restore the demo fleet; returns {name: "created" | "updated" | "unchanged"}."""
+def seed_demo_fleet(*, actor=None, staging: bool = False) -> dict[str, str]:
+    """Create or restore the demo fleet in 'prod' (and with `staging`, as `make run` does, the
+    smaller copy in 'staging'); returns {name: "created" | "updated" | "unchanged"}."""
     outcome = {}
     for definition in DEMO_COST_RATES:
         existing = CostRates.objects.filter(name=definition["name"]).first()
@@ -351,9 +400,16 @@ def seed_demo_fleet(*, actor=None) -> dict[str, str]:
             before = snapshot(existing)
             updated = cost_rates_update(actor=actor, cost_rates=existing, fields=dict(definition))
             outcome[definition["name"]] = "unchanged" if snapshot(updated) == before else "updated"
-    for definition in DEMO_CLASSES:
+    for definition in demo_environments():
+        if definition["slug"] == "staging" and not staging:
+            continue
+        if not Environment.objects.filter(slug=definition["slug"]).exists():
+            environment_create(actor=actor, fields=definition)
+            outcome[f"environment {definition['slug']}"] = "created"
+    for definition in demo_class_definitions(staging=staging):
         fields = dict(definition["fields"])
         fields["cost_rates"] = CostRates.objects.get(name=fields["cost_rates"])
+        fields["environment"] = Environment.objects.get(slug=definition["environment"])
         slug = fields["slug"]
         existing = WorkloadClass.objects.filter(slug=slug).first()
         if existing is None:

@@ -107,6 +107,7 @@ def document_stats(content: str, content_type: str) -> dict:
 
 @handler("documents-pool")  # the migration demo's Worker Pool side: the same work
 @handler("document-processing")
+@handler("document-processing-staging")  # staging's copy (demo/fleet.py)
 def process_document(payload: dict, context: WorkContext) -> dict:
     if is_poison(payload, context):
         raise DocumentCorrupt(
@@ -205,6 +206,7 @@ def enrich_record(payload: dict) -> tuple[dict, int]:
 
 
 @handler("batch-enrichment")
+@handler("batch-enrichment-staging")
 def enrich(payload: dict, context: WorkContext) -> dict:
     if is_poison(payload, context):
         raise PermanentError(

@@ -55,9 +55,13 @@ def demo_migration_seed(*, actor=None) -> dict[str, str]:
                 outcome[slug] = "unchanged"
                 continue
             fields, slos, schedules = _document_class(slug=slug, **overrides)
-            from workloads.models import CostRates
+            from workloads.models import CostRates, Environment
 
             fields["cost_rates"] = CostRates.objects.get(name=fields["cost_rates"])
+            # Beside the demo fleet, in 'prod' when it was seeded (demo/fleet.py).
+            prod = Environment.objects.filter(slug="prod").first()
+            if prod is not None:
+                fields["environment"] = prod
             # Provisioned with the rest of the demo fleet by `make run` (manage.py provision).
             workload_class_create(actor=actor, fields=fields, slos=slos, schedules=schedules, provision=False)
             outcome[slug] = "created"

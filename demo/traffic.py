@@ -44,7 +44,11 @@ DEMO_TRAFFIC = [
     # The migration demo (demo/migration.py): documents for the legacy Celery
     # pipeline, of which the plan's canary routes 20 % to the Worker Pool class.
     ClassTraffic("legacy-documents", weight=0.6, peak_at=0.40),
+    # The staging environment's smaller copies (demo/fleet.py): a trickle of the same.
+    ClassTraffic("document-processing-staging", weight=0.2, peak_at=0.40, poison_rate=0.02),
+    ClassTraffic("batch-enrichment-staging", weight=0.3, peak_at=0.90, batch_size=5, poison_rate=0.006),
 ]
+STAGING_SUFFIX = "-staging"
 
 
 def daily_shape(day_fraction: float, peak_at: float) -> float:
@@ -107,7 +111,8 @@ def make_event(slug: str, rng: random.Random, *, serial: int, poison: bool = Fal
 
     A poison event fails in the demo handlers on every attempt: a "poison-..." id (see
     demo/handlers.py), or for indexing a language the index has no analyzer for
-    (a permanent error: dead-lettered at once)."""
+    (a permanent error: dead-lettered at once). A staging copy gets its prod class's payloads."""
+    slug = slug.removesuffix(STAGING_SUFFIX)
     if slug in ("document-processing", "legacy-documents"):
         sections = rng.randint(1, 6)
         body = "\n\n".join(
@@ -161,7 +166,8 @@ def make_invalid_event(slug: str, rng: random.Random, *, serial: int) -> dict:
     wants a string, an integer or an object."""
     from demo.fleet import DEMO_CLASSES
 
-    slug_of_schema = "document-processing" if slug == "legacy-documents" else slug  # the same contract
+    slug_of_schema = slug.removesuffix(STAGING_SUFFIX)
+    slug_of_schema = "document-processing" if slug_of_schema == "legacy-documents" else slug_of_schema
     schema = next(d["fields"]["payload_schema"] for d in DEMO_CLASSES if d["fields"]["slug"] == slug_of_schema)
     event = make_event(slug, rng, serial=serial)
     field_name = rng.choice(schema["required"])

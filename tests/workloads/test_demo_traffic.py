@@ -59,6 +59,8 @@ def test_provision_creates_queues_and_pools_once(db, capsys):
         "batch-enrichment": 0,
         "policy-evaluation": 2,
         "documents-pool": 1,  # the migration demo's Worker Pool side; its legacy side has no pool
+        "document-processing-staging": 0,  # staging's copies start at zero; work scales them up
+        "batch-enrichment-staging": 0,
     }
     call_command("provision")
     assert "created" not in capsys.readouterr().out
@@ -113,7 +115,7 @@ def test_poison_events_fail_in_their_demo_handler_and_the_others_succeed(slug, s
             deadline=datetime.now(UTC),
             deadline_monotonic=time.monotonic() + 30,
         )
-        payload = normalize_and_validate(event, SCHEMAS[slug]).payload
+        payload = normalize_and_validate(event, SCHEMAS[slug.removesuffix("-staging")]).payload
         return handler(payload, context)
 
     for serial in range(20):
