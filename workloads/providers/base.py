@@ -108,6 +108,9 @@ class MetricTarget:
     # metrics (Metrics.runtime_series) are found by it.
     runtime: str = "worker_pool"
     runtime_resource: str = ""
+    # The Cloud Monitoring scoping project its metrics are read through (its environment's);
+    # empty: the provider's own project. Targets sharing one are read in one call per metric.
+    scope_project: str = ""
 
 
 # --- Queue ------------------------------------------------------------------------------------------

@@ -34,4 +34,6 @@ def metric_target(workload_class) -> MetricTarget:
         worker_pool=workload_class.worker_pool,
         runtime=workload_class.runtime,
         runtime_resource=workload_class.runtime_resource,
+        # Callers that poll many classes select_related("environment"): no query per class.
+        scope_project=workload_class.environment.monitoring_project if workload_class.environment_id else "",
     )

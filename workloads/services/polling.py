@@ -1,6 +1,9 @@
 """Polling: ask the Metrics port for every polled metric of every class and upsert per-class,
-per-minute rollups, then refresh the hourly rows of the hours touched (workloads/services/rollups.py)
-and each class's live values (ClassTelemetry).
+per-minute rollups. One port call per metric whatever the number of classes; on Cloud Monitoring
+that is one list_time_series per metric per Monitoring scoping project (each class's environment
+names its scoping project, whose metrics scope covers the environment's projects), whatever the
+number of projects and classes. Then refresh the hourly rows of the hours touched
+(workloads/services/rollups.py) and each class's live values (ClassTelemetry).
 
 Every function takes the time as an explicit `now` and is safe to run twice or late: rollups are
 upserted from the provider's current values (a re-poll replaces, never adds).
@@ -138,8 +141,17 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
     start = end - timedelta(minutes=window_minutes)
     summary = PollSummary(window_start=start, window_end=end)
     classes = list(
-        WorkloadClass.objects.order_by("pk").only(
-            "pk", "slug", "subscription", "dead_letter_subscription", "worker_pool", "runtime", "runtime_resource"
+        WorkloadClass.objects.order_by("pk")
+        .select_related("environment")
+        .only(
+            "pk",
+            "slug",
+            "subscription",
+            "dead_letter_subscription",
+            "worker_pool",
+            "runtime",
+            "runtime_resource",
+            "environment__monitoring_project",
         )
     )
     if not classes:

@@ -1,8 +1,10 @@
 """The Metrics port on Cloud Monitoring (`monitoring_v3.MetricServiceClient`).
 
-Reading: one `list_time_series` per metric for every class at once. The filter names the classes'
-subscriptions (or pools, or class labels), and `group_by_fields` on that label gives one series per
-class; aligner and reducer follow the metric's kind (see QUERIES). Long target lists fall back from
+Reading: one `list_time_series` per metric for every class at once, per Cloud Monitoring scoping
+project (a class's environment names it; its metrics scope covers the environment's projects, so
+the call count grows with scoping projects, never with projects or classes). The filter names the
+classes' subscriptions (or pools, or class labels), and `group_by_fields` on that label gives one
+series per class; aligner and reducer follow the metric's kind (see QUERIES). Long target lists fall back from
 `one_of(...)` to a regex over shared prefixes that fits the filter limit; series of other resources
 that the looser filter lets through are dropped here.
 
@@ -170,6 +172,29 @@ class CloudMonitoringMetrics(Metrics):
         end: datetime,
         step_seconds: int = 60,
     ) -> dict[str, list[Point]]:
+        by_scope: dict[str, list[MetricTarget]] = {}
+        for target in targets:
+            by_scope.setdefault(target.scope_project or self._project, []).append(target)
+        result: dict[str, list[Point]] = {}
+        for scope_project, scoped in sorted(by_scope.items()):
+            result.update(
+                self._scoped_series(
+                    metric, scoped, scope=f"projects/{scope_project}", start=start, end=end, step_seconds=step_seconds
+                )
+            )
+        return result
+
+    def _scoped_series(
+        self,
+        metric: MetricKind,
+        targets: Sequence[MetricTarget],
+        *,
+        scope: str,
+        start: datetime,
+        end: datetime,
+        step_seconds: int,
+    ) -> dict[str, list[Point]]:
+        """One list_time_series through one scoping project, filtered to these targets' resources."""
         query = QUERIES[MetricKind(metric)]
         slugs_by_value: dict[str, list[str]] = {}
         for target in targets:
@@ -186,7 +211,7 @@ class CloudMonitoringMetrics(Metrics):
         if end_seconds <= start_seconds:
             return {}
         request = monitoring_v3.ListTimeSeriesRequest(
-            name=self._scope,
+            name=scope,
             filter=build_filter(query, sorted(slugs_by_value)),
             interval=monitoring_v3.TimeInterval(
                 start_time=timestamp_pb2.Timestamp(seconds=start_seconds),
@@ -205,14 +230,14 @@ class CloudMonitoringMetrics(Metrics):
                 # retry=None: this method's default retries UNAVAILABLE for 90 s on its own
                 lambda: list(self._client.list_time_series(request=request, timeout=self._timeout, retry=None)),
                 what=f"read {query.metric_type} for",
-                resource=self._scope,
+                resource=scope,
                 role=MONITORING_READ_ROLE,
                 backoff=self._backoff,
             )
         except ProviderError as exc:
             if not no_data_yet(exc):
                 raise
-            logger.debug("%s has no data in %s yet", query.metric_type, self._scope)
+            logger.debug("%s has no data in %s yet", query.metric_type, scope)
             return {}
         result: dict[str, list[Point]] = {}
         for wrapped in found:
