@@ -13,13 +13,19 @@
 
 A person gets the highest role any rule gives them, and the rule that gave it is kept as the
 role's source (shown on the users screen and in the API). No matching rule: no sign-in.
+
+`KIND:VALUE=ROLE@ENVIRONMENT` gives the role in one environment only (workloads.models.EnvironmentRole),
+for example `group:staging-oncall=operator@staging`: such rules never decide whether a person may
+sign in, only their role there; the highest matching one per environment wins, as above.
 """
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from controlplane.roles import Role
 
 RULE_KINDS = ("email", "domain", "group", "google-group")
+ENVIRONMENT_SLUG = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")  # workloads.models.environments
 GOOGLE_GROUP = "google-group"
 
 
@@ -28,9 +34,11 @@ class RoleRule:
     kind: str
     value: str
     role: Role
+    environment: str = ""  # an environment's slug: the role there only
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.value}={self.role.group_name}"
+        where = f"@{self.environment}" if self.environment else ""
+        return f"{self.kind}:{self.value}={self.role.group_name}{where}"
 
     def matches(self, *, email: str, groups: frozenset[str], google_groups: frozenset[str] = frozenset()) -> bool:
         if self.kind == GOOGLE_GROUP:
@@ -57,11 +65,15 @@ def parse_role_rules(text: str) -> tuple[RoleRule, ...]:
             raise ValueError(
                 f"cannot read the rule {raw!r}: write KIND:VALUE=ROLE with KIND one of {', '.join(RULE_KINDS)}"
             )
+        role_name, at, environment = role_name.partition("@")
+        environment = environment.strip()
+        if at and not ENVIRONMENT_SLUG.fullmatch(environment):
+            raise ValueError(f"the rule {raw!r}: name the environment by its slug after the @ (ROLE@ENVIRONMENT)")
         try:
             role = Role.from_name(role_name)
         except ValueError as exc:
             raise ValueError(f"the rule {raw!r}: {exc}") from None
-        rules.append(RoleRule(kind=kind, value=value, role=role))
+        rules.append(RoleRule(kind=kind, value=value, role=role, environment=environment))
     return tuple(rules)
 
 
@@ -93,7 +105,7 @@ def role_from_rules(rules: tuple[RoleRule, ...], *, email: str, groups, google_g
     error = ""
     for rule in rules:
         # The first rule listed wins among rules giving the same role: the source is predictable.
-        if rule.role <= best.role:
+        if rule.role <= best.role or rule.environment:
             continue
         if rule.kind == GOOGLE_GROUP:
             if found is None and google_groups is not None and not error:
@@ -106,3 +118,22 @@ def role_from_rules(rules: tuple[RoleRule, ...], *, email: str, groups, google_g
         if rule.matches(email=email, groups=groups, google_groups=found or frozenset()):
             best = RoleDecision(role=rule.role, rule=rule)
     return RoleDecision(role=best.role, rule=best.rule, google_groups_error=error)
+
+
+def environment_roles_from_rules(
+    rules: tuple[RoleRule, ...], *, email: str, groups, google_groups=None
+) -> dict[str, RoleDecision]:
+    """For each environment that rules name, the role they give the person there (Role.NONE when
+    none of them matches), decided like `role_from_rules`."""
+    by_environment: dict[str, list[RoleRule]] = {}
+    for rule in rules:
+        if rule.environment:
+            by_environment.setdefault(rule.environment, []).append(replace(rule, environment=""))
+    decisions = {}
+    for environment, scoped in by_environment.items():
+        decision = role_from_rules(tuple(scoped), email=email, groups=groups, google_groups=google_groups)
+        rule = replace(decision.rule, environment=environment) if decision.rule else None
+        decisions[environment] = RoleDecision(
+            role=decision.role, rule=rule, google_groups_error=decision.google_groups_error
+        )
+    return decisions

@@ -16,10 +16,17 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from controlplane.role_rules import GOOGLE_GROUP, GoogleGroupsUnavailable, RoleRule, role_from_rules
+from controlplane.role_rules import (
+    GOOGLE_GROUP,
+    GoogleGroupsUnavailable,
+    RoleRule,
+    environment_roles_from_rules,
+    role_from_rules,
+)
 from controlplane.roles import Role
-from workloads.models import AuditResult, SsoProvider
+from workloads.models import AuditResult, Environment, EnvironmentRole, SsoProvider
 from workloads.services.audit import audit_event_record
+from workloads.services.environments import environment_role_set
 from workloads.services.users import user_create, user_set_role, user_sso_sign_in_recorded
 
 logger = logging.getLogger(__name__)
@@ -112,6 +119,7 @@ def sso_sign_in(*, identity: VerifiedIdentity, rules: tuple[RoleRule, ...]):
             else:
                 user_set_role(actor=None, user=user, role=decision.role, source=source)
             user_sso_sign_in_recorded(user=user, provider=identity.provider.value, subject=identity.subject)
+            _environment_roles_apply(user, identity, rules, email=email)
             audit_event_record(
                 actor=user,
                 action="user.sso_sign_in",
@@ -127,6 +135,30 @@ def sso_sign_in(*, identity: VerifiedIdentity, rules: tuple[RoleRule, ...]):
     except ValidationError as exc:  # e.g. the rules would demote the last admin
         raise _refuse(identity, user, " ".join(exc.messages)) from None
     return user
+
+
+def _environment_roles_apply(user, identity: VerifiedIdentity, rules: tuple[RoleRule, ...], *, email: str) -> None:
+    """Roles by environment from `KIND:VALUE=ROLE@ENVIRONMENT` rules, set again at each sign-in. A
+    role a rule gave that no rule gives any more is taken back; one an admin set by hand stays
+    unless a rule now gives a role in that environment."""
+    uses_google_groups = any(rule.kind == GOOGLE_GROUP for rule in rules)
+    decisions = environment_roles_from_rules(
+        rules, email=email, groups=identity.groups, google_groups=_google_groups_of if uses_google_groups else None
+    )
+    environments = {e.slug: e for e in Environment.objects.filter(slug__in=list(decisions))}
+    for slug, decision in decisions.items():
+        environment = environments.get(slug)
+        if environment is None:
+            logger.warning("SSO_ROLE_RULES name the environment %r, which does not exist", slug)
+            continue
+        if decision.role is not Role.NONE:
+            source = f"{identity.provider.label} {decision.source}"[:255]
+            environment_role_set(actor=None, user=user, environment=environment, role=decision.role, source=source)
+    rule_given = tuple(f"{provider.label} " for provider in SsoProvider)
+    for override in EnvironmentRole.objects.filter(user=user).select_related("environment"):
+        matched = decisions.get(override.environment.slug)
+        if override.source.startswith(rule_given) and (matched is None or matched.role is Role.NONE):
+            environment_role_set(actor=None, user=user, environment=override.environment, role=None, source="no rule")
 
 
 def _google_groups_note(decision) -> dict:
