@@ -21,7 +21,6 @@ from django.db import connection
 from django.db.models import (
     Case,
     Count,
-    Exists,
     F,
     IntegerField,
     Min,
@@ -38,6 +37,7 @@ from workloads.models import (
     AlertSeverity,
     DeadLetter,
     PoolHold,
+    Slo,
     SloAlert,
     SloStatus,
     WorkloadClass,
@@ -82,8 +82,19 @@ def filtered_classes(filters: FleetFilters) -> QuerySet[WorkloadClass]:
     return classes
 
 
-def _open_alerts(**extra) -> QuerySet[SloAlert]:
-    return SloAlert.objects.filter(slo__workload_class=OuterRef("pk"), resolved_at__isnull=True, **extra)
+# Each fact the status rests on is a set of class ids, an uncorrelated subquery PostgreSQL reads once
+# and hashes ("hashed SubPlan"): a correlated EXISTS through the SLO join was planned as a scan of
+# every SLO status per class, 0.8 s at 1,000 classes.
+def _classes_of_alerts(**extra) -> QuerySet:
+    return SloAlert.objects.filter(resolved_at__isnull=True, **extra).values("slo__workload_class_id")
+
+
+def _classes_of_statuses(**extra) -> QuerySet:
+    return SloStatus.objects.filter(**extra).values("slo__workload_class_id")
+
+
+def _classes_held(**extra) -> QuerySet:
+    return PoolHold.objects.filter(state__in=OPEN_HOLD_STATES, **extra).values("workload_class_id")
 
 
 def _status_rank(classes: QuerySet[WorkloadClass], now: datetime) -> QuerySet[WorkloadClass]:
@@ -91,31 +102,30 @@ def _status_rank(classes: QuerySet[WorkloadClass], now: datetime) -> QuerySet[Wo
     telemetry._class_status and FleetRow.status judge (newest sample, open alerts, SLO statuses,
     the pool's health and open hold), in the same precedence."""
     stale_before = now - timedelta(seconds=settings.TELEMETRY_STALE_AFTER_SECONDS)
-    slo_statuses = SloStatus.objects.filter(slo__workload_class=OuterRef("pk"))
     live = Case(
         When(telemetry__newest_sample_at__isnull=True, then=Value(SEVERITY[ClassStatus.NO_DATA])),
         When(telemetry__newest_sample_at__lt=stale_before, then=Value(SEVERITY[ClassStatus.STALE])),
         When(
-            Exists(_open_alerts(severity=AlertSeverity.PAGE)) | Exists(slo_statuses.filter(met=False)),
+            Q(pk__in=_classes_of_alerts(severity=AlertSeverity.PAGE)) | Q(pk__in=_classes_of_statuses(met=False)),
             then=Value(SEVERITY[ClassStatus.BREACHED]),
         ),
         When(
-            Exists(_open_alerts()) | Exists(slo_statuses.filter(budget_remaining_percent__lt=AT_RISK_BUDGET_PERCENT)),
+            Q(pk__in=_classes_of_alerts())
+            | Q(pk__in=_classes_of_statuses(budget_remaining_percent__lt=AT_RISK_BUDGET_PERCENT)),
             then=Value(SEVERITY[ClassStatus.AT_RISK]),
         ),
         default=Value(SEVERITY[ClassStatus.OK]),
         output_field=IntegerField(),
     )
-    holds = PoolHold.objects.filter(workload_class=OuterRef("pk"), state__in=OPEN_HOLD_STATES)
     warned = (SEVERITY[ClassStatus.BREACHED], SEVERITY[ClassStatus.AT_RISK])
     return classes.annotate(live_rank=live).annotate(
         status_rank=Case(
             When(pool_control__health=PoolHealth.UNHEALTHY, then=Value(SEVERITY[fleet.POOL_UNHEALTHY])),
             When(
-                Q(Exists(holds.filter(hold_count__gt=0))) & ~Q(live_rank__in=warned),
+                Q(pk__in=_classes_held(hold_count__gt=0)) & ~Q(live_rank__in=warned),
                 then=Value(SEVERITY[fleet.POOL_HELD]),
             ),
-            When(Q(Exists(holds)) & ~Q(live_rank__in=warned), then=Value(SEVERITY[fleet.POOL_PAUSED])),
+            When(Q(pk__in=_classes_held()) & ~Q(live_rank__in=warned), then=Value(SEVERITY[fleet.POOL_PAUSED])),
             default=F("live_rank"),
             output_field=IntegerField(),
         )
@@ -152,19 +162,17 @@ def _sort_expression(key: str, now: datetime):
     }
     if key in columns:
         return F(columns[key])
+    # From the class's SLOs (the workload_class index), each joined to its status or open alerts.
+    slos = Slo.objects.filter(workload_class=OuterRef("pk")).order_by().values("workload_class")
     if key == "budget":
-        worst = (
-            SloStatus.objects.filter(slo__workload_class=OuterRef("pk"))
-            .order_by()
-            .values("slo__workload_class")
-            .annotate(worst=Min("budget_remaining_percent"))
-            .values("worst")
-        )
-        return Subquery(worst)
+        return Subquery(slos.annotate(worst=Min("status__budget_remaining_percent")).values("worst"))
     if key == "alerts":
-        # Incidents, as the column counts them: one per SLO with a window open.
-        count = _open_alerts().order_by().values("slo__workload_class").annotate(n=Count("slo", distinct=True))
-        return Coalesce(Subquery(count.values("n")), Value(0))
+        # Incidents, as the column counts them: one per SLO with a window open (an inner join: an
+        # SLO without alerts must not pass as one whose alert is unresolved).
+        open_slos = slos.filter(alerts__isnull=False, alerts__resolved_at__isnull=True).annotate(
+            n=Count("pk", distinct=True)
+        )
+        return Coalesce(Subquery(open_slos.values("n")), Value(0))
     if key == "dead_letters":
         waiting = (
             DeadLetter.objects.filter(workload_class=OuterRef("pk"), status__in=NEEDS_ATTENTION)
