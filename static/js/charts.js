@@ -274,6 +274,19 @@
 
   function fullRange(payload) { return [payload.start, payload.end]; }
 
+  function stepOf(payload) { return payload.x.length > 1 ? payload.x[1] - payload.x[0] : 0; }
+
+  // A zoom belongs to the range it was made in: another range (another step) starts unzoomed.
+  function zoomFor(payload) {
+    var group = payload.zoom_group || "";
+    var zoom = zooms[group];
+    if (zoom && (zoom.step !== stepOf(payload) || zoom.max <= payload.start || zoom.min >= payload.end)) {
+      delete zooms[group];
+      zoom = null;
+    }
+    return zoom || null;
+  }
+
   function showResetControls(group) {
     var zoom = zooms[group];
     document.querySelectorAll("[data-chart-zoom-reset]").forEach(function (button) {
@@ -302,7 +315,9 @@
     if (!select || select.width < 4) return;
     var min = u.posToVal(select.left, "x"), max = u.posToVal(select.left + select.width, "x");
     u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-    if (max - min >= 60) setZoom(u.payload.zoom_group, { min: Math.round(min), max: Math.round(max) });
+    if (max - min >= 60) {
+      setZoom(u.payload.zoom_group, { min: Math.round(min), max: Math.round(max), step: stepOf(u.payload) });
+    }
   }
 
   document.addEventListener("click", function (event) {
@@ -331,7 +346,7 @@
         x: {
           time: true,
           range: function () {
-            var zoom = zooms[group];
+            var zoom = zoomFor(payload);
             return zoom ? [zoom.min, zoom.max] : fullRange(payload);
           },
         },
@@ -400,6 +415,7 @@
     var width = Math.max(240, container.clientWidth || 600);
     var plot = new uPlot(options(payload, width, palette()), data, container);
     plot.payload = payload;
+    zoomFor(payload);
     showResetControls(payload.zoom_group || "");
     var observer = new ResizeObserver(function () {
       var w = Math.max(240, container.clientWidth);

@@ -234,8 +234,38 @@ def test_one_crosshair_and_one_zoom_across_the_class_charts(logged_in_page, youn
     assert page.evaluate(f"() => ({PLOTS})().every(p => p.plot.select.width === 0)")
     screenshot(page, "class-detail-zoomed")
 
+    # The minute's refresh redraws the charts from new data: the zoom stays.
+    page.evaluate(
+        """() => { window.redrawn = false;
+        document.addEventListener('htmx:afterSettle', () => { window.redrawn = true; }, {once: true});
+        htmx.ajax('GET', location.pathname + location.search, {target: '#class-charts', swap: 'morph'}); }"""
+    )
+    page.wait_for_function(f"() => window.redrawn && ({PLOTS})().length === 6 && ({PLOTS})().every(p => p.plot)")
+    refreshed = page.evaluate(f"() => ({PLOTS})().map(p => [p.plot.scales.x.min, p.plot.scales.x.max])")
+    assert all(tuple(s) == (lo, hi) for s in refreshed), (lo, hi, refreshed)
+    expect(reset).to_be_visible()
+
     reset.click()
     expect(reset).to_be_hidden()
     scales = page.evaluate(f"() => ({PLOTS})().map(p => [p.plot.scales.x.min, p.plot.scales.x.max])")
-    assert all(s == full for s in scales), (full, scales)
+    assert all(s[0] == full[0] and s[1] >= full[1] for s in scales), (full, scales)
+
+    # A zoom belongs to its range: zoom again, pick another range, and it starts whole.
+    over = _over(page, "backlog")
+    y = over["y"] + over["height"] * 0.5
+    page.mouse.move(over["x"] + over["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.7, y, steps=8)
+    page.mouse.up()
+    expect(reset).to_be_visible()
+    page.get_by_role("navigation", name="Time range").get_by_role("link", name="1h").click()
+    page.wait_for_url("**range=1h")
+    page.wait_for_function(
+        f"() => ({PLOTS})().length === 6 && ({PLOTS})().every(p => p.plot && p.payload.x[1] - p.payload.x[0] === 60)"
+    )
+    expect(reset).to_be_hidden()
+    whole = page.evaluate(
+        f"() => ({PLOTS})().map(p => [p.plot.scales.x.min === p.payload.start, p.plot.scales.x.max === p.payload.end])"
+    )
+    assert all(all(pair) for pair in whole), whole
     assert page.js_errors == []
