@@ -172,3 +172,22 @@ def test_each_runtime_figure_lands_on_its_class_with_one_call_per_metric_type(me
 def test_no_observed_class_costs_no_call(metrics, gcp_fakes):
     result = metrics.runtime_series(RuntimeMetric.OUTCOMES, [target("pool", "worker_pool", "")], start=START, end=END)
     assert result == {} and gcp_fakes.monitoring.list_calls == 0
+
+
+def test_200_observed_classes_cost_the_same_calls_as_one(metrics, gcp_fakes):
+    fake = gcp_fakes.monitoring
+    revision = {"project_id": PROJECT, "location": "europe-west1", "configuration_name": "c", "revision_name": "r1"}
+    fake.seed(
+        "run.googleapis.com/container/billable_instance_time",
+        resource_type="cloud_run_revision",
+        resource_labels={**revision, "service_name": "svc-117"},
+        points=[(at(2), 12.0)],
+    )
+    many = [target(f"cls-{i:03d}", "cloud_run_service", f"svc-{i:03d}") for i in range(200)]
+    many += [target(f"vm-{i:03d}", "compute_engine", f"group-{i:03d}") for i in range(200)]
+    result = metrics.runtime_series(RuntimeMetric.INSTANCE_TIME, many, start=START, end=END)
+    # One call per metric type and resource type (billable time on revisions, VM uptime), and the
+    # filters stay within Monitoring's length limit (the services' falls back to a prefix regex).
+    assert fake.list_calls == 2
+    assert all(len(request.filter) <= 2048 for request in fake.list_requests)
+    assert result == {"cls-117": [result["cls-117"][0]]} and result["cls-117"][0].value == 12.0

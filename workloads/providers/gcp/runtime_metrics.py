@@ -204,15 +204,29 @@ def build_runtime_filter(query: RuntimeQuery, keys: Sequence[tuple[str, str]]) -
         clauses.append(f"{query.namespace_label} = one_of({', '.join(quote(n) for n in namespaces)})")
     names = sorted({name for _, name in keys})
     if query.prefix:
-        # `<prefix>-...`: a group's instances or a workload's pods, never another name that
-        # merely starts the same way as a whole (the series are matched again below).
-        pattern = "|".join(regex_literal(name) for name in names)
-        clauses.append(f'{query.label} = monitoring.regex.full_match("({pattern})-.*")')
+        clause = _prefix_clause(query.label, names, budget=MAX_FILTER_CHARS - len(" AND ".join(clauses)) - 5)
+        if clause:
+            clauses.append(clause)
     else:
         clause = label_clause(query.label, names, budget=MAX_FILTER_CHARS - len(" AND ".join(clauses)) - 5)
         if clause:
             clauses.append(clause)
     return " AND ".join(clauses)
+
+
+def _prefix_clause(field: str, names: Sequence[str], *, budget: int) -> str:
+    """`<name>-...`: a group's instances or a workload's pods, never another name that merely
+    starts the same way. Too long for the filter: the names' shortest shared prefixes that fit;
+    else nothing. Either way the series are matched to their classes again after the read."""
+    clause = f'{field} = monitoring.regex.full_match("({"|".join(regex_literal(n) for n in names)})-.*")'
+    if len(clause) <= budget:
+        return clause
+    for length in range(max(map(len, names)), 0, -1):
+        prefixes = sorted({name[:length] for name in names})
+        clause = f'{field} = monitoring.regex.full_match("({"|".join(regex_literal(p) for p in prefixes)}).*")'
+        if len(clause) <= budget:
+            return clause
+    return ""
 
 
 def _owners(query: RuntimeQuery, by_key: dict[tuple[str, str], list[str]], namespace: str, name: str) -> list[str]:
