@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from controlplane.roles import Role
 from dashboards.alert_forms import AcknowledgeForm, ChannelForm, RouteForm, SilenceForm
-from dashboards.rendering import login_required_htmx, require_role
+from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
 from workloads.models import NotificationChannel, NotificationRoute, Silence, SloIncident
 from workloads.notifications.runbooks import incident_runbook_url
@@ -25,9 +25,8 @@ RESOLVED_SHOWN = 20
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def incidents(request):
-    require_role(request, Role.VIEWER)
     now = timezone.now()
     open_incidents = list(selectors.incident_queryset(state="open"))
     resolved = list(selectors.incident_queryset(state="resolved")[:RESOLVED_SHOWN])
@@ -50,9 +49,8 @@ def incidents(request):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def incident_acknowledge(request, pk: int):
-    require_role(request, Role.OPERATOR)
     incident = get_object_or_404(SloIncident, pk=pk)
     form = AcknowledgeForm(request.POST)
     if form.is_valid():
@@ -67,14 +65,12 @@ def incident_acknowledge(request, pk: int):
 
 
 @require_http_methods(["GET", "POST"])
-@login_required_htmx
+@role_required(Role.VIEWER, post=Role.OPERATOR)
 def silences(request):
-    require_role(request, Role.VIEWER)
     now = timezone.now()
     form = SilenceForm(request.POST or None)
     preview = None
     if request.method == "POST":
-        require_role(request, Role.OPERATOR)
         if form.is_valid():
             data = form.cleaned_data
             matchers = {name: data.get(name, "") for name in incident_services.MATCHER_FIELDS}
@@ -109,9 +105,8 @@ def silences(request):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def silence_end(request, pk: int):
-    require_role(request, Role.OPERATOR)
     try:
         incident_services.silence_end(actor=request.user, silence=get_object_or_404(Silence, pk=pk), now=timezone.now())
         messages.success(request, f"Silence #{pk} ended.")
@@ -121,12 +116,10 @@ def silence_end(request, pk: int):
 
 
 @require_http_methods(["GET", "POST"])
-@login_required_htmx
+@role_required(Role.VIEWER, post=Role.ADMIN)
 def channels(request):
-    require_role(request, Role.VIEWER)
     form = ChannelForm(request.POST or None)
     if request.method == "POST":
-        require_role(request, Role.ADMIN)
         if form.is_valid():
             try:
                 channel = services.channel_create(
@@ -154,9 +147,8 @@ def channels(request):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def channel_test(request, pk: int):
-    require_role(request, Role.OPERATOR)
     channel = get_object_or_404(NotificationChannel, pk=pk)
     delivery = services.channel_test_send(actor=request.user, channel=channel, now=timezone.now())
     if delivery.ok:
@@ -169,12 +161,10 @@ def channel_test(request, pk: int):
 
 
 @require_http_methods(["GET", "POST"])
-@login_required_htmx
+@role_required(Role.VIEWER, post=Role.ADMIN)
 def routes(request):
-    require_role(request, Role.VIEWER)
     form = RouteForm(request.POST or None)
     if request.method == "POST":
-        require_role(request, Role.ADMIN)
         if form.is_valid():
             data = dict(form.cleaned_data)
             chosen = list(data.pop("channels"))
@@ -197,9 +187,8 @@ def routes(request):
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def demo_receiver(request):
-    require_role(request, Role.VIEWER)
     received = list(selectors.demo_received())
     for delivery in received:
         delivery.pretty_body = json.dumps(delivery.request_body, indent=2, sort_keys=True)

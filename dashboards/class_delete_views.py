@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from controlplane.roles import Role
-from dashboards.rendering import login_required_htmx, require_role
+from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
 from workloads.models import WorkloadClass
 from workloads.services import class_deletion
@@ -40,9 +40,8 @@ class ClassDeleteForm(forms.Form):
 
 
 @require_http_methods(["GET", "POST"])
-@login_required_htmx
+@role_required(Role.ADMIN)
 def class_delete(request, slug: str):
-    require_role(request, Role.ADMIN)
     workload_class = WorkloadClass.objects.filter(slug=slug).first()
     if workload_class is None:
         raise Http404("No such class.")

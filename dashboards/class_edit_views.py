@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from controlplane.roles import Role
-from dashboards.rendering import login_required_htmx, require_role
+from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
 from workloads.models import WorkloadClass
 from workloads.services.classes import workload_class_update
@@ -53,9 +53,8 @@ def _add_service_errors(form: ClassEditForm, error: ValidationError) -> None:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required_htmx
+@role_required(Role.ADMIN)  # the API's write role for classes
 def class_edit(request, slug: str):
-    require_role(request, Role.ADMIN)  # the API's write role for classes
     workload_class = WorkloadClass.objects.select_related("cost_rates").filter(slug=slug).first()
     if workload_class is None:
         raise Http404("No such class.")

@@ -9,16 +9,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from controlplane.roles import Role
-from dashboards.rendering import login_required_htmx
-from dashboards.rendering import require_role as _require_role
+from dashboards.rendering import role_required
 from workloads.models import DeploymentSource, WorkloadClass
 from workloads.services.deployments import deployment_record
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_deployment_record(request, slug: str):
-    _require_role(request, Role.OPERATOR)
     workload_class = WorkloadClass.objects.filter(slug=slug).first()
     if workload_class is None:
         raise Http404(f"No workload class {slug!r}.")

@@ -23,9 +23,8 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.roles import Role
 from dashboards.oncall_forms import CompareForm, ExitForm, ExtendForm, IncidentEnterForm
-from dashboards.rendering import login_required_htmx, selected_environment
 from dashboards.rendering import render_page as _render
-from dashboards.rendering import require_role as _require_role
+from dashboards.rendering import role_required, selected_environment
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
 from workloads.models import Deployment, HoldState, IncidentMode, WorkloadClass
@@ -90,9 +89,8 @@ def _page_context(request, *, enter_form=None, preview=None, extend_form=None) -
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def incidents(request):
-    _require_role(request, Role.VIEWER)
     if _wants_fragment(request) and request.htmx.target == "incident-history":
         return render(request, "dashboards/incidents.html#incident-history", _page_context(request))
     context = _page_context(request)
@@ -133,12 +131,11 @@ def _to_incidents(request):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR, environment=selected_environment)
 def incident_enter(request):
     """First submission: the preview (pools, current counts, retention warnings); with
     `confirm`: enter incident mode (in the environment the screens are narrowed to, if any)."""
     environment = selected_environment(request)
-    _require_role(request, Role.OPERATOR, environment=environment)
     form = IncidentEnterForm(request.POST, default_minutes=_default_minutes())
     if not form.is_valid():
         return _enter_page(request, form, status=400)
@@ -175,10 +172,9 @@ def _enter_page(request, form, *, preview=None, status: int = 200):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR, environment=selected_environment)
 def incident_extend(request):
     environment = selected_environment(request)
-    _require_role(request, Role.OPERATOR, environment=environment)
     form = ExtendForm(request.POST, default_minutes=_default_minutes())
     if form.is_valid():
         try:
@@ -199,10 +195,9 @@ def incident_extend(request):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR, environment=selected_environment)
 def incident_exit(request):
     environment = selected_environment(request)
-    _require_role(request, Role.OPERATOR, environment=environment)
     form = ExitForm(request.POST)
     form.is_valid()
     try:
@@ -221,9 +216,8 @@ def incident_exit(request):
 
 # --- Migration comparison -------------------------------------------------------------------------------
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def compare(request):
-    _require_role(request, Role.VIEWER)
     classes = list(WorkloadClass.objects.select_related("cost_rates").order_by("slug"))
     now = timezone.now()
     today = now.date()

@@ -12,7 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.roles import Role, has_role
-from dashboards.rendering import login_required_htmx, render_page, require_role
+from dashboards.rendering import render_page, role_required
 from workloads.errors import ApplicationError
 from workloads.models import Phase, WorkloadClass
 from workloads.models.migration import FORWARD
@@ -40,9 +40,8 @@ class PlanForm(forms.Form):
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def migrations(request):
-    require_role(request, Role.VIEWER)
     ranking = migration_selectors.migration_candidates(now=timezone.now())
     context = {
         "plans": migration_selectors.plans(),
@@ -55,9 +54,8 @@ def migrations(request):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.ADMIN)
 def migration_create(request):
-    require_role(request, Role.ADMIN)
     form = PlanForm(request.POST)
     if not form.is_valid():
         for field, problems in form.errors.items():
@@ -86,9 +84,8 @@ def _plan_or_404(pk: int):
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def migration_detail(request, pk: int):
-    require_role(request, Role.VIEWER)
     plan = _plan_or_404(pk)
     report = migration_selectors.plan_evidence(plan, now=timezone.now())
     steps = [Phase.BASELINE, Phase.CANARY, Phase.RAMP, Phase.CUT_OVER]
@@ -130,24 +127,21 @@ def _step(request, pk: int, to_phase: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def migration_advance(request, pk: int):
-    require_role(request, Role.OPERATOR)
     return _step(request, pk, request.POST.get("to_phase", ""))
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def migration_rollback(request, pk: int):
-    require_role(request, Role.OPERATOR)
     return _step(request, pk, Phase.ROLLED_BACK)
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_control_signal(request, slug: str):
     """Send pause or resume to an observed runtime's control webhook (the escape hatch)."""
-    require_role(request, Role.OPERATOR)
     workload_class = WorkloadClass.objects.filter(slug=slug).first()
     if workload_class is None:
         raise Http404(f"No workload class {slug!r}.")
@@ -166,11 +160,10 @@ def class_control_signal(request, slug: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_backfill(request, slug: str):
     """Read the class's past from Cloud Monitoring (an action); from the plan and comparison
     screens, with the period they lack (or all Monitoring keeps)."""
-    require_role(request, Role.OPERATOR)
     workload_class = WorkloadClass.objects.filter(slug=slug).first()
     if workload_class is None:
         raise Http404(f"No workload class {slug!r}.")

@@ -15,8 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.roles import Role
 from dashboards.oncall_forms import ExtendForm, OverrideForm, PauseForm, SeekForm, SnapshotForm
-from dashboards.rendering import login_required_htmx
-from dashboards.rendering import require_role as _require_role
+from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, DeadLetterStatus, PoolHold, WorkloadClass
 from workloads.providers.base import ProviderError
@@ -125,10 +124,9 @@ def _form_errors(form, exc: ValidationError) -> None:
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def class_pool(request, slug: str):
     """The pool panel alone: it polls this while a pause or a restore is under way."""
-    _require_role(request, Role.VIEWER)
     workload_class = _class_or_404(slug)
     if not request.htmx:
         return redirect("dashboards:class-detail", slug=slug)
@@ -136,9 +134,8 @@ def class_pool(request, slug: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_pause(request, slug: str):
-    _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     form = PauseForm(
         request.POST,
@@ -173,9 +170,8 @@ def class_pause(request, slug: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_resume(request, slug: str):
-    _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     try:
         result = pauses.pool_resume(
@@ -192,11 +188,10 @@ def class_resume(request, slug: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_override(request, slug: str):
     """Hold the pool at a count for a set time (a pause at a count): the API's
     `POST classes/<slug>/pause` with `instances`."""
-    _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     form = OverrideForm(
         request.POST,
@@ -226,9 +221,8 @@ def class_override(request, slug: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_pause_extend(request, slug: str):
-    _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     form = ExtendForm(request.POST, default_minutes=_default_minutes(), auto_id="extend_%s")
     if not form.is_valid():
@@ -252,9 +246,8 @@ def class_pause_extend(request, slug: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_take_over(request, slug: str):
-    _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     control = scaling_services.pool_control_take_over(workload_class=workload_class, actor=request.user)
     messages.success(
@@ -265,9 +258,8 @@ def class_take_over(request, slug: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_controller(request, slug: str):
-    _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     enabled = request.POST.get("controller_enabled") == "1"
     scaling_services.pool_control_update(workload_class=workload_class, actor=request.user, controller_enabled=enabled)
@@ -301,11 +293,10 @@ def _subscription_response(request, workload_class: WorkloadClass, *, status: in
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_seek(request, slug: str):
     """Seek the whole subscription. The first submission shows what it will do (the service's
     effect text) with a confirm box; only a submission with the box ticked seeks."""
-    _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     form = SeekForm(request.POST, auto_id="seek_%s")
     if not form.is_valid():
@@ -349,9 +340,8 @@ def class_seek(request, slug: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def class_snapshot(request, slug: str):
-    _require_role(request, Role.OPERATOR)
     workload_class = _class_or_404(slug)
     form = SnapshotForm(request.POST, auto_id="snapshot_%s")
     if not form.is_valid():

@@ -6,16 +6,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from controlplane.roles import Role
-from dashboards.rendering import login_required_htmx, require_role
+from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
 from workloads.services.users import user_time_display_set
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.VIEWER)
 def time_display(request):
     """The top bar's UTC / Local switch: keep the choice with the user, then show the same page."""
-    require_role(request, Role.VIEWER)
     try:
         user_time_display_set(actor=request.user, user=request.user, time_display=request.POST.get("time_display", ""))
     except ApplicationError as error:

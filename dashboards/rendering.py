@@ -1,5 +1,5 @@
-"""What every dashboard view module shares: the login check that understands htmx, the role check,
-and rendering a whole page or only its fragment. The view modules import these and never each
+"""What every dashboard view module shares: the role each view declares (with the login check that
+understands htmx), and rendering a whole page or only its fragment. The view modules import these and never each
 other's helpers (an import-linter contract in .importlinter keeps it so)."""
 
 from functools import wraps
@@ -45,6 +45,33 @@ def require_role(request, role: Role, *, environment: Environment | None = None)
     if class_role(request.user, slug) < role:
         where = " in this class's environment" if slug else ""
         raise PermissionDenied(f"This page needs the {role.name.lower()} role{where}.")
+
+
+def role_required(role: Role, *, post: Role | None = None, environment=None):
+    """The view's role, declared on it as the API's views declare `read_role` / `write_role`
+    (workloads/api/permissions.py): a person must be signed in (login_required_htmx) and hold `role`,
+    and for a POST `post` when a page that anyone may read takes changes only from a higher role.
+    On a class's pages it is the role in the class's environment (require_role); `environment`
+    (a function of the request, e.g. selected_environment) names the environment whose role counts.
+    The roles are kept on the view (`required_role`, `required_post_role`) so a test can read them
+    from the URLconf (tests/dashboards/test_view_roles.py)."""
+    post_role = post if post is not None else role
+
+    def decorate(view):
+        @wraps(view)
+        def checked(request, *args, **kwargs):
+            where = environment(request) if environment is not None else None
+            require_role(request, role, environment=where)
+            if post is not None and request.method == "POST":
+                require_role(request, post, environment=where)
+            return view(request, *args, **kwargs)
+
+        checked = login_required_htmx(checked)
+        checked.required_role = role
+        checked.required_post_role = post_role
+        return checked
+
+    return decorate
 
 
 SELECTED_ENVIRONMENT_KEY = "environment"

@@ -32,9 +32,8 @@ from dashboards.oncall_forms import (
     TriageRuleForm,
     selected_ids,
 )
-from dashboards.rendering import login_required_htmx
 from dashboards.rendering import render_page as _render
-from dashboards.rendering import require_role as _require_role
+from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
 from workloads.models import AuditResult, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors import fleet
@@ -57,9 +56,8 @@ def _rows(query):
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def dead_letters(request):
-    _require_role(request, Role.VIEWER)
     now = timezone.now()
     form = _filter_form(request.GET or None)
     query = form.query(now=now)
@@ -70,9 +68,8 @@ def dead_letters(request):
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def dead_letter_messages(request):
-    _require_role(request, Role.VIEWER)
     now = timezone.now()
     form = _filter_form(request.GET or None)
     query = form.query(now=now)
@@ -106,9 +103,8 @@ def _initial_payload(row: DeadLetter) -> str:
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def dead_letter_detail(request, pk: int):
-    _require_role(request, Role.VIEWER)
     row = _dead_letter_or_404(pk)
     form = EditAndReplayForm(initial={"payload": _initial_payload(row), "edit_version": row.edit_version})
     return render(request, "dashboards/dead_letter_detail.html", _detail_context(row, form))
@@ -174,9 +170,8 @@ def _refuse(request, context: dict, message: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def replay(request):
-    _require_role(request, Role.OPERATOR)
     query, ids, all_matching = _posted_selection(request)
     step = request.POST.get("step") or "review"
     form = ReplayForm(request.POST if step != "review" else None)
@@ -226,9 +221,8 @@ def replay(request):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def discard(request):
-    _require_role(request, Role.OPERATOR)
     query, ids, all_matching = _posted_selection(request)
     step = request.POST.get("step") or "review"
     form = DiscardForm(request.POST if step == "confirm" else None)
@@ -268,9 +262,8 @@ def discard(request):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def edit_and_replay(request, pk: int):
-    _require_role(request, Role.OPERATOR)
     row = _dead_letter_or_404(pk)
     form = EditAndReplayForm(request.POST)
     status = 400
@@ -308,9 +301,8 @@ def edit_and_replay(request, pk: int):
 
 # --- Triage rules ---------------------------------------------------------------------------------------
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def triage_rules(request):
-    _require_role(request, Role.VIEWER)
     rules = TriageRule.objects.select_related("workload_class").order_by("priority", "id")
     return render(request, "dashboards/triage_rules.html", {"rules": rules})
 
@@ -338,9 +330,8 @@ def _save_rule(request, form: TriageRuleForm, rule: TriageRule | None):
 
 
 @require_http_methods(["GET", "POST"])
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def triage_rule_new(request):
-    _require_role(request, Role.OPERATOR)
     if request.method == "POST":
         form = TriageRuleForm(request.POST)
         if form.is_valid():
@@ -357,12 +348,11 @@ def triage_rule_new(request):
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def triage_rule_preview(request):
     """How many dead letters the rule being written would match now, asked by its form as it is
     typed (htmx): the matching is the triage tick's own (triage_rule_matches, the DeadLetterFilter
     that the lists, replay and discard select rows with), on an unsaved rule. Reads only."""
-    _require_role(request, Role.OPERATOR)
     slug = request.GET.get("workload_class") or ""
     workload_class = WorkloadClass.objects.filter(slug=slug).first() if slug else None
     rule = TriageRule(
@@ -387,9 +377,8 @@ def triage_rule_preview(request):
 
 
 @require_http_methods(["GET", "POST"])
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def triage_rule_edit(request, pk: int):
-    _require_role(request, Role.OPERATOR)
     rule = _rule_or_404(pk)
     if request.method == "POST":
         form = TriageRuleForm(request.POST, instance=TriageRule.objects.get(pk=rule.pk))
@@ -402,9 +391,8 @@ def triage_rule_edit(request, pk: int):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def triage_rule_toggle(request, pk: int):
-    _require_role(request, Role.OPERATOR)
     rule = _rule_or_404(pk)
     rule = triage_services.triage_rule_update(actor=request.user, rule=rule, fields={"enabled": not rule.enabled})
     messages.success(request, f"Triage rule “{rule.name}” {'enabled' if rule.enabled else 'disabled'}.")
@@ -412,9 +400,8 @@ def triage_rule_toggle(request, pk: int):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def triage_rule_delete(request, pk: int):
-    _require_role(request, Role.OPERATOR)
     rule = _rule_or_404(pk)
     name = rule.name
     triage_services.triage_rule_delete(actor=request.user, rule=rule)

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from controlplane.roles import Role
-from dashboards.rendering import login_required_htmx, require_role
+from dashboards.rendering import role_required
 from dashboards.user_forms import ROLE_CHOICES, UserCreateForm, UserEnvironmentRoleForm, UserRoleForm
 from workloads.models import ApiToken, Environment
 from workloads.selectors.users import user_environment_roles, user_list_queryset, user_role_name
@@ -24,9 +24,8 @@ def _error_text(exc: ValidationError) -> str:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required_htmx
+@role_required(Role.ADMIN)
 def users(request):
-    require_role(request, Role.ADMIN)
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -54,9 +53,8 @@ def users(request):
 
 
 @require_http_methods(["GET"])
-@login_required_htmx
+@role_required(Role.ADMIN)
 def user_detail(request, username: str):
-    require_role(request, Role.ADMIN)
     person = get_object_or_404(user_list_queryset(), username=username)
     person.role_name = user_role_name(person)
     tokens = ApiToken.objects.filter(user=person).select_related("created_by").order_by("revoked_at", "-created_at")
@@ -86,9 +84,8 @@ def _act(request, username: str, change) -> None:
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.ADMIN)
 def user_role(request, username: str):
-    require_role(request, Role.ADMIN)
     form = UserRoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose viewer, operator or admin.")
@@ -104,10 +101,9 @@ def user_role(request, username: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.ADMIN)
 def user_environment_role(request, username: str):
     """A person's role in one environment, or their own role there again."""
-    require_role(request, Role.ADMIN)
     form = UserEnvironmentRoleForm(request.POST)
     environment = Environment.objects.filter(slug=form.data.get("environment", "")).first()
     if not form.is_valid() or environment is None:
@@ -125,9 +121,8 @@ def user_environment_role(request, username: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.ADMIN)
 def user_active(request, username: str):
-    require_role(request, Role.ADMIN)
     active = request.POST.get("active") == "1"
 
     def change(person):
@@ -141,9 +136,8 @@ def user_active(request, username: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.ADMIN)
 def user_tokens_revoke(request, username: str):
-    require_role(request, Role.ADMIN)
 
     def change(person):
         count = user_services.user_tokens_revoke(actor=request.user, user=person)
@@ -154,9 +148,8 @@ def user_tokens_revoke(request, username: str):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.ADMIN)
 def user_token_revoke(request, username: str, token_id: int):
-    require_role(request, Role.ADMIN)
     token = get_object_or_404(ApiToken, pk=token_id, user__username=username)
     token_services.api_token_revoke(actor=request.user, token=token)
     messages.success(request, f"Token “{token.name}” revoked.")

@@ -19,9 +19,8 @@ from controlplane.roles import Role
 from dashboards.charts import CHART_RANGES, build_charts, chart_markers, chart_range
 from dashboards.forms import ActionFilterForm, AuditFilterForm, CostForm, FleetFilterForm, ScheduleForm
 from dashboards.pool_views import class_operations_context
-from dashboards.rendering import login_required_htmx
 from dashboards.rendering import render_page as _render
-from dashboards.rendering import require_role as _require_role
+from dashboards.rendering import role_required
 from dashboards.rendering import selected_environment as _selected_environment
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
@@ -81,9 +80,8 @@ def _sort_headers(current: str) -> list[dict]:
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def overview(request):
-    _require_role(request, Role.VIEWER)
     form = FleetFilterForm(request.GET, teams=fleet.fleet_teams())
     filters = form.filters()
     sort = filters.pop("sort")
@@ -109,9 +107,8 @@ def overview(request):
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def class_detail(request, slug: str):
-    _require_role(request, Role.VIEWER)
     workload_class = fleet.workload_class_for_detail(slug)
     if workload_class is None:
         raise Http404(f"No workload class {slug!r}.")
@@ -166,9 +163,8 @@ def _with_replay_outcomes(actions: list) -> list:
 
 # --- Cost ------------------------------------------------------------------------------------------
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def cost(request):
-    _require_role(request, Role.VIEWER)
     form = CostForm({"period": "today", "group_by": "class", **request.GET.dict()})
     now = timezone.now()
     period = form.period_range(now)
@@ -205,9 +201,8 @@ AUDIT_PAGE_SIZE = 50
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def audit_log(request):
-    _require_role(request, Role.VIEWER)
     form = AuditFilterForm(request.GET or None)
     filters = form.filters()
     page = Paginator(audit_selectors.audit_events(**filters), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -227,9 +222,8 @@ STEPS_PAGE_SIZE = 50
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def action_list(request):
-    _require_role(request, Role.VIEWER)
     form = ActionFilterForm(request.GET or None, classes=[wc.slug for wc in fleet.classes_for_choice()])
     filters = form.filters()
     page = Paginator(action_selectors.action_list(**filters), ACTIONS_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -262,11 +256,10 @@ def _steps_context(request, action) -> dict:
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def action_detail(request, action_id: int):
     """The action with its progress and its steps; htmx asks this URL for the steps table only
     (pagination, "failed first", and a refresh after each progress poll)."""
-    _require_role(request, Role.VIEWER)
     action = _action_or_404(action_id)
     context = {"action": action, **_steps_context(request, action)}
     return _render(request, "dashboards/action_detail.html", "action-steps", context)
@@ -291,9 +284,8 @@ def _progress_response(request, action) -> HttpResponse:
 
 
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def action_progress(request, action_id: int):
-    _require_role(request, Role.VIEWER)
     action = _action_or_404(action_id)
     if not _wants_fragment(request):
         return redirect("dashboards:action-detail", action_id=action.pk)
@@ -301,9 +293,8 @@ def action_progress(request, action_id: int):
 
 
 @require_POST
-@login_required_htmx
+@role_required(Role.OPERATOR)
 def action_cancel_view(request, action_id: int):
-    _require_role(request, Role.OPERATOR)
     action = _action_or_404(action_id)
     try:
         action = action_cancel(action=action, actor=request.user)
@@ -325,9 +316,8 @@ def action_cancel_view(request, action_id: int):
 
 # --- Schedules ---------------------------------------------------------------------------------------
 @require_GET
-@login_required_htmx
+@role_required(Role.VIEWER)
 def schedule_week(request):
-    _require_role(request, Role.VIEWER)
     classes = schedules.schedule_classes()
     form = ScheduleForm(request.GET or None, classes=[(wc.slug, f"{wc.name} ({wc.slug})") for wc in classes])
     slug, tz_name = form.choice()
