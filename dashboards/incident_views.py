@@ -23,8 +23,8 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.roles import Role
 from dashboards.oncall_forms import CompareForm, ExitForm, ExtendForm, IncidentEnterForm
+from dashboards.rendering import add_service_errors, role_required, selected_environment, with_toasts
 from dashboards.rendering import render_page as _render
-from dashboards.rendering import role_required, selected_environment
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
 from workloads.models import Deployment, HoldState, IncidentMode, WorkloadClass
@@ -120,7 +120,7 @@ def _settled(request, response, context: dict) -> None:
     response.content += render_to_string(
         "dashboards/incidents.html#incident-history", {**context, "oob": True}, request=request
     ).encode()
-    response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
+    with_toasts(request, response)
 
 
 def _to_incidents(request):
@@ -152,8 +152,7 @@ def incident_enter(request):
             environment=environment,
         )
     except ValidationError as exc:
-        for field, problems in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, problems)
+        add_service_errors(form, exc)
         return _enter_page(request, form, status=400)
     if result.changed:
         messages.success(request, "Incident mode entered: the deferrable pools are being paused.")

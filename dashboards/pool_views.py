@@ -10,12 +10,11 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.roles import Role
 from dashboards.oncall_forms import ExtendForm, OverrideForm, PauseForm, SeekForm, SnapshotForm
-from dashboards.rendering import role_required
+from dashboards.rendering import add_service_errors, role_required, with_toasts
 from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, DeadLetterStatus, PoolHold, WorkloadClass
 from workloads.providers.base import ProviderError
@@ -113,14 +112,7 @@ def _pool_response(request, workload_class: WorkloadClass, *, status: int = 200,
             return render(request, "dashboards/pool_confirm.html", context, status=status)
         return redirect("dashboards:class-detail", slug=workload_class.slug)
     # htmx swaps only 2xx answers: a form with errors is still the panel to show.
-    response = render(request, "dashboards/partials/pool_panel.html", context)
-    response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
-    return response
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    for field, problems in exc.message_dict.items():
-        form.add_error(field if field in form.fields else None, problems)
+    return with_toasts(request, render(request, "dashboards/partials/pool_panel.html", context))
 
 
 @require_GET
@@ -158,7 +150,7 @@ def class_pause(request, slug: str):
             expires_in=expires_in,
         )
     except ValidationError as exc:
-        _form_errors(form, exc)
+        add_service_errors(form, exc)
         return _pool_response(request, workload_class, status=400, pause_form=form)
     if result.changed:
         messages.success(request, f"Pausing {workload_class.slug}: its pool goes to 0 instances.")
@@ -236,7 +228,7 @@ def class_pause_extend(request, slug: str):
     except ApplicationError as exc:
         messages.error(request, exc.message)
     except ValidationError as exc:
-        _form_errors(form, exc)
+        add_service_errors(form, exc)
         return _pool_response(request, workload_class, status=400, extend_form=form)
     else:
         messages.success(request, f"The pause of {workload_class.slug} now ends at {result.hold.expires_at:%H:%M} UTC.")
@@ -288,8 +280,7 @@ def _subscription_response(request, workload_class: WorkloadClass, *, status: in
         "dashboards/partials/subscription_panel.html",
         {"subscription": subscription_context(workload_class, **context)},
     )
-    response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
-    return response
+    return with_toasts(request, response)
 
 
 @require_POST

@@ -1,13 +1,15 @@
 """What every dashboard view module shares: the role each view declares (with the login check that
-understands htmx), and rendering a whole page or only its fragment. The view modules import these and never each
+understands htmx), rendering a whole page or only its fragment, and putting a service's errors on
+a form and the toasts beside a fragment. The view modules import these and never each
 other's helpers (an import-linter contract in .importlinter keeps it so)."""
 
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -104,4 +106,18 @@ def render_page(request, template: str, fragment: str, context: dict) -> HttpRes
     name = f"{template}#{fragment}" if wants_fragment(request) else template
     response = render(request, name, context)
     patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+def add_service_errors(form, error: ValidationError) -> None:
+    """A service's ValidationError on the form that was posted: each message beside the field it
+    names, or at the top when the form has no such field."""
+    for field, problems in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, problems)
+
+
+def with_toasts(request, response: HttpResponse) -> HttpResponse:
+    """The messages come along with an htmx fragment, swapped out of band into the toasts, so the
+    person sees what their button did."""
+    response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
     return response

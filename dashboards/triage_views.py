@@ -16,7 +16,6 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -33,7 +32,7 @@ from dashboards.oncall_forms import (
     selected_ids,
 )
 from dashboards.rendering import render_page as _render
-from dashboards.rendering import role_required
+from dashboards.rendering import role_required, with_toasts
 from workloads.errors import ApplicationError
 from workloads.models import AuditResult, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors import fleet
@@ -137,9 +136,7 @@ def _panel_response(request, context: dict, *, status: int = 200):
     """The triage panel for htmx; a page around it for a plain form post."""
     if request.htmx:
         # htmx swaps only 2xx answers: a refusal is still the panel to show, so it is a 200 there.
-        response = render(request, "dashboards/partials/triage_panel.html", context)
-        response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
-        return response
+        return with_toasts(request, render(request, "dashboards/partials/triage_panel.html", context))
     return render(request, "dashboards/dead_letter_confirm.html", context, status=status)
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from controlplane.roles import Role
-from dashboards.rendering import role_required
+from dashboards.rendering import add_service_errors, role_required
 from dashboards.user_forms import ROLE_CHOICES, UserCreateForm, UserEnvironmentRoleForm, UserRoleForm
 from workloads.models import ApiToken, Environment
 from workloads.selectors.users import user_environment_roles, user_list_queryset, user_role_name
@@ -37,8 +37,7 @@ def users(request):
                 password=form.cleaned_data["password"] or None,
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"{user.username} created as {form.cleaned_data['role']}.")
             return redirect("dashboards:user-detail", username=user.username)

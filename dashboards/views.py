@@ -20,7 +20,7 @@ from dashboards.charts import CHART_RANGES, build_charts, chart_markers, chart_r
 from dashboards.forms import ActionFilterForm, AuditFilterForm, CostForm, FleetFilterForm, ScheduleForm
 from dashboards.pool_views import class_operations_context
 from dashboards.rendering import render_page as _render
-from dashboards.rendering import role_required
+from dashboards.rendering import role_required, with_toasts
 from dashboards.rendering import selected_environment as _selected_environment
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
@@ -308,9 +308,7 @@ def action_cancel_view(request, action_id: int):
             messages.success(request, f"Cancel requested: action #{action.pk} stops after its current step.")
     if request.htmx:
         response = _progress_response(request, action)
-        # The toasts come along out of band, so the person sees what happened.
-        response.content += render_to_string("dashboards/partials/toasts.html", {"oob": True}, request=request).encode()
-        return response
+        return with_toasts(request, response)
     return redirect("dashboards:action-detail", action_id=action.pk)
 
 
