@@ -17,6 +17,7 @@ from workloads.providers.gcp.monitoring import CloudMonitoringMetrics
 from workloads.runtimes import Figure
 from workloads.selectors.rollups import POLLED_METRICS
 from workloads.selectors.runtimes import class_observation
+from workloads.selectors.telemetry import latest_poll_runs
 from workloads.services.polling import metrics_poll
 
 PROJECT = "runtime-proj"
@@ -82,6 +83,7 @@ def test_the_poll_reads_an_observed_services_own_metrics_into_its_rollups(db, gc
         "runtime_instance_time",
     }
     assert PollRun.objects.filter(metric="runtime_outcomes").first().classes == 1  # the service only
+    assert {"runtime_outcomes", "runtime_latency", "runtime_instance_time"} <= set(latest_poll_runs())
     row = MetricRollup.objects.get(workload_class=service, resolution="minute", executions__gt=0)
     assert (row.executions, row.execution_errors) == (9, 2)
     assert row.instance_seconds == 42.5 and row.instances == 42.5 / 60

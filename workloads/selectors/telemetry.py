@@ -33,6 +33,7 @@ from workloads.models import (
 )
 from workloads.models.telemetry import RESOLUTION_SECONDS
 from workloads.notifications.runbooks import runbook_url
+from workloads.providers.base import RuntimeMetric
 from workloads.selectors.cost import class_cost, class_usage
 from workloads.selectors.rollups import GAUGE_COLUMNS, POLLED_METRICS, USAGE_COLUMNS, minutes_kept_since
 
@@ -590,8 +591,14 @@ def worker_error_budget(*, workload_class: WorkloadClass, now: datetime) -> Work
 
 # --- Poll health ----------------------------------------------------------------------------------------
 def latest_poll_runs() -> dict[str, PollRun | None]:
-    """The most recent run of each polled metric (one query per metric, on an index)."""
-    return {
+    """The most recent run of each polled metric (one query per metric, on an index), and of the
+    observed runtimes' own metrics where they were ever read (none without observed classes)."""
+    latest = {
         metric.value: PollRun.objects.filter(metric=metric.value).order_by("-started_at").first()
-        for metric in POLLED_METRICS
+        for metric in (*POLLED_METRICS, *RuntimeMetric)
+    }
+    return {
+        metric: run
+        for metric, run in latest.items()
+        if run is not None or metric not in {m.value for m in RuntimeMetric}
     }
