@@ -123,3 +123,14 @@ def test_the_incidents_screen_enters_incident_mode_in_the_chosen_environment(fle
     banner = client.get("/").content.decode()
     assert "Incident mode is active in staging" in banner
     assert incident.expires_at > timezone.now()
+
+
+def test_a_hostile_environment_parameter_is_a_clear_answer_not_a_crash(fleet, client_as, client, admin_user):
+    api = client_as(admin_user)
+    for url in (INCIDENT_MODE, "/api/v1/alert-incidents/", "/api/v1/cost/", "/api/v1/classes/"):
+        response = api.get(url, {"environment": "st\x00aging"})
+        assert response.status_code == 400, (url, response.status_code)
+    patched = api.patch("/api/v1/users/ada-admin/", {"environment_roles": {"st\x00aging": "viewer"}}, format="json")
+    assert patched.status_code == 400
+    client.force_login(admin_user)
+    assert client.get("/", {"environment": "st\x00aging"}).status_code == 200  # every environment

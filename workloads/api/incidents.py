@@ -27,6 +27,7 @@ from workloads.selectors import comparison as comparison_selectors
 from workloads.selectors import incidents as incident_selectors
 from workloads.selectors import scaling as scaling_selectors
 from workloads.selectors.deployments import MAX_BOUNDARY_HOURS, deployment_periods
+from workloads.selectors.environments import environment_by_slug
 from workloads.services import incidents as services
 from workloads.services import pauses
 from workloads.services import scaling as scaling_services
@@ -189,7 +190,7 @@ class IncidentModeView(APIView):
         the role the caller has there. Without it: incident mode for every environment."""
         if not hasattr(request, "_incident_environment"):
             slug = request.query_params.get("environment", "")
-            environment = Environment.objects.filter(slug=slug).first() if slug else None
+            environment = environment_by_slug(slug)
             if slug and environment is None:
                 raise serializers.ValidationError({"environment": [f"Unknown environment {slug!r}."]})
             request._incident_environment = environment

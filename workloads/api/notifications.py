@@ -17,7 +17,6 @@ from workloads.api.choices import ChoiceField
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.models import (
     AlertSeverity,
-    Environment,
     Notification,
     NotificationChannel,
     NotificationDelivery,
@@ -29,6 +28,7 @@ from workloads.models import (
 )
 from workloads.notifications.runbooks import incident_runbook_url
 from workloads.selectors import notifications as selectors
+from workloads.selectors.environments import environment_by_slug
 from workloads.services import alert_incidents as incident_services
 from workloads.services import notifications as services
 
@@ -304,7 +304,7 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
         if state and state not in ("open", "resolved"):
             raise ValidationError({"state": "open or resolved"})
         slug = self.request.query_params.get("environment", "")
-        environment = Environment.objects.filter(slug=slug).first() if slug else None
+        environment = environment_by_slug(slug)
         if slug and environment is None:
             raise ValidationError({"environment": f"Unknown environment {slug!r}."})
         return selectors.incident_queryset(state=state, environment=environment)

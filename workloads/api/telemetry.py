@@ -24,6 +24,7 @@ from workloads.models import Environment, PollRun, SloAlert, SloKind, WorkloadCl
 from workloads.notifications.runbooks import runbook_url
 from workloads.selectors import cost as cost_selectors
 from workloads.selectors import telemetry as selectors
+from workloads.selectors.environments import environment_by_slug
 
 MAX_RANGE = timedelta(days=400)
 
@@ -494,12 +495,13 @@ class CostView(APIView):
         start = serializers.DateTimeField(required=False, help_text="Default: midnight UTC today.")
         end = serializers.DateTimeField(required=False, help_text="Default: now.")
         group_by = ChoiceField(choices=cost_selectors.GROUP_BY_CHOICES, default="class")
-        environment = serializers.SlugRelatedField(
-            slug_field="slug",
-            queryset=Environment.objects.all(),
-            required=False,
-            help_text="An environment's slug: its classes only.",
-        )
+        environment = serializers.CharField(required=False, help_text="An environment's slug: its classes only.")
+
+        def validate_environment(self, value: str) -> Environment:
+            environment = environment_by_slug(value)
+            if environment is None:
+                raise serializers.ValidationError(f"Unknown environment {value!r}.")
+            return environment
 
         def validate(self, attrs):
             now = timezone.now()

@@ -14,6 +14,7 @@ from controlplane.roles import ASSIGNABLE_ROLES, Role
 from workloads.api.choices import ChoiceField
 from workloads.api.serializers import ApiTokenSerializer
 from workloads.models import ApiToken, Environment
+from workloads.models.environments import ENVIRONMENT_SLUG_VALIDATOR
 from workloads.selectors.users import user_environment_roles, user_list_queryset, user_role_name
 from workloads.services import users as user_services
 
@@ -94,7 +95,9 @@ class UserUpdateSerializer(serializers.Serializer):
     )
 
     def validate_environment_roles(self, value: dict) -> dict:
-        known = dict(Environment.objects.filter(slug__in=list(value)).values_list("slug", "pk"))
+        # Only what could be a slug reaches the query (a NUL byte would reach the database otherwise).
+        slugs = [slug for slug in value if ENVIRONMENT_SLUG_VALIDATOR.regex.fullmatch(slug)]
+        known = dict(Environment.objects.filter(slug__in=slugs).values_list("slug", "pk"))
         unknown = sorted(set(value) - set(known))
         if unknown:
             raise serializers.ValidationError(f"Unknown environment(s): {', '.join(unknown)}.")

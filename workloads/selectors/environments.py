@@ -4,7 +4,7 @@ page does not pay a query for it (Environment.save and delete drop the cached li
 from django.core.cache import cache
 
 from workloads.models import Environment
-from workloads.models.environments import ENVIRONMENT_LIST_CACHE_KEY
+from workloads.models.environments import ENVIRONMENT_LIST_CACHE_KEY, ENVIRONMENT_SLUG_VALIDATOR
 
 
 def environment_choices() -> list[tuple[str, str]]:
@@ -17,4 +17,8 @@ def environment_choices() -> list[tuple[str, str]]:
 
 
 def environment_by_slug(slug: str) -> Environment | None:
-    return Environment.objects.filter(slug=slug).first() if slug else None
+    """None for an unknown slug, and without a query for one no environment can have (a NUL byte
+    in a query parameter would otherwise reach the database)."""
+    if not slug or ENVIRONMENT_SLUG_VALIDATOR.regex.fullmatch(slug) is None:
+        return None
+    return Environment.objects.filter(slug=slug).first()
