@@ -77,6 +77,12 @@
       var largest = splits.reduce(function (m, v) { return Math.max(m, Math.abs(v)); }, 0);
       if (unit === "s") {
         var su = secondsUnit(largest);
+        // "30 s, 120 s" reads better than "0.5 min, 2 min": the unit below when it keeps ticks whole.
+        var below = secondsUnit(su[0] * 0.999);
+        var whole = function (u) {
+          return splits.every(function (v) { return Math.abs(v / u[0] - Math.round(v / u[0])) < 1e-9; });
+        };
+        if (below[0] < su[0] && !whole(su) && whole(below) && largest / below[0] < 1000) su = below;
         return splits.map(function (v) { return scaled(v, su[0]) + " " + su[1]; });
       }
       if (unit === "count" || unit === "per_min") {
