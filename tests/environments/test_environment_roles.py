@@ -123,3 +123,47 @@ def test_the_user_screen_shows_and_sets_roles_by_environment(fleet, make_user, c
         client.post("/users/sam-staging/environment-role/", {"environment": "moon", "role": "admin"}).status_code == 302
     )
     assert EnvironmentRole.objects.get().role == "operator"
+
+
+def test_dead_letters_follow_the_role_in_their_class_environment(fleet, make_user, client_as):
+    """Replays, previews, discards and edit-and-replay name their class in the body or the URL's
+    dead letter: the role there decides, up (staging operator) or down (prod viewer)."""
+    from tests.workloads.deadletter_helpers import dead_letter_row
+    from workloads.models import WorkloadClass
+
+    staged = dead_letter_row(WorkloadClass.objects.get(slug="staging-docs"))
+    prodded = dead_letter_row(WorkloadClass.objects.get(slug="prod-docs"))
+    sam = make_user("sam-staging", Role.VIEWER)
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.OPERATOR)
+    api = client_as(sam)
+    replay = {"workload_class": "staging-docs", "ids": [staged.pk], "dry_run": True}
+    assert api.post("/api/v1/replays/", replay, format="json").status_code == 200
+    assert (
+        api.post(
+            "/api/v1/replays/preview/", {"workload_class": "staging-docs", "ids": [staged.pk]}, format="json"
+        ).status_code
+        == 200
+    )
+    refused = api.post(
+        "/api/v1/replays/", {**replay, "workload_class": "prod-docs", "ids": [prodded.pk]}, format="json"
+    )
+    assert refused.status_code == 403 and "prod-docs" in refused.json()["detail"]
+    discard = {"workload_class": "prod-docs", "ids": [prodded.pk]}
+    assert api.post("/api/v1/dead-letters/discard/", discard, format="json").status_code == 403
+    assert (
+        api.post(
+            "/api/v1/triage-rules/", {"name": "x", "error_signature": "s", "action": "hold"}, format="json"
+        ).status_code
+        == 403
+    )
+
+    otto = make_user("otto-ops", Role.OPERATOR)
+    environment_role_set(actor=None, user=otto, environment=fleet["prod"], role=Role.VIEWER)
+    ops = client_as(otto)
+    assert ops.post("/api/v1/dead-letters/discard/", discard, format="json").status_code == 403
+    edit = ops.post(f"/api/v1/dead-letters/{prodded.pk}/edit-and-replay/", {"payload": {"x": 1}}, format="json")
+    assert edit.status_code == 403
+    kept = ops.post(
+        "/api/v1/dead-letters/discard/", {"workload_class": "staging-docs", "ids": [staged.pk]}, format="json"
+    )
+    assert kept.status_code == 200, kept.content

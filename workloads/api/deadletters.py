@@ -17,6 +17,7 @@ from workloads.api.actions import ActionSerializer, ReplayOutcomesOnListMixin
 from workloads.api.choices import ChoiceField, ChoiceListingFilterBackend
 from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.api.parsers import PayloadJSONParser
+from workloads.api.permissions import check_class_role
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.domain.payloads import hostile_input_error
 from workloads.models import Action, ActionKind, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
@@ -229,6 +230,7 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     queryset = DeadLetter.objects.select_related("workload_class")
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
+    class_in_request = True  # each changing route checks the role in its class's environment
     filterset_class = DeadLetterFilterSet
     search_fields = ["message_id", "idempotency_key", "error_type", "error_message"]
     ordering_fields = ["last_seen", "first_seen", "replay_count", "dead_letter_count"]
@@ -244,6 +246,7 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         params = DiscardInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
+        check_class_role(request, data["workload_class"], Role.OPERATOR)
         count = services.dead_letters_discard(
             actor=request.user,
             selection=params.selection(),
@@ -430,6 +433,7 @@ class ReplayViewSet(
     queryset = Action.objects.filter(kind=ActionKind.REPLAY).select_related("workload_class")
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
+    class_in_request = True  # each changing route checks the role in its class's environment
     filterset_class = ReplayFilter
     search_fields = ["name", "reason", "requested_by_label"]
     ordering_fields = ["created_at", "finished_at", "state"]
@@ -440,6 +444,7 @@ class ReplayViewSet(
         params = ReplayInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
+        check_class_role(request, data["workload_class"], Role.OPERATOR)
         if data["dry_run"]:
             selection = params.selection()
             dry = services.replay_dry_run(selection=selection)
@@ -466,6 +471,7 @@ class ReplayViewSet(
         and which other subscriptions on the class topic would receive it too."""
         params = SelectionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        check_class_role(request, params.validated_data["workload_class"], Role.OPERATOR)
         selection = params.selection()
         preview = services.replay_preview(selection=selection)
         audience = services.replay_audience(workload_class=selection.workload_class)

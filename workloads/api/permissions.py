@@ -1,3 +1,4 @@
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from controlplane.roles import Role, class_role, environment_overrides, environment_role, user_role
@@ -23,6 +24,9 @@ class RolePermission(BasePermission):
     message = "You do not have permission to perform this action."
 
     def has_permission(self, request, view) -> bool:
+        """Views whose class comes with the body or the looked-up object (`class_in_request = True`)
+        pass here with the user's highest role in any environment; each of their changing routes then
+        checks the role in its class's environment (`check_class_role`, or the object check below)."""
         user = request.user
         if not user or not user.is_authenticated:
             return False
@@ -49,6 +53,11 @@ class RolePermission(BasePermission):
 
     @staticmethod
     def _role(request, view) -> Role:
+        if getattr(view, "class_in_request", False):
+            own = user_role(request.user)
+            if request.user.is_superuser:
+                return own
+            return max([own, *environment_overrides(request.user).values()])
         if hasattr(view, "permission_environment_id"):
             return environment_role(request.user, view.permission_environment_id(request))
         kwarg = getattr(view, "class_slug_kwarg", "slug")
@@ -78,3 +87,13 @@ class RolePermission(BasePermission):
             return obj.environment_id
         workload_class = getattr(obj, "workload_class", None) if hasattr(obj, "workload_class_id") else None
         return workload_class.environment_id if workload_class is not None else None
+
+
+def check_class_role(request, workload_class, needed: Role) -> None:
+    """For a class named in the request's body: the user's role in its environment must reach `needed`."""
+    role = environment_role(request.user, workload_class.environment_id)
+    if role < needed:
+        raise PermissionDenied(
+            f"This needs the {needed.name.lower()} role in {workload_class.slug}'s environment; you have "
+            f"{role.name.lower()}."
+        )
