@@ -1,17 +1,22 @@
 from django.urls import path, register_converter
 
 from dashboards import (
+    action_views,
     alert_views,
+    audit_views,
     class_delete_views,
     class_edit_views,
+    class_views,
+    cost_views,
     deployment_views,
     incident_views,
     migration_views,
+    overview_views,
     pool_views,
     preference_views,
+    schedule_views,
     triage_views,
     user_views,
-    views,
 )
 
 
@@ -31,18 +36,18 @@ register_converter(UsernameConverter, "username")
 
 app_name = "dashboards"
 urlpatterns = [
-    path("", views.overview, name="overview"),
+    path("", overview_views.overview, name="overview"),
     path("preferences/time-display/", preference_views.time_display, name="time-display"),
-    path("classes/<slug:slug>/", views.class_detail, name="class-detail"),
+    path("classes/<slug:slug>/", class_views.class_detail, name="class-detail"),
     path("classes/<slug:slug>/delete/", class_delete_views.class_delete, name="class-delete"),
     path("classes/<slug:slug>/edit/", class_edit_views.class_edit, name="class-edit"),
-    path("schedules/", views.schedule_week, name="schedules"),
-    path("cost/", views.cost, name="cost"),
-    path("actions/", views.action_list, name="actions"),
-    path("actions/<int:action_id>/", views.action_detail, name="action-detail"),
-    path("actions/<int:action_id>/progress/", views.action_progress, name="action-progress"),
-    path("actions/<int:action_id>/cancel/", views.action_cancel_view, name="action-cancel"),
-    path("audit/", views.audit_log, name="audit"),
+    path("schedules/", schedule_views.schedule_week, name="schedules"),
+    path("cost/", cost_views.cost, name="cost"),
+    path("actions/", action_views.action_list, name="actions"),
+    path("actions/<int:action_id>/", action_views.action_detail, name="action-detail"),
+    path("actions/<int:action_id>/progress/", action_views.action_progress, name="action-progress"),
+    path("actions/<int:action_id>/cancel/", action_views.action_cancel_view, name="action-cancel"),
+    path("audit/", audit_views.audit_log, name="audit"),
     # People: roles, sign-in, tokens (admins)
     path("users/", user_views.users, name="users"),
     path("users/<username:username>/", user_views.user_detail, name="user-detail"),

@@ -49,7 +49,7 @@ def test_the_contracts_hold():
             "from workloads.providers.local.models import LocalTopic",
             "Only the local provider imports its tables",
         ),
-        ("dashboards/planted_views.py", "from dashboards.views import overview", None),
+        ("dashboards/planted_views.py", "from dashboards.overview_views import overview", None),
     ],
 )
 def test_a_planted_violation_breaks_its_contract(tmp_path, module, planted, named):

@@ -1,0 +1,35 @@
+"""The schedules screen: a class's week of scheduled bounds in a chosen time zone."""
+
+import zoneinfo
+
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from controlplane.roles import Role
+from dashboards.forms import ScheduleForm
+from dashboards.rendering import render_page as _render
+from dashboards.rendering import role_required
+from workloads.selectors import schedules
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def schedule_week(request):
+    classes = schedules.schedule_classes()
+    form = ScheduleForm(request.GET or None, classes=[(wc.slug, f"{wc.name} ({wc.slug})") for wc in classes])
+    slug, tz_name = form.choice()
+    workload_class = schedules.class_with_schedules(slug or (classes[0].slug if classes else ""))
+    now = timezone.now()
+    context = {
+        "form": form,
+        "classes": classes,
+        "workload_class": workload_class,
+        "tz_name": tz_name,
+        "time_zones": sorted(zoneinfo.available_timezones()),
+        "hours": range(24),
+        "now": now,
+    }
+    if workload_class is not None:
+        context["grid"] = schedules.week_grid(workload_class=workload_class, tz_name=tz_name, now=now)
+        context["target_preview"] = schedules.target_preview(workload_class=workload_class, now=now)
+    return _render(request, "dashboards/schedules.html", "schedule-grid", context)
