@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from controlplane.roles import Role
+from controlplane.roles import Role, environment_role
 from dashboards.alert_forms import AcknowledgeForm, ChannelForm, RouteForm, SilenceForm
 from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
@@ -33,6 +33,10 @@ def incidents(request):
     for incident in [*open_incidents, *resolved]:
         incident.state = selectors.incident_state(incident)
         incident.runbook = incident_runbook_url(incident)
+        # The button follows the role in the incident's class's environment, as its view does.
+        subject = incident.subject_class
+        where = subject.environment_id if subject is not None else None
+        incident.can_acknowledge = environment_role(request.user, where) >= Role.OPERATOR
     return render(
         request,
         "dashboards/alerts.html",
@@ -48,8 +52,20 @@ def incidents(request):
     )
 
 
+def incident_environment(request):
+    """The environment of the incident in the URL's class (its SLO's): acknowledging needs the role
+    there (an unknown incident: the user's own role, then the view answers 404)."""
+    incident = (
+        SloIncident.objects.select_related("slo__workload_class__environment", "workload_class__environment")
+        .filter(pk=request.resolver_match.kwargs["pk"])
+        .first()
+    )
+    subject = incident.subject_class if incident is not None else None
+    return subject.environment if subject is not None else None
+
+
 @require_POST
-@role_required(Role.OPERATOR)
+@role_required(Role.OPERATOR, environment=incident_environment)
 def incident_acknowledge(request, pk: int):
     incident = get_object_or_404(SloIncident, pk=pk)
     form = AcknowledgeForm(request.POST)

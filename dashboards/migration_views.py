@@ -11,7 +11,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from controlplane.roles import Role, has_role
+from controlplane.roles import Role, environment_role, has_role
 from dashboards.rendering import render_page, role_required
 from workloads.errors import ApplicationError
 from workloads.models import Phase, WorkloadClass
@@ -101,6 +101,11 @@ def migration_detail(request, pk: int):
         "baseline_start": plan.created_at - BASELINE_BEFORE,
         "baseline_missing": history_missing(plan.source, start=plan.created_at - BASELINE_BEFORE, end=plan.created_at),
         "backfill": latest_backfill(plan.source),
+        # The buttons follow the role in the classes' environments, as their views do.
+        "can_backfill": environment_role(request.user, plan.source.environment_id) >= Role.OPERATOR,
+        "can_step": all(
+            environment_role(request.user, side.environment_id) >= Role.OPERATOR for side in (plan.source, plan.target)
+        ),
     }
     return render_page(request, "dashboards/migration_detail.html", "evidence", context)
 
@@ -126,14 +131,21 @@ def _step(request, pk: int, to_phase: str):
     return redirect("dashboards:action-detail", action_id=decision.action_id)
 
 
+def plan_environments(request) -> list:
+    """The environments of the plan in the URL's two sides: a step changes both, so it needs the role
+    in each (an unknown plan: the user's own role, then the view answers 404)."""
+    plan = migration_selectors.plan_for_detail(request.resolver_match.kwargs["pk"])
+    return [None] if plan is None else [plan.source.environment, plan.target.environment]
+
+
 @require_POST
-@role_required(Role.OPERATOR)
+@role_required(Role.OPERATOR, environment=plan_environments)
 def migration_advance(request, pk: int):
     return _step(request, pk, request.POST.get("to_phase", ""))
 
 
 @require_POST
-@role_required(Role.OPERATOR)
+@role_required(Role.OPERATOR, environment=plan_environments)
 def migration_rollback(request, pk: int):
     return _step(request, pk, Phase.ROLLED_BACK)
 

@@ -54,7 +54,8 @@ def role_required(role: Role, *, post: Role | None = None, environment=None):
     (workloads/api/permissions.py): a person must be signed in (login_required_htmx) and hold `role`,
     and for a POST `post` when a page that anyone may read takes changes only from a higher role.
     On a class's pages it is the role in the class's environment (require_role); `environment`
-    (a function of the request, e.g. selected_environment) names the environment whose role counts.
+    (a function of the request, e.g. selected_environment) names the environment whose role counts,
+    or a list of them when the page changes classes in each (a migration plan's two sides).
     The roles are kept on the view (`required_role`, `required_post_role`) so a test can read them
     from the URLconf (tests/dashboards/test_view_roles.py)."""
     post_role = post if post is not None else role
@@ -62,10 +63,11 @@ def role_required(role: Role, *, post: Role | None = None, environment=None):
     def decorate(view):
         @wraps(view)
         def checked(request, *args, **kwargs):
-            where = environment(request) if environment is not None else None
-            require_role(request, role, environment=where)
-            if post is not None and request.method == "POST":
-                require_role(request, post, environment=where)
+            found = environment(request) if environment is not None else None
+            for where in found if isinstance(found, (list, tuple)) else [found]:
+                require_role(request, role, environment=where)
+                if post is not None and request.method == "POST":
+                    require_role(request, post, environment=where)
             return view(request, *args, **kwargs)
 
         checked = login_required_htmx(checked)

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from controlplane.roles import Role
 from workloads.api.choices import ChoiceField
+from workloads.api.permissions import check_classes_role
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.api.telemetry import spreadsheet_safe
 from workloads.models import ControlSignal, MigrationDecision, MigrationPlan, SignalKind, WorkloadClass
@@ -237,10 +238,12 @@ class MigrationPlanAdvanceView(APIView):
     does not pass answers 409 `gate_not_passed` with its checks, unless `override` is true."""
 
     write_role = Role.OPERATOR
+    class_in_request = True  # the role in the plan's classes' environments
 
     @extend_schema(request=AdvanceInputSerializer, responses={202: StepOutputSerializer})
     def post(self, request, pk: int):
         plan = _plan_or_404(pk)
+        check_classes_role(request, (plan.source, plan.target), Role.OPERATOR)
         body = AdvanceInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         decision = migration_services.migration_plan_advance(plan=plan, actor=request.user, **body.validated_data)
@@ -255,10 +258,12 @@ class MigrationPlanRollbackView(APIView):
     """Route every event back to the old runtime at once (never gated)."""
 
     write_role = Role.OPERATOR
+    class_in_request = True  # the role in the plan's classes' environments
 
     @extend_schema(request=RollbackInputSerializer, responses={202: StepOutputSerializer})
     def post(self, request, pk: int):
         plan = _plan_or_404(pk)
+        check_classes_role(request, (plan.source, plan.target), Role.OPERATOR)
         body = RollbackInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         decision = migration_services.migration_plan_advance(

@@ -295,6 +295,8 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     search_fields = ["key"]
     ordering_fields = ["opened_at"]
     ordering = ["-opened_at", "-id"]
+    # Acknowledging checks the role in the incident's class's environment (the object check).
+    class_in_request = True
 
     def required_role(self, request) -> Role:
         return Role.VIEWER if request.method in SAFE_METHODS else Role.OPERATOR

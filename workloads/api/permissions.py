@@ -25,8 +25,9 @@ class RolePermission(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         """Views whose class comes with the body or the looked-up object (`class_in_request = True`)
-        pass here with the user's highest role in any environment; each of their changing routes then
-        checks the role in its class's environment (`check_class_role`, or the object check below)."""
+        pass a change here with the user's highest role in any environment; each of their changing
+        routes then checks the role in its class's environment (`check_class_role`, or the object
+        check below). Their reads keep the user's own role."""
         user = request.user
         if not user or not user.is_authenticated:
             return False
@@ -53,7 +54,7 @@ class RolePermission(BasePermission):
 
     @staticmethod
     def _role(request, view) -> Role:
-        if getattr(view, "class_in_request", False):
+        if getattr(view, "class_in_request", False) and request.method not in SAFE_METHODS:
             own = user_role(request.user)
             if request.user.is_superuser:
                 return own
@@ -86,6 +87,8 @@ class RolePermission(BasePermission):
         if hasattr(obj, "environment_id") and obj._meta.model_name == "workloadclass":
             return obj.environment_id
         workload_class = getattr(obj, "workload_class", None) if hasattr(obj, "workload_class_id") else None
+        if getattr(obj, "slo_id", None):  # an SLO's incident: the SLO's class
+            workload_class = obj.slo.workload_class
         return workload_class.environment_id if workload_class is not None else None
 
 
@@ -97,3 +100,10 @@ def check_class_role(request, workload_class, needed: Role) -> None:
             f"This needs the {needed.name.lower()} role in {workload_class.slug}'s environment; you have "
             f"{role.name.lower()}."
         )
+
+
+def check_classes_role(request, classes, needed: Role) -> None:
+    """Each class the change touches (a migration plan's source and target): the role in every one's
+    environment must reach `needed`."""
+    for workload_class in classes:
+        check_class_role(request, workload_class, needed)
