@@ -9,7 +9,7 @@ from django.utils import timezone
 from demo.traffic import DEMO_TRAFFIC, make_event, make_invalid_event
 from workloads.domain.payloads import normalize_and_validate
 from workloads.models import MigrationPlan, WorkloadClass
-from workloads.runtime.registry import get_handler
+from workloads.runtime.registry import get_handler, load_handler_modules
 from workloads.selectors.migration import best_candidate, migration_candidates
 
 
@@ -33,4 +33,5 @@ def test_the_legacy_workload_gets_valid_traffic_and_the_pool_a_handler(db):
     rng = random.Random(7)
     assert normalize_and_validate(make_event("legacy-documents", rng, serial=1), legacy.payload_schema).ok
     assert not normalize_and_validate(make_invalid_event("legacy-documents", rng, serial=2), legacy.payload_schema).ok
+    load_handler_modules(["demo.handlers"])  # what a worker does at start, whatever ran before this test
     assert get_handler("documents-pool") is get_handler("document-processing")

@@ -13,13 +13,15 @@ NAME_FIELDS = (
 
 
 def existing_classes_to_default_environment(apps, schema_editor):
-    WorkloadClass = apps.get_model("workloads", "WorkloadClass")
-    if not WorkloadClass.objects.exists():
+    # The database being migrated, not `default` (the tests migrate a SQLite database beside it).
+    alias = schema_editor.connection.alias
+    classes = apps.get_model("workloads", "WorkloadClass").objects.using(alias)
+    if not classes.exists():
         return  # a fresh database: the default environment is created on first use
     # Every project and region the classes' resource names already use joins the environment, so
     # each class stays valid under the new rule that its names stay inside its environment.
     projects, regions = [settings.GOOGLE_CLOUD_PROJECT], [settings.GOOGLE_CLOUD_REGION]
-    for names in WorkloadClass.objects.values_list(*NAME_FIELDS):
+    for names in classes.values_list(*NAME_FIELDS):
         for name in names:
             parts = (name or "").split("/")
             if len(parts) > 1 and parts[0] == "projects" and parts[1] not in projects:
@@ -27,7 +29,7 @@ def existing_classes_to_default_environment(apps, schema_editor):
             if len(parts) > 3 and parts[2] == "locations" and parts[3] not in regions:
                 regions.append(parts[3])
     Environment = apps.get_model("workloads", "Environment")
-    environment, _ = Environment.objects.get_or_create(
+    environment, _ = Environment.objects.using(alias).get_or_create(
         slug=settings.DEFAULT_ENVIRONMENT,
         defaults={
             "name": settings.DEFAULT_ENVIRONMENT.capitalize(),
@@ -36,7 +38,7 @@ def existing_classes_to_default_environment(apps, schema_editor):
             "monitoring_project": settings.GOOGLE_CLOUD_PROJECT,
         },
     )
-    WorkloadClass.objects.filter(environment__isnull=True).update(environment=environment)
+    classes.filter(environment__isnull=True).update(environment=environment)
 
 
 class Migration(migrations.Migration):

@@ -260,7 +260,7 @@ class WorkloadClass(models.Model):
 
     def save(self, *args, **kwargs):
         if self.environment_id is None:
-            self.environment_id = default_environment_pk()
+            self.environment_id = default_environment_pk(kwargs.get("using") or self._state.db or "default")
         super().save(*args, **kwargs)
 
     # --- facts about this class ---------------------------------------------------------------
@@ -318,7 +318,7 @@ class WorkloadClass(models.Model):
     # --- validation (the one place the admin, the API and the UI share) ------------------------
     def clean_fields(self, exclude=None):
         if self.environment_id is None:
-            self.environment_id = default_environment_pk()
+            self.environment_id = default_environment_pk(self._state.db or "default")
         # Derived names are filled before field validation so they are validated like typed ones.
         self.fill_default_resource_names()
         super().clean_fields(exclude=exclude)

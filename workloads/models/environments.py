@@ -93,10 +93,11 @@ def validate_region(value: str) -> None:
         raise ValidationError("Enter a region like us-central1 or europe-west4.", code="invalid_region")
 
 
-def default_environment_pk() -> int:
+def default_environment_pk(using: str = "default") -> int:
     """The environment a class lands in when none is named: DEFAULT_ENVIRONMENT, created from the
     deployment's own project and region the first time (what every class ran in before environments)."""
-    environment, _ = Environment.objects.get_or_create(
+    # `using`: a class saved to another database (the contract tests' SQLite) finds its default there.
+    environment, _ = Environment.objects.using(using).get_or_create(
         slug=settings.DEFAULT_ENVIRONMENT,
         defaults={
             "name": settings.DEFAULT_ENVIRONMENT.capitalize(),

@@ -18,6 +18,7 @@ from django.db import connections
 
 from tests.factories import DOCUMENT_SCHEMA
 from workloads.models import CostRates, WorkloadClass, WorkResult
+from workloads.models.environments import Environment, default_environment_pk
 from workloads.providers.base import (
     ATTR_CLASS,
     ATTR_IDEMPOTENCY_KEY,
@@ -56,7 +57,11 @@ class Setup:
         slug = fields.pop("slug", f"wk-{uuid.uuid4().hex[:10]}")
         rates = CostRates(name=f"rates-{slug}", per_record=Decimal("0.001"), per_1k_tokens=Decimal("0.5"))
         rates.save(using=self.alias)
+        # The class's environment lives in this class's database; holding the object keeps
+        # validation from looking it up on `default`.
+        environment = Environment.objects.using(self.alias).get(pk=default_environment_pk(self.alias))
         values = dict(
+            environment=environment,
             slug=slug,
             name=slug,
             owner_team="runtime",

@@ -22,8 +22,9 @@ LOCAL_MODELS = (
 )
 
 
-def _relabel(apps, old: str, new: str) -> None:
-    content_types = apps.get_model("contenttypes", "ContentType").objects
+def _relabel(apps, schema_editor, old: str, new: str) -> None:
+    # The database being migrated, not `default` (the tests migrate a SQLite database beside it).
+    content_types = apps.get_model("contenttypes", "ContentType").objects.using(schema_editor.connection.alias)
     for model in LOCAL_MODELS:
         if content_types.filter(app_label=new, model=model).exists():  # already made (post_migrate)
             continue
@@ -31,11 +32,11 @@ def _relabel(apps, old: str, new: str) -> None:
 
 
 def content_types_forward(apps, schema_editor):
-    _relabel(apps, "workloads", "localcloud")
+    _relabel(apps, schema_editor, "workloads", "localcloud")
 
 
 def content_types_backward(apps, schema_editor):
-    _relabel(apps, "localcloud", "workloads")
+    _relabel(apps, schema_editor, "localcloud", "workloads")
 
 
 class Migration(migrations.Migration):
