@@ -167,3 +167,42 @@ def test_dead_letters_follow_the_role_in_their_class_environment(fleet, make_use
         "/api/v1/dead-letters/discard/", {"workload_class": "staging-docs", "ids": [staged.pk]}, format="json"
     )
     assert kept.status_code == 200, kept.content
+
+
+def test_creating_a_class_needs_admin_in_its_requested_environment(fleet, make_user, client_as):
+    """An admin only in staging creates staging's classes, none in prod (nor in the default
+    environment, where their own role counts) and moves none into prod; an admin who is a viewer in
+    prod creates none there."""
+    from tests.factories import class_payload
+    from workloads.models import WorkloadClass
+
+    sam = make_user("sam-staging", Role.VIEWER)
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.ADMIN)
+    api = client_as(sam)
+    created = api.post("/api/v1/classes/", class_payload(slug="staged-new", environment="staging"), format="json")
+    assert created.status_code == 201, created.content
+    refused = api.post("/api/v1/classes/", class_payload(slug="prod-new", environment="prod"), format="json")
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    assert api.post("/api/v1/classes/", class_payload(slug="default-new"), format="json").status_code == 403
+    moved = api.patch("/api/v1/classes/staged-new/", {"environment": "prod"}, format="json")
+    assert moved.status_code == 403 and "prod" in moved.json()["detail"]
+
+    ada = make_user("ada-prod-viewer", Role.ADMIN)
+    environment_role_set(actor=None, user=ada, environment=fleet["prod"], role=Role.VIEWER)
+    admin = client_as(ada)
+    assert (
+        admin.post("/api/v1/classes/", class_payload(slug="prod-new", environment="prod"), format="json").status_code
+        == 403
+    )
+    assert (
+        admin.post(
+            "/api/v1/classes/", class_payload(slug="other-new", environment="staging"), format="json"
+        ).status_code
+        == 201
+    )
+    assert set(WorkloadClass.objects.values_list("slug", "environment__slug")) == {
+        ("prod-docs", "prod"),
+        ("staging-docs", "staging"),
+        ("staged-new", "staging"),
+        ("other-new", "staging"),
+    }

@@ -1,19 +1,22 @@
 """REST API v1: the registry. Every write goes through a service, which validates and audits."""
 
 import django_filters
+from django.conf import settings
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.roles import Role, user_role
+from controlplane.roles import Role, class_environment_id, environment_overrides, environment_role, user_role
 from workloads.api import serializers as s
 from workloads.api.actions import ActionSerializer
 from workloads.api.choices import ChoiceField
 from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
+from workloads.selectors.environments import environment_by_slug
 from workloads.selectors.users import user_time_display
 from workloads.services import class_deletion
 from workloads.services import classes as class_services
@@ -75,6 +78,20 @@ class WorkloadClassViewSet(viewsets.ModelViewSet):
     ordering_fields = ["slug", "name", "owner_team", "tier", "created_at", "updated_at"]
     ordering = ["slug"]
 
+    def permission_environment_id(self, request) -> int | None:
+        """Whose role counts (workloads/api/permissions.py): a new class's requested environment (the
+        default one when none is named), so an admin only in staging creates staging's classes; a
+        class's own environment on its routes; the user's own role on the list. Without overrides
+        that is their own role everywhere, and nothing is looked up."""
+        if request.user.is_superuser or not environment_overrides(request.user):
+            return None
+        if self.action == "create":
+            data = request.data if isinstance(request.data, dict) else {}
+            slug = data.get("environment") or settings.DEFAULT_ENVIRONMENT
+            environment = environment_by_slug(slug) if isinstance(slug, str) else None
+            return environment.pk if environment is not None else None
+        return class_environment_id(self.kwargs.get(self.lookup_field))
+
     def get_queryset(self):
         return WorkloadClass.objects.select_related("cost_rates", "environment").prefetch_related(
             Prefetch("slos", queryset=Slo.objects.order_by("kind")),
@@ -101,6 +118,12 @@ class WorkloadClassViewSet(viewsets.ModelViewSet):
 
     def perform_update(self, serializer):
         fields, slos, schedules = self._split(serializer.validated_data)
+        moved_to = fields.get("environment")
+        if moved_to is not None and moved_to.pk != serializer.instance.environment_id:
+            # Moving a class into an environment is creating it there: the role there counts too.
+            role = environment_role(self.request.user, moved_to.pk)
+            if role < Role.ADMIN:
+                raise PermissionDenied(f"This needs the admin role in {moved_to.slug}; you have {role.name.lower()}.")
         updated = class_services.workload_class_update(
             actor=self.request.user, workload_class=serializer.instance, fields=fields, slos=slos, schedules=schedules
         )
