@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from controlplane.roles import Role
-from dashboards.forms import ActionFilterForm
+from dashboards.forms.actions import ActionFilterForm
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import role_required, with_toasts
 from dashboards.rendering import wants_fragment as _wants_fragment

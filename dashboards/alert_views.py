@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from controlplane.roles import Role, environment_role
-from dashboards.alert_forms import AcknowledgeForm, ChannelForm, RouteForm, SilenceForm
+from dashboards.forms.alerts import AcknowledgeForm, ChannelForm, RouteForm, SilenceForm
 from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
 from workloads.models import NotificationChannel, NotificationRoute, Silence, SloIncident

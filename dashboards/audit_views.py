@@ -4,7 +4,7 @@ from django.core.paginator import Paginator
 from django.views.decorators.http import require_GET
 
 from controlplane.roles import Role
-from dashboards.forms import AuditFilterForm
+from dashboards.forms.audit import AuditFilterForm
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import role_required
 from workloads.selectors import audit as audit_selectors

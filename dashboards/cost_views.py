@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from controlplane.roles import Role
-from dashboards.forms import CostForm
+from dashboards.forms.cost import CostForm
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import role_required
 from dashboards.rendering import selected_environment as _selected_environment

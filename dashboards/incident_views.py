@@ -22,7 +22,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from controlplane.roles import Role
-from dashboards.oncall_forms import CompareForm, ExitForm, ExtendForm, IncidentEnterForm
+from dashboards.forms.expiry import ExtendForm
+from dashboards.forms.incidents import CompareForm, ExitForm, IncidentEnterForm
 from dashboards.rendering import add_service_errors, role_required, selected_environment, with_toasts
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import wants_fragment as _wants_fragment

@@ -13,7 +13,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.roles import Role
-from dashboards.oncall_forms import ExtendForm, OverrideForm, PauseForm, SeekForm, SnapshotForm
+from dashboards.forms.expiry import ExtendForm
+from dashboards.forms.pool import OverrideForm, PauseForm, SeekForm, SnapshotForm
 from dashboards.rendering import add_service_errors, role_required, with_toasts
 from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, DeadLetterStatus, PoolHold, WorkloadClass

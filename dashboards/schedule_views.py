@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from controlplane.roles import Role
-from dashboards.forms import ScheduleForm
+from dashboards.forms.schedules import ScheduleForm
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import role_required
 from workloads.selectors import schedules

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from controlplane.roles import Role
-from dashboards.oncall_forms import (
+from dashboards.forms.dead_letters import (
     DeadLetterFilterForm,
     DiscardForm,
     EditAndReplayForm,

@@ -10,8 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from controlplane.roles import Role
+from dashboards.forms.users import ROLE_CHOICES, UserCreateForm, UserEnvironmentRoleForm, UserRoleForm
 from dashboards.rendering import add_service_errors, role_required
-from dashboards.user_forms import ROLE_CHOICES, UserCreateForm, UserEnvironmentRoleForm, UserRoleForm
 from workloads.models import ApiToken, Environment
 from workloads.selectors.users import user_environment_roles, user_list_queryset, user_role_name
 from workloads.services import environments as environment_services
