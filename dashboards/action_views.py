@@ -13,7 +13,7 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from controlplane.roles import Role
 from dashboards.forms.actions import ActionFilterForm
 from dashboards.rendering import render_page as _render
-from dashboards.rendering import role_required, with_toasts
+from dashboards.rendering import role_required, selected_environment, with_toasts
 from dashboards.rendering import wants_fragment as _wants_fragment
 from workloads.errors import ApplicationError
 from workloads.models import ActionKind
@@ -29,9 +29,11 @@ STEPS_PAGE_SIZE = 50
 @require_GET
 @role_required(Role.VIEWER)
 def action_list(request):
-    form = ActionFilterForm(request.GET or None, classes=[wc.slug for wc in fleet.classes_for_choice()])
+    environment = selected_environment(request)  # the switcher: its classes' actions only
+    form = ActionFilterForm(request.GET or None, classes=[wc.slug for wc in fleet.classes_for_choice(environment)])
     filters = form.filters()
-    page = Paginator(action_selectors.action_list(**filters), ACTIONS_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = action_selectors.action_list(**filters, environment=environment)
+    page = Paginator(rows, ACTIONS_PAGE_SIZE).get_page(request.GET.get("page"))
     page.object_list = list(page.object_list)  # the rows the outcomes are attached to are the ones shown
     attach_replay_outcomes(page.object_list)
     context = {

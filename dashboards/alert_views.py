@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from controlplane.roles import Role, environment_role
 from dashboards.forms.alerts import AcknowledgeForm, ChannelForm, RouteForm, SilenceForm
-from dashboards.rendering import role_required
+from dashboards.rendering import role_required, selected_environment
 from workloads.errors import ApplicationError
 from workloads.models import NotificationChannel, NotificationRoute, Silence, SloIncident
 from workloads.notifications.runbooks import incident_runbook_url
@@ -28,8 +28,9 @@ RESOLVED_SHOWN = 20
 @role_required(Role.VIEWER)
 def incidents(request):
     now = timezone.now()
-    open_incidents = list(selectors.incident_queryset(state="open"))
-    resolved = list(selectors.incident_queryset(state="resolved")[:RESOLVED_SHOWN])
+    environment = selected_environment(request)  # the switcher: its classes' incidents only
+    open_incidents = list(selectors.incident_queryset(state="open", environment=environment))
+    resolved = list(selectors.incident_queryset(state="resolved", environment=environment)[:RESOLVED_SHOWN])
     for incident in [*open_incidents, *resolved]:
         incident.state = selectors.incident_state(incident)
         incident.runbook = incident_runbook_url(incident)

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -32,7 +33,7 @@ from dashboards.forms.dead_letters import (
     selected_ids,
 )
 from dashboards.rendering import render_page as _render
-from dashboards.rendering import role_required, with_toasts
+from dashboards.rendering import role_required, selected_environment, with_toasts
 from workloads.errors import ApplicationError
 from workloads.models import AuditResult, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
 from workloads.selectors import fleet
@@ -45,22 +46,25 @@ GROUPS_PAGE_SIZE = 50
 MESSAGES_PAGE_SIZE = 25
 
 
-def _filter_form(data) -> DeadLetterFilterForm:
-    return DeadLetterFilterForm(data, classes=list(fleet.classes_for_choice()))
+def _filter_form(data, environment=None) -> DeadLetterFilterForm:
+    # The lists offer the switcher's environment's classes (a posted selection may name any class).
+    return DeadLetterFilterForm(data, classes=list(fleet.classes_for_choice(environment)))
 
 
-def _rows(query):
-    # The same filter "replay / discard all matching" acts on.
-    return query.selection().queryset()
+def _rows(request, query):
+    # The same filter "replay / discard all matching" acts on, within the switcher's environment.
+    rows = query.selection().queryset()
+    environment = selected_environment(request)
+    return rows.filter(workload_class__environment=environment) if environment is not None else rows
 
 
 @require_GET
 @role_required(Role.VIEWER)
 def dead_letters(request):
     now = timezone.now()
-    form = _filter_form(request.GET or None)
+    form = _filter_form(request.GET or None, selected_environment(request))
     query = form.query(now=now)
-    groups = dead_letter_groups(now=now, rows=_rows(query))
+    groups = dead_letter_groups(now=now, rows=_rows(request, query))
     page = Paginator(groups, GROUPS_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"form": form, "query": query, "page": page, "now": now}
     return _render(request, "dashboards/dead_letters.html", "dead-letter-groups", context)
@@ -70,11 +74,11 @@ def dead_letters(request):
 @role_required(Role.VIEWER)
 def dead_letter_messages(request):
     now = timezone.now()
-    form = _filter_form(request.GET or None)
+    form = _filter_form(request.GET or None, selected_environment(request))
     query = form.query(now=now)
     page = None
     if query.workload_class is not None:
-        rows = _rows(query).select_related("workload_class", "replay_action").order_by("-last_seen", "-id")
+        rows = _rows(request, query).select_related("workload_class", "replay_action").order_by("-last_seen", "-id")
         page = Paginator(rows, MESSAGES_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "form": form,
@@ -301,6 +305,9 @@ def edit_and_replay(request, pk: int):
 @role_required(Role.VIEWER)
 def triage_rules(request):
     rules = TriageRule.objects.select_related("workload_class").order_by("priority", "id")
+    environment = selected_environment(request)
+    if environment is not None:  # its classes' rules, and those for every class (they apply there too)
+        rules = rules.filter(Q(workload_class__environment=environment) | Q(workload_class__isnull=True))
     return render(request, "dashboards/triage_rules.html", {"rules": rules})
 
 

@@ -1,5 +1,6 @@
 """Narrowing to one environment: `?environment=` on the API's lists, the screens' switcher (kept in
-the session) on the overview, cost and incidents screens, and incident mode in one environment."""
+the session) on the overview, cost, incidents, dead-letter, triage, alerts and actions screens, and
+incident mode in one environment."""
 
 import pytest
 from django.utils import timezone
@@ -134,3 +135,41 @@ def test_a_hostile_environment_parameter_is_a_clear_answer_not_a_crash(fleet, cl
     assert patched.status_code == 400
     client.force_login(admin_user)
     assert client.get("/", {"environment": "st\x00aging"}).status_code == 200  # every environment
+
+
+def test_the_switcher_narrows_dead_letters_triage_alerts_and_actions(fleet, client, viewer):
+    """Each screen shows both environments' rows for 'all' (so the probe is not blind) and only
+    staging's once the switcher (remembered in the session) says staging."""
+    from tests.factories import SloFactory
+    from tests.notifications.helpers import open_alert, sync
+    from workloads.models import Action, ActionKind, SloIncident, TriageRule
+
+    now = timezone.now()
+    for slug in ("prod-batch", "staging-batch"):
+        dead_letter_row(fleet[slug])
+        Action.objects.create(kind=ActionKind.REPLAY, workload_class=fleet[slug], name=f"action of {slug}")
+        TriageRule.objects.create(
+            name=f"rule of {slug}", workload_class=fleet[slug], error_signature="s", action="hold"
+        )
+        open_alert(SloFactory(workload_class=fleet[slug], kind="success_ratio"), "page-1h-5m", "page", at=now)
+    TriageRule.objects.create(name="rule of every class", error_signature="s", action="hold")
+    sync(now)
+    assert SloIncident.objects.count() == 2
+    client.force_login(viewer)
+    pages = {
+        "/dead-letters/": ("/dead-letters/messages/?workload_class={}",),
+        "/dead-letters/rules/": ("rule of {}",),
+        "/alerts/": ("/classes/{}/",),
+        "/actions/": ("action of {}",),
+    }
+    for url, probes in pages.items():
+        everything = client.get(url + "?environment=").content.decode()
+        staged = client.get(url + "?environment=staging").content.decode()
+        remembered = client.get(url).content.decode()
+        for probe in probes:
+            assert probe.format("prod-batch") in everything and probe.format("staging-batch") in everything, url
+            assert probe.format("staging-batch") in staged and probe.format("prod-batch") not in staged, url
+            assert probe.format("prod-batch") not in remembered, url
+    assert "rule of every class" in client.get("/dead-letters/rules/").content.decode()
+    messages = client.get("/dead-letters/messages/?workload_class=staging-batch").content.decode()
+    assert "staging-batch" in messages

@@ -5,8 +5,13 @@ from django.db.models import Case, IntegerField, QuerySet, Value, When
 from workloads.models import Action, ActionStep, StepState
 
 
-def action_list(*, kind: str = "", state: str = "", workload_class_slug: str = "") -> QuerySet[Action]:
+def action_list(
+    *, kind: str = "", state: str = "", workload_class_slug: str = "", environment=None
+) -> QuerySet[Action]:
+    """With `environment`, only its classes' actions (as the API's ?environment=)."""
     actions = Action.objects.select_related("workload_class")
+    if environment is not None:
+        actions = actions.filter(workload_class__environment=environment)
     if kind:
         actions = actions.filter(kind=kind)
     if state:

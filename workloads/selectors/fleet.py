@@ -311,6 +311,7 @@ def class_recent_actions(*, workload_class: WorkloadClass, limit: int = 10) -> l
     return list(Action.objects.filter(workload_class=workload_class).order_by("-created_at", "-id")[:limit])
 
 
-def classes_for_choice() -> QuerySet[WorkloadClass]:
-    """Slug and name of every class, for filter drop-downs."""
-    return WorkloadClass.objects.order_by("slug").only("slug", "name")
+def classes_for_choice(environment=None) -> QuerySet[WorkloadClass]:
+    """Slug and name of every class (of `environment` when one is given), for filter drop-downs."""
+    classes = WorkloadClass.objects.order_by("slug").only("slug", "name")
+    return classes.filter(environment=environment) if environment is not None else classes
