@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
 from tests.workloads.pools import run_pending
-from workloads.models import Action, ActionKind, ActionState, HoldState, PoolHold
+from workloads.models import Action, Environment, ActionKind, ActionState, HoldState, PoolHold
 from workloads.providers import Providers, set_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.gcp.cloudrun import CloudRunWorkerPools
@@ -26,12 +26,16 @@ POOLS = "projects/demo-proj/locations/us-central1/workerPools"
 @pytest.fixture
 def cloud(db, gcp_fakes, fake_cloud_run):
     """Four deferrable classes whose pools live in the Cloud Run fake, and one critical class."""
+    # The pools live in demo-proj, so the classes' environment names that project.
+    environment = Environment.objects.create(
+        slug="demo", name="Demo", projects=["demo-proj"], regions=["us-central1"], monitoring_project="demo-proj"
+    )
     counts = {"doc-render": 3, "indexing-pipeline": 4, "batch-enrich": 2, "report-build": 1, "policy-eval": 6}
     classes = {}
     for slug, count in counts.items():
         pool = f"{POOLS}/indexer" if slug == "indexing-pipeline" else f"{POOLS}/{slug}"
         tier = "critical" if slug == "policy-eval" else "deferrable"
-        classes[slug] = WorkloadClassFactory(slug=slug, tier=tier, worker_pool=pool)
+        classes[slug] = WorkloadClassFactory(environment=environment, slug=slug, tier=tier, worker_pool=pool)
         fake_cloud_run.add_pool(pool, instance_count=count)
     set_providers(
         Providers(queue=None, pools=CloudRunWorkerPools(gcp_fakes.run_client, backoff=FAST), metrics=None, name="gcp")

@@ -277,7 +277,7 @@ class AcknowledgeInputSerializer(StrictSerializer):
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            OpenApiParameter("state", str, enum=["open", "resolved"], description="Open or resolved ones only."),
+            OpenApiParameter("state", str, enum=["open", "resolved"], description="`open` or `resolved` ones only."),
             OpenApiParameter("environment", str, description="An environment's slug: its classes' incidents only."),
         ]
     )
