@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
 from tests.workloads.pools import run_pending
-from workloads.models import Action, Environment, ActionKind, ActionState, HoldState, PoolHold
+from workloads.models import Action, ActionKind, ActionState, Environment, HoldState, PoolHold
 from workloads.providers import Providers, set_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.gcp.cloudrun import CloudRunWorkerPools

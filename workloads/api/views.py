@@ -132,8 +132,16 @@ class WorkloadClassViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("resources", str, enum=list(class_deletion.RESOURCE_CHOICES), default="keep"),
-            OpenApiParameter("force", bool, default=False),
+            OpenApiParameter(
+                "resources",
+                str,
+                enum=list(class_deletion.RESOURCE_CHOICES),
+                default="keep",
+                description="`keep` (the default) leaves the class's cloud resources; `delete` deletes them too.",
+            ),
+            OpenApiParameter(
+                "force", bool, default=False, description="With `delete`: go ahead although dead letters would be lost."
+            ),
         ],
         responses={202: ActionSerializer, 204: None},
     )
