@@ -191,3 +191,53 @@ def test_200_observed_classes_cost_the_same_calls_as_one(metrics, gcp_fakes):
     assert fake.list_calls == 2
     assert all(len(request.filter) <= 2048 for request in fake.list_requests)
     assert result == {"cls-117": [result["cls-117"][0]]} and result["cls-117"][0].value == 12.0
+
+
+def test_runtime_metrics_are_read_through_each_environments_scoping_project(metrics, gcp_fakes):
+    """As the poll's own metrics (tests/environments/test_environment_polling.py): one call per
+    metric type per scoping project, each filtered to that scope's resources; a target without one
+    is read through the provider's project."""
+    fake = gcp_fakes.monitoring
+    for project, service, count in (("prod-one", "billing-push", 7), ("stage-one", "staged-push", 3)):
+        fake.seed(
+            "run.googleapis.com/request_count",
+            resource_type="cloud_run_revision",
+            resource_labels={
+                "project_id": project,
+                "location": "europe-west1",
+                "configuration_name": "c",
+                "revision_name": "r1",
+                "service_name": service,
+            },
+            metric_labels={"response_code_class": "2xx", "response_code": "200"},
+            points=[(at(2), count)],
+        )
+
+    def run(slug, project, service, scope):
+        resource = f"projects/{project}/locations/europe-west1/services/{service}"
+        return MetricTarget(
+            slug, "", "", "", runtime="cloud_run_service", runtime_resource=resource, scope_project=scope
+        )
+
+    targets = [
+        run("prod-billing", "prod-one", "billing-push", "prod-scope"),
+        run("prod-other", "prod-two", "other-push", "prod-scope"),
+        run("staged", "stage-one", "staged-push", "stage-scope"),
+    ]
+    outcomes = metrics.runtime_series(RuntimeMetric.OUTCOMES, targets, start=START, end=END)
+    assert fake.list_calls == 2  # request_count, once per scoping project
+    filters = {request.name: request.filter for request in fake.list_requests}
+    assert set(filters) == {"projects/prod-scope", "projects/stage-scope"}
+    assert "staged-push" in filters["projects/stage-scope"] and "billing-push" not in filters["projects/stage-scope"]
+    assert "billing-push" in filters["projects/prod-scope"] and "other-push" in filters["projects/prod-scope"]
+    assert "staged-push" not in filters["projects/prod-scope"]
+    assert outcomes["prod-billing"][-1].value == Outcomes(executions=7, errors=0)
+    assert outcomes["staged"][-1].value == Outcomes(executions=3, errors=0)
+
+    fake.list_requests.clear()
+    metrics.runtime_series(RuntimeMetric.OUTCOMES, [*targets, run("own", PROJECT, "x", "")], start=START, end=END)
+    assert sorted(request.name for request in fake.list_requests) == [
+        f"projects/{PROJECT}",
+        "projects/prod-scope",
+        "projects/stage-scope",
+    ]

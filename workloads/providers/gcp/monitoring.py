@@ -267,17 +267,27 @@ class CloudMonitoringMetrics(Metrics):
         # Imported here: that module builds on this one's filters and conversions.
         from workloads.providers.gcp.runtime_metrics import read_runtime_series
 
-        return read_runtime_series(
-            self._client,
-            scope=self._scope,
-            metric=metric,
-            targets=targets,
-            start=start,
-            end=end,
-            step_seconds=step_seconds,
-            backoff=self._backoff,
-            timeout=self._timeout,
-        )
+        # As series(): through each target's scoping project (its environment's), one call per
+        # metric type per scoping project; a runtime's resources live in its environment's projects.
+        by_scope: dict[str, list[MetricTarget]] = {}
+        for target in targets:
+            by_scope.setdefault(target.scope_project or self._project, []).append(target)
+        result: dict[str, list[Point]] = {}
+        for scope_project, scoped in sorted(by_scope.items()):
+            result.update(
+                read_runtime_series(
+                    self._client,
+                    scope=f"projects/{scope_project}",
+                    metric=metric,
+                    targets=scoped,
+                    start=start,
+                    end=end,
+                    step_seconds=step_seconds,
+                    backoff=self._backoff,
+                    timeout=self._timeout,
+                )
+            )
+        return result
 
     # --- writing ---------------------------------------------------------------------------------------
     def write_worker_report(self, report: WorkerReport) -> None:
