@@ -206,3 +206,19 @@ def test_creating_a_class_needs_admin_in_its_requested_environment(fleet, make_u
         ("staged-new", "staging"),
         ("other-new", "staging"),
     }
+
+
+def test_the_users_list_shows_roles_by_environment(fleet, make_user, client, client_as, admin_user):
+    sam = make_user("sam-staging", None)  # no role of their own: only the override
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.OPERATOR)
+    make_user("vic-viewer", Role.VIEWER)
+    client.force_login(admin_user)
+    page = client.get("/users/").content.decode()
+    sam_row = page.split('href="/users/sam-staging/"')[1].split("</tr>")[0]
+    vic_row = page.split('href="/users/vic-viewer/"')[1].split("</tr>")[0]
+    assert 'data-environment="staging"' in sam_row and "operator in staging" in sam_row
+    assert "env-role" not in vic_row
+    listed = {row["username"]: row for row in client_as(admin_user).get("/api/v1/users/").json()["results"]}
+    assert listed["sam-staging"]["environment_roles"] == [
+        {"environment": "staging", "role": "operator", "source": "set by the system"}
+    ]
