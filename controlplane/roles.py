@@ -89,6 +89,14 @@ def environment_role(user, environment_id: int | None) -> Role:
     return environment_overrides(user).get(environment_id, own)
 
 
+def readable_environment_ids(user) -> set[int] | None:
+    """Where the user may read: None for everywhere (a role of their own, or a superuser), else the
+    environments where an override gives them one (someone whose only roles are overrides)."""
+    if user_role(user) >= Role.VIEWER:
+        return None
+    return set(environment_overrides(user)) if user is not None and user.is_authenticated else set()
+
+
 def class_role(user, slug: str | None) -> Role:
     """The user's role for the class with this slug (its environment's). Without overrides it is
     their own role, and the class is not looked up; an unknown slug gets their own role (the view

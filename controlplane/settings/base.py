@@ -297,6 +297,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["workloads.api.permissions.RolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
+        # Override-only users' rows: the environments where they have a role.
+        "workloads.api.permissions.EnvironmentVisibilityFilterBackend",
         # django-filter's backend, with a refused choice naming the valid ones.
         "workloads.api.choices.ChoiceListingFilterBackend",
         "rest_framework.filters.SearchFilter",

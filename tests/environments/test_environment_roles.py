@@ -222,3 +222,42 @@ def test_the_users_list_shows_roles_by_environment(fleet, make_user, client, cli
     assert listed["sam-staging"]["environment_roles"] == [
         {"environment": "staging", "role": "operator", "source": "set by the system"}
     ]
+
+
+def test_someone_with_only_an_override_reads_the_lists_of_that_environment(fleet, make_user, client_as):
+    """No role of their own, viewer in staging: the classes, dead letters (and their groups),
+    replays, actions and alert incidents lists answer with staging's rows only, a prod row is not
+    found, and what needs a role of one's own stays refused; a viewer everywhere sees both."""
+    from tests.workloads.deadletter_helpers import dead_letter_row
+    from workloads.models import Action, ActionKind, WorkloadClass
+
+    rows = {}
+    for slug in ("prod-docs", "staging-docs"):
+        workload_class = WorkloadClass.objects.get(slug=slug)
+        rows[slug] = dead_letter_row(workload_class)
+        Action.objects.create(kind=ActionKind.REPLAY, workload_class=workload_class, name=f"replay of {slug}")
+    sam = make_user("sam-staging", None)
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.VIEWER)
+    lists = {
+        "/api/v1/classes/": "slug",
+        "/api/v1/dead-letters/": "workload_class",
+        "/api/v1/dead-letter-groups/": "workload_class",
+        "/api/v1/replays/": "workload_class",
+        "/api/v1/actions/": "workload_class",
+    }
+    for who, expected in ((sam, {"staging-docs"}), (make_user("vic", Role.VIEWER), {"prod-docs", "staging-docs"})):
+        api = client_as(who)
+        for url, key in lists.items():
+            response = api.get(url)
+            assert response.status_code == 200, (url, response.content)
+            assert {row[key] for row in response.json()["results"]} == expected, url
+        assert api.get("/api/v1/alert-incidents/").status_code == 200
+    api = client_as(sam)
+    assert api.get(f"/api/v1/dead-letters/{rows['staging-docs'].pk}/").status_code == 200
+    assert api.get(f"/api/v1/dead-letters/{rows['prod-docs'].pk}/").status_code == 404
+    assert api.get("/api/v1/classes/staging-docs/").status_code == 200
+    assert api.get("/api/v1/classes/prod-docs/").status_code in (403, 404)
+    assert api.get("/api/v1/users/").status_code == 403
+    discard = {"workload_class": "staging-docs", "ids": [rows["staging-docs"].pk]}
+    assert api.post("/api/v1/dead-letters/discard/", discard, format="json").status_code == 403
+    assert client_as(make_user("nobody", None)).get("/api/v1/classes/").status_code == 403

@@ -108,6 +108,7 @@ class ActionViewSet(
     queryset = Action.objects.select_related("workload_class")
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
+    environment_lookup = "workload_class__environment"
     filterset_class = ActionFilter
     search_fields = ["name", "target", "reason", "requested_by_label"]
     ordering_fields = ["created_at", "finished_at", "state", "kind"]

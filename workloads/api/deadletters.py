@@ -17,7 +17,7 @@ from workloads.api.actions import ActionSerializer, ReplayOutcomesOnListMixin
 from workloads.api.choices import ChoiceField, ChoiceListingFilterBackend
 from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.api.parsers import PayloadJSONParser
-from workloads.api.permissions import check_class_role
+from workloads.api.permissions import EnvironmentVisibilityFilterBackend, check_class_role
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
 from workloads.domain.payloads import hostile_input_error
 from workloads.models import Action, ActionKind, DeadLetter, DeadLetterStatus, TriageRule, WorkloadClass
@@ -231,6 +231,7 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
     class_in_request = True  # each changing route checks the role in its class's environment
+    environment_lookup = "workload_class__environment"
     filterset_class = DeadLetterFilterSet
     search_fields = ["message_id", "idempotency_key", "error_type", "error_message"]
     ordering_fields = ["last_seen", "first_seen", "replay_count", "dead_letter_count"]
@@ -296,6 +297,7 @@ class DeadLetterGroupListView(generics.GenericAPIView):
     24-hour trend. Takes the dead-letter list's filters."""
 
     read_role = Role.VIEWER
+    environment_lookup = "workload_class__environment"
     queryset = DeadLetter.objects.all()
     filterset_class = DeadLetterFilterSet
     serializer_class = DeadLetterGroupSerializer
@@ -308,7 +310,7 @@ class DeadLetterGroupListView(generics.GenericAPIView):
         return self.get_paginated_response(DeadLetterGroupSerializer(page, many=True).data)
 
     # Only the field filters: search and ordering apply to rows, not to groups.
-    filter_backends = [ChoiceListingFilterBackend]
+    filter_backends = [EnvironmentVisibilityFilterBackend, ChoiceListingFilterBackend]
 
 
 class ClassAttentionSerializer(serializers.Serializer):
@@ -434,6 +436,7 @@ class ReplayViewSet(
     read_role = Role.VIEWER
     write_role = Role.OPERATOR
     class_in_request = True  # each changing route checks the role in its class's environment
+    environment_lookup = "workload_class__environment"
     filterset_class = ReplayFilter
     search_fields = ["name", "reason", "requested_by_label"]
     ordering_fields = ["created_at", "finished_at", "state"]

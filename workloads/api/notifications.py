@@ -297,6 +297,7 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     ordering = ["-opened_at", "-id"]
     # Acknowledging checks the role in the incident's class's environment (the object check).
     class_in_request = True
+    environment_lookup = ("slo__workload_class__environment", "workload_class__environment")
 
     def required_role(self, request) -> Role:
         return Role.VIEWER if request.method in SAFE_METHODS else Role.OPERATOR

@@ -1,7 +1,16 @@
+from django.db.models import Q
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.filters import BaseFilterBackend
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from controlplane.roles import Role, class_role, environment_overrides, environment_role, user_role
+from controlplane.roles import (
+    Role,
+    class_role,
+    environment_overrides,
+    environment_role,
+    readable_environment_ids,
+    user_role,
+)
 from workloads.models import ApiToken
 from workloads.services.tokens import token_allows
 
@@ -54,6 +63,10 @@ class RolePermission(BasePermission):
 
     @staticmethod
     def _role(request, view) -> Role:
+        if _reads_by_environment(request, view):
+            # Someone whose only roles are overrides reads these lists (and their rows), narrowed to
+            # those environments by EnvironmentVisibilityFilterBackend.
+            return max(environment_overrides(request.user).values(), default=Role.NONE)
         if getattr(view, "class_in_request", False) and request.method not in SAFE_METHODS:
             own = user_role(request.user)
             if request.user.is_superuser:
@@ -107,3 +120,33 @@ def check_classes_role(request, classes, needed: Role) -> None:
     environment must reach `needed`."""
     for workload_class in classes:
         check_class_role(request, workload_class, needed)
+
+
+# The list and detail routes of views that declare `environment_lookup` (the ORM path, or paths, from
+# a row to its environment) are narrowed for someone whose only roles are overrides.
+READ_ACTIONS = {"list", "retrieve", None}
+
+
+def _reads_by_environment(request, view) -> bool:
+    if request.method not in SAFE_METHODS or not getattr(view, "environment_lookup", None):
+        return False
+    if getattr(view, "action", None) not in READ_ACTIONS:
+        return False  # a custom read route (a class's deletion preview...) keeps its own check
+    return readable_environment_ids(request.user) is not None
+
+
+class EnvironmentVisibilityFilterBackend(BaseFilterBackend):
+    """Rows of the environments where an override-only user has a role (a user with a role of their
+    own sees every row). Views name the path in `environment_lookup`; a tuple means any of them."""
+
+    def filter_queryset(self, request, queryset, view):
+        lookup = getattr(view, "environment_lookup", None)
+        if not lookup:
+            return queryset
+        readable = readable_environment_ids(request.user)
+        if readable is None:
+            return queryset
+        where = Q()
+        for path in (lookup,) if isinstance(lookup, str) else lookup:
+            where |= Q(**{f"{path}__in": readable})
+        return queryset.filter(where)

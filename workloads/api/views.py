@@ -73,6 +73,7 @@ class WorkloadClassViewSet(viewsets.ModelViewSet):
     lookup_value_regex = "[a-z0-9-]+"
     read_role = Role.VIEWER
     write_role = Role.ADMIN
+    environment_lookup = "environment"
     filterset_class = WorkloadClassFilter
     search_fields = ["slug", "name", "owner_team", "description"]
     ordering_fields = ["slug", "name", "owner_team", "tier", "created_at", "updated_at"]
