@@ -27,7 +27,7 @@ STEPS_PAGE_SIZE = 50
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def action_list(request):
     environment = selected_environment(request)  # the switcher: its classes' actions only
     form = ActionFilterForm(request.GET or None, classes=[wc.slug for wc in fleet.classes_for_choice(environment)])

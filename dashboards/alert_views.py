@@ -25,7 +25,7 @@ RESOLVED_SHOWN = 20
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def incidents(request):
     now = timezone.now()
     environment = selected_environment(request)  # the switcher: its classes' incidents only

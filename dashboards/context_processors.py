@@ -7,7 +7,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
-from controlplane.roles import Role, user_role
+from controlplane.roles import Role, readable_environment_ids, user_role
 from dashboards.rendering import selected_environment
 from workloads.selectors import incidents
 from workloads.selectors import notifications as notification_selectors
@@ -84,13 +84,26 @@ def _dead_letter_count(_request) -> tuple[int, str]:
 NAV_COUNTS = {"dashboards:dead-letters": _dead_letter_count}
 
 
+# The screens someone whose only roles are environment overrides reads (role_required's `narrowed`).
+NARROWED_SCREENS = {
+    "dashboards:overview",
+    "dashboards:dead-letters",
+    "dashboards:alert-incidents",
+    "dashboards:incidents",
+    "dashboards:cost",
+    "dashboards:actions",
+}
+
+
 def nav_links(request) -> list[NavLink]:
-    role = user_role(getattr(request, "user", None))
+    user = getattr(request, "user", None)
+    role = user_role(user)
+    only_overrides = role < Role.VIEWER and bool(readable_environment_ids(user))
     match = getattr(request, "resolver_match", None)
     view_name = match.view_name if match else ""
     links = []
     for item in NAV_ITEMS:
-        if role < item.role:
+        if role < item.role and not (only_overrides and item.url_name in NARROWED_SCREENS):
             continue
         try:
             url = reverse(item.url_name)

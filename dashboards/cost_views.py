@@ -16,7 +16,7 @@ from workloads.selectors.cost import cost_report
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def cost(request):
     form = CostForm({"period": "today", "group_by": "class", **request.GET.dict()})
     now = timezone.now()

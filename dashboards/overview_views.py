@@ -54,7 +54,7 @@ def _sort_headers(current: str) -> list[dict]:
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def overview(request):
     form = FleetFilterForm(request.GET, teams=fleet.fleet_teams())
     filters = form.filters()

@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from controlplane.roles import Role, class_role, environment_role
+from controlplane.roles import Role, class_role, environment_role, readable_environment_ids
 from workloads.models import Environment
 from workloads.selectors.environments import environment_by_slug
 
@@ -49,13 +49,15 @@ def require_role(request, role: Role, *, environment: Environment | None = None)
         raise PermissionDenied(f"This page needs the {role.name.lower()} role{where}.")
 
 
-def role_required(role: Role, *, post: Role | None = None, environment=None):
+def role_required(role: Role, *, post: Role | None = None, environment=None, narrowed: bool = False):
     """The view's role, declared on it as the API's views declare `read_role` / `write_role`
     (workloads/api/permissions.py): a person must be signed in (login_required_htmx) and hold `role`,
     and for a POST `post` when a page that anyone may read takes changes only from a higher role.
     On a class's pages it is the role in the class's environment (require_role); `environment`
     (a function of the request, e.g. selected_environment) names the environment whose role counts,
     or a list of them when the page changes classes in each (a migration plan's two sides).
+    `narrowed`: a list screen that follows the switcher, which someone whose only roles are
+    environment overrides may read too, narrowed to one of those environments (selected_environment).
     The roles are kept on the view (`required_role`, `required_post_role`) so a test can read them
     from the URLconf (tests/dashboards/test_view_roles.py)."""
     post_role = post if post is not None else role
@@ -64,6 +66,8 @@ def role_required(role: Role, *, post: Role | None = None, environment=None):
         @wraps(view)
         def checked(request, *args, **kwargs):
             found = environment(request) if environment is not None else None
+            if narrowed and found is None and readable_environment_ids(request.user) is not None:
+                found = selected_environment(request)  # one where they have a role, or none: refused
             for where in found if isinstance(found, (list, tuple)) else [found]:
                 require_role(request, role, environment=where)
                 if post is not None and request.method == "POST":
@@ -93,6 +97,10 @@ def selected_environment(request) -> Environment | None:
             session[SELECTED_ENVIRONMENT_KEY] = environment.slug if environment else ""
     else:
         environment = environment_by_slug(session.get(SELECTED_ENVIRONMENT_KEY, "") if session is not None else "")
+    readable = readable_environment_ids(getattr(request, "user", None))
+    if readable is not None and (environment is None or environment.pk not in readable):
+        # Only overrides: never every environment, always one where they have a role.
+        environment = Environment.objects.filter(pk__in=readable).order_by("slug").first()
     request._selected_environment = environment
     return environment
 

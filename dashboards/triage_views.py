@@ -59,7 +59,7 @@ def _rows(request, query):
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def dead_letters(request):
     now = timezone.now()
     form = _filter_form(request.GET or None, selected_environment(request))
@@ -71,7 +71,7 @@ def dead_letters(request):
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def dead_letter_messages(request):
     now = timezone.now()
     form = _filter_form(request.GET or None, selected_environment(request))
@@ -302,7 +302,7 @@ def edit_and_replay(request, pk: int):
 
 # --- Triage rules ---------------------------------------------------------------------------------------
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def triage_rules(request):
     rules = TriageRule.objects.select_related("workload_class").order_by("priority", "id")
     environment = selected_environment(request)

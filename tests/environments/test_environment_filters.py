@@ -173,3 +173,27 @@ def test_the_switcher_narrows_dead_letters_triage_alerts_and_actions(fleet, clie
     assert "rule of every class" in client.get("/dead-letters/rules/").content.decode()
     messages = client.get("/dead-letters/messages/?workload_class=staging-batch").content.decode()
     assert "staging-batch" in messages
+
+
+def test_someone_with_only_an_override_reads_the_switchers_screens_of_that_environment(fleet, client, make_user):
+    """No role of their own, viewer in staging: the screens that follow the switcher open on staging
+    and stay there (asking for prod or every environment still shows staging's), the navigation
+    offers them, and the other screens stay refused."""
+    for slug in ("prod-batch", "staging-batch"):
+        dead_letter_row(fleet[slug])
+    sam = make_user("sam-staging", None)
+    environment_role_set(actor=None, user=sam, environment=fleet["staging"], role=Role.VIEWER)
+    client.force_login(sam)
+    for url in ("/", "/?environment=prod", "/?environment=", "/dead-letters/", "/actions/", "/alerts/", "/cost/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        page = response.content.decode()
+        assert "prod-batch" not in page and "prod-api" not in page, url
+    assert "staging-batch" in client.get("/").content.decode()
+    assert "staging-batch" in client.get("/dead-letters/").content.decode()
+    assert 'href="/dead-letters/"' in client.get("/").content.decode()
+    assert client.get("/audit/").status_code == 403
+    assert client.get("/users/").status_code == 403
+    nobody = make_user("nobody", None)
+    client.force_login(nobody)
+    assert client.get("/").status_code == 403
