@@ -1,12 +1,15 @@
-"""Editing a class in the product's own form (admins): the fields people change day to day, saved
-through workloads.services.classes.workload_class_update, the service behind PATCH
-/api/v1/classes/<slug>/, so the change is validated (the model's full_clean), audited as
-workload_class.update and provisioned alike. Errors show beside their field. The Django admin
-stays for admins who need what this form leaves out (resource names, SLOs, schedules)."""
+"""Editing a class in the product's own form (admins): the fields people change day to day, its
+cloud resource names, its SLOs and its schedule policies, all saved in one call to
+workloads.services.classes.workload_class_update, the service behind PATCH
+/api/v1/classes/<slug>/, with the same arguments the API passes (`fields`, and `slos` /
+`schedules` as the whole list, matched by SLO kind and schedule name). So a change is validated
+(the models' full_clean), audited as workload_class.update and provisioned exactly as the API's
+is. Errors show beside their field, or beside their SLO or schedule row."""
 
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.forms.models import inlineformset_factory
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -14,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 from controlplane.roles import Role
 from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
-from workloads.models import WorkloadClass
+from workloads.models import SchedulePolicy, Slo, WorkloadClass
 from workloads.services.classes import workload_class_update
 
 # Grouped as the form shows them; every name is a WorkloadClass field the API's PATCH accepts.
@@ -23,8 +26,28 @@ SECTIONS = (
     ("Scaling", ("min_instances", "max_instances", "throughput_per_instance", "drain_target_seconds")),
     ("Delivery", ("timeout_tier", "timeout_seconds", "max_concurrency", "max_delivery_attempts", "replay_limit")),
     ("Cost", ("cost_rates", "vcpu_per_instance", "memory_gib_per_instance")),
+    # PATCH accepts these, so the form does too; the template says a change re-provisions.
+    (
+        "Cloud resources",
+        ("topic", "subscription", "dead_letter_topic", "dead_letter_subscription", "completion_topic", "worker_pool"),
+    ),
 )
 EDITABLE = tuple(name for _title, names in SECTIONS for name in names)
+# The writable fields of the API's SloSerializer and SchedulePolicySerializer (workloads/api/serializers.py).
+SLO_FIELDS = ("kind", "percentile", "threshold_seconds", "target_percent", "window_days", "min_traffic", "runbook_url")
+SCHEDULE_FIELDS = (
+    "name",
+    "kind",
+    "days_of_week",
+    "start_time",
+    "end_time",
+    "timezone",
+    "min_instances",
+    "max_instances",
+    "priority",
+    "enabled",
+)
+DAYS = [(0, "Mon"), (1, "Tue"), (2, "Wed"), (3, "Thu"), (4, "Fri"), (5, "Sat"), (6, "Sun")]
 
 
 class ClassEditForm(forms.ModelForm):
@@ -40,16 +63,66 @@ class ClassEditForm(forms.ModelForm):
         return [(title, [self[name] for name in names]) for title, names in SECTIONS]
 
 
-def _add_service_errors(form: ClassEditForm, error: ValidationError) -> None:
-    """The service's ValidationError beside the field it names, or at the top of the form."""
+class ScheduleForm(forms.ModelForm):
+    # Checkboxes rather than the JSON text a JSONField gets by default; the model's validator still runs.
+    days_of_week = forms.TypedMultipleChoiceField(
+        choices=DAYS, coerce=int, widget=forms.CheckboxSelectMultiple, label="Days"
+    )
+
+    class Meta:
+        model = SchedulePolicy
+        fields = SCHEDULE_FIELDS
+        widgets = {"start_time": forms.TimeInput(format="%H:%M"), "end_time": forms.TimeInput(format="%H:%M")}
+
+
+# One blank row each to add; a row's Delete box removes it (the service deletes what the list omits).
+SloFormSet = inlineformset_factory(WorkloadClass, Slo, fields=SLO_FIELDS, extra=1, can_delete=True)
+ScheduleFormSet = inlineformset_factory(
+    WorkloadClass, SchedulePolicy, form=ScheduleForm, fields=SCHEDULE_FIELDS, extra=1, can_delete=True
+)
+
+
+def _rows(formset, names: tuple[str, ...]) -> tuple[list[dict], list]:
+    """The list the API would receive (every kept row, in order) and the form behind each item, so
+    the service's `slos.<index>.<field>` errors can be put back beside their row."""
+    items, forms_by_index = [], []
+    deleted = set(map(id, formset.deleted_forms))
+    for form in formset.forms:
+        if id(form) in deleted or (form.instance.pk is None and not form.has_changed()):
+            continue
+        items.append({name: form.cleaned_data[name] for name in names})
+        forms_by_index.append(form)
+    return items, forms_by_index
+
+
+def _name_rows(formset, noun: str, key: str) -> None:
+    """Each row's legend names the saved row it edits (by its natural key, as it was loaded), so
+    a screen reader and a test can tell the rows apart."""
+    for form in formset.forms:
+        form.legend = (
+            f"{noun} {form.initial[key]}" if form.instance.pk else f"New {noun if noun == 'SLO' else noun.lower()}"
+        )
+
+
+def _add_service_errors(form: ClassEditForm, error: ValidationError, rows: dict[str, list]) -> None:
+    """The service's ValidationError beside the field (or SLO / schedule row) it names, or at the
+    top of the form."""
     if not hasattr(error, "error_dict"):
         form.add_error(None, error)
         return
-    for field, errors in error.error_dict.items():
-        target = field if field in form.fields else None
+    for key, errors in error.error_dict.items():
+        relation, _, rest = key.partition(".")
+        index, _, field = rest.partition(".")
+        if relation in rows and index.isdigit() and int(index) < len(rows[relation]):
+            row = rows[relation][int(index)]
+            for item in errors:
+                for message in item.messages:
+                    row.add_error(field if field in row.fields else None, message)
+            continue
+        target = key if key in form.fields else None
         for item in errors:
             for message in item.messages:
-                form.add_error(target, message if target else f"{field.replace('_', ' ')}: {message}")
+                form.add_error(target, message if target else f"{key.replace('_', ' ')}: {message}")
 
 
 @require_http_methods(["GET", "POST"])
@@ -58,29 +131,48 @@ def class_edit(request, slug: str):
     workload_class = WorkloadClass.objects.select_related("cost_rates").filter(slug=slug).first()
     if workload_class is None:
         raise Http404("No such class.")
-    # The form validates a copy: the service reads the class afresh and applies only the changes.
-    form = ClassEditForm(request.POST or None, instance=WorkloadClass.objects.get(pk=workload_class.pk))
+    data = request.POST or None
+    # The forms validate a copy: the service reads the class afresh and applies only the changes.
+    copy = WorkloadClass.objects.get(pk=workload_class.pk)
+    form = ClassEditForm(data, instance=copy)
+    slo_formset = SloFormSet(data, instance=copy, prefix="slos", queryset=Slo.objects.order_by("kind"))
+    schedule_formset = ScheduleFormSet(
+        data, instance=copy, prefix="schedules", queryset=SchedulePolicy.objects.order_by("-priority", "name")
+    )
+    _name_rows(slo_formset, "SLO", "kind")
+    _name_rows(schedule_formset, "Schedule", "name")
     status = 200
     if request.method == "POST":
-        if form.is_valid():
+        # Evaluate all three so every error shows at once.
+        valid = [f.is_valid() for f in (form, slo_formset, schedule_formset)]
+        if all(valid):
             changed = {name: form.cleaned_data[name] for name in form.changed_data}
-            if not changed:
+            slos, slo_rows = _rows(slo_formset, SLO_FIELDS)
+            schedules, schedule_rows = _rows(schedule_formset, SCHEDULE_FIELDS)
+            # As a PATCH that omits a list leaves it alone, an untouched formset is not sent.
+            slos = slos if slo_formset.has_changed() else None
+            schedules = schedules if schedule_formset.has_changed() else None
+            if not changed and slos is None and schedules is None:
                 messages.info(request, "Nothing changed.")
                 return redirect("dashboards:class-detail", slug=slug)
             try:
-                updated = workload_class_update(actor=request.user, workload_class=workload_class, fields=changed)
+                updated = workload_class_update(
+                    actor=request.user, workload_class=workload_class, fields=changed, slos=slos, schedules=schedules
+                )
             except ValidationError as error:
-                _add_service_errors(form, error)
+                _add_service_errors(form, error, {"slos": slo_rows, "schedules": schedule_rows})
             except ApplicationError as error:
                 form.add_error(None, error.message)
             else:
-                names = ", ".join(form[name].label.lower() for name in form.changed_data)
+                names = [form[name].label.lower() for name in form.changed_data]
+                names += ["SLOs"] * (slos is not None) + ["schedules"] * (schedules is not None)
                 note = (
                     f" Its cloud resources are being updated (action #{updated.provisioning_action.pk})."
                     if updated.provisioning_action is not None
                     else ""
                 )
-                messages.success(request, f"{workload_class.slug} saved: {names}.{note}")
+                messages.success(request, f"{workload_class.slug} saved: {', '.join(names)}.{note}")
                 return redirect("dashboards:class-detail", slug=slug)
         status = 400
-    return render(request, "dashboards/class_edit.html", {"wc": workload_class, "form": form}, status=status)
+    context = {"wc": workload_class, "form": form, "slo_formset": slo_formset, "schedule_formset": schedule_formset}
+    return render(request, "dashboards/class_edit.html", context, status=status)
