@@ -8,28 +8,15 @@ from django.utils import timezone
 from controlplane.roles import Role
 from tests.workloads.deadletter_helpers import dead_letter_row
 from tests.workloads.pools import pooled_class
-from workloads.models import Environment, HoldState, IncidentMode, PoolHold
+from workloads.models import HoldState, IncidentMode, PoolHold
 from workloads.services.environments import environment_role_set
 
 INCIDENT_MODE = "/api/v1/incident-mode/"
 
 
 @pytest.fixture
-def fleet(db):
-    prod = Environment.objects.create(
-        slug="prod",
-        name="Prod",
-        projects=["local-project"],
-        regions=["us-central1"],
-        monitoring_project="local-project",
-    )
-    staging = Environment.objects.create(
-        slug="staging",
-        name="Staging",
-        projects=["local-staging"],
-        regions=["us-central1"],
-        monitoring_project="local-staging",
-    )
+def fleet(prod_and_staging):
+    prod, staging = prod_and_staging["prod"], prod_and_staging["staging"]
     classes = {
         "prod-batch": pooled_class("prod-batch", instances=2, environment=prod),
         "prod-api": pooled_class("prod-api", instances=2, tier="critical", environment=prod),

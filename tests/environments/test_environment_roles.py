@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from controlplane.roles import Role
 from tests.workloads.pools import pooled_class
-from workloads.models import AuditEvent, Environment, EnvironmentRole, PoolHold
+from workloads.models import AuditEvent, EnvironmentRole, PoolHold
 from workloads.services.environments import environment_role_set
 from workloads.services.tokens import api_token_issue
 
@@ -15,21 +15,8 @@ PAUSE = "/api/v1/classes/{}/pause/"
 
 
 @pytest.fixture
-def fleet(db):
-    prod = Environment.objects.create(
-        slug="prod",
-        name="Prod",
-        projects=["local-project"],
-        regions=["us-central1"],
-        monitoring_project="local-project",
-    )
-    staging = Environment.objects.create(
-        slug="staging",
-        name="Staging",
-        projects=["local-staging"],
-        regions=["us-central1"],
-        monitoring_project="local-staging",
-    )
+def fleet(prod_and_staging):
+    prod, staging = prod_and_staging["prod"], prod_and_staging["staging"]
     pooled_class("prod-docs", instances=2, environment=prod)
     pooled_class("staging-docs", instances=2, environment=staging)
     return {"prod": prod, "staging": staging}
