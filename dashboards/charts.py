@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from workloads.models import Action, AuditEvent, Deployment, Slo, SloKind, WorkloadClass
-from workloads.selectors.telemetry import CHART_RANGES as TELEMETRY_RANGES
+from workloads.selectors.series import CHART_RANGES as TELEMETRY_RANGES
 from workloads.selectors.telemetry import ClassDetailTelemetry
 
 

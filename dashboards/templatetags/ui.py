@@ -12,7 +12,7 @@ from dashboards.charts import DURATION_UNITS, action_label, seconds_label, slo_s
 from dashboards.diffs import readable_changes
 from workloads.domain.slo import ALERT_WINDOWS, window_label
 from workloads.models import SloKind
-from workloads.selectors.telemetry import peak_instances
+from workloads.selectors.series import peak_instances
 
 register = template.Library()
 

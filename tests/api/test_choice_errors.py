@@ -11,7 +11,7 @@ import workloads.api
 from tests.factories import WorkloadClassFactory
 from workloads.api.choices import ChoiceListingMixin
 from workloads.models import DeadLetterStatus, SloKind, TriageAction
-from workloads.selectors.telemetry import SERIES
+from workloads.selectors.series import SERIES
 
 
 def _quoted(values) -> list[str]:

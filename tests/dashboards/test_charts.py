@@ -15,8 +15,10 @@ from dashboards.charts import (
 )
 from tests.factories import CostRatesFactory, SloFactory, WorkloadClassFactory
 from workloads.models import Action, AuditEvent
-from workloads.selectors import telemetry
-from workloads.selectors.telemetry import ClassDetailTelemetry, SeriesSet, SloCard
+from workloads.selectors import series as series_selectors
+from workloads.selectors.series import SeriesSet
+from workloads.selectors.slos import SloCard
+from workloads.selectors.telemetry import ClassDetailTelemetry
 
 END = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 START = END - timedelta(hours=6)
@@ -25,7 +27,7 @@ STEP = 3600
 
 def _detail(wc, step=STEP, **values) -> ClassDetailTelemetry:
     timestamps = list(range(int(START.timestamp()), int(END.timestamp()), step))
-    full = {name: [None] * len(timestamps) for name in telemetry.SERIES}
+    full = {name: [None] * len(timestamps) for name in series_selectors.SERIES}
     full.update(values)
     series = SeriesSet(
         start=START,
@@ -34,7 +36,7 @@ def _detail(wc, step=STEP, **values) -> ClassDetailTelemetry:
         resolution="hour",
         timestamps=timestamps,
         values=full,
-        units={name: unit for name, (unit, _how) in telemetry.SERIES.items()},
+        units={name: unit for name, (unit, _how) in series_selectors.SERIES.items()},
         fetched_at=END,
         newest_sample_at=END - timedelta(minutes=3),
     )
@@ -139,7 +141,7 @@ def test_a_chart_with_only_gaps_is_empty(db):
 def test_ranges_are_the_telemetry_selectors_and_bound_the_number_of_points():
     assert [r.key for r in CHART_RANGES] == ["1h", "6h", "24h", "7d", "30d"]
     for r in CHART_RANGES:
-        assert (r.span, r.step_seconds) == telemetry.CHART_RANGES[r.key]
+        assert (r.span, r.step_seconds) == series_selectors.CHART_RANGES[r.key]
         assert r.span.total_seconds() / r.step_seconds <= 300, r.key
     assert chart_range("7d").key == "7d"
     assert chart_range("bogus").key == chart_range(None).key == "6h"
@@ -179,8 +181,11 @@ def test_instances_are_drawn_as_whole_counts_and_say_how(db):
         step_seconds=60,
         resolution="minute",
         timestamps=[int(START.timestamp()) + 60 * n for n in range(5)],
-        values={**{name: [None] * 5 for name in telemetry.SERIES}, "instances": [0.8, 1.6, None, 2.0000000001, 0.0]},
-        units={name: unit for name, (unit, _how) in telemetry.SERIES.items()},
+        values={
+            **{name: [None] * 5 for name in series_selectors.SERIES},
+            "instances": [0.8, 1.6, None, 2.0000000001, 0.0],
+        },
+        units={name: unit for name, (unit, _how) in series_selectors.SERIES.items()},
     )
     assert minutes.instance_counts == [1, 2, None, 2, 0] and minutes.instance_counts_basis == "peak"
     detail = ClassDetailTelemetry("1h", minutes, {}, [], [], [], None)

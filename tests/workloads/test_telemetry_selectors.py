@@ -10,7 +10,8 @@ from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, d
 from workloads.domain import histogram
 from workloads.models import SloAlert, WorkloadClass
 from workloads.providers.base import MetricKind
-from workloads.selectors.telemetry import CHART_RANGES, class_series, class_telemetry, fleet_overview
+from workloads.selectors.series import CHART_RANGES, class_series
+from workloads.selectors.telemetry import class_telemetry, fleet_overview
 from workloads.services.polling import metrics_poll
 from workloads.services.slo_evaluation import slo_alerts_evaluate
 

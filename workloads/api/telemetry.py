@@ -23,6 +23,8 @@ from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.models import Environment, PollRun, SloAlert, SloKind, WorkloadClass
 from workloads.notifications.runbooks import runbook_url
 from workloads.selectors import cost as cost_selectors
+from workloads.selectors import series as series_selectors
+from workloads.selectors import slos as slo_selectors
 from workloads.selectors import telemetry as selectors
 from workloads.selectors.environments import environment_by_slug
 
@@ -67,7 +69,7 @@ class ClassMetricsView(APIView):
     read_role = Role.VIEWER
 
     class InputSerializer(serializers.Serializer):
-        metric = ChoiceField(choices=list(selectors.SERIES))
+        metric = ChoiceField(choices=list(series_selectors.SERIES))
         start = serializers.DateTimeField(required=False, help_text="Default: one hour before end.")
         end = serializers.DateTimeField(required=False, help_text="Default: now.")
         step = serializers.IntegerField(required=False, min_value=60, max_value=604800, help_text="Seconds.")
@@ -82,7 +84,7 @@ class ClassMetricsView(APIView):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         metric = data["metric"]
-        series = selectors.class_series(
+        series = series_selectors.class_series(
             workload_class=workload_class,
             start=data["start"],
             end=data["end"],
@@ -177,7 +179,7 @@ class SloStatusSerializer(serializers.Serializer):
     )
 
 
-def slo_body(card: selectors.SloCard) -> dict:
+def slo_body(card: slo_selectors.SloCard) -> dict:
     slo, status = card.slo, card.status
     body = {
         "id": slo.pk,
@@ -243,11 +245,11 @@ class SloListView(generics.ListAPIView):
     ordering_fields = []
 
     def get_queryset(self):
-        return selectors.slo_queryset()
+        return slo_selectors.slo_queryset()
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        data = [slo_body(card) for card in selectors.slo_cards(page)]
+        data = [slo_body(card) for card in slo_selectors.slo_cards(page)]
         return self.get_paginated_response(SloStatusSerializer(data, many=True).data)
 
 
@@ -313,7 +315,7 @@ class AlertListView(generics.ListAPIView):
     ordering_fields = ["opened_at", "resolved_at"]
 
     def get_queryset(self):
-        return selectors.alert_queryset()
+        return slo_selectors.alert_queryset()
 
 
 # --- Poll runs -------------------------------------------------------------------------------------------

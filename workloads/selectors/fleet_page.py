@@ -46,7 +46,8 @@ from workloads.models.incidents import OPEN_HOLD_STATES, PoolHealth
 from workloads.selectors import fleet
 from workloads.selectors.cost import class_cost, class_usage
 from workloads.selectors.deadletters import NEEDS_ATTENTION
-from workloads.selectors.telemetry import AT_RISK_BUDGET_PERCENT, ClassStatus
+from workloads.selectors.slos import AT_RISK_BUDGET_PERCENT
+from workloads.selectors.telemetry import ClassStatus
 
 PAGE_SIZE = 50
 
