@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.soak import BASE_DIR, _free_port, _state
+from bench.soak import BASE_DIR, _free_port, stop_make_run
 
 VIEWPORTS = {"overview.png": (1440, 900), "overview-phone.png": (390, 844)}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -41,20 +40,6 @@ def _wait_until_up(url: str, make: subprocess.Popen, log_path: Path, timeout: fl
         except OSError:
             time.sleep(2)
     raise SystemExit(f"make run did not answer at {url} within {timeout:.0f} s; see {log_path}")
-
-
-def _stop(make: subprocess.Popen, var_dir: Path) -> None:
-    supervisor_pid = _state(var_dir).get("supervisor_pid")
-    if supervisor_pid:
-        try:
-            os.kill(supervisor_pid, signal.SIGTERM)  # what Ctrl-C does: the supervisor stops the rest
-        except ProcessLookupError:
-            pass
-    try:
-        make.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(make.pid, signal.SIGKILL)
-        make.wait(timeout=10)
 
 
 def _shoot(url: str, password: str, out: Path) -> list[Path]:
@@ -120,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in _shoot(url, password, args.out):
             print(f"saved {path.relative_to(BASE_DIR) if path.is_relative_to(BASE_DIR) else path}")
     finally:
-        _stop(make, var_dir)
+        stop_make_run(make, var_dir)
     return 0
 
 

@@ -78,6 +78,22 @@ def _state(var_dir: Path) -> dict:
         return {}
 
 
+def stop_make_run(make: subprocess.Popen, var_dir: Path) -> None:
+    """Stop `make run` as Ctrl-C does (SIGTERM to its supervisor, which stops the rest); kill its
+    process group only if it has not exited a minute later."""
+    supervisor_pid = _state(var_dir).get("supervisor_pid")
+    if supervisor_pid:
+        try:
+            os.kill(supervisor_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    try:
+        make.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(make.pid, signal.SIGKILL)
+        make.wait(timeout=10)
+
+
 def _table_sizes(database: Path) -> dict[str, int]:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as db:
         names = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -116,17 +132,7 @@ def soak(*, minutes: float, port: int, var_dir: Path, sample_seconds: float) -> 
                 samples.append(sample)
             time.sleep(min(sample_seconds, max(0.0, end - time.monotonic())))
     finally:
-        supervisor_pid = _state(var_dir).get("supervisor_pid")
-        if supervisor_pid:
-            try:
-                os.kill(supervisor_pid, signal.SIGTERM)  # what Ctrl-C does: the supervisor stops the rest
-            except ProcessLookupError:
-                pass
-        try:
-            make.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(make.pid, signal.SIGKILL)
-            make.wait(timeout=10)
+        stop_make_run(make, var_dir)
     state = _state(var_dir)
     return {
         "minutes": minutes,
