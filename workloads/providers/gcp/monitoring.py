@@ -210,20 +210,15 @@ class CloudMonitoringMetrics(Metrics):
         start_seconds = int(utc(start).timestamp())
         if end_seconds <= start_seconds:
             return {}
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=scope,
-            filter=build_filter(query, sorted(slugs_by_value)),
-            interval=monitoring_v3.TimeInterval(
-                start_time=timestamp_pb2.Timestamp(seconds=start_seconds),
-                end_time=timestamp_pb2.Timestamp(seconds=end_seconds),
-            ),
-            aggregation=monitoring_v3.Aggregation(
-                alignment_period=duration_pb2.Duration(seconds=step),
-                per_series_aligner=query.aligner,
-                cross_series_reducer=query.reducer,
-                group_by_fields=[query.label],
-            ),
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        request = list_request(
+            scope,
+            build_filter(query, sorted(slugs_by_value)),
+            start_seconds=start_seconds,
+            end_seconds=end_seconds,
+            step=step,
+            aligner=query.aligner,
+            reducer=query.reducer,
+            group_by=[query.label],
         )
         try:
             found = call_with_retry(
@@ -350,6 +345,35 @@ class CloudMonitoringMetrics(Metrics):
                 )
             )
         return series
+
+
+def list_request(
+    scope: str,
+    filter_: str,
+    *,
+    start_seconds: int,
+    end_seconds: int,
+    step: int,
+    aligner,
+    reducer,
+    group_by: list[str],
+) -> monitoring_v3.ListTimeSeriesRequest:
+    """One aligned, reduced ListTimeSeries over [start, end) in steps of `step` seconds, full points."""
+    return monitoring_v3.ListTimeSeriesRequest(
+        name=scope,
+        filter=filter_,
+        interval=monitoring_v3.TimeInterval(
+            start_time=timestamp_pb2.Timestamp(seconds=start_seconds),
+            end_time=timestamp_pb2.Timestamp(seconds=end_seconds),
+        ),
+        aggregation=monitoring_v3.Aggregation(
+            alignment_period=duration_pb2.Duration(seconds=step),
+            per_series_aligner=aligner,
+            cross_series_reducer=reducer,
+            group_by_fields=group_by,
+        ),
+        view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+    )
 
 
 def instance_label(instance: str, *, slots: int) -> str:

@@ -25,7 +25,6 @@ from datetime import datetime
 
 from google.api import distribution_pb2
 from google.cloud import monitoring_v3
-from google.protobuf import duration_pb2, timestamp_pb2
 
 from workloads.providers.base import (
     Distribution,
@@ -42,6 +41,7 @@ from workloads.providers.gcp.monitoring import (
     bucket_bounds,
     label_clause,
     label_value,
+    list_request,
     no_data_yet,
     quote,
     regex_literal,
@@ -266,20 +266,15 @@ def read_runtime_series(
         if not by_key:
             continue
         group_by = [query.label] + [field for field in (query.namespace_label, query.outcome_label) if field]
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=scope,
-            filter=build_runtime_filter(query, sorted(by_key)),
-            interval=monitoring_v3.TimeInterval(
-                start_time=timestamp_pb2.Timestamp(seconds=start_seconds),
-                end_time=timestamp_pb2.Timestamp(seconds=end_seconds),
-            ),
-            aggregation=monitoring_v3.Aggregation(
-                alignment_period=duration_pb2.Duration(seconds=step),
-                per_series_aligner=query.aligner,
-                cross_series_reducer=query.reducer,
-                group_by_fields=group_by,
-            ),
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        request = list_request(
+            scope,
+            build_runtime_filter(query, sorted(by_key)),
+            start_seconds=start_seconds,
+            end_seconds=end_seconds,
+            step=step,
+            aligner=query.aligner,
+            reducer=query.reducer,
+            group_by=group_by,
         )
         try:
             found = call_with_retry(
