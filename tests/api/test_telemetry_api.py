@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from controlplane.roles import Role
 from tests.factories import CostRatesFactory, SloFactory, WorkloadClassFactory
+from tests.shared_rows import shared_rows
 from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, installed_metrics
 from workloads.providers.base import MetricKind, ProviderError
 from workloads.services.polling import metrics_poll
@@ -27,24 +28,29 @@ def frozen():
         yield
 
 
-@pytest.fixture
-def world(db, frozen, make_user):
-    """Two classes with an hour of data; one is failing hard enough to page."""
-    rates = CostRatesFactory(
-        name="api-rates", vcpu_second=Decimal("0.0001"), gib_second=Decimal("0"), per_record=Decimal("0.001")
-    )
-    good = WorkloadClassFactory(slug="steady", owner_team="docs", cost_rates=rates)
-    bad = WorkloadClassFactory(slug="failing", owner_team="search", cost_rates=rates)
-    SloFactory(workload_class=good, kind="success_ratio", target_percent=Decimal("99"))
-    SloFactory(workload_class=bad, kind="success_ratio", target_percent=Decimal("99"))
-    SloFactory(
-        workload_class=good,
-        kind="queue_age",
-        percentile=Decimal("95"),
-        threshold_seconds=60,
-        target_percent=Decimal("99"),
-    )
-    with installed_metrics(FakeMetrics()) as metrics:
+@pytest.fixture(scope="module")
+def shared_world(django_db_setup, django_db_blocker):
+    """Two classes with two hours of data; one is failing hard enough to page. Built once for the
+    module (tests/shared_rows.py): the tests only read it, each in its own savepoint."""
+    with (
+        shared_rows(django_db_blocker),
+        time_machine.travel(NOW, tick=False),
+        installed_metrics(FakeMetrics()) as metrics,
+    ):
+        rates = CostRatesFactory(
+            name="api-rates", vcpu_second=Decimal("0.0001"), gib_second=Decimal("0"), per_record=Decimal("0.001")
+        )
+        good = WorkloadClassFactory(slug="steady", owner_team="docs", cost_rates=rates)
+        bad = WorkloadClassFactory(slug="failing", owner_team="search", cost_rates=rates)
+        SloFactory(workload_class=good, kind="success_ratio", target_percent=Decimal("99"))
+        SloFactory(workload_class=bad, kind="success_ratio", target_percent=Decimal("99"))
+        SloFactory(
+            workload_class=good,
+            kind="queue_age",
+            percentile=Decimal("95"),
+            threshold_seconds=60,
+            target_percent=Decimal("99"),
+        )
         metrics.set(MetricKind.UNDELIVERED_MESSAGES, lambda slug, end: float((end - MINUTE).minute))
         metrics.set(MetricKind.OLDEST_UNACKED_AGE, lambda slug, end: 12.0)
         metrics.set(MetricKind.INSTANCE_COUNT, lambda slug, end: 1.0)
@@ -57,6 +63,13 @@ def world(db, frozen, make_user):
         metrics_poll(now=NOW, window_minutes=120)
         slo_alerts_evaluate(now=NOW)
         yield {"good": good, "bad": bad, "metrics": metrics}
+
+
+@pytest.fixture
+def world(shared_world, db, frozen):
+    """The module's world, with its metrics installed and the clock at NOW for the test."""
+    with installed_metrics(shared_world["metrics"]):
+        yield shared_world
 
 
 ENDPOINTS = [
