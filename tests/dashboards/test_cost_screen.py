@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import time_machine
 
-from dashboards.templatetags.ui import money
+from dashboards.templatetags.formatting import money
 from tests.dashboards.conftest import HX
 from tests.dashboards.helpers import HEALTHY_SLUG, SILENT_SLUG
 from tests.factories import CostRatesFactory, WorkloadClassFactory
