@@ -3,40 +3,17 @@ becomes of it, the shared ones (never deleted) and the dead letters that would b
 service as DELETE /api/v1/classes/<slug>/ (workloads/services/class_deletion.py), so it is audited
 and refused alike."""
 
-from django import forms
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from controlplane.roles import Role
+from dashboards.forms.class_delete import ClassDeleteForm
 from dashboards.rendering import role_required
 from workloads.errors import ApplicationError
 from workloads.models import WorkloadClass
 from workloads.services import class_deletion
-
-
-class ClassDeleteForm(forms.Form):
-    resources = forms.ChoiceField(
-        choices=[
-            (class_deletion.KEEP, "Keep them: delete the class only"),
-            (class_deletion.DELETE, "Delete them with the class"),
-        ],
-        initial=class_deletion.KEEP,
-        widget=forms.RadioSelect,
-    )
-    force = forms.BooleanField(required=False)
-    confirm_slug = forms.CharField(label="Type the class's slug to confirm", max_length=100)
-
-    def __init__(self, *args, slug: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.slug = slug
-
-    def clean_confirm_slug(self):
-        typed = self.cleaned_data["confirm_slug"].strip()
-        if typed != self.slug:
-            raise forms.ValidationError(f"Type {self.slug} to confirm.")
-        return typed
 
 
 @require_http_methods(["GET", "POST"])

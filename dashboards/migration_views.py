@@ -1,7 +1,6 @@
 """Migration plans on screen: where to start, the plans, a plan's evidence and its buttons. Every
 button calls the same service as its API endpoint (workloads/services/migration.py)."""
 
-from django import forms
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect
@@ -12,31 +11,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.roles import Role, environment_role, has_role
+from dashboards.forms.migrations import PlanForm
 from dashboards.rendering import render_page, role_required
 from workloads.errors import ApplicationError
 from workloads.models import Phase, WorkloadClass
 from workloads.models.migration import FORWARD
-from workloads.runtimes import Runtime
 from workloads.selectors import migration as migration_selectors
 from workloads.services import migration as migration_services
 from workloads.services.backfill import backfill_request, history_missing, latest_backfill
 from workloads.services.runtime_control import control_signal_send
-
-
-class PlanForm(forms.Form):
-    source = forms.ModelChoiceField(
-        queryset=WorkloadClass.objects.exclude(runtime=Runtime.WORKER_POOL).order_by("slug"),
-        to_field_name="slug",
-        help_text="The class to move, on its current runtime.",
-    )
-    target = forms.ModelChoiceField(
-        queryset=WorkloadClass.objects.filter(runtime=Runtime.WORKER_POOL).order_by("slug"),
-        to_field_name="slug",
-        help_text="The Worker Pool class that takes its work over.",
-    )
-    name = forms.CharField(max_length=120, required=False)
-    canary_percent = forms.IntegerField(min_value=1, max_value=99, initial=20)
-    ramp_percent = forms.IntegerField(min_value=1, max_value=99, initial=50)
 
 
 @require_GET
