@@ -137,6 +137,7 @@ def pytest_configure(config):
     from tests import template_database
 
     template_database.build(config)
+    template_database.use_sqlite_templates(config)
 
 
 def pytest_unconfigure(config):
