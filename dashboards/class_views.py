@@ -35,11 +35,14 @@ def class_detail(request, slug: str):
     detail = telemetry_selectors.class_telemetry(workload_class=workload_class, range_key=selected.key, now=now)
     # Up to now, not to the series' last whole minute: an action taken seconds ago is marked.
     start, end = detail.series.start, now
-    # One read serves the markers (those in range) and the page's list (the newest ten).
+    # One read each serves the markers (those in range) and the page's lists (the newest ten). The
+    # changes since `start` are a prefix of the newest changes, so the newest MAX_MARKERS filtered
+    # to the range are exactly the range's newest MAX_MARKERS.
     deployments = deployment_selectors.class_deployments(workload_class=workload_class, limit=fleet.MAX_MARKERS)
+    changes = fleet.class_config_changes(workload_class=workload_class)
     markers = chart_markers(
         actions=fleet.class_actions_in_range(workload_class=workload_class, start=start, end=end),
-        changes=fleet.class_config_changes(workload_class=workload_class, start=start),
+        changes=[event for event in changes if event.occurred_at >= start],
         deployments=deployments,
         start=start,
         end=end,
@@ -63,7 +66,7 @@ def class_detail(request, slug: str):
             active_alerts=sorted(detail.active_alerts, key=lambda alert: alert.severity != "page"),
             schedule=fleet.schedule_status(workload_class, now=now),
             recent_actions=_with_replay_outcomes(fleet.class_recent_actions(workload_class=workload_class, limit=10)),
-            recent_changes=fleet.class_config_changes(workload_class=workload_class, limit=10),
+            recent_changes=changes[:10],
             recent_deployments=deployments[:10],
             observation=runtime_selectors.class_observation(workload_class, now=now),
             control_signals=[]
