@@ -17,8 +17,8 @@ what the ORM would send and load. Those are Django internals: the statements wer
 against Django CHECKED_WITH_DJANGO, and tests/workloads/test_fastsql.py fails on any other
 version until its comparisons with the ORM have been re-run there and the constant moved.
 
-The local provider's own statements stay with it (the queue's topic lookup and guarded publish
-in workloads/providers/local/queue/publish.py, the metrics' raw reads of grouped rows in
+The local provider's own statements stay with it (the queue's topic lookup and publish in
+workloads/providers/local/queue/publish.py, the metrics' raw reads of grouped rows in
 workloads/providers/local/metrics.py): they work on the embedded cloud's tables, which only that
 provider may import (.importlinter), and build on `insert_rows` or the ORM's compiled SQL.
 """

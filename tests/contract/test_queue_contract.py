@@ -72,6 +72,25 @@ def test_publish_returns_ids_in_order_and_messages_round_trip(harness):
     assert _pull_all(queue, spec, 1, timeout=2) == []
 
 
+def test_publish_reports_each_published_message_by_its_position(harness):
+    """`on_published(index, message_id)`: what a caller publishing for several requests at once
+    (ingestion's group commit) reads to know whose messages went out."""
+    queue = harness.providers.queue
+    spec = harness.ready_queue()
+    reported = []
+    ids = queue.publish(spec, _messages(5), on_published=lambda index, message_id: reported.append((index, message_id)))
+    assert sorted(reported) == list(enumerate(ids))
+
+
+def test_publish_to_a_missing_topic_reports_nothing_published(harness):
+    queue = harness.providers.queue
+    spec = harness.queue_spec()  # never created
+    reported = []
+    with pytest.raises(ProviderError) as raised:
+        queue.publish(spec, _messages(2), on_published=lambda index, message_id: reported.append(index))
+    assert raised.value.code == "NOT_FOUND" and reported == []
+
+
 def test_ensure_resources_is_idempotent_and_reports_drift_without_overwriting(harness):
     queue = harness.providers.queue
     spec = harness.queue_spec()

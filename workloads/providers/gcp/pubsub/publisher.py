@@ -19,9 +19,15 @@ RESERVED_ATTRIBUTES = frozenset({"topic", "data", "ordering_key", "retry", "time
 
 class PublishingMixin:
     def publish(
-        self, spec: QueueSpec, messages: Sequence[OutboundMessage], *, topic: str = "", deadline: float | None = None
+        self,
+        spec: QueueSpec,
+        messages: Sequence[OutboundMessage],
+        *,
+        topic: str = "",
+        deadline: float | None = None,
+        on_published: Callable[[int, str], None] | None = None,
     ) -> list[str]:
-        return self._publish(topic or spec.topic, messages, deadline=deadline)
+        return self._publish(topic or spec.topic, messages, deadline=deadline, on_published=on_published)
 
     def _publish(
         self,

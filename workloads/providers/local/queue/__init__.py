@@ -19,7 +19,7 @@ subscription's retention, so `seek` can flip them back, and the metrics adapter 
 backlogs from publish and ack times.
 
 One module per concern, each a mixin of `LocalQueue` (assembled here): resources.py (topics,
-subscriptions, drift), publish.py (publish and guarded publish), leases.py (pull, ack, nack,
+subscriptions, drift), publish.py (publish, republish), leases.py (pull, ack, nack,
 leases, dead letters), consumer.py (the streaming consumer), snapshots.py (seek and snapshots),
 prune.py (retention), common.py (what they share).
 """
