@@ -17,10 +17,12 @@ metrics, GAUGE points without a distinct start time.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,8 @@ Aligner = monitoring_v3.Aggregation.Aligner
 Reducer = monitoring_v3.Aggregation.Reducer
 Kind = metric_pb2.MetricDescriptor.MetricKind
 ValueType = metric_pb2.MetricDescriptor.ValueType
+_TimeSeriesPb = monitoring_v3.TimeSeries.pb()
+_ResponsePb = monitoring_v3.ListTimeSeriesResponse.pb()
 
 # Google's published descriptors (google_descriptors.json): the metric types, kinds, labels and
 # monitored resources Monitoring knows. Custom metric descriptors exist in a project only once a
@@ -105,6 +109,9 @@ class FakeMonitoring:
         self.faults = Faults()
         self._lock = threading.Lock()
         self.series: dict[tuple, RawSeries] = {}
+        # The same series by metric type: a query reads only its own type's series, so its cost
+        # follows the series it is about, not everything the fake holds.
+        self._by_type: dict[str, list[RawSeries]] = {}
         self.list_requests: list[monitoring_v3.ListTimeSeriesRequest] = []
         self.create_requests: list[monitoring_v3.CreateTimeSeriesRequest] = []
         self.page_size: int | None = None  # force small pages (points per page)
@@ -112,6 +119,7 @@ class FakeMonitoring:
     def reset(self) -> None:
         with self._lock:
             self.series.clear()
+            self._by_type.clear()
             self.list_requests.clear()
             self.create_requests.clear()
             self.page_size = None
@@ -138,9 +146,16 @@ class FakeMonitoring:
         check_labels(metric_type, resource_type, metric_labels or {}, resource_labels)
         raw = RawSeries(metric_type, dict(metric_labels or {}), resource_type, dict(resource_labels), kind, value_type)
         with self._lock:
-            stored = self.series.setdefault(raw.key(), raw)
+            stored = self._stored(raw)
             stored.points.extend(points)
             stored.points.sort(key=lambda p: p[0])
+
+    def _stored(self, raw: RawSeries) -> RawSeries:
+        """The stored series with raw's key, `raw` itself when it is new (under the lock)."""
+        stored = self.series.setdefault(raw.key(), raw)
+        if stored is raw:
+            self._by_type.setdefault(raw.metric_type, []).append(raw)
+        return stored
 
     def handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
         return (
@@ -150,7 +165,7 @@ class FakeMonitoring:
                     "ListTimeSeries": _u(
                         self._list,
                         monitoring_v3.ListTimeSeriesRequest.deserialize,
-                        monitoring_v3.ListTimeSeriesResponse.serialize,
+                        _ResponsePb.SerializeToString,  # a raw protobuf, see _query
                     ),
                     "CreateTimeSeries": _u(
                         self._create,
@@ -162,7 +177,7 @@ class FakeMonitoring:
         )
 
     # --- ListTimeSeries ---------------------------------------------------------------------------------
-    def _list(self, request: monitoring_v3.ListTimeSeriesRequest, context) -> monitoring_v3.ListTimeSeriesResponse:
+    def _list(self, request: monitoring_v3.ListTimeSeriesRequest, context):
         self.list_requests.append(request)
         self.faults.check(context, "ListTimeSeries")
         try:
@@ -181,36 +196,41 @@ class FakeMonitoring:
             page.append(series)
             points += len(series.points)
         following = offset + len(page)
-        return monitoring_v3.ListTimeSeriesResponse(
-            time_series=page, next_page_token=str(following) if following < len(output) else ""
-        )
+        response = _ResponsePb(next_page_token=str(following) if following < len(output) else "")
+        response.time_series.extend(page)
+        return response
 
-    def _query(self, request) -> list[monitoring_v3.TimeSeries]:
+    def _query(self, request) -> list:
+        """The answer's series as raw TimeSeries protobufs: built through proto-plus's wrappers, the
+        fake's own work was most of a benchmarked poll's time (bench/polling.py), work that
+        Monitoring does on Google's servers."""
         clauses = parse_filter(request.filter)
         metric_types = [value for key, (op, value) in clauses.items() if key == "metric.type" and op == "="]
         if len(metric_types) != 1:
             raise Invalid("The filter must specify exactly one metric.type.")
         if metric_types[0] not in METRICS:
             raise Invalid(f"No descriptor for metric type {metric_types[0]!r} in google_descriptors.json.")
-        if metric_types[0] not in SYSTEM_METRICS and not any(
-            raw.metric_type == metric_types[0] for raw in self.series.values()
-        ):
+        candidates = self._by_type.get(metric_types[0], [])
+        if metric_types[0] not in SYSTEM_METRICS and not candidates:
             raise NoSuchMetric(f'Cannot find metric(s) that match type = "{metric_types[0]}".')
         _check_query(metric_types[0], clauses, request.aggregation.group_by_fields)
         end = request.interval.end_time.timestamp()
         start = request.interval.start_time.timestamp() if request.interval.start_time else end
         aggregation = request.aggregation
-        aligner, reducer = aggregation.per_series_aligner, aggregation.cross_series_reducer
+        # Plain ints: proto-plus enums compare through Python code, and these are used per point.
+        aligner, reducer = int(aggregation.per_series_aligner), int(aggregation.cross_series_reducer)
         period = aggregation.alignment_period.total_seconds() if aggregation.alignment_period else 0
-        if aligner != Aligner.ALIGN_NONE and period < 60:
+        if aligner != _ALIGN_NONE and period < 60:
             raise Invalid("The alignment period must be at least 60s when an aligner is given.")
-        if reducer != Reducer.REDUCE_NONE and aligner == Aligner.ALIGN_NONE:
+        if reducer != _REDUCE_NONE and aligner == _ALIGN_NONE:
             raise Invalid("A cross-series reducer requires a per-series aligner.")
-        matched = [raw for raw in self.series.values() if _matches(raw, clauses)]
-        for raw in matched:
+        matches = _matcher(clauses)
+        matched = [raw for raw in candidates if matches(raw)]
+        for raw in {(raw.kind, raw.value_type): raw for raw in matched}.values():  # one per kind
             _check_aligner(raw, aligner)
         aligned = [(raw, _align(raw, aligner, period, start, end)) for raw in matched]
-        if reducer == Reducer.REDUCE_NONE:
+        reduce = None if reducer == _REDUCE_NONE else functools.partial(_reduce, reducer=reducer)
+        if reducer == _REDUCE_NONE:
             groups = {raw.key(): ([(raw, points)], raw.metric_labels, raw.resource_labels) for raw, points in aligned}
         else:
             groups = {}
@@ -228,24 +248,16 @@ class FakeMonitoring:
             if not by_end:
                 continue
             first = members[0][0]
-            series = monitoring_v3.TimeSeries(
-                metric={"type": first.metric_type, "labels": metric_labels},
-                resource={"type": first.resource_type, "labels": resource_labels},
-                metric_kind=first.kind,
-                value_type=first.value_type,
-            )
+            series = _TimeSeriesPb(metric_kind=first.kind, value_type=first.value_type)
+            series.metric.type, series.resource.type = first.metric_type, first.resource_type
+            series.metric.labels.update(metric_labels)
+            series.resource.labels.update(resource_labels)
             for end_seconds in sorted(by_end, reverse=True):  # newest first, as Monitoring returns them
                 values = by_end[end_seconds]
-                value = values[0] if reducer == Reducer.REDUCE_NONE else _reduce(values, reducer)
-                series.points.append(
-                    monitoring_v3.Point(
-                        interval={
-                            "start_time": {"seconds": int(end_seconds - period)},
-                            "end_time": {"seconds": int(end_seconds)},
-                        },
-                        value=_typed(value),
-                    )
-                )
+                point = series.points.add()
+                point.interval.start_time.seconds = int(end_seconds - period)
+                point.interval.end_time.seconds = int(end_seconds)
+                _set_value(point.value, reduce(values) if reduce else values[0])
             output.append(series)
         return output
 
@@ -302,11 +314,8 @@ class FakeMonitoring:
             stored = self.series.get(raw.key())
             if stored and stored.points and stored.points[-1][0] >= end:
                 raise Invalid("Points must be written in order: a point is not newer than the series' latest point.")
-            for other in self.series.values():
-                if other.metric_type == raw.metric_type and (other.kind, other.value_type) != (
-                    raw.kind,
-                    raw.value_type,
-                ):
+            for other in self._by_type.get(raw.metric_type, [])[:1]:  # every series of a type agrees
+                if (other.kind, other.value_type) != (raw.kind, raw.value_type):
                     raise Invalid(f"Value type or kind of {raw.metric_type} does not match its descriptor.")
             value = _untyped(point.value)
             if isinstance(value, distribution_pb2.Distribution):
@@ -315,7 +324,7 @@ class FakeMonitoring:
                     raise Invalid("Distribution bucket counts do not match its count or bounds.")
             pending.append((raw, end, value))
         for raw, end, value in pending:  # all or nothing, like the real API for a valid request
-            self.series.setdefault(raw.key(), raw).points.append((end, value))
+            self._stored(raw).points.append((end, value))
 
 
 def _check_query(metric_type: str, clauses: dict, group_by_fields) -> None:
@@ -370,18 +379,21 @@ def _field(raw: RawSeries, key: str) -> str:
     return (raw.resource_labels if kind == "resource" else raw.metric_labels).get(name, "")
 
 
-def _matches(raw: RawSeries, clauses) -> bool:
+def _matcher(clauses) -> Callable[[RawSeries], bool]:
+    """A test of a series against the parsed filter, each clause prepared once per request (a set
+    for one_of, a compiled pattern for a regex) rather than once per series."""
+    checks: list[tuple[str, Callable[[str], bool]]] = []
     for key, (op, value) in clauses.items():
-        actual = _field(raw, key)
-        if op == "=" and actual != value:
-            return False
-        if op == "one_of" and actual not in value:
-            return False
-        if op == "starts_with" and not actual.startswith(value[0]):
-            return False
-        if op == "monitoring.regex.full_match" and not re.fullmatch(value[0], actual):
-            return False
-    return True
+        if op == "=":
+            checks.append((key, value.__eq__))
+        elif op == "one_of":
+            checks.append((key, frozenset(value).__contains__))
+        elif op == "starts_with":
+            checks.append((key, lambda actual, prefix=value[0]: actual.startswith(prefix)))
+        else:  # monitoring.regex.full_match
+            pattern = re.compile(value[0])
+            checks.append((key, lambda actual, pattern=pattern: pattern.fullmatch(actual) is not None))
+    return lambda raw: all(check(_field(raw, key)) for key, check in checks)
 
 
 def _group_labels(raw: RawSeries, fields) -> tuple[dict, dict]:
@@ -398,6 +410,8 @@ def _group_labels(raw: RawSeries, fields) -> tuple[dict, dict]:
 
 
 # --- alignment and reduction ---------------------------------------------------------------------------------
+# Plain ints (an enum member's .value): proto-plus enums compare through Python code.
+_ALIGN_NONE, _ALIGN_DELTA, _REDUCE_NONE = Aligner.ALIGN_NONE.value, Aligner.ALIGN_DELTA.value, Reducer.REDUCE_NONE.value
 _NUMERIC_ALIGNERS = {
     Aligner.ALIGN_MAX,
     Aligner.ALIGN_MIN,
@@ -434,56 +448,44 @@ def _cumulative_deltas(points: list[tuple[float, object]]) -> list[tuple[float, 
     return deltas
 
 
-def _align(raw: RawSeries, aligner, period: float, start: float, end: float) -> dict[float, object]:
+def _align(raw: RawSeries, aligner: int, period: float, start: float, end: float) -> dict[float, object]:
     points = raw.points
-    if raw.kind == Kind.CUMULATIVE and aligner == Aligner.ALIGN_DELTA:
+    if raw.kind == Kind.CUMULATIVE and aligner == _ALIGN_DELTA:
         points = _cumulative_deltas(points)
     inside = [(t, v) for t, v in points if start < t <= end]
-    if aligner == Aligner.ALIGN_NONE:
+    if aligner == _ALIGN_NONE:
         return dict(inside)
     buckets: dict[float, list] = {}
     for t, v in inside:
         bucket_end = end - math.floor((end - t) / period) * period
         buckets.setdefault(bucket_end, []).append(v)
-    return {bucket_end: _aggregate(values, aligner) for bucket_end, values in buckets.items()}
+    aggregate = _ALIGNERS.get(aligner)
+    if buckets and aggregate is None:
+        raise Invalid(f"The fake does not implement {Aligner(aligner).name}.")
+    return {bucket_end: aggregate(values) for bucket_end, values in buckets.items()}
 
 
-def _aggregate(values: list, aligner):
-    if aligner in (Aligner.ALIGN_SUM, Aligner.ALIGN_DELTA):  # DELTA points (or CUMULATIVE increases) add up
-        return _sum(values)
-    if aligner == Aligner.ALIGN_MAX:
-        return max(values)
-    if aligner == Aligner.ALIGN_MIN:
-        return min(values)
-    if aligner == Aligner.ALIGN_MEAN:
-        return float(sum(values)) / len(values)
-    if aligner == Aligner.ALIGN_COUNT:
-        return len(values)
-    raise Invalid(f"The fake does not implement {Aligner(aligner).name}.")
+def _reduce(values: list, *, reducer: int):
+    if reducer not in _REDUCERS:
+        raise Invalid(f"The fake does not implement {Reducer(reducer).name}.")
+    return _REDUCERS[reducer](values)
 
 
-def _reduce(values: list, reducer):
-    if reducer == Reducer.REDUCE_SUM:
-        return _sum(values)
-    if reducer == Reducer.REDUCE_MAX:
-        return max(values)
-    if reducer == Reducer.REDUCE_MIN:
-        return min(values)
-    if reducer == Reducer.REDUCE_MEAN:
-        return float(sum(values)) / len(values)
-    if reducer == Reducer.REDUCE_COUNT:
-        return len(values)
-    raise Invalid(f"The fake does not implement {Reducer(reducer).name}.")
+def _mean(values: list) -> float:
+    return float(sum(values)) / len(values)
 
 
 def _sum(values: list):
     if not isinstance(values[0], distribution_pb2.Distribution):
         return sum(values)
-    bounds = list(values[0].bucket_options.explicit_buckets.bounds)
+    if len(values) == 1 and values[0].bucket_counts and values[0].bucket_counts[-1]:
+        return values[0]  # nothing to add up, no trailing empty bucket to leave out
+    options = values[0].bucket_options
+    bounds = list(options.explicit_buckets.bounds)
     counts = [0] * (len(bounds) + 1)
     total = count = 0
     for value in values:
-        if list(value.bucket_options.explicit_buckets.bounds) != bounds:
+        if value.bucket_options != options:
             raise Invalid("The fake cannot merge distributions with different bucket bounds.")
         for index, bucket in enumerate(value.bucket_counts):
             counts[index] += bucket
@@ -499,12 +501,31 @@ def _sum(values: list):
     )
 
 
-def _typed(value) -> monitoring_v3.TypedValue:
+_ALIGNERS = {  # per series and period; DELTA points (or CUMULATIVE increases) add up
+    Aligner.ALIGN_SUM.value: _sum,
+    Aligner.ALIGN_DELTA.value: _sum,
+    Aligner.ALIGN_MAX.value: max,
+    Aligner.ALIGN_MIN.value: min,
+    Aligner.ALIGN_MEAN.value: _mean,
+    Aligner.ALIGN_COUNT.value: len,
+}
+_REDUCERS = {  # across the series of a group
+    Reducer.REDUCE_SUM.value: _sum,
+    Reducer.REDUCE_MAX.value: max,
+    Reducer.REDUCE_MIN.value: min,
+    Reducer.REDUCE_MEAN.value: _mean,
+    Reducer.REDUCE_COUNT.value: len,
+}
+
+
+def _set_value(typed, value) -> None:
+    """Fill a raw TypedValue protobuf."""
     if isinstance(value, distribution_pb2.Distribution):
-        return monitoring_v3.TypedValue(distribution_value=value)
-    if isinstance(value, int):
-        return monitoring_v3.TypedValue(int64_value=value)
-    return monitoring_v3.TypedValue(double_value=float(value))
+        typed.distribution_value.CopyFrom(value)
+    elif isinstance(value, int):
+        typed.int64_value = value
+    else:
+        typed.double_value = float(value)
 
 
 def _untyped(value: monitoring_v3.TypedValue):
