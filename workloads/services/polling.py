@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -93,28 +94,45 @@ def _runtime_point_fields(metric: RuntimeMetric, value) -> dict:
     return {"instance_seconds": seconds, "instances": seconds / STEP_SECONDS}
 
 
-def _point_fields(metric: MetricKind | RuntimeMetric, value, thresholds: Thresholds) -> dict:
+def _latency_fields(value, thresholds: Thresholds) -> dict:
+    counts = _histogram(MetricKind.COMPLETION_LATENCY, value)
+    return {
+        "latency_buckets": counts,
+        "latency_count": int(value.count),
+        "latency_sum": float(value.sum),
+        "latency_good": latency_good(counts, thresholds.latency),
+    }
+
+
+def _queue_age_fields(value, thresholds: Thresholds) -> dict:
+    age = float(value)
+    return {
+        "oldest_unacked_age_seconds": age,
+        "queue_age_minutes": 1,
+        "queue_age_good": queue_age_good(age, thresholds.queue_age),
+    }
+
+
+def _instance_count_fields(value, _thresholds: Thresholds) -> dict:
+    instances = float(value)
+    return {"instances": instances, "instance_seconds": instances * STEP_SECONDS}
+
+
+def _fields_reader(metric: MetricKind | RuntimeMetric) -> Callable[[object, Thresholds], dict]:
+    """How a point of `metric` becomes rollup columns, chosen once per metric rather than
+    dispatched again for every point."""
     if isinstance(metric, RuntimeMetric):
-        return _runtime_point_fields(metric, value)
+        return lambda value, _thresholds: _runtime_point_fields(metric, value)
     if metric is MetricKind.COMPLETION_LATENCY:
-        counts = _histogram(metric, value)
-        return {
-            "latency_buckets": counts,
-            "latency_count": int(value.count),
-            "latency_sum": float(value.sum),
-            "latency_good": latency_good(counts, thresholds.latency),
-        }
-    number = float(value)
+        return _latency_fields
     if metric is MetricKind.OLDEST_UNACKED_AGE:
-        return {
-            "oldest_unacked_age_seconds": number,
-            "queue_age_minutes": 1,
-            "queue_age_good": queue_age_good(number, thresholds.queue_age),
-        }
+        return _queue_age_fields
     if metric is MetricKind.INSTANCE_COUNT:
-        return {"instances": number, "instance_seconds": number * STEP_SECONDS}
+        return _instance_count_fields
     (column,) = METRIC_FIELDS[metric]
-    return {column: number if metric in GAUGE_METRICS else round(number)}
+    if metric in GAUGE_METRICS:
+        return lambda value, _thresholds: {column: float(value)}
+    return lambda value, _thresholds: {column: round(float(value))}
 
 
 def _describe_error(exc: Exception) -> str:
@@ -251,21 +269,36 @@ def _cells_from_series(
     start: datetime,
     end: datetime,
 ) -> tuple[dict[tuple[int, datetime], dict], dict[int, datetime]]:
+    fields = _fields_reader(metric)
+    minutes = _Minutes(start=start, end=end)
     received: dict[tuple[int, datetime], dict] = {}
     latest: dict[int, datetime] = {}
     for slug, points in series.items():
         class_id = class_ids.get(slug)
         if class_id is None:
             continue  # a class deleted while the call was in flight
-        for point in points:
-            bucket = floor_minute(point.end - _STEP)
-            # The step ending at `start` is accepted too (providers differ on whether the edge
-            # step is included); anything else is not what was asked for.
-            if not (start - _STEP <= bucket < end):
-                continue
-            received[(class_id, bucket)] = _point_fields(metric, point.value, thresholds[class_id])
-            latest[class_id] = max(point.end, latest.get(class_id, point.end))
+        limits = thresholds[class_id]
+        kept = [point for point in points if minutes[point.end] is not None]
+        if kept:
+            received.update(((class_id, minutes[point.end]), fields(point.value, limits)) for point in kept)
+            latest[class_id] = max(point.end for point in kept)
     return received, latest
+
+
+class _Minutes(dict):
+    """A point's end -> the minute its step began, or None when that is not what was asked for;
+    worked out once per distinct end (a window's few steps), not once per point."""
+
+    def __init__(self, *, start: datetime, end: datetime):
+        super().__init__()
+        self.start, self.end = start, end
+
+    def __missing__(self, point_end: datetime) -> datetime | None:
+        bucket = floor_minute(point_end - _STEP)
+        # The step ending at `start` is accepted too (providers differ on whether the edge
+        # step is included); anything else is not what was asked for.
+        self[point_end] = bucket if self.start - _STEP <= bucket < self.end else None
+        return self[point_end]
 
 
 def minute_rollups_upsert(

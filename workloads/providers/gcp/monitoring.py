@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import operator
 import socket
 import zlib
 from collections.abc import Callable, Sequence
@@ -222,8 +223,7 @@ class CloudMonitoringMetrics(Metrics):
         )
         try:
             found = call_with_retry(
-                # retry=None: this method's default retries UNAVAILABLE for 90 s on its own
-                lambda: list(self._client.list_time_series(request=request, timeout=self._timeout, retry=None)),
+                lambda: list_series(self._client, request, timeout=self._timeout),
                 what=f"read {query.metric_type} for",
                 resource=scope,
                 role=MONITORING_READ_ROLE,
@@ -235,19 +235,19 @@ class CloudMonitoringMetrics(Metrics):
             logger.debug("%s has no data in %s yet", query.metric_type, scope)
             return {}
         result: dict[str, list[Point]] = {}
-        for wrapped in found:
-            # The raw protobuf, not proto-plus's wrapper: reading each field through the wrapper
-            # cost more than the rest of a poll with 200 classes.
-            series = monitoring_v3.TimeSeries.pb(wrapped)
-            value = label_value(series, query.label)
+        ends = StepEnds(step)
+        for series in found:
+            slugs = slugs_by_value.get(label_value(series, query.label))
+            if not slugs:
+                continue  # it only matched the looser fallback filter
             points = [
-                Point(end=step_end(point.interval.end_time.seconds, step), value=_point_value(point.value, metric))
+                Point(end=ends[point.interval.end_time.seconds], value=_point_value(point.value, metric))
                 for point in series.points
             ]
-            for slug in slugs_by_value.get(value, ()):  # others only matched the looser fallback filter
+            for slug in slugs:
                 result.setdefault(slug, []).extend(points)
         for points in result.values():
-            points.sort(key=lambda point: point.end)  # Monitoring returns newest first
+            points.sort(key=_END)  # Monitoring returns newest first
         return result
 
     def runtime_series(
@@ -376,6 +376,15 @@ def list_request(
     )
 
 
+def list_series(client: monitoring_v3.MetricServiceClient, request, *, timeout: float) -> list:
+    """Every TimeSeries of a ListTimeSeries answer, all pages, as raw protobufs: reading each
+    field through proto-plus's wrappers (one wrapper per series, point and value) cost more than
+    the rest of a poll with 200 classes."""
+    # retry=None: this method's default retries UNAVAILABLE for 90 s on its own (call_with_retry retries)
+    pager = client.list_time_series(request=request, timeout=timeout, retry=None)
+    return [series for page in pager.pages for series in monitoring_v3.ListTimeSeriesResponse.pb(page).time_series]
+
+
 def instance_label(instance: str, *, slots: int) -> str:
     """The `instance_id` label of a worker's series: one of `slots` values, a stable hash of the
     worker's own id (hostname-pid), so the series stay bounded however often a pool's instances
@@ -408,12 +417,27 @@ def label_clause(field: str, values: Sequence[str], *, budget: int) -> str:
     exact = f"{field} = one_of({', '.join(quote(v) for v in values)})"
     if len(exact) <= budget:
         return exact
-    for length in range(max(map(len, values)), 0, -1):
+    return prefixes_clause(field, values, budget=budget)
+
+
+def prefixes_clause(field: str, values: Sequence[str], *, budget: int) -> str:
+    """A regex over the values' prefixes of the greatest length that fits the budget (the longer,
+    the fewer other resources it lets through); "" when not even one character does. Shorter
+    prefixes never make a longer clause (fewer of them, each no longer), so the length is
+    bisected: a few clauses built instead of one per character of the longest value."""
+
+    def clause(length: int) -> str:
         prefixes = sorted({value[:length] for value in values})
-        clause = f'{field} = monitoring.regex.full_match("({"|".join(map(regex_literal, prefixes))}).*")'
-        if len(clause) <= budget:
-            return clause
-    return ""
+        return f'{field} = monitoring.regex.full_match("({"|".join(map(regex_literal, prefixes))}).*")'
+
+    fits, too_long = 0, max(map(len, values)) + 1
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if len(clause(middle)) <= budget:
+            fits = middle
+        else:
+            too_long = middle
+    return clause(fits) if fits else ""
 
 
 def quote(value: str) -> str:
@@ -423,7 +447,7 @@ def quote(value: str) -> str:
 def regex_literal(value: str) -> str:
     # Resource ids use letters, digits and - _ . ~ + %; a character class escapes the two RE2
     # metacharacters among them without backslashes (which would need escaping again in the filter).
-    return "".join(f"[{char}]" if char in ".+" else char for char in value)
+    return value.replace(".", "[.]").replace("+", "[+]")
 
 
 # --- conversions -----------------------------------------------------------------------------------------
@@ -440,6 +464,22 @@ def label_value(series, label: str) -> str:
 
 def step_end(seconds: int, step: int) -> datetime:
     return datetime.fromtimestamp(seconds // step * step, tz=UTC)
+
+
+class StepEnds(dict):
+    """step_end of a point's end seconds, made once per distinct end: an answer's points share
+    the window's few step ends, whatever the number of series."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def __missing__(self, seconds: int) -> datetime:
+        moment = self[seconds] = step_end(seconds, self.step)
+        return moment
+
+
+_END = operator.attrgetter("end")
 
 
 def _point_value(value, metric: MetricKind) -> float | Distribution:
@@ -476,8 +516,8 @@ def to_distribution(proto: distribution_pb2.Distribution) -> Distribution:
     counts = list(proto.bucket_counts)  # Monitoring may omit trailing empty buckets
     target = [0] * (len(LATENCY_BUCKET_BOUNDS) + 1)
     if tuple(bounds) == LATENCY_BUCKET_BOUNDS:
-        for index, count in enumerate(counts[: len(target)]):
-            target[index] = int(count)
+        kept = min(len(counts), len(target))
+        target[:kept] = counts[:kept]  # int64 fields, read as ints
     else:
         # Different bounds: move each source bucket's count to the bucket holding its midpoint.
         for index, count in enumerate(counts):

@@ -38,14 +38,16 @@ from workloads.providers.gcp.errors import MONITORING_READ_ROLE, Backoff, call_w
 from workloads.providers.gcp.monitoring import (
     MAX_FILTER_CHARS,
     MIN_ALIGNMENT_SECONDS,
+    StepEnds,
     bucket_bounds,
     label_clause,
     label_value,
     list_request,
+    list_series,
     no_data_yet,
+    prefixes_clause,
     quote,
     regex_literal,
-    step_end,
     to_distribution,
     utc,
 )
@@ -221,21 +223,18 @@ def _prefix_clause(field: str, names: Sequence[str], *, budget: int) -> str:
     clause = f'{field} = monitoring.regex.full_match("({"|".join(regex_literal(n) for n in names)})-.*")'
     if len(clause) <= budget:
         return clause
-    for length in range(max(map(len, names)), 0, -1):
-        prefixes = sorted({name[:length] for name in names})
-        clause = f'{field} = monitoring.regex.full_match("({"|".join(regex_literal(p) for p in prefixes)}).*")'
-        if len(clause) <= budget:
-            return clause
-    return ""
+    return prefixes_clause(field, names, budget=budget)
 
 
 def _owners(query: RuntimeQuery, by_key: dict[tuple[str, str], list[str]], namespace: str, name: str) -> list[str]:
     if not query.prefix:
         return by_key.get(("", name), [])
+    # The classes whose `<prefix>-` starts the name: looked up at each "-" of the name, so the
+    # cost follows the name's length, not the number of classes.
     found = []
-    for (key_namespace, prefix), slugs in by_key.items():
-        if key_namespace == namespace and name.startswith(prefix + "-"):
-            found.extend(slugs)
+    for index, char in enumerate(name):
+        if char == "-":
+            found.extend(by_key.get((namespace, name[:index]), ()))
     return found
 
 
@@ -257,6 +256,7 @@ def read_runtime_series(
     if end_seconds <= start_seconds:
         return {}
     totals: dict[str, dict[datetime, object]] = {}
+    ends = StepEnds(step)
     for query in queries_for(RuntimeMetric(metric), {t.runtime for t in targets}):
         by_key: dict[tuple[str, str], list[str]] = {}
         for target in targets:
@@ -278,7 +278,7 @@ def read_runtime_series(
         )
         try:
             found = call_with_retry(
-                lambda request=request: list(client.list_time_series(request=request, timeout=timeout, retry=None)),
+                lambda request=request: list_series(client, request, timeout=timeout),
                 what=f"read {query.metric_type} for",
                 resource=scope,
                 role=MONITORING_READ_ROLE,
@@ -288,15 +288,14 @@ def read_runtime_series(
             if not no_data_yet(exc):
                 raise
             continue
-        for wrapped in found:
-            series = monitoring_v3.TimeSeries.pb(wrapped)
+        for series in found:
             namespace = label_value(series, query.namespace_label) if query.namespace_label else ""
             owners = _owners(query, by_key, namespace, label_value(series, query.label))
             if not owners:
                 continue  # matched only the looser fallback filter
             failed = bool(query.is_error and query.is_error(label_value(series, query.outcome_label)))
             for point in series.points:
-                moment = step_end(point.interval.end_time.seconds, step)
+                moment = ends[point.interval.end_time.seconds]
                 value = _value(query, point.value, failed=failed, step=step)
                 for slug in owners:
                     cells = totals.setdefault(slug, {})
