@@ -49,7 +49,8 @@ class DropInAGroup(DropConnection):
     the publish of a group, whichever thread leads it."""
 
     def __call__(self, execute, sql, params, many, context):
-        if self.sql in sql and not (params and isinstance(params[0], list) and len(params[0]) > 1):
+        several = any(isinstance(values, list) and len(values) > 1 for values in params or ())
+        if self.sql in sql and not several:
             return execute(sql, params, many, context)
         return super().__call__(execute, sql, params, many, context)
 
