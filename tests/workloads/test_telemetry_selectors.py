@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from tests.factories import CostRatesFactory, SloFactory, WorkloadClassFactory
+from tests.shared_rows import shared_rows
 from tests.workloads.telemetry_doubles import FakeMetrics, dead_lettered_work, distribution, installed_metrics
 from workloads.domain import histogram
 from workloads.models import SloAlert, WorkloadClass
@@ -17,12 +18,6 @@ from workloads.services.slo_evaluation import slo_alerts_evaluate
 
 NOW = datetime(2026, 3, 2, 10, 0, 20, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def metrics():
-    with installed_metrics(FakeMetrics()) as fake:
-        yield fake
 
 
 def open_alert(slo, severity: str):
@@ -44,8 +39,26 @@ def open_alert(slo, severity: str):
     )
 
 
+@pytest.fixture(scope="module")
+def shared_fleet(django_db_setup, django_db_blocker):
+    """Six classes in every state with three hours of data, built once for the module
+    (tests/shared_rows.py): the tests read it, each in its own savepoint."""
+    with shared_rows(django_db_blocker), installed_metrics(FakeMetrics()) as metrics:
+        yield _build_fleet(metrics), metrics
+
+
 @pytest.fixture
-def fleet(db, metrics):
+def metrics(shared_fleet):
+    with installed_metrics(shared_fleet[1]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fleet(shared_fleet, db, metrics):
+    return shared_fleet[0]
+
+
+def _build_fleet(metrics):
     classes = {}
     for slug in ["healthy", "stale", "new-class", "paging", "ticketed", "low-budget"]:
         wc = WorkloadClassFactory(slug=slug, cost_rates=CostRatesFactory(name="flat", vcpu_second=Decimal("0.0001")))
