@@ -22,6 +22,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,9 @@ class FakeMonitoring:
         self.list_requests: list[monitoring_v3.ListTimeSeriesRequest] = []
         self.create_requests: list[monitoring_v3.CreateTimeSeriesRequest] = []
         self.page_size: int | None = None  # force small pages (points per page)
+        # CPU seconds the server threads spent answering ListTimeSeries: work Monitoring does on
+        # Google's servers, which bench/polling.py tells apart from the product's own.
+        self.list_cpu_seconds = 0.0
 
     def reset(self) -> None:
         with self._lock:
@@ -123,6 +127,7 @@ class FakeMonitoring:
             self.list_requests.clear()
             self.create_requests.clear()
             self.page_size = None
+            self.list_cpu_seconds = 0.0
         self.faults.reset()
 
     def fail_next(self, code: str, times: int = 1, *, method: str | None = None) -> None:
@@ -178,6 +183,14 @@ class FakeMonitoring:
 
     # --- ListTimeSeries ---------------------------------------------------------------------------------
     def _list(self, request: monitoring_v3.ListTimeSeriesRequest, context):
+        started = time.thread_time()
+        try:
+            return self._answer(request, context)
+        finally:
+            with self._lock:
+                self.list_cpu_seconds += time.thread_time() - started
+
+    def _answer(self, request: monitoring_v3.ListTimeSeriesRequest, context):
         self.list_requests.append(request)
         self.faults.check(context, "ListTimeSeries")
         try:
