@@ -6,7 +6,9 @@ A third endpoint, the echo plus one committed INSERT of the body (`/bench/durabl
 floor any durable endpoint stands on; ingestion's ratio to it is printed without a target. A fourth,
 the same INSERT by group commit (`/bench/grouped`: concurrent requests of a worker process share one
 INSERT and one commit), measures the floor of a design that groups single events into shared
-transactions; its ratio to the echo is printed without a target.
+transactions; its ratio to the echo is printed without a target. Ingestion groups its single
+events that way (workloads/services/ingestion_groups.py), so that floor is what its write path
+can reach; the rest of the gap is each request's own work before its group.
 
 Rounds alternate echo, durable, grouped, single and batch (and reverse the order every other
 round), so drift in the machine's load hits all kinds alike; each figure is the median over rounds.
