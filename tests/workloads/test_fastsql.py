@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import django
 import pytest
-from django.db import DataError, connections
+from django.db import DataError, connections, transaction
 
 from tests.workloads.providers.conftest import ALIASES
+from workloads import fastsql
 from workloads.fastsql import (
     CHECKED_WITH_DJANGO,
     get_by_field,
@@ -256,3 +257,45 @@ def test_a_row_read_by_hand_loads_as_the_orm_loads_it(alias):
     by_field = get_by_field(LocalTopic, "name", topic.name, using=alias)
     assert (by_field.pk, by_field.name, by_field.created_at) == (topic.pk, topic.name, topic.created_at)
     assert get_by_field(LocalTopic, "name", "projects/p/topics/none", using=alias) is None
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_many_rows_go_through_copy_and_are_stored_as_bulk_create_stores_them(alias, monkeypatch):
+    # From COPY_FROM_ROWS rows on, PostgreSQL takes them through COPY into a temporary table and
+    # one INSERT ... SELECT (a threshold of 3 here, so five rows do): the same rows as the ORM's,
+    # JSON, bytes, NULLs and microseconds included; upserts and too-long values behave the same.
+    monkeypatch.setattr(fastsql, "COPY_FROM_ROWS", 3)
+    topic, subscription = _topic_and_subscription(alias)
+    message_fields = ("topic", "data", "attributes", "ordering_key", "published_at")
+    messages = _message_values(topic, 5) + [(topic.pk, b"", "a JSON string", "", AT), (topic.pk, b"", [1, "x"], "", AT)]
+    LocalMessage.objects.using(alias).bulk_create(_orm_instances(LocalMessage, message_fields, messages))
+    by_orm = _stored(alias, LocalMessage)
+    LocalMessage.objects.using(alias).all().delete()
+
+    assert insert_rows(LocalMessage, message_fields, messages, using=alias) == []
+    assert _stored(alias, LocalMessage) == by_orm
+    ids = list(LocalMessage.objects.using(alias).order_by("pk").values_list("pk", flat=True))
+    assert [bytes(m.data) for m in LocalMessage.objects.using(alias).order_by("pk")] == [row[1] for row in messages]
+
+    insert_rows(LocalDelivery, DELIVERY_FIELDS, _delivery_values(subscription, ids[:2]), using=alias)
+    later = AT + timedelta(hours=1)
+    rows = [(subscription.pk, pk, "new", later, 7, later, "", None, False) for pk in ids]
+    insert_rows(
+        LocalDelivery,
+        DELIVERY_FIELDS,
+        rows,
+        using=alias,
+        unique_fields=("subscription", "message"),
+        update_fields=("attempts",),
+    )
+    stored = {d.message_id: d for d in LocalDelivery.objects.using(alias).all()}
+    assert [(stored[pk].attempts, stored[pk].ordering_key) for pk in ids] == [(7, "k0"), (7, "k1")] + [(7, "new")] * 5
+    # Twice in one transaction: the temporary table of the first call is gone.
+    with transaction.atomic(using=alias):
+        insert_rows(LocalDelivery, DELIVERY_FIELDS, rows, using=alias, ignore_conflicts=True)
+        insert_rows(LocalDelivery, DELIVERY_FIELDS, rows, using=alias, ignore_conflicts=True)
+    assert LocalDelivery.objects.using(alias).count() == 7
+    if connections[alias].vendor == "postgresql":  # SQLite does not enforce varchar lengths
+        too_long = [(topic.pk, b"", {}, "k" * 1025, AT)] + [(topic.pk, b"", {}, "k", AT)] * 3
+        with pytest.raises(DataError):
+            insert_rows(LocalMessage, message_fields, too_long, using=alias)
