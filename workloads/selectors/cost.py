@@ -129,14 +129,30 @@ def class_cost(wc: WorkloadClass, usage: dict) -> CostLine:
     )
     line.waste_instance_seconds = Decimal(str(round(usage.get("waste_instance_seconds") or 0.0, 3)))
     if rates is not None:
-        line.compute_cost = (line.vcpu_seconds * rates.vcpu_second + line.gib_seconds * rates.gib_second).quantize(
-            _MONEY
-        )
+        line.compute_cost, line.records_cost, line.tokens_cost = _priced(wc, rates, instance_seconds, usage)
         per_instance_second = wc.vcpu_per_instance * rates.vcpu_second + wc.memory_gib_per_instance * rates.gib_second
         line.waste_cost = (line.waste_instance_seconds * per_instance_second).quantize(_MONEY)
-        line.records_cost = (line.records * rates.per_record).quantize(_MONEY)
-        line.tokens_cost = (Decimal(line.tokens) / 1000 * rates.per_1k_tokens).quantize(_MONEY)
     return line
+
+
+def _priced(wc: WorkloadClass, rates, instance_seconds: Decimal, usage: dict) -> tuple[Decimal, Decimal, Decimal]:
+    """Compute, records and tokens cost of `usage` at the class's rates, each rounded to _MONEY."""
+    compute = instance_seconds * wc.vcpu_per_instance * rates.vcpu_second
+    compute += instance_seconds * wc.memory_gib_per_instance * rates.gib_second
+    records = int(usage.get("records") or 0) * rates.per_record
+    tokens = Decimal(int(usage.get("tokens") or 0)) / 1000 * rates.per_1k_tokens
+    return compute.quantize(_MONEY), records.quantize(_MONEY), tokens.quantize(_MONEY)
+
+
+def usage_cost(wc: WorkloadClass, usage: dict) -> Decimal | None:
+    """What `class_cost(wc, usage).total_cost` is, None without rates, without building the line
+    (the running cost counters price every polled minute of every class: 12,000 a poll)."""
+    rates = wc.cost_rates
+    if rates is None:
+        return None
+    instance_seconds = Decimal(str(round(usage.get("instance_seconds") or 0.0, 3)))
+    compute, records, tokens = _priced(wc, rates, instance_seconds, usage)
+    return compute + records + tokens
 
 
 def class_usage(*, start: datetime, end: datetime, class_ids: Iterable[int] | None = None, now: datetime) -> dict:

@@ -40,9 +40,9 @@ from workloads.providers.base import (
 )
 from workloads.providers.specs import metric_target
 from workloads.runtimes import reads_runtime_metrics
-from workloads.selectors.rollups import GAUGE_COLUMNS, METRIC_FIELDS, POLLED_METRICS
+from workloads.selectors.rollups import METRIC_FIELDS, POLLED_METRICS
 from workloads.services.counters import counters_advance
-from workloads.services.rollups import hourly_rollups_upsert, minute_rows
+from workloads.services.rollups import LiveValues, hourly_rollups_refold, live_values
 from workloads.services.slo_thresholds import Thresholds, latency_good, queue_age_good, slo_thresholds
 
 logger = logging.getLogger(__name__)
@@ -197,12 +197,9 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
         if cells:
             buckets = [bucket for _class_id, bucket in cells]
             hours_start, hours_end = floor_hour(min(buckets)), floor_hour(max(buckets)) + _HOUR
-            live_start = end - _HOUR
-            rows = minute_rows(class_ids=newest, start=min(hours_start, live_start), end=max(hours_end, end))
-            hourly_rollups_upsert(rows, start=hours_start, end=hours_end)
-            _class_telemetry_record(
-                rows, newest, states, thresholds, live_start=live_start, live_end=end, fetched_at=now
-            )
+            hourly_rollups_refold(class_ids=newest, start=hours_start, end=hours_end)
+            live = live_values(class_ids=newest, start=end - _HOUR, end=end)
+            _class_telemetry_record(live, newest, states, thresholds, fetched_at=now)
     return summary
 
 
@@ -332,13 +329,11 @@ def minute_rollups_upsert(
 
 
 def _class_telemetry_record(
-    rows: dict[int, list[dict]],
+    live: dict[int, LiveValues],
     newest: dict[int, datetime],
     states: dict[int, ClassTelemetry],
     thresholds: dict[int, Thresholds],
     *,
-    live_start: datetime,
-    live_end: datetime,
     fetched_at: datetime,
 ) -> None:
     """Freshness and live values (latest gauges, last hour's p95 and outcomes) of the classes
@@ -354,17 +349,12 @@ def _class_telemetry_record(
             queue_age_threshold_seconds=thresholds[class_id].queue_age,
             latency_threshold_seconds=thresholds[class_id].latency,
         )
-        latency = histogram.empty()
-        for row in rows.get(class_id, []):
-            if not live_start <= row["bucket_start"] < live_end:
-                continue
-            for gauge in GAUGE_COLUMNS:
-                if row[gauge] is not None:
-                    setattr(record, gauge, row[gauge])  # rows are oldest first: the last one wins
-            histogram.add_into(latency, row["latency_buckets"])
-            record.completed_last_hour += row["completed"]
-            record.failed_last_hour += row["failed"]
-        record.latency_p95_seconds = histogram.percentile(latency, 95.0)
+        values = live.get(class_id, LiveValues())
+        for gauge, value in values.gauges.items():
+            setattr(record, gauge, value)
+        record.completed_last_hour += values.completed
+        record.failed_last_hour += values.failed
+        record.latency_p95_seconds = histogram.percentile(values.latency, 95.0)
         records.append(record)
     ClassTelemetry.objects.bulk_create(
         records,
