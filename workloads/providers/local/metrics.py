@@ -67,6 +67,7 @@ _QUEUE_GAUGES = {
 }
 _DEAD_LETTER_GAUGES = {MetricKind.DEAD_LETTER_BACKLOG, MetricKind.DEAD_LETTER_OLDEST_AGE}
 _AGE_GAUGES = {MetricKind.OLDEST_UNACKED_AGE, MetricKind.DEAD_LETTER_OLDEST_AGE}
+_BUCKETS = range(len(LATENCY_BUCKET_BOUNDS) + 1)
 _COUNTER_FIELDS = {
     MetricKind.COMPLETED: "completed",
     MetricKind.FAILED: "failed",
@@ -257,32 +258,40 @@ class LocalMetrics(Metrics):
     def _latency(
         self, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int
     ) -> dict[str, list[Point]]:
-        totals = (
-            LocalWorkerReport.objects.using(self.using)
-            .filter(**self._reports(targets, steps, step_seconds))
-            .annotate(step=self._step_index("interval_end_ms", steps, step_seconds))
-            .values("slug", "step")
-            .annotate(count=Sum("latency_count"), total=Sum("latency_sum"))
-            .order_by("slug", "step")
-        )
-        buckets = (
-            LocalWorkerReportBucket.objects.using(self.using)
-            .filter(**self._reports(targets, steps, step_seconds, prefix="report__"))
-            .annotate(step=self._step_index("report__interval_end_ms", steps, step_seconds))
-            .values("report__slug", "step", "index")
-            .annotate(n=Sum("count"))
-            .order_by()
-        )
-        counts: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKET_BOUNDS) + 1))
-        for slug, step, index, n in self._raw(buckets.values_list("report__slug", "step", "index", "n")):
-            counts[(slug, step)][index] += int(n)
-        result: dict[str, list[Point]] = defaultdict(list)
-        for slug, step, count, total in self._raw(totals.values_list("slug", "step", "count", "total")):
-            distribution = Distribution(
-                count=int(count or 0),
-                sum=float(total or 0.0),
-                bucket_counts=tuple(counts[(slug, step)]),
+        """One statement: per class and step, the reports' count and sum, and each bucket's total
+        as a column of its own (a report's buckets are rows: read one row per class, step and
+        bucket, a poll of 200 classes over an hour fetched 200,000 rows and added them in Python)."""
+        connection = connections[self.using]
+        quote = connection.ops.quote_name
+        report, bucket = LocalWorkerReport._meta.db_table, LocalWorkerReportBucket._meta.db_table
+        base_ms = round((steps[0] - timedelta(seconds=step_seconds)).timestamp() * 1000)
+        last_ms = round(steps[-1].timestamp() * 1000)
+        slugs = sorted({t.slug for t in targets})
+        index, count = quote("index"), quote("count")
+        pivot = ", ".join(f"SUM(CASE WHEN b.{index} = {i} THEN b.{count} ELSE 0 END) AS c{i}" for i in _BUCKETS)
+        counts = ", ".join(f"CAST(COALESCE(h.c{i}, 0) AS BIGINT)" for i in _BUCKETS)
+        # (end_ms - base_ms - 1) // step_ms is the step whose (end - step, end] holds the report's
+        # interval end (integer division on both databases), as _step_index.
+        sql = f"""
+            WITH reports AS (
+                SELECT id, slug, (interval_end_ms - %s) / %s AS step, latency_count, latency_sum
+                  FROM {quote(report)}
+                 WHERE slug IN ({", ".join(["%s"] * len(slugs))}) AND interval_end_ms > %s AND interval_end_ms <= %s
             )
+            SELECT t.slug, t.step, t.n, t.total, {counts}
+              FROM (SELECT slug, step, CAST(SUM(latency_count) AS BIGINT) AS n, SUM(latency_sum) AS total
+                      FROM reports GROUP BY slug, step) t
+              LEFT JOIN (SELECT r.slug, r.step, {pivot}
+                           FROM reports r JOIN {quote(bucket)} b ON b.report_id = r.id
+                          GROUP BY r.slug, r.step) h ON h.slug = t.slug AND h.step = t.step
+             ORDER BY t.slug, t.step
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [base_ms + 1, step_seconds * 1000, *slugs, base_ms, last_ms])
+            rows = cursor.fetchall()
+        result: dict[str, list[Point]] = defaultdict(list)
+        for slug, step, n, total, *bucket_counts in rows:
+            distribution = Distribution(count=int(n or 0), sum=float(total or 0.0), bucket_counts=tuple(bucket_counts))
             result[slug].append(Point(end=steps[step], value=distribution))
         return dict(result)
 
