@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 # Payloads beyond this many bytes are kept cut short (and flagged): such a row can be inspected
 # but not replayed as it is; an operator can replay an edited payload, or seek the subscription.
@@ -31,7 +32,10 @@ class PayloadFormat(models.TextChoices):
 
 
 class DeadLetter(models.Model):
-    workload_class = models.ForeignKey("workloads.WorkloadClass", on_delete=models.CASCADE, related_name="dead_letters")
+    # No index of its own: every index below starts with the class (see Meta.indexes).
+    workload_class = models.ForeignKey(
+        "workloads.WorkloadClass", on_delete=models.CASCADE, related_name="dead_letters", db_index=False
+    )
     message_id = models.CharField(
         max_length=255, help_text="Id of the first dead-letter copy mirrored (the row's identity within its class)."
     )
@@ -43,7 +47,7 @@ class DeadLetter(models.Model):
     payload_truncated = models.BooleanField(default=False)
     attributes = models.JSONField(default=dict, blank=True)
     ordering_key = models.CharField(max_length=1024, blank=True)
-    idempotency_key = models.CharField(max_length=255, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)  # indexed in Meta: equality lookups only
     delivery_attempts = models.PositiveIntegerField(default=0)
     error_type = models.CharField(max_length=200, blank=True)
     error_message = models.TextField(blank=True)
@@ -58,10 +62,10 @@ class DeadLetter(models.Model):
     replayed_message_id = models.CharField(max_length=255, blank=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
     replay_action = models.ForeignKey(
-        "workloads.Action", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "workloads.Action", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     discarded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     discarded_by_label = models.CharField(max_length=150, blank=True)
     discarded_at = models.DateTimeField(null=True, blank=True)
@@ -69,13 +73,13 @@ class DeadLetter(models.Model):
     held_at = models.DateTimeField(null=True, blank=True)
     # The rule that last acted on it; a rule acts again only after the message comes back.
     triage_rule = models.ForeignKey(
-        "workloads.TriageRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "workloads.TriageRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     triaged_at = models.DateTimeField(null=True, blank=True)
     # Edit-and-replay: the original payload stays untouched above.
     edited_payload = models.JSONField(null=True, blank=True)
     edited_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     edited_by_label = models.CharField(max_length=150, blank=True)
     edited_at = models.DateTimeField(null=True, blank=True)
@@ -88,11 +92,31 @@ class DeadLetter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["workload_class", "message_id"], name="one_dead_letter_per_message"),
         ]
+        # Every index is written again by each change of a row's status (a replay marks thousands
+        # of rows: none of those updates can be HOT), so each one here is what a query needs, and
+        # no more: the class's own FK index is left out (every index on the class starts with
+        # it), the idempotency key has no LIKE (varchar_pattern_ops) twin (it is looked up by
+        # equality), and the foreign keys that are mostly empty (the replay, the discarding or
+        # editing user, the triage rule) index only the rows that have one: the row deletes
+        # behind on_delete=SET_NULL and the lookups by them name a value, which is never NULL.
+        # The queries behind each: workloads/migrations/0032_dead_letter_indexes_narrowed.py.
         indexes = [
             models.Index(fields=["workload_class", "error_signature", "last_seen"]),
             models.Index(fields=["workload_class", "status", "last_seen"]),
             models.Index(fields=["workload_class", "last_message_id"]),
-            models.Index(fields=["triage_rule", "triaged_at"]),
+            models.Index(fields=["idempotency_key"], name="deadletter_idempotency_key"),
+            models.Index(
+                fields=["replay_action"], name="deadletter_replay_action", condition=Q(replay_action__isnull=False)
+            ),
+            models.Index(
+                fields=["triage_rule", "triaged_at"],
+                name="deadletter_triage_rule",
+                condition=Q(triage_rule__isnull=False),
+            ),
+            models.Index(
+                fields=["discarded_by"], name="deadletter_discarded_by", condition=Q(discarded_by__isnull=False)
+            ),
+            models.Index(fields=["edited_by"], name="deadletter_edited_by", condition=Q(edited_by__isnull=False)),
         ]
 
     def __str__(self) -> str:
