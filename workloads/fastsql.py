@@ -9,9 +9,9 @@ Python for 500 rows of five fields); a token lookup through the ORM took 0.9 ms 
 here, a class lookup 0.75-1.0 ms against 0.17-0.21 ms.
 
 The rule that keeps them honest: values go out through each field's own adaptation
-(`get_db_prep_save` / `get_db_prep_value`; on PostgreSQL, `insert_rows` passes as they are the
-values that adaptation would return unchanged) and come back through the ORM's own converters
-(`ops.get_db_converters`, `Field.get_db_converters`, `Model.from_db`), and a SELECT is the
+(`get_db_prep_save` / `get_db_prep_value`; on PostgreSQL, `insert_rows` and `update_rows` pass
+as they are the values that adaptation would return unchanged) and come back through the ORM's
+own converters (`ops.get_db_converters`, `Field.get_db_converters`, `Model.from_db`), and a SELECT is the
 ORM's own compiled statement where it can be, so the database sees, and callers get, exactly
 what the ORM would send and load. Those are Django internals: the statements were checked
 against Django CHECKED_WITH_DJANGO, and tests/workloads/test_fastsql.py fails on any other
@@ -158,6 +158,9 @@ def _json_texts(connection, field, values: list) -> list:
 # what each field's get_db_prep_save returns for them unchanged, minus its calls (seconds per
 # 100k values: a poll upserts some 20 columns of 12,000 rollups).
 _AS_IS = {
+    "AutoField": int,
+    "BigAutoField": int,
+    "SmallAutoField": int,
     "IntegerField": int,
     "BigIntegerField": int,
     "PositiveIntegerField": int,
@@ -210,9 +213,12 @@ def update_rows(
     pk = model._meta.pk
     model_fields = [pk] + [model._meta.get_field(name) for name in fields]
     table = quote(model._meta.db_table)
-    params = [
-        [field.get_db_prep_save(row[index], connection) for row in rows] for index, field in enumerate(model_fields)
-    ]
+    if connection.vendor == "postgresql":
+        params = [_column(connection, field, [row[index] for row in rows]) for index, field in enumerate(model_fields)]
+    else:
+        params = [
+            [field.get_db_prep_save(row[index], connection) for row in rows] for index, field in enumerate(model_fields)
+        ]
     conditions = [(model._meta.get_field(name), value) for name, value in (where or {}).items()]
     condition = "".join(f" AND {table}.{quote(field.column)} = %s" for field, _ in conditions)
     condition_params = [field.get_db_prep_value(value, connection) for field, value in conditions]
@@ -304,6 +310,58 @@ def get_by_field(model: type[models.Model], field: str, value: Any, *, using: st
         cursor.execute(sql, [model._meta.get_field(field).get_db_prep_value(value, connection)])
         row = cursor.fetchone()
     return None if row is None else instance_from_row(model, connection, dict(zip(attnames, row, strict=True)))
+
+
+def values_by_pks(
+    model: type[models.Model],
+    attnames: Sequence[str],
+    pks: Sequence,
+    *,
+    where: dict | None = None,
+    for_update: bool = False,
+    using: str = "default",
+) -> list[tuple]:
+    """The `attnames` of the rows whose primary key is in `pks` (and whose `where` columns equal
+    its values), as tuples of values loaded as the ORM loads them (through its converters: JSON
+    parsed, ...), ordered by primary key (so two transactions that lock rows take them in the
+    same order). On PostgreSQL the keys go as one array (`= ANY(%s)`): the ORM's `pk__in` sends
+    one placeholder per key, and for 500 keys parsing and planning that list cost more than
+    reading the rows. `for_update` locks them (FOR UPDATE)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    converters = _converters(model, connection.alias, tuple(attnames))
+    columns = ", ".join(f"{table}.{quote(column.target.column)}" for column, _ in converters)
+    pk = model._meta.pk
+    keys = [pk.get_db_prep_value(value, connection) for value in pks]
+    if connection.vendor == "postgresql":
+        condition, params = f"{table}.{quote(pk.column)} = ANY(%s)", [keys]
+    else:
+        condition, params = f"{table}.{quote(pk.column)} IN ({', '.join(['%s'] * len(keys))})", list(keys)
+    for name, value in (where or {}).items():
+        field = model._meta.get_field(name)
+        condition += f" AND {table}.{quote(field.column)} = %s"
+        params.append(field.get_db_prep_value(value, connection))
+    lock = " FOR UPDATE" if for_update and connection.features.has_select_for_update else ""
+    sql = f"SELECT {columns} FROM {table} WHERE {condition} ORDER BY {table}.{quote(pk.column)}{lock}"
+    if not keys:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    converting = [(index, column, found) for index, (column, found) in enumerate(converters) if found]
+    if not converting:
+        return [tuple(row) for row in rows]
+    loaded = []
+    for row in rows:
+        values = list(row)
+        for index, column, found in converting:
+            value = values[index]
+            for convert in found:
+                value = convert(value, column, connection)
+            values[index] = value
+        loaded.append(tuple(values))
+    return loaded
 
 
 # --- the API token check -----------------------------------------------------------------------------

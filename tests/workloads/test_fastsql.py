@@ -2,8 +2,9 @@
 statements were checked against, and what it writes is byte for byte what the ORM writes (the
 tables read back with plain SQL after each way). insert_rows: in input order, with ON CONFLICT DO
 NOTHING and RETURNING, on PostgreSQL (one array per column) and SQLite (a VALUES list);
-update_rows: each row its own values, by primary key, with a condition, on both. (What its reads
-load is compared with the ORM's in test_class_lookup.py and test_token_lookup.py.)"""
+update_rows: each row its own values, by primary key, with a condition, on both; values_by_pks
+reads what the ORM's values_list reads. (What its other reads load is compared with the ORM's in
+test_class_lookup.py and test_token_lookup.py.)"""
 
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,7 @@ from workloads.fastsql import (
     instance_from_row,
     set_field_by_pk,
     update_rows,
+    values_by_pks,
 )
 from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 
@@ -299,3 +301,23 @@ def test_many_rows_go_through_copy_and_are_stored_as_bulk_create_stores_them(ali
         too_long = [(topic.pk, b"", {}, "k" * 1025, AT)] + [(topic.pk, b"", {}, "k", AT)] * 3
         with pytest.raises(DataError):
             insert_rows(LocalMessage, message_fields, too_long, using=alias)
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_values_read_by_primary_keys_load_as_the_orms_values_list(alias):
+    topic, _subscription = _topic_and_subscription(alias)
+    ids = [pk for pk, _key in _messages(alias, topic, 5)]
+    wanted = [ids[4], ids[0], ids[2], ids[3], 999_999]  # any order, and a key that matches no row
+    fields = ("id", "topic_id", "data", "attributes", "ordering_key", "published_at")
+    orm = LocalMessage.objects.using(alias).filter(pk__in=wanted, ordering_key="key-0").order_by("pk")
+    expected = list(orm.values_list(*fields))
+    read = values_by_pks(LocalMessage, fields, wanted, where={"ordering_key": "key-0"}, using=alias)
+    assert [row[0] for row in read] == [ids[0], ids[2], ids[4]]  # by primary key, the condition held
+    assert [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in read] == [
+        tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in expected
+    ]
+    assert [[type(v) for v in row] for row in read] == [[type(v) for v in row] for row in expected]
+    assert read[0][3] == {"n": "0", "nested": [0]}  # JSON loaded, not its text
+    with transaction.atomic(using=alias):
+        assert len(values_by_pks(LocalMessage, ("id",), ids, for_update=True, using=alias)) == 5
+    assert values_by_pks(LocalMessage, fields, [], using=alias) == []
