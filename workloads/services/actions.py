@@ -9,7 +9,10 @@ engine owns everything else, identically for every kind:
   then runs pending steps in order, recording each step's result before starting the next, so a
   crashed worker's action is resumed by the next without repeating finished steps. A handler
   that can do many steps in one go (a replay publishes a chunk of messages as one batch) takes
-  them in chunks (`chunk_size`); a chunk's results are recorded together.
+  them in chunks (`chunk_size`); a chunk's results are recorded together. Thousands of steps
+  can be planned as a query (`plan_query`: one INSERT ... SELECT), and a handler that tells a
+  step done by its effect may have a chunk's records written while the next chunk waits on the
+  cloud (`overlap_records`).
 - Transient provider errors release the claim and propagate, so the Celery task retries with
   backoff; permanent ones fail only that step with a readable message, and the action ends
   succeeded, partially failed or failed with a per-target summary.
@@ -27,8 +30,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery import current_app
-from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db import connections, transaction
+from django.db.models import (
+    BigIntegerField,
+    CharField,
+    Count,
+    F,
+    JSONField,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    Window,
+)
+from django.db.models.functions import Left, RowNumber
 from django.utils import timezone
 
 from workloads.errors import ApplicationError
@@ -62,6 +77,12 @@ class ActionHandler:
     # step's own effect is a database write (it then commits together with its result, which is
     # what makes a step exactly-once); False for slow cloud calls such as waiting on an LRO.
     atomic_steps: bool = False
+    # Let the engine hold a chunk's step records back and write them while the next chunk's cloud
+    # calls are in flight (the handler calls `write_held_records()` meanwhile), so the two
+    # overlap. A crash then loses up to one chunk's records, and their steps run again on resume:
+    # only for a handler whose `run_steps` tells such a step is done already (a replay finds its
+    # dead letter marked by this action) and never repeats its effect. Not with atomic_steps.
+    overlap_records: bool = False
 
     # Minimum seconds between two steps (a velocity cap), read from the action's parameters. With
     # chunks, the engine waits this long per step of the previous chunk before the next one.
@@ -74,6 +95,13 @@ class ActionHandler:
 
     def plan(self, action: Action) -> list[PlannedStep]:
         raise NotImplementedError
+
+    def plan_query(self, action: Action) -> QuerySet | None:
+        """The steps as a query instead of a list, for handlers whose steps are rows of a table (a
+        replay plans one step per dead letter, thousands): a queryset annotated with `step_key`
+        (text) and `step_payload` (JSON), in step order. The engine numbers and inserts them
+        with one INSERT ... SELECT, so no row passes through Python. None: `plan` is used."""
+        return None
 
     def run_step(self, action: Action, step: ActionStep) -> dict:
         """Do one step; return its result (JSON). Raise ProviderError or ApplicationError to fail."""
@@ -190,13 +218,45 @@ def _plan(action: Action, handler: ActionHandler) -> None:
         locked = Action.objects.select_for_update().get(pk=action.pk)
         if locked.planned:
             return
-        steps = handler.plan(locked)
-        insert_rows(  # a replay plans thousands of steps: bulk_create would take a second of Python
-            ActionStep,
-            ["action", "position", "key", "payload", "state", "result", "error"],
-            [(locked.pk, i, s.key[:255], s.payload, StepState.PENDING, {}, "") for i, s in enumerate(steps)],
-        )
-        Action.objects.filter(pk=locked.pk).update(planned=True, progress_total=len(steps), started_at=timezone.now())
+        query = handler.plan_query(locked)
+        if query is not None:
+            total = _insert_steps_selected(locked, query)
+        else:
+            steps = handler.plan(locked)
+            insert_rows(  # thousands of steps: bulk_create would take a second of Python
+                ActionStep,
+                _STEP_COLUMNS,
+                [(locked.pk, i, s.key[:255], s.payload, StepState.PENDING, {}, "") for i, s in enumerate(steps)],
+            )
+            total = len(steps)
+        Action.objects.filter(pk=locked.pk).update(planned=True, progress_total=total, started_at=timezone.now())
+
+
+_STEP_COLUMNS = ["action", "position", "key", "payload", "state", "result", "error"]
+
+
+def _insert_steps_selected(action: Action, query: QuerySet) -> int:
+    """INSERT INTO the steps table the rows of `query` (see `ActionHandler.plan_query`), numbered
+    from 0 in the query's order; returns how many. The SELECT is the ORM's own, with the step's
+    constant columns as typed values, so each backend gets its own casts and JSON functions."""
+    order = list(query.query.order_by) or ["pk"]
+    selected = query.annotate(
+        step_action=Value(action.pk, output_field=BigIntegerField()),
+        step_position=Window(RowNumber(), order_by=order) - Value(1),
+        step_key_cut=Left("step_key", 255),
+        step_state=Value(StepState.PENDING, output_field=CharField()),
+        step_result=Value({}, output_field=JSONField()),
+        step_error=Value("", output_field=TextField()),
+    ).values_list(
+        "step_action", "step_position", "step_key_cut", "step_payload", "step_state", "step_result", "step_error"
+    )
+    select, params = selected.query.sql_with_params()
+    connection = connections[selected.db]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(ActionStep._meta.get_field(name).column) for name in _STEP_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {quote(ActionStep._meta.db_table)} ({columns}) {select}", params)
+        return cursor.rowcount
 
 
 def _record_steps(action: Action, steps: list[ActionStep], outcomes: list) -> None:
@@ -224,26 +284,71 @@ class _StepAlreadyRecorded(Exception):
     pass
 
 
-def _run_chunk(action: Action, handler: ActionHandler, steps: list[ActionStep]) -> None:
+def _record(action: Action, steps: list[ActionStep], outcomes: list) -> None:
+    try:
+        with transaction.atomic():
+            _record_steps(action, steps, outcomes)
+    except _StepAlreadyRecorded:
+        pass
+
+
+class _HeldRecords:
+    """One chunk's step records held back (`ActionHandler.overlap_records`) until the next chunk's
+    calls are in flight, or until the engine needs every step's state (the next step of its own,
+    a cancel, the end, an error)."""
+
+    def __init__(self):
+        self.held: tuple[Action, list[ActionStep], list] | None = None
+
+    def hold(self, action: Action, steps: list[ActionStep], outcomes: list) -> None:
+        self.write()
+        self.held = (action, steps, outcomes)
+
+    def write(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            _record(*held)
+
+
+# The records the running chunk's handler may write meanwhile (per thread: a worker may run
+# several actions on threads of its own).
+_writable = threading.local()
+
+
+def write_held_records() -> None:
+    """Write the previous chunk's held step records now (nothing when none are held). A handler
+    with `overlap_records` calls it while its own chunk waits on the network, on this thread."""
+    held = getattr(_writable, "held", None)
+    if held is not None:
+        held.write()
+
+
+def _run_chunk(action: Action, handler: ActionHandler, steps: list[ActionStep], held: _HeldRecords) -> None:
     try:
         if handler.atomic_steps:
             with transaction.atomic():
                 outcomes = handler.run_steps(action, steps)
                 _record_steps(action, steps, outcomes)
+        elif handler.overlap_records:
+            _writable.held = held
+            try:
+                outcomes = handler.run_steps(action, steps)
+            finally:
+                _writable.held = None
+            held.hold(action, steps, outcomes)
         else:
             outcomes = handler.run_steps(action, steps)
-            with transaction.atomic():
-                _record_steps(action, steps, outcomes)
+            _record(action, steps, outcomes)
     except _StepAlreadyRecorded:
         return
     except ProviderError as exc:
         if not exc.permanent:
             raise
-        with transaction.atomic():
-            _record_steps(action, steps, [exc] * len(steps))
+        held.write()
+        _record(action, steps, [exc] * len(steps))
     except ApplicationError as exc:
-        with transaction.atomic():
-            _record_steps(action, steps, [exc] * len(steps))
+        held.write()
+        _record(action, steps, [exc] * len(steps))
 
 
 def _summary(action: Action, handler: ActionHandler) -> tuple[str, str]:
@@ -326,26 +431,31 @@ def action_run(*, action_id: int, sleep: Callable[[float], None] | None = None) 
 def _run_claimed(action_id: int, worker: str, sleep: Callable[[float], None]) -> Action:
     action = Action.objects.select_related("workload_class", "requested_by").get(pk=action_id)
     handler = handler_for(action.kind)
+    held = _HeldRecords()
     try:
         _plan(action, handler)
         interval = handler.step_interval(action)
         size = max(1, handler.chunk_size(action))
         previous = 0  # steps in the chunk before: the velocity cap waits `interval` for each
+        after = -1  # the position of the last step taken: steps are taken in order, once each
         while True:
-            pending = ActionStep.objects.filter(action=action, state=StepState.PENDING).order_by("position")
-            steps = list(pending[:size])
+            pending = ActionStep.objects.filter(action=action, state=StepState.PENDING, position__gt=after)
+            steps = list(pending.order_by("position")[:size])
             if not steps:
                 break
             if interval and previous:
                 sleep(interval * previous)
-            previous = len(steps)
+            previous, after = len(steps), steps[-1].position
             action.refresh_from_db(fields=["cancel_requested"])
             if action.cancel_requested:
+                held.write()
                 ActionStep.objects.filter(action=action, state=StepState.PENDING).update(state=StepState.SKIPPED)
                 return _finish(action, handler, state=ActionState.CANCELLED, error="Cancelled on request.")
-            _run_chunk(action, handler, steps)
+            _run_chunk(action, handler, steps, held)
+        held.write()
         return _finish(action, handler)
     except ProviderError as exc:
+        _write_before_leaving(held, action_id)
         # Transient: give the action back so the task's retry (or the resume loop) claims it again.
         Action.objects.filter(pk=action_id, claimed_by=worker).update(
             state=ActionState.PENDING, error=f"Retrying after a transient error: {exc.message}"
@@ -353,7 +463,17 @@ def _run_claimed(action_id: int, worker: str, sleep: Callable[[float], None]) ->
         raise
     except Exception as exc:
         logger.exception("action %s crashed", action_id)
+        _write_before_leaving(held, action_id)
         return _finish(action, handler, state=ActionState.FAILED, error=f"Internal error: {exc}")
+
+
+def _write_before_leaving(held: _HeldRecords, action_id: int) -> None:
+    """The held records of a run that ends on an error: written if the database lets us (else
+    their steps run again on resume, which their handler tells as done)."""
+    try:
+        held.write()
+    except Exception:
+        logger.warning("action %s: the last chunk's step records were not written", action_id, exc_info=True)
 
 
 @transaction.atomic
@@ -402,4 +522,5 @@ __all__ = [
     "actions_resume",
     "handler_for",
     "register_handler",
+    "write_held_records",
 ]
