@@ -1,20 +1,11 @@
 """Dead letters: discard, and redrive (replay) with preview, dry run and edit (the mirror sync:
-services/deadletter_mirror.py).
+services/deadletter_mirror.py; a replay's run, in chunks: services/replay_run.py).
 
-Replay. A named replay is an Action of kind `replay` whose steps are dead-letter rows, run in chunks
-(at most REPLAY_CHUNK_SIZE, and half a second of messages at the velocity cap). Each chunk reads
-its rows, checks the loop guard, republishes their messages to the class's topic as one batch
-(original attributes without the dead-letter and error ones, the idempotency key, the replay
-counter plus one) and marks the rows replayed with their new message ids.
-
-- Local provider: the publish is a row insert on the same database connection, so it commits or
-  rolls back together with the chunk's record: a crash at any point publishes each message
-  exactly once.
-- Pub/Sub: the publish cannot join the transaction. A worker that dies after Pub/Sub accepted a
-  chunk but before its rows were marked leaves its steps pending, and the resumed action publishes
-  that chunk again (at most one chunk of duplicates per crash, with the same idempotency keys).
-  The worker kit acks a message whose idempotency key already completed without running its
-  handler, and its result rows are unique per key for successes, so the duplicates are absorbed.
+Replay. A named replay is an Action of kind `replay` whose steps are dead-letter rows: each
+publishes its row's message to the class's topic again (original attributes without the
+dead-letter and error ones, the idempotency key, the replay counter plus one) and marks the row
+replayed with its new message id, at most once per row whatever crashes or overlapping replays
+happen (services/replay_run.py says how).
 """
 
 from __future__ import annotations
@@ -23,6 +14,7 @@ import base64
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -31,11 +23,9 @@ from django.utils import timezone
 
 from workloads.domain.payloads import canonical_json, hostile_input_error, normalize_and_validate
 from workloads.errors import ApplicationError, NotFoundError
-from workloads.fastsql import update_rows
 from workloads.models import (
     Action,
     ActionKind,
-    ActionStep,
     DeadLetter,
     DeadLetterStatus,
     PayloadFormat,
@@ -52,9 +42,12 @@ from workloads.providers.base import (
 )
 from workloads.providers.specs import queue_spec
 from workloads.selectors.deadletters import REPLAYABLE_BY_DEFAULT, DeadLetterFilter  # noqa: F401 (the services take it)
-from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
+from workloads.services.actions import action_request
 from workloads.services.audit import audit_event_record
 from workloads.services.deadletter_mirror import DEAD_LETTER_ATTRIBUTE_PREFIX, ERROR_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from workloads.services.replay_run import ChunkRow
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +96,7 @@ _TRUNCATED_Q = Q(payload_truncated=True, edited_payload__isnull=True)
 _DISCARDED_Q = Q(status=DeadLetterStatus.DISCARDED)
 
 
-def replay_refusal(row: DeadLetter, *, action: Action | None = None) -> str:
+def replay_refusal(row: DeadLetter | ChunkRow, *, action: Action | None = None) -> str:
     """Why this row cannot be replayed now ("" when it can)."""
     if row.status == DeadLetterStatus.DISCARDED:
         when = f" at {row.discarded_at:%Y-%m-%d %H:%M} UTC" if row.discarded_at else ""
@@ -261,7 +254,7 @@ def replay_dry_run(*, selection: DeadLetterFilter, limit: int = 50) -> DryRun:
 
 
 # --- Replay ------------------------------------------------------------------------------------------
-def _payload_bytes(row: DeadLetter) -> bytes:
+def _payload_bytes(row: DeadLetter | ChunkRow) -> bytes:
     if row.edited_payload is not None:
         return canonical_json(row.edited_payload).encode()
     if row.payload_format == PayloadFormat.JSON:
@@ -272,7 +265,7 @@ def _payload_bytes(row: DeadLetter) -> bytes:
     return row.payload_text.encode()
 
 
-def replay_message(row: DeadLetter) -> OutboundMessage:
+def replay_message(row: DeadLetter | ChunkRow) -> OutboundMessage:
     """The message a replay publishes for this row."""
     attributes = {
         name: value
@@ -414,131 +407,6 @@ def dead_letter_edit_and_replay(
     )
 
 
-def _replayed(row: DeadLetter) -> dict:
-    return {"message_id": row.replayed_message_id, "replay_count": row.replay_count, "edited": row.is_edited}
-
-
-def _mark_replayed(action: Action, published: list[tuple[DeadLetter, str]]) -> None:
-    if not published:
-        return
-    now = timezone.now()
-    for row, message_id in published:
-        row.status = DeadLetterStatus.REPLAYED
-        row.replayed_message_id = message_id
-        row.replayed_at = now
-        row.replay_action = action
-        row.replay_count += 1
-    update_rows(
-        DeadLetter,
-        ["status", "replayed_message_id", "replayed_at", "replay_action", "replay_count"],
-        [(row.pk, row.status, message_id, now, action.pk, row.replay_count) for row, message_id in published],
-    )
-
-
-def _republish(action: Action, rows: list[DeadLetter]) -> list[dict | ProviderError]:
-    """Publish the rows' messages as one batch and mark the published rows replayed; one outcome
-    per row. A transient failure propagates (the action is given back and retried) once the rows
-    that were published are marked, so the retry does not publish them again."""
-    published: dict[int, str] = {}  # position in rows -> message id, as the queue accepts them
-    failure: ProviderError | None = None
-    try:
-        get_providers().queue.republish(
-            queue_spec(rows[0].workload_class),
-            [replay_message(row) for row in rows],
-            on_published=published.__setitem__,
-        )
-    except ProviderError as exc:
-        if not exc.permanent:
-            raise
-        failure = exc
-    finally:
-        _mark_replayed(action, [(rows[n], message_id) for n, message_id in published.items()])
-    if failure is None:
-        return [_replayed(row) for row in rows]
-    if len(rows) == 1:
-        return [failure]
-    # A message refused for good (too large, say) must not fail the others: one at a time.
-    return [_replayed(row) if n in published else _republish(action, [row])[0] for n, row in enumerate(rows)]
-
-
-class ReplayHandler(ActionHandler):
-    kind = ActionKind.REPLAY
-
-    @property
-    def atomic_steps(self) -> bool:
-        """The publish and the rows' "replayed" mark commit together where the publish is a write
-        to our own database (the local provider: exactly once). A publish over the network
-        (Pub/Sub) never runs inside a transaction: the rows are marked in a statement of their own
-        right after it, and a crash in between republishes that chunk (same idempotency keys,
-        which the worker kit's completed-key check absorbs)."""
-        return get_providers().queue.publish_joins_transaction
-
-    def step_interval(self, action: Action) -> float:
-        velocity = action.parameters.get("velocity")
-        return 1.0 / float(velocity) if velocity else 0.0
-
-    def plan(self, action: Action) -> list[PlannedStep]:
-        if action.workload_class is None:
-            raise ApplicationError("The class of this replay was deleted.")
-        selection = DeadLetterFilter.from_parameters(action.workload_class, action.parameters.get("filter") or {})
-        rows = _selected_rows(selection)
-        if not selection.ids:
-            # What matched when it was asked for: rows arriving later are a new decision.
-            rows = rows.filter(last_seen__lte=action.created_at)
-        return [
-            PlannedStep(key=message_id, payload={"dead_letter_id": pk})
-            for pk, message_id in rows.order_by("last_seen", "pk").values_list("pk", "message_id")
-        ]
-
-    def chunk_size(self, action: Action) -> int:
-        """At most REPLAY_CHUNK_SECONDS of messages at the velocity cap (and REPLAY_CHUNK_SIZE): the
-        engine waits for the chunk's share of the cap before the next one, so a chunk is the cap's
-        largest burst."""
-        velocity = float(action.parameters.get("velocity") or MAX_REPLAY_VELOCITY)
-        return max(1, min(settings.REPLAY_CHUNK_SIZE, int(velocity * REPLAY_CHUNK_SECONDS)))
-
-    def run_steps(self, action: Action, steps: list[ActionStep]) -> list[dict | ApplicationError]:
-        """Publish a chunk's messages as one batch (the client's batching, futures awaited
-        together), then mark their rows replayed, all in one statement per table."""
-        workload_class = action.workload_class
-        rows = DeadLetter.objects.filter(
-            workload_class=workload_class, pk__in=[step.payload["dead_letter_id"] for step in steps]
-        )
-        if transaction.get_connection().in_atomic_block:  # atomic steps: hold the rows until the commit
-            rows = rows.select_for_update().order_by("pk")
-        by_id = {}
-        for row in rows:
-            row.workload_class = workload_class  # the action's, read once (not once per row)
-            by_id[row.pk] = row
-        outcomes: list = [None] * len(steps)
-        to_publish: list[tuple[int, DeadLetter]] = []
-        for index, step in enumerate(steps):
-            row = by_id.get(step.payload["dead_letter_id"])
-            if row is None:
-                outcomes[index] = ApplicationError("The dead letter no longer exists (its class was deleted).")
-            elif row.status == DeadLetterStatus.REPLAYED and row.replay_action_id == action.pk:
-                # This action published and marked it, then died before recording the step (on
-                # Pub/Sub those are separate transactions): done already, not to be published again.
-                outcomes[index] = _replayed(row)
-            elif refusal := replay_refusal(row, action=action):
-                outcomes[index] = ApplicationError(refusal)
-            else:
-                to_publish.append((index, row))
-        if to_publish:
-            chunk_outcomes = _republish(action, [row for _, row in to_publish])
-            for (index, _), outcome in zip(to_publish, chunk_outcomes, strict=True):
-                outcomes[index] = outcome
-        return outcomes
-
-    def finish(self, action: Action) -> None:
-        Action.objects.filter(pk=action.pk).update(
-            result={**action.result, "replayed": action.progress_done, "refused": action.progress_failed}
-        )
-
-
-register_handler(ReplayHandler())
-
-
 # --- Discard -------------------------------------------------------------------------------------------
 @transaction.atomic
 def dead_letters_discard(
@@ -570,3 +438,7 @@ def dead_letters_discard(
         extra={"filter": selection.as_parameters(), "count": count, "ids": ids[:200], "reason": reason},
     )
     return count
+
+
+# The replay's action handler, registered on import; callers and tests reach it from here.
+from workloads.services.replay_run import ReplayHandler  # noqa: E402, F401
