@@ -11,9 +11,9 @@ here, a class lookup 0.75-1.0 ms against 0.17-0.21 ms.
 The rule that keeps them honest: values go out through each field's own adaptation
 (`get_db_prep_save` / `get_db_prep_value`; on PostgreSQL, `insert_rows` and `update_rows` pass
 as they are the values that adaptation would return unchanged) and come back through the ORM's
-own converters (`ops.get_db_converters`, `Field.get_db_converters`, `Model.from_db`), and a SELECT is the
-ORM's own compiled statement where it can be, so the database sees, and callers get, exactly
-what the ORM would send and load. Those are Django internals: the statements were checked
+own converters (`ops.get_db_converters`, `Field.get_db_converters`, `Model.from_db`), and a
+SELECT is the ORM's own compiled statement where it can be, so the database sees, and callers
+get, exactly what the ORM would send and load. Those are Django internals: the statements were checked
 against Django CHECKED_WITH_DJANGO, and tests/workloads/test_fastsql.py fails on any other
 version until its comparisons with the ORM have been re-run there and the constant moved.
 

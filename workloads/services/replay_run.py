@@ -5,14 +5,18 @@ The steps are dead-letter rows, run in chunks (at most REPLAY_CHUNK_SIZE, and ha
 messages at the velocity cap). Each chunk reads its rows (one query, plain values), checks the
 loop guard and the overlap guard, republishes their messages to the class's topic as one batch
 (the client's batching, the futures awaited together) and marks the published rows replayed with
-their new message ids (one statement), then the engine records the chunk's steps (one statement).
+their new message ids (one statement); the engine records the chunk's steps in one statement,
+on Pub/Sub while the next chunk's messages are in flight (`overlap_records`).
 
 - Local provider: the publish is a row insert on the same database connection, so it commits or
   rolls back together with the chunk's record: a crash at any point publishes each message
   exactly once.
 - Pub/Sub: the publish cannot join the transaction. A worker that dies after Pub/Sub accepted a
   chunk but before its rows were marked leaves its steps pending, and the resumed action publishes
-  that chunk again (at most one chunk of duplicates per crash, with the same idempotency keys).
+  that chunk again (at most one chunk of duplicates per crash, with the same idempotency keys:
+  the rows are marked before the next chunk is published). A crash may also lose the previous
+  chunk's step records, held for the overlap: the resumed action finds those rows marked
+  replayed by itself and records them done without publishing them again.
   The worker kit acks a message whose idempotency key already completed without running its
   handler, and its result rows are unique per key for successes, so the duplicates are absorbed.
 """
