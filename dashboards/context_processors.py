@@ -92,6 +92,11 @@ NARROWED_SCREENS = {
     "dashboards:incidents",
     "dashboards:cost",
     "dashboards:actions",
+    # These four do not follow the switcher: they show every environment where the person has a role.
+    "dashboards:schedules",
+    "dashboards:compare",
+    "dashboards:migrations",
+    "dashboards:audit",
 }
 
 
@@ -134,10 +139,31 @@ def time_display(request):
     return {"time_display": SimpleLazyObject(lambda: user_time_display(getattr(request, "user", None)))}
 
 
+@dataclass(frozen=True)
+class EnvironmentSwitch:
+    choices: list[tuple[str, str]]  # (slug, name) of the environments the person may pick
+    offers_all: bool  # "all": only a role of one's own reads every environment at once
+
+    @property
+    def shown(self) -> bool:
+        # With a role of one's own, a choice of one is no choice; with overrides only, it says
+        # which environment the screens show.
+        return len(self.choices) > 1 if self.offers_all else bool(self.choices)
+
+
+def environment_switch(user) -> EnvironmentSwitch:
+    """Every environment (cached, no query per page) for a role of one's own; for someone whose
+    only roles are environment overrides, the environments where they have one (one query)."""
+    if user_role(user) >= Role.VIEWER:
+        return EnvironmentSwitch(environment_choices(), offers_all=True)
+    return EnvironmentSwitch(environment_choices(readable_environment_ids(user)), offers_all=False)
+
+
 def environments(request):
-    """The environment switcher: every environment (cached, no query per page) and the one the
-    screens are narrowed to (remembered in the session)."""
+    """The environment switcher (environment_switch) and the one environment the screens are
+    narrowed to (remembered in the session)."""
+    user = getattr(request, "user", None)
     return {
-        "environment_choices": SimpleLazyObject(environment_choices),
+        "environment_switch": SimpleLazyObject(lambda: environment_switch(user)),
         "selected_environment": SimpleLazyObject(lambda: selected_environment(request)),
     }

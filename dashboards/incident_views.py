@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from controlplane.roles import Role
+from controlplane.roles import Role, readable_environment_ids
 from dashboards.forms.expiry import ExtendForm
 from dashboards.forms.incidents import CompareForm, ExitForm, IncidentEnterForm
 from dashboards.rendering import add_service_errors, role_required, selected_environment, with_toasts
@@ -216,9 +216,14 @@ def incident_exit(request):
 
 # --- Migration comparison -------------------------------------------------------------------------------
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def compare(request):
-    classes = list(WorkloadClass.objects.select_related("cost_rates").order_by("slug"))
+    # Someone whose only roles are environment overrides compares the classes of those environments.
+    environment_ids = readable_environment_ids(request.user)
+    classes = WorkloadClass.objects.select_related("cost_rates").order_by("slug")
+    if environment_ids is not None:
+        classes = classes.filter(environment_id__in=environment_ids)
+    classes = list(classes)
     now = timezone.now()
     today = now.date()
     # Without a choice yet: the class's last 7 days against the 7 before them.
@@ -229,7 +234,7 @@ def compare(request):
         "b_start": (today - timedelta(days=6)).isoformat(),
         "b_end": today.isoformat(),
     }
-    around = _deployment_boundary(request, now)
+    around = _deployment_boundary(request, now, environment_ids=environment_ids)
     if around is not None:
         deployment, before, after = around
         # The form shows the days the two periods fall in; the table compares the exact hours.
@@ -283,9 +288,10 @@ def _backfill_offers(result) -> list[dict]:
     return offers
 
 
-def _deployment_boundary(request, now):
+def _deployment_boundary(request, now, *, environment_ids: set[int] | None = None):
     """(deployment, before, after) for `?deployment=<id>&hours=<1-24>`, None without it; a bad
-    id or hours is a 404 or 400 rather than a silent fallback to the default periods."""
+    id or hours is a 404 or 400 rather than a silent fallback to the default periods, as is a
+    deployment of a class outside `environment_ids` (None: every environment)."""
     raw = request.GET.get("deployment")
     if raw is None:
         return None
@@ -293,7 +299,10 @@ def _deployment_boundary(request, now):
     # ASCII digits only: str.isdigit() accepts '²', which int() refuses.
     if not re.fullmatch(r"[0-9]{1,18}", raw) or not re.fullmatch(r"[0-9]{1,2}", hours):
         raise BadRequest("deployment and hours are whole numbers.")
-    deployment = Deployment.objects.select_related("workload_class__cost_rates").filter(pk=int(raw)).first()
+    deployments = Deployment.objects.select_related("workload_class__cost_rates").filter(pk=int(raw))
+    if environment_ids is not None:
+        deployments = deployments.filter(workload_class__environment_id__in=environment_ids)
+    deployment = deployments.first()
     if deployment is None:
         raise Http404(f"No deployment {raw}.")
     try:

@@ -10,7 +10,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from controlplane.roles import Role, environment_role, has_role
+from controlplane.roles import Role, environment_role, has_role, readable_environment_ids
 from dashboards.forms.migrations import PlanForm
 from dashboards.rendering import render_page, role_required
 from workloads.errors import ApplicationError
@@ -23,11 +23,14 @@ from workloads.services.runtime_control import control_signal_send
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def migrations(request):
-    ranking = migration_selectors.migration_candidates(now=timezone.now())
+    # Someone whose only roles are environment overrides sees the plans and candidates of those
+    # environments (a plan only when both its classes are there).
+    environment_ids = readable_environment_ids(request.user)
+    ranking = migration_selectors.migration_candidates(now=timezone.now(), environment_ids=environment_ids)
     context = {
-        "plans": migration_selectors.plans(),
+        "plans": migration_selectors.plans(environment_ids=environment_ids),
         "ranking": ranking,
         "best": migration_selectors.best_candidate(ranking),
         "form": PlanForm(),
@@ -59,17 +62,17 @@ def migration_create(request):
 BASELINE_BEFORE = migration_services.BASELINE_BEFORE
 
 
-def _plan_or_404(pk: int):
-    plan = migration_selectors.plan_for_detail(pk)
+def _plan_or_404(pk: int, *, environment_ids: set[int] | None = None):
+    plan = migration_selectors.plan_for_detail(pk, environment_ids=environment_ids)
     if plan is None:
         raise Http404("No such migration plan.")
     return plan
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def migration_detail(request, pk: int):
-    plan = _plan_or_404(pk)
+    plan = _plan_or_404(pk, environment_ids=readable_environment_ids(request.user))
     report = migration_selectors.plan_evidence(plan, now=timezone.now())
     steps = [Phase.BASELINE, Phase.CANARY, Phase.RAMP, Phase.CUT_OVER]
     context = {

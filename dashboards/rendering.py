@@ -56,8 +56,10 @@ def role_required(role: Role, *, post: Role | None = None, environment=None, nar
     On a class's pages it is the role in the class's environment (require_role); `environment`
     (a function of the request, e.g. selected_environment) names the environment whose role counts,
     or a list of them when the page changes classes in each (a migration plan's two sides).
-    `narrowed`: a list screen that follows the switcher, which someone whose only roles are
-    environment overrides may read too, narrowed to one of those environments (selected_environment).
+    `narrowed`: a screen that someone whose only roles are environment overrides may read too: the
+    role checked is theirs in the selected environment, always one of theirs (selected_environment);
+    the screens that follow the switcher show that one, the others (schedules, compare, migrations,
+    audit) filter their rows to every environment where they have a role (readable_environment_ids).
     The roles are kept on the view (`required_role`, `required_post_role`) so a test can read them
     from the URLconf (tests/dashboards/test_view_roles.py)."""
     post_role = post if post is not None else role

@@ -5,7 +5,7 @@ import zoneinfo
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from controlplane.roles import Role
+from controlplane.roles import Role, readable_environment_ids
 from dashboards.forms.schedules import ScheduleForm
 from dashboards.rendering import render_page as _render
 from dashboards.rendering import role_required
@@ -13,12 +13,16 @@ from workloads.selectors import schedules
 
 
 @require_GET
-@role_required(Role.VIEWER)
+@role_required(Role.VIEWER, narrowed=True)
 def schedule_week(request):
-    classes = schedules.schedule_classes()
+    # Someone whose only roles are environment overrides sees the classes of those environments.
+    environment_ids = readable_environment_ids(request.user)
+    classes = schedules.schedule_classes(environment_ids=environment_ids)
     form = ScheduleForm(request.GET or None, classes=[(wc.slug, f"{wc.name} ({wc.slug})") for wc in classes])
     slug, tz_name = form.choice()
-    workload_class = schedules.class_with_schedules(slug or (classes[0].slug if classes else ""))
+    workload_class = schedules.class_with_schedules(
+        slug or (classes[0].slug if classes else ""), environment_ids=environment_ids
+    )
     now = timezone.now()
     context = {
         "form": form,

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.roles import Role
+from workloads.api.permissions import readable_rows
 from workloads.models import (
     Deployment,
     WorkloadClass,
@@ -57,6 +58,9 @@ class ComparisonView(APIView):
     each number. `b_class` defaults to `a_class`."""
 
     read_role = Role.VIEWER
+    # Someone whose only roles are environment overrides compares the classes of their environments:
+    # another class is unknown to them (a 400 on its parameter), as is its deployment.
+    environment_lookup = "environment"
 
     class InputSerializer(serializers.Serializer):
         # An unknown class is a 400 on its parameter (not a 404: /comparisons exists).
@@ -93,6 +97,8 @@ class ComparisonView(APIView):
         if "deployment" in request.query_params:
             return self._around_deployment(request)
         params = self.InputSerializer(data=request.query_params)
+        for side in ("a_class", "b_class"):
+            params.fields[side].queryset = readable_rows(request, _CLASSES, "environment")
         params.is_valid(raise_exception=True)
         data = params.validated_data
         periods = {
@@ -104,6 +110,8 @@ class ComparisonView(APIView):
 
     def _around_deployment(self, request):
         params = self.DeploymentInputSerializer(data=request.query_params)
+        deployments = params.fields["deployment"].queryset
+        params.fields["deployment"].queryset = readable_rows(request, deployments, "workload_class__environment")
         params.is_valid(raise_exception=True)
         now = timezone.now()
         try:

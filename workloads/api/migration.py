@@ -12,7 +12,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.roles import Role
+from controlplane.roles import Role, readable_environment_ids
 from workloads.api.choices import ChoiceField
 from workloads.api.permissions import check_classes_role
 from workloads.api.serializers import StrictModelSerializer, StrictSerializer
@@ -174,15 +174,22 @@ class PlanDetailSerializer(PlanSerializer):
         return plan_evidence(plan, now=timezone.now()).as_dict()
 
 
+# Someone whose only roles are environment overrides reads the plans whose two classes are both in
+# their environments, and the candidates among their classes (workloads/api/permissions.py).
+PLANS_BY_ENVIRONMENT = staticmethod(migration_selectors.plans_in_environments)
+
+
 class MigrationPlanListView(APIView):
     """Migration plans; POST (admin) creates one in its baseline phase."""
 
     read_role = Role.VIEWER
     write_role = Role.ADMIN
+    environment_lookup = PLANS_BY_ENVIRONMENT
 
     @extend_schema(responses=PlanSerializer(many=True))
     def get(self, request):
-        return Response(PlanSerializer(migration_selectors.plans(), many=True).data)
+        plans = migration_selectors.plans(environment_ids=readable_environment_ids(request.user))
+        return Response(PlanSerializer(plans, many=True).data)
 
     @extend_schema(request=PlanSerializer, responses={201: PlanSerializer})
     def post(self, request):
@@ -195,8 +202,8 @@ class MigrationPlanListView(APIView):
         return Response(PlanSerializer(plan).data, status=status.HTTP_201_CREATED)
 
 
-def _plan_or_404(pk: int) -> MigrationPlan:
-    plan = migration_selectors.plan_for_detail(pk)
+def _plan_or_404(pk: int, *, environment_ids: set[int] | None = None) -> MigrationPlan:
+    plan = migration_selectors.plan_for_detail(pk, environment_ids=environment_ids)
     if plan is None:
         raise Http404("No such migration plan.")
     return plan
@@ -206,10 +213,12 @@ class MigrationPlanDetailView(APIView):
     """A plan with the evidence of its phase under way and every decision taken on it."""
 
     read_role = Role.VIEWER
+    environment_lookup = PLANS_BY_ENVIRONMENT
 
     @extend_schema(responses=PlanDetailSerializer)
     def get(self, request, pk: int):
-        return Response(PlanDetailSerializer(_plan_or_404(pk)).data)
+        plan = _plan_or_404(pk, environment_ids=readable_environment_ids(request.user))
+        return Response(PlanDetailSerializer(plan).data)
 
 
 ADVANCE_PHASES = ["canary", "ramp", "cut_over", "rolled_back"]
@@ -295,6 +304,7 @@ class MigrationPlanEvidenceView(APIView):
     """The evidence of the phase under way: JSON, or CSV with `?format=csv` (one row per side)."""
 
     read_role = Role.VIEWER
+    environment_lookup = PLANS_BY_ENVIRONMENT
     renderer_classes = [JSONRenderer, EvidenceCsvRenderer]
 
     @extend_schema(
@@ -306,7 +316,8 @@ class MigrationPlanEvidenceView(APIView):
         responses=EvidenceSerializer,
     )
     def get(self, request, pk: int):
-        report = plan_evidence(_plan_or_404(pk), now=timezone.now())
+        plan = _plan_or_404(pk, environment_ids=readable_environment_ids(request.user))
+        report = plan_evidence(plan, now=timezone.now())
         if request.accepted_renderer.format == "csv":
             return Response({"csv_rows": migration_selectors.evidence_csv_rows(report)})
         return Response(EvidenceSerializer(report.as_dict()).data)
@@ -335,10 +346,12 @@ class MigrationCandidatesView(APIView):
     candidate to move (the noisiest on an observed runtime without a plan), with why."""
 
     read_role = Role.VIEWER
+    environment_lookup = "environment"  # of each class ranked
 
     @extend_schema(responses=CandidatesSerializer)
     def get(self, request):
-        ranking = migration_selectors.migration_candidates(now=timezone.now())
+        environment_ids = readable_environment_ids(request.user)
+        ranking = migration_selectors.migration_candidates(now=timezone.now(), environment_ids=environment_ids)
         body = {"best": migration_selectors.best_candidate(ranking), "ranking": ranking}
         return Response(CandidatesSerializer(body).data)
 

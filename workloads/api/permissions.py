@@ -122,8 +122,8 @@ def check_classes_role(request, classes, needed: Role) -> None:
         check_class_role(request, workload_class, needed)
 
 
-# The list and detail routes of views that declare `environment_lookup` (the ORM path, or paths, from
-# a row to its environment) are narrowed for someone whose only roles are overrides.
+# The list and detail routes of views that declare `environment_lookup` (how a row reaches its
+# environment) are narrowed for someone whose only roles are overrides.
 READ_ACTIONS = {"list", "retrieve", None}
 
 
@@ -135,18 +135,32 @@ def _reads_by_environment(request, view) -> bool:
     return readable_environment_ids(request.user) is not None
 
 
+def environment_condition(lookup, environment_ids) -> Q:
+    """The rows of these environments. `lookup` is the ORM path from a row to its environment, a
+    tuple of paths (any of them), or a function of the ids returning the condition, for rows that
+    reach their environment another way (an audit event names its class by slug; a migration plan
+    needs both of its classes)."""
+    if callable(lookup):
+        return lookup(environment_ids)
+    where = Q()
+    for path in (lookup,) if isinstance(lookup, str) else lookup:
+        where |= Q(**{f"{path}__in": environment_ids})
+    return where
+
+
+def readable_rows(request, queryset, lookup):
+    """`queryset` as the user may read it: every row for a role of their own, else the rows of the
+    environments where an override gives them one. For views that build their querysets themselves
+    (APIView); the generic views get it from EnvironmentVisibilityFilterBackend."""
+    readable = readable_environment_ids(request.user)
+    return queryset if readable is None else queryset.filter(environment_condition(lookup, readable))
+
+
 class EnvironmentVisibilityFilterBackend(BaseFilterBackend):
     """Rows of the environments where an override-only user has a role (a user with a role of their
-    own sees every row). Views name the path in `environment_lookup`; a tuple means any of them."""
+    own sees every row). Views say how a row reaches its environment in `environment_lookup`
+    (environment_condition)."""
 
     def filter_queryset(self, request, queryset, view):
         lookup = getattr(view, "environment_lookup", None)
-        if not lookup:
-            return queryset
-        readable = readable_environment_ids(request.user)
-        if readable is None:
-            return queryset
-        where = Q()
-        for path in (lookup,) if isinstance(lookup, str) else lookup:
-            where |= Q(**{f"{path}__in": readable})
-        return queryset.filter(where)
+        return readable_rows(request, queryset, lookup) if lookup else queryset

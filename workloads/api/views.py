@@ -16,6 +16,7 @@ from workloads.api.actions import ActionSerializer
 from workloads.api.choices import ChoiceField
 from workloads.api.filters import IsoDateTimeFilter, environment_filter
 from workloads.models import ApiToken, AuditEvent, CostRates, SchedulePolicy, Slo, WorkloadClass
+from workloads.selectors import audit as audit_selectors
 from workloads.selectors.environments import environment_by_slug
 from workloads.selectors.users import user_time_display
 from workloads.services import class_deletion
@@ -223,6 +224,8 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.AuditEventSerializer
     queryset = AuditEvent.objects.select_related("token")
     read_role = Role.VIEWER
+    # Someone whose only roles are overrides reads the events of their environments' classes.
+    environment_lookup = staticmethod(audit_selectors.events_in_environments)
     filterset_class = AuditEventFilter
     search_fields = ["target_repr", "action", "actor_label"]
     ordering_fields = ["occurred_at", "action"]

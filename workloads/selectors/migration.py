@@ -188,17 +188,27 @@ def plan_evidence(plan: MigrationPlan, *, now: datetime) -> PlanEvidence:
     return PlanEvidence(plan, plan.phase, start, end, old, new, checks, verdict)
 
 
-def plans(*, active_only: bool = False):
+def plans_in_environments(environment_ids) -> Q:
+    """Plans whose two classes are both in these environments: a plan shows the evidence of both
+    sides, so one side in an environment the reader may not see hides the plan."""
+    return Q(source__environment_id__in=environment_ids) & Q(target__environment_id__in=environment_ids)
+
+
+def plans(*, active_only: bool = False, environment_ids: set[int] | None = None):
+    """Every plan (of these environments when `environment_ids` is not None: plans_in_environments)."""
     rows = MigrationPlan.objects.select_related("source", "target", "created_by")
+    if environment_ids is not None:
+        rows = rows.filter(plans_in_environments(environment_ids))
     return rows.filter(phase__in=ACTIVE_PHASES) if active_only else rows
 
 
-def plan_for_detail(plan_id: int) -> MigrationPlan | None:
-    return (
-        MigrationPlan.objects.select_related("source__cost_rates", "target__cost_rates", "created_by")
-        .filter(pk=plan_id)
-        .first()
-    )
+def plan_for_detail(plan_id: int, *, environment_ids: set[int] | None = None) -> MigrationPlan | None:
+    """The plan with its classes' cost rates; None when there is none, or when it is not in
+    `environment_ids` (plans_in_environments)."""
+    rows = MigrationPlan.objects.select_related("source__cost_rates", "target__cost_rates", "created_by")
+    if environment_ids is not None:
+        rows = rows.filter(plans_in_environments(environment_ids))
+    return rows.filter(pk=plan_id).first()
 
 
 EVIDENCE_CSV_HEADER = [
@@ -249,13 +259,17 @@ class Candidate:
         return self.workload_class.runtime != Runtime.WORKER_POOL and not self.in_plan
 
 
-def migration_candidates(*, now: datetime, days: int = 7) -> list[Candidate]:
+def migration_candidates(*, now: datetime, days: int = 7, environment_ids: set[int] | None = None) -> list[Candidate]:
     """Every registered workload ranked by noise over the last `days`: failure rate, failed
     attempts, SLO misses and cost per 1k records, each as its rank among the classes (0 = quietest,
     1 = noisiest), summed. The first movable one (an observed runtime without an active plan) is the
-    suggested first candidate; its reasons name where it ranks worst."""
+    suggested first candidate; its reasons name where it ranks worst. With `environment_ids`, only
+    those environments' classes, ranked among themselves."""
     start = now - timedelta(days=days)
-    classes = list(WorkloadClass.objects.select_related("cost_rates").order_by("slug"))
+    classes = WorkloadClass.objects.select_related("cost_rates").order_by("slug")
+    if environment_ids is not None:
+        classes = classes.filter(environment_id__in=environment_ids)
+    classes = list(classes)
     usage = class_usage(start=start, end=now, now=now)
     misses = dict(
         SloAlert.objects.filter(opened_at__gte=start)

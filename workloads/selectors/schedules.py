@@ -168,12 +168,19 @@ def _overlap_runs(row: DayRow, by_name: dict[str, SchedulePolicy]) -> list[Overl
     return runs
 
 
-def schedule_classes() -> list[WorkloadClass]:
-    return list(WorkloadClass.objects.order_by("slug").only("slug", "name"))
+def schedule_classes(*, environment_ids: set[int] | None = None) -> list[WorkloadClass]:
+    """Every class (of these environments when `environment_ids` is not None), for the drop-down."""
+    classes = WorkloadClass.objects.order_by("slug").only("slug", "name")
+    if environment_ids is not None:
+        classes = classes.filter(environment_id__in=environment_ids)
+    return list(classes)
 
 
-def class_with_schedules(slug: str) -> WorkloadClass | None:
-    return WorkloadClass.objects.prefetch_related("schedules").filter(slug=slug).first()
+def class_with_schedules(slug: str, *, environment_ids: set[int] | None = None) -> WorkloadClass | None:
+    classes = WorkloadClass.objects.prefetch_related("schedules").filter(slug=slug)
+    if environment_ids is not None:
+        classes = classes.filter(environment_id__in=environment_ids)
+    return classes.first()
 
 
 @dataclass(frozen=True)
