@@ -60,6 +60,12 @@ def cache_role(user, role: Role) -> None:
     user._controlplane_role = role
 
 
+def cache_environment_roles(user, overrides: dict[int, Role]) -> None:
+    """Keep the user's roles by environment on the user object for the rest of the request (token
+    authentication reads them with the token, in the same query)."""
+    user._controlplane_environment_roles = overrides
+
+
 def has_role(user, role: Role) -> bool:
     return user_role(user) >= role
 

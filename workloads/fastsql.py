@@ -35,7 +35,7 @@ from django.contrib.auth.models import Group
 from django.db import connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from workloads.models import ApiToken
+from workloads.models import ApiToken, EnvironmentRole
 
 # The Django version (major, minor) whose internals the statements below were checked against.
 CHECKED_WITH_DJANGO = (5, 2)
@@ -376,6 +376,9 @@ def _active_token_sql(alias: str, role_values: tuple[int, ...]) -> str:
     quote = connections[alias].ops.quote_name
     group_link = user_model.groups.through._meta
     role_case = " ".join(f"WHEN %s THEN {int(role)}" for role in role_values)
+    environment_roles = EnvironmentRole._meta
+    aggregate = "string_agg" if connections[alias].vendor == "postgresql" else "group_concat"
+    environment = quote(environment_roles.get_field("environment").column)
     return f"""
         SELECT {", ".join(f"t.{quote(field)}" for field in _TOKEN_FIELDS)},
                {", ".join(f"u.{quote(field)}" for field in _USER_FIELDS)},
@@ -383,6 +386,9 @@ def _active_token_sql(alias: str, role_values: tuple[int, ...]) -> str:
                   FROM {quote(group_link.db_table)} ug JOIN {quote(Group._meta.db_table)} g
                     ON g.{quote("id")} = ug.{quote("group_id")}
                  WHERE ug.{quote(group_link.get_field("user").column)} = u.{quote("id")}),
+               (SELECT {aggregate}(CAST(er.{environment} AS TEXT) || ':' || er.{quote("role")}, ',')
+                  FROM {quote(environment_roles.db_table)} er
+                 WHERE er.{quote(environment_roles.get_field("user").column)} = u.{quote("id")}),
                (t.{quote("last_used_at")} IS NULL OR t.{quote("last_used_at")} < %s)
           FROM {quote(ApiToken._meta.db_table)} t JOIN {quote(user_model._meta.db_table)} u
             ON u.{quote("id")} = t.{quote("user_id")}
@@ -393,11 +399,13 @@ def _active_token_sql(alias: str, role_values: tuple[int, ...]) -> str:
 
 def active_token_row(
     key_id: str, now: datetime, *, stale_before: datetime, role_groups: Sequence[tuple[str, int]], using: str
-) -> tuple[models.Model, models.Model, int, bool] | None:
+) -> tuple[models.Model, models.Model, int, dict[int, str], bool] | None:
     """The unrevoked, unexpired API token with this key id, its user, the highest role value of
-    the user's groups (`role_groups`: group name -> role value; 0 for none) and whether the token's
-    last use is older than `stale_before`; None when there is no such token. One query, not the
-    ORM's three; the fields not selected load on access, as with `only()`."""
+    the user's groups (`role_groups`: group name -> role value; 0 for none), the user's roles by
+    environment ({environment id: role name}, the overrides) and whether the token's last use is
+    older than `stale_before`; None when there is no such token. One query, not the ORM's four
+    (the environment roles were one more round trip on every API request); the fields not
+    selected load on access, as with `only()`."""
     connection = connections[using]
     when = connection.ops.adapt_datetimefield_value
     sql = _active_token_sql(connection.alias, tuple(value for _name, value in role_groups))
@@ -408,8 +416,12 @@ def active_token_row(
     if row is None:
         return None
     token_values = dict(zip(_TOKEN_FIELDS, row[: len(_TOKEN_FIELDS)], strict=True))
-    user_values = dict(zip(_USER_FIELDS, row[len(_TOKEN_FIELDS) : -2], strict=True))
-    group_role, last_used_is_stale = row[-2:]
+    user_values = dict(zip(_USER_FIELDS, row[len(_TOKEN_FIELDS) : -3], strict=True))
+    group_role, environment_roles, last_used_is_stale = row[-3:]
     token = instance_from_row(ApiToken, connection, token_values)
     user = instance_from_row(get_user_model(), connection, user_values)
-    return token, user, group_role or 0, bool(last_used_is_stale)
+    overrides = {
+        int(environment): role
+        for environment, role in (pair.split(":", 1) for pair in (environment_roles or "").split(",") if pair)
+    }
+    return token, user, group_role or 0, overrides, bool(last_used_is_stale)

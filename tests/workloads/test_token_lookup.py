@@ -78,3 +78,33 @@ def test_an_inactive_user_is_reported_inactive(using):
     _token_for(using, active=False)
     token, _stale = _active_token("abc123", timezone.now(), using=using)
     assert token.user.is_active is False and user_role(token.user) == Role.NONE
+
+
+@pytest.mark.parametrize("using", DATABASES)
+def test_the_token_comes_with_its_users_roles_by_environment(using):
+    """The environment overrides come with the token (no query of their own per request), as the
+    ORM reads them."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    from controlplane.roles import environment_overrides
+    from workloads.models import Environment, EnvironmentRole
+
+    stored = _token_for(using, groups=("viewer",))
+    for slug, role in (("lookup-prod", "operator"), ("lookup-staging", "admin")):
+        environment = Environment.objects.using(using).create(slug=slug, name=slug)
+        EnvironmentRole.objects.using(using).create(user=stored.user, environment=environment, role=role)
+    expected = {
+        environment: Role.from_name(role)
+        for environment, role in EnvironmentRole.objects.using(using).values_list("environment_id", "role")
+    }
+    token, _stale = _active_token("abc123", timezone.now(), using=using)
+    with CaptureQueriesContext(connections[using]) as queries:
+        assert environment_overrides(token.user) == expected
+    assert len(queries) == 0
+
+    other = get_user_model().objects.db_manager(using).create_user(username=f"no-overrides-{using}")
+    fields = {"name": "other", "key_id": "def456", "secret_hash": hash_secret("s"), "scopes": ["ingest:*"]}
+    ApiToken.objects.using(using).create(user=other, **fields)
+    token, _stale = _active_token("def456", timezone.now(), using=using)
+    assert environment_overrides(token.user) == {}

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import router, transaction
 from django.utils import timezone
 
-from controlplane.roles import ASSIGNABLE_ROLES, Role, cache_role
+from controlplane.roles import ASSIGNABLE_ROLES, Role, cache_environment_roles, cache_role
 from workloads.fastsql import active_token_row
 from workloads.models import ApiToken
 from workloads.models.tokens import hash_secret
@@ -120,8 +120,11 @@ def _active_token(key_id: str, now: datetime, *, using: str | None = None) -> tu
     )
     if found is None:
         return None
-    token, user, group_role, last_used_is_stale = found
+    token, user, group_role, environment_roles, last_used_is_stale = found
     cache_role(user, Role.ADMIN if user.is_superuser else Role(group_role))
+    cache_environment_roles(
+        user, {environment: Role.from_name(role) for environment, role in environment_roles.items()}
+    )
     token.user = user
     return token, last_used_is_stale
 
