@@ -87,13 +87,13 @@ def _poll_calls(small: int, large: int) -> tuple[float, float, float]:
     metrics = CloudMonitoringMetrics(client, project=BENCH_PROJECT)
     set_providers(Providers(queue=None, pools=None, metrics=metrics, name="gcp"))
     try:
-        small_calls, _ = _measure(monitoring, metrics, small, repeat=1)
-        large_calls, large_seconds = _measure(monitoring, metrics, large, repeat=1)
+        small_tick = _measure(monitoring, metrics, small, repeat=1)
+        large_tick = _measure(monitoring, metrics, large, repeat=1)
     finally:
         set_providers(None)
         client.transport.close()
         server.stop()
-    return small_calls, large_calls, large_seconds
+    return small_tick.calls, large_tick.calls, large_tick.seconds
 
 
 def _local_ticks(classes, now) -> dict[str, tuple[float, int]]:

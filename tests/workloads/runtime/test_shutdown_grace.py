@@ -31,9 +31,11 @@ EXIT_MARGIN_SECONDS = 2  # the process's own teardown after the worker is done
 # ModifyAckDeadline for any valid ack id; see docs/gcp.md), so here a handed-back message comes
 # back when its lease runs out. The workers extend leases LEASE_EXTENSION_SECONDS at a time, so
 # that is within about that long (the library's default would be 60 s, or longer once it has
-# stretched its leases to the slow units' ack times). A wait, not a sleep.
+# stretched its leases to the slow units' ack times). A wait, not a sleep: it returns as soon as
+# the units are done (about 20-40 s here), and allows 240 s because a whole-suite run at load 13
+# once saw the emulator take over 120 s to redeliver.
 LEASE_EXTENSION_SECONDS = 10
-REDELIVERY_TIMEOUT_SECONDS = 120
+REDELIVERY_TIMEOUT_SECONDS = 240
 
 
 def _closed_port() -> str:
