@@ -154,6 +154,8 @@ def _routed(workload_class: WorkloadClass, candidates: list[Candidate]) -> list[
     an event is deduplicated across both sides and never sent to both."""
     if not (workload_class.route_percent and workload_class.route_to_id):
         return [(workload_class, candidates)]
-    moved = [c for c in candidates if routes_to_target(c.key, workload_class.route_percent)]
-    kept = [c for c in candidates if not routes_to_target(c.key, workload_class.route_percent)]
+    moved: list[Candidate] = []
+    kept: list[Candidate] = []
+    for candidate in candidates:  # one hash per key
+        (moved if routes_to_target(candidate.key, workload_class.route_percent) else kept).append(candidate)
     return [(side, group) for side, group in ((workload_class, kept), (workload_class.route_to, moved)) if group]
