@@ -80,7 +80,7 @@ def environment_overrides(user) -> dict[int, Role]:
             environment: Role.from_name(name)
             for environment, name in EnvironmentRole.objects.filter(user=user).values_list("environment_id", "role")
         }
-        user._controlplane_environment_roles = overrides
+        cache_environment_roles(user, overrides)
     return overrides
 
 
