@@ -173,17 +173,21 @@ class CloudMonitoringMetrics(Metrics):
         end: datetime,
         step_seconds: int = 60,
     ) -> dict[str, list[Point]]:
-        by_scope: dict[str, list[MetricTarget]] = {}
-        for target in targets:
-            by_scope.setdefault(target.scope_project or self._project, []).append(target)
         result: dict[str, list[Point]] = {}
-        for scope_project, scoped in sorted(by_scope.items()):
+        for scope, scoped in self._by_scope(targets):
             result.update(
-                self._scoped_series(
-                    metric, scoped, scope=f"projects/{scope_project}", start=start, end=end, step_seconds=step_seconds
-                )
+                self._scoped_series(metric, scoped, scope=scope, start=start, end=end, step_seconds=step_seconds)
             )
         return result
+
+    def _by_scope(self, targets: Sequence[MetricTarget]) -> list[tuple[str, list[MetricTarget]]]:
+        """The targets grouped by the scoping project they are read through (each target's
+        environment's, this adapter's own project by default), as (scope name, targets) in
+        scope order: one call per metric type per scoping project."""
+        by_project: dict[str, list[MetricTarget]] = {}
+        for target in targets:
+            by_project.setdefault(target.scope_project or self._project, []).append(target)
+        return [(f"projects/{project}", scoped) for project, scoped in sorted(by_project.items())]
 
     def _scoped_series(
         self,
@@ -262,17 +266,13 @@ class CloudMonitoringMetrics(Metrics):
         # Imported here: that module builds on this one's filters and conversions.
         from workloads.providers.gcp.runtime_metrics import read_runtime_series
 
-        # As series(): through each target's scoping project (its environment's), one call per
-        # metric type per scoping project; a runtime's resources live in its environment's projects.
-        by_scope: dict[str, list[MetricTarget]] = {}
-        for target in targets:
-            by_scope.setdefault(target.scope_project or self._project, []).append(target)
+        # As series(): a runtime's resources live in its environment's projects.
         result: dict[str, list[Point]] = {}
-        for scope_project, scoped in sorted(by_scope.items()):
+        for scope, scoped in self._by_scope(targets):
             result.update(
                 read_runtime_series(
                     self._client,
-                    scope=f"projects/{scope_project}",
+                    scope=scope,
                     metric=metric,
                     targets=scoped,
                     start=start,
