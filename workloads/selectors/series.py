@@ -223,6 +223,3 @@ def peak_instances(minute_mean: float) -> int:
     (exact when the count moved by at most one within it; never fewer than really ran)."""
     # The tolerance keeps a float sum such as 2.0000000001 from reading as 3.
     return max(0, math.ceil(minute_mean - 1e-6))
-
-
-# --- SLO cards and alerts -------------------------------------------------------------------------

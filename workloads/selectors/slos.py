@@ -99,6 +99,3 @@ def alert_queryset(*, state: str = "all") -> QuerySet[SloAlert]:
     elif state == "resolved":
         alerts = alerts.filter(resolved_at__isnull=False)
     return alerts.order_by("-opened_at", "-id")
-
-
-# --- Fleet overview ---------------------------------------------------------------------------------
