@@ -212,8 +212,14 @@ class LocalMetrics(Metrics):
         return result
 
     # --- worker reports -----------------------------------------------------------------------------------
-    def _step_index(self, field: str, steps: list[datetime], step_seconds: int) -> ExpressionWrapper:
+    @staticmethod
+    def _window_ms(steps: list[datetime], step_seconds: int) -> tuple[int, int]:
+        """(base_ms, last_ms): the reports of these steps are those whose interval ends in (base, last]."""
         base_ms = round((steps[0] - timedelta(seconds=step_seconds)).timestamp() * 1000)
+        return base_ms, round(steps[-1].timestamp() * 1000)
+
+    def _step_index(self, field: str, steps: list[datetime], step_seconds: int) -> ExpressionWrapper:
+        base_ms, _last_ms = self._window_ms(steps, step_seconds)
         # Integer division on both databases: (end_ms - base_ms - 1) // step_ms is the step whose
         # (end - step, end] holds the report's interval end.
         return ExpressionWrapper(
@@ -221,13 +227,12 @@ class LocalMetrics(Metrics):
             output_field=BigIntegerField(),
         )
 
-    def _reports(self, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int, prefix: str = ""):
-        base_ms = round((steps[0] - timedelta(seconds=step_seconds)).timestamp() * 1000)
-        last_ms = round(steps[-1].timestamp() * 1000)
+    def _reports(self, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int):
+        base_ms, last_ms = self._window_ms(steps, step_seconds)
         return {
-            f"{prefix}slug__in": sorted({t.slug for t in targets}),
-            f"{prefix}interval_end_ms__gt": base_ms,
-            f"{prefix}interval_end_ms__lte": last_ms,
+            "slug__in": sorted({t.slug for t in targets}),
+            "interval_end_ms__gt": base_ms,
+            "interval_end_ms__lte": last_ms,
         }
 
     def _counter(
@@ -264,8 +269,7 @@ class LocalMetrics(Metrics):
         connection = connections[self.using]
         quote = connection.ops.quote_name
         report, bucket = LocalWorkerReport._meta.db_table, LocalWorkerReportBucket._meta.db_table
-        base_ms = round((steps[0] - timedelta(seconds=step_seconds)).timestamp() * 1000)
-        last_ms = round(steps[-1].timestamp() * 1000)
+        base_ms, last_ms = self._window_ms(steps, step_seconds)
         slugs = sorted({t.slug for t in targets})
         index, count = quote("index"), quote("count")
         pivot = ", ".join(f"SUM(CASE WHEN b.{index} = {i} THEN b.{count} ELSE 0 END) AS c{i}" for i in _BUCKETS)
