@@ -225,19 +225,9 @@ class CloudMonitoringMetrics(Metrics):
             reducer=query.reducer,
             group_by=[query.label],
         )
-        try:
-            found = call_with_retry(
-                lambda: list_series(self._client, request, timeout=self._timeout),
-                what=f"read {query.metric_type} for",
-                resource=scope,
-                role=MONITORING_READ_ROLE,
-                backoff=self._backoff,
-            )
-        except ProviderError as exc:
-            if not no_data_yet(exc):
-                raise
-            logger.debug("%s has no data in %s yet", query.metric_type, scope)
-            return {}
+        found = read_series(
+            self._client, request, metric_type=query.metric_type, backoff=self._backoff, timeout=self._timeout
+        )
         result: dict[str, list[Point]] = {}
         ends = StepEnds(step)
         for series in found:
@@ -374,6 +364,31 @@ def list_request(
         ),
         view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
     )
+
+
+def read_series(
+    client: monitoring_v3.MetricServiceClient,
+    request: monitoring_v3.ListTimeSeriesRequest,
+    *,
+    metric_type: str,
+    backoff: Backoff,
+    timeout: float,
+) -> list:
+    """Every TimeSeries of a ListTimeSeries answer (call_with_retry's retries), or none while the
+    metric type has no data in the request's scope yet (no_data_yet)."""
+    try:
+        return call_with_retry(
+            lambda: list_series(client, request, timeout=timeout),
+            what=f"read {metric_type} for",
+            resource=request.name,
+            role=MONITORING_READ_ROLE,
+            backoff=backoff,
+        )
+    except ProviderError as exc:
+        if not no_data_yet(exc):
+            raise
+        logger.debug("%s has no data in %s yet", metric_type, request.name)
+        return []
 
 
 def list_series(client: monitoring_v3.MetricServiceClient, request, *, timeout: float) -> list:

@@ -31,10 +31,9 @@ from workloads.providers.base import (
     MetricTarget,
     Outcomes,
     Point,
-    ProviderError,
     RuntimeMetric,
 )
-from workloads.providers.gcp.errors import MONITORING_READ_ROLE, Backoff, call_with_retry
+from workloads.providers.gcp.errors import Backoff
 from workloads.providers.gcp.monitoring import (
     MAX_FILTER_CHARS,
     MIN_ALIGNMENT_SECONDS,
@@ -43,10 +42,9 @@ from workloads.providers.gcp.monitoring import (
     label_clause,
     label_value,
     list_request,
-    list_series,
-    no_data_yet,
     prefixes_clause,
     quote,
+    read_series,
     regex_literal,
     to_distribution,
     utc,
@@ -276,18 +274,7 @@ def read_runtime_series(
             reducer=query.reducer,
             group_by=group_by,
         )
-        try:
-            found = call_with_retry(
-                lambda request=request: list_series(client, request, timeout=timeout),
-                what=f"read {query.metric_type} for",
-                resource=scope,
-                role=MONITORING_READ_ROLE,
-                backoff=backoff,
-            )
-        except ProviderError as exc:
-            if not no_data_yet(exc):
-                raise
-            continue
+        found = read_series(client, request, metric_type=query.metric_type, backoff=backoff, timeout=timeout)
         for series in found:
             namespace = label_value(series, query.namespace_label) if query.namespace_label else ""
             owners = _owners(query, by_key, namespace, label_value(series, query.label))
