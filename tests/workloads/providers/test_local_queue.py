@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 
 from tests.workloads.providers.conftest import ALIASES, queue_spec
 from workloads.providers.base import (
@@ -26,6 +26,7 @@ from workloads.providers.base import (
 from workloads.providers.local import LocalQueue, local_queue_prune
 from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSnapshot, LocalSubscription
 from workloads.providers.local.queue import retry_backoff_seconds
+from workloads.providers.local.queue.common import PUBLISH_BATCH
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -350,6 +351,31 @@ def test_republish_without_a_cap_reports_every_message(db):
     assert progress == list(enumerate(ids))
     with pytest.raises(ValueError):
         queue.republish(spec, _messages(1), velocity=0)
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_a_publish_outside_a_transaction_reports_the_batches_out_before_one_failed(alias):
+    """Outside a transaction each batch commits on its own, so when a later one fails,
+    `on_published` still names the messages already out (the Queue port's contract: reported also
+    when others of the call failed)."""
+    queue = LocalQueue(using=alias)
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    message_inserts = []
+
+    def fail_the_second_batch(execute, sql, params, many, context):
+        if 'INSERT INTO "workloads_localmessage"' in sql:
+            message_inserts.append(sql)
+            if len(message_inserts) == 2:
+                raise OperationalError("injected: the second batch fails")
+        return execute(sql, params, many, context)
+
+    reported = []
+    with connections[alias].execute_wrapper(fail_the_second_batch), pytest.raises(OperationalError):
+        queue.publish(spec, _messages(PUBLISH_BATCH + 2), on_published=lambda i, mid: reported.append((i, mid)))
+    stored = LocalMessage.objects.using(alias).values_list("pk", flat=True)
+    assert [index for index, _id in reported] == list(range(PUBLISH_BATCH))
+    assert sorted(int(message_id) for _index, message_id in reported) == sorted(stored)
 
 
 def test_a_seek_into_a_dead_lettered_message_delivers_it_again_from_the_first_attempt(db, clock):

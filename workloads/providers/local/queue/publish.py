@@ -4,7 +4,7 @@ subscription of the topic."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import cache
 
@@ -54,29 +54,36 @@ class PublishingMixin:
         name = topic or spec.topic
         for message in messages:
             check_outbound(message, name)
-        if messages and connections[self.using].vendor == "postgresql":
-            ids = []
-            for start in range(0, len(messages), PUBLISH_BATCH):
-                ids += self._insert_in_one_statement(name, messages[start : start + PUBLISH_BATCH])
-        else:
-            ids = self._publish_in_steps(name, messages)
-        if on_published is not None:
-            # All or nothing: the rows commit with the caller's transaction (or each batch's own).
+        # Inside the caller's transaction nothing is published before it commits: all or nothing,
+        # reported at the end. Outside one each batch commits on its own, so it is reported as it
+        # does: a batch that fails later must not hide the ones already out.
+        reports_each_batch = on_published is not None and not connections[self.using].in_atomic_block
+        ids: list[str] = []
+        for batch_ids in self._published_batches(name, messages):
+            if reports_each_batch:
+                for index, message_id in enumerate(batch_ids, start=len(ids)):
+                    on_published(index, message_id)
+            ids += batch_ids
+        if on_published is not None and not reports_each_batch:
             for index, message_id in enumerate(ids):
                 on_published(index, message_id)
         return ids
 
-    def _publish_in_steps(self, name: str, messages: Sequence[OutboundMessage]) -> list[str]:
-        ids: list[str] = []
+    def _published_batches(self, name: str, messages: Sequence[OutboundMessage]) -> Iterator[list[str]]:
+        """Each batch's message ids once its rows are written (committed, outside a transaction)."""
+        if messages and connections[self.using].vendor == "postgresql":
+            for start in range(0, len(messages), PUBLISH_BATCH):
+                yield self._insert_in_one_statement(name, messages[start : start + PUBLISH_BATCH])
+            return
         topic, subscriptions = self._topic_with_subscriptions(name)
         for start in range(0, max(1, len(messages)), PUBLISH_BATCH):
             # Checked above, so only a database error can fail in here, and that fails the caller's
             # transaction anyway: no savepoint (ingestion claims its keys and publishes in one).
             with transaction.atomic(using=self.using, savepoint=False):
-                ids += self._insert(
+                batch_ids = self._insert(
                     topic, messages[start : start + PUBLISH_BATCH], self._now(), subscriptions=subscriptions
                 )
-        return ids
+            yield batch_ids  # after the block: reported only once committed
 
     def _insert_in_one_statement(self, name: str, messages: Sequence[OutboundMessage]) -> list[str]:
         """PostgreSQL: the topic lookup, the messages and their deliveries in one statement (one
