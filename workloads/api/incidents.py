@@ -205,6 +205,3 @@ class IncidentModeView(APIView):
             _incident_body(result.incident, changed=result.changed, warnings=[], environment=environment),
             status=status.HTTP_202_ACCEPTED if result.changed else status.HTTP_200_OK,
         )
-
-
-# --- Per-class pause --------------------------------------------------------------------------------------

@@ -124,6 +124,3 @@ class ClassPauseView(APIView):
             _pause_body(workload_class, result.hold, changed=result.changed, warnings=[]),
             status=status.HTTP_202_ACCEPTED if result.changed else status.HTTP_200_OK,
         )
-
-
-# --- Scaling: controller state, take-over, preview ----------------------------------------------------------

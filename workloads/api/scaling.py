@@ -141,6 +141,3 @@ class SchedulePreviewView(APIView):
             "changes": [vars(p) for p in preview.changes],
         }
         return Response(SchedulePreviewSerializer(body).data)
-
-
-# --- Migration comparison -------------------------------------------------------------------------------------
