@@ -20,7 +20,8 @@ SECTIONS = (
     ),
 )
 EDITABLE = tuple(name for _title, names in SECTIONS for name in names)
-# The writable fields of the API's SloSerializer and SchedulePolicySerializer (workloads/api/serializers.py).
+# The writable fields of the API's SloSerializer and SchedulePolicySerializer (workloads/api/serializers.py),
+# spelled again as dashboards may not import the API; tests/dashboards/test_class_edit_screen.py compares them.
 SLO_FIELDS = ("kind", "percentile", "threshold_seconds", "target_percent", "window_days", "min_traffic", "runbook_url")
 SCHEDULE_FIELDS = (
     "name",

@@ -110,3 +110,18 @@ def test_a_bad_schedule_is_refused_beside_its_row_and_nothing_is_saved(admin_cli
     assert "must not exceed the maximum" in response.content.decode()
     assert response.context["schedule_formset"].forms[0].errors
     assert not _updates().exists()
+
+
+def _writable(serializer_class) -> set[str]:
+    return {name for name, field in serializer_class().fields.items() if not field.read_only}
+
+
+def test_the_form_edits_what_the_api_writes():
+    # dashboards may not import workloads.api (.importlinter), so the form spells the serializers'
+    # field lists again (dashboards/forms/class_edit.py); this keeps the copies from drifting apart.
+    from dashboards.forms.class_edit import EDITABLE, SCHEDULE_FIELDS, SLO_FIELDS
+    from workloads.api.serializers import SchedulePolicySerializer, SloSerializer, WorkloadClassSerializer
+
+    assert set(SLO_FIELDS) == _writable(SloSerializer)
+    assert set(SCHEDULE_FIELDS) == _writable(SchedulePolicySerializer)
+    assert set(EDITABLE) <= _writable(WorkloadClassSerializer)
