@@ -32,7 +32,7 @@ from workloads.providers.specs import metric_target
 from workloads.runtimes import reads_runtime_metrics
 from workloads.services.actions import ActionHandler, PlannedStep, action_request, register_handler
 from workloads.services.polling import collect_cells, minute_rollups_upsert
-from workloads.services.rollups import hourly_rollups_upsert, minute_rows
+from workloads.services.rollups import hourly_rollups_refold
 from workloads.services.slo_thresholds import Thresholds, slo_thresholds
 
 CHUNK = timedelta(days=1)
@@ -186,8 +186,7 @@ class BackfillHandler(ActionHandler):
         with transaction.atomic():
             written = minute_rollups_upsert(cells, newest, fetched_at=now)
             hours_start, hours_end = floor_hour(start), ceil_hour(end)
-            rows = minute_rows(class_ids=[workload_class.pk], start=hours_start, end=hours_end)
-            hours = hourly_rollups_upsert(rows, start=hours_start, end=hours_end)
+            hours = hourly_rollups_refold(class_ids=[workload_class.pk], start=hours_start, end=hours_end)
         failed = [run for run in runs if not run.ok]
         if failed:
             raise ProviderError(

@@ -170,7 +170,9 @@ def _fold_column(name: str) -> str:
 
 def _minutes_sql(*, start: datetime, end: datetime, class_ids: Iterable[int] | None) -> tuple[str, list]:
     """FROM and WHERE of the minute rows of [start, end) (of `class_ids` when given), alias m."""
-    sql = "FROM workloads_metricrollup m WHERE m.resolution = %s AND m.bucket_start >= %s AND m.bucket_start < %s"
+    sql = (
+        f"FROM {MetricRollup._meta.db_table} m WHERE m.resolution = %s AND m.bucket_start >= %s AND m.bucket_start < %s"
+    )
     params: list = [Resolution.MINUTE.value, start, end]
     if class_ids is not None:
         sql += " AND m.workload_class_id = ANY(%s)"
@@ -204,7 +206,7 @@ def _hourly_fold_sql(*, start: datetime, end: datetime, class_ids: Iterable[int]
     aggregates += _bucket_sums("latency_buckets", "l") + _bucket_sums("runtime_latency_buckets", "r")
     histograms = [_bucket_array(prefix, jsonb=True) for prefix in ("l", "r")]
     sql = f"""
-        INSERT INTO workloads_metricrollup ({", ".join(columns)})
+        INSERT INTO {MetricRollup._meta.db_table} ({", ".join(columns)})
         SELECT h.workload_class_id, %s, h.hour AT TIME ZONE 'UTC', {", ".join(f"h.{name}" for name in folded)},
                {", ".join(histograms)}
           FROM (SELECT m.workload_class_id, date_trunc('hour', m.bucket_start AT TIME ZONE 'UTC') AS hour,
