@@ -141,13 +141,18 @@ def _maintenance_connection(url: str):
     )
 
 
-def recreate_database(url: str) -> None:
+def recreate_database(url: str, *, template: str = "") -> None:
+    """Drop and create the database of `url`: empty, or a copy of the database `template`
+    (CREATE DATABASE ... TEMPLATE: a file copy; the template must have no other session)."""
     from psycopg import sql
 
     name = _database_name(url)
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with _maintenance_connection(url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(create)
 
 
 def drop_database(url: str) -> None:

@@ -44,15 +44,12 @@ def _copy_database(name: str) -> str:
     """A copy of the bench database as it is now (CREATE DATABASE ... TEMPLATE: a file copy,
     seconds), named <name>_small; returns the copy's name."""
     from django.db import connections
-    from psycopg import sql
 
-    from bench.common import _maintenance_connection, database_url
+    from bench.common import database_url, recreate_database
 
     copy = f"{name}_small"
     connections.close_all()  # a template database must have no other session
-    with _maintenance_connection(database_url(name)) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(copy)))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy), sql.Identifier(name)))
+    recreate_database(database_url(copy), template=name)
     return copy
 
 
