@@ -13,7 +13,7 @@ from workloads.models import (
 )
 
 
-def _minutes(value: int | None) -> timedelta | None:
+def minutes_delta(value: int | None) -> timedelta | None:
     return None if value is None else timedelta(minutes=value)
 
 

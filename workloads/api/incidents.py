@@ -13,7 +13,7 @@ from workloads.api.holds import (
     ExpiryInputSerializer,
     ExtendInputSerializer,
     PoolHoldSerializer,
-    _minutes,
+    minutes_delta,
 )
 from workloads.models import (
     Environment,
@@ -140,7 +140,7 @@ class IncidentModeView(APIView):
             [h.retention_warning for h in incident.holds.all() if h.retention_warning and h.is_open]
             if incident is not None
             else incident_selectors.retention_warnings(
-                expires_in=_minutes(params.validated_data.get("expires_in_minutes")), classes=classes
+                expires_in=minutes_delta(params.validated_data.get("expires_in_minutes")), classes=classes
             )
         )
         return Response(_incident_body(incident, changed=False, warnings=warnings, environment=environment))
@@ -160,7 +160,7 @@ class IncidentModeView(APIView):
             actor=request.user,
             reason=data.validated_data["reason"],
             ticket=data.validated_data["ticket"],
-            expires_in=_minutes(data.validated_data.get("expires_in_minutes")),
+            expires_in=minutes_delta(data.validated_data.get("expires_in_minutes")),
             environment=self._environment(request),
         )
         return Response(
@@ -180,7 +180,9 @@ class IncidentModeView(APIView):
         data.is_valid(raise_exception=True)
         environment = self._environment(request)
         result = services.incident_mode_extend(
-            actor=request.user, expires_in=_minutes(data.validated_data["expires_in_minutes"]), environment=environment
+            actor=request.user,
+            expires_in=minutes_delta(data.validated_data["expires_in_minutes"]),
+            environment=environment,
         )
         return Response(
             _incident_body(result.incident, changed=True, warnings=result.warnings, environment=environment)

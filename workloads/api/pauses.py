@@ -11,7 +11,7 @@ from workloads.api.holds import (
     ExpiryInputSerializer,
     ExtendInputSerializer,
     PoolHoldSerializer,
-    _minutes,
+    minutes_delta,
 )
 from workloads.models import (
     PoolHold,
@@ -85,7 +85,7 @@ class ClassPauseView(APIView):
             workload_class=workload_class,
             actor=request.user,
             reason=data.validated_data["reason"],
-            expires_in=_minutes(data.validated_data.get("expires_in_minutes")),
+            expires_in=minutes_delta(data.validated_data.get("expires_in_minutes")),
             instances=data.validated_data["instances"],
         )
         return Response(
@@ -102,7 +102,7 @@ class ClassPauseView(APIView):
         result = pauses.pool_hold_extend(
             workload_class=workload_class,
             actor=request.user,
-            expires_in=_minutes(data.validated_data["expires_in_minutes"]),
+            expires_in=minutes_delta(data.validated_data["expires_in_minutes"]),
         )
         return Response(_pause_body(workload_class, result.hold, changed=True, warnings=result.warnings))
 
