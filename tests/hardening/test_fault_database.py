@@ -4,7 +4,7 @@ of the statements of the transaction that claims the keys, publishes and records
 The client gets a 503 with Retry-After and a readable JSON error, nothing of the request is left
 behind (no idempotency key, no queued message), and sending the events again is accepted as new.
 (A request alone is its own group and leads it on its own connection; a drop in a group of
-several: tests/hardening/test_ingestion_groups_faults.py.)"""
+several: tests/hardening/test_ingestion_group_faults.py.)"""
 
 from __future__ import annotations
 
