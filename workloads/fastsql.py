@@ -219,9 +219,7 @@ def update_rows(
         params = [
             [field.get_db_prep_save(row[index], connection) for row in rows] for index, field in enumerate(model_fields)
         ]
-    conditions = [(model._meta.get_field(name), value) for name, value in (where or {}).items()]
-    condition = "".join(f" AND {table}.{quote(field.column)} = %s" for field, _ in conditions)
-    condition_params = [field.get_db_prep_value(value, connection) for field, value in conditions]
+    condition, condition_params = _and_equal(model, table, where, connection)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in model_fields)
@@ -241,6 +239,14 @@ def update_rows(
                 [list(values[1:]) + [values[0]] + condition_params for values in zip(*params, strict=True)],
             )
         return cursor.rowcount
+
+
+def _and_equal(model: type[models.Model], table: str, where: dict | None, connection) -> tuple[str, list]:
+    """` AND <table>.<column> = %s` for each field of `where` ({name: value}), and its values."""
+    quote = connection.ops.quote_name
+    conditions = [(model._meta.get_field(name), value) for name, value in (where or {}).items()]
+    sql = "".join(f" AND {table}.{quote(field.column)} = %s" for field, _ in conditions)
+    return sql, [field.get_db_prep_value(value, connection) for field, value in conditions]
 
 
 def set_field_by_pk(
@@ -283,13 +289,24 @@ def instance_from_row(model: type[models.Model], connection: BaseDatabaseWrapper
     """An instance of `model` from {attname: value as the database returned it}, as the ORM would
     load it with `only(*values)`: the fields not given are deferred and load on access."""
     attnames = tuple(field.attname for field in model._meta.concrete_fields if field.attname in values)
-    loaded = []
-    for attname, (column, converters) in zip(attnames, _converters(model, connection.alias, attnames), strict=True):
-        value = values[attname]
-        for convert in converters:
-            value = convert(value, column, connection)
-        loaded.append(value)
+    converting = _converting(_converters(model, connection.alias, attnames))
+    loaded = _convert([values[attname] for attname in attnames], converting, connection)
     return model.from_db(connection.alias, list(attnames), loaded)
+
+
+def _converting(converters: tuple) -> list[tuple[int, Any, list]]:
+    """(index, column, converters) of the `_converters` entries that have any to apply."""
+    return [(index, column, found) for index, (column, found) in enumerate(converters) if found]
+
+
+def _convert(values: list, converting: list, connection: BaseDatabaseWrapper) -> list:
+    """`values` (one row as the database returned it) loaded as the ORM loads them; in place."""
+    for index, column, found in converting:
+        value = values[index]
+        for convert in found:
+            value = convert(value, column, connection)
+        values[index] = value
+    return values
 
 
 @functools.cache
@@ -334,34 +351,23 @@ def values_by_pks(
     columns = ", ".join(f"{table}.{quote(column.target.column)}" for column, _ in converters)
     pk = model._meta.pk
     keys = [pk.get_db_prep_value(value, connection) for value in pks]
+    if not keys:
+        return []
     if connection.vendor == "postgresql":
         condition, params = f"{table}.{quote(pk.column)} = ANY(%s)", [keys]
     else:
         condition, params = f"{table}.{quote(pk.column)} IN ({', '.join(['%s'] * len(keys))})", list(keys)
-    for name, value in (where or {}).items():
-        field = model._meta.get_field(name)
-        condition += f" AND {table}.{quote(field.column)} = %s"
-        params.append(field.get_db_prep_value(value, connection))
+    extra, extra_params = _and_equal(model, table, where, connection)
+    condition, params = condition + extra, params + extra_params
     lock = " FOR UPDATE" if for_update and connection.features.has_select_for_update else ""
     sql = f"SELECT {columns} FROM {table} WHERE {condition} ORDER BY {table}.{quote(pk.column)}{lock}"
-    if not keys:
-        return []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    converting = [(index, column, found) for index, (column, found) in enumerate(converters) if found]
+    converting = _converting(converters)
     if not converting:
         return [tuple(row) for row in rows]
-    loaded = []
-    for row in rows:
-        values = list(row)
-        for index, column, found in converting:
-            value = values[index]
-            for convert in found:
-                value = convert(value, column, connection)
-            values[index] = value
-        loaded.append(tuple(values))
-    return loaded
+    return [tuple(_convert(list(row), converting, connection)) for row in rows]
 
 
 # --- the API token check -----------------------------------------------------------------------------
