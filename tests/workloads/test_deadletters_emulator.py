@@ -1,8 +1,10 @@
 """Dead letters on Google's Pub/Sub emulator through the real adapter: the mirror sync, a replay
-round trip (and the row it updates when the replay fails again), crash-and-resume, and seek to a
-snapshot. Pub/Sub cannot publish inside a database transaction: the publish runs outside one and
-the row is marked replayed right after, so a crash after that mark publishes nothing twice."""
+round trip (and the row it updates when the replay fails again), crash-and-resume, a chunk's
+publish overlapping the previous chunk's records, and seek to a snapshot. Pub/Sub cannot publish
+inside a database transaction: the publish runs outside one and the row is marked replayed right
+after, so a crash after that mark publishes nothing twice."""
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -21,6 +23,7 @@ from workloads.providers.specs import queue_spec
 from workloads.services import actions as engine
 from workloads.services import deadletter_mirror as mirror
 from workloads.services import deadletters as services
+from workloads.services import replay_run
 from workloads.services.deadletters import DeadLetterFilter
 from workloads.services.subscriptions import snapshot_create_request, subscription_seek_request
 
@@ -157,6 +160,46 @@ def test_a_crash_after_a_step_marked_its_row_publishes_each_message_once(queue, 
     crash.after_publish = True
     published = _crash_and_resume(queue, docs, expected=6)
     assert len(published) == 5 and set(published.values()) == {1}
+
+
+def test_the_previous_chunks_records_are_written_while_a_chunk_is_in_flight(queue, docs, settings, monkeypatch):
+    # The publish waits on its own thread, and the previous chunk's step records are written
+    # meanwhile (`overlap_records`); each message is still published once.
+    settings.REPLAY_CHUNK_SIZE = 2
+    for n in range(5):
+        kit_dead_letter(queue, docs, event(n))
+    _sync_until(5)
+    action = _replay(docs, error_signature="sig-unavailable")
+
+    written = threading.Event()
+    seen = []  # per publish: its thread, and the progress the previous chunk's records had made by its end
+    real_write = replay_run.write_held_records
+    real_republish = queue.republish
+
+    def write_held_records():
+        real_write()
+        written.set()
+
+    def republish(spec, messages, **kwargs):
+        # In flight until the records are written: were the two run one after the other, this
+        # would wait its 10 s out and find nothing written.
+        ids = real_republish(spec, messages, **kwargs)
+        records_written = written.wait(timeout=10)
+        written.clear()
+        seen.append((threading.current_thread() is threading.main_thread(), records_written))
+        return ids
+
+    monkeypatch.setattr(replay_run, "write_held_records", write_held_records)
+    monkeypatch.setattr(queue, "republish", republish)
+    done = engine.action_run(action_id=action.pk, sleep=lambda s: None)
+
+    assert done.state == ActionState.SUCCEEDED and (done.progress_done, done.progress_total) == (5, 5)
+    assert seen == [(False, True)] * 3  # three chunks, each published off the main thread meanwhile
+    assert all(step.state == "done" and step.result["message_id"] for step in done.steps.all())
+    published = [m.attributes[ATTR_REPLAY_OF] for m in _drain(queue, docs, 5)]
+    assert sorted(published) == sorted(DeadLetter.objects.values_list("message_id", flat=True))
+    assert DeadLetter.objects.filter(status=DeadLetterStatus.REPLAYED, replay_action=done).count() == 5
+    assert Action.objects.get(pk=done.pk).progress_done == 5
 
 
 def test_a_snapshot_and_a_seek_back_to_it(queue, docs, operator):
