@@ -22,6 +22,7 @@ class WorkloadsConfig(AppConfig):
             incidents,
             migration,
             provisioning,
+            replay_run,
             runtime_control,
             scaling,
             subscriptions,

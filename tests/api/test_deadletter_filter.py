@@ -11,7 +11,7 @@ from django.utils import timezone
 from tests.workloads.deadletter_helpers import dead_letter_row, make_class
 from workloads.models import Action
 from workloads.providers import get_providers
-from workloads.services.deadletters import ReplayHandler
+from workloads.services.replay_run import ReplayHandler
 
 
 @pytest.fixture

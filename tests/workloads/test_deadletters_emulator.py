@@ -107,7 +107,7 @@ def test_a_replay_round_trip_and_a_second_failure_update_one_row(queue, docs):
     assert (row.status, row.replay_count, row.error_type) == (DeadLetterStatus.NEW, 1, "Timeout")
 
 
-class Crash(services.ReplayHandler):
+class Crash(replay_run.ReplayHandler):
     """Kills the worker in its second chunk (of two messages), before or after Pub/Sub accepted
     that chunk's messages and their rows were marked."""
 

@@ -19,6 +19,7 @@ from workloads.providers.base import (
 )
 from workloads.services import actions as engine
 from workloads.services import deadletters as services
+from workloads.services import replay_run
 from workloads.services.deadletters import DeadLetterFilter
 
 
@@ -228,7 +229,7 @@ def test_a_filter_replay_takes_only_what_matched_when_it_was_asked_for(queue, do
     assert _run(action).progress_total == 2
 
 
-class CrashAfterPublishing(services.ReplayHandler):
+class CrashAfterPublishing(replay_run.ReplayHandler):
     """Dies right after publishing the second chunk, before its steps are recorded."""
 
     calls = 0

@@ -438,7 +438,3 @@ def dead_letters_discard(
         extra={"filter": selection.as_parameters(), "count": count, "ids": ids[:200], "reason": reason},
     )
     return count
-
-
-# The replay's action handler, registered on import; callers and tests reach it from here.
-from workloads.services.replay_run import ReplayHandler  # noqa: E402, F401
