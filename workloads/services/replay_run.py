@@ -40,7 +40,7 @@ from workloads.models import Action, ActionKind, ActionStep, DeadLetter, DeadLet
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import queue_spec
-from workloads.services.actions import ActionHandler, PlannedStep, register_handler, write_held_records
+from workloads.services.actions import ActionHandler, register_handler, write_held_records
 from workloads.services.deadletters import (
     MAX_REPLAY_VELOCITY,
     REPLAY_CHUNK_SECONDS,
@@ -199,12 +199,6 @@ class ReplayHandler(ActionHandler):
         return rows.order_by("last_seen", "pk").annotate(
             step_key=F("message_id"), step_payload=JSONObject(dead_letter_id=F("pk"))
         )
-
-    def plan(self, action: Action) -> list[PlannedStep]:
-        return [
-            PlannedStep(key=key, payload=payload)
-            for key, payload in self.plan_query(action).values_list("step_key", "step_payload")
-        ]
 
     def chunk_size(self, action: Action) -> int:
         """At most REPLAY_CHUNK_SECONDS of messages at the velocity cap (and REPLAY_CHUNK_SIZE): the
