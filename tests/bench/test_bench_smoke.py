@@ -23,7 +23,7 @@ def test_every_benchmark_runs_end_to_end_and_prints_its_line(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # a hang guard: about 90 s on a quiet machine, 180 s with the whole suite beside it
     )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
 
