@@ -4,6 +4,13 @@ queue on PostgreSQL: nothing is lost and nothing is answered twice.
 - The database drops the group leader's connection (pg_terminate_backend) inside the group's
   transaction: nothing of the group is kept, each request is retried alone on a new connection
   and accepted once.
+- A group holding both kinds of destination (a local-queue class, and a class running on Celery
+  whose migration plan moves half of its keys to that local class) loses its connection after
+  its local part committed, in the claim of its Celery part: the committed events are answered
+  accepted once (not duplicates of themselves), the rest is retried alone and accepted, each
+  event is queued or sent once.
+- The same group with the Celery broker down: the local events are accepted, the Celery ones
+  answer the broker's error (503) with their keys given back, and are accepted once it is back.
 - A process ingesting from four threads at once (so its requests group) is killed (SIGKILL)
   mid-way: every event it answered as accepted is queued once with the answered message id, and
   sending everything again answers those as duplicates with the same message ids.
@@ -11,22 +18,29 @@ queue on PostgreSQL: nothing is lost and nothing is answered twice.
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
+import redis as redis_client
 from django.db import connection, connections
 from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
+from tests.hardening.test_fault_broker import ThrowawayRedis, _free_port
 from tests.hardening.test_fault_database import DropConnection
 from tests.workloads.runtime.processes import Process, command_env
 from workloads.models import IdempotencyRecord
 from workloads.providers import get_providers
-from workloads.providers.base import ATTR_IDEMPOTENCY_KEY
+from workloads.providers.base import ATTR_IDEMPOTENCY_KEY, ProviderError
+from workloads.providers.celery import runtime_celery_app
 from workloads.providers.local.models import LocalMessage
 from workloads.providers.specs import queue_spec
+from workloads.runtimes import routes_to_target
 from workloads.services.ingestion import Status, events_ingest
 from workloads.services.ingestion_groups import group_committer
 
@@ -100,6 +114,187 @@ def test_a_connection_dropped_mid_group_retries_each_request_alone(doc_class):
     for name in names:  # sent again: the same receipts
         [again] = events_ingest(workload_class=doc_class, events=[_event(name)], now=timezone.now())
         assert (again.status, again.message_id) == (Status.DUPLICATE, outcomes[name].message_id)
+
+
+class DropAfterTheLocalPart(DropConnection):
+    """Drops the connection before the first key claim that follows a local-queue publish on this
+    thread's connection: in a group holding both kinds, the claim of its networked part, once its
+    local part (claims, messages, receipts) has committed."""
+
+    def __init__(self):
+        super().__init__('INSERT INTO "workloads_idempotencyrecord"', "before")
+        self.published = False
+
+    def __call__(self, execute, sql, params, many, context):
+        if 'INSERT INTO "workloads_localmessage"' in sql:
+            self.published = True
+        if not self.published:
+            return execute(sql, params, many, context)
+        return super().__call__(execute, sql, params, many, context)
+
+
+MIGRATED_PERCENT = 50
+
+
+def _document_on(side: str, name: str) -> str:
+    """A document id whose key the migration plan keeps on Celery (`kept`) or moves (`moved`)."""
+    for n in range(1000):
+        if routes_to_target(f"acme:{name}-{n}:1", MIGRATED_PERCENT) == (side == "moved"):
+            return f"{name}-{n}"
+    raise AssertionError("no such key")
+
+
+@pytest.fixture
+def runtime_broker(tmp_path, settings):
+    """The Celery runtimes' broker: a throwaway Redis."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = ThrowawayRedis(_free_port(), tmp_path)
+    server.start()
+    settings.RUNTIME_CELERY_BROKER_URL = server.url
+    settings.RUNTIME_CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    runtime_celery_app.cache_clear()
+    yield server
+    runtime_celery_app.cache_clear()
+    server.stop()
+
+
+@pytest.fixture
+def legacy_class(doc_class, runtime_broker):
+    """A class running on Celery whose migration plan moves half of its keys to `doc_class`."""
+    legacy = WorkloadClassFactory(slug="legacy-docs", runtime="celery", runtime_resource="legacy.process_document")
+    legacy.route_to, legacy.route_percent = doc_class, MIGRATED_PERCENT
+    legacy.save(update_fields=["route_to", "route_percent"])
+    return legacy
+
+
+def _sent_tasks(server: ThrowawayRedis) -> dict[str, list[str]]:
+    """{idempotency key: [task ids]} of the tasks waiting in the Celery broker."""
+    found: dict[str, list[str]] = {}
+    for raw in redis_client.Redis.from_url(server.url).lrange("celery", 0, -1):
+        headers = json.loads(raw)["headers"]
+        found.setdefault(headers["idempotency_key"], []).append(headers["id"])
+    return found
+
+
+def _mixed_group(doc_class, legacy_class, wrapper: Callable[[str], Callable]) -> dict[str, object]:
+    """Behind a held leader, one group of three requests: `local` (the local class), `celery` (a key
+    the plan keeps on Celery) and `mixed` (one key moved to the local class, one kept); `wrapper`
+    makes each thread's execute wrapper. Returns {name: results or exception}."""
+    from tests.workloads.test_ingestion_groups import KeyHeld
+
+    requests = {
+        "leader": (doc_class, [_event("leader")]),
+        "local": (doc_class, [_event("local")]),
+        "celery": (legacy_class, [_event(_document_on("kept", "celery"))]),
+        "mixed": (legacy_class, [_event(_document_on("moved", "mixed")), _event(_document_on("kept", "mixed"))]),
+    }
+    held = KeyHeld(doc_class, "acme:leader:1")
+    outcomes: dict[str, object] = {}
+
+    def request(name: str) -> None:
+        workload_class, events = requests[name]
+        try:
+            with connection.execute_wrapper(wrapper(name)):
+                outcomes[name] = events_ingest(workload_class=workload_class, events=events, now=timezone.now())
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            outcomes[name] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=request, args=(name,)) for name in requests]
+    threads[0].start()
+    _wait(lambda: group_committer._leading and not group_committer._waiting)
+    for count, thread in enumerate(threads[1:], start=1):
+        thread.start()
+        _wait(lambda count=count: len(group_committer._waiting) == count)
+    held.release()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+def _answered(outcomes: dict) -> dict[str, str]:
+    """{key: message id} of every event answered accepted."""
+    return {
+        result.idempotency_key: result.message_id
+        for results in outcomes.values()
+        if isinstance(results, list)
+        for result in results
+        if result.status == Status.ACCEPTED
+    }
+
+
+def test_a_group_of_local_and_celery_claims_keeps_what_committed_when_its_celery_part_fails(
+    doc_class, legacy_class, runtime_broker
+):
+    wrappers: list[DropAfterTheLocalPart] = []
+
+    def drop(_name):
+        wrappers.append(DropAfterTheLocalPart())
+        return wrappers[-1]
+
+    outcomes = _mixed_group(doc_class, legacy_class, drop)
+
+    assert sum(wrapper.fired for wrapper in wrappers) == 1  # the group's Celery claim lost its connection
+    statuses = {name: [r.status for r in results] for name, results in outcomes.items() if isinstance(results, list)}
+    # Every event is new: each is answered accepted, none as a duplicate of itself.
+    assert statuses == {
+        "leader": ["accepted"],
+        "local": ["accepted"],
+        "celery": ["accepted"],
+        "mixed": ["accepted"] * 2,
+    }, outcomes
+    answered = _answered(outcomes)
+    moved = {outcomes["mixed"][0].idempotency_key}
+    local_keys = {"acme:leader:1", "acme:local:1"} | moved
+    celery_keys = {outcomes["celery"][0].idempotency_key, outcomes["mixed"][1].idempotency_key}
+    # Queued or sent once each, with the answered ids; the receipts are the same ids.
+    assert _queued_by_key() == {key: [answered[key]] for key in local_keys}
+    assert _sent_tasks(runtime_broker) == {key: [answered[key]] for key in celery_keys}
+    assert dict(IdempotencyRecord.objects.values_list("key", "message_id")) == answered
+    # Sent again: duplicates with the same receipts, nothing queued or sent twice.
+    for name in ("local", "celery", "mixed"):
+        workload_class = doc_class if name == "local" else legacy_class
+        events = [_event(r.idempotency_key.split(":")[1]) for r in outcomes[name]]
+        again = events_ingest(workload_class=workload_class, events=events, now=timezone.now())
+        assert [(r.status, r.message_id) for r in again] == [(Status.DUPLICATE, r.message_id) for r in outcomes[name]]
+    assert sum(len(ids) for ids in _sent_tasks(runtime_broker).values()) == 2
+
+
+def test_a_group_of_local_and_celery_claims_with_the_broker_down(doc_class, legacy_class, runtime_broker):
+    """The Celery send fails after the claims committed: no part of the group raises, each request
+    hears its own outcome (the publish's error, not a group retry)."""
+    runtime_broker.stop()
+    outcomes = _mixed_group(doc_class, legacy_class, lambda _name: lambda execute, *args: execute(*args))
+
+    assert [r.status for r in outcomes["leader"]] == [r.status for r in outcomes["local"]] == [Status.ACCEPTED]
+    for name in ("celery", "mixed"):  # the mixed request's moved event is accepted, its kept one is not
+        assert isinstance(outcomes[name], ProviderError) and outcomes[name].code == "UNAVAILABLE", outcomes[name]
+    moved_key = f"acme:{_document_on('moved', 'mixed')}:1"
+    local_keys = {"acme:leader:1", "acme:local:1", moved_key}
+    queued = _queued_by_key()
+    assert set(queued) == local_keys and all(len(ids) == 1 for ids in queued.values())
+    # The kept events' keys were given back: only the local ones are recorded, with their receipts.
+    assert dict(IdempotencyRecord.objects.values_list("key", "message_id")) == {
+        key: ids[0] for key, ids in queued.items()
+    }
+
+    runtime_broker.start()  # back (empty): the retries are accepted once
+    [celery] = events_ingest(
+        workload_class=legacy_class, events=[_event(_document_on("kept", "celery"))], now=timezone.now()
+    )
+    moved, kept = events_ingest(
+        workload_class=legacy_class,
+        events=[_event(_document_on("moved", "mixed")), _event(_document_on("kept", "mixed"))],
+        now=timezone.now(),
+    )
+    assert celery.status == kept.status == Status.ACCEPTED
+    assert (moved.status, moved.message_id) == (Status.DUPLICATE, queued[moved_key][0])
+    assert _sent_tasks(runtime_broker) == {
+        celery.idempotency_key: [celery.message_id],
+        kept.idempotency_key: [kept.message_id],
+    }
 
 
 def _wait(condition, timeout: float = 30.0) -> None:

@@ -6,14 +6,22 @@ keys are claimed with one statement per class, and the events published with one
 destination:
 
 - on the local queue (its publish writes to our own database) the claims, the messages and the
-  receipts commit in one transaction, so nothing is ever half-written; a failure fails the whole
-  group and nothing of it is kept (the group committer then retries each request alone);
+  receipts commit in one transaction, so nothing is ever half-written; a failure fails every
+  claim of the group on it and nothing of them is kept (the group committer then retries each
+  request alone);
 - on Pub/Sub (and for a class running on Celery) the publish is a network call and no
   transaction spans it: the claims commit first, each destination's messages are published in
   one call (the client batches them, the futures are awaited together) within
   INGESTION_PUBLISH_TIMEOUT_SECONDS, and only the keys of the messages that failed are given back
   (the compensation), so a client's retry is accepted once. Those failures are the failing
   requests' own: the other claims of the group keep their receipts.
+
+A group can hold both kinds (a local-queue class beside a class on Celery, or a migration plan
+between them): the joined claims commit first. Each claim is `settled` once its claims committed:
+its results (or its own publish error) are then final, and when the networked part fails as a
+whole after that (its claims' transaction), the call raises with the joined claims settled and
+accepted; a retry (`claim_and_publish` again, as the group committer does) runs only the claims
+not settled, so a committed event is never answered as a duplicate of itself.
 
 Keys must be unique per class within one call (the group committer defers a request whose key an
 earlier request of the group holds to the next group, where it reads the committed receipt).
@@ -28,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import Q
 
 from workloads.fastsql import insert_rows, update_rows
@@ -67,17 +75,21 @@ class Claim:
     candidates: list[Candidate]
     results: dict[int, EventResult] = field(default_factory=dict)
     error: BaseException | None = None
+    settled: bool = False  # its claims committed: `results` and `error` are its final outcome
 
 
 def claim_and_publish(claims: list[Claim]) -> None:
-    """Give each claim its results, or its error when its own publish failed. Raises when the
-    group as a whole failed before anything of it was published (then nothing of it is kept)."""
-    for claim in claims:
+    """Give each claim not settled yet its results, or its error when its own publish failed, and
+    settle it. Raises when a part of the group failed before anything of that part was kept: the
+    claims of that part stay unsettled (nothing of them happened), those settled before keep their
+    outcome, and calling again with the same claims runs only the unsettled ones."""
+    pending = [c for c in claims if not c.settled]
+    for claim in pending:
         claim.results, claim.error = {}, None
     queue = get_providers().queue
     # A Celery broker is a network call outside our database, like Pub/Sub: the networked path.
-    joined = [c for c in claims if queue.publish_joins_transaction and c.destination.runtime != Runtime.CELERY]
-    networked = [c for c in claims if c not in joined]
+    joined = [c for c in pending if queue.publish_joins_transaction and c.destination.runtime != Runtime.CELERY]
+    networked = [c for c in pending if c not in joined]
     if joined:
         _in_one_transaction(joined)
     if networked:
@@ -97,15 +109,17 @@ def _in_one_transaction(claims: list[Claim]) -> None:
                 receipts.append((message_id, record_ids[claim.workload_class.pk, candidate.key]))
         _store_message_ids(receipts)
     for claim in claims:  # committed: only now are the results true
-        claim.results = results[claim]
+        claim.results, claim.settled = results[claim], True
 
 
 def _claims_then_publishes(claims: list[Claim]) -> None:
     results: dict[Claim, dict[int, EventResult]] = {}
     with transaction.atomic():
         mine, record_ids = _claim_all(claims, results)
+    # Committed: from here on each claim's outcome is its own (accepted, or its publish's error),
+    # and nothing below raises.
     for claim in claims:
-        claim.results = results[claim]
+        claim.results, claim.settled = results[claim], True
     receipts: list[tuple[str, int]] = []
     for destination, members in _by_destination(mine):
         published: dict[int, str] = {}
@@ -127,7 +141,7 @@ def _claims_then_publishes(claims: list[Claim]) -> None:
             receipts.append((message_id, record_ids[claim.workload_class.pk, candidate.key]))
     try:
         _store_message_ids(receipts)
-    except DatabaseError as exc:
+    except Exception as exc:  # noqa: BLE001 - the claims are settled: their requests hear it
         # Published but not recorded: the keys count as abandoned after the deadline, and the
         # worker kit's completed-key check skips a second copy. The requests hear the error.
         logger.exception("Could not record %d published message ids", len(receipts))
@@ -232,7 +246,7 @@ def _release_claims(record_ids: list[int]) -> None:
         return
     try:
         IdempotencyRecord.objects.filter(pk__in=record_ids, message_id="").delete()
-    except DatabaseError:
+    except Exception:  # noqa: BLE001 - the publish's error is what its requests hear
         # The claims stay; once past the publish deadline they count as abandoned and are taken over.
         logger.exception("Could not give back %d idempotency keys after a failed publish", len(record_ids))
 

@@ -13,7 +13,9 @@ Each request gets its own outcome:
 - a request answers only once its own events are durable, with its own results;
 - a failure of the group as a whole (a database error, a topic that does not exist) is retried
   with each request alone, so one bad request never fails the others; the failing one hears
-  its own error;
+  its own error. Only what did not happen is retried: when the group held local-queue claims
+  and networked ones (Pub/Sub, Celery) and the networked part failed after the local part had
+    committed, the committed claims keep their results (accepted, not duplicates of themselves);
 - a key that an earlier request of the group carries (the same event sent twice at once) waits
   for the next group, where it finds the first one's committed receipt (a duplicate with the same
   message id, or a conflict).
@@ -52,6 +54,10 @@ class _Member:
     @property
     def events(self) -> int:
         return sum(len(claim.candidates) for claim in self.claims)
+
+    @property
+    def settled(self) -> bool:
+        return all(claim.settled for claim in self.claims)
 
     @property
     def keys(self) -> set[tuple[int, str]]:
@@ -129,9 +135,14 @@ class GroupCommitter:
                 if len(group) == 1:
                     group[0].error = exc
                 else:
-                    logger.warning("A group of %d ingestion requests failed (%r); retrying each alone", len(group), exc)
+                    logger.warning(
+                        "A group of %d ingestion requests failed (%r); retrying each alone what of it did not commit",
+                        len(group),
+                        exc,
+                    )
                     for member in group:
-                        self._run_alone(member)
+                        if not member.settled:
+                            self._run_alone(member)
         except BaseException as exc:  # the process is going down: no request waits forever
             for member in group:
                 if member.error is None and not member.done:
