@@ -3,11 +3,13 @@ signatures the worker error budget attributes failures to."""
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
 from tests.workloads.deadletter_helpers import dead_letter_row
-from workloads.selectors.deadletters import dead_letter_groups
+from workloads.errors import ApplicationError
+from workloads.selectors.deadletters import DeadLetterFilter, dead_letter_groups, dead_letters_to_act_on
 from workloads.selectors.telemetry import dead_letter_error_breakdown
 
 
@@ -46,3 +48,21 @@ def test_the_error_budget_breakdown_counts_dead_letters_per_signature(db):
         ("dead_letter_signature", "Timeout (sig-a)", 3.0),
         ("dead_letter_signature", "ValueError (sig-b)", 1.0),
     ]
+
+
+def test_the_rows_a_bulk_action_acts_on(db):
+    """`dead_letters_to_act_on`: the filter's rows, of one class, and never an empty filter (the
+    replay, the discard, their preview and a replay's run all select through it)."""
+    workload_class, other = WorkloadClassFactory(), WorkloadClassFactory()
+    wanted = dead_letter_row(workload_class, error_signature="sig-a")
+    dead_letter_row(workload_class, error_signature="sig-b")
+    dead_letter_row(other, error_signature="sig-a")
+    selection = DeadLetterFilter(workload_class=workload_class, error_signature="sig-a")
+    assert list(dead_letters_to_act_on(selection)) == [wanted]
+    for refused, code in (
+        (DeadLetterFilter(error_signature="sig-a"), "no_class"),
+        (DeadLetterFilter(workload_class=workload_class), "empty_filter"),
+    ):
+        with pytest.raises(ApplicationError) as error:
+            dead_letters_to_act_on(refused)
+        assert (error.value.code, error.value.status) == (code, 400)

@@ -1,5 +1,5 @@
-"""Read side of dead-letter triage: the one filter every list and bulk action selects rows with,
-and rows grouped by error signature, with counts and trends."""
+"""Read side of dead-letter triage: the one filter every list and bulk action selects rows with
+(and the rows a bulk action acts on), and rows grouped by error signature, with counts and trends."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncHour
 from django.utils.dateparse import parse_datetime
 
+from workloads.errors import ApplicationError
 from workloads.models import DeadLetter, DeadLetterStatus, WorkloadClass
 
 TREND_HOURS = 24
@@ -104,6 +105,23 @@ class DeadLetterFilter:
     def queryset(self) -> QuerySet[DeadLetter]:
         """The dead letters this filter selects."""
         return self.apply(DeadLetter.objects.all())
+
+
+def dead_letters_to_act_on(selection: DeadLetterFilter) -> QuerySet[DeadLetter]:
+    """The rows a bulk action (replay, discard) or its preview acts on: one class, and never an
+    empty filter (an empty one would act on the whole dead-letter queue)."""
+    if selection.workload_class is None:
+        raise ApplicationError(
+            "Choose a class: a replay or a discard acts on one class's dead letters.", code="no_class", status=400
+        )
+    if selection.is_empty:
+        raise ApplicationError(
+            "Choose dead letters by signature, error type, time range or selection: an empty filter would "
+            "act on the whole dead-letter queue, and is refused.",
+            code="empty_filter",
+            status=400,
+        )
+    return selection.queryset()
 
 
 @dataclass(frozen=True)

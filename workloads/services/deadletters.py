@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from workloads.domain.payloads import canonical_json, hostile_input_error, normalize_and_validate
@@ -41,7 +41,11 @@ from workloads.providers.base import (
     ProviderError,  # noqa: F401 (callers catch the replay's provider errors from here)
 )
 from workloads.providers.specs import queue_spec
-from workloads.selectors.deadletters import REPLAYABLE_BY_DEFAULT, DeadLetterFilter  # noqa: F401 (the services take it)
+from workloads.selectors.deadletters import (  # noqa: F401 (the services take them)
+    REPLAYABLE_BY_DEFAULT,
+    DeadLetterFilter,
+    dead_letters_to_act_on,
+)
 from workloads.services.actions import action_request
 from workloads.services.audit import audit_event_record
 from workloads.services.deadletter_mirror import DEAD_LETTER_ATTRIBUTE_PREFIX, ERROR_ATTRIBUTES
@@ -60,29 +64,13 @@ REPLAY_CHUNK_SECONDS = 0.5
 
 
 # --- Filters, preview and dry run --------------------------------------------------------------------
-def _selected_rows(selection: DeadLetterFilter) -> QuerySet[DeadLetter]:
-    """The rows a bulk action (or its preview) acts on: one class, and never an empty filter."""
-    if selection.workload_class is None:
-        raise ApplicationError(
-            "Choose a class: a replay or a discard acts on one class's dead letters.", code="no_class", status=400
-        )
-    if selection.is_empty:
-        raise ApplicationError(
-            "Choose dead letters by signature, error type, time range or selection: an empty filter would "
-            "act on the whole dead-letter queue, and is refused.",
-            code="empty_filter",
-            status=400,
-        )
-    return selection.queryset()
-
-
 def _check_selection(selection: DeadLetterFilter) -> None:
     if len(selection.ids) > MAX_SELECTED_IDS:
         raise ApplicationError(
             f"Select at most {MAX_SELECTED_IDS} dead letters at once, or use a filter.", code="too_many", status=400
         )
     if selection.ids:
-        found = set(_selected_rows(selection).values_list("pk", flat=True))
+        found = set(dead_letters_to_act_on(selection).values_list("pk", flat=True))
         missing = sorted(set(selection.ids) - found)
         if missing:
             raise NotFoundError(
@@ -139,7 +127,7 @@ class ReplayPreview:
 
 def replay_preview(*, selection: DeadLetterFilter) -> ReplayPreview:
     """How many dead letters the filter selects and how many of them a replay would publish."""
-    counts = _selected_rows(selection).aggregate(
+    counts = dead_letters_to_act_on(selection).aggregate(
         matching=Count("pk"),
         replayable=Count("pk", filter=~(_LOOP_GUARD_Q | _TRUNCATED_Q | _DISCARDED_Q)),
         loop_guard=Count("pk", filter=_LOOP_GUARD_Q & ~_DISCARDED_Q),
@@ -236,7 +224,7 @@ def replay_dry_run(*, selection: DeadLetterFilter, limit: int = 50) -> DryRun:
     with the attributes each message would carry, and why the others would be refused."""
     _check_selection(selection)
     preview = replay_preview(selection=selection)
-    rows = _selected_rows(selection).select_related("workload_class").order_by("last_seen", "pk")[:limit]
+    rows = dead_letters_to_act_on(selection).select_related("workload_class").order_by("last_seen", "pk")[:limit]
     items = []
     for row in rows:
         refusal = replay_refusal(row)
@@ -420,7 +408,7 @@ def dead_letters_discard(
     _check_confirmation(
         selection=selection, preview=preview, count=preview.to_discard, verb="discard", confirm_count=confirm_count
     )
-    rows = _selected_rows(selection).exclude(status=DeadLetterStatus.DISCARDED)
+    rows = dead_letters_to_act_on(selection).exclude(status=DeadLetterStatus.DISCARDED)
     ids = list(rows.select_for_update().values_list("pk", flat=True))
     now = timezone.now()
     count = DeadLetter.objects.filter(pk__in=ids).update(

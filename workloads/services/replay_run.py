@@ -40,12 +40,11 @@ from workloads.models import Action, ActionKind, ActionStep, DeadLetter, DeadLet
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError
 from workloads.providers.specs import queue_spec
+from workloads.selectors.deadletters import DeadLetterFilter, dead_letters_to_act_on
 from workloads.services.actions import ActionHandler, register_handler, write_held_records
 from workloads.services.deadletters import (
     MAX_REPLAY_VELOCITY,
     REPLAY_CHUNK_SECONDS,
-    DeadLetterFilter,
-    _selected_rows,
     replay_message,
     replay_refusal,
 )
@@ -192,7 +191,7 @@ class ReplayHandler(ActionHandler):
         if action.workload_class is None:
             raise ApplicationError("The class of this replay was deleted.")
         selection = DeadLetterFilter.from_parameters(action.workload_class, action.parameters.get("filter") or {})
-        rows = _selected_rows(selection)
+        rows = dead_letters_to_act_on(selection)
         if not selection.ids:
             # What matched when it was asked for: rows arriving later are a new decision.
             rows = rows.filter(last_seen__lte=action.created_at)
