@@ -1,8 +1,8 @@
 """The audit log's filters."""
 
-from datetime import UTC, datetime
-
 from django import forms
+
+from dashboards.forms.datetimes import UtcDateTimeField
 
 
 class AuditFilterForm(forms.Form):
@@ -11,18 +11,8 @@ class AuditFilterForm(forms.Form):
     actor = forms.CharField(label="Actor", required=False, max_length=150)
     action = forms.CharField(label="Action", required=False, max_length=64, help_text="Exact, or a prefix.")
     workload_class = forms.CharField(label="Class", required=False, max_length=48)
-    start = forms.DateTimeField(
-        label="From (UTC)",
-        required=False,
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-    )
-    end = forms.DateTimeField(
-        label="To (UTC)",
-        required=False,
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-    )
+    start = UtcDateTimeField(label="From (UTC)", required=False)
+    end = UtcDateTimeField(label="To (UTC)", required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,13 +33,6 @@ class AuditFilterForm(forms.Form):
             "actor": (data.get("actor") or "").strip(),
             "action": (data.get("action") or "").strip(),
             "workload_class_slug": (data.get("workload_class") or "").strip(),
-            "start": _as_utc(data.get("start")),
-            "end": _as_utc(data.get("end")),
+            "start": data.get("start"),
+            "end": data.get("end"),
         }
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    # The inputs say UTC; the form parsed them in the server's zone (UTC too, but say it once here).
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,21 +1,15 @@
 """A class's pool and subscription panels: pause, override, seek and snapshots."""
 
-from datetime import UTC
-
 from django import forms
 from django.core import validators
 from django.core.exceptions import ValidationError
 
+from dashboards.forms.datetimes import UtcDateTimeField
 from dashboards.forms.expiry import ExpiryField, expiry_choices
 
 
 class SeekForm(forms.Form):
-    to_time = forms.DateTimeField(
-        label="To time (UTC)",
-        required=False,
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-    )
+    to_time = UtcDateTimeField(label="To time (UTC)", required=False)
     snapshot = forms.CharField(
         label="Or to snapshot",
         required=False,
@@ -25,11 +19,6 @@ class SeekForm(forms.Form):
     reason = forms.CharField(label="Reason", required=False, max_length=2000)
     confirm = forms.BooleanField(required=False)
     accept_rerun = forms.BooleanField(required=False)
-
-    def clean_to_time(self):
-        moment = self.cleaned_data.get("to_time")
-        # The field says UTC; the browser sends a zone-less local time.
-        return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
     def clean(self):
         data = super().clean()
