@@ -29,9 +29,12 @@ class PauseStateSerializer(serializers.Serializer):
 
 
 def _pause_body(workload_class, hold, *, changed: bool, warnings: list[str]) -> dict:
+    """`hold` is the class's open hold if it has one (a class has at most one), else its last: each
+    caller read it, or wrote it, in the transaction that decided, so whether it is open is whether
+    the class is paused, without asking the database again."""
     return {
         "workload_class": workload_class.slug,
-        "paused": pauses.open_hold(workload_class) is not None,
+        "paused": hold is not None and hold.is_open,
         "changed": changed,
         "hold": PoolHoldSerializer(hold).data if hold is not None else None,
         "warnings": warnings,
