@@ -85,15 +85,23 @@ def percentile(counts: Sequence[int], q: float, bounds: Sequence[float] = BOUNDS
     return _bucket_edges(len(counts) - 1, bounds)[0]
 
 
+def below_threshold(threshold: float, bounds: Sequence[float] = BOUNDS) -> tuple[int, float | None]:
+    """How count_below reads `threshold`: the buckets before the returned index count whole, and
+    the returned share of the bucket at that index (None: none of it)."""
+    index = bisect_right(bounds, threshold)
+    lower, upper = _bucket_edges(index, bounds)
+    if upper > lower:
+        return index, min(1.0, max(0.0, (threshold - lower) / (upper - lower)))
+    return index, None
+
+
 def count_below(counts: Sequence[int], threshold: float, bounds: Sequence[float] = BOUNDS) -> float:
     """How many observations were at or under `threshold`: whole buckets below it, plus the share
     of the bucket it falls in (linear interpolation, the same model `percentile` uses)."""
     if not counts:
         return 0.0
-    index = bisect_right(bounds, threshold)
+    index, share = below_threshold(threshold, bounds)
     below = float(sum(counts[:index]))
-    if index < len(counts) and counts[index]:
-        lower, upper = _bucket_edges(index, bounds)
-        if upper > lower:
-            below += counts[index] * min(1.0, max(0.0, (threshold - lower) / (upper - lower)))
+    if share is not None and index < len(counts) and counts[index]:
+        below += counts[index] * share
     return below
