@@ -430,6 +430,30 @@ class WorkerReport:
     instance_id: str = ""
 
 
+# The metrics made of the workers' reports: what `Metrics.report_rows` offers in one SELECT.
+REPORT_METRICS: tuple[MetricKind, ...] = (
+    MetricKind.COMPLETION_LATENCY,
+    MetricKind.COMPLETED,
+    MetricKind.FAILED,
+    MetricKind.RECORDS,
+    MetricKind.TOKENS,
+)
+
+
+@dataclass(frozen=True)
+class ReportRows:
+    """The REPORT_METRICS of a window as one SELECT on the control plane's own database (alias
+    `using`), for a provider that keeps its raw data there: its columns, in order, are the class's
+    slug, the step's end (timestamptz), completed, failed, records, tokens, the latency
+    distribution's count and sum, then each of its LATENCY_BUCKET_BOUNDS + 1 bucket counts; one
+    row per class and step for which `series()` would give a point of each of those metrics, with
+    the same values."""
+
+    using: str
+    sql: str
+    params: tuple
+
+
 class Metrics(ABC):
     @abstractmethod
     def series(
@@ -459,6 +483,21 @@ class Metrics(ABC):
         type and resource type, whatever the number of classes. A backend that has no such
         metrics (the local provider) answers nothing: the figure stays "no data"."""
         return {}
+
+    def report_rows(
+        self,
+        targets: Sequence[MetricTarget],
+        *,
+        start: datetime,
+        end: datetime,
+        step_seconds: int = 60,
+    ) -> ReportRows | None:
+        """An optional capability: the REPORT_METRICS of the targets over [start, end) as ReportRows,
+        a SELECT the poll folds into minute rollups where the rows are (one statement for the
+        window instead of a series() call and its points per metric), or None where the data is
+        not in the control plane's own PostgreSQL database (Cloud Monitoring, the local provider on
+        SQLite): then the poll calls series() for each of them."""
+        return None
 
     @abstractmethod
     def write_worker_report(self, report: WorkerReport) -> None:

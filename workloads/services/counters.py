@@ -12,14 +12,15 @@ counter never goes down.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import F
 
 from workloads.domain import histogram
-from workloads.fastsql import update_rows
+from workloads.fastsql import FoldedClass, update_rows
 from workloads.models import ClassCounters, MetricRollup, Resolution, WorkloadClass
 from workloads.selectors.cost import usage_cost
 from workloads.selectors.rollups import USAGE_COLUMNS
@@ -40,25 +41,22 @@ def counters_lock(class_ids: Iterable[int]) -> dict[int, ClassCounters]:
     return {row.workload_class_id: row for row in rows}
 
 
-def counters_advance(cells: dict[tuple[int, datetime], dict], *, now: datetime) -> None:
+def counters_advance(
+    cells: dict[tuple[int, datetime], dict], *, now: datetime, folded: Sequence[FoldedClass] = ()
+) -> None:
     """Add each polled minute's gain to its class's totals. `cells` maps (class id, minute) to the
     rollup columns the poll is about to write; call it in the poll's transaction, before the
-    upsert (it reads the values the minutes hold now)."""
-    if not cells:
+    upsert (it reads the values the minutes hold now). `folded`: what the minutes folded in SQL
+    gained (workloads.fastsql.report_rollups_fold), worked out there the way this adds up cells."""
+    if not cells and not folded:
         return
-    counters = counters_lock(class_id for class_id, _bucket in cells)
-    buckets = [bucket for _class_id, bucket in cells]
-    before = {
-        (row["workload_class_id"], row["bucket_start"]): row
-        for row in MetricRollup.objects.filter(
-            resolution=Resolution.MINUTE,
-            workload_class_id__in=list(counters),
-            bucket_start__gte=min(buckets),
-            bucket_start__lte=max(buckets),
-        ).values(*_OLD_VALUES)
-    }
+    counters = counters_lock([class_id for class_id, _bucket in cells] + [f.class_id for f in folded])
+    before = _minutes_before(cells, list(counters))
     classes = WorkloadClass.objects.select_related("cost_rates").in_bulk(list(counters))
     latency: dict[int, list[int]] = {}  # each class's cumulative histogram, once it gained
+    # Each class's latency-sum gains by minute, added up oldest first (as the fold in SQL does), so
+    # both ways of folding give the same float.
+    latency_sums: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
     for (class_id, bucket), values in cells.items():
         total = counters[class_id]
         old = before.get((class_id, bucket), _NOTHING)
@@ -67,10 +65,23 @@ def counters_advance(cells: dict[tuple[int, datetime], dict], *, now: datetime) 
         }
         for column, gain in gained.items():
             setattr(total, column, getattr(total, column) + gain)
-        if "latency_buckets" in values:
-            _latency_advance(total, latency, values, old)
+        if "latency_buckets" in values and _latency_advance(total, latency, values, old):
+            latency_sums[class_id].append((bucket, max(0.0, values["latency_sum"] - (old.get("latency_sum") or 0.0))))
         if gained:
-            _cost_advance(total, classes[class_id], gained)
+            _cost_add(total, classes[class_id], usage_cost(classes[class_id], gained))
+        total.updated_at = now
+    for class_id, gains in latency_sums.items():
+        gain = 0.0
+        for _bucket, minute_gain in sorted(gains):
+            gain += minute_gain
+        counters[class_id].latency_sum += gain
+    for fold in folded:
+        total = counters[fold.class_id]
+        for column, gain in fold.gains.items():
+            setattr(total, column, getattr(total, column) + gain)
+        if _histogram_add(total, latency, fold.latency):
+            total.latency_sum += fold.latency_sum
+        _cost_add(total, classes[fold.class_id], fold.records_tokens_cost)
         total.updated_at = now
     for class_id, cumulative in latency.items():
         counters[class_id].latency_buckets = cumulative
@@ -79,25 +90,46 @@ def counters_advance(cells: dict[tuple[int, datetime], dict], *, now: datetime) 
     update_rows(ClassCounters, fields, [(row.pk, *(getattr(row, f) for f in fields)) for row in counters.values()])
 
 
+def _minutes_before(cells: dict[tuple[int, datetime], dict], class_ids: list[int]) -> dict[tuple[int, datetime], dict]:
+    """The polled minutes' values as they are before the poll writes them."""
+    if not cells:
+        return {}
+    buckets = [bucket for _class_id, bucket in cells]
+    return {
+        (row["workload_class_id"], row["bucket_start"]): row
+        for row in MetricRollup.objects.filter(
+            resolution=Resolution.MINUTE,
+            workload_class_id__in=class_ids,
+            bucket_start__gte=min(buckets),
+            bucket_start__lte=max(buckets),
+        ).values(*_OLD_VALUES)
+    }
+
+
 _NOTHING: dict = {}
 
 
-def _latency_advance(total: ClassCounters, latency: dict[int, list[int]], values: dict, old: dict) -> None:
+def _latency_advance(total: ClassCounters, latency: dict[int, list[int]], values: dict, old: dict) -> bool:
     """Add the minute's histogram gain (bucket by bucket, never below zero) to the class's
-    cumulative histogram in `latency`. The common cases skip the per-bucket Python: a minute
-    seen for the first time gains its whole histogram, one polled again unchanged gains nothing
-    (12,000 minutes a poll)."""
+    cumulative histogram in `latency`; whether it gained anything. The common cases skip the
+    per-bucket Python: a minute seen for the first time gains its whole histogram, one polled
+    again unchanged gains nothing (12,000 minutes a poll)."""
     new_counts = values["latency_buckets"] or []
     old_counts = old.get("latency_buckets") or []
     if not new_counts or new_counts == old_counts:
-        return
+        return False
     if not old_counts and min(new_counts) >= 0:
         gains = new_counts
     else:
         gains = [max(0, count - (old_counts[i] if i < len(old_counts) else 0)) for i, count in enumerate(new_counts)]
+    return _histogram_add(total, latency, gains)
+
+
+def _histogram_add(total: ClassCounters, latency: dict[int, list[int]], gains: list[int]) -> bool:
+    """Add bucket gains to the class's cumulative histogram and its count; whether there were any."""
     gained = sum(gains)
     if not gained:
-        return
+        return False
     cumulative = latency.get(total.workload_class_id)
     if cumulative is None:
         cumulative = latency[total.workload_class_id] = list(total.latency_buckets) or histogram.empty()
@@ -107,11 +139,11 @@ def _latency_advance(total: ClassCounters, latency: dict[int, list[int]], values
         histogram.add_into(cumulative, gains)
     # The count is the buckets' sum, so the exported _count always equals the +Inf bucket.
     total.latency_count += gained
-    total.latency_sum += max(0.0, values["latency_sum"] - (old.get("latency_sum") or 0.0))
+    return True
 
 
-def _cost_advance(total: ClassCounters, workload_class: WorkloadClass, gained: dict) -> None:
-    cost = usage_cost(workload_class, gained)
+def _cost_add(total: ClassCounters, workload_class: WorkloadClass, cost: Decimal | None) -> None:
+    """Add a cost priced at the class's rates (None: it has none) to its total."""
     if cost is None:
         return
     currency = workload_class.cost_rates.currency

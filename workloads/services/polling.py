@@ -5,6 +5,11 @@ names its scoping project, whose metrics scope covers the environment's projects
 number of projects and classes. Then refresh the hourly rows of the hours touched
 (workloads/services/rollups.py) and each class's live values (ClassTelemetry).
 
+A port that offers the worker reports' metrics as a SELECT on our own database (Metrics.report_rows:
+the local provider on PostgreSQL) has them folded into the minute rollups, and the counters' gains
+worked out, by one statement (workloads.fastsql.report_rollups_fold) instead of points and cells in
+Python; the rows are the same (tests/workloads/test_report_fold_sql.py).
+
 Every function takes the time as an explicit `now` and is safe to run twice or late: rollups are
 upserted from the provider's current values (a re-poll replaces, never adds).
 """
@@ -16,19 +21,20 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 
 from workloads.domain import histogram
 from workloads.domain.windows import floor_hour, floor_minute
-from workloads.fastsql import insert_rows
+from workloads.fastsql import FoldClass, FoldedClass, insert_rows, report_rollups_fold
 from workloads.models import ClassTelemetry, MetricRollup, PollRun, Resolution, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import (
     GAUGE_METRICS,
     LATENCY_BUCKET_BOUNDS,
+    REPORT_METRICS,
     Distribution,
     MetricKind,
     Metrics,
@@ -36,6 +42,7 @@ from workloads.providers.base import (
     Outcomes,
     Point,
     ProviderError,
+    ReportRows,
     RuntimeMetric,
 )
 from workloads.providers.specs import metric_target
@@ -50,6 +57,7 @@ logger = logging.getLogger(__name__)
 STEP_SECONDS = 60
 _STEP = timedelta(seconds=STEP_SECONDS)
 _HOUR = timedelta(hours=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _ROLLUP_UNIQUE = ["workload_class", "resolution", "bucket_start"]
 # Every column a new rollup row is written with, and the model's default for each.
@@ -186,16 +194,38 @@ def metrics_poll(*, now: datetime, window_minutes: int | None = None) -> PollSum
         else current.get(wc.pk, Thresholds())
         for wc in classes
     }
+    metrics_port = get_providers().metrics
+    clock = time.monotonic()
+    reports = _report_rows(metrics_port, targets, start=start, end=end)
     cells, newest = collect_cells(
-        get_providers().metrics, targets, class_ids, thresholds, start=start, end=end, now=now, runs=summary.runs
+        metrics_port,
+        targets,
+        class_ids,
+        thresholds,
+        start=start,
+        end=end,
+        now=now,
+        runs=summary.runs,
+        skip=REPORT_METRICS if reports else (),
     )
 
     with transaction.atomic():
+        folded = []
+        if reports:
+            folded = _reports_fold(
+                reports, classes, thresholds, newest, start=start, end=end, now=now, clock=clock, runs=summary.runs
+            )
         PollRun.objects.bulk_create(summary.runs)
-        counters_advance(cells, now=now)  # before the upsert: it reads what the minutes held
+        counters_advance(cells, now=now, folded=folded)  # before the upsert: it reads what the minutes held
+        for fold in folded:
+            newest[fold.class_id] = max(fold.newest, newest.get(fold.class_id, fold.newest))
         summary.rollups_written = minute_rollups_upsert(cells, newest, fetched_at=now)
-        if cells:
-            buckets = [bucket for _class_id, bucket in cells]
+        summary.rollups_written += _folded_apart(folded, cells)
+        buckets = [bucket for _class_id, bucket in cells]
+        if folded:
+            minutes = [minute for fold in folded for minute in fold.minutes]
+            buckets += [_EPOCH + min(minutes) * _STEP, _EPOCH + max(minutes) * _STEP]
+        if buckets:
             hours_start, hours_end = floor_hour(min(buckets)), floor_hour(max(buckets)) + _HOUR
             hourly_rollups_refold(class_ids=newest, start=hours_start, end=hours_end)
             live = live_values(class_ids=newest, start=end - _HOUR, end=end)
@@ -213,14 +243,17 @@ def collect_cells(
     end: datetime,
     now: datetime,
     runs: list[PollRun],
+    skip: tuple[MetricKind, ...] = (),
 ) -> tuple[dict[tuple[int, datetime], dict], dict[int, datetime]]:
-    """Every polled metric of the targets over [start, end), as rollup cells {(class id, minute):
-    columns} and each class's newest sample; one PollRun per call appended to `runs`. Then the
-    observed runtimes' own metrics, for the classes whose runtime publishes them (one read per
-    RuntimeMetric, which the adapter makes one call per Google metric type). Shared by the poll
-    and the backfill (workloads/services/backfill.py)."""
+    """Every polled metric of the targets over [start, end) but those in `skip`, as rollup cells
+    {(class id, minute): columns} and each class's newest sample; one PollRun per call appended to
+    `runs`. Then the observed runtimes' own metrics, for the classes whose runtime publishes them
+    (one read per RuntimeMetric, which the adapter makes one call per Google metric type). Shared
+    by the poll and the backfill (workloads/services/backfill.py)."""
     observed = [t for t in targets if t.runtime_resource]
-    reads: list[tuple[MetricKind | RuntimeMetric, list[MetricTarget]]] = [(m, targets) for m in POLLED_METRICS]
+    reads: list[tuple[MetricKind | RuntimeMetric, list[MetricTarget]]] = [
+        (m, targets) for m in POLLED_METRICS if m not in skip
+    ]
     for metric in RuntimeMetric:
         readers = [t for t in observed if reads_runtime_metrics(t.runtime, metric.value)]
         if readers:
@@ -255,6 +288,95 @@ def collect_cells(
         run.finished_at = now + timedelta(seconds=time.monotonic() - clock)
         runs.append(run)
     return cells, newest
+
+
+def _folded_apart(folded: list[FoldedClass], cells: dict[tuple[int, datetime], dict]) -> int:
+    """How many of the minutes folded in SQL are not among the cells' (rows written by both count once)."""
+    if not cells:
+        return sum(len(fold.minutes) for fold in folded)
+    polled = {(class_id, (bucket - _EPOCH) // _STEP) for class_id, bucket in cells}
+    return sum(1 for fold in folded for minute in fold.minutes if (fold.class_id, minute) not in polled)
+
+
+def _report_rows(metrics_port: Metrics, targets: list[MetricTarget], *, start: datetime, end: datetime):
+    """The port's ReportRows for the window when it offers them on our own database, else None
+    (then the report metrics are read as series, like every other metric)."""
+    try:
+        reports = metrics_port.report_rows(targets, start=start, end=end, step_seconds=STEP_SECONDS)
+    except Exception as exc:  # the generic path reads them, and records its own failures
+        logger.warning("report rows unavailable, reading series instead: %s", exc, exc_info=True)
+        return None
+    if reports is None or reports.using != DEFAULT_DB_ALIAS or connection.vendor != "postgresql":
+        return None
+    return reports
+
+
+def _reports_fold(
+    reports: ReportRows,
+    classes: list[WorkloadClass],
+    thresholds: dict[int, Thresholds],
+    newest: dict[int, datetime],
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    clock: float,
+    runs: list[PollRun],
+) -> list[FoldedClass]:
+    """Fold the report metrics into minute rollups in SQL (workloads.fastsql.report_rollups_fold),
+    recording a PollRun per metric as a series() read would. A failure rolls the fold back alone
+    and is recorded on each of them; the other metrics still land."""
+    rates = {
+        pk: (per_record, per_1k_tokens)
+        for pk, per_record, per_1k_tokens in WorkloadClass.objects.filter(
+            pk__in=[wc.pk for wc in classes], cost_rates__isnull=False
+        ).values_list("pk", "cost_rates__per_record", "cost_rates__per_1k_tokens")
+    }
+    fold_classes = []
+    for wc in classes:
+        latency = thresholds[wc.pk].latency
+        below, share = histogram.below_threshold(latency) if latency is not None else (None, None)
+        fold_classes.append(
+            FoldClass(
+                class_id=wc.pk,
+                slug=wc.slug,
+                latency_below=below,
+                latency_share=share,
+                newest_other=newest.get(wc.pk),
+                per_record=rates.get(wc.pk, (None, None))[0],
+                per_1k_tokens=rates.get(wc.pk, (None, None))[1],
+            )
+        )
+    started_at = now + timedelta(seconds=time.monotonic() - clock)
+    error, folded = "", []
+    try:
+        with transaction.atomic():
+            folded = report_rollups_fold(
+                reports,
+                fold_classes,
+                buckets_from=start - _STEP,
+                buckets_to=end,
+                step_seconds=STEP_SECONDS,
+                now=now,
+                fetched_at=now,
+            )
+    except Exception as exc:  # as a failing series() call: recorded, the other metrics go on
+        logger.warning("metric poll failed for the worker reports: %s", exc, exc_info=True)
+        error = _describe_error(exc)
+    finished_at = now + timedelta(seconds=time.monotonic() - clock)
+    points = sum(len(fold.minutes) for fold in folded)
+    for metric in REPORT_METRICS:
+        run = PollRun(
+            metric=metric.value,
+            started_at=started_at,
+            finished_at=finished_at,
+            window_start=start,
+            window_end=end,
+            classes=len(classes),
+        )
+        run.ok, run.error, run.points = not error, error, points
+        runs.append(run)
+    return folded
 
 
 def _cells_from_series(

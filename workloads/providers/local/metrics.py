@@ -44,6 +44,7 @@ from workloads.providers.base import (
     Metrics,
     MetricTarget,
     Point,
+    ReportRows,
     WorkerReport,
 )
 from workloads.providers.local.models import (
@@ -266,38 +267,80 @@ class LocalMetrics(Metrics):
         """One statement: per class and step, the reports' count and sum, and each bucket's total
         as a column of its own (a report's buckets are rows: read one row per class, step and
         bucket, a poll of 200 classes over an hour fetched 200,000 rows and added them in Python)."""
-        connection = connections[self.using]
-        quote = connection.ops.quote_name
-        report, bucket = LocalWorkerReport._meta.db_table, LocalWorkerReportBucket._meta.db_table
-        base_ms, last_ms = self._window_ms(steps, step_seconds)
-        slugs = sorted({t.slug for t in targets})
-        index, count = quote("index"), quote("count")
-        pivot = ", ".join(f"SUM(CASE WHEN b.{index} = {i} THEN b.{count} ELSE 0 END) AS c{i}" for i in _BUCKETS)
-        counts = ", ".join(f"CAST(COALESCE(h.c{i}, 0) AS BIGINT)" for i in _BUCKETS)
-        # (end_ms - base_ms - 1) // step_ms is the step whose (end - step, end] holds the report's
-        # interval end (integer division on both databases), as _step_index.
-        sql = f"""
-            WITH reports AS (
-                SELECT id, slug, (interval_end_ms - %s) / %s AS step, latency_count, latency_sum
-                  FROM {quote(report)}
-                 WHERE slug IN ({", ".join(["%s"] * len(slugs))}) AND interval_end_ms > %s AND interval_end_ms <= %s
-            )
-            SELECT t.slug, t.step, t.n, t.total, {counts}
-              FROM (SELECT slug, step, CAST(SUM(latency_count) AS BIGINT) AS n, SUM(latency_sum) AS total
-                      FROM reports GROUP BY slug, step) t
-              LEFT JOIN (SELECT r.slug, r.step, {pivot}
-                           FROM reports r JOIN {quote(bucket)} b ON b.report_id = r.id
-                          GROUP BY r.slug, r.step) h ON h.slug = t.slug AND h.step = t.step
-             ORDER BY t.slug, t.step
-        """
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [base_ms + 1, step_seconds * 1000, *slugs, base_ms, last_ms])
+        sql, params = self._report_sql(targets, steps, step_seconds, counters=False)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
         result: dict[str, list[Point]] = defaultdict(list)
         for slug, step, n, total, *bucket_counts in rows:
             distribution = Distribution(count=int(n or 0), sum=float(total or 0.0), bucket_counts=tuple(bucket_counts))
             result[slug].append(Point(end=steps[step], value=distribution))
         return dict(result)
+
+    def report_rows(
+        self,
+        targets: Sequence[MetricTarget],
+        *,
+        start: datetime,
+        end: datetime,
+        step_seconds: int = 60,
+    ) -> ReportRows | None:
+        """On PostgreSQL, the reports' metrics as one SELECT (ReportRows) that the poll folds into
+        rollups in the database; the same sums as _counter and _latency, whose points the poll
+        would otherwise turn into rows in Python (a second of it for 12,000 minutes). SQLite keeps
+        the points (`make run`'s few classes)."""
+        if connections[self.using].vendor != "postgresql":
+            return None
+        if timezone.is_naive(start) or timezone.is_naive(end):
+            raise invalid("start and end must be timezone-aware.")
+        steps = step_ends(start, end, step_seconds, self._now())
+        if not targets or not steps:
+            return None
+        sql, params = self._report_sql(targets, steps, step_seconds, counters=True)
+        return ReportRows(using=self.using, sql=sql, params=tuple(params))
+
+    def _report_sql(
+        self, targets: Sequence[MetricTarget], steps: list[datetime], step_seconds: int, *, counters: bool
+    ) -> tuple[str, list]:
+        """Per class and step with reports: the slug, the step (its index in `steps`; with
+        `counters`, on PostgreSQL only, its end and the four counters' sums), the latency count and
+        sum, and the bucket totals. On PostgreSQL the float sum adds the reports in a fixed order,
+        so the points and the rows folded in SQL (report_rows) carry the same bits."""
+        connection = connections[self.using]
+        postgresql = connection.vendor == "postgresql"
+        quote = connection.ops.quote_name
+        report, bucket = LocalWorkerReport._meta.db_table, LocalWorkerReportBucket._meta.db_table
+        base_ms, last_ms = self._window_ms(steps, step_seconds)
+        slugs = sorted({t.slug for t in targets})
+        index, count = quote("index"), quote("count")
+        # FILTER, not SUM(CASE ...): each bucket row then feeds one sum, not 41 (a third less time).
+        pivot = ", ".join(f"SUM(b.{count}) FILTER (WHERE b.{index} = {i}) AS c{i}" for i in _BUCKETS)
+        counts = ", ".join(f"CAST(COALESCE(h.c{i}, 0) AS BIGINT)" for i in _BUCKETS)
+        latency_sum = "SUM(latency_sum ORDER BY interval_end_ms, id)" if postgresql else "SUM(latency_sum)"
+        sums, step = "", "t.step"
+        params: list = [base_ms + 1, step_seconds * 1000, *slugs, base_ms, last_ms]
+        if counters:
+            sums = "".join(f", CAST(SUM({name}) AS BIGINT) AS {name}" for name in _COUNTER_FIELDS.values())
+            step = "(%s::timestamptz[])[t.step + 1], " + ", ".join(f"t.{name}" for name in _COUNTER_FIELDS.values())
+            params.append(steps)  # the SELECT's, after the WITH's
+        # (end_ms - base_ms - 1) // step_ms is the step whose (end - step, end] holds the report's
+        # interval end (integer division on both databases), as _step_index.
+        sql = f"""
+            WITH reports AS (
+                SELECT id, slug, (interval_end_ms - %s) / %s AS step, interval_end_ms, latency_count,
+                       latency_sum{", completed, failed, records, tokens" if counters else ""}
+                  FROM {quote(report)}
+                 WHERE slug IN ({", ".join(["%s"] * len(slugs))}) AND interval_end_ms > %s AND interval_end_ms <= %s
+            )
+            SELECT t.slug, {step}, t.n, t.total, {counts}
+              FROM (SELECT slug, step, CAST(SUM(latency_count) AS BIGINT) AS n, {latency_sum} AS total{sums}
+                      FROM reports GROUP BY slug, step) t
+              LEFT JOIN (SELECT r.slug, r.step, {pivot}
+                           FROM reports r JOIN {quote(bucket)} b ON b.report_id = r.id
+                          GROUP BY r.slug, r.step) h ON h.slug = t.slug AND h.step = t.step
+             ORDER BY t.slug, t.step
+        """
+        return sql, params
 
     def write_worker_report(self, report: WorkerReport) -> None:
         latency = report.latency
