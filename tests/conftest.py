@@ -2,8 +2,18 @@ import pytest
 from rest_framework.test import APIClient
 
 from controlplane.roles import Role
+from workloads.services.ingestion_lookups import forget_all
 from workloads.services.tokens import api_token_issue
 from workloads.services.users import user_create
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ingestion_lookups():
+    """Each test starts with the ingestion endpoint's per-process caches empty: ids and slugs are
+    reused across tests' databases (workloads/services/ingestion_lookups.py)."""
+    forget_all()
+    yield
+    forget_all()
 
 
 @pytest.fixture

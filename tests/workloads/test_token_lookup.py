@@ -38,7 +38,7 @@ def _token_for(using: str, *, groups=(), superuser=False, active=True, **token_f
 )
 def test_the_token_comes_with_its_user_and_role(using, groups, superuser, role):
     stored = _token_for(using, groups=groups, superuser=superuser)
-    token, stale = _active_token("abc123", timezone.now(), using=using)
+    token, stale, _stamp = _active_token("abc123", timezone.now(), using=using)
     assert (token.pk, token.name, token.scopes, token.secret_hash) == (
         stored.pk,
         "lookup",
@@ -76,7 +76,7 @@ def test_last_use_is_stale_only_after_the_resolution(using):
 @pytest.mark.parametrize("using", DATABASES)
 def test_an_inactive_user_is_reported_inactive(using):
     _token_for(using, active=False)
-    token, _stale = _active_token("abc123", timezone.now(), using=using)
+    token, _stale, _stamp = _active_token("abc123", timezone.now(), using=using)
     assert token.user.is_active is False and user_role(token.user) == Role.NONE
 
 
@@ -98,7 +98,7 @@ def test_the_token_comes_with_its_users_roles_by_environment(using):
         environment: Role.from_name(role)
         for environment, role in EnvironmentRole.objects.using(using).values_list("environment_id", "role")
     }
-    token, _stale = _active_token("abc123", timezone.now(), using=using)
+    token, _stale, _stamp = _active_token("abc123", timezone.now(), using=using)
     with CaptureQueriesContext(connections[using]) as queries:
         assert environment_overrides(token.user) == expected
     assert len(queries) == 0
@@ -106,5 +106,5 @@ def test_the_token_comes_with_its_users_roles_by_environment(using):
     other = get_user_model().objects.db_manager(using).create_user(username=f"no-overrides-{using}")
     fields = {"name": "other", "key_id": "def456", "secret_hash": hash_secret("s"), "scopes": ["ingest:*"]}
     ApiToken.objects.using(using).create(user=other, **fields)
-    token, _stale = _active_token("def456", timezone.now(), using=using)
+    token, _stale, _stamp = _active_token("def456", timezone.now(), using=using)
     assert environment_overrides(token.user) == {}

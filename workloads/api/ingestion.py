@@ -15,7 +15,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -26,9 +26,14 @@ from workloads.api.schema import ErrorSerializer
 from workloads.api.throttles import IngestRateThrottle
 from workloads.models import ApiToken
 from workloads.providers.base import ProviderError
-from workloads.selectors.classes import class_get_by_slug
-from workloads.selectors.pauses import class_is_paused
 from workloads.services.ingestion import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_KEY_LENGTH, Status, events_ingest
+from workloads.services.ingestion_lookups import (
+    Guard,
+    StaleLookup,
+    forget,
+    stale_guards,
+    workload_class_for_ingestion,
+)
 from workloads.services.provisioning import provisioning_in_progress
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -160,6 +165,9 @@ Each token may send `INGEST_RATE_LIMIT_REQUESTS` requests per `INGEST_RATE_LIMIT
 
 
 class EventIngestView(APIView):
+    # The token and the class come from the process's cache, re-checked before anything is claimed
+    # and before each refusal (workloads/services/ingestion_lookups.py).
+    caches_lookups = True
     token_scope_kind = "ingest"
     throttle_classes = [IngestRateThrottle]
     # Each event is checked on its own (nesting, numbers, text) and refused with its path.
@@ -168,6 +176,17 @@ class EventIngestView(APIView):
     def required_role(self, request) -> Role:
         # Producers authenticate with ingest-scoped tokens of any role; people need operator.
         return Role.VIEWER if isinstance(request.auth, ApiToken) else Role.OPERATOR
+
+    def initial(self, request, *args, **kwargs):
+        # A refusal (401, 403, 429) of a token read from the process's cache stands only if that
+        # token is still what it was: a role or scope granted since is seen at once.
+        try:
+            super().initial(request, *args, **kwargs)
+        except APIException:
+            if not self._token_went_stale(request):
+                raise
+            self._authenticate_again(request)
+            super().initial(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="classes_events_create",
@@ -210,16 +229,54 @@ class EventIngestView(APIView):
         ],
     )
     def post(self, request, slug: str):
-        workload_class = class_get_by_slug(slug)
-        if workload_class is None:
+        # The token and the class come from the process's cache (workloads/services/ingestion_lookups.py),
+        # re-checked by the request's group before anything is claimed, or here before a refusal.
+        # When either changed, the request starts over with both read afresh.
+        try:
+            return self._ingest(request, slug, guarded=True)
+        except StaleLookup:
+            forget(slug=slug)
+            if getattr(request.auth, "cache_stamp", None) is not None:
+                self._authenticate_again(request)
+            self.check_permissions(request)
+            return self._ingest(request, slug, guarded=False)
+
+    @staticmethod
+    def _token_went_stale(request) -> bool:
+        stamp = getattr(request.auth, "cache_stamp", None)
+        return stamp is not None and bool(stale_guards([Guard(token=stamp)]))
+
+    @staticmethod
+    def _authenticate_again(request) -> None:
+        """Authenticate anew, the token read from the database (a revoked one is a 401 now)."""
+        forget(key_id=request.auth.key_id)
+        del request._user, request._auth  # DRF authenticates again on the next access
+        request.user  # noqa: B018 - raises AuthenticationFailed for a token no longer valid
+
+    def _ingest(self, request, slug: str, *, guarded: bool):
+        found = workload_class_for_ingestion(slug)
+        token_stamp = getattr(request.auth, "cache_stamp", None) if guarded else None
+        guard = Guard(token=token_stamp, classes=found[2] if found else ()) if guarded else None
+
+        def refuse(response):
+            """A refusal is answered only if what it rests on still holds."""
+            if guard is not None and stale_guards([guard]):
+                raise StaleLookup
+            return response
+
+        if found is None:
+            refuse(None)
             raise Http404
+        workload_class, paused, _stamps = found
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > MAX_BODY_BYTES:
-            return Response(
-                {"type": "payload_too_large", "detail": f"The body is over {MAX_BODY_BYTES // 1048576} MB."},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            return refuse(
+                Response(
+                    {"type": "payload_too_large", "detail": f"The body is over {MAX_BODY_BYTES // 1048576} MB."},
+                    status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                )
             )
-        if workload_class.shed_load_when_paused and class_is_paused(workload_class):
+        if workload_class.shed_load_when_paused and paused:
             response = Response(
                 {
                     "type": "class_paused",
@@ -228,33 +285,40 @@ class EventIngestView(APIView):
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
             response["Retry-After"] = str(PAUSED_RETRY_AFTER_SECONDS)
-            return response
+            return refuse(response)
         try:
             body = request.data
         except ParseError as exc:
-            return Response({"type": "parse_error", "detail": str(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
+            return refuse(
+                Response({"type": "parse_error", "detail": str(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
+            )
         try:
             header_key = _idempotency_key_header(request)
         except UnicodeDecodeError:
-            return Response(
-                {
-                    "type": "validation_error",
-                    "detail": "The Idempotency-Key header must be UTF-8 text.",
-                    "status": Status.REJECTED,
-                    "errors": [{"field": "Idempotency-Key", "message": "Not UTF-8.", "code": "encoding"}],
-                },
-                status=status.HTTP_400_BAD_REQUEST,
+            return refuse(
+                Response(
+                    {
+                        "type": "validation_error",
+                        "detail": "The Idempotency-Key header must be UTF-8 text.",
+                        "status": Status.REJECTED,
+                        "errors": [{"field": "Idempotency-Key", "message": "Not UTF-8.", "code": "encoding"}],
+                    },
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
             )
         try:
             if isinstance(body, list):
-                return self._batch(request, workload_class, body, header_key)
-            return self._single(request, workload_class, body, header_key)
+                response = self._batch(request, workload_class, body, header_key, guard)
+            else:
+                response = self._single(request, workload_class, body, header_key, guard)
         except ProviderError as exc:
             if exc.code != "NOT_FOUND":
                 raise
             return _resources_not_ready(workload_class, exc)
+        # Nothing was claimed (every event refused before its group): the group re-checked nothing.
+        return response if response.status_code in (200, 202) else refuse(response)
 
-    def _single(self, request, workload_class, event, header_key):
+    def _single(self, request, workload_class, event, header_key, guard):
         if header_key is not None and not 1 <= len(header_key) <= MAX_KEY_LENGTH:
             return Response(
                 {
@@ -271,6 +335,7 @@ class EventIngestView(APIView):
             idempotency_key=header_key,
             trace_id=_trace_id(request),
             now=timezone.now(),
+            guard=guard,
         )
         body = result.as_dict()
         body.pop("index")
@@ -284,7 +349,7 @@ class EventIngestView(APIView):
         code = status.HTTP_200_OK if result.status == Status.DUPLICATE else status.HTTP_202_ACCEPTED
         return Response(body, status=code)
 
-    def _batch(self, request, workload_class, events, header_key):
+    def _batch(self, request, workload_class, events, header_key, guard):
         if header_key is not None:
             return Response(
                 {
@@ -300,7 +365,7 @@ class EventIngestView(APIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         results = events_ingest(
-            workload_class=workload_class, events=events, trace_id=_trace_id(request), now=timezone.now()
+            workload_class=workload_class, events=events, trace_id=_trace_id(request), now=timezone.now(), guard=guard
         )
         counts = {
             kind: sum(1 for r in results if r.status == kind)

@@ -34,6 +34,7 @@ from workloads.runtimes import routes_to_target
 from workloads.services.ingestion_claims import Claim, await_receipts, idempotency_records_prune
 from workloads.services.ingestion_events import Candidate, EventResult, Status, seen_before
 from workloads.services.ingestion_groups import group_committer
+from workloads.services.ingestion_lookups import Guard
 from workloads.validation import render_key_template
 
 __all__ = [
@@ -102,8 +103,11 @@ def events_ingest(
     idempotency_key: str | None = None,
     trace_id: str = "",
     now: datetime,
+    guard: Guard | None = None,
 ) -> list[EventResult]:
-    """Ingest events for one class; returns one result per event, in order."""
+    """Ingest events for one class; returns one result per event, in order. `guard`: the stamps of
+    the cached token and class the caller used (workloads/services/ingestion_lookups.py); when one
+    changed before anything was claimed, raises StaleLookup and nothing was written."""
     results: dict[int, EventResult] = {}
     candidates: list[Candidate] = []
     for index, event in enumerate(events):
@@ -132,7 +136,10 @@ def events_ingest(
         trace_id = trace_id or uuid.uuid4().hex
         for candidate in unique:
             candidate.trace_id, candidate.now = trace_id, now
-        claims = [Claim(workload_class, destination, group) for destination, group in _routed(workload_class, unique)]
+        claims = [
+            Claim(workload_class, destination, group, guard=guard)
+            for destination, group in _routed(workload_class, unique)
+        ]
         group_committer.commit(claims)
         for claim in claims:
             if claim.error is not None:

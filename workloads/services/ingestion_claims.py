@@ -55,6 +55,7 @@ from workloads.providers.celery import celery_send
 from workloads.providers.specs import queue_spec
 from workloads.runtimes import Runtime
 from workloads.services.ingestion_events import Candidate, EventResult, Status, seen_before
+from workloads.services.ingestion_lookups import Guard, StaleLookup, stale_guards
 
 # A claim still without a receipt this long after its publish deadline was left by a request that
 # died between claim and publish: its key is free again.
@@ -68,11 +69,14 @@ logger = logging.getLogger(__name__)
 class Claim:
     """One request's valid events for one destination: the keys are claimed under
     `workload_class`, the events published to `destination` (the class itself, or a migration
-    plan's target). `results` (by the candidates' indexes) or `error` is the outcome."""
+    plan's target). `results` (by the candidates' indexes) or `error` is the outcome. `guard`: the
+    cached lookups the request rests on, re-checked before anything is claimed
+    (workloads/services/ingestion_lookups.py); a stale one makes `error` a StaleLookup."""
 
     workload_class: WorkloadClass
     destination: WorkloadClass
     candidates: list[Candidate]
+    guard: Guard | None = None
     results: dict[int, EventResult] = field(default_factory=dict)
     error: BaseException | None = None
     settled: bool = False  # its claims committed: `results` and `error` are its final outcome
@@ -86,6 +90,7 @@ def claim_and_publish(claims: list[Claim]) -> None:
     pending = [c for c in claims if not c.settled]
     for claim in pending:
         claim.results, claim.error = {}, None
+    pending = _still_fresh(pending)
     queue = get_providers().queue
     # A Celery broker is a network call outside our database, like Pub/Sub: the networked path.
     joined = [c for c in pending if queue.publish_joins_transaction and c.destination.runtime != Runtime.CELERY]
@@ -94,6 +99,21 @@ def claim_and_publish(claims: list[Claim]) -> None:
         _in_one_transaction(joined)
     if networked:
         _claims_then_publishes(networked)
+
+
+def _still_fresh(claims: list[Claim]) -> list[Claim]:
+    """The claims whose cached lookups still hold (one statement for the whole group); the others
+    get a StaleLookup and are left out."""
+    guards = [claim.guard for claim in claims if claim.guard is not None]
+    if not guards:
+        return claims
+    stale = stale_guards(guards)
+    if not stale:
+        return claims
+    for claim in claims:
+        if claim.guard in stale:
+            claim.error, claim.settled = StaleLookup(), True  # nothing of it happens: final
+    return [claim for claim in claims if claim.error is None]
 
 
 def _in_one_transaction(claims: list[Claim]) -> None:

@@ -86,6 +86,13 @@ def api_token_revoke(*, actor, token: ApiToken) -> ApiToken:
 def api_token_authenticate(raw: str) -> ApiToken | None:
     """The active token for this text, or None. Compares hashes in constant time. The token's user
     comes with it, and with the user's role already looked up (see `_active_token`)."""
+    found = api_token_authenticate_stamped(raw)
+    return None if found is None else found[0]
+
+
+def api_token_authenticate_stamped(raw: str) -> tuple[ApiToken, str] | None:
+    """`api_token_authenticate`, with the token's stamp (workloads/freshness.py): what ingestion's
+    per-process token cache keeps and re-checks (workloads/services/ingestion_lookups.py)."""
     parsed = ApiToken.parse_token(raw.strip())
     if parsed is None:
         return None
@@ -96,37 +103,46 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
         # Do the work of a wrong secret anyway, so an unknown key id answers like a known one.
         hmac.compare_digest(_NO_TOKEN_HASH, hash_secret(secret))
         return None
-    token, last_used_is_stale = found
+    token, last_used_is_stale, stamp = found
     if not token.secret_matches(secret) or not token.user.is_active:
         return None
     if last_used_is_stale:
-        # At most one write a minute per token, not one per request.
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
-    return token
+        api_token_touch(token, now)
+    return token, stamp
 
 
-def _active_token(key_id: str, now: datetime, *, using: str | None = None) -> tuple[ApiToken, bool] | None:
-    """The unrevoked, unexpired token with this key id and its user, and whether its last use is
-    older than LAST_USED_RESOLUTION. One plain-SQL query (workloads/fastsql.py), not three ORM
-    ones: every API request and every ingested event authenticates, and building the ORM's queries
-    took longer than running them (0.9 ms against 0.1 ms)."""
+def api_token_touch(token: ApiToken, now: datetime) -> None:
+    """Record the token's use: at most one write a minute per token, not one per request."""
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
+
+
+def role_groups() -> list[tuple[str, int]]:
+    """Each role's group name and value, as the token queries take them."""
+    return [(role.group_name, int(role)) for role in ASSIGNABLE_ROLES]
+
+
+def _active_token(key_id: str, now: datetime, *, using: str | None = None) -> tuple[ApiToken, bool, str] | None:
+    """The unrevoked, unexpired token with this key id and its user, whether its last use is
+    older than LAST_USED_RESOLUTION, and its stamp. One plain-SQL query (workloads/fastsql.py), not
+    three ORM ones: every API request and every ingested event authenticates, and building the
+    ORM's queries took longer than running them (0.9 ms against 0.1 ms)."""
     found = active_token_row(
         key_id,
         now,
         stale_before=now - LAST_USED_RESOLUTION,
-        role_groups=[(role.group_name, int(role)) for role in ASSIGNABLE_ROLES],
+        role_groups=role_groups(),
         using=using or router.db_for_read(ApiToken),
     )
     if found is None:
         return None
-    token, user, group_role, environment_roles, last_used_is_stale = found
+    token, user, group_role, environment_roles, last_used_is_stale, stamp = found
     cache_role(user, Role.ADMIN if user.is_superuser else Role(group_role))
     cache_environment_roles(
         user, {environment: Role.from_name(role) for environment, role in environment_roles.items()}
     )
     token.user = user
-    return token, last_used_is_stale
+    return token, last_used_is_stale, stamp
 
 
 def token_allows(token: ApiToken, *, method: str, scope_kind: str, workload_class_slug: str | None = None) -> bool:
