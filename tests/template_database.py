@@ -54,6 +54,13 @@ def _remove_sqlite(path: str) -> None:
         Path(leftover).unlink(missing_ok=True)
 
 
+def _copy_sqlite(template: str, name: str) -> None:
+    _remove_sqlite(name)
+    # The backup API copies a consistent file, whatever journal the template was left in.
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(name)) as copy:
+        source.backup(copy)
+
+
 def _migrate_into(connection, name: str) -> None:
     from django.core.management import call_command
 
@@ -108,13 +115,21 @@ def use_sqlite_templates(config) -> None:
         name = create_empty(self, verbosity, autoclobber, keepdb)  # removes an old file unless keepdb
         template = templates.get(self.connection.alias)
         if template and not (keepdb and os.path.exists(name)):
-            _remove_sqlite(name)
-            # The backup API copies a consistent file, whatever journal the template was left in.
-            with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(name)) as copy:
-                source.backup(copy)
+            _copy_sqlite(template, name)
         return name
 
     DatabaseCreation._create_test_db = create_from_template
+
+
+def copy_sqlite_template(alias: str, destination: Path) -> bool:
+    """Copy the migrated SQLite template of `alias` to `destination` (a new file), for a test that
+    starts processes on a database of its own; False when this run has no such template (a run
+    without xdist), and the caller migrates from scratch."""
+    template = json.loads(os.environ.get(SQLITE_ENV) or "{}").get(alias)
+    if not template or not os.path.exists(template):
+        return False
+    _copy_sqlite(template, str(destination))
+    return True
 
 
 def drop(config) -> None:
