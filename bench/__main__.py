@@ -44,6 +44,11 @@ def _arguments(argv):
     parser.add_argument("--results-dir", default=str(BASE_DIR / "var" / "bench"), help="where the JSON goes")
     parser.add_argument("--load-rate", type=float, default=0, help="events/s of the load benchmark (default 200)")
     parser.add_argument("--keep-database", action="store_true", help="do not drop the bench database at the end")
+    parser.add_argument(
+        "--template",
+        default="",
+        help="start the bench database as a copy of this migrated database instead of migrating an empty one",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
@@ -107,9 +112,9 @@ def main(argv=None) -> int:
     print(
         f"Benchmarks {', '.join(args.names)}{' (quick)' if args.quick else ''} on {url.rsplit('/', 1)[1]}", flush=True
     )
-    recreate_database(url)
+    recreate_database(url, template=args.template)
     setup_django(url)
-    migrate()
+    migrate()  # on a copy of a migrated template: nothing to apply, unless the template missed one
     results: list[Result] = []
     crashed = False
     try:

@@ -17,7 +17,7 @@ LONG_RUNNING lists node ids without parameters (every parameter moves), longest 
 from __future__ import annotations
 
 LONG_RUNNING = (
-    "tests/bench/test_bench_smoke.py::test_every_benchmark_runs_end_to_end_and_prints_its_line",
+    "tests/bench/test_bench_smoke.py::test_each_benchmark_runs_end_to_end_and_prints_its_line",
     "tests/test_live_fleet.py::test_the_procfile_runs_the_live_fleet_and_stops_cleanly",
     "tests/workloads/runtime/test_shutdown_grace.py::test_sigterm_with_monitoring_down_exits_within_the_grace_and_hands_work_back",
     "tests/hardening/test_fuzz_api.py::test_sequences_of_operations_answer_as_documented",
