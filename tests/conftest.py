@@ -144,9 +144,10 @@ def pytest_collection_modifyitems(items):
 
 @pytest.hookimpl(trylast=True)  # Django is set up by then (pytest-django's pytest_configure)
 def pytest_configure(config):
-    from tests import cpu_profile, template_database
+    from tests import cpu_profile, template_database, transactional_reset
 
     cpu_profile.install(config)  # off unless TEST_CPU_PROFILE names a folder
+    transactional_reset.install()
     template_database.build(config)
     template_database.use_sqlite_templates(config)
 
