@@ -1,84 +1,20 @@
-"""The incident-mode, pause, scaling, preview and comparison endpoints: role checks for every
-endpoint and kind of caller, and the flows an incident bot uses."""
+"""The incident-mode, pause, scaling, preview and comparison endpoints: the flows an incident bot
+uses. Their role checks for every kind of caller are in test_incidents_permissions.py."""
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from controlplane.roles import Role
 from tests.workloads.pools import pooled_class, run_pending
 from workloads.models import AuditEvent, IncidentMode, PoolHold
-from workloads.services import incidents, pauses
-from workloads.services.tokens import api_token_issue
 
-CALLERS = ["anonymous", "outsider", "viewer", "operator", "admin", "admin_token", "read_token"]
 _DAY = timezone.now().replace(microsecond=0) - timedelta(days=1)
 COMPARE = (
     f"/api/v1/comparisons?a_class=existing-class&a_start={(_DAY - timedelta(days=1)).isoformat()}"
     f"&a_end={_DAY.isoformat()}&b_start={_DAY.isoformat()}&b_end={(_DAY + timedelta(hours=12)).isoformat()}"
 ).replace("+", "%2B")
-
-
-@pytest.fixture
-def world(db, make_user):
-    """An active incident holding `paused-class`, a class paused on its own, a class running."""
-    admin = make_user("root-admin", Role.ADMIN)
-    pooled_class("existing-class", instances=2, tier="standard")
-    pooled_class("paused-class", instances=3, tier="deferrable")
-    own = pooled_class("own-paused", instances=1, tier="standard")
-    incidents.incident_mode_enter(actor=admin, reason="outage")
-    pauses.pool_pause(workload_class=own, actor=admin, reason="bad deploy")
-    run_pending()
-
-    clients = {"anonymous": APIClient()}
-    for name, role in [("outsider", None), ("viewer", Role.VIEWER), ("operator", Role.OPERATOR), ("admin", Role.ADMIN)]:
-        client = APIClient()
-        client.force_login(make_user(f"{name}-user", role))
-        clients[name] = client
-    for name, scopes in [("admin_token", ["*"]), ("read_token", ["read"])]:
-        _token, raw = api_token_issue(actor=None, user=admin, name=name, scopes=scopes)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-        clients[name] = client
-    return clients
-
-
-def _expect(operator: int, *, read: bool = False) -> dict:
-    if read:
-        return dict(anonymous=401, outsider=403, viewer=200, operator=200, admin=200, admin_token=200, read_token=200)
-    return dict(
-        anonymous=401, outsider=403, viewer=403, operator=operator, admin=operator, admin_token=operator, read_token=403
-    )
-
-
-READ = _expect(200, read=True)
-MATRIX = [
-    ("get", "/api/v1/incident-mode", None, READ),
-    ("post", "/api/v1/incident-mode", {"reason": "second page"}, _expect(200)),  # already active: nothing new
-    ("patch", "/api/v1/incident-mode", {"expires_in_minutes": 120}, _expect(200)),
-    ("delete", "/api/v1/incident-mode", {"reason": "resolved"}, _expect(202)),
-    ("get", "/api/v1/classes/existing-class/pause", None, READ),
-    ("post", "/api/v1/classes/existing-class/pause", {"reason": "poison"}, _expect(202)),
-    ("patch", "/api/v1/classes/own-paused/pause", {"expires_in_minutes": 60}, _expect(200)),
-    ("delete", "/api/v1/classes/own-paused/pause", None, _expect(202)),
-    ("delete", "/api/v1/classes/paused-class/pause", None, _expect(202)),  # out of the incident
-    ("get", "/api/v1/classes/existing-class/scaling", None, READ),
-    ("patch", "/api/v1/classes/existing-class/scaling", {"controller_enabled": False}, _expect(200)),
-    ("post", "/api/v1/classes/existing-class/scaling/take-over", None, _expect(200)),
-    ("get", "/api/v1/classes/existing-class/schedule-preview", None, READ),
-    ("get", COMPARE, None, READ),
-]
-
-
-@pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize(("method", "url", "body", "expected"), MATRIX, ids=[f"{m} {u[:50]}" for m, u, *_ in MATRIX])
-def test_permission_matrix(world, caller, method, url, body, expected):
-    response = getattr(world[caller], method)(url, body, format="json")
-    assert response.status_code == expected[caller], (caller, method, url, response.content[:300])
-    if expected[caller] == 403 and method != "get" and caller != "anonymous":
-        assert AuditEvent.objects.filter(action="request.denied").exists()
 
 
 def test_an_incident_bot_enters_and_exits_with_a_token(db, make_user, token_client):
