@@ -279,7 +279,7 @@ def set_field_by_pk(
 
 # --- reads -------------------------------------------------------------------------------------------
 @functools.cache
-def _converters(model: type[models.Model], alias: str, attnames: tuple[str, ...]) -> tuple:
+def column_converters(model: type[models.Model], alias: str, attnames: tuple[str, ...]) -> tuple:
     """Per field, in `attnames` order: (column expression, the backend's and the field's converters),
     the lists the ORM's compiler builds for a query, built once per model, database and field set.
     The converters keep no per-connection state; each call passes the calling thread's connection."""
@@ -296,13 +296,13 @@ def instance_from_row(model: type[models.Model], connection: BaseDatabaseWrapper
     """An instance of `model` from {attname: value as the database returned it}, as the ORM would
     load it with `only(*values)`: the fields not given are deferred and load on access."""
     attnames = tuple(field.attname for field in model._meta.concrete_fields if field.attname in values)
-    converting = _converting(_converters(model, connection.alias, attnames))
+    converting = _converting(column_converters(model, connection.alias, attnames))
     loaded = _convert([values[attname] for attname in attnames], converting, connection)
     return model.from_db(connection.alias, list(attnames), loaded)
 
 
 def _converting(converters: tuple) -> list[tuple[int, Any, list]]:
-    """(index, column, converters) of the `_converters` entries that have any to apply."""
+    """(index, column, converters) of the `column_converters` entries that have any to apply."""
     return [(index, column, found) for index, (column, found) in enumerate(converters) if found]
 
 
@@ -354,7 +354,7 @@ def values_by_pks(
     connection = connections[using]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    converters = _converters(model, connection.alias, tuple(attnames))
+    converters = column_converters(model, connection.alias, tuple(attnames))
     columns = ", ".join(f"{table}.{quote(column.target.column)}" for column, _ in converters)
     pk = model._meta.pk
     keys = [pk.get_db_prep_value(value, connection) for value in pks]

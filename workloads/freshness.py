@@ -22,7 +22,7 @@ from datetime import datetime
 
 from django.db import connections, models
 
-from workloads.fastsql import _converters, instance_from_row, token_select_sql, token_stamp_sql
+from workloads.fastsql import column_converters, instance_from_row, token_select_sql, token_stamp_sql
 from workloads.models import PoolHold, WorkloadClass
 from workloads.models.incidents import OPEN_HOLD_STATES
 
@@ -69,7 +69,7 @@ def _class_select_sql(alias: str, field: str) -> tuple[str, tuple[str, ...]]:
     quote = connections[alias].ops.quote_name
     table = _class_table(alias)
     columns = ", ".join(
-        f"{table}.{quote(column.target.column)}" for column, _ in _converters(WorkloadClass, alias, attnames)
+        f"{table}.{quote(column.target.column)}" for column, _ in column_converters(WorkloadClass, alias, attnames)
     )
     where = f"{table}.{quote(WorkloadClass._meta.get_field(field).column)} = %s"
     sql = f"SELECT {columns}, {_paused_sql(alias)}, {_class_stamp_sql(alias)} FROM {table} WHERE {where}"
