@@ -91,23 +91,6 @@ from tests.contract.fakes.fixtures import (  # noqa: E402,F401  (fixtures for ev
 )
 
 
-@pytest.fixture
-def general_ingestion_path():
-    """Ingestion as SQLite and Pub/Sub see it: the local queue without its one-statement publish,
-    so claims and publishes take the transaction of the general path."""
-    from dataclasses import replace
-
-    from workloads.providers import get_providers, set_providers
-    from workloads.providers.local import LocalQueue
-
-    class QueueWithoutGuardedPublish(LocalQueue):
-        supports_guarded_publish = False
-
-    set_providers(replace(get_providers(), queue=QueueWithoutGuardedPublish()))
-    yield
-    set_providers(None)
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """Report every "emulator not installed" skip at one location, so `-ra` folds them into ONE

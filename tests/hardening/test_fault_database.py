@@ -1,11 +1,8 @@
 """The database connection drops in the middle of an ingestion request: PostgreSQL terminates the
 request's backend (pg_terminate_backend from another connection) just before, or just after, one
-of the statements that claim the keys and publish (the transaction that claims, publishes and
-records the receipts on the general path; one statement on the local queue and PostgreSQL).
+of the statements of the transaction that claims the keys, publishes and records the receipts.
 The client gets a 503 with Retry-After and a readable JSON error, nothing of the request is left
 behind (no idempotency key, no queued message), and sending the events again is accepted as new.
-A drop after the one statement comes after its commit: the client hears the events were
-accepted, which they were.
 (A request alone is its own group and leads it on its own connection; a drop in a group of
 several: tests/hardening/test_ingestion_group_faults.py.)"""
 
@@ -66,25 +63,19 @@ def producer(transactional_db, make_user, token_client):
 
 
 PAIR = [EVENT, {**EVENT, "document_id": "doc-2"}]
-GUARDED = "WITH topic AS"  # the one statement that claims the keys and publishes (local queue, PostgreSQL)
 
 
 @pytest.mark.parametrize("body", [EVENT, PAIR])
 @pytest.mark.parametrize(
-    ("path", "sql", "when"),
+    ("sql", "when"),
     [
-        # The general path (SQLite, Pub/Sub, keys taken before): a transaction that claims the
-        # keys, publishes and records the message ids.
-        ("general", 'INSERT INTO "workloads_idempotencyrecord"', "before"),  # claiming the keys
-        ("general", 'INSERT INTO "workloads_localmessage"', "before"),  # publishing
-        ("general", 'INSERT INTO "workloads_localdelivery"', "after"),  # published, keys not updated
-        ("general", 'UPDATE "workloads_idempotencyrecord"', "after"),  # all written, before COMMIT
-        ("guarded", GUARDED, "before"),
+        ('INSERT INTO "workloads_idempotencyrecord"', "before"),  # claiming the keys
+        ('INSERT INTO "workloads_localmessage"', "before"),  # publishing
+        ('INSERT INTO "workloads_localdelivery"', "after"),  # published, keys not updated
+        ('UPDATE "workloads_idempotencyrecord"', "after"),  # all written, before COMMIT
     ],
 )
-def test_a_dropped_connection_is_a_503_and_leaves_nothing_half_written(request, producer, path, body, sql, when):
-    if path == "general":
-        request.getfixturevalue("general_ingestion_path")
+def test_a_dropped_connection_is_a_503_and_leaves_nothing_half_written(producer, body, sql, when):
     drop = DropConnection(sql, when)
     with connection.execute_wrapper(drop):
         response = producer.post(URL, body, format="json")
@@ -106,32 +97,6 @@ def test_a_dropped_connection_is_a_503_and_leaves_nothing_half_written(request, 
     assert retried.status_code == 202, retried.content
     events = len(body) if isinstance(body, list) else 1
     assert LocalMessage.objects.count() == events and IdempotencyRecord.objects.count() == events
-
-
-@pytest.mark.parametrize("body", [EVENT, PAIR])
-def test_a_connection_dropped_after_the_one_statement_loses_nothing_it_acknowledged(producer, body):
-    """The keys are claimed and the events published by one statement, committed as it ends: the
-    drop after it comes too late to undo anything, so the client is told the truth (accepted), and
-    sending the same again finds the original receipts."""
-    drop = DropConnection(GUARDED, "after")
-    with connection.execute_wrapper(drop):
-        response = producer.post(URL, body, format="json")
-    assert drop.fired
-    assert response.status_code == 202, response.content
-    connection.close_if_unusable_or_obsolete()
-    events = len(body) if isinstance(body, list) else 1
-    receipts = _receipts(response.json())
-    assert sorted(r.message_id for r in IdempotencyRecord.objects.all()) == sorted(receipts)
-    assert sorted(str(m.pk) for m in LocalMessage.objects.all()) == sorted(receipts)
-    assert len(receipts) == events and LocalDelivery.objects.count() == events
-
-    retried = producer.post(URL, body, format="json")
-    assert retried.status_code == 200, retried.content  # all duplicates, with the original receipts
-    assert _receipts(retried.json()) == receipts
-
-
-def _receipts(answer: dict) -> list[str]:
-    return [result["message_id"] for result in answer.get("results", [answer])]
 
 
 @pytest.mark.parametrize("htmx", [False, True])

@@ -126,12 +126,10 @@ class DropAfterTheLocalPart(DropConnection):
         self.published = False
 
     def __call__(self, execute, sql, params, many, context):
+        if 'INSERT INTO "workloads_localmessage"' in sql:
+            self.published = True
         if not self.published:
-            # After the statement that publishes (on PostgreSQL the local part's one statement
-            # claims its keys too): only a later claim is the networked part's.
-            result = execute(sql, params, many, context)
-            self.published = 'INSERT INTO "workloads_localmessage"' in sql
-            return result
+            return execute(sql, params, many, context)
         return super().__call__(execute, sql, params, many, context)
 
 

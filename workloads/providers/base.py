@@ -188,36 +188,12 @@ class SnapshotInfo:
     expire_time: datetime | None
 
 
-@dataclass(frozen=True)
-class GuardRows:
-    """Rows of the caller's own table, one per message, that a guarded publish inserts together
-    with the messages; a message whose row hits a unique constraint is not published (each row
-    guards its publish). Rows are inserted in the order of their values, leftmost column first,
-    so two publishes that share rows lock them in the same order: put the unique columns first.
-    `message_id_column` receives each message's id."""
-
-    table: str
-    columns: tuple[tuple[str, str], ...]  # (name, SQL type the value is cast to, e.g. "varchar")
-    rows: tuple[tuple, ...]  # one per message, values already adapted for the database driver
-    message_id_column: str
-
-
 class Queue(ABC):
     # Whether publish() writes to the caller's database and so belongs in its transaction (the
     # local queue). Otherwise publish is a network call, which must never be made inside a
     # transaction: the session would sit "idle in transaction", holding its locks, for as long as
     # the provider takes to answer.
     publish_joins_transaction = False
-    # Whether publish_guarded() works here (a queue kept in the caller's PostgreSQL database).
-    supports_guarded_publish = False
-
-    def publish_guarded(
-        self, spec: QueueSpec, messages: Sequence[OutboundMessage], guards: GuardRows
-    ) -> list[str | None]:
-        """Insert the guard rows and publish to the class topic the messages whose rows went in,
-        as one atomic step; per message, in input order, its id, or None when its row already
-        existed (then nothing of it is written or published)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot publish guarded by rows")
 
     @abstractmethod
     def ensure_resources(self, spec: QueueSpec, *, apply: bool = False) -> EnsureResult:

@@ -8,9 +8,7 @@ destination:
 - on the local queue (its publish writes to our own database) the claims, the messages and the
   receipts commit in one transaction, so nothing is ever half-written; a failure fails every
   claim of the group on it and nothing of them is kept (the group committer then retries each
-  request alone). On PostgreSQL a group of one class and one destination is one statement
-  instead (`Queue.publish_guarded`: the key records guard the messages and carry their ids): one
-  round trip where the transaction takes five; keys already taken then take the transaction;
+  request alone);
 - on Pub/Sub (and for a class running on Celery) the publish is a network call and no
   transaction spans it: the claims commit first, each destination's messages are published in
   one call (the client batches them, the futures are awaited together) within
@@ -31,7 +29,6 @@ earlier request of the group holds to the next group, where it reads the committ
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections import defaultdict
@@ -39,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.db.models import Q
 
 from workloads.fastsql import insert_rows, update_rows
@@ -51,7 +48,6 @@ from workloads.providers.base import (
     ATTR_INGESTED_AT,
     ATTR_SCHEMA_VERSION,
     ATTR_TRACE_ID,
-    GuardRows,
     OutboundMessage,
     ProviderError,
 )
@@ -99,9 +95,7 @@ def claim_and_publish(claims: list[Claim]) -> None:
     # A Celery broker is a network call outside our database, like Pub/Sub: the networked path.
     joined = [c for c in pending if queue.publish_joins_transaction and c.destination.runtime != Runtime.CELERY]
     networked = [c for c in pending if c not in joined]
-    if joined and _one_statement_fits(joined, queue):
-        _guarded(joined, queue)
-    elif joined:
+    if joined:
         _in_one_transaction(joined)
     if networked:
         _claims_then_publishes(networked)
@@ -136,81 +130,6 @@ def _in_one_transaction(claims: list[Claim]) -> None:
         _store_message_ids(receipts)
     for claim in claims:  # committed: only now are the results true
         claim.results, claim.settled = results[claim], True
-
-
-def _one_statement_fits(claims: list[Claim], queue) -> bool:
-    pairs = {(claim.workload_class.pk, claim.destination.pk) for claim in claims}
-    return len(pairs) == 1 and queue.supports_guarded_publish
-
-
-def _guarded(claims: list[Claim], queue) -> None:
-    """One class, one destination, the local queue on PostgreSQL: the free keys are claimed and
-    their events published by one statement, committed as it ends (outside a transaction) with
-    each key's record holding its message id. The keys that were taken (duplicates, conflicts,
-    expired or abandoned claims) then go through the transaction, which tells them apart; if that
-    fails, only the requests with such keys hear it (the others' events are committed)."""
-    workload_class, destination = claims[0].workload_class, claims[0].destination
-    members = [(claim, candidate) for claim in claims for candidate in claim.candidates]
-    if len({candidate.key for _claim, candidate in members}) != len(members):
-        raise ValueError("claim_and_publish needs the keys of one class to be unique")
-    message_ids = queue.publish_guarded(
-        queue_spec(destination),
-        [_outbound(destination, candidate) for _claim, candidate in members],
-        _key_record_guards(workload_class, [candidate for _claim, candidate in members]),
-    )
-    taken: dict[Claim, list[Candidate]] = defaultdict(list)
-    for (claim, candidate), message_id in zip(members, message_ids, strict=True):
-        if message_id is None:
-            taken[claim].append(candidate)
-        else:
-            claim.results[candidate.index] = _accepted(candidate, message_id)
-    for claim in claims:  # committed: their outcome is final
-        claim.settled = True
-    if not taken:
-        return
-    rest = {claim: Claim(claim.workload_class, claim.destination, candidates) for claim, candidates in taken.items()}
-    try:
-        _in_one_transaction(list(rest.values()))
-    except Exception as exc:  # noqa: BLE001 - the requests with taken keys hear it; the others are done
-        for claim in rest:
-            claim.error = exc
-        return
-    for claim, part in rest.items():
-        claim.results.update(part.results)
-
-
-def _key_record_guards(workload_class: WorkloadClass, candidates: list[Candidate]) -> GuardRows:
-    """The key records as guard rows of the publish (the message id comes with it)."""
-    connection = connections[router.db_for_write(IdempotencyRecord)]
-    fields = _guard_fields(connection.alias)
-    ttl = timedelta(seconds=workload_class.dedup_ttl_seconds)
-    rows = tuple(
-        tuple(
-            field.get_db_prep_save(value, connection)
-            for (field, _type), value in zip(
-                fields,
-                (workload_class.pk, c.key, c.fingerprint, c.ordering_key, c.trace_id, c.now, c.now + ttl),
-                strict=True,
-            )
-        )
-        for c in candidates
-    )
-    return GuardRows(
-        table=IdempotencyRecord._meta.db_table,
-        columns=tuple((field.column, sql_type) for field, sql_type in fields),
-        rows=rows,
-        message_id_column=IdempotencyRecord._meta.get_field("message_id").column,
-    )
-
-
-@functools.cache
-def _guard_fields(alias: str) -> tuple:
-    """(field, SQL type) of each guard column, worked out once. The class and the key, the unique
-    columns, come first: guard rows are inserted in the order of their values. Types without their
-    length (varchar, not varchar(255)): a cast would cut a value where the INSERT fails."""
-    connection = connections[alias]
-    fields = [IdempotencyRecord._meta.get_field(name) for name in _KEY_RECORD_FIELDS if name != "message_id"]
-    return tuple((field, field.db_type(connection).split("(")[0]) for field in fields)
 
 
 def _claims_then_publishes(claims: list[Claim]) -> None:

@@ -1,6 +1,5 @@
-"""Publishing: batches (`publish`), replays (`republish`) and ingestion's guarded publish
-(`publish_guarded`, its guard rows, messages and deliveries in one PostgreSQL statement): a
-message row and one delivery row per subscription of the topic."""
+"""Publishing: batches (`publish`) and replays (`republish`): a message row and one delivery row per
+subscription of the topic."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from functools import cache
 from django.db import connections, transaction
 
 from workloads.fastsql import insert_rows
-from workloads.providers.base import GuardRows, OutboundMessage, QueueSpec
+from workloads.providers.base import OutboundMessage, QueueSpec
 from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 from workloads.providers.local.names import not_found
 from workloads.providers.local.queue.common import PUBLISH_BATCH, TOPIC_HINT, check_outbound
@@ -109,48 +108,6 @@ class PublishingMixin:
         if message_ids is None:  # no topic, so nothing numbered and nothing written
             raise not_found("topic", name, TOPIC_HINT)
         return [str(message_id) for message_id in message_ids]
-
-    @property
-    def supports_guarded_publish(self) -> bool:
-        return connections[self.using].vendor == "postgresql"
-
-    def publish_guarded(
-        self, spec: QueueSpec, messages: Sequence[OutboundMessage], guards: GuardRows
-    ) -> list[str | None]:
-        """The guard rows, the messages whose rows went in and their deliveries in one statement
-        (ingestion's hot path: one round trip where a transaction takes five). Message ids are
-        drawn from the message table's sequence first, in input order, so each guard row carries
-        its message's id; an id whose row conflicted is simply skipped."""
-        if not self.supports_guarded_publish:
-            return super().publish_guarded(spec, messages, guards)
-        if len(guards.rows) != len(messages):
-            raise ValueError(f"{len(messages)} messages but {len(guards.rows)} guard rows")
-        if not messages:
-            return []
-        for message in messages:
-            check_outbound(message, spec.topic)
-        connection = connections[self.using]
-        adapt = {field: LocalMessage._meta.get_field(field) for field in ("data", "attributes", "published_at")}
-        now = adapt["published_at"].get_db_prep_save(self._now(), connection)
-        params = [
-            spec.topic,
-            LocalMessage._meta.db_table,
-            LocalMessage._meta.pk.column,
-            *(list(column) for column in zip(*guards.rows, strict=True)),  # one array per guard column
-            [adapt["data"].get_db_prep_save(bytes(m.data), connection) for m in messages],
-            [adapt["attributes"].get_db_prep_save(dict(m.attributes), connection) for m in messages],
-            [m.ordering_key for m in messages],
-            now,  # the messages'
-            now,  # the deliveries'
-            now,  # visible from
-        ]
-        sql = _guarded_publish_sql(self.using, guards.table, guards.columns, guards.message_id_column)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            [(message_ids,)] = cursor.fetchall()
-        if message_ids is None:  # no topic, so nothing numbered and nothing written
-            raise not_found("topic", spec.topic, TOPIC_HINT)
-        return [None if message_id is None else str(message_id) for message_id in message_ids]
 
     def _insert(
         self,
@@ -269,64 +226,4 @@ def _publish_sql(using: str) -> str:
         )
         SELECT array_agg(numbered.message_id ORDER BY numbered.position)
         FROM numbered JOIN message ON message.id = numbered.message_id
-    """
-
-
-@cache
-def _guarded_publish_sql(using: str, guard_table: str, guard_columns: tuple, message_id_column: str) -> str:
-    """publish_guarded's statement, built once per guard shape. Every data-modifying CTE runs once
-    and to completion, in one snapshot: a message is inserted only when its guard row was, and
-    deliveries only for those messages, one per subscription of the topic. The answer is one row:
-    the message ids in input order (NULL where the guard conflicted), or NULL for the whole array
-    when the topic does not exist (then nothing was numbered, and nothing written)."""
-    connection = connections[using]
-    quote = connection.ops.quote_name
-
-    def column(model, name):
-        return quote(model._meta.get_field(name).column)
-
-    def array_type(model, name):
-        return model._meta.get_field(name).cast_db_type(connection) + "[]"
-
-    guard_aliases = [f"guard_{index}" for index in range(len(guard_columns))]
-    arrays = [f"%s::{sql_type}[]" for _name, sql_type in guard_columns]
-    arrays += [f"%s::{array_type(LocalMessage, name)}" for name in ("data", "attributes", "ordering_key")]
-    at = "%s::" + LocalMessage._meta.get_field("published_at").cast_db_type(connection)
-    topic_id, subscription_topic = column(LocalTopic, "id"), column(LocalSubscription, "topic")
-    return f"""
-        WITH topic AS (
-            SELECT {topic_id} AS id FROM {quote(LocalTopic._meta.db_table)} WHERE {column(LocalTopic, "name")} = %s
-        ), numbered AS MATERIALIZED (
-            SELECT nextval(pg_get_serial_sequence(%s, %s)) AS message_id, input.*
-            FROM topic, unnest({", ".join(arrays)})
-                WITH ORDINALITY AS input({", ".join(guard_aliases)}, data, attributes, ordering_key, position)
-            ORDER BY input.position
-        ), guard (message_id) AS (
-            INSERT INTO {quote(guard_table)} ({", ".join(quote(name) for name, _type in guard_columns)},
-                                              {quote(message_id_column)})
-            SELECT {", ".join(guard_aliases)}, message_id::text FROM numbered ORDER BY {", ".join(guard_aliases)}
-            ON CONFLICT DO NOTHING RETURNING {quote(message_id_column)}
-        ), message AS (
-            INSERT INTO {quote(LocalMessage._meta.db_table)}
-                ({column(LocalMessage, "id")}, {column(LocalMessage, "topic")}, {column(LocalMessage, "data")},
-                 {column(LocalMessage, "attributes")}, {column(LocalMessage, "ordering_key")},
-                 {column(LocalMessage, "published_at")})
-            SELECT numbered.message_id, topic.id, numbered.data, numbered.attributes, numbered.ordering_key, {at}
-            FROM numbered JOIN guard ON guard.message_id = numbered.message_id::text CROSS JOIN topic
-            ORDER BY numbered.message_id
-            RETURNING {column(LocalMessage, "id")} AS id, {column(LocalMessage, "ordering_key")} AS ordering_key
-        ), delivery AS (
-            INSERT INTO {quote(LocalDelivery._meta.db_table)}
-                ({column(LocalDelivery, "subscription")}, {column(LocalDelivery, "message")},
-                 {column(LocalDelivery, "ordering_key")}, {column(LocalDelivery, "published_at")},
-                 {column(LocalDelivery, "visible_at")}, {column(LocalDelivery, "attempts")},
-                 {column(LocalDelivery, "lease_token")}, {column(LocalDelivery, "acked_at")},
-                 {column(LocalDelivery, "dead_lettered")})
-            SELECT s.{column(LocalSubscription, "id")}, message.id, message.ordering_key, {at}, {at}, 0, '', NULL, false
-            FROM {quote(LocalSubscription._meta.db_table)} s, message
-            WHERE s.{subscription_topic} = (SELECT id FROM topic)
-            ORDER BY message.id
-        )
-        SELECT array_agg(message.id ORDER BY numbered.position)
-        FROM numbered LEFT JOIN message ON message.id = numbered.message_id
     """
