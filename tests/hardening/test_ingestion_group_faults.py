@@ -95,15 +95,7 @@ def test_a_connection_dropped_mid_group_retries_each_request_alone(doc_class):
             connections.close_all()
 
     names = ["leader", "a", "b", "c"]
-    threads = [threading.Thread(target=request, args=(name,)) for name in names]
-    threads[0].start()
-    _wait(lambda: group_committer._leading and not group_committer._waiting)
-    for count, thread in enumerate(threads[1:], start=1):
-        thread.start()
-        _wait(lambda count=count: len(group_committer._waiting) == count)
-    held.release()
-    for thread in threads:
-        thread.join(timeout=60)
+    _run_as_one_group(held, [threading.Thread(target=request, args=(name,)) for name in names])
 
     assert sum(drop.fired for drop in drops) == 1  # the group of a, b and c lost its connection
     assert {name: outcomes[name].status for name in names} == dict.fromkeys(names, Status.ACCEPTED), outcomes
@@ -202,15 +194,7 @@ def _mixed_group(doc_class, legacy_class, wrapper: Callable[[str], Callable]) ->
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=request, args=(name,)) for name in requests]
-    threads[0].start()
-    _wait(lambda: group_committer._leading and not group_committer._waiting)
-    for count, thread in enumerate(threads[1:], start=1):
-        thread.start()
-        _wait(lambda count=count: len(group_committer._waiting) == count)
-    held.release()
-    for thread in threads:
-        thread.join(timeout=60)
+    _run_as_one_group(held, [threading.Thread(target=request, args=(name,)) for name in requests])
     return outcomes
 
 
@@ -295,6 +279,19 @@ def test_a_group_of_local_and_celery_claims_with_the_broker_down(doc_class, lega
         celery.idempotency_key: [celery.message_id],
         kept.idempotency_key: [kept.message_id],
     }
+
+
+def _run_as_one_group(held, threads: list[threading.Thread]) -> None:
+    """Start the first thread, which leads and waits on the `held` key, then the others one by one
+    until each waits behind it, so that they form one group; release the key and join them all."""
+    threads[0].start()
+    _wait(lambda: group_committer._leading and not group_committer._waiting)
+    for count, thread in enumerate(threads[1:], start=1):
+        thread.start()
+        _wait(lambda count=count: len(group_committer._waiting) == count)
+    held.release()
+    for thread in threads:
+        thread.join(timeout=60)
 
 
 def _wait(condition, timeout: float = 30.0) -> None:
