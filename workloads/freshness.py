@@ -3,13 +3,13 @@ answer rests on, computed by the database with one SQL expression, so that a pro
 rows it read (workloads/services/ingestion_lookups.py) and re-check all of a group's in one
 statement (`current_stamps`) instead of reading them again on every request.
 
-- A token's stamp (`workloads.fastsql.token_select_sql`): its expiry, secret, scopes, its user, whether
+- A token's stamp (`workloads.fastsql.tokens.token_select_sql`): its expiry, secret, scopes, its user, whether
   the user is active or a superuser, and the user's roles (groups and per-environment). A revoked
   or expired token has no row, so no stamp.
 - A class's stamp: every column of its row, and whether it is paused (an open pool hold), which a
   class that sheds load while paused refuses ingestion on. A deleted class has no row.
 
-Plain SQL for the reason given in workloads/fastsql.py; the class is loaded through the ORM's own
+Plain SQL for the reason given in workloads/fastsql/; the class is loaded through the ORM's own
 converters (`instance_from_row`), as `WorkloadClass.objects.get()` loads it.
 """
 
@@ -22,7 +22,8 @@ from datetime import datetime
 
 from django.db import connections, models
 
-from workloads.fastsql import column_converters, instance_from_row, token_select_sql, token_stamp_sql
+from workloads.fastsql.reads import column_converters, instance_from_row
+from workloads.fastsql.tokens import token_select_sql, token_stamp_sql
 from workloads.models import PoolHold, WorkloadClass
 from workloads.models.incidents import OPEN_HOLD_STATES
 

@@ -1,4 +1,4 @@
-"""workloads/fastsql.py, the product's plain SQL for speed. It is pinned to the Django version its
+"""workloads/fastsql/, the product's plain SQL for speed. It is pinned to the Django version its
 statements were checked against, and what it writes is byte for byte what the ORM writes (the
 tables read back with plain SQL after each way). insert_rows: in input order, with ON CONFLICT DO
 NOTHING and RETURNING, on PostgreSQL (one array per column) and SQLite (a VALUES list);
@@ -13,16 +13,10 @@ import pytest
 from django.db import DataError, connections, transaction
 
 from tests.workloads.providers.conftest import ALIASES
-from workloads import fastsql
-from workloads.fastsql import (
-    CHECKED_WITH_DJANGO,
-    get_by_field,
-    insert_rows,
-    instance_from_row,
-    set_field_by_pk,
-    update_rows,
-    values_by_pks,
-)
+from workloads.fastsql import CHECKED_WITH_DJANGO
+from workloads.fastsql import writes as fastsql_writes
+from workloads.fastsql.reads import get_by_field, instance_from_row, values_by_pks
+from workloads.fastsql.writes import insert_rows, set_field_by_pk, update_rows
 from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -137,7 +131,7 @@ def test_the_statements_were_checked_against_the_django_version_in_use():
     # converters). On an upgrade: run this module, test_class_lookup.py and test_token_lookup.py on
     # the new version, read Django's release notes for those internals, then move the constant.
     assert django.VERSION[:2] == CHECKED_WITH_DJANGO, (
-        f"Django {django.__version__}: re-check workloads/fastsql.py (its docstring says how) and set "
+        f"Django {django.__version__}: re-check workloads/fastsql/ (its docstring says how) and set "
         f"CHECKED_WITH_DJANGO to {django.VERSION[:2]}"
     )
 
@@ -266,7 +260,7 @@ def test_many_rows_go_through_copy_and_are_stored_as_bulk_create_stores_them(ali
     # From COPY_FROM_ROWS rows on, PostgreSQL takes them through COPY into a temporary table and
     # one INSERT ... SELECT (a threshold of 3 here, so five rows do): the same rows as the ORM's,
     # JSON, bytes, NULLs and microseconds included; upserts and too-long values behave the same.
-    monkeypatch.setattr(fastsql, "COPY_FROM_ROWS", 3)
+    monkeypatch.setattr(fastsql_writes, "COPY_FROM_ROWS", 3)
     topic, subscription = _topic_and_subscription(alias)
     message_fields = ("topic", "data", "attributes", "ordering_key", "published_at")
     messages = _message_values(topic, 5) + [(topic.pk, b"", "a JSON string", "", AT), (topic.pk, b"", [1, "x"], "", AT)]

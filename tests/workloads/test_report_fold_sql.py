@@ -1,5 +1,5 @@
 """The worker reports folded into minute rollups in SQL (the local provider's ReportRows through
-workloads.fastsql.report_rollups_fold, on PostgreSQL) must store what the generic path stores (the
+workloads.fastsql.report_fold.report_rollups_fold, on PostgreSQL) must store what the generic path stores (the
 same reports read as series() points, turned into cells and rows in Python): every column of the
 minute and hourly rollups, the live values (ClassTelemetry) and the running counters with their
 cost, byte for byte as PostgreSQL prints them. The same scenario runs twice from the same start,

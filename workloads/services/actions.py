@@ -47,7 +47,7 @@ from django.db.models.functions import Left, RowNumber
 from django.utils import timezone
 
 from workloads.errors import ApplicationError
-from workloads.fastsql import insert_rows, update_rows
+from workloads.fastsql.writes import insert_rows, update_rows
 from workloads.models import Action, ActionState, ActionStep, AuditResult, StepState, WorkloadClass
 from workloads.models.actions import FINAL_ACTION_STATES
 from workloads.providers.base import ProviderError

@@ -20,7 +20,8 @@ from decimal import Decimal
 from django.db.models import F
 
 from workloads.domain import histogram
-from workloads.fastsql import FoldedClass, update_rows
+from workloads.fastsql.report_fold import FoldedClass
+from workloads.fastsql.writes import update_rows
 from workloads.models import ClassCounters, MetricRollup, Resolution, WorkloadClass
 from workloads.selectors.cost import usage_cost
 from workloads.selectors.rollups import USAGE_COLUMNS
@@ -47,7 +48,7 @@ def counters_advance(
     """Add each polled minute's gain to its class's totals. `cells` maps (class id, minute) to the
     rollup columns the poll is about to write; call it in the poll's transaction, before the
     upsert (it reads the values the minutes hold now). `folded`: what the minutes folded in SQL
-    gained (workloads.fastsql.report_rollups_fold), worked out there the way this adds up cells."""
+    gained (workloads.fastsql.report_fold.report_rollups_fold), worked out there the way this adds up cells."""
     if not cells and not folded:
         return
     counters = counters_lock([class_id for class_id, _bucket in cells] + [f.class_id for f in folded])

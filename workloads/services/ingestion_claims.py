@@ -39,7 +39,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from workloads.fastsql import insert_rows, update_rows
+from workloads.fastsql.writes import insert_rows, update_rows
 from workloads.models import IdempotencyRecord, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import (
@@ -343,7 +343,7 @@ def _stored_records(workload_class: WorkloadClass, candidates: list[Candidate]) 
 
 def _store_message_ids(receipts: list[tuple[str, int]]) -> None:
     """The receipt a duplicate gets back: (message id, record id) pairs, one UPDATE from arrays on
-    PostgreSQL whatever the group's size (workloads/fastsql.py)."""
+    PostgreSQL whatever the group's size (workloads/fastsql/)."""
     if receipts:
         update_rows(IdempotencyRecord, ["message_id"], [(record_id, message_id) for message_id, record_id in receipts])
 

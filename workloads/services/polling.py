@@ -7,7 +7,7 @@ number of projects and classes. Then refresh the hourly rows of the hours touche
 
 A port that offers the worker reports' metrics as a SELECT on our own database (Metrics.report_rows:
 the local provider on PostgreSQL) has them folded into the minute rollups, and the counters' gains
-worked out, by one statement (workloads.fastsql.report_rollups_fold) instead of points and cells in
+worked out, by one statement (workloads.fastsql.report_fold.report_rollups_fold) instead of points and cells in
 Python; the rows are the same (tests/workloads/test_report_fold_sql.py).
 
 Every function takes the time as an explicit `now` and is safe to run twice or late: rollups are
@@ -28,7 +28,8 @@ from django.db import DEFAULT_DB_ALIAS, connection, transaction
 
 from workloads.domain import histogram
 from workloads.domain.windows import floor_hour, floor_minute
-from workloads.fastsql import FoldClass, FoldedClass, insert_rows, report_rollups_fold
+from workloads.fastsql.report_fold import FoldClass, FoldedClass, report_rollups_fold
+from workloads.fastsql.writes import insert_rows
 from workloads.models import ClassTelemetry, MetricRollup, PollRun, Resolution, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import (
@@ -323,7 +324,7 @@ def _reports_fold(
     clock: float,
     runs: list[PollRun],
 ) -> list[FoldedClass]:
-    """Fold the report metrics into minute rollups in SQL (workloads.fastsql.report_rollups_fold),
+    """Fold the report metrics into minute rollups in SQL (workloads.fastsql.report_fold.report_rollups_fold),
     recording a PollRun per metric as a series() read would. A failure rolls the fold back alone
     and is recorded on each of them; the other metrics still land."""
     rates = {

@@ -35,7 +35,8 @@ from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from workloads.errors import ApplicationError
-from workloads.fastsql import update_rows, values_by_pks
+from workloads.fastsql.reads import values_by_pks
+from workloads.fastsql.writes import update_rows
 from workloads.models import Action, ActionKind, ActionStep, DeadLetter, DeadLetterStatus, WorkloadClass
 from workloads.providers import get_providers
 from workloads.providers.base import ProviderError

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from workloads.domain.scaling import DecisionInputs, ScalingSettings, clamp, desired_instances, scaling_decision
 from workloads.domain.scheduling import InstanceBounds, instance_bounds
-from workloads.fastsql import update_rows
+from workloads.fastsql.writes import update_rows
 from workloads.models import (
     Action,
     ActionKind,

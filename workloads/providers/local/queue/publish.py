@@ -10,7 +10,7 @@ from functools import cache
 
 from django.db import connections, transaction
 
-from workloads.fastsql import insert_rows
+from workloads.fastsql.writes import insert_rows
 from workloads.providers.base import OutboundMessage, QueueSpec
 from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 from workloads.providers.local.names import not_found

@@ -1,0 +1,238 @@
+"""Multi-row INSERT and UPDATE by hand, for speed (the reason: workloads/fastsql/__init__.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connections, models, transaction
+
+# SQLite binds at most 32766 parameters per statement; PostgreSQL 65535.
+MAX_PARAMETERS = 30000
+
+# From this many rows on, `insert_rows` on PostgreSQL sends them with COPY into a temporary table
+# (see _insert_copy); fewer go in one array per column, which costs less for a few rows (no table
+# to create) but much more for thousands (the driver builds each array's text in Python).
+COPY_FROM_ROWS = 1000
+
+
+# --- writes ------------------------------------------------------------------------------------------
+
+
+def insert_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    using: str = "default",
+    ignore_conflicts: bool = False,
+    unique_fields: Sequence[str] = (),
+    update_fields: Sequence[str] = (),
+    returning: Sequence[str] = (),
+) -> list[tuple]:
+    """INSERT `rows` (values in the order of `fields`) into the model's table; returns the
+    `returning` columns of the inserted rows, in insertion order (as `bulk_create` assumes).
+    With `ignore_conflicts`, rows that hit a unique constraint are skipped and not returned; with
+    `unique_fields` and `update_fields`, a row whose unique fields exist already updates those
+    fields of it instead (an upsert, as `bulk_create(update_conflicts=True)`)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    model_fields = [model._meta.get_field(name) for name in fields]
+    table = quote(model._meta.db_table)
+    columns = ", ".join(quote(field.column) for field in model_fields)
+    row_placeholder = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
+    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    if update_fields:
+        unique = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
+        updates = (quote(model._meta.get_field(name).column) for name in update_fields)
+        suffix = f" ON CONFLICT ({unique}) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)
+    if returning:
+        suffix += " RETURNING " + ", ".join(quote(model._meta.get_field(name).column) for name in returning)
+    if connection.vendor == "postgresql" and len(rows) >= COPY_FROM_ROWS and not returning:
+        return _insert_copy(connection, model, model_fields, rows, columns, suffix)
+    if connection.vendor == "postgresql" and len(rows) > 1:
+        return _insert_unnest(connection, model_fields, rows, f"INSERT INTO {table} ({columns})", suffix, returning)
+    rows_per_statement = max(1, MAX_PARAMETERS // len(model_fields))
+    returned: list[tuple] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), rows_per_statement):
+            chunk = rows[start : start + rows_per_statement]
+            params = [
+                field.get_db_prep_save(value, connection)
+                for row in chunk
+                for field, value in zip(model_fields, row, strict=True)
+            ]
+            values = ", ".join([row_placeholder] * len(chunk))
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}", params)
+            if returning:
+                returned += [tuple(row) for row in cursor.fetchall()]
+    return returned
+
+
+def _insert_unnest(connection, model_fields, rows, insert, suffix, returning) -> list[tuple]:
+    """PostgreSQL: one array per column, `INSERT ... SELECT * FROM unnest(...)`, as Django's own
+    bulk_create does since 5.2. The statement's text is the same whatever the row count, so the
+    driver converts it once and PostgreSQL plans it once (a VALUES list of 500 rows cost 16 ms of
+    driver time per statement, re-splitting its 4,500 placeholders). Rows go in, and come back
+    through RETURNING, in the arrays' order."""
+    # Without the length (varchar, not varchar(255)): a cast would truncate where the INSERT fails.
+    arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in model_fields)
+    params = [_column(connection, field, [row[index] for row in rows]) for index, field in enumerate(model_fields)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{insert} SELECT * FROM unnest({arrays}){suffix}", params)
+        return [tuple(row) for row in cursor.fetchall()] if returning else []
+
+
+def _insert_copy(connection, model, model_fields, rows, columns, suffix) -> list:
+    """PostgreSQL, many rows: COPY them into a temporary table shaped like the target's columns,
+    then one `INSERT ... SELECT` from it with the same ON CONFLICT clause. COPY's rows are written
+    by the driver's C code, where the arrays of _insert_unnest are built in Python (seconds for
+    12,000 rollup rows of 26 columns); the values are prepared by the same _column. The temporary
+    table has the target's column types (varchar lengths included: a value too long fails here
+    as it would in the INSERT) and lives only inside this call's transaction or savepoint."""
+    params = [
+        _json_texts(connection, field, [row[index] for row in rows])
+        if field.get_internal_type() == "JSONField"
+        else _column(connection, field, [row[index] for row in rows])
+        for index, field in enumerate(model_fields)
+    ]
+    table = connection.ops.quote_name(model._meta.db_table)
+    scratch = connection.ops.quote_name(f"fastsql_copy_{model._meta.db_table}")
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE {scratch} ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA")
+        # Django wraps execute()'s errors in its own (DataError, IntegrityError...), not COPY's.
+        with connection.wrap_database_errors, cursor.copy(f"COPY {scratch} ({columns}) FROM STDIN") as copy:
+            for values in zip(*params, strict=True):
+                copy.write_row(values)
+        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {scratch}{suffix}")
+        cursor.execute(f"DROP TABLE {scratch}")  # gone now: the caller's transaction may go on
+    return []
+
+
+def _json_texts(connection, field, values: list) -> list:
+    """COPY: a JSONField's lists and dicts as the JSON text its adaptation would send (Django's
+    `Jsonb(value, dumps=get_json_dumps(encoder))` dumps them with that function), without a
+    wrapper per value for the driver to unwrap (a second per 36,000 values); anything else goes
+    through the field's own get_db_prep_save (None stays SQL NULL)."""
+    from django.db.backends.postgresql.operations import get_json_dumps
+
+    dumps = get_json_dumps(field.encoder)
+    prepare = field.get_db_prep_save
+    return [dumps(value) if type(value) in (list, dict) else prepare(value, connection) for value in values]
+
+
+# PostgreSQL: values of these Python types go to the driver as they are for fields of these types:
+# what each field's get_db_prep_save returns for them unchanged, minus its calls (seconds per
+# 100k values: a poll upserts some 20 columns of 12,000 rollups).
+_AS_IS = {
+    "AutoField": int,
+    "BigAutoField": int,
+    "SmallAutoField": int,
+    "IntegerField": int,
+    "BigIntegerField": int,
+    "PositiveIntegerField": int,
+    "PositiveBigIntegerField": int,
+    "SmallIntegerField": int,
+    "FloatField": float,
+    "CharField": str,
+    "TextField": str,
+    "BooleanField": bool,
+}
+
+
+def _column(connection, field, values: list) -> list:
+    """One column's values prepared as the field would, skipping the field for values it keeps as
+    they are: None, the field's own Python type (an int in a FloatField is converted, as it must be:
+    one array holds one type), and aware datetimes in a DateTimeField."""
+    target = field.target_field if field.is_relation else field
+    kind = target.get_internal_type()
+    prepare = field.get_db_prep_save
+    if kind == "DateTimeField":
+        return [
+            value
+            if value is None or (type(value) is datetime and value.utcoffset() is not None)
+            else prepare(value, connection)
+            for value in values
+        ]
+    as_is = _AS_IS.get(kind)
+    if as_is is None:
+        return [prepare(value, connection) for value in values]
+    return [value if value is None or type(value) is as_is else prepare(value, connection) for value in values]
+
+
+def update_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    where: dict | None = None,
+    using: str = "default",
+) -> int:
+    """UPDATE the model's rows by primary key: each of `rows` is (pk, one value per field), and
+    only where the columns of `where` equal its values; returns how many rows were updated. The
+    ORM's `bulk_update` builds a CASE per field with one WHEN per row (seconds of Python for 500
+    rows of five fields); this is one statement on PostgreSQL (`UPDATE ... FROM unnest(...)`) and
+    one prepared statement run per row on SQLite."""
+    if not rows:
+        return 0
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    model_fields = [pk] + [model._meta.get_field(name) for name in fields]
+    table = quote(model._meta.db_table)
+    if connection.vendor == "postgresql":
+        params = [_column(connection, field, [row[index] for row in rows]) for index, field in enumerate(model_fields)]
+    else:
+        params = [
+            [field.get_db_prep_save(row[index], connection) for row in rows] for index, field in enumerate(model_fields)
+        ]
+    condition, condition_params = and_equal_sql(model, table, where, connection)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in model_fields)
+            names = ", ".join(f"v{index}" for index in range(len(model_fields)))
+            assignments = ", ".join(
+                f"{quote(field.column)} = v.v{index}" for index, field in enumerate(model_fields) if index
+            )
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS v({names}) "
+                f"WHERE {table}.{quote(pk.column)} = v.v0{condition}",
+                params + condition_params,
+            )
+        else:
+            assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields[1:])
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE {table}.{quote(pk.column)} = %s{condition}",
+                [list(values[1:]) + [values[0]] + condition_params for values in zip(*params, strict=True)],
+            )
+        return cursor.rowcount
+
+
+def and_equal_sql(model: type[models.Model], table: str, where: dict | None, connection) -> tuple[str, list]:
+    """` AND <table>.<column> = %s` for each field of `where` ({name: value}), and its values."""
+    quote = connection.ops.quote_name
+    conditions = [(model._meta.get_field(name), value) for name, value in (where or {}).items()]
+    sql = "".join(f" AND {table}.{quote(field.column)} = %s" for field, _ in conditions)
+    return sql, [field.get_db_prep_value(value, connection) for field, value in conditions]
+
+
+def set_field_by_pk(
+    model: type[models.Model], field: str, values: Iterable[tuple[Any, Any]], *, using: str = "default"
+) -> None:
+    """Set one field of many rows, each to its own value: `values` is (value, pk) pairs. A plain
+    UPDATE per row sent together (executemany pipelines them on PostgreSQL), instead of the ORM's
+    CASE WHEN `bulk_update` that costs more to build than to run for a few rows."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    model_field = model._meta.get_field(field)
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} SET {quote(model_field.column)} = %s "
+        f"WHERE {quote(model._meta.pk.column)} = %s"
+    )
+    params = [
+        (model_field.get_db_prep_save(value, connection), model._meta.pk.get_db_prep_value(pk, connection))
+        for value, pk in values
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
