@@ -15,7 +15,7 @@ Each request gets its own outcome:
   with each request alone, so one bad request never fails the others; the failing one hears
   its own error. Only what did not happen is retried: when the group held local-queue claims
   and networked ones (Pub/Sub, Celery) and the networked part failed after the local part had
-    committed, the committed claims keep their results (accepted, not duplicates of themselves);
+  committed, the committed claims keep their results (accepted, not duplicates of themselves);
 - a key that an earlier request of the group carries (the same event sent twice at once) waits
   for the next group, where it finds the first one's committed receipt (a duplicate with the same
   message id, or a conflict).

@@ -337,6 +337,7 @@ def _reports_fold(
     for wc in classes:
         latency = thresholds[wc.pk].latency
         below, share = histogram.below_threshold(latency) if latency is not None else (None, None)
+        per_record, per_1k_tokens = rates.get(wc.pk, (None, None))
         fold_classes.append(
             FoldClass(
                 class_id=wc.pk,
@@ -344,8 +345,8 @@ def _reports_fold(
                 latency_below=below,
                 latency_share=share,
                 newest_other=newest.get(wc.pk),
-                per_record=rates.get(wc.pk, (None, None))[0],
-                per_1k_tokens=rates.get(wc.pk, (None, None))[1],
+                per_record=per_record,
+                per_1k_tokens=per_1k_tokens,
             )
         )
     started_at = now + timedelta(seconds=time.monotonic() - clock)
