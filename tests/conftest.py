@@ -2,9 +2,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from controlplane.roles import Role
+from tests.callers import PASSWORD, user_with_role
 from workloads.services.ingestion_lookups import forget_all
 from workloads.services.tokens import api_token_issue
-from workloads.services.users import user_create
 
 
 @pytest.fixture(autouse=True)
@@ -18,14 +18,8 @@ def _fresh_ingestion_lookups():
 
 @pytest.fixture
 def make_user(db):
-    def make(username: str, role: Role | None = Role.VIEWER, password: str = "correct-horse-battery-9"):
-        from django.contrib.auth import get_user_model
-
-        if role is None:
-            user = get_user_model().objects.create_user(username=username, password=password)
-        else:
-            user = user_create(actor=None, username=username, role=role, password=password)
-        return user
+    def make(username: str, role: Role | None = Role.VIEWER, password: str = PASSWORD):
+        return user_with_role(username, role, password)
 
     return make
 
