@@ -1,37 +1,49 @@
-"""The permission matrix: every registry endpoint x every kind of caller -> expected status."""
+"""The permission matrix: every registry endpoint x every kind of caller -> expected status, against
+one world built once for the module (tests/shared_rows.py). How tokens and sessions are checked at
+the door is tests/api/test_token_authentication.py."""
 
 import pytest
-from rest_framework.test import APIClient
 
 from controlplane.roles import Role
+from tests.callers import ANONYMOUS, clients_of, session_of, token_of, user_with_role
 from tests.factories import CostRatesFactory, WorkloadClassFactory, class_payload
-from workloads.models import ApiToken, AuditEvent, AuditResult
-from workloads.services.tokens import api_token_issue, api_token_revoke
+from tests.shared_rows import shared_rows
+from workloads.models import AuditEvent
+from workloads.services.tokens import api_token_issue
 
 CALLERS = ["anonymous", "outsider", "viewer", "operator", "admin", "admin_token", "read_token", "ingest_token"]
 
 
-@pytest.fixture
-def world(db, make_user):
-    """Objects every endpoint can act on, and one client per kind of caller."""
-    WorkloadClassFactory(slug="existing-class")
-    CostRatesFactory(name="spare-rates")
-    CostRatesFactory(name="new-rates-base")
-    admin = make_user("root-admin", Role.ADMIN)
-    token, _raw = api_token_issue(actor=None, user=admin, name="victim")
-    audit_id = AuditEvent.objects.first().pk
+@pytest.fixture(scope="module")
+def shared_world(django_db_setup, django_db_blocker):
+    """Objects every endpoint can act on, and how each kind of caller authenticates. Built once for
+    the module's tests (tests/shared_rows.py): what a test's request changes (a class deleted, a
+    token revoked) is rolled back with the test's own savepoint."""
+    with shared_rows(django_db_blocker):
+        WorkloadClassFactory(slug="existing-class")
+        CostRatesFactory(name="spare-rates")
+        CostRatesFactory(name="new-rates-base")
+        admin = user_with_role("root-admin", Role.ADMIN)
+        token, _raw = api_token_issue(actor=None, user=admin, name="victim")
+        audit_id = AuditEvent.objects.first().pk
 
-    clients = {"anonymous": APIClient()}
-    for name, role in [("outsider", None), ("viewer", Role.VIEWER), ("operator", Role.OPERATOR), ("admin", Role.ADMIN)]:
-        client = APIClient()
-        client.force_login(make_user(f"{name}-user", role))
-        clients[name] = client
-    for name, scopes in [("admin_token", ["*"]), ("read_token", ["read"]), ("ingest_token", ["ingest:*"])]:
-        _token, raw = api_token_issue(actor=None, user=admin, name=name, scopes=scopes)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-        clients[name] = client
-    return {"clients": clients, "token_id": token.pk, "audit_id": audit_id}
+        callers = {"anonymous": ANONYMOUS}
+        for name, role in [
+            ("outsider", None),
+            ("viewer", Role.VIEWER),
+            ("operator", Role.OPERATOR),
+            ("admin", Role.ADMIN),
+        ]:
+            callers[name] = session_of(user_with_role(f"{name}-user", role))
+        for name, scopes in [("admin_token", ["*"]), ("read_token", ["read"]), ("ingest_token", ["ingest:*"])]:
+            callers[name] = token_of(admin, name, scopes)
+        yield {"callers": callers, "token_id": token.pk, "audit_id": audit_id}
+
+
+@pytest.fixture
+def world(shared_world, db):
+    """The module's world with a new client per kind of caller (tests/callers.py)."""
+    return {**shared_world, "clients": clients_of(shared_world["callers"])}
 
 
 def _expect(
@@ -93,79 +105,3 @@ def test_permission_matrix(world, caller, method, url, body, expected):
         kwargs["data"] = body(world)
     response = getattr(client, method)(url, **kwargs)
     assert response.status_code == expected[caller], (caller, method, url, response.content[:300])
-
-
-@pytest.mark.parametrize("url", ["/api/schema/", "/api/docs/"])
-def test_api_docs_are_public(db, url):
-    assert APIClient().get(url).status_code == 200
-
-
-def test_a_revoked_token_stops_working(admin_user, token_client):
-    client, token = token_client(admin_user)
-    assert client.get("/api/v1/classes/").status_code == 200
-    api_token_revoke(actor=admin_user, token=token)
-    response = client.get("/api/v1/classes/")
-    assert response.status_code == 401
-    assert response["WWW-Authenticate"].startswith("Bearer")
-
-
-def test_an_expired_token_stops_working(admin_user):
-    from datetime import timedelta
-
-    import time_machine
-    from django.utils import timezone
-
-    token, raw = api_token_issue(
-        actor=None, user=admin_user, name="short", expires_at=timezone.now() + timedelta(hours=1)
-    )
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    assert client.get("/api/v1/me/").status_code == 200
-    with time_machine.travel(timezone.now() + timedelta(hours=2)):
-        assert client.get("/api/v1/me/").status_code == 401
-
-
-def test_a_token_of_a_deactivated_user_stops_working(admin_user, token_client):
-    client, _token = token_client(admin_user)
-    admin_user.is_active = False
-    admin_user.save()
-    assert client.get("/api/v1/me/").status_code == 401
-
-
-@pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Bearer cpt_nope", "Bearer cpt_abc_wrongsecret"])
-def test_malformed_or_wrong_tokens_are_401(db, header):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=header)
-    assert client.get("/api/v1/classes/").status_code == 401
-
-
-def test_a_token_acts_with_its_users_role(make_user, token_client):
-    client, _token = token_client(make_user("viewer-bot", Role.VIEWER))
-    assert client.get("/api/v1/classes/").status_code == 200
-    assert client.post("/api/v1/classes/", class_payload(), format="json").status_code == 403
-    assert client.get("/api/v1/me/").json() == {
-        "username": "viewer-bot",
-        "role": "viewer",
-        "token": "test-token",
-        "scopes": ["*"],
-        "time_display": "utc",
-    }
-
-
-def test_the_token_text_is_shown_once_and_stored_hashed(admin_user, client_as):
-    client = client_as(admin_user)
-    response = client.post("/api/v1/tokens/", {"name": "ci", "scopes": ["read"]}, format="json")
-    raw = response.json()["token"]
-    token = ApiToken.objects.get(pk=response.json()["id"])
-    # The secret is everything after the key id: it may itself contain "_" (urlsafe base64).
-    _key_id, secret = ApiToken.parse_token(raw)
-    assert raw not in token.secret_hash and secret not in str(token.__dict__)
-    assert "token" not in client.get(f"/api/v1/tokens/{token.pk}/").json()
-
-
-def test_denied_writes_are_audited(viewer, client_as):
-    response = client_as(viewer).post("/api/v1/classes/", class_payload(), format="json")
-    assert response.status_code == 403
-    event = AuditEvent.objects.get(action="request.denied")
-    assert event.result == AuditResult.DENIED and event.actor_label == viewer.username
-    assert event.target_repr == "POST /api/v1/classes/"
