@@ -1,19 +1,20 @@
 """The alerts API: channels (write-only secrets, test sends), routes, incidents with acknowledge,
-silences with preview; role checks for every endpoint and an audit event for every change."""
+silences with preview; an audit event for every change. The role checks of every endpoint are
+tests/api/test_notifications_permissions.py, on the world built here."""
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from controlplane.roles import Role
+from tests.callers import ANONYMOUS, clients_of, session_of, token_of, user_with_role
 from tests.notifications.helpers import make_slo, open_alert, sync
 from tests.notifications.receiver import Reply, start_receiver
 from workloads.models import AuditEvent, NotificationChannel, NotificationRoute, Silence, SloIncident
 from workloads.services.alert_incidents import incident_acknowledge
 
-CALLERS = ["anonymous", "viewer", "operator", "admin", "read_token"]
+IN_FUTURE = (timezone.now() + timedelta(hours=2)).isoformat()
 
 
 @pytest.fixture
@@ -24,10 +25,9 @@ def receiver():
     r.server.server_close()
 
 
-@pytest.fixture
-def world(db, make_user, receiver):
-    from workloads.services.tokens import api_token_issue
-
+def build_world(receiver) -> dict:
+    """A webhook channel to the receiver, the default route to it, an open paging incident (its
+    trigger sent), a silence, and how each kind of caller authenticates (tests/callers.py)."""
     now = timezone.now()
     hook = NotificationChannel.objects.create(
         name="hook", kind="webhook", config={"url": f"{receiver.url}/hook"}, secret="top-secret"
@@ -41,60 +41,18 @@ def world(db, make_user, receiver):
     silence = Silence.objects.create(
         owner_team="x", reason="r", created_by_label="x", starts_at=now, expires_at=now + timedelta(hours=1)
     )
-    admin = make_user("root-admin", Role.ADMIN)
-    clients = {"anonymous": APIClient()}
+    admin = user_with_role("root-admin", Role.ADMIN)
+    callers = {"anonymous": ANONYMOUS}
     for name, role in [("viewer", Role.VIEWER), ("operator", Role.OPERATOR), ("admin", Role.ADMIN)]:
-        client = APIClient()
-        client.force_login(make_user(f"{name}-user", role))
-        clients[name] = client
-    _token, raw = api_token_issue(actor=None, user=admin, name="reader", scopes=["read"])
-    clients["read_token"] = APIClient()
-    clients["read_token"].credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return {"clients": clients, "hook": hook.pk, "route": route.pk, "incident": incident.pk, "silence": silence.pk}
+        callers[name] = session_of(user_with_role(f"{name}-user", role))
+    callers["read_token"] = token_of(admin, "reader", ["read"])
+    return {"callers": callers, "hook": hook.pk, "route": route.pk, "incident": incident.pk, "silence": silence.pk}
 
 
-def expect(viewer=403, operator=403, admin=200, read_token=403, anonymous=401):
-    return {"anonymous": anonymous, "viewer": viewer, "operator": operator, "admin": admin, "read_token": read_token}
-
-
-READ = expect(viewer=200, operator=200, read_token=200)
-IN_FUTURE = (timezone.now() + timedelta(hours=2)).isoformat()
-MATRIX = [
-    ("get", "/api/v1/notification-channels/", None, READ),
-    ("get", "/api/v1/notification-channels/{hook}/", None, READ),
-    (
-        "post",
-        "/api/v1/notification-channels/",
-        {"name": "new", "kind": "email", "config": {"to": ["a@example.com"]}},
-        expect(admin=201),
-    ),
-    ("patch", "/api/v1/notification-channels/{hook}/", {"enabled": True}, expect()),
-    ("post", "/api/v1/notification-channels/{hook}/test/", None, expect(operator=200)),
-    ("delete", "/api/v1/notification-channels/{hook}/", None, expect(admin=204)),
-    ("get", "/api/v1/notification-routes/", None, READ),
-    ("post", "/api/v1/notification-routes/", {"name": "r2", "severity": "page", "channels": []}, expect(admin=201)),
-    ("patch", "/api/v1/notification-routes/{route}/", {"order": 5}, expect()),
-    ("delete", "/api/v1/notification-routes/{route}/", None, expect(admin=204)),
-    ("get", "/api/v1/alert-incidents/", None, READ),
-    ("get", "/api/v1/alert-incidents/{incident}/", None, READ),
-    ("post", "/api/v1/alert-incidents/{incident}/acknowledge/", {"note": "mine"}, expect(operator=200)),
-    ("get", "/api/v1/silences/", None, READ),
-    (
-        "post",
-        "/api/v1/silences/",
-        {"owner_team": "platform", "reason": "deploy", "expires_at": IN_FUTURE},
-        expect(operator=201, admin=201),
-    ),
-    ("post", "/api/v1/silences/preview/", {"owner_team": "platform"}, expect(operator=200, admin=200)),
-    ("post", "/api/v1/silences/{silence}/end/", None, expect(operator=200)),
-]
-
-
-@pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize(("method", "url", "body", "expected"), MATRIX, ids=[f"{m} {u}" for m, u, _b, _e in MATRIX])
-def test_permission_matrix(world, caller, method, url, body, expected):
-    response = getattr(world["clients"][caller], method)(url.format(**world), data=body, format="json")
-    assert response.status_code == expected[caller], (caller, response.content[:300])
+@pytest.fixture
+def world(db, receiver):
+    built = build_world(receiver)
+    return {**built, "clients": clients_of(built["callers"])}
 
 
 def test_the_secret_is_write_only_and_audited_as_set(world):
