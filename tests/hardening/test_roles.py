@@ -4,8 +4,9 @@ or 403; a caller at or above it gets past the permission check (whatever the bod
 
 REQUIRED is the table of who may change what; a mutating endpoint missing from it fails
 `test_every_mutating_endpoint_has_a_required_role`, so a new endpoint cannot ship unclassified.
-The per-feature matrices (tests/api/test_permissions.py, test_incidents_api.py,
-test_deadletters_api.py) check the successful answers with real bodies.
+The per-feature matrices (tests/api/test_permissions.py, test_incidents_permissions.py,
+test_deadletters_permissions.py, test_notifications_permissions.py) check the successful answers
+with real bodies. The world is built once for the module (tests/shared_rows.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pytest
 from django.contrib.admin import site as admin_site
 from django.urls import URLPattern, get_resolver, reverse
 from drf_spectacular.generators import SchemaGenerator
-from rest_framework.test import APIClient
 
 from controlplane.roles import Role
+from tests.callers import ANONYMOUS, clients_of, session_of, token_of, user_with_role
+from tests.shared_rows import shared_rows
 from tests.workloads.deadletter_helpers import dead_letter_row, make_class
 from workloads.models import TriageRule
 from workloads.providers import get_providers
@@ -215,39 +217,45 @@ def _allowed(required: Role | str, caller: str, *, page: bool = False) -> bool:
     return role >= required
 
 
-@pytest.fixture
-def world(db, make_user):
-    queue = get_providers().queue
-    docs = make_class(queue, "sec-class", tier="deferrable")
-    docs.cost_rates.name = "sec-rates"
-    docs.cost_rates.save()
-    get_providers().pools.ensure(pool_spec(docs), initial_instances=1)
-    letter = dead_letter_row(docs)
-    replay = replay_request(actor=None, selection=DeadLetterFilter(workload_class=docs, ids=(letter.pk,)))
-    rule = TriageRule.objects.create(name="noise", error_signature="sig-noise", action="hold")
-    owner = make_user("token-owner", Role.ADMIN)
-    victim, _ = api_token_issue(actor=None, user=owner, name="victim")
-    ids = {
-        "/api/v1/actions/": replay.pk,
-        "/api/v1/dead-letters/": letter.pk,
-        "/api/v1/replays/": replay.pk,
-        "/api/v1/tokens/": victim.pk,
-        "/api/v1/triage-rules/": rule.pk,
-    }
-    clients = {}
-    for caller, spec in CALLERS.items():
-        client = APIClient()
-        if spec is not None:
+@pytest.fixture(scope="module")
+def shared_world(django_db_setup, django_db_blocker):
+    """A class with its pool, a dead letter, a replay of it, a triage rule, a token to revoke, and how
+    each kind of caller authenticates. Built once for the module's tests (tests/shared_rows.py):
+    what the allowed callers' requests change is rolled back with the test's own savepoint."""
+    with shared_rows(django_db_blocker):
+        queue = get_providers().queue
+        docs = make_class(queue, "sec-class", tier="deferrable")
+        docs.cost_rates.name = "sec-rates"
+        docs.cost_rates.save()
+        get_providers().pools.ensure(pool_spec(docs), initial_instances=1)
+        letter = dead_letter_row(docs)
+        replay = replay_request(actor=None, selection=DeadLetterFilter(workload_class=docs, ids=(letter.pk,)))
+        rule = TriageRule.objects.create(name="noise", error_signature="sig-noise", action="hold")
+        owner = user_with_role("token-owner", Role.ADMIN)
+        victim, _ = api_token_issue(actor=None, user=owner, name="victim")
+        ids = {
+            "/api/v1/actions/": replay.pk,
+            "/api/v1/dead-letters/": letter.pk,
+            "/api/v1/replays/": replay.pk,
+            "/api/v1/tokens/": victim.pk,
+            "/api/v1/triage-rules/": rule.pk,
+        }
+        callers = {}
+        for caller, spec in CALLERS.items():
+            if spec is None:
+                callers[caller] = ANONYMOUS
+                continue
             role, scopes = spec
-            user = make_user(f"{caller}-user", role)
-            if scopes is None:
-                client.force_login(user)
-            else:
-                _token, raw = api_token_issue(actor=None, user=user, name=caller, scopes=scopes)
-                client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-        clients[caller] = client
-    ui_ids = {"dead-letter": letter.pk, "triage-rule": rule.pk, "token": victim.pk}
-    return {"clients": clients, "ids": ids, "ui_ids": ui_ids}
+            user = user_with_role(f"{caller}-user", role)
+            callers[caller] = session_of(user) if scopes is None else token_of(user, caller, scopes)
+        ui_ids = {"dead-letter": letter.pk, "triage-rule": rule.pk, "token": victim.pk}
+        yield {"callers": callers, "ids": ids, "ui_ids": ui_ids}
+
+
+@pytest.fixture
+def world(shared_world, db):
+    """The module's world with a new client per kind of caller (tests/callers.py)."""
+    return {**shared_world, "clients": clients_of(shared_world["callers"])}
 
 
 def _url(route: str, ids: dict[str, int], ui_ids: dict[str, int] | None = None) -> str:
