@@ -33,8 +33,6 @@ LONG_RUNNING = (
     "tests/workloads/test_telemetry_alerts.py::test_a_failure_spike_pages_within_the_short_window_and_resolves",
     "tests/api/test_url_convention.py::test_the_schema_marks_only_the_old_spellings_deprecated",
     "tests/dashboards/test_actions_screens.py::test_detail_queries_do_not_grow_with_the_number_of_steps",
-    "tests/workloads/test_deadletters_emulator.py::test_an_outage_gives_the_replay_back_for_a_retry_that_finishes_it",
-    "tests/workloads/test_deadletters_emulator.py::test_a_crash_after_a_step_marked_its_row_publishes_each_message_once",
     "tests/workloads/providers/test_local_fleet.py::test_the_runfleet_command_stops_its_workers_cleanly_on_sigterm",
     "tests/test_settings.py::test_a_new_embedded_database_migrates",
     "tests/test_settings.py::test_check_deploy_is_clean_with_production_settings",

@@ -19,7 +19,7 @@ from google.pubsub_v1.services.publisher.transports import PublisherGrpcTranspor
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from tests.contract.fakes.proxy import FaultProxy
-from tests.workloads.deadletter_helpers import event, kit_dead_letter, make_class, waiting
+from tests.workloads.deadletter_helpers import drain, event, kit_dead_letter, make_class
 from workloads.models import ActionState, DeadLetter
 from workloads.providers import set_providers
 from workloads.providers.base import ATTR_REPLAY_OF, Providers
@@ -120,11 +120,7 @@ def test_a_replay_into_a_frozen_pubsub_holds_no_transaction_and_finishes_after(p
     assert "error" not in finished, finished.get("error")
     assert finished["action"].state == ActionState.SUCCEEDED and finished["action"].progress_done == 1
 
-    published = []
-    deadline = time.monotonic() + 20
-    while not published and time.monotonic() < deadline:
-        published += waiting(queue, docs, timeout=2.0)
-    published += waiting(queue, docs, timeout=2.0)  # and nothing more
+    published = drain(queue, docs, at_least=1)  # and nothing more
     assert Counter(m.attributes[ATTR_REPLAY_OF] for m in published) == Counter(
         DeadLetter.objects.values_list("message_id", flat=True)
     )

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from tests.workloads.deadletter_helpers import event, exhaust, kit_dead_letter, make_class, waiting
+from tests.workloads.deadletter_helpers import drain, event, exhaust, kit_dead_letter, make_class
 from workloads.errors import ApplicationError
 from workloads.models import Action, ActionState, DeadLetter, DeadLetterStatus
 from workloads.providers import set_providers
@@ -54,15 +54,6 @@ def _sync_until(rows: int, timeout: float = 20.0) -> None:
         mirror.dead_letters_sync(now=timezone.now())
 
 
-def _drain(queue, docs, expected: int, timeout: float = 20.0):
-    found = []
-    deadline = time.monotonic() + timeout
-    while len(found) < expected and time.monotonic() < deadline:
-        found += waiting(queue, docs, timeout=2.0)
-    found += waiting(queue, docs, timeout=2.0)  # and nothing more
-    return found
-
-
 def _replay(docs, **selection):
     chosen = DeadLetterFilter(workload_class=docs, **selection)
     confirmed = services.replay_preview(selection=chosen).replayable  # as an operator who confirmed the count
@@ -90,7 +81,7 @@ def test_a_replay_round_trip_and_a_second_failure_update_one_row(queue, docs):
     row = DeadLetter.objects.get()
     done = engine.action_run(action_id=_replay(docs, ids=(row.pk,)).pk, sleep=lambda s: None)
     assert done.state == ActionState.SUCCEEDED
-    [replayed] = _drain(queue, docs, 1)
+    [replayed] = drain(queue, docs, at_least=1)
     assert replayed.attributes[ATTR_REPLAY_OF] == first and replayed.attributes["cp-replay-count"] == "1"
     assert replayed.attributes[ATTR_IDEMPOTENCY_KEY] == row.idempotency_key
     assert "cp-error-type" not in replayed.attributes
@@ -134,7 +125,7 @@ def crash(settings):
     engine.register_handler(original)
 
 
-def _crash_and_resume(queue, docs, *, expected: int):
+def _crash_and_resume(queue, docs):
     for n in range(5):
         kit_dead_letter(queue, docs, event(n))
     _sync_until(5)
@@ -144,11 +135,11 @@ def _crash_and_resume(queue, docs, *, expected: int):
     Action.objects.filter(pk=action.pk).update(heartbeat_at=timezone.now() - engine.STALE_AFTER * 2)
     done = engine.action_run(action_id=action.pk, sleep=lambda s: None)
     assert done.state == ActionState.SUCCEEDED and done.progress_done == 5 and done.attempts == 2
-    return Counter(m.attributes[ATTR_REPLAY_OF] for m in _drain(queue, docs, expected))
+    return Counter(m.attributes[ATTR_REPLAY_OF] for m in drain(queue, docs, at_least=5))
 
 
 def test_a_crash_between_steps_then_resume_publishes_each_message_once(queue, docs, crash):
-    published = _crash_and_resume(queue, docs, expected=5)
+    published = _crash_and_resume(queue, docs)
     assert sorted(published) == sorted(DeadLetter.objects.values_list("message_id", flat=True))
     assert set(published.values()) == {1}
 
@@ -158,7 +149,7 @@ def test_a_crash_after_a_step_marked_its_row_publishes_each_message_once(queue, 
     # a transaction of its own right after: the resumed action finds those steps done, publishes
     # nothing again. (Only a crash between the publish and the mark would duplicate that chunk.)
     crash.after_publish = True
-    published = _crash_and_resume(queue, docs, expected=6)
+    published = _crash_and_resume(queue, docs)
     assert len(published) == 5 and set(published.values()) == {1}
 
 
@@ -196,7 +187,7 @@ def test_the_previous_chunks_records_are_written_while_a_chunk_is_in_flight(queu
     assert done.state == ActionState.SUCCEEDED and (done.progress_done, done.progress_total) == (5, 5)
     assert seen == [(False, True)] * 3  # three chunks, each published off the main thread meanwhile
     assert all(step.state == "done" and step.result["message_id"] for step in done.steps.all())
-    published = [m.attributes[ATTR_REPLAY_OF] for m in _drain(queue, docs, 5)]
+    published = [m.attributes[ATTR_REPLAY_OF] for m in drain(queue, docs, at_least=5)]
     assert sorted(published) == sorted(DeadLetter.objects.values_list("message_id", flat=True))
     assert DeadLetter.objects.filter(status=DeadLetterStatus.REPLAYED, replay_action=done).count() == 5
     assert Action.objects.get(pk=done.pk).progress_done == 5
@@ -208,12 +199,12 @@ def test_a_snapshot_and_a_seek_back_to_it(queue, docs, operator):
     snapshot = snapshot_create_request(actor=operator, workload_class=docs, name=f"snap-{docs.slug}", enqueue=False)
     assert engine.action_run(action_id=snapshot.pk).state == ActionState.SUCCEEDED
     queue.publish(spec, [OutboundMessage(b"after-deploy")])
-    assert len(_drain(queue, docs, 2)) == 2
+    assert len(drain(queue, docs, at_least=2)) == 2
     seek = subscription_seek_request(
         actor=operator, workload_class=docs, snapshot=f"snap-{docs.slug}", confirm=True, enqueue=False
     )
     assert engine.action_run(action_id=seek.pk).state == ActionState.SUCCEEDED
-    assert sorted(m.data for m in _drain(queue, docs, 2)) == [b"after-deploy", b"pending-at-snapshot"]
+    assert sorted(m.data for m in drain(queue, docs, at_least=2)) == [b"after-deploy", b"pending-at-snapshot"]
 
 
 @pytest.fixture
@@ -275,7 +266,7 @@ def test_an_outage_gives_the_replay_back_for_a_retry_that_finishes_it(proxied):
     proxy.faults.reset()
     done = engine.action_run(action_id=action.pk, sleep=lambda s: None)
     assert done.state == ActionState.SUCCEEDED and done.error == "" and done.progress_done == 2
-    published = _drain(queue, docs, 3)
+    published = drain(queue, docs, at_least=2)
     assert len(published) == 2
     assert Counter(m.attributes[ATTR_REPLAY_OF] for m in published) == Counter(
         DeadLetter.objects.values_list("message_id", flat=True)
@@ -356,7 +347,7 @@ def test_a_seek_past_the_dedup_window_on_pubsub_needs_accept_rerun_and_redeliver
     spec = queue_spec(docs)
     moment = timezone.now() - timedelta(seconds=2)
     queue.publish(spec, [OutboundMessage(b"processed", {ATTR_IDEMPOTENCY_KEY: "acme:doc-9:1"})])
-    assert len(_drain(queue, docs, 1)) == 1  # processed and acked
+    assert len(drain(queue, docs, at_least=1)) == 1  # processed and acked
     # Its success was recorded longer ago than the class's dedup TTL: dedup no longer protects it.
     WorkResult.objects.create(
         workload_class=docs,
@@ -375,4 +366,4 @@ def test_a_seek_past_the_dedup_window_on_pubsub_needs_accept_rerun_and_redeliver
         actor=operator, workload_class=docs, to_time=past_window, confirm=True, accept_rerun=True, enqueue=False
     )
     assert engine.action_run(action_id=seek.pk).state == ActionState.SUCCEEDED
-    assert [m.data for m in _drain(queue, docs, 1)] == [b"processed"]  # delivered again: it will run again
+    assert [m.data for m in drain(queue, docs, at_least=1)] == [b"processed"]  # delivered again: it will run again
