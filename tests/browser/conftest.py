@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.playwright_scope import BrowserScope
+
 BROWSER_DIR = Path(__file__).resolve().parent
 SCREENSHOT_DIR = BROWSER_DIR.parent.parent / "var" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,33 +37,60 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="module")
-def browser(django_db_blocker):
+@pytest.fixture(scope="session")
+def _chromium():
+    """(Chromium, its BrowserScope), started once per test process at its first browser test.
+
+    Once per process, not per module: a launch of Chromium and of Playwright's driver cost more CPU
+    than most browser tests themselves, and with a module split over several pytest-xdist workers
+    it was paid again on each of them. Tests stay independent because each gets a fresh browser
+    context (new_page): cookies, storage and cache are per context."""
     # Skipping here rather than with a marker per test makes the summary one line for them all.
     if CHROMIUM is None:
         pytest.skip(NO_CHROMIUM)
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API keeps an event loop running in this thread, so Django would refuse
-    # ORM calls from the tests ("cannot call this from an async context") although they are
-    # synchronous. Allowed only while the browser runs: module scope ends the loop before other
-    # test modules (and subprocesses that run `check --deploy`) see either.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    playwright = sync_playwright().start()
+    # Playwright now has its loop marked as running in this thread; the scope takes that mark (and
+    # DJANGO_ALLOW_ASYNC_UNSAFE) away between browser tests, see tests/browser/playwright_scope.py.
+    scope = BrowserScope()
     try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-        # Live-server tests flush the database after each test, taking the role groups that a
-        # data migration created with them; put them back for the tests that run after these.
-        with django_db_blocker.unblock():
-            _ensure_role_groups()
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    except BaseException:
+        playwright.stop()
+        scope.suspend()
+        raise
+    scope.suspend()
+    yield chromium, scope
+    with scope.active():
+        chromium.close()
+        playwright.stop()
+
+
+@pytest.fixture(autouse=True)
+def _playwright_loop_shown(_chromium):
+    """Playwright's loop shown to this thread for the whole test, its function fixtures included.
+
+    Autouse, so that it is set up before (and torn down after) the fixtures that use pages or
+    the database: a test then uses one database connection throughout (see BrowserScope.suspend)."""
+    _, scope = _chromium
+    with scope.active():
+        yield scope
+
+
+@pytest.fixture
+def browser(_chromium):
+    """The process's Chromium (contexts opened on it are the caller's to close)."""
+    return _chromium[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _role_groups_after_module(django_db_blocker):
+    yield
+    # Live-server tests flush the database after each test, taking the role groups that a data
+    # migration created with them; put them back for the tests that run after these.
+    with django_db_blocker.unblock():
+        _ensure_role_groups()
 
 
 @pytest.fixture
