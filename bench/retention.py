@@ -44,6 +44,7 @@ def _traffic(classes, queue, specs, clock, *, events: int, reports: int) -> int:
     """Write the demo traffic of the hours up to `clock.now`; returns how many rows it wrote."""
     from django.contrib.sessions.models import Session
 
+    from workloads.domain import histogram
     from workloads.models import (
         Action,
         ActionKind,
@@ -63,7 +64,6 @@ def _traffic(classes, queue, specs, clock, *, events: int, reports: int) -> int:
         LocalPoolChange,
         LocalWorkerPool,
         LocalWorkerReport,
-        LocalWorkerReportBucket,
     )
 
     now = clock.now
@@ -96,18 +96,16 @@ def _traffic(classes, queue, specs, clock, *, events: int, reports: int) -> int:
             )
             for key in keys
         )
-        rows = LocalWorkerReport.objects.bulk_create(
+        LocalWorkerReport.objects.bulk_create(
             LocalWorkerReport(
                 slug=wc.slug,
                 interval_start=now - timedelta(minutes=60 * (n + 1) // reports),
                 interval_end=now - timedelta(minutes=60 * n // reports),
                 interval_end_ms=round((now - timedelta(minutes=60 * n // reports)).timestamp() * 1000),
                 completed=events // reports,
+                latency_buckets=[1 if index in (3, 5) else 0 for index in range(histogram.BUCKETS)],
             )
             for n in range(reports)
-        )
-        LocalWorkerReportBucket.objects.bulk_create(
-            LocalWorkerReportBucket(report=row, index=index, count=1) for row in rows for index in (3, 5)
         )
         action = Action.objects.create(
             kind=ActionKind.SCALE, workload_class=wc, state=ActionState.SUCCEEDED, finished_at=now
@@ -131,7 +129,7 @@ def _traffic(classes, queue, specs, clock, *, events: int, reports: int) -> int:
             name=wc.worker_pool, defaults={"slug": wc.slug, "update_time": now, "created_at": now}
         )
         LocalPoolChange.objects.create(pool=pool, instance_count=1, generation=1, changed_at=now)
-        written += events * 5 + reports * 3 + 6
+        written += events * 5 + reports + 6
     PollRun.objects.bulk_create(
         PollRun(metric=f"m{n}", started_at=now, window_start=now, window_end=now, ok=True) for n in range(9)
     )

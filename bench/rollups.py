@@ -2,8 +2,8 @@
 how that compares to the fastest way to put the same rows into PostgreSQL.
 
 Workers report their completions, failures, records, tokens and latency histogram once a minute
-(worker reports, here of the local provider: rows plus latency buckets, written up front). Timed:
-`metrics_poll` over the window (the Metrics port's queries, folding into minute rollups, the
+(worker reports, here of the local provider: a row each with its latency buckets in one column,
+written up front). Timed: `metrics_poll` over the window (the Metrics port's queries, folding into minute rollups, the
 hourly rows of the hours touched and each class's live values, in one transaction). Baseline: a
 COPY of the very minute rows the fold produced into a scratch table shaped like the rollup table
 (same columns and indexes) in the same run: the ceiling. Rounds alternate the two; medians.
@@ -24,10 +24,10 @@ SCRATCH = "bench_rollup_ceiling"
 def _write_reports(classes, *, minutes: int, end, events_per_minute: int) -> int:
     """One report per class and minute, with `events_per_minute` completions; returns the total."""
     from workloads.domain import histogram
-    from workloads.providers.local.models import LocalWorkerReport, LocalWorkerReportBucket
+    from workloads.providers.local.models import LocalWorkerReport
 
     rng = random.Random(11)
-    reports, histograms, events = [], [], 0
+    reports, events = [], 0
     for wc in classes:
         for minute in range(minutes):
             interval_end = end - timedelta(minutes=minute, seconds=5)
@@ -49,20 +49,11 @@ def _write_reports(classes, *, minutes: int, end, events_per_minute: int) -> int
                     tokens=completed * 100,
                     latency_count=len(latencies),
                     latency_sum=sum(latencies),
+                    latency_buckets=counts,
                 )
             )
-            histograms.append(counts)
             events += completed + failed
-    reports = LocalWorkerReport.objects.bulk_create(reports, batch_size=2000)
-    LocalWorkerReportBucket.objects.bulk_create(
-        [
-            LocalWorkerReportBucket(report=report, index=index, count=count)
-            for report, counts in zip(reports, histograms, strict=True)
-            for index, count in enumerate(counts)
-            if count
-        ],
-        batch_size=5000,
-    )
+    LocalWorkerReport.objects.bulk_create(reports, batch_size=2000)
     return events
 
 

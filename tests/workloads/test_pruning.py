@@ -36,7 +36,6 @@ from workloads.providers.local.models import (
     LocalPoolChange,
     LocalWorkerPool,
     LocalWorkerReport,
-    LocalWorkerReportBucket,
 )
 from workloads.services.pruning import NOT_PRUNED, PRUNE_TASK, PRUNES, prunes_run
 from workloads.services.rollups import rollups_downsample
@@ -47,7 +46,6 @@ GROWS_WITH_TRAFFIC = {
     "localcloud.LocalMessage",
     "localcloud.LocalDelivery",
     "localcloud.LocalWorkerReport",
-    "localcloud.LocalWorkerReportBucket",
     "workloads.WorkResult",
     "workloads.Action",
     "workloads.ActionStep",
@@ -214,17 +212,18 @@ def test_old_audit_events_and_expired_sessions_go(db, now):
 def test_old_worker_reports_go_with_their_buckets(db, now):
     def report(age):
         end = now - age
-        row = LocalWorkerReport.objects.create(
-            slug="docs", interval_start=end - timedelta(minutes=1), interval_end=end, interval_end_ms=0
+        return LocalWorkerReport.objects.create(
+            slug="docs",
+            interval_start=end - timedelta(minutes=1),
+            interval_end=end,
+            interval_end_ms=0,
+            latency_buckets=[0, 0, 0, 2],
         )
-        LocalWorkerReportBucket.objects.create(report=row, index=3, count=2)
-        return row
 
     report((settings.LOCAL_WORKER_REPORT_RETENTION_DAYS + 1) * DAY)
     recent = report(timedelta(minutes=5))
     assert prunes_run(now=now)["local-worker-reports"] == 1
-    assert list(LocalWorkerReport.objects.all()) == [recent]
-    assert list(LocalWorkerReportBucket.objects.values_list("report_id", flat=True)) == [recent.pk]
+    assert list(LocalWorkerReport.objects.values_list("pk", "latency_buckets")) == [(recent.pk, [0, 0, 0, 2])]
 
 
 def test_old_pool_changes_go_but_the_count_in_force_when_history_begins_stays(db, now):

@@ -133,7 +133,7 @@ PRUNES: tuple[Prune, ...] = (
     ),
     Prune(
         "local-worker-reports",
-        ("localcloud.LocalWorkerReport", "localcloud.LocalWorkerReportBucket"),
+        ("localcloud.LocalWorkerReport",),
         "LOCAL_WORKER_REPORT_RETENTION_DAYS",
         run=lambda now, batch: local_worker_reports_prune(
             now=now, retention=_days("LOCAL_WORKER_REPORT_RETENTION_DAYS"), batch_size=batch

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.workloads.providers.conftest import PROJECT, queue_spec
+from tests.workloads.providers.conftest import ALIASES, PROJECT, queue_spec
 from workloads.providers.base import (
     LATENCY_BUCKET_BOUNDS,
     Distribution,
@@ -35,8 +35,9 @@ def _values(points):
     return [(p.end, p.value) for p in points]
 
 
-def test_backlog_and_oldest_age_are_rebuilt_for_past_steps(db, clock):
-    queue, metrics = LocalQueue(now=clock), LocalMetrics(now=clock)
+@pytest.mark.parametrize("alias", ALIASES)
+def test_backlog_and_oldest_age_are_rebuilt_for_past_steps(alias, clock):
+    queue, metrics = LocalQueue(using=alias, now=clock), LocalMetrics(using=alias, now=clock)
     t0 = clock.now
     spec = queue_spec("timeline", max_delivery_attempts=5, ack_deadline_seconds=600)
     queue.ensure_resources(spec)
@@ -117,8 +118,9 @@ def _report(slug, end, *, completed=0, failed=0, records=0, tokens=0, latencies=
     )
 
 
-def test_worker_reports_add_up_per_step_and_class(db, clock):
-    metrics = LocalMetrics(now=clock)
+@pytest.mark.parametrize("alias", ALIASES)
+def test_worker_reports_add_up_per_step_and_class(alias, clock):
+    metrics = LocalMetrics(using=alias, now=clock)
     t0 = clock.now
     at = lambda seconds: t0 + timedelta(seconds=seconds)  # noqa: E731
     metrics.write_worker_report(_report("ocr", at(30), completed=5, failed=1, records=50, tokens=900, latencies=[0.5]))

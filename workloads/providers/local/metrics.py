@@ -7,7 +7,7 @@
   is gone with the pruned deliveries, as on Pub/Sub.
 - The instance count is the time-weighted mean per step of the pool's count history (one query).
 - Counters and the latency distribution add up worker reports whose interval ends in the step
-  (one query; two for the distribution, whose buckets are rows).
+  (one query each; a report's bucket counts are one column).
 
 Every step is (end - step, end], ends aligned to multiples of the step since the epoch; a step that
 has not started yet is left out, and the one running now is evaluated at now. Steps without data
@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import (
     BigIntegerField,
     Count,
@@ -51,7 +51,6 @@ from workloads.providers.local.models import (
     LocalPoolChange,
     LocalSubscription,
     LocalWorkerReport,
-    LocalWorkerReportBucket,
 )
 from workloads.providers.local.names import invalid
 
@@ -310,36 +309,31 @@ class LocalMetrics(Metrics):
         connection = connections[self.using]
         postgresql = connection.vendor == "postgresql"
         quote = connection.ops.quote_name
-        report, bucket = LocalWorkerReport._meta.db_table, LocalWorkerReportBucket._meta.db_table
         base_ms, last_ms = self._window_ms(steps, step_seconds)
         slugs = sorted({t.slug for t in targets})
-        index, count = quote("index"), quote("count")
-        # FILTER, not SUM(CASE ...): each bucket row then feeds one sum, not 41 (a third less time).
-        pivot = ", ".join(f"SUM(b.{count}) FILTER (WHERE b.{index} = {i}) AS c{i}" for i in _BUCKETS)
-        counts = ", ".join(f"CAST(COALESCE(h.c{i}, 0) AS BIGINT)" for i in _BUCKETS)
+        # A report's counts are one column (bigint[] on PostgreSQL, 1-based; a JSON array on SQLite):
+        # each bucket's total is one sum over the step's reports, no row per bucket to join.
+        bucket = "latency_buckets[{}]" if postgresql else "json_extract(latency_buckets, '$[{}]')"
+        offset = 1 if postgresql else 0
+        counts = ", ".join(f"CAST(COALESCE(SUM({bucket.format(i + offset)}), 0) AS BIGINT)" for i in _BUCKETS)
         latency_sum = "SUM(latency_sum ORDER BY interval_end_ms, id)" if postgresql else "SUM(latency_sum)"
-        sums, step = "", "t.step"
+        sums, step = "", "step"
         params: list = [base_ms + 1, step_seconds * 1000, *slugs, base_ms, last_ms]
         if counters:
-            sums = "".join(f", CAST(SUM({name}) AS BIGINT) AS {name}" for name in _COUNTER_FIELDS.values())
-            step = "(%s::timestamptz[])[t.step + 1], " + ", ".join(f"t.{name}" for name in _COUNTER_FIELDS.values())
-            params.append(steps)  # the SELECT's, after the WITH's
+            sums = "".join(f", CAST(SUM({name}) AS BIGINT)" for name in _COUNTER_FIELDS.values())
+            step = "(%s::timestamptz[])[step + 1]"
+            params.insert(0, steps)  # the SELECT's, before the FROM's
         # (end_ms - base_ms - 1) // step_ms is the step whose (end - step, end] holds the report's
         # interval end (integer division on both databases), as _step_index.
         sql = f"""
-            WITH reports AS (
-                SELECT id, slug, (interval_end_ms - %s) / %s AS step, interval_end_ms, latency_count,
-                       latency_sum{", completed, failed, records, tokens" if counters else ""}
-                  FROM {quote(report)}
-                 WHERE slug IN ({", ".join(["%s"] * len(slugs))}) AND interval_end_ms > %s AND interval_end_ms <= %s
-            )
-            SELECT t.slug, {step}, t.n, t.total, {counts}
-              FROM (SELECT slug, step, CAST(SUM(latency_count) AS BIGINT) AS n, {latency_sum} AS total{sums}
-                      FROM reports GROUP BY slug, step) t
-              LEFT JOIN (SELECT r.slug, r.step, {pivot}
-                           FROM reports r JOIN {quote(bucket)} b ON b.report_id = r.id
-                          GROUP BY r.slug, r.step) h ON h.slug = t.slug AND h.step = t.step
-            {"" if counters else "ORDER BY t.slug, t.step"}
+            SELECT slug, {step}{sums}, CAST(SUM(latency_count) AS BIGINT), {latency_sum}, {counts}
+              FROM (SELECT id, slug, (interval_end_ms - %s) / %s AS step, interval_end_ms, latency_count, latency_sum,
+                           completed, failed, records, tokens, latency_buckets
+                      FROM {quote(LocalWorkerReport._meta.db_table)}
+                     WHERE slug IN ({", ".join(["%s"] * len(slugs))}) AND interval_end_ms > %s AND interval_end_ms <= %s
+                   ) reports
+             GROUP BY slug, step
+            {"" if counters else "ORDER BY slug, step"}
         """
         return sql, params
 
@@ -349,30 +343,25 @@ class LocalMetrics(Metrics):
             raise invalid("Worker reports must use LATENCY_BUCKET_BOUNDS, so histograms merge by adding counts.")
         if len(latency.bucket_counts) != len(LATENCY_BUCKET_BOUNDS) + 1:
             raise invalid(f"A latency histogram has {len(LATENCY_BUCKET_BOUNDS) + 1} buckets.")
+        if min(latency.bucket_counts) < 0:  # the column, unlike the bucket rows it replaced, has no CHECK
+            raise invalid("A latency histogram's bucket counts cannot be negative.")
         if timezone.is_naive(report.interval_start) or timezone.is_naive(report.interval_end):
             raise invalid("A worker report's interval must be timezone-aware.")
-        with transaction.atomic(using=self.using):
-            row = LocalWorkerReport.objects.using(self.using).create(
-                slug=report.slug,
-                worker_pool=report.worker_pool,
-                instance_id=report.instance_id,
-                interval_start=report.interval_start,
-                interval_end=report.interval_end,
-                interval_end_ms=round(report.interval_end.timestamp() * 1000),
-                completed=report.completed,
-                failed=report.failed,
-                records=report.records,
-                tokens=report.tokens,
-                latency_count=latency.count,
-                latency_sum=latency.sum,
-            )
-            LocalWorkerReportBucket.objects.using(self.using).bulk_create(
-                [
-                    LocalWorkerReportBucket(report=row, index=index, count=count)
-                    for index, count in enumerate(latency.bucket_counts)
-                    if count
-                ]
-            )
+        LocalWorkerReport.objects.using(self.using).create(
+            slug=report.slug,
+            worker_pool=report.worker_pool,
+            instance_id=report.instance_id,
+            interval_start=report.interval_start,
+            interval_end=report.interval_end,
+            interval_end_ms=round(report.interval_end.timestamp() * 1000),
+            completed=report.completed,
+            failed=report.failed,
+            records=report.records,
+            tokens=report.tokens,
+            latency_count=latency.count,
+            latency_sum=latency.sum,
+            latency_buckets=list(latency.bucket_counts),
+        )
 
 
 def _time_weighted_mean(changes: list[tuple[datetime, int]], lo: datetime, hi: datetime) -> float | None:

@@ -9,8 +9,37 @@ The tables were made by the `workloads` app, whose models these were, and keep i
 Times are written by the provider from its own clock (no auto_now), so tests can build timelines.
 """
 
+import json
+
 from django.db import models
 from django.db.models import Q
+
+
+class BucketCountsField(models.Field):
+    """A histogram's bucket counts (integers, one per bucket) in one column: a bigint[] on
+    PostgreSQL, where the fold of the reports adds them up by subscript (a row per bucket had to be
+    joined and pivoted: most of the fold's time), and a JSON array as text elsewhere (SQLite's
+    json_extract reads it)."""
+
+    description = "histogram bucket counts"
+
+    def db_type(self, connection):
+        return "bigint[]" if connection.vendor == "postgresql" else "text"
+
+    def get_prep_value(self, value):
+        return None if value is None else [int(count) for count in value]
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        counts = value if prepared else self.get_prep_value(value)
+        if counts is None or connection.vendor == "postgresql":
+            return counts
+        return json.dumps(counts)
+
+    def from_db_value(self, value, expression, connection):
+        return json.loads(value) if isinstance(value, str) else value
+
+    def to_python(self, value):
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class LocalTopic(models.Model):
@@ -189,6 +218,9 @@ class LocalWorkerReport(models.Model):
     tokens = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
     latency_sum = models.FloatField(default=0.0)
+    # LATENCY_BUCKET_BOUNDS + 1 counts (workloads/providers/base.py); [] in rows from before the
+    # column whose report had no latency bucket rows.
+    latency_buckets = BucketCountsField(default=list)
 
     class Meta:
         db_table = "workloads_localworkerreport"
@@ -196,19 +228,3 @@ class LocalWorkerReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slug} report ending {self.interval_end:%Y-%m-%d %H:%M:%S}"
-
-
-class LocalWorkerReportBucket(models.Model):
-    """One non-empty latency bucket of a report (index into LATENCY_BUCKET_BOUNDS' buckets), kept
-    as rows so histograms are merged by SUM in SQL."""
-
-    report = models.ForeignKey(LocalWorkerReport, on_delete=models.CASCADE, related_name="buckets")
-    index = models.PositiveSmallIntegerField()
-    count = models.PositiveBigIntegerField()
-
-    class Meta:
-        db_table = "workloads_localworkerreportbucket"
-        constraints = [models.UniqueConstraint(fields=["report", "index"], name="localworkerreportbucket_once")]
-
-    def __str__(self) -> str:
-        return f"bucket {self.index}: {self.count}"

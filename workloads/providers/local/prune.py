@@ -16,7 +16,7 @@ from workloads.providers.local.models import LocalPoolChange, LocalWorkerReport
 def local_worker_reports_prune(
     *, now: datetime, retention: timedelta, using: str = "default", batch_size: int = DEFAULT_BATCH_SIZE
 ) -> int:
-    """Delete worker reports (and their latency buckets) whose interval ended before the retention."""
+    """Delete worker reports whose interval ended before the retention."""
     old = LocalWorkerReport.objects.using(using).filter(interval_end__lt=now - retention)
     return delete_in_batches(old, batch_size=batch_size)
 
