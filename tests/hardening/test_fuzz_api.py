@@ -41,6 +41,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from controlplane.roles import Role
+from tests.callers import user_with_role
+from tests.shared_rows import shared_rows
 from tests.workloads.deadletter_helpers import dead_letter_row, make_class
 from tests.workloads.pools import run_pending
 from workloads.models import Action, AuditEvent, DeadLetterStatus, TriageRule
@@ -94,37 +96,46 @@ def wsgi_keeps_the_test_connection():
     request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def fuzz_world(db, make_user, wsgi_keeps_the_test_connection):
-    """One of everything the API can show, and the ids each path parameter can point at."""
-    admin = make_user("fuzz-admin", Role.ADMIN)
-    queue = get_providers().queue
-    docs = make_class(queue, SLUG, tier="deferrable")
-    docs.cost_rates.name = RATES
-    docs.cost_rates.save()
-    get_providers().pools.ensure(pool_spec(docs), initial_instances=2)
-    other = make_class(queue, "fuzz-other")
+@pytest.fixture(scope="module")
+def shared_fuzz_world(django_db_setup, django_db_blocker):
+    """One of everything the API can show, and the ids each path parameter can point at. Built once
+    for the module's tests (tests/shared_rows.py): what a test's generated calls change (a class
+    deleted, a token revoked, a rule edited) is rolled back with the test's own savepoint, so each
+    operation's examples still start from this world, as when it was built for each test."""
+    with shared_rows(django_db_blocker):
+        admin = user_with_role("fuzz-admin", Role.ADMIN)
+        queue = get_providers().queue
+        docs = make_class(queue, SLUG, tier="deferrable")
+        docs.cost_rates.name = RATES
+        docs.cost_rates.save()
+        get_providers().pools.ensure(pool_spec(docs), initial_instances=2)
+        other = make_class(queue, "fuzz-other")
 
-    rule = TriageRule.objects.create(name="noise", error_signature="sig-noise", action="hold")
-    rows = [
-        dead_letter_row(docs),
-        dead_letter_row(docs, error_signature="sig-noise", status=DeadLetterStatus.HELD, triage_rule=rule),
-        dead_letter_row(other, payload="not json {", error_signature="sig-bad-json"),
-    ]
-    replay = replay_request(actor=admin, selection=DeadLetterFilter(workload_class=docs, ids=(rows[0].pk,)))
-    pool_pause(actor=admin, workload_class=docs, reason="fuzzing")
-    run_pending()  # actions with steps, results and a finished state
-    victim, _ = api_token_issue(actor=admin, user=admin, name="victim", scopes=["read"])
-    _token, raw = api_token_issue(actor=None, user=admin, name="fuzz", scopes=["*"])
-    ids = {
-        "/api/v1/actions/": list(Action.objects.values_list("pk", flat=True)),
-        "/api/v1/audit-events/": list(AuditEvent.objects.values_list("pk", flat=True)[:5]),
-        "/api/v1/dead-letters/": [row.pk for row in rows],
-        "/api/v1/replays/": [replay.pk],
-        "/api/v1/tokens/": [victim.pk],  # never the token the fuzzer authenticates with
-        "/api/v1/triage-rules/": [rule.pk],
-    }
-    return {"headers": {"Authorization": f"Bearer {raw}"}, "ids": ids}
+        rule = TriageRule.objects.create(name="noise", error_signature="sig-noise", action="hold")
+        rows = [
+            dead_letter_row(docs),
+            dead_letter_row(docs, error_signature="sig-noise", status=DeadLetterStatus.HELD, triage_rule=rule),
+            dead_letter_row(other, payload="not json {", error_signature="sig-bad-json"),
+        ]
+        replay = replay_request(actor=admin, selection=DeadLetterFilter(workload_class=docs, ids=(rows[0].pk,)))
+        pool_pause(actor=admin, workload_class=docs, reason="fuzzing")
+        run_pending()  # actions with steps, results and a finished state
+        victim, _ = api_token_issue(actor=admin, user=admin, name="victim", scopes=["read"])
+        _token, raw = api_token_issue(actor=None, user=admin, name="fuzz", scopes=["*"])
+        ids = {
+            "/api/v1/actions/": list(Action.objects.values_list("pk", flat=True)),
+            "/api/v1/audit-events/": list(AuditEvent.objects.values_list("pk", flat=True)[:5]),
+            "/api/v1/dead-letters/": [row.pk for row in rows],
+            "/api/v1/replays/": [replay.pk],
+            "/api/v1/tokens/": [victim.pk],  # never the token the fuzzer authenticates with
+            "/api/v1/triage-rules/": [rule.pk],
+        }
+        yield {"headers": {"Authorization": f"Bearer {raw}"}, "ids": ids}
+
+
+@pytest.fixture
+def fuzz_world(shared_fuzz_world, db, wsgi_keeps_the_test_connection):
+    return shared_fuzz_world
 
 
 def _steer(case, ids: dict[str, list[int]]) -> None:
