@@ -46,10 +46,7 @@ def steps_handler():
 
 
 # The on-call screens' data: see tests/dashboards/oncall_fixtures.py for the slugs.
-@pytest.fixture
-def oncall(demo_fleet):
-    """Four timeouts and two schema errors of the document class (one past the replay limit), a
-    hold rule, and every demo pool at 2 instances (the deferrable one at 3)."""
+def _oncall_rows() -> dict:
     from tests.workloads.deadletter_helpers import dead_letter_row
     from workloads.models import TriageRule, WorkloadClass
     from workloads.providers import get_providers
@@ -67,3 +64,59 @@ def oncall(demo_fleet):
             pool_spec(workload_class), initial_instances=3 if workload_class.slug == DEFERRABLE_SLUG else 2
         )
     return {"class": wc, "rows": rows, "rule": rule, "deferrable": WorkloadClass.objects.get(slug=DEFERRABLE_SLUG)}
+
+
+@pytest.fixture
+def oncall(demo_fleet):
+    """Four timeouts and two schema errors of the document class (one past the replay limit), a
+    hold rule, and every demo pool at 2 instances (the deferrable one at 3)."""
+    return _oncall_rows()
+
+
+# The same worlds built once for a module (tests/shared_rows.py), for the modules whose every test
+# uses them: such a module overrides `demo_fleet` (and `oncall`) with the fixtures below. What a test
+# changes is rolled back with its own savepoint; a test that does not ask for them would still see
+# the module's rows, hence "every test".
+@pytest.fixture(scope="module")
+def shared_demo_fleet(django_db_setup, django_db_blocker):
+    from demo.fleet import seed_demo_fleet
+    from tests.shared_rows import shared_rows
+
+    with shared_rows(django_db_blocker):
+        seed_demo_fleet()
+        yield
+
+
+@pytest.fixture(scope="module")
+def shared_oncall(shared_demo_fleet, django_db_blocker):
+    """`oncall`'s rows, by primary key: each test reads them into objects of its own (a test may
+    change one in memory)."""
+    from tests.shared_rows import shared_rows
+
+    with shared_rows(django_db_blocker):
+        rows = _oncall_rows()
+        yield {"class": rows["class"].pk, "rows": [row.pk for row in rows["rows"]], "rule": rows["rule"].pk}
+
+
+@pytest.fixture
+def demo_fleet_of_the_module(shared_demo_fleet, db):
+    from django.core.cache import cache
+
+    from workloads.models.environments import ENVIRONMENT_LIST_CACHE_KEY
+
+    # Seeding the fleet for each test dropped the environment switcher's cached list; a test may
+    # have cached one with an environment its savepoint has since rolled back.
+    cache.delete(ENVIRONMENT_LIST_CACHE_KEY)
+
+
+@pytest.fixture
+def oncall_of_the_module(shared_oncall, demo_fleet_of_the_module):
+    from workloads.models import DeadLetter, TriageRule, WorkloadClass
+
+    letters = DeadLetter.objects.in_bulk(shared_oncall["rows"])
+    return {
+        "class": WorkloadClass.objects.get(pk=shared_oncall["class"]),
+        "rows": [letters[pk] for pk in shared_oncall["rows"]],
+        "rule": TriageRule.objects.get(pk=shared_oncall["rule"]),
+        "deferrable": WorkloadClass.objects.get(slug=DEFERRABLE_SLUG),
+    }

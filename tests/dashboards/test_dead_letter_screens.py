@@ -5,10 +5,24 @@ progress, edit-and-replay with schema errors inline, and the triage-rule editor.
 import json
 import re
 
+import pytest
+
 from tests.dashboards.conftest import HX
 from tests.dashboards.oncall_fixtures import DL_SLUG
 from tests.workloads.deadletter_helpers import dead_letter_row
 from workloads.models import Action, AuditEvent, DeadLetter, TriageRule
+
+
+@pytest.fixture
+def demo_fleet(demo_fleet_of_the_module):
+    """Seeded once for the module, whose every test uses it (tests/dashboards/conftest.py)."""
+
+
+@pytest.fixture
+def oncall(oncall_of_the_module):
+    """Built once for the module, whose every test uses it (tests/dashboards/conftest.py)."""
+    return oncall_of_the_module
+
 
 REPLAY = "/dead-letters/replay/"
 DISCARD = "/dead-letters/discard/"

@@ -5,11 +5,18 @@ import json
 import re
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from tests.dashboards.helpers import BREACHED_SLUG
 from workloads.models import AuditEvent, Deployment, DeploymentSource, WorkloadClass
 from workloads.services.deployments import deployment_record
+
+
+@pytest.fixture
+def demo_fleet(demo_fleet_of_the_module):
+    """Seeded once for the module, whose every test uses it (tests/dashboards/conftest.py)."""
+
 
 URL = f"/classes/{BREACHED_SLUG}/"
 POST_URL = f"/classes/{BREACHED_SLUG}/deployments/"

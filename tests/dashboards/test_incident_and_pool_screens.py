@@ -4,6 +4,7 @@ overview's actual / target, and the migration comparison, as the screens show an
 import re
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from tests.dashboards.conftest import HX
@@ -14,6 +15,13 @@ from workloads.providers import get_providers
 from workloads.providers.specs import pool_spec
 from workloads.services.incidents import incident_mode_enter
 from workloads.services.scaling import scaling_controller_tick
+
+
+@pytest.fixture
+def demo_fleet(demo_fleet_of_the_module):
+    """Seeded once for the module, whose every test uses it (tests/dashboards/conftest.py). `oncall`
+    stays per test: a test here needs the fleet without the pools `oncall` sets up."""
+
 
 ENTER = {"reason": "primary database failover", "ticket": "INC-9", "expires_in_minutes": "240"}
 

@@ -9,6 +9,19 @@ from tests.dashboards.conftest import HX
 from tests.dashboards.oncall_fixtures import DEFERRABLE_SLUG, DL_SLUG
 from workloads.models import Action, AuditEvent
 
+
+@pytest.fixture
+def demo_fleet(demo_fleet_of_the_module):
+    """Seeded once for the module (tests/dashboards/conftest.py): every test here uses it but
+    test_unknown_objects_are_404, whose ids and slugs are unknown with or without the fleet."""
+
+
+@pytest.fixture
+def oncall(oncall_of_the_module):
+    """Built once for the module, like the fleet (tests/dashboards/conftest.py)."""
+    return oncall_of_the_module
+
+
 # (url, the partial's root for htmx, or None for a page without one)
 PAGES = [
     ("/dead-letters/?status=all", '<section id="dead-letter-groups"'),

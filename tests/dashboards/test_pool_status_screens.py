@@ -6,6 +6,7 @@ holds it at a count."""
 import re
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from tests.dashboards.conftest import HX
@@ -18,6 +19,17 @@ from workloads.providers.local.models import LocalWorkerPool
 from workloads.providers.specs import pool_spec
 from workloads.services.pauses import pool_pause
 from workloads.services.scaling import scaling_controller_tick
+
+
+@pytest.fixture
+def demo_fleet(demo_fleet_of_the_module):
+    """Seeded once for the module, whose every test uses it (tests/dashboards/conftest.py)."""
+
+
+@pytest.fixture
+def oncall(oncall_of_the_module):
+    """Built once for the module, whose every test uses it (tests/dashboards/conftest.py)."""
+    return oncall_of_the_module
 
 
 def _row(html: str, slug: str) -> str:

@@ -7,6 +7,13 @@ import pytest
 from tests.dashboards.conftest import HX
 from tests.dashboards.helpers import request_steps_action
 
+
+@pytest.fixture
+def demo_fleet(demo_fleet_of_the_module):
+    """Seeded once for the module (tests/dashboards/conftest.py): every test here uses it but
+    test_unknown_actions_are_404, whose ids and slugs are unknown with or without the fleet."""
+
+
 # (url, the partial's root element for htmx)
 SCREENS = [
     ("/cost/?period=7d", '<section id="cost-report"'),
