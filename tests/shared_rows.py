@@ -7,6 +7,10 @@ module-scoped fixture builds its rows inside it, every test's own transaction (p
 the module's rows are rolled back when the module's fixture ends. Only for tests in a transaction
 (`db`): a transactional test (`transactional_db`, `live_server`) would flush the shared rows.
 
+The rollback reaches rows only. What a module shares besides them must not carry one test's
+changes into the next: give each test new clients (tests/callers.py) and model objects read
+afresh, and reset any process-level state a test may change (a cache, a test server's script).
+
 Under pytest-xdist a worker runs a module's tests in chunks (the Makefile's --maxschedchunk), and
 pytest ends module fixtures when the next test is in another module, so the rows are built once
 per chunk rather than once per test.

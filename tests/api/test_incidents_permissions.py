@@ -3,35 +3,25 @@ kind of caller, against one world built once for the module (tests/shared_rows.p
 incident bot uses are in test_incidents_api.py, on an empty database."""
 
 import pytest
-from rest_framework.test import APIClient
 
 from controlplane.roles import Role
 from tests.api.test_incidents_api import COMPARE
+from tests.callers import ANONYMOUS, clients_of, session_of, token_of, user_with_role
 from tests.shared_rows import shared_rows
 from tests.workloads.pools import pooled_class, run_pending
 from workloads.models import AuditEvent
 from workloads.services import incidents, pauses
-from workloads.services.tokens import api_token_issue
-from workloads.services.users import user_create
 
 CALLERS = ["anonymous", "outsider", "viewer", "operator", "admin", "admin_token", "read_token"]
 
 
-def _user(username: str, role: Role | None):
-    from django.contrib.auth import get_user_model
-
-    if role is None:
-        return get_user_model().objects.create_user(username=username, password="correct-horse-battery-9")
-    return user_create(actor=None, username=username, role=role, password="correct-horse-battery-9")
-
-
 @pytest.fixture(scope="module")
 def shared_world(django_db_setup, django_db_blocker):
-    """An active incident holding `paused-class`, a class paused on its own, a class running, and a
-    client per kind of caller. Built once for the module's tests (tests/shared_rows.py): what each
-    test's request changes is rolled back with the test's own savepoint."""
+    """An active incident holding `paused-class`, a class paused on its own, a class running, and how
+    each kind of caller authenticates. Built once for the module's tests (tests/shared_rows.py):
+    what each test's request changes is rolled back with the test's own savepoint."""
     with shared_rows(django_db_blocker):
-        admin = _user("root-admin", Role.ADMIN)
+        admin = user_with_role("root-admin", Role.ADMIN)
         pooled_class("existing-class", instances=2, tier="standard")
         pooled_class("paused-class", instances=3, tier="deferrable")
         own = pooled_class("own-paused", instances=1, tier="standard")
@@ -39,23 +29,19 @@ def shared_world(django_db_setup, django_db_blocker):
         pauses.pool_pause(workload_class=own, actor=admin, reason="bad deploy")
         run_pending()
 
-        clients = {"anonymous": APIClient()}
+        callers = {"anonymous": ANONYMOUS}
         roles = [("outsider", None), ("viewer", Role.VIEWER), ("operator", Role.OPERATOR), ("admin", Role.ADMIN)]
         for name, role in roles:
-            client = APIClient()
-            client.force_login(_user(f"{name}-user", role))
-            clients[name] = client
+            callers[name] = session_of(user_with_role(f"{name}-user", role))
         for name, scopes in [("admin_token", ["*"]), ("read_token", ["read"])]:
-            _token, raw = api_token_issue(actor=None, user=admin, name=name, scopes=scopes)
-            client = APIClient()
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-            clients[name] = client
-        yield clients
+            callers[name] = token_of(admin, name, scopes)
+        yield callers
 
 
 @pytest.fixture
 def world(shared_world, db):
-    return shared_world
+    """A new client per kind of caller (tests/callers.py)."""
+    return clients_of(shared_world)
 
 
 def _expect(operator: int, *, read: bool = False) -> dict:
