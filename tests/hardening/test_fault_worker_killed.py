@@ -5,6 +5,7 @@ once the killed one's lease runs out, and it is processed exactly once (one succ
 from __future__ import annotations
 
 import signal
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -20,6 +21,8 @@ from workloads.services.ingestion import events_ingest
 
 from . import blocking_handlers
 
+LEASE = timedelta(seconds=10)
+
 
 def _worker(**env: str) -> Process:
     return Process(
@@ -33,7 +36,11 @@ def test_a_message_of_a_killed_worker_is_redelivered_and_processed_once():
     # A 10 s timeout makes a 10 s ack deadline (Pub/Sub's minimum): the lease the dead worker
     # stops extending runs out in at most 10 s.
     workload_class = WorkloadClassFactory(
-        slug=blocking_handlers.SLUG, timeout_tier="custom", timeout_seconds=10, max_concurrency=1, cost_rates=None
+        slug=blocking_handlers.SLUG,
+        timeout_tier="custom",
+        timeout_seconds=LEASE.seconds,
+        max_concurrency=1,
+        cost_rates=None,
     )
     get_providers().queue.ensure_resources(queue_spec(workload_class))
     [result] = events_ingest(workload_class=workload_class, events=[document(1)], now=timezone.now())
@@ -47,7 +54,12 @@ def test_a_message_of_a_killed_worker_is_redelivered_and_processed_once():
         doomed.kill_all()
     delivery = LocalDelivery.objects.get(message_id=int(result.message_id))
     assert delivery.attempts == 1 and delivery.acked_at is None and delivery.lease_token  # still leased
+    assert delivery.visible_at > timezone.now()
     assert not WorkResult.objects.exists()
+    # The lease runs out without anyone waiting for it: its 10 s pass for this row at once (the
+    # lease ends at most 10 s after the dead worker's last extension, so it is over now).
+    LocalDelivery.objects.filter(pk=delivery.pk).update(visible_at=delivery.visible_at - LEASE)
+    assert delivery.visible_at - LEASE <= timezone.now()
 
     survivor = _worker()
     try:
