@@ -15,6 +15,7 @@ import pytest
 from django.db import OperationalError, connections
 
 from tests.workloads.providers.conftest import ALIASES, queue_spec
+from tests.workloads.runtime.conftest import wait_for
 from workloads.providers.base import (
     DEAD_LETTER_DELIVERY_COUNT,
     DEAD_LETTER_PUBLISH_TIME,
@@ -287,17 +288,17 @@ def test_messages_released_unhandled_get_their_attempt_back(db, clock):
 
 
 @pytest.mark.parametrize("alias", ALIASES)
-def test_a_running_handler_keeps_its_lease_past_the_ack_deadline(alias):
-    queue = LocalQueue(using=alias)
+def test_a_running_handler_keeps_its_lease_past_the_ack_deadline(alias, clock):
+    queue = LocalQueue(using=alias, now=clock)
     spec = queue_spec(ack_deadline_seconds=2)
     queue.ensure_resources(spec)
     queue.publish(spec, _messages(1))
-    started, seen = threading.Event(), []
+    started, finish, seen = threading.Event(), threading.Event(), []
 
     def slow(message):
         seen.append(message.delivery_attempt)
         started.set()
-        time.sleep(3.5)
+        assert finish.wait(30)
         return Disposition.ack()
 
     stop = threading.Event()
@@ -305,9 +306,13 @@ def test_a_running_handler_keeps_its_lease_past_the_ack_deadline(alias):
     thread.start()
     try:
         assert started.wait(10)
-        time.sleep(2.5)  # past the 2 s deadline: only the heartbeat keeps it leased
+        # Past the 2 s deadline on the queue's clock, not by sleeping through it: only the
+        # heartbeat (every 2/3 s of real time) can push the lease beyond the new time.
+        clock.advance(seconds=2.5)
+        wait_for(lambda: LocalDelivery.objects.using(alias).get().visible_at, lambda at: at > clock.now, timeout=10)
         assert queue.pull(spec, max_messages=1, timeout=0) == []
     finally:
+        finish.set()
         stop.set()
         thread.join(timeout=15)
     assert seen == [1]
