@@ -112,13 +112,13 @@ def report_rollups_fold(
                    {", ".join(f"COALESCE(s.{name}, 0) AS {name}" for name in REPORT_COUNTERS)},
                    COALESCE(s.latency_count, 0) AS latency_count, COALESCE(s.latency_sum, 0.0) AS latency_sum,
                    to_jsonb(ARRAY[{", ".join(b)}]) AS latency_buckets, {latency_good} AS latency_good,
-                   {", ".join(b)}, c.per_record, c.per_1k_tokens
+                   {", ".join(b)}, c.per_record, c.per_1k_tokens,
+                   -- The class's newest sample, on each of its rows: a window, not a join with a CTE
+                   -- (the planner guesses a CTE's rows, and a low guess nests loops over 12,000 rows).
+                   GREATEST(c.newest_other, LEAST(MAX(s.step_end) OVER (PARTITION BY c.class_id), %s::timestamptz))
+                       AS newest
               FROM src s JOIN classes c ON c.slug = s.slug
              WHERE s.step_end - make_interval(secs => %s) >= %s AND s.step_end - make_interval(secs => %s) < %s
-        ),
-        newest AS (
-            SELECT ce.class_id, GREATEST(MAX(c.newest_other), LEAST(MAX(ce.step_end), %s::timestamptz)) AS newest
-              FROM cells ce JOIN classes c ON c.class_id = ce.class_id GROUP BY ce.class_id
         )"""
     params += [
         [c.class_id for c in classes],
@@ -129,14 +129,13 @@ def report_rollups_fold(
         [c.per_record for c in classes],
         [c.per_1k_tokens for c in classes],
         step_seconds,
+        now,
         step_seconds,
         buckets_from,
         step_seconds,
         buckets_to,
-        now,
     ]
     # Every column of a new row: the report's, the poll's, and the model's defaults for the others.
-    params.append(Resolution.MINUTE.value)  # the old minutes' (below, before the INSERT's)
     columns, values = [], []
     for field in MetricRollup._meta.concrete_fields:
         if field.primary_key:
@@ -149,7 +148,7 @@ def report_rollups_fold(
         elif field.name in _REPORT_FOLD_COLUMNS:
             values.append(f"ce.{field.column}")
         elif field.name == "newest_sample_age_seconds":
-            values.append("GREATEST(0.0, CAST(EXTRACT(EPOCH FROM (%s::timestamptz - n.newest)) AS float8))")
+            values.append("GREATEST(0.0, CAST(EXTRACT(EPOCH FROM (%s::timestamptz - ce.newest)) AS float8))")
             params.append(fetched_at)
         else:
             value = (
@@ -160,41 +159,51 @@ def report_rollups_fold(
             # Typed: an INSERT ... SELECT does not take a bare parameter's type from its column.
             values.append(f"CAST(%s AS {field.db_type(connection)})")
             params.append(field.get_db_prep_save(value, connection))
+    params.append(Resolution.MINUTE.value)  # the old minutes' (after the INSERT's)
     updates = ", ".join(
         f"{name} = EXCLUDED.{name}" for name in (*_REPORT_FOLD_COLUMNS, "fetched_at", "newest_sample_age_seconds")
     )
+    # A bucket's gain over the minute's old histogram; the common cases without reading the old
+    # jsonb bucket by bucket: no old row, or (a re-poll) an unchanged histogram.
     gains = ", ".join(
-        f"GREATEST(0, ce.b{i} - COALESCE(CAST(o.latency_buckets ->> {i} AS bigint), 0)) AS g{i}" for i in buckets
+        f"CASE WHEN o.unchanged IS NULL THEN GREATEST(0, ce.b{i}) WHEN o.unchanged THEN 0"
+        f" ELSE GREATEST(0, ce.b{i} - COALESCE(CAST(o.latency_buckets ->> {i} AS bigint), 0)) END AS g{i}"
+        for i in buckets
     )
     minute_gained = " + ".join(f"g.g{i}" for i in buckets)  # the minute's histogram gain
     records_cost = _half_even_micro("CAST(g.records AS numeric) * g.per_record")
     tokens_cost = _half_even_micro("CAST(g.tokens AS numeric) / 1000 * g.per_1k_tokens")
     sql = f"""
         WITH {cells},
-        old AS (
-            SELECT ce.class_id, ce.bucket, {", ".join(f"m.{name}" for name in REPORT_COUNTERS)},
-                   m.latency_buckets, m.latency_sum
-              FROM cells ce JOIN {table} m
-                ON m.workload_class_id = ce.class_id AND m.resolution = %s AND m.bucket_start = ce.bucket
-        ),
         written AS (
             INSERT INTO {table} ({", ".join(columns)})
-            SELECT {", ".join(values)} FROM cells ce JOIN newest n ON n.class_id = ce.class_id
+            SELECT {", ".join(values)} FROM cells ce
             ON CONFLICT (workload_class_id, resolution, bucket_start) DO UPDATE SET {updates}
         ),
-        gains AS (
-            SELECT ce.class_id, ce.bucket, ce.per_record, ce.per_1k_tokens,
+        gains AS MATERIALIZED (  -- each gain worked out once (the SELECT below reads them twice)
+            SELECT ce.class_id, ce.bucket, ce.newest, ce.per_record, ce.per_1k_tokens,
                    {", ".join(f"GREATEST(0, ce.{name} - COALESCE(o.{name}, 0)) AS {name}" for name in REPORT_COUNTERS)},
                    ce.latency_sum - COALESCE(o.latency_sum, 0.0) AS latency_sum, {gains}
-              FROM cells ce LEFT JOIN old o ON o.class_id = ce.class_id AND o.bucket = ce.bucket
+              FROM cells ce
+              -- The minute as it was before this statement (its INSERT is not seen here): one probe
+              -- of the unique index per minute, whatever the planner guesses of the CTE's rows (a
+              -- plain join became a nested loop over all the old minutes for each new one: seconds
+              -- for a re-poll). LIMIT 1 (one row at most: the unique key) keeps it a probe.
+              LEFT JOIN LATERAL (
+                  SELECT {", ".join(f"m.{name}" for name in REPORT_COUNTERS)}, m.latency_buckets, m.latency_sum,
+                         m.latency_buckets = ce.latency_buckets AS unchanged
+                    FROM {table} m
+                   WHERE m.workload_class_id = ce.class_id AND m.resolution = %s AND m.bucket_start = ce.bucket
+                   LIMIT 1
+              ) o ON true
         )
-        SELECT g.class_id, array_agg(CAST(EXTRACT(EPOCH FROM g.bucket) AS bigint) / 60 ORDER BY g.bucket), n.newest,
+        SELECT g.class_id, array_agg(CAST(EXTRACT(EPOCH FROM g.bucket) AS bigint) / 60 ORDER BY g.bucket), g.newest,
                {", ".join(f"CAST(SUM(g.{name}) AS bigint)" for name in REPORT_COUNTERS)},
                ARRAY[{", ".join(f"CAST(SUM(g.g{i}) AS bigint)" for i in buckets)}],
                SUM(GREATEST(0.0, g.latency_sum) ORDER BY g.bucket) FILTER (WHERE {minute_gained} > 0),
                SUM(({records_cost}) + ({tokens_cost}))
-          FROM gains g JOIN newest n ON n.class_id = g.class_id
-         GROUP BY g.class_id, n.newest
+          FROM gains g
+         GROUP BY g.class_id, g.newest
     """
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_REPORT_FOLD_LOCK])
