@@ -4,6 +4,7 @@ subscription by deleting the topic under it."""
 
 import pytest
 
+from tests.queue_sentinel import before_a_sentinel
 from workloads.providers.base import OutboundMessage, ProviderError
 
 
@@ -33,7 +34,7 @@ def test_a_class_queue_resources_are_deleted_once_and_then_already_gone(harness)
     assert caught.value.permanent and caught.value.code == "NOT_FOUND"
     # Really gone: provisioning again creates all four, with none of the old messages.
     assert sorted(queue.ensure_resources(spec).created) == sorted(name for _, name in resources)
-    assert queue.pull(spec, max_messages=10, timeout=1.0) == []
+    assert before_a_sentinel(queue, spec) == []
 
 
 def test_a_topic_with_a_subscription_attached_is_refused_and_kept(harness):

@@ -3,7 +3,8 @@ the same way (a permanent INVALID_ARGUMENT naming the limit) and publishes nothi
 
 import pytest
 
-from tests.contract.test_queue_contract import _pull_all, _waiting_before_a_sentinel
+from tests.contract.test_queue_contract import _pull_all
+from tests.queue_sentinel import before_a_sentinel
 from workloads.providers.base import OutboundMessage, ProviderError
 
 # "é" is two bytes of UTF-8: 600 of them are 600 characters but 1,200 bytes.
@@ -27,7 +28,7 @@ def test_messages_over_pubsub_limits_are_refused_and_nothing_is_published(harnes
     error = caught.value
     assert error.permanent and error.code == "INVALID_ARGUMENT"
     assert limit in error.message
-    assert _waiting_before_a_sentinel(queue, spec) == []  # the whole publish was refused
+    assert before_a_sentinel(queue, spec) == []  # the whole publish was refused
 
 
 def test_values_at_the_limits_in_multibyte_text_are_accepted(harness):

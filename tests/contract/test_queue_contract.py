@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.queue_sentinel import before_a_sentinel, is_sentinel
 from workloads.providers.base import (
     ATTR_REPLAY_COUNT,
     DEAD_LETTER_DELIVERY_COUNT,
@@ -18,7 +19,6 @@ from workloads.providers.base import (
 )
 
 WAIT = 30  # seconds: generous, the emulator is slow to start delivering on a busy machine
-SENTINEL_ATTRIBUTE = "contract-sentinel"  # marks the message `_waiting_before_a_sentinel` publishes
 
 
 def _messages(count, prefix="m", **attributes):
@@ -49,35 +49,17 @@ def _consume_until(queue, spec, handler, *, done, max_concurrency=4, timeout=WAI
 
 
 def _pull_all(queue, spec, expected, timeout=WAIT):
-    """Up to `expected` messages; a sentinel of `_waiting_before_a_sentinel` that a seek brought
-    back is acked and not counted."""
+    """Up to `expected` messages; a sentinel (tests/queue_sentinel.py) that a seek brought back is
+    acked and not counted."""
     got = []
     deadline = time.monotonic() + timeout
     while len(got) < expected and time.monotonic() < deadline:
         batch = queue.pull(spec, max_messages=expected - len(got), timeout=1.0)
-        sentinels = [m.ack_id for m in batch if SENTINEL_ATTRIBUTE in m.attributes]
+        sentinels = [m.ack_id for m in batch if is_sentinel(m)]
         if sentinels:
             queue.ack(spec, sentinels)
-        got.extend(m for m in batch if SENTINEL_ATTRIBUTE not in m.attributes)
+        got.extend(m for m in batch if not is_sentinel(m))
     return got
-
-
-def _waiting_before_a_sentinel(queue, spec, timeout=WAIT):
-    """What the subscription still delivers, proved complete by a message rather than by an empty
-    wait: a sentinel published now is delivered after everything published before it (both
-    providers hand a subscription's messages out in publish order), so the deliveries up to it
-    are all that was waiting. The sentinel is acked; the rest are left as they were."""
-    queue.publish(spec, [OutboundMessage(b"sentinel", {SENTINEL_ATTRIBUTE: "1"})])
-    got = []
-    deadline = time.monotonic() + timeout
-    while True:
-        assert time.monotonic() < deadline, f"the sentinel never came; before it: {got}"
-        batch = queue.pull(spec, max_messages=10, timeout=1.0)
-        sentinels = [m for m in batch if SENTINEL_ATTRIBUTE in m.attributes]
-        got.extend(m for m in batch if SENTINEL_ATTRIBUTE not in m.attributes)
-        if sentinels:
-            queue.ack(spec, [m.ack_id for m in sentinels])
-            return got
 
 
 def test_publish_returns_ids_in_order_and_messages_round_trip(harness):
@@ -94,7 +76,7 @@ def test_publish_returns_ids_in_order_and_messages_round_trip(harness):
     assert first.publish_time.tzinfo is not None
     assert abs(first.publish_time - datetime.now(UTC)) < timedelta(minutes=1)
     queue.ack(spec, [m.ack_id for m in received])
-    assert _waiting_before_a_sentinel(queue, spec) == []
+    assert before_a_sentinel(queue, spec) == []
 
 
 def test_publish_reports_each_published_message_by_its_position(harness):
@@ -158,7 +140,7 @@ def test_consume_never_exceeds_the_concurrency_bound(harness):
 
     _consume_until(queue, spec, handler, done=lambda: state["done"] >= 12, max_concurrency=3)
     assert state["max"] == 3  # bounded, and the bound was actually reached
-    assert _waiting_before_a_sentinel(queue, spec) == []  # all acked
+    assert before_a_sentinel(queue, spec) == []  # all acked
 
 
 def test_nack_redelivers_and_counts_delivery_attempts(harness):
@@ -214,7 +196,7 @@ def test_max_attempts_moves_a_message_to_the_dead_letter_queue_with_source_attri
     assert letter.attributes[DEAD_LETTER_PUBLISH_TIME].endswith("Z")
     queue.ack_dead_letters(spec, [letter.ack_id])
     assert queue.peek_dead_letters(spec, max_messages=10) == []
-    assert _waiting_before_a_sentinel(queue, spec) == []  # gone from the work subscription too
+    assert before_a_sentinel(queue, spec) == []  # gone from the work subscription too
     assert message_id  # the original id is not required to survive dead-lettering
 
 
@@ -254,7 +236,7 @@ def test_seek_to_a_time_redelivers_acked_messages_and_seek_to_now_clears_the_bac
     queue.publish(spec, _messages(3))
     received = _pull_all(queue, spec, 3)
     queue.ack(spec, [m.ack_id for m in received])
-    assert _waiting_before_a_sentinel(queue, spec) == []
+    assert before_a_sentinel(queue, spec) == []
 
     queue.seek(spec, to_time=before)
     again = _pull_all(queue, spec, 3)
@@ -273,7 +255,7 @@ def test_seek_to_a_snapshot_restores_its_acknowledgment_state(harness):
     queue.publish(spec, [OutboundMessage(b"after-snapshot")])
     received = _pull_all(queue, spec, 2)
     queue.ack(spec, [m.ack_id for m in received])
-    assert _waiting_before_a_sentinel(queue, spec) == []
+    assert before_a_sentinel(queue, spec) == []
 
     queue.seek(spec, to_snapshot=snapshot.name)
     again = _pull_all(queue, spec, 2)

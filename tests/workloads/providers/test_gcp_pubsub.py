@@ -13,6 +13,7 @@ from google.pubsub_v1.services.publisher.transports import PublisherGrpcTranspor
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from tests.contract.fakes.proxy import FaultProxy
+from tests.queue_sentinel import before_a_sentinel
 from workloads.providers.base import Disposition, OutboundMessage, ProviderError, QueueSpec
 from workloads.providers.gcp.errors import Backoff
 from workloads.providers.gcp.pubsub import PubSubQueue
@@ -244,7 +245,7 @@ def test_unavailable_twice_on_ack_then_success(proxied):
     proxy.fail_next("UNAVAILABLE", 2, method="Acknowledge")
     queue.ack(spec, [message.ack_id])
     assert calls(proxy, "Acknowledge") == 3
-    assert queue.pull(spec, max_messages=1, timeout=1) == []
+    assert before_a_sentinel(queue, spec) == []
 
 
 # --- publishing -----------------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def test_attribute_names_the_library_would_swallow_are_refused_before_anything_i
     with pytest.raises(ProviderError) as caught:
         queue.publish(spec, [OutboundMessage(b"ok"), OutboundMessage(b"bad", {"timeout": "30", "k": "v"})])
     assert caught.value.permanent and "timeout" in caught.value.message
-    assert queue.pull(spec, max_messages=5, timeout=1) == []  # not even the valid first message
+    assert before_a_sentinel(queue, spec) == []  # not even the valid first message
 
 
 def test_an_ordering_key_is_usable_again_after_a_failed_publish(proxied):
