@@ -2,15 +2,17 @@
 statements were checked against, and what it writes is byte for byte what the ORM writes (the
 tables read back with plain SQL after each way). insert_rows: in input order, with ON CONFLICT DO
 NOTHING and RETURNING, on PostgreSQL (one array per column) and SQLite (a VALUES list);
-update_rows: each row its own values, by primary key, with a condition, on both; values_by_pks
+update_rows: each row its own values, by primary key, with a condition, on both; both with
+`json_parameter` (PostgreSQL: plain rows as one JSON document) store what the ORM stores; values_by_pks
 reads what the ORM's values_list reads. (What its other reads load is compared with the ORM's in
 test_class_lookup.py and test_token_lookup.py.)"""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import django
 import pytest
 from django.db import DataError, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from tests.workloads.providers.conftest import ALIASES
 from workloads.fastsql import CHECKED_WITH_DJANGO
@@ -315,3 +317,112 @@ def test_values_read_by_primary_keys_load_as_the_orms_values_list(alias):
     with transaction.atomic(using=alias):
         assert len(values_by_pks(LocalMessage, ("id",), ids, for_update=True, using=alias)) == 5
     assert values_by_pks(LocalMessage, fields, [], using=alias) == []
+
+
+# Text a JSON document must carry exactly: quotes, a backslash, non-ASCII, a line separator, an emoji.
+AWKWARD_TEXT = 'it\'s "q" \\ \u00e9\u2028\U0001f600'
+
+
+def _plain_delivery_values(subscription, message_ids):
+    """Deliveries: nothing but ints, text, booleans, NULL and aware datetimes (one not in UTC)."""
+    in_berlin = (AT + timedelta(microseconds=654321)).astimezone(timezone(timedelta(hours=2)))
+    return [
+        (
+            subscription.pk,
+            pk,
+            f"{AWKWARD_TEXT}{n}",
+            in_berlin,
+            n,
+            AT,
+            "" if n % 2 else "tok",
+            None if n % 3 else AT,
+            n % 2 == 0,
+        )
+        for n, pk in enumerate(message_ids)
+    ]
+
+
+def _sent_as_json(queries) -> bool:
+    return any("jsonb_array_elements" in query["sql"] for query in queries)
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+@pytest.mark.parametrize("count", [1, 5])
+def test_rows_sent_as_one_json_parameter_are_stored_as_bulk_create_stores_them(alias, count):
+    """`json_parameter`: on PostgreSQL plain rows go as one JSON document expanded in SQL; what is
+    stored, and what RETURNING gives back in input order, is what bulk_create and the arrays give.
+    Rows with bytes or a JSON document (the messages) keep the arrays; SQLite ignores the option."""
+    topic, subscription = _topic_and_subscription(alias)
+    message_fields = ("topic", "data", "attributes", "ordering_key", "published_at")
+    ids = [
+        pk
+        for (pk,) in insert_rows(
+            LocalMessage, message_fields, _message_values(topic, count), using=alias, returning=("id",)
+        )
+    ]
+    values = _plain_delivery_values(subscription, ids)
+    LocalDelivery.objects.using(alias).bulk_create(_orm_instances(LocalDelivery, DELIVERY_FIELDS, values))
+    by_orm = _stored(alias, LocalDelivery)
+    LocalDelivery.objects.using(alias).all().delete()
+
+    with CaptureQueriesContext(connections[alias]) as queries:
+        returned = insert_rows(
+            LocalDelivery,
+            DELIVERY_FIELDS,
+            values,
+            using=alias,
+            returning=("message", "ordering_key"),
+            json_parameter=True,
+        )
+    assert _stored(alias, LocalDelivery) == by_orm
+    assert returned == [(pk, f"{AWKWARD_TEXT}{n}") for n, pk in enumerate(ids)]
+    assert _sent_as_json(queries.captured_queries) == (alias == "default")
+
+    # A conflicting row is skipped and not returned, as with the arrays.
+    with CaptureQueriesContext(connections[alias]) as queries:
+        again = insert_rows(
+            LocalDelivery,
+            DELIVERY_FIELDS,
+            values,
+            using=alias,
+            ignore_conflicts=True,
+            returning=("id",),
+            json_parameter=True,
+        )
+        LocalMessage.objects.using(alias).all().delete()
+        insert_rows(LocalMessage, message_fields, _message_values(topic, count), using=alias, json_parameter=True)
+    assert again == []
+    assert [("jsonb_array_elements" in q["sql"]) for q in queries.captured_queries if "INSERT" in q["sql"]] == [
+        alias == "default",
+        False,  # bytes and a JSON document: the arrays (or a VALUES list)
+    ]
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_update_rows_with_one_json_parameter_writes_what_bulk_update_writes(alias):
+    topic, subscription = _topic_and_subscription(alias)
+    message_ids = [pk for pk, _key in _messages(alias, topic, 4)]
+    fields = ("ordering_key", "published_at", "attempts", "acked_at", "dead_lettered")
+
+    def fresh():
+        LocalDelivery.objects.using(alias).all().delete()
+        insert_rows(LocalDelivery, DELIVERY_FIELDS, _delivery_values(subscription, message_ids), using=alias)
+        return list(LocalDelivery.objects.using(alias).order_by("pk"))
+
+    changes = _plain_delivery_values(subscription, message_ids)
+    orm = fresh()
+    for delivery, change in zip(orm, changes, strict=True):
+        delivery.ordering_key, delivery.published_at, delivery.attempts = change[2], change[3], change[4]
+        delivery.acked_at, delivery.dead_lettered = change[7], change[8]
+    # Rows 1 and 3 hold the lease token "tok": the condition below picks them of rows 1 to 3.
+    LocalDelivery.objects.using(alias).bulk_update([orm[1], orm[3]], fields)
+    by_orm = _stored(alias, LocalDelivery, but=("id",))
+
+    rows = [(d.pk, c[2], c[3], c[4], c[7], c[8]) for d, c in zip(fresh(), changes, strict=True)]
+    with CaptureQueriesContext(connections[alias]) as queries:
+        updated = update_rows(
+            LocalDelivery, fields, rows[1:], where={"lease_token": "tok"}, using=alias, json_parameter=True
+        )
+    assert updated == 2
+    assert _stored(alias, LocalDelivery, but=("id",)) == by_orm
+    assert _sent_as_json(queries.captured_queries) == (alias == "default")

@@ -332,6 +332,7 @@ def _claim_keys(workload_class: WorkloadClass, candidates: list[Candidate]) -> d
         ],
         ignore_conflicts=True,
         returning=("id", "key"),
+        json_parameter=True,  # plain values: one JSON document instead of eight arrays to adapt
     )
     return {key: record_id for record_id, key in inserted}
 
@@ -342,10 +343,15 @@ def _stored_records(workload_class: WorkloadClass, candidates: list[Candidate]) 
 
 
 def _store_message_ids(receipts: list[tuple[str, int]]) -> None:
-    """The receipt a duplicate gets back: (message id, record id) pairs, one UPDATE from arrays on
-    PostgreSQL whatever the group's size (workloads/fastsql/)."""
+    """The receipt a duplicate gets back: (message id, record id) pairs, one UPDATE from one JSON
+    parameter on PostgreSQL whatever the group's size (workloads/fastsql/)."""
     if receipts:
-        update_rows(IdempotencyRecord, ["message_id"], [(record_id, message_id) for message_id, record_id in receipts])
+        update_rows(
+            IdempotencyRecord,
+            ["message_id"],
+            [(record_id, message_id) for message_id, record_id in receipts],
+            json_parameter=True,
+        )
 
 
 def _publish(
