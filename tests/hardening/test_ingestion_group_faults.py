@@ -58,12 +58,22 @@ def doc_class():
     return workload_class
 
 
+def _rows_in(values) -> int:
+    """How many messages one parameter of the publish carries: an array's elements, or the rows of
+    the JSON document PostgreSQL's one-statement publish sends them in."""
+    if isinstance(values, list):
+        return len(values)
+    if isinstance(values, str) and values.startswith("[["):
+        return len(json.loads(values))
+    return 0
+
+
 class DropInAGroup(DropConnection):
     """Drops the connection before the first message INSERT that carries more than one message:
     the publish of a group, whichever thread leads it."""
 
     def __call__(self, execute, sql, params, many, context):
-        several = any(isinstance(values, list) and len(values) > 1 for values in params or ())
+        several = any(_rows_in(values) > 1 for values in params or ())
         if self.sql in sql and not several:
             return execute(sql, params, many, context)
         return super().__call__(execute, sql, params, many, context)

@@ -8,11 +8,12 @@ import sys
 import threading
 import time
 from dataclasses import asdict, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.db import OperationalError, connections
+from django.db import OperationalError, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from tests.workloads.providers.conftest import ALIASES, queue_spec
 from tests.workloads.runtime.conftest import wait_for
@@ -424,3 +425,42 @@ def test_a_handler_that_raises_or_returns_nonsense_gets_the_message_again(alias)
         thread.join(timeout=15)
     assert attempts == [1, 2, 3]
     assert LocalDelivery.objects.get().acked_at is not None
+
+
+@pytest.mark.parametrize("alias", ALIASES[:1])  # the one-statement publish is PostgreSQL's
+def test_the_one_statement_publish_stores_what_the_row_by_row_publish_stores(alias):
+    """PostgreSQL publishes with one statement whose messages come as one JSON parameter (data as
+    hex, attributes, ordering key); the rows must be those of the ORM-prepared inserts that SQLite
+    and replays use: every byte of the data, the attributes' text, the ordering keys, in order."""
+    at = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
+    queue = LocalQueue(using=alias, now=lambda: at)
+    spec = queue_spec()
+    queue.ensure_resources(spec)
+    awkward = 'it\'s "q" \\ \u00e9\u2028\U0001f600'
+    messages = [
+        OutboundMessage(bytes(range(256)) + b"%d" % n, {"cp-n": str(n), "text": awkward}, f"{awkward}{n % 2}")
+        for n in range(3)
+    ] + [OutboundMessage(b"", {}, "")]
+
+    def stored():
+        connection = connections[alias]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT m.topic_id, m.data, m.attributes::text, m.ordering_key, m.published_at, "
+                "d.subscription_id, d.ordering_key, d.published_at, d.visible_at, d.attempts, d.lease_token, "
+                "d.acked_at, d.dead_lettered FROM workloads_localmessage m "
+                "LEFT JOIN workloads_localdelivery d ON d.message_id = m.id ORDER BY m.id, d.subscription_id"
+            )
+            return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in cursor.fetchall()]
+
+    with CaptureQueriesContext(connections[alias]) as queries:
+        ids = queue.publish(spec, messages)
+    assert any("jsonb_array_elements" in query["sql"] for query in queries.captured_queries)
+    in_one_statement = stored()
+    LocalMessage.objects.using(alias).all().delete()
+    with transaction.atomic(using=alias):
+        topic, subscriptions = queue._topic_with_subscriptions(spec.topic)
+        queue._insert(topic, messages, at, subscriptions=subscriptions)
+    assert stored() == in_one_statement
+    assert len(ids) == 4 and ids == sorted(ids, key=int)
+    assert in_one_statement[0][1] == messages[0].data and in_one_statement[-1][1] == b""
