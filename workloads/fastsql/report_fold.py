@@ -159,17 +159,21 @@ def report_rollups_fold(
             # Typed: an INSERT ... SELECT does not take a bare parameter's type from its column.
             values.append(f"CAST(%s AS {field.db_type(connection)})")
             params.append(field.get_db_prep_save(value, connection))
-    params.append(Resolution.MINUTE.value)  # the old minutes' (after the INSERT's)
+    params += [Resolution.MINUTE.value, buckets_from, buckets_to]  # the old minutes' (after the INSERT's)
     updates = ", ".join(
         f"{name} = EXCLUDED.{name}" for name in (*_REPORT_FOLD_COLUMNS, "fetched_at", "newest_sample_age_seconds")
     )
     # A bucket's gain over the minute's old histogram; the common cases without reading the old
     # jsonb bucket by bucket: no old row, or (a re-poll) an unchanged histogram.
     gains = ", ".join(
-        f"CASE WHEN o.unchanged IS NULL THEN GREATEST(0, ce.b{i}) WHEN o.unchanged THEN 0"
-        f" ELSE GREATEST(0, ce.b{i} - COALESCE(CAST(o.latency_buckets ->> {i} AS bigint), 0)) END AS g{i}"
+        f"CASE WHEN p.unchanged IS NULL THEN GREATEST(0, p.b{i}) WHEN p.unchanged THEN 0"
+        f" ELSE GREATEST(0, p.b{i} - COALESCE(CAST(p.old_latency_buckets ->> {i} AS bigint), 0)) END AS g{i}"
         for i in buckets
     )
+    counter_gains = ", ".join(
+        f"GREATEST(0, p.{name} - COALESCE(p.old_{name}, 0)) AS {name}" for name in REPORT_COUNTERS
+    )
+    new_buckets = ", ".join(f"ce.b{i}" for i in buckets)
     minute_gained = " + ".join(f"g.g{i}" for i in buckets)  # the minute's histogram gain
     records_cost = _half_even_micro("CAST(g.records AS numeric) * g.per_record")
     tokens_cost = _half_even_micro("CAST(g.tokens AS numeric) / 1000 * g.per_1k_tokens")
@@ -181,21 +185,25 @@ def report_rollups_fold(
             ON CONFLICT (workload_class_id, resolution, bucket_start) DO UPDATE SET {updates}
         ),
         gains AS MATERIALIZED (  -- each gain worked out once (the SELECT below reads them twice)
-            SELECT ce.class_id, ce.bucket, ce.newest, ce.per_record, ce.per_1k_tokens,
-                   {", ".join(f"GREATEST(0, ce.{name} - COALESCE(o.{name}, 0)) AS {name}" for name in REPORT_COUNTERS)},
-                   ce.latency_sum - COALESCE(o.latency_sum, 0.0) AS latency_sum, {gains}
-              FROM cells ce
-              -- The minute as it was before this statement (its INSERT is not seen here): one probe
-              -- of the unique index per minute, whatever the planner guesses of the CTE's rows (a
-              -- plain join became a nested loop over all the old minutes for each new one: seconds
-              -- for a re-poll). LIMIT 1 (one row at most: the unique key) keeps it a probe.
-              LEFT JOIN LATERAL (
-                  SELECT {", ".join(f"m.{name}" for name in REPORT_COUNTERS)}, m.latency_buckets, m.latency_sum,
-                         m.latency_buckets = ce.latency_buckets AS unchanged
-                    FROM {table} m
-                   WHERE m.workload_class_id = ce.class_id AND m.resolution = %s AND m.bucket_start = ce.bucket
-                   LIMIT 1
-              ) o ON true
+            SELECT p.class_id, p.bucket, p.newest, p.per_record, p.per_1k_tokens,
+                   {counter_gains},
+                   p.latency_sum - COALESCE(p.old_latency_sum, 0.0) AS latency_sum, {gains}
+              FROM (SELECT ce.class_id, ce.bucket, ce.newest, ce.per_record, ce.per_1k_tokens, ce.latency_sum,
+                           {", ".join(f"ce.{name}" for name in REPORT_COUNTERS)}, {new_buckets},
+                           {", ".join(f"o.{name} AS old_{name}" for name in REPORT_COUNTERS)},
+                           o.latency_sum AS old_latency_sum, o.latency_buckets AS old_latency_buckets,
+                           o.latency_buckets = ce.latency_buckets AS unchanged
+                      FROM cells ce
+                      -- The minutes as they were before this statement (its INSERT is not seen
+                      -- here): the window's, read by range and hashed (the planner settings below).
+                      LEFT JOIN (
+                          SELECT m.workload_class_id, m.bucket_start, m.latency_buckets, m.latency_sum,
+                                 {", ".join(f"m.{name}" for name in REPORT_COUNTERS)}
+                            FROM {table} m
+                           WHERE m.resolution = %s AND m.bucket_start >= %s AND m.bucket_start < %s
+                      ) o ON o.workload_class_id = ce.class_id AND o.bucket_start = ce.bucket
+                    OFFSET 0  -- not merged into the SELECT above: `unchanged` compared once, not per bucket
+                   ) p
         )
         SELECT g.class_id, array_agg(CAST(EXTRACT(EPOCH FROM g.bucket) AS bigint) / 60 ORDER BY g.bucket), g.newest,
                {", ".join(f"CAST(SUM(g.{name}) AS bigint)" for name in REPORT_COUNTERS)},
@@ -215,8 +223,15 @@ def report_rollups_fold(
             " WHERE pg_size_bytes(current_setting('work_mem')) < pg_size_bytes(%s)",
             [_FOLD_WORK_MEM, _FOLD_WORK_MEM],
         )
+        # The planner guesses a CTE's rows (6 for 11,800 here), and with so low a guess it joins
+        # the old minutes by a nested loop: every old minute compared with each new one, seconds
+        # for a re-poll. Without nested loops the joins are hashes, linear whatever the guess and
+        # whatever the table's statistics. Off for this statement only, then as it was.
+        cursor.execute("SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)")
+        (nested_loops, _off) = cursor.fetchone()
         cursor.execute(sql, params)
         result = cursor.fetchall()
+        cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [nested_loops])
     return [
         FoldedClass(
             class_id=class_id,
