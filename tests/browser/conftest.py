@@ -68,12 +68,16 @@ def _chromium():
 
 
 @pytest.fixture(autouse=True)
-def _playwright_loop_shown(_chromium):
-    """Playwright's loop shown to this thread for the whole test, its function fixtures included.
+def _playwright_loop_shown(request):
+    """Playwright's loop shown to this thread for the whole of a test that uses the browser, its
+    function fixtures included (None for the tests of this folder that use only Django's client).
 
-    Autouse, so that it is set up before (and torn down after) the fixtures that use pages or
-    the database: a test then uses one database connection throughout (see BrowserScope.suspend)."""
-    _, scope = _chromium
+    Autouse, so that it is set up before (and torn down after) the fixtures that use pages or the
+    database: the test and its fixtures use one database connection (see BrowserScope.suspend)."""
+    if "browser" not in request.fixturenames:
+        yield None
+        return
+    _, scope = request.getfixturevalue("_chromium")
     with scope.active():
         yield scope
 
