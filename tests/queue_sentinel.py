@@ -10,6 +10,7 @@ publishes under test have returned (a publish still in flight may land after the
 from __future__ import annotations
 
 import time
+import uuid
 
 from workloads.providers.base import OutboundMessage, Queue, QueueSpec, ReceivedMessage
 
@@ -22,9 +23,11 @@ def is_sentinel(message: ReceivedMessage) -> bool:
 
 
 def before_a_sentinel(queue: Queue, spec: QueueSpec, *, ack: bool = False, timeout: float = 30.0):
-    """Every message the subscription delivers before a sentinel published now. The sentinel is
+    """Every message the subscription delivers before a sentinel published now. Sentinels are
     acked; the others too when `ack`, otherwise their leases are left to run."""
-    queue.publish(spec, [OutboundMessage(b"sentinel", {SENTINEL_ATTRIBUTE: "1"})])
+    # Its own sentinel ends the read: an earlier one that a seek brought back is skipped.
+    mine = uuid.uuid4().hex
+    queue.publish(spec, [OutboundMessage(b"sentinel", {SENTINEL_ATTRIBUTE: mine})])
     found: list[ReceivedMessage] = []
     deadline = time.monotonic() + timeout
     while True:
@@ -35,5 +38,5 @@ def before_a_sentinel(queue: Queue, spec: QueueSpec, *, ack: bool = False, timeo
         if settled:
             queue.ack(spec, [m.ack_id for m in settled])
         found += others
-        if len(others) < len(batch):
+        if any(m.attributes.get(SENTINEL_ATTRIBUTE) == mine for m in batch):
             return found
