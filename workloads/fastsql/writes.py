@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.db import connections, models, transaction
@@ -187,12 +188,10 @@ def _json_rows(connection, model_fields, rows) -> str | None:
     NULL and aware datetimes (ISO 8601 with their offset, microseconds kept), each prepared by
     `_column` as the field would. Floats (NaN and infinities are not JSON), bytes, JSON documents
     and anything else keep the arrays."""
+    if _json_row_columns(connection, model_fields) is None:
+        return None
     columns = []
     for index, field in enumerate(model_fields):
-        target = field.target_field if field.is_relation else field
-        kind = target.get_internal_type()
-        if kind != "DateTimeField" and _AS_IS.get(kind) not in (int, str, bool):
-            return None
         values = _column(connection, field, [row[index] for row in rows])
         for value in values:
             if value is None or type(value) in (int, str, bool):
@@ -204,12 +203,23 @@ def _json_rows(connection, model_fields, rows) -> str | None:
     return json.dumps(list(zip(*columns, strict=True)), default=datetime.isoformat, separators=(",", ":"))
 
 
-def _json_row_columns(connection, model_fields, alias: str = "input") -> list[str]:
-    """Each column of a `_json_rows` row (`<alias>.r`) read as its field's type."""
+def _json_row_columns(connection, model_fields, alias: str = "input") -> tuple[str, ...] | None:
+    """Each column of a `_json_rows` row (`<alias>.r`) read as its field's type; None when a field
+    is not of a plain kind. Cached: the fields' db_type cost more than the rest of the statement."""
+    return _json_row_columns_cached(connection.alias, tuple(model_fields), alias)
+
+
+@lru_cache(maxsize=256)
+def _json_row_columns_cached(using: str, model_fields: tuple, alias: str) -> tuple[str, ...] | None:
+    connection = connections[using]
+    for field in model_fields:
+        kind = (field.target_field if field.is_relation else field).get_internal_type()
+        if kind != "DateTimeField" and _AS_IS.get(kind) not in (int, str, bool):
+            return None
     # Without the length (varchar, not varchar(255)): a cast would truncate where the INSERT fails.
-    return [
+    return tuple(
         f"({alias}.r->>{index})::{field.db_type(connection).split('(')[0]}" for index, field in enumerate(model_fields)
-    ]
+    )
 
 
 def update_rows(
