@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
+from django.db import models
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
@@ -23,6 +24,9 @@ from workloads.services.tokens import api_token_issue, api_token_revoke, validat
 class RoleGatedAdminMixin:
     """Admin-role users may do everything here; nobody else sees the admin. Django's per-model
     permission rows are not used: roles are the one permission system."""
+
+    # A link typed without its scheme becomes https://... (Django 6's default; Django 5 warns).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def has_module_permission(self, request):
         return has_role(request.user, Role.ADMIN)

@@ -3,6 +3,7 @@ them, its cloud resource names, and its SLO and schedule-policy rows. They parse
 as the API's serializers do; dashboards/class_edit_views.py saves through the service."""
 
 from django import forms
+from django.db import models
 from django.forms.models import inlineformset_factory
 
 from workloads.models import SchedulePolicy, Slo, WorkloadClass
@@ -35,6 +36,16 @@ SCHEDULE_FIELDS = (
     "priority",
     "enabled",
 )
+
+
+def _url_fields_assume_https(db_field, **kwargs):
+    """A runbook link typed without its scheme becomes https://..., Django 6's default (Django 5
+    assumes http:// and warns); the API's serializers refuse it instead."""
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 DAYS = [(0, "Mon"), (1, "Tue"), (2, "Wed"), (3, "Thu"), (4, "Fri"), (5, "Sat"), (6, "Sun")]
 
 
@@ -45,6 +56,7 @@ class ClassEditForm(forms.ModelForm):
     class Meta:
         model = WorkloadClass
         fields = EDITABLE
+        formfield_callback = _url_fields_assume_https
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
     def sections(self):
@@ -64,7 +76,14 @@ class SchedulePolicyForm(forms.ModelForm):
 
 
 # One blank row each to add; a row's Delete box removes it (the service deletes what the list omits).
-SloFormSet = inlineformset_factory(WorkloadClass, Slo, fields=SLO_FIELDS, extra=1, can_delete=True)
+SloFormSet = inlineformset_factory(
+    WorkloadClass,
+    Slo,
+    fields=SLO_FIELDS,
+    formfield_callback=_url_fields_assume_https,
+    extra=1,
+    can_delete=True,
+)
 ScheduleFormSet = inlineformset_factory(
     WorkloadClass, SchedulePolicy, form=SchedulePolicyForm, fields=SCHEDULE_FIELDS, extra=1, can_delete=True
 )

@@ -102,6 +102,17 @@ def test_a_resource_name_is_changed_as_patch_changes_it(admin_client):
     assert set(_updates().get().changes) == {"worker_pool"}
 
 
+def test_a_runbook_link_typed_without_its_scheme_is_saved_as_https(admin_client):
+    # Django 6's default; Django 5 assumed http:// (and warns: pyproject.toml makes that an error).
+    response = admin_client.post(
+        URL, _submitted(admin_client, runbook_url="runbooks.example.com/drain", slos__0__runbook_url="slo.example.com")
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    workload_class = WorkloadClass.objects.get(slug=HEALTHY_SLUG)
+    assert workload_class.runbook_url == "https://runbooks.example.com/drain"
+    assert workload_class.slos.filter(runbook_url="https://slo.example.com").count() == 1
+
+
 def test_a_bad_schedule_is_refused_beside_its_row_and_nothing_is_saved(admin_client):
     response = admin_client.post(
         URL, _submitted(admin_client, schedules__0__min_instances="9", schedules__0__max_instances="3")
