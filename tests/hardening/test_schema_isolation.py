@@ -8,13 +8,13 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from django.core import checks
 
+from tests.background_server import serve_in_background
 from tests.factories import DOCUMENT_SCHEMA, WorkloadClassFactory, class_payload
 from workloads.domain.payloads import normalize_and_validate
 from workloads.models import WorkloadClass
@@ -55,8 +55,7 @@ class _RecordingServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/schema.json"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        serve_in_background(self.server)
 
     def close(self):
         self.server.shutdown()

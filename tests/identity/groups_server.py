@@ -7,7 +7,6 @@ control plane's own google.auth.default() + AuthorizedSession path runs unchange
 
 import json
 import re
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -15,6 +14,8 @@ from urllib.parse import parse_qs, urlparse
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.background_server import serve_in_background
 
 SEARCH_PATH = "/v1/groups/-/memberships:searchTransitiveGroups"
 QUERY = re.compile(r"^member_key_id == '([^']+)' && '([^']+)' in labels$")
@@ -64,7 +65,7 @@ class GroupsServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_background(self.server)
 
     def stop(self):
         self.server.shutdown()

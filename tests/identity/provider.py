@@ -13,13 +13,14 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from tests.background_server import serve_in_background
 
 CLIENT_ID = "controlplane-test"
 CLIENT_SECRET = "test-client-secret"
@@ -45,10 +46,9 @@ class OidcProvider:
         self.token_requests: list[dict] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.issuer = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self) -> OidcProvider:
-        self._thread.start()
+        serve_in_background(self._server)
         return self
 
     def stop(self) -> None:

@@ -2,7 +2,6 @@
 with a key the test generates and publishes at an in-process certs URL, as IAP publishes its own."""
 
 import json
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +12,7 @@ from django.contrib.auth import get_user_model
 
 from controlplane.role_rules import parse_role_rules
 from controlplane.roles import Role, user_role
+from tests.background_server import serve_in_background
 from tests.identity.provider import new_ec_key
 from workloads.models import AuditEvent, AuditResult
 
@@ -43,7 +43,7 @@ class IapKeys:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/iap/verify/public_key"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_background(self.server)
 
     def assertion(self, *, key=None, kid=KID, **overrides) -> str:
         now = int(time.time())

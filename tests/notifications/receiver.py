@@ -4,10 +4,11 @@ records every request (path, headers, raw body) and answers from a script of res
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.background_server import serve_in_background
 
 
 @dataclass
@@ -85,5 +86,5 @@ def start_receiver() -> Receiver:
     server.daemon_threads = True
     receiver = Receiver(server)
     holder["r"] = receiver
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_background(server)
     return receiver
