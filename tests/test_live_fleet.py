@@ -146,13 +146,7 @@ def _start_from_the_migrated_template(var_dir: Path) -> None:
     copy_sqlite_template("contract_sqlite", var_dir / "controlplane.sqlite3")
 
 
-def _mark(what):
-    with open("/tmp/suite-timing.log", "a") as f:
-        f.write(f"{time.monotonic():.2f} {what}\n")
-
-
 def _manage(env: dict[str, str], *args: str) -> str:
-    _mark(f"manage {args}")
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
     )
@@ -193,9 +187,7 @@ def test_the_procfile_runs_the_live_fleet_and_stops_cleanly(tmp_path):
     survivors: dict[int, str] = {}
     try:
         client = Client(f"http://127.0.0.1:{port}", token)
-        _mark("supervisor started")
         seen = _wait_for_the_fleet(client, supervisor, log_path)
-        _mark("seen all")
         assert seen["ok_receipt"]["status"] == "accepted"
         assert seen["poison_receipt"]["status"] == "accepted"
         assert seen["dead_letter"]["error_type"].endswith("PolicyEngineError")
@@ -209,7 +201,6 @@ def test_the_procfile_runs_the_live_fleet_and_stops_cleanly(tmp_path):
     finally:
         family = family or _descendants(supervisor.pid)
         # What Ctrl-C on `make run` amounts to: the supervisor is told to stop and stops the rest.
-        _mark("killpg")
         os.killpg(supervisor.pid, signal.SIGTERM)
         try:
             supervisor.wait(timeout=45)
@@ -226,7 +217,6 @@ def test_the_procfile_runs_the_live_fleet_and_stops_cleanly(tmp_path):
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait(timeout=10)
-    _mark("stopped")
     assert not survivors, f"still running after SIGTERM: {survivors}\n{_tail(log_path)}"
     assert "SIGTERM received" in log_path.read_text()  # the workers were told to finish their work
 
@@ -252,7 +242,6 @@ def _wait_for_the_fleet(client: Client, supervisor: subprocess.Popen, log_path: 
                     )
                     assert status == 202, body
                     seen[name] = body
-                    _mark(name)
             if "dead_letter" not in seen:
                 missing = "the poison event's dead letter"
                 key = seen["poison_receipt"]["idempotency_key"]
@@ -260,7 +249,6 @@ def _wait_for_the_fleet(client: Client, supervisor: subprocess.Popen, log_path: 
                 _status, body = client.api("GET", f"dead-letters/?{query}")
                 if body.get("count"):
                     seen["dead_letter"] = body["results"][0]
-                    _mark("dead_letter")
             if "completed" not in seen:
                 missing = "completed jobs in the minute rollups"
                 since = (datetime.now(UTC) - timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -270,13 +258,11 @@ def _wait_for_the_fleet(client: Client, supervisor: subprocess.Popen, log_path: 
                     total += sum(point["v"] for point in body.get("points", []))
                 if total >= 10:
                     seen["completed"] = total
-                    _mark("completed")
             if "overview" not in seen:
                 missing = "live values on the overview"
                 html = client.page("/")
                 if "no telemetry polled yet" not in html and "data as of" in html:
                     seen["overview"] = html
-                    _mark("overview")
             if {"dead_letter", "completed", "overview"} <= set(seen):
                 return seen
         except (urllib.error.URLError, ConnectionError, TimeoutError):
