@@ -115,12 +115,16 @@ def new_page(browser, live_server):
         # Every Content-Security-Policy violation (Chromium reports each on the console) fails the
         # test that caused it, so every browser test also proves its screens live with the policy.
         context.add_init_script(_REPORT_CSP_VIOLATIONS)
-        page = context.new_page()
+        return watched(context.new_page())
+
+    def watched(page):
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.js_errors = errors  # tests assert the page ran without script errors
         page.csp_violations = []
         page.on("console", lambda message, page=page: _note_csp_violation(page, message))
+        # Another tab of the same browser context (its cookies: the same session), watched the same way.
+        page.new_tab = lambda: watched(page.context.new_page())
         pages.append(page)
         return page
 
