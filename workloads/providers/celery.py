@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 from celery import Celery
@@ -33,15 +33,24 @@ def runtime_broker_url() -> str:
     return settings.RUNTIME_CELERY_BROKER_URL
 
 
-def celery_send(task_name: str, messages: Sequence[OutboundMessage]) -> list[str]:
+def celery_send(
+    task_name: str,
+    messages: Sequence[OutboundMessage],
+    *,
+    on_published: Callable[[int, str], None] | None = None,
+) -> list[str]:
     """Send each message to `task_name` as `task(payload, attributes=...)`; returns the task ids
     (the receipts). The idempotency key travels as an attribute: a legacy task that deduplicates
-    can use it."""
+    can use it.
+
+    `on_published(index, task_id)` is called as each message is handed to the broker, also when a
+    later one fails (the ProviderError is raised after): the caller keeps the receipts of the tasks
+    already sent, since a legacy worker has no completed-key check to skip a second copy."""
     app = runtime_celery_app()
     task_ids = []
     try:
         with app.connection_for_write(runtime_broker_url()) as connection, app.amqp.Producer(connection) as producer:
-            for message in messages:
+            for index, message in enumerate(messages):
                 task_id = str(uuid.uuid4())
                 app.send_task(
                     task_name,
@@ -51,7 +60,11 @@ def celery_send(task_name: str, messages: Sequence[OutboundMessage]) -> list[str
                     producer=producer,
                     headers={"idempotency_key": message.attributes.get(ATTR_IDEMPOTENCY_KEY, "")},
                 )
+                # The message is in the broker: send_task returns once it is, and raises only for
+                # it (a task-sent event that fails is buffered by Celery, never raised).
                 task_ids.append(task_id)
+                if on_published is not None:
+                    on_published(index, task_id)
     except Exception as exc:  # kombu raises many kinds when the broker is unreachable
         raise ProviderError(
             f"Could not send to the Celery task {task_name}: {exc}", permanent=False, code="UNAVAILABLE"

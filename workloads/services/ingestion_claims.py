@@ -363,11 +363,7 @@ def _publish(
 ) -> list[str]:
     messages = [_outbound(destination, c) for c in candidates]
     if destination.runtime == Runtime.CELERY:
-        message_ids = celery_send(destination.runtime_resource, messages)
-        if on_published is not None:
-            for index, message_id in enumerate(message_ids):
-                on_published(index, message_id)
-        return message_ids
+        return celery_send(destination.runtime_resource, messages, on_published=on_published)
     return get_providers().queue.publish(
         queue_spec(destination), messages, deadline=deadline, on_published=on_published
     )
