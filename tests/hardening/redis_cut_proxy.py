@@ -52,10 +52,10 @@ class RedisCutProxy:
             except OSError:
                 return  # stopped
             with self._lock:
-                if self._cut:
+                upstream = None if self._cut else _connect(self._redis_port)
+                if upstream is None:  # cut, or Redis itself is down: the client's connection closes
                     client.close()
                     continue
-                upstream = socket.create_connection(("127.0.0.1", self._redis_port))
                 self._sockets.update((client, upstream))
             threading.Thread(target=self._commands, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._replies, args=(upstream, client), daemon=True).start()
@@ -117,6 +117,13 @@ def _next_command(buffer: bytes) -> tuple[bytes, int] | None:
         if argument == 0:
             name = buffer[start : start + length].upper()
     return name, position
+
+
+def _connect(port: int) -> socket.socket | None:
+    try:
+        return socket.create_connection(("127.0.0.1", port))
+    except OSError:
+        return None
 
 
 def _recv(sock: socket.socket) -> bytes:
