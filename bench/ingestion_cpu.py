@@ -121,6 +121,7 @@ class Driver:
 def _measure(driver: Driver, kind: str, requests: int, threads: int) -> tuple[float, float]:
     """(process CPU, backend CPU) per request in ms, for `requests` calls of `kind` from `threads` threads."""
     call = getattr(driver, kind)
+    driver.backends = set()  # this measurement's threads' connections (earlier threads' are closed)
     per_thread = requests // threads
     barrier = threading.Barrier(threads + 1)
 

@@ -43,29 +43,16 @@ def insert_rows(
     per column, when every value is plain (see `_json_rows`); thousands of rows without
     `returning` still go by COPY."""
     connection = connections[using]
-    quote = connection.ops.quote_name
-    model_fields = [model._meta.get_field(name) for name in fields]
-    table = quote(model._meta.db_table)
-    columns = ", ".join(quote(field.column) for field in model_fields)
-    row_placeholder = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
-    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-    if update_fields:
-        unique = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
-        updates = (quote(model._meta.get_field(name).column) for name in update_fields)
-        suffix = f" ON CONFLICT ({unique}) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)
-    if returning:
-        suffix += " RETURNING " + ", ".join(quote(model._meta.get_field(name).column) for name in returning)
+    model_fields, table, columns, row_placeholder, suffix = _insert_parts(
+        using, model, tuple(fields), ignore_conflicts, tuple(unique_fields), tuple(update_fields), tuple(returning)
+    )
     if connection.vendor == "postgresql" and len(rows) >= COPY_FROM_ROWS and not returning:
         return _insert_copy(connection, model, model_fields, rows, columns, suffix)
     if connection.vendor == "postgresql" and rows and json_parameter:
         document = _json_rows(connection, model_fields, rows)
         if document is not None:
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {table} ({columns}) SELECT {', '.join(_json_row_columns(connection, model_fields))} "
-                    f"FROM jsonb_array_elements(%s::jsonb) AS input(r){suffix}",
-                    [document],
-                )
+                cursor.execute(_insert_json_sql(using, table, columns, model_fields, suffix), [document])
                 return [tuple(row) for row in cursor.fetchall()] if returning else []
     if connection.vendor == "postgresql" and len(rows) > 1:
         return _insert_unnest(connection, model_fields, rows, f"INSERT INTO {table} ({columns})", suffix, returning)
@@ -84,6 +71,40 @@ def insert_rows(
             if returning:
                 returned += [tuple(row) for row in cursor.fetchall()]
     return returned
+
+
+@lru_cache(maxsize=256)
+def _insert_parts(
+    using: str,
+    model: type[models.Model],
+    fields: tuple[str, ...],
+    ignore_conflicts: bool,
+    unique_fields: tuple[str, ...],
+    update_fields: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> tuple[tuple, str, str, str, str]:
+    """`insert_rows`' fields, table, column list, row placeholder and ON CONFLICT / RETURNING
+    suffix, built once per statement shape: ingestion runs the same few shapes on every request,
+    and building their text (field lookups, quoting) cost it as much as sending them."""
+    quote = connections[using].ops.quote_name
+    model_fields = tuple(model._meta.get_field(name) for name in fields)
+    table = quote(model._meta.db_table)
+    columns = ", ".join(quote(field.column) for field in model_fields)
+    row_placeholder = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
+    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    if update_fields:
+        unique = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
+        updates = (quote(model._meta.get_field(name).column) for name in update_fields)
+        suffix = f" ON CONFLICT ({unique}) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)
+    if returning:
+        suffix += " RETURNING " + ", ".join(quote(model._meta.get_field(name).column) for name in returning)
+    return model_fields, table, columns, row_placeholder, suffix
+
+
+@lru_cache(maxsize=256)
+def _insert_json_sql(using: str, table: str, columns: str, model_fields: tuple, suffix: str) -> str:
+    values = ", ".join(_json_row_columns(using, model_fields, "input"))
+    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS input(r){suffix}"
 
 
 def _insert_unnest(connection, model_fields, rows, insert, suffix, returning) -> list[tuple]:
@@ -188,34 +209,54 @@ def _json_rows(connection, model_fields, rows) -> str | None:
     NULL and aware datetimes (ISO 8601 with their offset, microseconds kept), each prepared by
     `_column` as the field would. Floats (NaN and infinities are not JSON), bytes, JSON documents
     and anything else keep the arrays."""
-    if _json_row_columns(connection, model_fields) is None:
+    kinds = _json_kinds(tuple(model_fields))
+    if kinds is None:
         return None
-    columns = []
-    for index, field in enumerate(model_fields):
-        values = _column(connection, field, [row[index] for row in rows])
-        for value in values:
+    prepared = []
+    for row in rows:
+        values = []
+        for field, kind, value in zip(model_fields, kinds, row, strict=True):
+            # As `_column` prepares it: kept when None or already of the field's own type (aware,
+            # for a datetime), else prepared by the field.
+            if kind is datetime:
+                kept = value is None or (type(value) is datetime and value.utcoffset() is not None)
+            else:
+                kept = value is None or type(value) is kind
+            if not kept:
+                value = field.get_db_prep_save(value, connection)
             if value is None or type(value) in (int, str, bool):
-                continue
-            if type(value) is datetime and value.utcoffset() is not None:
-                continue
-            return None
-        columns.append(values)
-    return json.dumps(list(zip(*columns, strict=True)), default=datetime.isoformat, separators=(",", ":"))
-
-
-def _json_row_columns(connection, model_fields, alias: str = "input") -> tuple[str, ...] | None:
-    """Each column of a `_json_rows` row (`<alias>.r`) read as its field's type; None when a field
-    is not of a plain kind. Cached: the fields' db_type cost more than the rest of the statement."""
-    return _json_row_columns_cached(connection.alias, tuple(model_fields), alias)
+                values.append(value)
+            elif type(value) is datetime and value.utcoffset() is not None:
+                values.append(value)
+            else:
+                return None
+        prepared.append(values)
+    return json.dumps(prepared, default=datetime.isoformat, separators=(",", ":"))
 
 
 @lru_cache(maxsize=256)
-def _json_row_columns_cached(using: str, model_fields: tuple, alias: str) -> tuple[str, ...] | None:
-    connection = connections[using]
+def _json_kinds(model_fields: tuple) -> tuple[type, ...] | None:
+    """Per field, the Python type its plain values have (`datetime` for a DateTimeField); None
+    when a field is not of a plain kind (see `_json_row_columns`)."""
+    kinds = []
     for field in model_fields:
         kind = (field.target_field if field.is_relation else field).get_internal_type()
-        if kind != "DateTimeField" and _AS_IS.get(kind) not in (int, str, bool):
+        if kind == "DateTimeField":
+            kinds.append(datetime)
+        elif _AS_IS.get(kind) in (int, str, bool):
+            kinds.append(_AS_IS[kind])
+        else:
             return None
+    return tuple(kinds)
+
+
+@lru_cache(maxsize=256)
+def _json_row_columns(using: str, model_fields: tuple, alias: str) -> tuple[str, ...] | None:
+    """Each column of a `_json_rows` row (`<alias>.r`) read as its field's type; None when a field
+    is not of a plain kind. Cached: the fields' db_type cost more than the rest of the statement."""
+    connection = connections[using]
+    if _json_kinds(model_fields) is None:
+        return None
     # Without the length (varchar, not varchar(255)): a cast would truncate where the INSERT fails.
     return tuple(
         f"({alias}.r->>{index})::{field.db_type(connection).split('(')[0]}" for index, field in enumerate(model_fields)
@@ -242,7 +283,7 @@ def update_rows(
     connection = connections[using]
     quote = connection.ops.quote_name
     pk = model._meta.pk
-    model_fields = [pk] + [model._meta.get_field(name) for name in fields]
+    model_fields = _update_fields(model, tuple(fields))
     table = quote(model._meta.db_table)
     postgresql = connection.vendor == "postgresql"
     document = _json_rows(connection, model_fields, rows) if json_parameter and postgresql else None
@@ -257,15 +298,7 @@ def update_rows(
     condition, condition_params = and_equal_sql(model, table, where, connection)
     with connection.cursor() as cursor:
         if document is not None:
-            values = _json_row_columns(connection, model_fields, alias="v")
-            assignments = ", ".join(
-                f"{quote(field.column)} = {value}" for field, value in zip(model_fields[1:], values[1:], strict=True)
-            )
-            cursor.execute(
-                f"UPDATE {table} SET {assignments} FROM jsonb_array_elements(%s::jsonb) AS v(r) "
-                f"WHERE {table}.{quote(pk.column)} = {values[0]}{condition}",
-                [document] + condition_params,
-            )
+            cursor.execute(_update_json_sql(using, model_fields, table) + condition, [document] + condition_params)
         elif postgresql:
             arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in model_fields)
             names = ", ".join(f"v{index}" for index in range(len(model_fields)))
@@ -284,6 +317,27 @@ def update_rows(
                 [list(values[1:]) + [values[0]] + condition_params for values in zip(*params, strict=True)],
             )
         return cursor.rowcount
+
+
+@lru_cache(maxsize=256)
+def _update_fields(model: type[models.Model], fields: tuple[str, ...]) -> tuple:
+    """The primary key, then the named fields: `update_rows`' columns, looked up once per shape."""
+    return (model._meta.pk, *(model._meta.get_field(name) for name in fields))
+
+
+@lru_cache(maxsize=256)
+def _update_json_sql(using: str, model_fields: tuple, table: str) -> str:
+    """`update_rows`' statement from one JSON parameter, without its `where` condition (built once
+    per shape, as `_insert_parts`)."""
+    quote = connections[using].ops.quote_name
+    values = _json_row_columns(using, model_fields, "v")
+    assignments = ", ".join(
+        f"{quote(field.column)} = {value}" for field, value in zip(model_fields[1:], values[1:], strict=True)
+    )
+    return (
+        f"UPDATE {table} SET {assignments} FROM jsonb_array_elements(%s::jsonb) AS v(r) "
+        f"WHERE {table}.{quote(model_fields[0].column)} = {values[0]}"
+    )
 
 
 def and_equal_sql(model: type[models.Model], table: str, where: dict | None, connection) -> tuple[str, list]:
