@@ -207,12 +207,22 @@ def migrate() -> None:
 
 
 def collect_static() -> None:
-    """Pages render {% static %} through the manifest storage with DEBUG off, as in production."""
+    """Pages render {% static %} through the manifest storage with DEBUG off, as in production.
+
+    The files and their manifest are collected by Django's manifest storage, the one whitenoise's
+    production storage builds on: the pages then look up the same hashed names in the same
+    manifest. What whitenoise adds, a gzip copy of every file, serves files, which no benchmark
+    does, and cost most of the collection (measured: 3.1 CPU-s and 5.1 s with it, 0.6 CPU-s and
+    1.2 s without)."""
     global _static_collected
     if not _static_collected:
+        from django.conf import settings
         from django.core.management import call_command
+        from django.test import override_settings
 
-        call_command("collectstatic", interactive=False, verbosity=0)
+        manifest_only = {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"}
+        with override_settings(STORAGES={**settings.STORAGES, "staticfiles": manifest_only}):
+            call_command("collectstatic", interactive=False, verbosity=0)
         _static_collected = True
 
 
