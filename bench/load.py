@@ -1,8 +1,9 @@
 """Load: single events through the ingestion endpoint at a fixed rate, 200/s (100/s with --quick;
---load-rate sets it), open loop (sends follow a clock, never the answers), for 60 s (10 s with
---quick), on gunicorn with the local provider on PostgreSQL: p50/p95/p99 latency (from each
-request's scheduled time, so queueing shows) and errors. The baseline is the bare echo endpoint
-at the same rate on the same server, just before. Loopback only; it stops by itself.
+--load-rate sets it), open loop (sends follow a clock, never the answers), for 60 s (3 s with
+--quick, the test suite's smoke run), on gunicorn with the local provider on PostgreSQL:
+p50/p95/p99 latency (from each request's scheduled time, so queueing shows) and errors. The
+baseline is the bare echo endpoint at the same rate on the same server, just before. Loopback
+only; it stops by itself.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def run(args) -> list[Result]:
     from workloads.providers import get_providers
     from workloads.providers.specs import queue_spec
 
-    duration, echo_duration = (10.0, 2.0) if args.quick else (60.0, 15.0)
+    duration, echo_duration = (3.0, 1.0) if args.quick else (60.0, 15.0)
     rate = getattr(args, "load_rate", None) or (QUICK_RATE if args.quick else DEFAULT_RATE)
     reset_tables()
     token = ingest_token()
