@@ -18,6 +18,7 @@ from workloads.providers.base import (
     WorkerReport,
 )
 from workloads.providers.local import LocalMetrics, LocalQueue, LocalWorkerPools
+from workloads.providers.local.metrics import REPORT_BUCKET_COUNT_MAX
 from workloads.providers.local.models import LocalDelivery, LocalMessage, LocalSubscription, LocalTopic
 
 
@@ -166,6 +167,31 @@ def test_a_report_with_other_buckets_is_refused(db, clock):
     with pytest.raises(ProviderError) as caught:
         LocalMetrics().write_worker_report(replace(report, latency=odd))
     assert caught.value.permanent and caught.value.code == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_a_report_s_bucket_counts_are_at_most_an_integer_and_their_sums_are_not(alias, clock):
+    """Reports' bucket counts are summed as PostgreSQL integers into a bigint: a larger count is
+    refused when written, and two counts at the limit add up past it."""
+    metrics = LocalMetrics(using=alias, now=clock)
+    t0 = clock.now
+    most = REPORT_BUCKET_COUNT_MAX
+    counts = (most,) + (0,) * len(LATENCY_BUCKET_BOUNDS)
+    report = replace(
+        _report("ocr", t0 + timedelta(seconds=30)),
+        latency=Distribution(count=most, sum=float(most), bucket_counts=counts),
+    )
+    with pytest.raises(ProviderError) as caught:
+        too_many = (most + 1,) + counts[1:]
+        metrics.write_worker_report(replace(report, latency=replace(report.latency, bucket_counts=too_many)))
+    assert caught.value.permanent and caught.value.code == "INVALID_ARGUMENT"
+    metrics.write_worker_report(report)
+    metrics.write_worker_report(replace(report, instance_id="i2"))
+    clock.now = t0 + timedelta(minutes=5)
+
+    latency = metrics.series(MetricKind.COMPLETION_LATENCY, [_target("ocr")], start=t0, end=clock.now, step_seconds=60)
+    (point,) = latency["ocr"]
+    assert point.value.bucket_counts[0] == 2 * most and point.value.count == 2 * most
 
 
 def test_instance_count_is_the_time_weighted_mean_of_the_pool_history(db, clock):
