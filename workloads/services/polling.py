@@ -64,6 +64,7 @@ _ROLLUP_UNIQUE = ["workload_class", "resolution", "bucket_start"]
 # Every column a new rollup row is written with, and the model's default for each.
 _ROLLUP_COLUMNS = [field.name for field in MetricRollup._meta.concrete_fields if not field.primary_key]
 _ROLLUP_DEFAULTS = {field.name: field.get_default() for field in MetricRollup._meta.concrete_fields}
+_TELEMETRY_FIELDS = [field.name for field in ClassTelemetry._meta.concrete_fields]  # the class (its pk) first
 
 
 @dataclass
@@ -480,9 +481,11 @@ def _class_telemetry_record(
         record.failed_last_hour += values.failed
         record.latency_p95_seconds = histogram.percentile(values.latency, 95.0)
         records.append(record)
-    ClassTelemetry.objects.bulk_create(
-        records,
-        update_conflicts=True,
+    # insert_rows, not bulk_create: the ORM's preparing of 200 rows' 14 fields cost more than the statement.
+    insert_rows(
+        ClassTelemetry,
+        _TELEMETRY_FIELDS,
+        [[getattr(record, field.attname) for field in ClassTelemetry._meta.concrete_fields] for record in records],
         unique_fields=["workload_class"],
-        update_fields=[f.name for f in ClassTelemetry._meta.concrete_fields if f.name != "workload_class"],
+        update_fields=_TELEMETRY_FIELDS[1:],
     )
