@@ -42,6 +42,7 @@ from bench.common import (
 )
 
 GROUP_THREADS = 8
+WARM_UP_CALLS = 15
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -124,10 +125,16 @@ def _measure(driver: Driver, kind: str, requests: int, threads: int) -> tuple[fl
     driver.backends = set()  # this measurement's threads' connections (earlier threads' are closed)
     per_thread = requests // threads
     barrier = threading.Barrier(threads + 1)
+    one_at_a_time = threading.Lock()
 
     def work():
         driver.note_backend()
-        call()  # warm this thread's connection and caches
+        # Warm this thread's new connection alone, so that it leads its own groups: psycopg prepares
+        # a statement on its 5th run and PostgreSQL settles on a generic plan 5 runs later, as
+        # gunicorn's long-lived threads have long done.
+        with one_at_a_time:
+            for _ in range(WARM_UP_CALLS):
+                call()
         barrier.wait()
         for _ in range(per_thread):
             call()
