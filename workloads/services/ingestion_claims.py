@@ -363,7 +363,13 @@ def _publish(
 ) -> list[str]:
     messages = [_outbound(destination, c) for c in candidates]
     if destination.runtime == Runtime.CELERY:
-        return celery_send(destination.runtime_resource, messages, on_published=on_published)
+        # Always networked (claim_and_publish), so always with the request's publish deadline.
+        return celery_send(
+            destination.runtime_resource,
+            messages,
+            deadline=settings.INGESTION_PUBLISH_TIMEOUT_SECONDS if deadline is None else deadline,
+            on_published=on_published,
+        )
     return get_providers().queue.publish(
         queue_spec(destination), messages, deadline=deadline, on_published=on_published
     )

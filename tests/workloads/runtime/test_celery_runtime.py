@@ -105,6 +105,7 @@ def test_it_reports_a_real_celery_workers_task_events_as_the_class_figures(legac
             TASK_NAME,
             [_message({"work_seconds": 0.05, "n": n}, f"ok-{n}") for n in range(3)]
             + [_message({"fail": True, "n": n}, f"bad-{n}") for n in range(2)],
+            deadline=10,
         )
         assert len(set(task_ids)) == 5
 
