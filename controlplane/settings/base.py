@@ -539,6 +539,8 @@ PUBSUB_MAX_LEASE_EXTENSION_SECONDS = env_int("PUBSUB_MAX_LEASE_EXTENSION_SECONDS
 # How long an ingestion request waits for Pub/Sub to take its events. Past it the request answers
 # 503 with Retry-After and gives its idempotency keys back, so a web thread is never held for the
 # library's whole retry budget (60 s) during an outage; see docs/gcp.md, "Ingestion during an outage".
+# A class on Celery gets the same bound for RUNTIME_CELERY_BROKER_URL (workloads/providers/celery.py
+# derives its connect, socket and AMQP read/write timeouts from it; docs/migration.md).
 INGESTION_PUBLISH_TIMEOUT_SECONDS = env_float("INGESTION_PUBLISH_TIMEOUT_SECONDS", 8.0, minimum=0.5, maximum=60.0)
 
 # --- Local fleet (`manage.py runfleet`, the local provider's worker pools) --------------------------
