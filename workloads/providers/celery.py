@@ -103,48 +103,54 @@ class _Sending:
     def run(self, deadline: float) -> None:
         app = runtime_celery_app()
         url = runtime_broker_url()
+        connection = app.connection_for_write(
+            url, connect_timeout=deadline, transport_options=_send_transport_options(url, deadline)
+        )
         try:
-            with (
-                app.connection_for_write(
-                    url, connect_timeout=deadline, transport_options=_send_transport_options(url, deadline)
-                ) as connection,
-                app.amqp.Producer(connection) as producer,
-            ):
-                for index, message in enumerate(self.messages):
-                    with self._condition:
-                        if self._given_up:
-                            return
-                    task_id = str(uuid.uuid4())
-                    app.send_task(
-                        self.task_name,
-                        args=[json.loads(message.data)],
-                        kwargs={"attributes": dict(message.attributes)},
-                        task_id=task_id,
-                        producer=producer,
-                        headers={"idempotency_key": message.attributes.get(ATTR_IDEMPOTENCY_KEY, "")},
-                        # No retry inside: a write whose reply timed out may have reached the broker
-                        # and would be sent twice. The caller's retry sends only what has no receipt.
-                        retry=False,
-                    )
-                    # The message is in the broker: send_task returns once it is, and raises only for
-                    # it (a task-sent event that fails is buffered by Celery, never raised).
-                    with self._condition:
-                        if self._given_up:
-                            logger.warning(
-                                "Task %s of %s reached the broker after the caller's deadline: its key was "
-                                "given back, so the client's retry sends it again",
-                                task_id,
-                                self.task_name,
-                            )
-                            return
-                        self._sent.append((index, task_id))
+            with app.amqp.Producer(connection) as producer:
+                self._send_all(app, producer)
+            connection.release()
         except Exception as exc:  # noqa: BLE001 - kombu raises many kinds when the broker is unreachable
+            # Dropped, not closed: closing an AMQP connection talks to the broker, which would wait
+            # on a silent one again (twice: the channel, then the connection).
+            connection.collect()
             with self._condition:
                 self._error = exc
         finally:
             with self._condition:
                 self._finished = True
                 self._condition.notify_all()
+
+    def _send_all(self, app: Celery, producer) -> None:
+        for index, message in enumerate(self.messages):
+            with self._condition:
+                if self._given_up:
+                    return
+            task_id = str(uuid.uuid4())
+            app.send_task(
+                self.task_name,
+                args=[json.loads(message.data)],
+                kwargs={"attributes": dict(message.attributes)},
+                task_id=task_id,
+                producer=producer,
+                headers={"idempotency_key": message.attributes.get(ATTR_IDEMPOTENCY_KEY, "")},
+                # No retry inside: a write whose reply timed out may have reached the broker and
+                # would be sent twice. The caller's retry sends only what has no receipt.
+                retry=False,
+            )
+            # The message is in the broker: send_task returns once it is (and its task-sent event
+            # was written), and raises only for it (a task-sent event that fails is buffered by
+            # Celery, never raised).
+            with self._condition:
+                if self._given_up:
+                    logger.warning(
+                        "Task %s of %s reached the broker after the caller's deadline: its key was given "
+                        "back, so the client's retry sends it again",
+                        task_id,
+                        self.task_name,
+                    )
+                    return
+                self._sent.append((index, task_id))
 
 
 def _send_transport_options(url: str, deadline: float) -> dict:
@@ -157,6 +163,8 @@ def _send_transport_options(url: str, deadline: float) -> dict:
     if scheme in ("redis", "rediss", "sentinel"):
         options.update(socket_timeout=deadline, socket_connect_timeout=deadline)
     elif scheme in ("amqp", "amqps", "pyamqp"):
-        # The connect timeout (kombu's connect_timeout) also bounds py-amqp's handshake.
-        options.update(read_timeout=deadline, write_timeout=deadline)
+        # The connect timeout (kombu's connect_timeout) also bounds py-amqp's handshake. Without
+        # publisher confirms a publish only writes to the socket: a task a hung broker never took
+        # would get a receipt. With them each publish waits for the broker's ack (read_timeout).
+        options.update(read_timeout=deadline, write_timeout=deadline, confirm_publish=True)
     return options
