@@ -3,8 +3,9 @@ or from the handshake on. The call gives up at its deadline, reports the tasks t
 confirmed before, and its sending thread ends soon after.
 
 The broker is the machine's RabbitMQ (AMQP_TEST_URL, default guest on 127.0.0.1:5672; skipped when
-none answers) behind tests/hardening/amqp_hang_proxy.py; each test sends to a queue of its own and
-deletes it. No database: celery_send is called directly, as ingestion calls it."""
+none answers) behind tests/hardening/amqp_hang_proxy.py; each test sends to a queue (and
+exchange) of its own and deletes them. No database: celery_send is called directly, as ingestion
+calls it."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def queue_name():
     yield name
     with Connection(BROKER_URL, connect_timeout=5) as connection:
         connection.default_channel.queue_delete(name)
+        connection.default_channel.exchange_delete(name)  # Celery's default exchange has the queue's name
 
 
 @pytest.fixture
