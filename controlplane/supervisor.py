@@ -6,8 +6,8 @@ honcho, which `make run` used before, stops every process as soon as one exits: 
 Celery worker took the whole demo down. Here a process that exits on its own is logged, recorded
 in the state file (which the pages read: controlplane/processes.py) and started again after a
 backoff (1 s, doubling to 30 s; back to 1 s once it has run a minute). SIGINT (Ctrl-C) or SIGTERM
-stops everything: each child gets SIGTERM (its whole process group, so a child's own children
-too), up to STOP_GRACE_SECONDS to finish, then SIGKILL.
+stops everything: each child gets SIGTERM, then, once it has ended, whatever is left of its process
+group (a child's own children) too, all within STOP_GRACE_SECONDS; then SIGKILL.
 
 Plain Python, no Django: it must keep running whatever the application does.
 """
@@ -145,14 +145,22 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         running = [c for c in self.children if c.popen is not None and c.popen.poll() is None]
+        # The child itself first: gunicorn, the Celery worker and runfleet stop what they started in
+        # their own way. Signalled with them, a Celery worker's pool processes died with the task
+        # under way, and the worker then waited 10 s (Celery's worker_lost_wait) before it exited.
         for child in running:
-            _signal_group(child.popen, signal.SIGTERM)
+            child.popen.send_signal(signal.SIGTERM)
         give_up_at = time.monotonic() + STOP_GRACE_SECONDS
         for child in running:
             try:
                 child.popen.wait(timeout=max(0.0, give_up_at - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _log(self._output, "supervisor", f"{child.name} did not stop in {STOP_GRACE_SECONDS:g} s; killing it")
+        # Then what is left of each group (a shell's children, anything a child left behind).
+        for child in running:
+            _signal_group(child.popen, signal.SIGTERM)
+        while any(_group_alive(child.popen) for child in running) and time.monotonic() < give_up_at:
+            time.sleep(TICK_SECONDS / 4)
         for child in running:
             _signal_group(child.popen, signal.SIGKILL)  # stragglers of its group, if any
             if child.popen.poll() is None:
@@ -177,6 +185,14 @@ def _signal_group(popen: subprocess.Popen, signum: int) -> None:
         os.killpg(popen.pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _group_alive(popen: subprocess.Popen) -> bool:
+    try:
+        os.killpg(popen.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def build_children(entries: list[tuple[str, str]], *, port: int | None, concurrency: dict[str, int]) -> list[Child]:

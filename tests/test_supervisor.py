@@ -46,12 +46,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _start(tmp_path: Path, procfile: str) -> tuple[subprocess.Popen, Path]:
+def _start(tmp_path: Path, procfile: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
     (tmp_path / "Procfile").write_text(procfile)
     state = tmp_path / "processes.json"
     supervisor = subprocess.Popen(
         [PY, "-m", "controlplane.supervisor", "--procfile", str(tmp_path / "Procfile"), "--state", str(state)],
         cwd=ROOT,
+        env=env,
         stdout=open(tmp_path / "log", "w"),  # noqa: SIM115  (closed with the process)
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -114,6 +115,31 @@ def test_a_stop_signal_stops_every_process_and_their_children(tmp_path, stop_aft
     _wait_until(lambda: not any(_alive(pid) for pid in family), timeout=10, what="every process to end")
     assert _state(state_file)["stopped"] is True
     assert all(e == [] for e in (p["exits"] for p in _state(state_file)["processes"].values()))  # none unexpected
+
+
+def test_a_celery_task_under_way_finishes_when_everything_stops(tmp_path, stop_after):
+    """The stop signal goes to the Celery worker itself before the rest of its process group: the
+    worker lets its pool finish the task under way. Signalled with it, the pool process died with
+    the task, and the worker waited 10 s for the lost result before it exited."""
+    var_dir = tmp_path / "var"
+    for folder in ("queue", "processed", "control"):
+        (var_dir / "runtime-celery" / folder).mkdir(parents=True)
+    # The embedded broker of `make run` (the test run's own is in memory, in this process only).
+    env = {**os.environ, "VAR_DIR": str(var_dir), "RUNTIME_CELERY_BROKER_URL": "filesystem://"}
+    celery = Path(PY).parent / "celery"
+    procfile = f"legacy: {celery} -A demo.legacy worker --concurrency 1 --without-gossip --without-mingle -l INFO\n"
+    supervisor, _state_file = _start(tmp_path, procfile, env)
+    stop_after(supervisor)
+    log = tmp_path / "log"
+    _wait_until(lambda: " ready." in log.read_text(), timeout=60, what="the Celery worker")
+    send = "from demo.legacy import process_document; process_document.delay({'work_seconds': 2})"
+    subprocess.run([PY, "-c", send], cwd=ROOT, env=env, check=True, timeout=60)
+    _wait_until(lambda: "Task legacy.process_document" in log.read_text(), timeout=30, what="the task")
+
+    os.kill(supervisor.pid, signal.SIGTERM)
+    assert supervisor.wait(timeout=30) == 0
+    text = log.read_text()
+    assert "succeeded" in text and "WorkerLostError" not in text, text
 
 
 def _children_of(pid: int) -> list[int]:
