@@ -11,6 +11,8 @@ queue on PostgreSQL: nothing is lost and nothing is answered twice.
   event is queued or sent once.
 - The same group with the Celery broker down: the local events are accepted, the Celery ones
   answer the broker's error (503) with their keys given back, and are accepted once it is back.
+- The same group with the Celery broker hung (it accepts connections and never answers): every
+  request of the group is answered within the publish deadline, the local ones accepted.
 - A process ingesting from four threads at once (so its requests group) is killed (SIGKILL)
   mid-way: every event it answered as accepted is queued once with the answered message id, and
   sending everything again answers those as duplicates with the same message ids.
@@ -23,6 +25,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -31,6 +34,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from tests.factories import WorkloadClassFactory
+from tests.hardening.redis_cut_proxy import RedisCutProxy
 from tests.hardening.test_fault_broker import ThrowawayRedis, _free_port
 from tests.hardening.test_fault_database import DropConnection
 from tests.workloads.runtime.processes import Process, command_env
@@ -288,6 +292,35 @@ def test_a_group_of_local_and_celery_claims_with_the_broker_down(doc_class, lega
     assert _sent_tasks(runtime_broker) == {
         celery.idempotency_key: [celery.message_id],
         kept.idempotency_key: [kept.message_id],
+    }
+
+
+@pytest.mark.timeout(60)  # without a deadline on the Celery send the group would wait forever
+def test_a_group_of_local_and_celery_claims_with_the_broker_hung(doc_class, legacy_class, runtime_broker, settings):
+    """One hung broker holds its group for the publish deadline, not longer: the requests for the
+    local class are answered in time too."""
+    proxy = RedisCutProxy(runtime_broker.port)
+    settings.RUNTIME_CELERY_BROKER_URL = proxy.url
+    settings.INGESTION_PUBLISH_TIMEOUT_SECONDS = publish_timeout = 2.0
+    runtime_celery_app.cache_clear()
+    proxy.hang()
+    try:
+        started = time.monotonic()
+        outcomes = _mixed_group(doc_class, legacy_class, lambda _name: lambda execute, *args: execute(*args))
+        elapsed = time.monotonic() - started
+    finally:
+        proxy.stop()
+
+    assert elapsed < publish_timeout + 6.0, elapsed  # the margin: four requests' database work, busy machine
+    assert [r.status for r in outcomes["leader"]] == [r.status for r in outcomes["local"]] == [Status.ACCEPTED]
+    for name in ("celery", "mixed"):
+        assert isinstance(outcomes[name], ProviderError) and outcomes[name].code == "UNAVAILABLE", outcomes[name]
+    assert _sent_tasks(runtime_broker) == {}
+    moved_key = f"acme:{_document_on('moved', 'mixed')}:1"
+    assert set(IdempotencyRecord.objects.values_list("key", flat=True)) == {
+        "acme:leader:1",
+        "acme:local:1",
+        moved_key,
     }
 
 
