@@ -34,6 +34,7 @@ LONG_RUNNING = (
     "tests/api/test_url_convention.py::test_the_schema_marks_only_the_old_spellings_deprecated",
     "tests/dashboards/test_actions_screens.py::test_detail_queries_do_not_grow_with_the_number_of_steps",
     "tests/workloads/providers/test_local_fleet.py::test_the_runfleet_command_stops_its_workers_cleanly_on_sigterm",
+    "tests/test_supervisor.py::test_a_celery_task_under_way_finishes_when_everything_stops",
     "tests/test_settings.py::test_a_new_embedded_database_migrates",
     "tests/test_settings.py::test_check_deploy_is_clean_with_production_settings",
     "tests/workloads/runtime/test_fleet_end_to_end.py::test_workers_of_a_class_without_a_handler_crash_loop_and_the_controller_flags_the_pool",
